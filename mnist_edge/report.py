@@ -1,0 +1,36 @@
+"""report.json of a run: every stage and backend merges its figures into it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .paths import atomic_write
+
+REPORT_NAME = "report.json"
+
+
+def load_report(run_dir: str | Path) -> dict[str, Any]:
+    path = Path(run_dir) / REPORT_NAME
+    if not path.exists():
+        return {}
+    return json.loads(path.read_text())
+
+
+def _merge(base: dict[str, Any], updates: dict[str, Any]) -> dict[str, Any]:
+    for key, value in updates.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def update_report(run_dir: str | Path, updates: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge `updates` into the run's report.json (written atomically)."""
+    report = _merge(load_report(run_dir), updates)
+    with atomic_write(Path(run_dir) / REPORT_NAME, "w") as f:
+        json.dump(report, f, indent=2, sort_keys=True)
+        f.write("\n")
+    return report

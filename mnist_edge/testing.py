@@ -1,0 +1,102 @@
+"""Random but valid QGraphs, for testing every backend on every op kind."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import golden
+from .qgraph import INPUT_SCALE, INPUT_ZERO_POINT, QGraph, QOp, QTensor, expected_output_shape
+
+# Two layouts that between them use every op kind, odd sizes, strides and groups.
+LAYOUTS: dict[str, list[tuple[str, dict]]] = {
+    "mixed": [
+        ("conv2d", {"cout": 4, "kernel": [3, 3], "stride": [1, 1], "padding": [1, 1, 1, 1]}),
+        ("lut", {}),
+        ("maxpool2d", {"kernel": [2, 2], "stride": [2, 2]}),
+        ("conv2d", {"cout": 6, "kernel": [3, 3], "stride": [2, 2], "padding": [0, 1, 1, 0]}),
+        ("avgpool2d", {"kernel": [2, 2], "stride": [2, 2]}),
+        ("conv2d", {"cout": 6, "kernel": [3, 3], "stride": [1, 1], "padding": [1, 1, 1, 1],
+                    "groups": 2}),
+        ("global_avgpool", {}),
+        ("flatten", {}),
+        ("linear", {"cout": 10}),
+    ],
+    "dense": [
+        ("conv2d", {"cout": 3, "kernel": [5, 5], "stride": [1, 1], "padding": [0, 0, 0, 0]}),
+        ("maxpool2d", {"kernel": [3, 3], "stride": [2, 2]}),
+        ("flatten", {}),
+        ("linear", {"cout": 12}),
+        ("lut", {}),
+        ("linear", {"cout": 10}),
+    ],
+}
+
+
+def _single(x: QTensor, op: QOp) -> QGraph:
+    return QGraph("probe", x, [op])
+
+
+def _accumulators(op: QOp, x: QTensor, h: np.ndarray) -> np.ndarray:
+    centred = h.astype(np.float32) - np.float32(x.zero_point)
+    if op.kind == "linear":
+        return centred @ op.arrays["weight"].astype(np.float32).T
+    return golden.conv_sum(golden.pad_hw(centred, op.attrs["padding"]), op.arrays["weight"],
+                           op.attrs)
+
+
+def _scale(rng: np.random.Generator, lo: float, hi: float) -> float:
+    return float(np.float32(np.exp(rng.uniform(np.log(lo), np.log(hi)))))
+
+
+def random_qgraph(seed: int = 0, layout: str = "mixed") -> QGraph:
+    """A QGraph with random weights, scales and zero points that passes validate()."""
+    rng = np.random.default_rng(seed)
+    x = QTensor((1, 28, 28), INPUT_SCALE, INPUT_ZERO_POINT)
+    ops: list[QOp] = []
+    h = golden.pixels_to_int8(random_pixels(32, seed))
+    for i, (kind, spec) in enumerate(LAYOUTS[layout]):
+        name = f"{kind}{i}"
+        attrs = {k: v for k, v in spec.items() if k != "cout"}
+        arrays: dict[str, np.ndarray] = {}
+        if kind in ("conv2d", "linear"):
+            cout = spec["cout"]
+            groups = spec.get("groups", 1)
+            fan_in = x.shape[0] // groups
+            wshape = (cout, fan_in, *spec["kernel"]) if kind == "conv2d" else (cout, x.shape[0])
+            w = rng.integers(-127, 128, size=wshape).astype(np.int8)
+            arrays = {
+                "weight": w,
+                "bias": rng.integers(-2000, 2000, size=cout).astype(np.int32),
+                "w_scale": np.exp(rng.uniform(-7, -4, size=cout)).astype(np.float32),
+            }
+            # Pick the output scale from real accumulators so outputs span the int8 range.
+            probe = QOp(name, kind, QTensor((), 1.0, 0), attrs, arrays)
+            probe.output.shape = expected_output_shape(probe, x)
+            acc = _accumulators(probe, x, h)
+            spread = float(np.percentile(np.abs(acc), 99)) + 1.0
+            real = spread * x.scale * float(np.median(arrays["w_scale"]))
+            out_scale = _scale(rng, real / 150, real / 60)
+            zp = int(rng.integers(-60, 60))
+        elif kind in ("avgpool2d", "global_avgpool"):
+            out_scale, zp = _scale(rng, x.scale * 0.5, x.scale * 2), int(rng.integers(-128, 128))
+        elif kind == "lut":
+            arrays = {"table": rng.integers(-128, 128, size=256).astype(np.int8)}
+            out_scale, zp = _scale(rng, 0.01, 0.1), int(rng.integers(-128, 128))
+        else:
+            out_scale, zp = x.scale, x.zero_point
+        op = QOp(name, kind, QTensor((), out_scale, zp), attrs, arrays)
+        op.output.shape = expected_output_shape(op, x)
+        ops.append(op)
+        h = golden.INT8_OPS[kind](h, _single(x, op), 0, x)
+        x = op.output
+    graph = QGraph(f"random-{layout}-{seed}", QTensor((1, 28, 28), INPUT_SCALE,
+                                                       INPUT_ZERO_POINT), ops)
+    graph.validate()
+    return graph
+
+
+def random_pixels(n: int, seed: int = 0) -> np.ndarray:
+    """MNIST-like pixels: mostly 0 with bright strokes, plus the extremes 0 and 255."""
+    rng = np.random.default_rng(seed)
+    p = np.where(rng.random((n, 28, 28)) < 0.2, rng.integers(0, 256, (n, 28, 28)), 0)
+    return p.astype(np.uint8)

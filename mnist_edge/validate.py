@@ -1,0 +1,93 @@
+"""Backend-vs-golden comparison: every backend must reproduce golden's int8 logits."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import golden, qgraph
+from .errors import MnistEdgeError
+from .report import update_report
+
+
+@dataclass
+class BackendResult:
+    """What a backend runner returns: int8 logits [N, classes] and optional timing."""
+
+    logits: np.ndarray
+    latency_us: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# name -> "module:function"; each function is run(run_dir, graph, pixels, options) -> BackendResult
+BACKENDS: dict[str, str] = {
+    "golden": "mnist_edge.validate:run_golden",
+    "onnxruntime": "mnist_edge.targets.onnxrt:run",
+    "c": "mnist_edge.targets.host_c:run_float",
+    "c-int": "mnist_edge.targets.host_c:run_int",
+    "hls": "mnist_edge.targets.hls_csim:run",
+    "qemu-m4": "mnist_edge.targets.qemu:run_m4",
+    "qemu-m3": "mnist_edge.targets.qemu:run_m3",
+    "qemu-m7": "mnist_edge.targets.qemu:run_m7",
+}
+
+
+def run_golden(run_dir: Path, graph: qgraph.QGraph, pixels: np.ndarray,
+               options: dict[str, Any]) -> BackendResult:
+    return BackendResult(golden.run_int8(graph, pixels))
+
+
+def get_runner(name: str):
+    if name not in BACKENDS:
+        raise MnistEdgeError(f"unknown backend {name!r}; choose from: {', '.join(BACKENDS)}")
+    module, func = BACKENDS[name].split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def compare(reference: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """The figures every backend reports, plus the first mismatch for debugging."""
+    if logits.shape != reference.shape:
+        raise MnistEdgeError(f"backend returned logits of shape {logits.shape}, "
+                             f"golden has {reference.shape}")
+    diff = np.abs(logits.astype(np.int16) - reference.astype(np.int16))
+    pred, ref_pred = golden.predict(logits), golden.predict(reference)
+    figures: dict[str, Any] = {
+        "images": int(len(labels)),
+        "accuracy": float(np.mean(pred == labels)),
+        "top1_agreement_with_golden": float(np.mean(pred == ref_pred)),
+        "exact_logit_fraction": float(np.mean(diff == 0)),
+        "max_abs_logit_diff": int(diff.max(initial=0)),
+    }
+    bad = np.argwhere(diff > 0)
+    if len(bad):
+        img, idx = (int(v) for v in bad[0])
+        figures["first_mismatch"] = {"image": img, "logit": idx,
+                                     "golden": int(reference[img, idx]),
+                                     "backend": int(logits[img, idx])}
+    return figures
+
+
+def mismatch_message(name: str, figures: dict[str, Any]) -> str:
+    m = figures["first_mismatch"]
+    return (f"{name}: {figures['exact_logit_fraction']:.6f} of logits exact; first mismatch at "
+            f"image {m['image']}, logit {m['logit']}: golden {m['golden']}, {name} {m['backend']}")
+
+
+def validate_backend(run_dir: str | Path, backend: str, pixels: np.ndarray, labels: np.ndarray,
+                     options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run one backend on `pixels`, compare with golden, merge the figures into report.json."""
+    run_dir = Path(run_dir)
+    runner = get_runner(backend)
+    graph = qgraph.load_run(run_dir)
+    reference = golden.run_int8(graph, pixels)
+    result = runner(run_dir, graph, pixels, dict(options or {}))
+    figures = compare(reference, np.asarray(result.logits), labels)
+    if result.latency_us is not None:
+        figures["latency_us_per_image"] = result.latency_us
+    figures.update(result.extra)
+    update_report(run_dir, {"backends": {backend: figures}})
+    return figures
