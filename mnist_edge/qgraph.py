@@ -137,7 +137,8 @@ class QGraph:
             names.add(op.name)
             _check_op(op, self.input_of(i))
         if len(self.output.shape) != 1:
-            raise MnistEdgeError(f"QGraph output must be a vector of logits, got {self.output.shape}")
+            raise MnistEdgeError(f"QGraph output must be a vector of logits, "
+                                 f"got {self.output.shape}")
 
 
 def pool_window(op: QOp, x: QTensor) -> int:
@@ -190,14 +191,22 @@ def expected_output_shape(op: QOp, x: QTensor) -> tuple[int, ...]:
 
 
 def max_abs_accumulator(op: QOp, x: QTensor) -> int:
-    """Worst-case |acc| over every int8 input, per the integer contract."""
-    span = max(127 - x.zero_point, x.zero_point + 128)
+    """The exact worst-case |acc| over every int8 input, per the integer contract.
+
+    Each centred input lies in [lo, hi] = [-128 - z, 127 - z] with lo <= 0 <= hi, so the
+    largest sum picks hi for positive weights and lo for negative ones. Every term of that
+    extreme is >= 0, so no partial sum (in any order) exceeds it either.
+    """
+    lo, hi = -128 - x.zero_point, 127 - x.zero_point
     if op.kind in ("conv2d", "linear"):
         w = op.arrays["weight"].astype(np.int64).reshape(op.arrays["weight"].shape[0], -1)
-        worst = np.abs(w).sum(axis=1) * span + np.abs(op.arrays["bias"].astype(np.int64))
-        return int(worst.max())
+        pos, neg = np.maximum(w, 0).sum(axis=1), np.minimum(w, 0).sum(axis=1)
+        bias = op.arrays["bias"].astype(np.int64)
+        top, bottom = hi * pos + lo * neg, lo * pos + hi * neg
+        return int(max(np.abs(top + bias).max(), np.abs(bottom + bias).max(),
+                       top.max(), -bottom.min()))
     if op.kind in ("avgpool2d", "global_avgpool"):
-        return pool_window(op, x) * span
+        return pool_window(op, x) * max(hi, -lo)
     return 0
 
 

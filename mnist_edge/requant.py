@@ -83,7 +83,8 @@ def round_to_24_bits(p: np.ndarray) -> np.ndarray:
     return np.where(p < 0, -rounded, rounded)
 
 
-def requantize_int(acc: np.ndarray, m: np.ndarray, shift: np.ndarray, zero_point: int) -> np.ndarray:
+def requantize_int(acc: np.ndarray, m: np.ndarray, shift: np.ndarray,
+                   zero_point: int) -> np.ndarray:
     """Integer-only path; bit-identical to `requantize_float` for |acc| < 2**24."""
     p = acc.astype(np.int64) * np.asarray(m, dtype=np.int64)
     p = round_to_24_bits(p)

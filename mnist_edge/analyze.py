@@ -1,0 +1,84 @@
+"""Per-layer cost of a QGraph: parameters, MACs, flash bytes and activation RAM."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from . import qgraph
+from .qgraph import QGraph
+
+IN_PLACE = ("flatten",)  # ops that reuse their input buffer as output
+
+
+@dataclass
+class LayerCost:
+    name: str
+    kind: str
+    output_shape: tuple[int, ...]
+    params: int
+    macs: int
+    weight_bytes: int  # int8 weights + int32 biases + LUT tables
+    activation_bytes: int  # this op's output tensor
+    pair_bytes: int  # input + output live at once
+
+
+def layer_costs(graph: QGraph) -> list[LayerCost]:
+    rows = []
+    for i, op in enumerate(graph.ops):
+        x = graph.input_of(i)
+        params = weight_bytes = macs = 0
+        if op.kind in ("conv2d", "linear"):
+            w, b = op.arrays["weight"], op.arrays["bias"]
+            params = w.size + b.size
+            weight_bytes = w.size + 4 * b.size
+            macs = op.output.size * (w.size // w.shape[0])
+        elif op.kind == "lut":
+            weight_bytes = op.arrays["table"].size
+        pair = x.size if op.kind in IN_PLACE else x.size + op.output.size
+        rows.append(LayerCost(op.name, op.kind, op.output.shape, params, macs, weight_bytes,
+                              op.output.size, pair))
+    return rows
+
+
+def summarize(graph: QGraph) -> dict[str, Any]:
+    rows = layer_costs(graph)
+    summary: dict[str, Any] = {
+        "params": sum(r.params for r in rows),
+        "macs": sum(r.macs for r in rows),
+        "weight_bytes": sum(r.weight_bytes for r in rows),
+        "peak_activation_bytes": max(r.pair_bytes for r in rows),
+        "layers": [asdict(r) for r in rows],
+    }
+    try:
+        from .backends.c_planner import plan_arena
+    except ImportError:
+        return summary
+    summary["c_arena_bytes"] = plan_arena(graph).arena_bytes
+    return summary
+
+
+def format_table(graph: QGraph) -> str:
+    s = summarize(graph)
+    lines = [f"{'layer':<12} {'kind':<15} {'output':<12} {'params':>8} {'MACs':>10} "
+             f"{'weight B':>9} {'act B':>7}"]
+    for r in s["layers"]:
+        shape = "x".join(str(d) for d in r["output_shape"])
+        lines.append(f"{r['name']:<12} {r['kind']:<15} {shape:<12} {r['params']:>8,} "
+                     f"{r['macs']:>10,} {r['weight_bytes']:>9,} {r['activation_bytes']:>7,}")
+    lines.append(f"total: {s['params']:,} params, {s['macs']:,} MACs, "
+                 f"{s['weight_bytes']:,} B weights+biases+LUTs, "
+                 f"{s['peak_activation_bytes']:,} B peak activations (largest input+output)")
+    if "c_arena_bytes" in s:
+        lines.append(f"C arena (planned, with buffer reuse): {s['c_arena_bytes']:,} B")
+    return "\n".join(lines)
+
+
+def analyze_command(args: Any) -> int:
+    graph = qgraph.load_run(args.run)
+    if args.json:
+        print(json.dumps(summarize(graph), indent=2))
+    else:
+        print(format_table(graph))
+    return 0

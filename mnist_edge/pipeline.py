@@ -1,0 +1,173 @@
+"""The stages that tie modules together: evaluate, generate, validate, report, build."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import analyze, data, fgraph, golden, qgraph
+from .errors import MnistEdgeError
+from .report import load_report, update_report
+from .validate import BACKENDS, mismatch_message, validate_backend
+
+
+def test_set(data_dir: str | None, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = data.load_mnist("test", data_dir)
+    if limit is not None:
+        if limit <= 0:
+            raise MnistEdgeError("--limit must be positive")
+        images, labels = images[:limit], labels[:limit]
+    return images, labels
+
+
+def evaluate_run(run_dir: Path, data_dir: str | None = None,
+                 limit: int | None = None) -> dict[str, Any]:
+    """Float (folded graph) and int8 (golden) accuracy, agreement, and the model's costs."""
+    images, labels = test_set(data_dir, limit)
+    graph = qgraph.load_run(run_dir)
+    folded = fgraph.load(fgraph.find_in_run(run_dir))
+    start = time.time()
+    q_logits = golden.run_int8(graph, images)
+    golden_seconds = time.time() - start
+    f_logits = fgraph.run_float(folded, images[:, None] / np.float32(255.0))
+    q_pred, f_pred = golden.predict(q_logits), np.argmax(f_logits, axis=1)
+    costs = analyze.summarize(graph)
+    figures = {
+        "model": graph.name,
+        "test_images": int(len(labels)),
+        "float_accuracy": float(np.mean(f_pred == labels)),
+        "int8_accuracy": float(np.mean(q_pred == labels)),
+        "int8_float_agreement": float(np.mean(q_pred == f_pred)),
+        "golden_seconds": round(golden_seconds, 2),
+        **{k: costs[k] for k in ("params", "macs", "weight_bytes", "peak_activation_bytes")},
+    }
+    if "c_arena_bytes" in costs:
+        figures["c_arena_bytes"] = costs["c_arena_bytes"]
+    confusion = np.zeros((10, 10), dtype=np.int64)
+    np.add.at(confusion, (labels, q_pred), 1)
+    figures["int8_confusion"] = confusion.tolist()
+    update_report(run_dir, figures)
+    from .report_html import plot_confusion
+
+    plot_confusion(confusion, run_dir / "confusion.png", graph.name)
+    wrong = np.flatnonzero(q_pred != labels)[:32]
+    if len(wrong):
+        data.save_grid(images[wrong], labels[wrong], run_dir / "misclassified.png",
+                       predictions=q_pred[wrong])
+    return figures
+
+
+def evaluate_command(args: Any) -> int:
+    f = evaluate_run(Path(args.run), args.data, args.limit)
+    print(f"{f['model']}: float {f['float_accuracy']:.2%}  int8 {f['int8_accuracy']:.2%}  "
+          f"agreement {f['int8_float_agreement']:.2%} on {f['test_images']:,} test images "
+          f"(golden {f['golden_seconds']} s)")
+    return 0
+
+
+def generate(run_dir: Path, target: str, out: str | None = None, requant: str = "float",
+             vectors: int = 20, data_dir: str | None = None) -> Path:
+    graph = qgraph.load_run(run_dir)
+    pixels = test_set(data_dir, vectors)[0] if vectors > 0 else None
+    if target == "c":
+        from .backends.c import generate_c
+
+        return generate_c(graph, Path(out or run_dir / "c"), requant, pixels)
+    if target == "hls":
+        from .backends.hls import generate_hls
+
+        return generate_hls(graph, Path(out or run_dir / "fpga" / "hls"), pixels)
+    raise MnistEdgeError(f"generate {target}: this target is not implemented yet "
+                         "(available: c, hls)")
+
+
+def generate_command(args: Any) -> int:
+    out = generate(Path(args.run), args.target, args.out, args.requant, args.vectors)
+    print(f"generated {args.target} -> {out}")
+    return 0
+
+
+def validate_run(run_dir: Path, backends: list[str], data_dir: str | None = None,
+                 limit: int | None = None, model_file: str | None = None) -> bool:
+    """Validate each backend; print one line each. True when every one is bit-exact."""
+    images, labels = test_set(data_dir, limit)
+    all_exact = True
+    for name in backends:
+        if name not in BACKENDS:
+            raise MnistEdgeError(f"unknown backend {name!r}; choose from: {', '.join(BACKENDS)}")
+        start = time.time()
+        options = {"model_file": model_file} if model_file else {}
+        f = validate_backend(run_dir, name, images, labels, options)
+        seconds = round(time.time() - start, 2)
+        update_report(run_dir, {"seconds": {f"validate_{name}": seconds}})
+        latency = (f" latency {f['latency_us_per_image']:.1f} us/image"
+                   if f.get("latency_us_per_image") is not None else "")
+        print(f"{name}: accuracy {f['accuracy']:.2%}, exact logits "
+              f"{f['exact_logit_fraction']:.4%}, max |diff| {f['max_abs_logit_diff']} LSB on "
+              f"{f['images']:,} images{latency} ({seconds} s)")
+        if f["exact_logit_fraction"] != 1.0:
+            print(mismatch_message(name, f))
+            all_exact = False
+    return all_exact
+
+
+def validate_command(args: Any) -> int:
+    backends = [b for spec in args.backend for b in spec.split(",") if b]
+    ok = validate_run(Path(args.run), backends, args.data, args.limit, args.model_file)
+    return 0 if ok else 1
+
+
+def report_command(args: Any) -> int:
+    from .report_html import write_reports
+
+    paths = write_reports(Path(args.run))
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def _timed(run_dir: Path, stage: str, fn, *a, **kw):
+    start = time.time()
+    result = fn(*a, **kw)
+    update_report(run_dir, {"seconds": {stage: round(time.time() - start, 2)}})
+    return result
+
+
+def build_command(args: Any) -> int:
+    """data -> train -> quantize -> evaluate -> export ONNX -> generate C -> validate -> report."""
+    from .backends.onnx import export_run
+    from .quantize import quantize_run
+    from .report_html import write_reports
+    from .train import train_model
+
+    run_dir = Path(args.runs) / (args.name or args.model)
+    start = time.time()
+    data.resolve_data_dir(args.data)
+    print(f"[1/7] training {args.model} into {run_dir}")
+    _timed(run_dir, "train", train_model, args.model, run_dir, args.data, epochs=args.epochs,
+           lr=args.lr, batch_size=args.batch_size, seed=args.seed, patience=args.patience,
+           augment_data=False if args.no_augment else None, train_limit=args.train_limit,
+           threads=args.threads)
+    print("[2/7] quantizing")
+    quantize_run(run_dir, args.data, args.calibration, args.calib_images)
+    print("[3/7] evaluating (float and golden int8, full test set)")
+    f = _timed(run_dir, "evaluate", evaluate_run, run_dir, args.data)
+    print(f"      float {f['float_accuracy']:.2%}, int8 {f['int8_accuracy']:.2%}, "
+          f"{f['weight_bytes']:,} B weights, {f['peak_activation_bytes']:,} B peak activations, "
+          f"{f['macs']:,} MACs")
+    print("[4/7] exporting ONNX")
+    _timed(run_dir, "export_onnx", export_run, run_dir)
+    print("[5/7] generating C")
+    _timed(run_dir, "generate_c", generate, run_dir, "c", None, "float", 20, args.data)
+    backends = [b for b in args.backends.split(",") if b]
+    print(f"[6/7] validating {', '.join(backends)} against golden")
+    ok = validate_run(run_dir, backends, args.data)
+    print("[7/7] writing reports")
+    update_report(run_dir, {"seconds": {"build_total": round(time.time() - start, 2)}})
+    for p in write_reports(run_dir):
+        print(f"      {p}")
+    report = load_report(run_dir)
+    print(f"done in {report['seconds']['build_total']:.0f} s: {run_dir}")
+    return 0 if ok else 1

@@ -1,0 +1,107 @@
+"""Human-readable reports of a run: Markdown and a self-contained HTML page."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .paths import atomic_write
+from .report import load_report
+
+PLOTS = (("curves.png", "Training curves"), ("confusion.png", "int8 confusion matrix"),
+         ("misclassified.png", "Misclassified test images (int8)"))
+SUMMARY_KEYS = ("model", "float_accuracy", "int8_accuracy", "int8_float_agreement", "params",
+                "macs", "weight_bytes", "peak_activation_bytes", "c_arena_bytes", "qgraph_hash")
+BACKEND_KEYS = ("images", "accuracy", "top1_agreement_with_golden", "exact_logit_fraction",
+                "max_abs_logit_diff", "latency_us_per_image")
+
+
+def plot_confusion(confusion: np.ndarray, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5, 4.4))
+    ax = fig.add_subplot()
+    ax.imshow(np.log1p(confusion), cmap="Blues")
+    for (r, c), v in np.ndenumerate(confusion):
+        ax.text(c, r, str(v), ha="center", va="center", fontsize=7,
+                color="white" if r == c else "black")
+    ax.set_xticks(range(10))
+    ax.set_yticks(range(10))
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"{title}: int8 confusion matrix")
+    fig.tight_layout()
+    with atomic_write(path) as f:
+        fig.savefig(f, format="png", dpi=100)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4%}" if 0 <= value <= 1 else f"{value:,.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _rows(report: dict[str, Any]) -> tuple[list[tuple[str, str]], list[list[str]]]:
+    summary = [(k, _fmt(report[k])) for k in SUMMARY_KEYS if k in report]
+    backends = [[name] + [_fmt(figs.get(k, "")) for k in BACKEND_KEYS]
+                for name, figs in sorted(report.get("backends", {}).items())]
+    return summary, backends
+
+
+def markdown(report: dict[str, Any]) -> str:
+    summary, backends = _rows(report)
+    lines = [f"# mnist-edge report: {report.get('model', '?')}", "", "| figure | value |",
+             "| --- | --- |"]
+    lines += [f"| {k} | {v} |" for k, v in summary]
+    if backends:
+        lines += ["", "## Backends vs golden", "", "| backend | " + " | ".join(BACKEND_KEYS)
+                  + " |", "|" + " --- |" * (len(BACKEND_KEYS) + 1)]
+        lines += ["| " + " | ".join(row) + " |" for row in backends]
+    if report.get("seconds"):
+        lines += ["", "## Seconds per stage", "", "| stage | seconds |", "| --- | --- |"]
+        lines += [f"| {k} | {v} |" for k, v in sorted(report["seconds"].items())]
+    return "\n".join(lines) + "\n"
+
+
+def html_page(report: dict[str, Any], run_dir: Path) -> str:
+    summary, backends = _rows(report)
+    esc = html.escape
+    parts = [f"<!doctype html><meta charset='utf-8'><title>mnist-edge: "
+             f"{esc(str(report.get('model', '')))}</title>",
+             "<style>body{font-family:sans-serif;max-width:960px;margin:auto}"
+             "td,th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}</style>",
+             f"<h1>mnist-edge report: {esc(str(report.get('model', '')))}</h1><table>"]
+    parts += [f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in summary]
+    parts.append("</table>")
+    if backends:
+        parts.append("<h2>Backends vs golden</h2><table><tr><th>backend</th>"
+                     + "".join(f"<th>{esc(k)}</th>" for k in BACKEND_KEYS) + "</tr>")
+        parts += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>"
+                  for row in backends]
+        parts.append("</table>")
+    for name, title in PLOTS:
+        png = run_dir / name
+        if png.exists():
+            b64 = base64.b64encode(png.read_bytes()).decode()
+            parts.append(f"<h2>{esc(title)}</h2><img alt='{esc(title)}' "
+                         f"src='data:image/png;base64,{b64}'>")
+    return "\n".join(parts) + "\n"
+
+
+def write_reports(run_dir: Path) -> list[Path]:
+    report = load_report(run_dir)
+    md, page = run_dir / "report.md", run_dir / "report.html"
+    with atomic_write(md, "w") as f:
+        f.write(markdown(report))
+    with atomic_write(page, "w") as f:
+        f.write(html_page(report, run_dir))
+    return [md, page]

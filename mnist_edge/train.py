@@ -1,0 +1,199 @@
+"""The trainer: seeded, scheduled, early-stopped, resumable from its best checkpoint.
+
+Trains on raw pixels / 255 (no mean/std) so that quantization of the input is
+exact. The last 5,000 training images are the validation split.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from . import data
+from .errors import MnistEdgeError
+from .models import build_model, count_params, defaults
+from .paths import atomic_write
+
+VALIDATION_IMAGES = 5000
+CHECKPOINT = "checkpoint.pt"
+
+
+def to_float(pixels: np.ndarray) -> torch.Tensor:
+    """uint8 [N,28,28] -> float32 [N,1,28,28] in 0..1, the models' input."""
+    return torch.from_numpy(np.asarray(pixels, dtype=np.float32) / np.float32(255.0))[:, None]
+
+
+def augment(x: torch.Tensor, gen: torch.Generator, max_shift: float = 2.0,
+            max_degrees: float = 10.0) -> torch.Tensor:
+    """Small random shifts and rotations, batched on the CPU with one affine warp."""
+    n = x.shape[0]
+    angle = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(max_degrees)
+    shift = (torch.rand(n, 2, generator=gen) * 2 - 1) * (2 * max_shift / 28)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1),
+                         torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+@torch.no_grad()
+def predict_torch(model: nn.Module, x: torch.Tensor, batch: int = 1000) -> torch.Tensor:
+    model.eval()
+    return torch.cat([model(x[i : i + batch]) for i in range(0, len(x), batch)])
+
+
+def seed_everything(seed: int, threads: int | None) -> torch.Generator:
+    """Same seed, same machine, same thread count -> same weights."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    if threads:
+        torch.set_num_threads(threads)
+    return torch.Generator().manual_seed(seed)
+
+
+def train_model(model_name: str, run_dir: Path, data_dir: str | None = None, *,
+                epochs: int | None = None, lr: float | None = None, batch_size: int = 128,
+                seed: int = 0, patience: int = 4, augment_data: bool | None = None,
+                train_limit: int | None = None, threads: int | None = None,
+                quiet: bool = False) -> dict[str, Any]:
+    """Train one zoo model into `run_dir`; returns the history dictionary."""
+    cfg = defaults(model_name)
+    epochs = epochs or cfg.epochs
+    lr = lr or cfg.lr
+    augment_data = cfg.augment if augment_data is None else augment_data
+    if epochs <= 0 or batch_size <= 0:
+        raise MnistEdgeError("epochs and batch size must be positive")
+    gen = seed_everything(seed, threads)
+    images, labels = data.load_mnist("train", data_dir)
+    x_train, y_train = to_float(images[:-VALIDATION_IMAGES]), torch.from_numpy(
+        labels[:-VALIDATION_IMAGES].astype(np.int64))
+    x_val, y_val = to_float(images[-VALIDATION_IMAGES:]), torch.from_numpy(
+        labels[-VALIDATION_IMAGES:].astype(np.int64))
+    if train_limit:
+        x_train, y_train = x_train[:train_limit], y_train[:train_limit]
+        x_val, y_val = x_val[: max(train_limit // 10, 100)], y_val[: max(train_limit // 10, 100)]
+
+    model = build_model(model_name)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    steps_per_epoch = math.ceil(len(x_train) / batch_size)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=lr, epochs=epochs, steps_per_epoch=steps_per_epoch, pct_start=0.2)
+    history: dict[str, Any] = {"model": model_name, "seed": seed, "epochs": [], "lr": lr,
+                               "batch_size": batch_size, "augment": augment_data,
+                               "params": count_params(model)}
+    best_acc, best_state, stale = -1.0, None, 0
+    start = time.time()
+    for epoch in range(1, epochs + 1):
+        model.train()
+        order = torch.randperm(len(x_train), generator=gen)
+        total_loss, seen = 0.0, 0
+        bar = tqdm(range(steps_per_epoch), desc=f"{model_name} epoch {epoch}/{epochs}",
+                   disable=True if quiet else None, leave=False, unit="batch", mininterval=2.0)
+        for step in bar:
+            idx = order[step * batch_size : (step + 1) * batch_size]
+            xb, yb = x_train[idx], y_train[idx]
+            if augment_data:
+                xb = augment(xb, gen)
+            loss = F.cross_entropy(model(xb), yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total_loss += loss.item() * len(idx)
+            seen += len(idx)
+            bar.set_postfix(loss=f"{total_loss / seen:.4f}", refresh=False)
+        logits = predict_torch(model, x_val)
+        val_loss = float(F.cross_entropy(logits, y_val))
+        val_acc = float((logits.argmax(1) == y_val).float().mean())
+        history["epochs"].append({"epoch": epoch, "train_loss": total_loss / seen,
+                                  "val_loss": val_loss, "val_accuracy": val_acc,
+                                  "seconds": round(time.time() - start, 2)})
+        if not quiet:
+            print(f"{model_name} epoch {epoch}: loss {total_loss / seen:.4f}  "
+                  f"val loss {val_loss:.4f}  val acc {val_acc:.4%}")
+        if val_acc > best_acc:
+            best_acc, stale = val_acc, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            stale += 1
+            if stale >= patience:
+                if not quiet:
+                    print(f"early stop: no improvement for {patience} epochs")
+                break
+    assert best_state is not None
+    model.load_state_dict(best_state)
+    history["best_val_accuracy"] = best_acc
+    history["train_seconds"] = round(time.time() - start, 2)
+    save_checkpoint(model, model_name, run_dir, history)
+    return history
+
+
+def save_checkpoint(model: nn.Module, model_name: str, run_dir: Path,
+                    history: dict[str, Any]) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_write(run_dir / CHECKPOINT) as f:
+        torch.save({"model": model_name, "state_dict": model.state_dict()}, f)
+    with atomic_write(run_dir / "history.json", "w") as f:
+        json.dump(history, f, indent=2)
+    plot_curves(history, run_dir / "curves.png")
+
+
+def load_model(run_dir: str | Path) -> nn.Module:
+    """The trained float model of a run, in eval mode."""
+    path = Path(run_dir) / CHECKPOINT
+    if not path.exists():
+        raise MnistEdgeError(f"{path}: no checkpoint; run `mnist-edge train` first")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        model = build_model(ckpt["model"])
+        model.load_state_dict(ckpt["state_dict"])
+    except (RuntimeError, KeyError, EOFError) as exc:
+        raise MnistEdgeError(f"{path}: unreadable checkpoint ({exc})") from None
+    return model.eval()
+
+
+def model_name_of(run_dir: str | Path) -> str:
+    ckpt = torch.load(Path(run_dir) / CHECKPOINT, map_location="cpu", weights_only=True)
+    return str(ckpt["model"])
+
+
+def plot_curves(history: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [e["epoch"] for e in history["epochs"]]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
+    ax1.plot(ep, [e["train_loss"] for e in history["epochs"]], label="train")
+    ax1.plot(ep, [e["val_loss"] for e in history["epochs"]], label="validation")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("cross-entropy")
+    ax1.legend()
+    ax2.plot(ep, [100 * e["val_accuracy"] for e in history["epochs"]], color="C2")
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("validation accuracy (%)")
+    fig.suptitle(f"{history['model']}: training curves")
+    fig.tight_layout()
+    with atomic_write(path) as f:
+        fig.savefig(f, format="png", dpi=100)
+    plt.close(fig)
+
+
+def train_command(args) -> int:
+    run_dir = Path(args.runs) / (args.name or args.model)
+    train_model(args.model, run_dir, args.data, epochs=args.epochs, lr=args.lr,
+                batch_size=args.batch_size, seed=args.seed, patience=args.patience,
+                augment_data=False if args.no_augment else None,
+                train_limit=args.train_limit, threads=args.threads)
+    print(f"trained {args.model} -> {run_dir / CHECKPOINT}")
+    return 0
