@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs everything mnist-edge needs on a fresh Debian/Ubuntu machine (idempotent).
+# System tools come from apt (when run as root or with sudo); Python packages from pip.
+# torch is pinned first so pip takes the CPU build instead of a multi-GB CUDA one.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(gcc g++ clang make cmake gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm)
+TOOLS=(gcc g++ clang make cmake arm-none-eabi-gcc qemu-system-arm)
+
+missing=()
+for tool in "${TOOLS[@]}"; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing system packages (missing: ${missing[*]})"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${APT_PACKAGES[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if ! "$PY" -c "import torch" >/dev/null 2>&1; then
+  echo "setup: installing torch (CPU build)"
+  "$PY" -m pip install -q torch==2.13.0
+fi
+"$PY" -m pip install -q -e ".[dev]"
+echo "setup: ok ($("$PY" -c 'import mnist_edge; print("mnist-edge", mnist_edge.__version__)'))"

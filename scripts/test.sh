@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# One command from a fresh checkout to the whole test suite: set up, lint, test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+if [ -z "${MNIST_EDGE_DATA:-}" ] && [ -d ../shared/mnist ]; then
+  MNIST_EDGE_DATA="$(cd ../shared/mnist && pwd)"; export MNIST_EDGE_DATA
+fi
+ruff check mnist_edge tests scripts
+exec python3 -m pytest -q -rs "$@"

@@ -1,0 +1,34 @@
+"""Shared fixtures: the MNIST folder and one small trained run (tiny model, data subset)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = REPO.parent / "shared" / "mnist"
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    path = Path(os.environ.get("MNIST_EDGE_DATA", DEFAULT_DATA))
+    if not (path / "t10k-images-idx3-ubyte.gz").exists() and not (
+        path / "t10k-images-idx3-ubyte"
+    ).exists():
+        pytest.skip(f"MNIST files not found in {path}: set MNIST_EDGE_DATA")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A trained and quantized `tiny` run on 3,000 images (about 10 s): a real QGraph."""
+    from mnist_edge.quantize import quantize_run
+    from mnist_edge.train import train_model
+
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    train_model("tiny", run_dir, str(mnist_dir), epochs=1, train_limit=3000, quiet=True,
+                threads=2)
+    quantize_run(run_dir, str(mnist_dir), "percentile", 300)
+    return run_dir
