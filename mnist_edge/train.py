@@ -123,7 +123,7 @@ def train_model(model_name: str, run_dir: Path, data_dir: str | None = None, *,
         if val_acc > best_acc:
             best_acc, stale = val_acc, 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
+        elif epoch > epochs // 2:  # the first half runs at high LR: noisy by design
             stale += 1
             if stale >= patience:
                 if not quiet:

@@ -1,0 +1,341 @@
+"""`mnist-edge bench`: exact instruction counts, flash and RAM of one inference on a Cortex-M.
+
+The firmware for the core is built as for QEMU (same flags, -O2 or -Os), then
+`mnist_edge_predict` is run once in the unicorn instruction-set emulator.
+Instructions are counted per basic block (UC_HOOK_BLOCK; unicorn fires no
+per-instruction hook for IT-block instructions whose condition fails, and a
+block runs to its end once entered), by decoding the Thumb-2 instruction
+lengths of the block. Instructions skipped by an IT condition still take an
+issue slot on the core, so they are counted. Each block is charged to the
+kernel call (step) that the model function last made, which gives per-layer
+counts. The stack is painted before the call and scanned after it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import analyze, golden, qgraph
+from ..errors import MnistEdgeError
+from ..qgraph import QGraph
+from ..report import update_report
+from .boards import BENCH_TARGET, CORES, get_target
+from .firmware import Firmware, build_firmware, require_tool
+
+PAINT = 0xA5A5A5A5
+# Arm CMSIS-NN kernels on the same layer shapes (gcc 12.2, -O2, exact counts, Cortex-M4).
+CMSIS_NN_REFERENCE = {
+    "simplecnn": {"instructions": 6_799_862, "per_mac": 2.43},
+    "gapnet": {"instructions": 5_491_701, "per_mac": 2.95, "note": "ReLU instead of SELU/GELU"},
+}
+MODEL_SOURCES = ("mnist_edge_model.o", "mnist_edge_kernels.o", "mnist_edge_weights.o")
+
+
+def thumb_instruction_count(code: bytes) -> int:
+    """Instructions in a run of Thumb-2 code: a halfword whose top 5 bits are 0b11101,
+    0b11110 or 0b11111 starts a 32-bit instruction, any other a 16-bit one."""
+    n = i = 0
+    while i + 1 < len(code):
+        top = code[i + 1] >> 3  # little endian: the high byte of the halfword
+        i += 4 if top in (0b11101, 0b11110, 0b11111) else 2
+        n += 1
+    return n
+
+
+@dataclass
+class Symbol:
+    name: str
+    addr: int
+    size: int
+
+
+def _elf_image(elf: Path) -> tuple[list[tuple[int, bytes]], dict[str, Symbol]]:
+    from elftools.elf.elffile import ELFFile
+
+    with open(elf, "rb") as f:
+        e = ELFFile(f)
+        segments = [(seg["p_vaddr"], seg.data()) for seg in e.iter_segments()
+                    if seg["p_type"] == "PT_LOAD" and seg["p_filesz"] > 0]
+        symbols: dict[str, Symbol] = {}
+        for s in e.get_section_by_name(".symtab").iter_symbols():
+            if s["st_info"]["type"] in ("STT_FUNC", "STT_OBJECT", "STT_NOTYPE") and s.name:
+                symbols.setdefault(s.name, Symbol(s.name, s["st_value"], s["st_size"]))
+    return segments, symbols
+
+
+@dataclass
+class Trace:
+    """What one emulated inference did."""
+
+    logits: np.ndarray
+    total: int
+    glue: int  # instructions in mnist_edge_predict itself (calls, argmax call set-up)
+    steps: list[tuple[str, int]]  # (function called by mnist_edge_predict, instructions)
+    stack_bytes: int
+    functions: dict[str, int]  # instructions per function (including inlined code)
+
+
+def emulate_predict(fw: Firmware, pixels: np.ndarray) -> Trace:
+    """Run mnist_edge_predict once in unicorn on one image (uint8 [28,28])."""
+    import unicorn
+    from unicorn import arm_const as arm
+
+    segments, symbols = _elf_image(fw.elf)
+    for need in ("mnist_edge_predict", "__stack_limit__", "__stack_top__"):
+        if need not in symbols:
+            raise MnistEdgeError(f"{fw.elf}: symbol {need} not found")
+    board = fw.board
+    uc = unicorn.Uc(unicorn.UC_ARCH_ARM, unicorn.UC_MODE_THUMB | unicorn.UC_MODE_MCLASS)
+    uc.ctl_set_cpu_model(getattr(arm, board.cpu.unicorn_model))
+    uc.mem_map(board.flash_origin, board.flash_size)
+    uc.mem_map(board.ram_origin, board.ram_size)
+    for addr, data in segments:
+        uc.mem_write(addr, data)
+    io = 0x30000000  # host-side buffers for the image and the logits, outside the MCU's RAM
+    uc.mem_map(io, 0x1000)
+    uc.mem_write(io, np.ascontiguousarray(pixels, dtype=np.uint8).tobytes())
+    lo, hi = symbols["__stack_limit__"].addr, symbols["__stack_top__"].addr
+    uc.mem_write(lo, PAINT.to_bytes(4, "little") * ((hi - lo) // 4))
+
+    funcs = sorted((s.addr & ~1, s.name, s.size) for s in symbols.values()
+                   if s.size > 0 and board.flash_origin <= s.addr < board.flash_origin
+                   + board.flash_size)
+    starts = [f[0] for f in funcs]
+    entry = {f[0]: f[1] for f in funcs}
+    predict = symbols["mnist_edge_predict"]
+    p_lo, p_hi = predict.addr & ~1, (predict.addr & ~1) + predict.size
+    counts: dict[tuple[int, int], int] = {}
+    state = {"in_predict": False, "glue": 0, "total": 0}
+    steps: list[list[Any]] = []
+    ran: dict[str, int] = {}
+
+    def on_block(uc_: Any, address: int, size: int, _: Any) -> None:
+        key = (address, size)
+        n = counts.get(key)
+        if n is None:
+            n = counts[key] = thumb_instruction_count(bytes(uc_.mem_read(address, size)))
+        state["total"] += n
+        if p_lo <= address < p_hi:
+            state["glue"] += n
+            state["in_predict"] = True
+            return
+        if state["in_predict"] and address in entry:
+            steps.append([entry[address], 0])
+        state["in_predict"] = False
+        if steps:
+            steps[-1][1] += n
+        i = bisect.bisect_right(starts, address) - 1
+        if i >= 0:
+            ran[funcs[i][1]] = ran.get(funcs[i][1], 0) + n
+
+    stop = board.flash_origin + board.flash_size - 16  # mapped, never executed
+    uc.reg_write(arm.UC_ARM_REG_SP, hi)
+    uc.reg_write(arm.UC_ARM_REG_R0, io)
+    uc.reg_write(arm.UC_ARM_REG_R1, io + 0x400)
+    uc.reg_write(arm.UC_ARM_REG_LR, stop | 1)
+    uc.hook_add(unicorn.UC_HOOK_BLOCK, on_block)
+    try:
+        uc.emu_start(p_lo | 1, stop, timeout=120 * 1_000_000)
+    except unicorn.UcError as exc:
+        pc = uc.reg_read(arm.UC_ARM_REG_PC)
+        raise MnistEdgeError(f"emulating mnist_edge_predict failed at pc=0x{pc:08x}: "
+                             f"{exc}") from exc
+    if uc.reg_read(arm.UC_ARM_REG_PC) != stop:
+        raise MnistEdgeError("emulating mnist_edge_predict did not return within 120 s")
+    paint = bytes(uc.mem_read(lo, hi - lo))
+    used = hi - lo
+    for off in range(0, hi - lo, 4):
+        if int.from_bytes(paint[off:off + 4], "little") != PAINT:
+            used = hi - lo - off
+            break
+    else:
+        used = 0
+    logits = np.frombuffer(bytes(uc.mem_read(io + 0x400, 64)), dtype=np.int8)
+    ran["mnist_edge_predict"] = state["glue"]
+    return Trace(logits, state["total"], state["glue"], [(s[0], s[1]) for s in steps], used, ran)
+
+
+# ----------------------------------------------------------------- sizes from the map
+
+
+_SECTION = re.compile(r"^ (\S+)\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+(\S.*)$")
+_SECTION_NAME = re.compile(r"^ (\.\S+|COMMON)$")
+_SECTION_REST = re.compile(r"^\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+(\S.*)$")
+
+
+def map_sections(map_file: Path) -> list[tuple[str, int, str]]:
+    """Input sections placed by the linker: (section name, bytes, object file)."""
+    text = map_file.read_text()
+    body = text.split("Linker script and memory map", 1)[-1]
+    out, pending = [], None
+    for line in body.splitlines():
+        m = _SECTION.match(line)
+        if m and m.group(1).startswith((".", "COMMON")):
+            out.append((m.group(1), int(m.group(3), 16), m.group(4).strip()))
+            pending = None
+            continue
+        m = _SECTION_NAME.match(line)
+        if m:
+            pending = m.group(1)
+            continue
+        m = _SECTION_REST.match(line)
+        if m and pending:
+            out.append((pending, int(m.group(2), 16), m.group(3).strip()))
+        pending = None
+    return [s for s in out if s[1] > 0 and not s[2].startswith("0x")]
+
+
+def memory_figures(fw: Firmware) -> dict[str, int]:
+    """Flash and RAM bytes by kind, from the link map (the whole firmware and the model)."""
+    fig = {"model_code_bytes": 0, "weight_bytes": 0, "layer_descriptor_bytes": 0,
+           "library_code_bytes": 0, "firmware_support_bytes": 0, "model_ram_bytes": 0}
+    for name, size, obj in map_sections(fw.map):
+        base = Path(obj.split("(")[0]).name
+        in_model = base in MODEL_SOURCES
+        alloc_ram = name.startswith((".bss", ".data", "COMMON"))
+        if name.startswith(".ARM") or name.startswith((".comment", ".debug")):
+            continue
+        if in_model and alloc_ram:
+            fig["model_ram_bytes"] += size
+        elif in_model and name.startswith(".text"):
+            fig["model_code_bytes"] += size
+        elif base == "mnist_edge_weights.o":
+            fig["weight_bytes"] += size
+        elif base == "mnist_edge_model.o":
+            fig["layer_descriptor_bytes"] += size
+        elif in_model:
+            fig["model_code_bytes"] += size  # e.g. switch tables of the kernels
+        elif "(" in obj and name.startswith(".text"):
+            fig["library_code_bytes"] += size
+        elif name.startswith((".text", ".rodata", ".isr_vector")):
+            fig["firmware_support_bytes"] += size
+    size_tool = require_tool("arm-none-eabi-size")
+    out = subprocess.run([size_tool, str(fw.elf)], capture_output=True, text=True, check=True)
+    text, data, bss = (int(v) for v in out.stdout.splitlines()[1].split()[:3])
+    fig.update({"elf_text_bytes": text, "elf_data_bytes": data, "elf_bss_bytes": bss})
+    return fig
+
+
+# --------------------------------------------------------------------- the benchmark
+
+
+def _step_labels(graph: QGraph) -> list[tuple[str, int]]:
+    """(op names, MACs) of each kernel call mnist_edge_predict makes, then argmax."""
+    from ..backends.c_planner import plan_arena
+
+    costs = {r.name: r.macs for r in analyze.layer_costs(graph)}
+    rows = []
+    for step in plan_arena(graph).steps:
+        names = [graph.ops[i].name for i in step.ops] or ["input"]
+        rows.append(("+".join(names), sum(costs.get(n, 0) for n in names)))
+    rows.append(("argmax", 0))
+    return rows
+
+
+def bench(run_dir: Path, graph: QGraph, core: str, size: bool = False,
+          pixels: np.ndarray | None = None, data_dir: str | None = None) -> dict[str, Any]:
+    """Build for `core`, emulate one inference; figures for report.json["mcu_bench"][core]."""
+    if core not in CORES:
+        raise MnistEdgeError(f"unknown core {core!r}; choose from: {', '.join(CORES)}")
+    opt = "-Os" if size else "-O2"
+    board = get_target(BENCH_TARGET[core])
+    fw = build_firmware(graph, board, Path(run_dir) / "firmware" / f"bench-{core}{opt}",
+                        "qemu", opt=opt)
+    image_source = "the given image"
+    if pixels is None:
+        pixels, image_source = _first_test_image(data_dir)
+    trace = emulate_predict(fw, pixels)
+    expected = golden.run_int8(graph, pixels[None])[0]
+    if not np.array_equal(trace.logits[:expected.size], expected):
+        raise MnistEdgeError(f"{core}: logits in the instruction-set emulator differ from golden")
+    macs = analyze.summarize(graph)["macs"]
+    labels = _step_labels(graph)
+    layers = []
+    if len(labels) == len(trace.steps):
+        for (label, layer_macs), (func, n) in zip(labels, trace.steps, strict=True):
+            layers.append({"layer": label, "function": func, "instructions": n,
+                           "macs": layer_macs,
+                           "per_mac": round(n / layer_macs, 3) if layer_macs else None})
+    else:  # the C changed its calls: still report by function
+        layers = [{"layer": func, "function": func, "instructions": n, "macs": None,
+                   "per_mac": None} for func, n in trace.steps]
+    _, symbols = _elf_image(fw.elf)
+    mem = memory_figures(fw)
+    inference_code = sum(symbols[f].size for f in trace.functions if f in symbols)
+    arena = symbols["me_arena"].size if "me_arena" in symbols else mem["model_ram_bytes"]
+    figures = {
+        "compiler": _gcc_version(), "opt": opt, "requant": fw.requant, "image": image_source,
+        "instructions": trace.total, "macs": macs,
+        "instructions_per_mac": round(trace.total / macs, 3) if macs else None,
+        "predict_glue_instructions": trace.glue, "layers": layers,
+        "functions": dict(sorted(trace.functions.items(), key=lambda kv: -kv[1])),
+        "inference_code_bytes": inference_code, **mem,
+        "arena_bytes": arena, "stack_bytes": trace.stack_bytes,
+        "ram_bytes": arena + trace.stack_bytes,
+    }
+    ref = CMSIS_NN_REFERENCE.get(graph.name)
+    if ref and core == "cortex-m4" and opt == "-O2":
+        figures["cmsis_nn_reference"] = ref
+    return figures
+
+
+def _first_test_image(data_dir: str | None = None) -> tuple[np.ndarray, str]:
+    """MNIST test image 0 if the files are at hand (never downloads), else random pixels."""
+    from .. import data
+
+    try:
+        images, _ = data.load_mnist("test", data.resolve_data_dir(data_dir, download=False))
+        return images[0], "MNIST test image 0"
+    except MnistEdgeError:
+        from ..testing import random_pixels
+
+        return random_pixels(1, 0)[0], "random pixels (MNIST files not found)"
+
+
+def _gcc_version() -> str:
+    out = subprocess.run([require_tool("arm-none-eabi-gcc"), "-dumpversion"],
+                         capture_output=True, text=True)
+    return f"arm-none-eabi-gcc {out.stdout.strip()}"
+
+
+def format_table(name: str, core: str, f: dict[str, Any]) -> str:
+    """Markdown for docs/BENCHMARKS.md: per-layer counts, then totals and memory."""
+    lines = [f"### {name} on {core} ({f['compiler']}, {f['opt']}, {f['requant']} requant)", "",
+             "| layer | kernel | instructions | MACs | instr/MAC |",
+             "|---|---|---:|---:|---:|"]
+    for r in f["layers"]:
+        per = f"{r['per_mac']:.2f}" if r["per_mac"] else ""
+        macs = f"{r['macs']:,}" if r["macs"] else ""
+        lines.append(f"| {r['layer']} | {r['function']} | {r['instructions']:,} | {macs} | {per} |")
+    lines.append(f"| mnist_edge_predict itself | | {f['predict_glue_instructions']:,} | | |")
+    per = f"{f['instructions_per_mac']:.2f}" if f["instructions_per_mac"] else ""
+    lines.append(f"| **total** | | **{f['instructions']:,}** | {f['macs']:,} | **{per}** |")
+    ref = f.get("cmsis_nn_reference")
+    if ref:
+        lines.append(f"| CMSIS-NN reference | | {ref['instructions']:,} | | {ref['per_mac']:.2f} |")
+    lines += ["",
+              "| flash: inference code | flash: weights | RAM: arena | RAM: stack | RAM total |",
+              "|---:|---:|---:|---:|---:|",
+              f"| {f['inference_code_bytes']:,} B | {f['weight_bytes']:,} B | "
+              f"{f['arena_bytes']:,} B | {f['stack_bytes']:,} B | {f['ram_bytes']:,} B |", "",
+              f"Inference code = every function that ran during one inference (symbol sizes); "
+              f"all generated code: {f['model_code_bytes']:,} B, layer descriptors "
+              f"{f['layer_descriptor_bytes']:,} B. Counted on {f['image']}."]
+    return "\n".join(lines)
+
+
+def bench_command(args: Any) -> int:
+    run_dir = Path(args.run)
+    graph = qgraph.load_run(run_dir)
+    figures = bench(run_dir, graph, args.mcu, args.size, data_dir=getattr(args, "data", None))
+    key = args.mcu + ("-Os" if args.size else "")
+    update_report(run_dir, {"mcu_bench": {key: figures}})
+    print(format_table(graph.name, args.mcu, figures))
+    return 0

@@ -1,0 +1,92 @@
+/*
+ * startup.c - reset handler and vector table for Cortex-M3/M4/M7.
+ *
+ * Reset copies .data from flash, zeroes .bss, turns the FPU on when the build
+ * uses it, paints the stack (so stack_high_water() can tell how deep it went)
+ * and calls main(). Faults print one line on the console and stop.
+ *
+ * Part of the mnist-edge firmware; generated, do not edit.
+ */
+#include <stdint.h>
+
+#include "console.h"
+#include "startup.h"
+
+/* Defined by the linker script. */
+extern uint32_t __data_load__[], __data_start__[], __data_end__[];
+extern uint32_t __bss_start__[], __bss_end__[];
+extern uint32_t __stack_limit__[], __stack_top__[];
+
+int main(void);
+
+#define STACK_PAINT 0xa5a5a5a5u
+#define SCB_CPACR (*(volatile uint32_t *)0xe000ed88u)
+
+void Reset_Handler(void) __attribute__((noreturn));
+void Default_Handler(void) __attribute__((noreturn));
+void HardFault_Handler(void) __attribute__((noreturn));
+
+void Reset_Handler(void)
+{
+    uint32_t *src = __data_load__;
+    uint32_t *dst;
+    for (dst = __data_start__; dst < __data_end__; dst++) {
+        *dst = *src++;
+    }
+    for (dst = __bss_start__; dst < __bss_end__; dst++) {
+        *dst = 0u;
+    }
+#if defined(__ARM_FP)
+    SCB_CPACR |= 15u << 20; /* CP10 and CP11: full access */
+    __asm__ volatile("dsb\n\tisb" ::: "memory");
+#endif
+    {
+        /* Paint from the stack limit up to 64 bytes below this frame. */
+        uint32_t sp;
+        __asm__ volatile("mov %0, sp" : "=r"(sp));
+        for (dst = __stack_limit__; (uint32_t)dst < sp - 64u; dst++) {
+            *dst = STACK_PAINT;
+        }
+    }
+    console_init();
+    console_halt(main() == 0);
+}
+
+uint32_t stack_high_water(void)
+{
+    const uint32_t *p = __stack_limit__;
+    while (p < __stack_top__ && *p == STACK_PAINT) {
+        p++;
+    }
+    return (uint32_t)((const uint8_t *)__stack_top__ - (const uint8_t *)p);
+}
+
+void HardFault_Handler(void)
+{
+    console_write("mnist-edge firmware: HardFault\n");
+    console_halt(0);
+}
+
+void Default_Handler(void)
+{
+    console_write("mnist-edge firmware: unexpected exception\n");
+    console_halt(0);
+}
+
+/* Core exceptions only: the firmware enables no interrupts. */
+__attribute__((section(".isr_vector"), used))
+static void (*const vector_table[16])(void) = {
+    (void (*)(void))__stack_top__, /* initial stack pointer */
+    Reset_Handler,
+    Default_Handler, /* NMI */
+    HardFault_Handler,
+    HardFault_Handler, /* MemManage */
+    HardFault_Handler, /* BusFault */
+    HardFault_Handler, /* UsageFault */
+    0, 0, 0, 0,
+    Default_Handler, /* SVCall */
+    Default_Handler, /* DebugMonitor */
+    0,
+    Default_Handler, /* PendSV */
+    Default_Handler, /* SysTick */
+};
