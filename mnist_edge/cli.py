@@ -97,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("bench", "mnist_edge.targets.mcu_bench:bench_command",
                 "exact instruction counts, flash and RAM for a Cortex-M core")
     _add_run(p)
+    _add_data(p)
     p.add_argument("--mcu", choices=["cortex-m4", "cortex-m3", "cortex-m7"], default="cortex-m4")
     p.add_argument("--size", action="store_true", help="build with -Os instead of -O2")
 
