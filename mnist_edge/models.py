@@ -19,7 +19,6 @@ class TrainDefaults:
     epochs: int
     lr: float
     augment: bool = True
-    qat_epochs: int = 0
 
 
 def _conv(cin: int, cout: int, k: int = 3, pad: int = 1, bn: bool = True) -> list[nn.Module]:
@@ -101,7 +100,7 @@ def tiny() -> nn.Sequential:
 
 
 ZOO = {
-    "edge": (edge, TrainDefaults(epochs=12, lr=3e-3)),
+    "edge": (edge, TrainDefaults(epochs=10, lr=3e-3)),
     "gapnet": (gapnet, TrainDefaults(epochs=12, lr=5e-3)),
     "simplecnn": (simplecnn, TrainDefaults(epochs=8, lr=2e-3)),
     "kerascnn": (kerascnn, TrainDefaults(epochs=8, lr=2e-3)),
