@@ -27,10 +27,21 @@ def _merge(base: dict[str, Any], updates: dict[str, Any]) -> dict[str, Any]:
     return base
 
 
-def update_report(run_dir: str | Path, updates: dict[str, Any]) -> dict[str, Any]:
-    """Deep-merge `updates` into the run's report.json (written atomically)."""
-    report = _merge(load_report(run_dir), updates)
+def _write(run_dir: str | Path, report: dict[str, Any]) -> None:
     with atomic_write(Path(run_dir) / REPORT_NAME, "w") as f:
         json.dump(report, f, indent=2, sort_keys=True)
         f.write("\n")
+
+
+def set_backend_figures(run_dir: str | Path, backend: str, figures: dict[str, Any]) -> None:
+    """Replace (not merge) one backend's figures, so no stale mismatch survives a fixed run."""
+    report = load_report(run_dir)
+    report.setdefault("backends", {})[backend] = figures
+    _write(run_dir, report)
+
+
+def update_report(run_dir: str | Path, updates: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge `updates` into the run's report.json (written atomically)."""
+    report = _merge(load_report(run_dir), updates)
+    _write(run_dir, report)
     return report

@@ -11,7 +11,7 @@ import numpy as np
 
 from . import golden, qgraph
 from .errors import MnistEdgeError
-from .report import update_report
+from .report import set_backend_figures
 
 
 @dataclass
@@ -89,5 +89,5 @@ def validate_backend(run_dir: str | Path, backend: str, pixels: np.ndarray, labe
     if result.latency_us is not None:
         figures["latency_us_per_image"] = result.latency_us
     figures.update(result.extra)
-    update_report(run_dir, {"backends": {backend: figures}})
+    set_backend_figures(run_dir, backend, figures)
     return figures

@@ -1,0 +1,359 @@
+"""ONNX export: the float model, and the int8 model written straight from the QGraph.
+
+`model.int8.onnx` is operator-oriented: every conv, linear layer and average pool is a
+QLinearConv, so onnxruntime computes exactly the integer contract of ARCHITECTURE.md
+(int32 accumulator, float32 M = (x_scale * w_scale) / y_scale, round half to even,
+saturate). A linear layer is a 1x1 QLinearConv on the flat vector laid out as [N, K, 1, 1];
+an average pool is a depthwise all-ones QLinearConv with w_scale = float32(1/N), which is
+how golden defines it; a LUT is an integer Gather. Nothing is re-quantized.
+
+Activations are uint8 by default (``u = q + 128``, zero points shifted by +128): the same
+numbers, and onnxruntime's uint8 x int8 kernels are several times faster on x86 than its
+int8 x int8 ones. The uint8 input is then the raw pixel itself (p = q + 128, zero point 0).
+`model.int8.qdq.onnx` (optional) is the same QGraph as QuantizeLinear/DequantizeLinear
+pairs around float ops (LUTs stay integer Gathers), for runtimes that only take QDQ. It is
+bit-exact only where the runtime fuses DequantizeLinear -> Conv -> QuantizeLinear back into
+QLinearConv (onnxruntime does for uint8 by default, for int8 only with the session option
+`session.qdqisint8allowed=1`); unfused, Conv sums float32 products with rounding and
+QuantizeLinear divides by y_scale instead of multiplying by M, so rare logits are off by 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from .. import __version__
+from .. import fgraph as fgraph_mod
+from ..errors import MnistEdgeError
+from ..paths import atomic_write
+from ..qgraph import QGraph, QOp, QTensor, load_run, pool_weight_scale
+
+OPSET = 21  # Gelu (20) and every quantized op we use; fully supported by onnxruntime 1.31
+IR_VERSION = 10  # the IR version that goes with opset 21
+BATCH = "N"
+ACTIVATION_TYPES = ("uint8", "int8")
+FLOAT_FILE, INT8_FILE, QDQ_FILE = "model.onnx", "model.int8.onnx", "model.int8.qdq.onnx"
+INPUT_NAME, FLOAT_INPUT_NAME = "pixels", "images"
+LOGITS_NAME, PROBS_NAME = "logits", "probabilities"
+
+_ONNX_TYPE = {"uint8": TensorProto.UINT8, "int8": TensorProto.INT8}
+_NP_TYPE = {"uint8": np.uint8, "int8": np.int8}
+
+
+class _Builder:
+    """Collects nodes and initializers under deterministic, readable names."""
+
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self._named: dict[str, np.ndarray] = {}
+
+    def init(self, name: str, value: np.ndarray) -> str:
+        """Add an initializer; asking again for the same name and value reuses it."""
+        value = np.array(value, order="C")  # a copy; keeps 0-d scalars 0-d
+        if name in self._named:
+            if not np.array_equal(self._named[name], value):
+                raise ValueError(f"initializer {name} defined twice with different values")
+            return name
+        self._named[name] = value
+        self.inits.append(numpy_helper.from_array(value, name))
+        return name
+
+    def const(self, value: Any, dtype: type) -> str:
+        """A shared constant (axes, offsets), named after its type and value."""
+        arr = np.asarray(value, dtype=dtype)
+        return self.init(f"const.{arr.dtype}.{'_'.join(str(v) for v in arr.ravel().tolist())}",
+                         arr)
+
+    def node(self, op_type: str, inputs: list[str], output: str, name: str, **attrs: Any) -> str:
+        self.nodes.append(helper.make_node(op_type, inputs, [output], name=name, **attrs))
+        return output
+
+
+# ------------------------------------------------------------------ int8 (QOperator / QDQ)
+class _Quant:
+    """Per-tensor quantization in the exported activation type (zero point shifted for uint8)."""
+
+    def __init__(self, b: _Builder, activations: str) -> None:
+        if activations not in ACTIVATION_TYPES:
+            raise MnistEdgeError(f"activations must be one of {ACTIVATION_TYPES}, "
+                                 f"got {activations!r}")
+        self.b = b
+        self.activations = activations
+        self.offset = 128 if activations == "uint8" else 0
+        self.dtype = _NP_TYPE[activations]
+
+    def params(self, t: QTensor, tensor: str) -> tuple[str, str]:
+        """Scale and zero point initializers of activation `tensor` (shared by its users)."""
+        scale = self.b.init(f"{tensor}.scale", np.array(t.scale, np.float32))
+        zp = self.b.init(f"{tensor}.zero_point", np.array(t.zero_point + self.offset, self.dtype))
+        return scale, zp
+
+    def input(self) -> str:
+        """The model input as the activation type: pixels as-is (uint8) or p - 128 (int8)."""
+        if self.activations == "uint8":
+            return INPUT_NAME
+        b = self.b
+        wide = b.node("Cast", [INPUT_NAME], "pixels.int32", "pixels_to_int32",
+                      to=TensorProto.INT32)
+        centred = b.node("Sub", [wide, b.const(128, np.int32)], "pixels.centred",
+                         "pixels_minus_128")
+        return b.node("Cast", [centred], "input.q", "pixels_to_int8", to=TensorProto.INT8)
+
+    def to_int8(self, x: str, name: str) -> str:
+        """uint8 u -> int8 q = u - 128, exactly (int8 passes through)."""
+        if self.activations == "int8":
+            return self.b.node("Identity", [x], name, f"{name}_identity")
+        b = self.b
+        wide = b.node("Cast", [x], f"{name}.int32", f"{name}_to_int32", to=TensorProto.INT32)
+        centred = b.node("Sub", [wide, b.const(128, np.int32)], f"{name}.centred",
+                         f"{name}_minus_128")
+        return b.node("Cast", [centred], name, f"{name}_to_int8", to=TensorProto.INT8)
+
+
+def _conv_like(op: QOp, x: QTensor) -> dict[str, Any]:
+    """Weight, bias, w_scale and ONNX attributes of the QLinearConv standing for `op`."""
+    if op.kind == "conv2d":
+        a = op.attrs
+        return {"weight": op.arrays["weight"], "bias": op.arrays["bias"],
+                "w_scale": op.arrays["w_scale"],
+                "attrs": {"kernel_shape": list(a["kernel"]),
+                          "strides": list(a.get("stride", [1, 1])),
+                          "pads": list(a.get("padding", [0, 0, 0, 0])),
+                          "group": int(a.get("groups", 1))}}
+    if op.kind == "linear":
+        w = op.arrays["weight"]
+        return {"weight": w.reshape(*w.shape, 1, 1), "bias": op.arrays["bias"],
+                "w_scale": op.arrays["w_scale"], "attrs": {"kernel_shape": [1, 1]}}
+    # avgpool2d / global_avgpool: depthwise all-ones kernel, w_scale = float32(1/N), zero bias
+    c = x.shape[0]
+    kernel = list(op.attrs["kernel"]) if op.kind == "avgpool2d" else list(x.shape[1:])
+    stride = list(op.attrs["stride"]) if op.kind == "avgpool2d" else [1, 1]
+    return {"weight": np.ones((c, 1, *kernel), np.int8), "bias": np.zeros(c, np.int32),
+            "w_scale": pool_weight_scale(op, x),
+            "attrs": {"kernel_shape": kernel, "strides": stride, "group": c}}
+
+
+def _lut_table(op: QOp, q: _Quant) -> np.ndarray:
+    """The table indexed by the activation value itself (uint8) or by q + 128 (int8)."""
+    table = op.arrays["table"]
+    if q.activations == "uint8":
+        return (table.astype(np.int16) + 128).astype(np.uint8)  # u_out = table[u] + 128
+    return table
+
+
+def _lut(b: _Builder, q: _Quant, op: QOp, h: str) -> str:
+    table = b.init(f"{op.name}.table", _lut_table(op, q))
+    index = b.node("Cast", [h], f"{op.name}.index", f"{op.name}_index", to=TensorProto.INT32)
+    if q.activations == "int8":
+        index = b.node("Add", [index, b.const(128, np.int32)], f"{op.name}.index_plus_128",
+                       f"{op.name}_index_plus_128")
+    return b.node("Gather", [table, index], op.name, op.name, axis=0)
+
+
+def _flatten(b: _Builder, op: QOp, h: str) -> str:
+    """CHW flatten, kept 4-D as [N, K, 1, 1] so the next linear layer is a 1x1 QLinearConv."""
+    flat = b.node("Flatten", [h], f"{op.name}.flat", f"{op.name}_flatten", axis=1)
+    return b.node("Unsqueeze", [flat, b.const([2, 3], np.int64)], op.name, f"{op.name}_unsqueeze")
+
+
+def _qlinear_conv(b: _Builder, q: _Quant, graph: QGraph, i: int, h: str) -> str:
+    op, x = graph.ops[i], graph.input_of(i)
+    spec = _conv_like(op, x)
+    xs, xz = q.params(x, h)
+    ys, yz = q.params(op.output, op.name)
+    cout = spec["weight"].shape[0]
+    inputs = [h, xs, xz,
+              b.init(f"{op.name}.weight", spec["weight"]),
+              b.init(f"{op.name}.w_scale", np.asarray(spec["w_scale"], np.float32)),
+              b.init(f"{op.name}.w_zero_point", np.zeros(cout, np.int8)),
+              ys, yz,
+              b.init(f"{op.name}.bias", np.asarray(spec["bias"], np.int32))]
+    return b.node("QLinearConv", inputs, op.name, op.name, **spec["attrs"])
+
+
+def _qdq_conv(b: _Builder, q: _Quant, graph: QGraph, i: int, h: str) -> str:
+    """DequantizeLinear -> float Conv -> QuantizeLinear, with the QGraph's exact integers."""
+    op, x = graph.ops[i], graph.input_of(i)
+    spec = _conv_like(op, x)
+    xs, xz = q.params(x, h)
+    ys, yz = q.params(op.output, op.name)
+    w_scale = np.asarray(spec["w_scale"], np.float32)
+    cout = w_scale.shape[0]
+    xf = b.node("DequantizeLinear", [h, xs, xz], f"{op.name}.x_float", f"{op.name}_dq_x")
+    wf = b.node("DequantizeLinear",
+                [b.init(f"{op.name}.weight", spec["weight"]),
+                 b.init(f"{op.name}.w_scale", w_scale),
+                 b.init(f"{op.name}.w_zero_point", np.zeros(cout, np.int8))],
+                f"{op.name}.weight_float", f"{op.name}_dq_weight", axis=0)
+    bias_scale = (np.float32(x.scale) * w_scale).astype(np.float32)
+    bf = b.node("DequantizeLinear",
+                [b.init(f"{op.name}.bias", np.asarray(spec["bias"], np.int32)),
+                 b.init(f"{op.name}.bias_scale", bias_scale),
+                 b.init(f"{op.name}.bias_zero_point", np.zeros(cout, np.int32))],
+                f"{op.name}.bias_float", f"{op.name}_dq_bias", axis=0)
+    yf = b.node("Conv", [xf, wf, bf], f"{op.name}.float", f"{op.name}_conv", **spec["attrs"])
+    return b.node("QuantizeLinear", [yf, ys, yz], op.name, f"{op.name}_q")
+
+
+def _int8_graph(graph: QGraph, activations: str, qdq: bool) -> onnx.GraphProto:
+    b = _Builder()
+    q = _Quant(b, activations)
+    h = q.input()
+    for i, op in enumerate(graph.ops):
+        if op.kind in ("conv2d", "linear", "avgpool2d", "global_avgpool"):
+            h = (_qdq_conv if qdq else _qlinear_conv)(b, q, graph, i, h)
+        elif op.kind == "maxpool2d":
+            h = b.node("MaxPool", [h], op.name, op.name, kernel_shape=list(op.attrs["kernel"]),
+                       strides=list(op.attrs["stride"]))
+        elif op.kind == "lut":
+            h = _lut(b, q, op, h)
+        elif op.kind == "flatten":
+            h = _flatten(b, op, h)
+        else:
+            raise MnistEdgeError(f"op {op.name}: ONNX export does not support {op.kind!r}")
+    flat = b.node("Squeeze", [h, b.const([2, 3], np.int64)], "logits.q", "logits_squeeze")
+    logits = q.to_int8(flat, LOGITS_NAME)
+    out = graph.output
+    real = b.node("DequantizeLinear",
+                  [logits, b.init("logits.scale", np.array(out.scale, np.float32)),
+                   b.init("logits.zero_point", np.array(out.zero_point, np.int8))],
+                  "logits.float", "logits_dequantize")
+    b.node("Softmax", [real], PROBS_NAME, "softmax", axis=1)
+    classes = out.shape[0]
+    return helper.make_graph(
+        b.nodes, graph.name,
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.UINT8, [BATCH, 1, 28, 28])],
+        [helper.make_tensor_value_info(LOGITS_NAME, TensorProto.INT8, [BATCH, classes]),
+         helper.make_tensor_value_info(PROBS_NAME, TensorProto.FLOAT, [BATCH, classes])],
+        b.inits,
+    )
+
+
+def _metadata(graph_name: str, qgraph_hash: str | None, **extra: str) -> dict[str, str]:
+    meta = {"mnist_edge_version": __version__, "model_name": graph_name}
+    if qgraph_hash is not None:
+        meta["qgraph_hash"] = qgraph_hash
+    meta.update(extra)
+    return meta
+
+
+def _finish(g: onnx.GraphProto, meta: dict[str, str], doc: str) -> onnx.ModelProto:
+    """Wrap, check fully, and store the inferred shape of every intermediate tensor."""
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="mnist-edge", producer_version=__version__,
+                              doc_string=doc)
+    model.ir_version = IR_VERSION
+    helper.set_model_props(model, meta)
+    model = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def build_int8(graph: QGraph, activations: str = "uint8", qdq: bool = False) -> onnx.ModelProto:
+    """The int8 ONNX model of `graph` (QOperator format, or QDQ with `qdq=True`)."""
+    graph.validate()
+    fmt = "qdq" if qdq else "qoperator"
+    doc = (f"mnist-edge int8 model {graph.name} ({fmt}, {activations} activations). "
+           "Input: raw uint8 pixels. Outputs: int8 logits, softmax probabilities.")
+    meta = _metadata(graph.name, graph.content_hash(), format=fmt, activations=activations,
+                     logits_scale=repr(graph.output.scale),
+                     logits_zero_point=str(graph.output.zero_point))
+    return _finish(_int8_graph(graph, activations, qdq), meta, doc)
+
+
+# ------------------------------------------------------------------------------ float
+def _float_node(b: _Builder, op: fgraph_mod.FOp, h: str) -> str:
+    a, n = op.attrs, op.name
+    if op.kind == "conv2d":
+        w = b.init(f"{n}.weight", op.arrays["weight"].astype(np.float32))
+        bias = b.init(f"{n}.bias", op.arrays["bias"].astype(np.float32))
+        return b.node("Conv", [h, w, bias], n, n, kernel_shape=list(a["kernel"]),
+                      strides=list(a.get("stride", [1, 1])), pads=list(a.get("padding", [0] * 4)),
+                      group=int(a.get("groups", 1)))
+    if op.kind == "linear":
+        w = b.init(f"{n}.weight", op.arrays["weight"].astype(np.float32))
+        bias = b.init(f"{n}.bias", op.arrays["bias"].astype(np.float32))
+        return b.node("Gemm", [h, w, bias], n, n, transB=1)
+    if op.kind in ("maxpool2d", "avgpool2d"):
+        kind = "MaxPool" if op.kind == "maxpool2d" else "AveragePool"
+        return b.node(kind, [h], n, n, kernel_shape=list(a["kernel"]), strides=list(a["stride"]))
+    if op.kind == "global_avgpool":
+        return b.node("GlobalAveragePool", [h], n, n)
+    if op.kind == "flatten":
+        return b.node("Flatten", [h], n, n, axis=1)
+    simple = {"relu": "Relu", "selu": "Selu", "tanh": "Tanh", "sigmoid": "Sigmoid"}
+    if op.kind in simple:
+        return b.node(simple[op.kind], [h], n, n)
+    if op.kind == "gelu":
+        return b.node("Gelu", [h], n, n, approximate="none")
+    raise MnistEdgeError(f"float graph op {n}: ONNX export does not support {op.kind!r}")
+
+
+def build_float(fg: fgraph_mod.FloatGraph, qgraph_hash: str | None = None) -> onnx.ModelProto:
+    """The float model (BatchNorm folded): float32 [N,1,28,28] in 0..1 -> logits [N,classes]."""
+    b = _Builder()
+    h = FLOAT_INPUT_NAME
+    for op in fg.ops:
+        h = _float_node(b, op, h)
+    b.node("Identity", [h], LOGITS_NAME, "logits")
+    classes = int(next(op.arrays["weight"].shape[0] for op in reversed(fg.ops)
+                       if op.kind in ("linear", "conv2d")))
+    g = helper.make_graph(
+        b.nodes, fg.name,
+        [helper.make_tensor_value_info(FLOAT_INPUT_NAME, TensorProto.FLOAT, [BATCH, 1, 28, 28])],
+        [helper.make_tensor_value_info(LOGITS_NAME, TensorProto.FLOAT, [BATCH, classes])],
+        b.inits,
+    )
+    doc = (f"mnist-edge float model {fg.name} (BatchNorm folded). "
+           "Input: pixels / 255 as float32. Output: logits.")
+    return _finish(g, _metadata(fg.name, qgraph_hash, format="float"), doc)
+
+
+# ------------------------------------------------------------------------------ files
+def _save(model: onnx.ModelProto, path: str | Path) -> Path:
+    path = Path(path)
+    with atomic_write(path) as f:
+        f.write(model.SerializeToString(deterministic=True))
+    return path
+
+
+def export_int8(graph: QGraph, path: str | Path, activations: str = "uint8") -> Path:
+    """Write the QOperator int8 model of `graph` to `path` (atomically)."""
+    return _save(build_int8(graph, activations), path)
+
+
+def export_qdq(graph: QGraph, path: str | Path, activations: str = "uint8") -> Path:
+    """Write the QDQ int8 model of `graph` to `path` (atomically)."""
+    return _save(build_int8(graph, activations, qdq=True), path)
+
+
+def export_float(fg: fgraph_mod.FloatGraph, path: str | Path,
+                 qgraph_hash: str | None = None) -> Path:
+    """Write the float model to `path` (atomically)."""
+    return _save(build_float(fg, qgraph_hash), path)
+
+
+def export_run(run_dir: str | Path, fmt: str = "qoperator",
+               activations: str = "uint8") -> list[Path]:
+    """Export a run's float model and int8 model(s) into the run folder; return the paths."""
+    run_dir = Path(run_dir)
+    graph = load_run(run_dir)
+    fg = fgraph_mod.load(fgraph_mod.find_in_run(run_dir))
+    written = [export_float(fg, run_dir / FLOAT_FILE, graph.content_hash()),
+               export_int8(graph, run_dir / INT8_FILE, activations)]
+    if fmt == "qdq":
+        written.append(export_qdq(graph, run_dir / QDQ_FILE, activations))
+    return written
+
+
+def export_command(args: argparse.Namespace) -> int:
+    for path in export_run(args.run, args.format, args.activations):
+        print(f"wrote {path}")
+    return 0

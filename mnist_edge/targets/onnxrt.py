@@ -1,0 +1,191 @@
+"""The `onnxruntime` validation backend: run an exported int8 ONNX model on the CPU.
+
+It refuses any ONNX file that is not an mnist-edge export of *this* QGraph (the
+metadata carries the QGraph hash), so a stale or foreign model can never be
+reported as matching golden.
+
+Known limit: on x86 CPUs without VNNI, onnxruntime's uint8 x int8 GEMM kernels
+(AVX2 vpmaddubsw) add pairs of products in saturating int16, so a weight outside
+[-64, 63] next to large activations can saturate and break bit-exactness. The figures
+record whether this CPU has VNNI (`cpu_vnni`) so such a run can be recognised.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..backends import onnx as onnx_export
+from ..errors import MnistEdgeError
+from ..golden import pixels_to_int8
+from ..qgraph import QGraph
+from ..validate import BackendResult
+
+BATCH = 1000
+LATENCY_RUNS = 200
+WARMUP_RUNS = 20
+
+
+def _import_ort():
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise MnistEdgeError("onnxruntime not found: install it with `pip install onnxruntime` "
+                             "(or scripts/setup.sh)") from None
+    return ort
+
+
+def check_int8_model(path: Path, graph: QGraph) -> dict[str, str]:
+    """Load `path` and make sure it is our int8 export of `graph`; return its metadata."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except FileNotFoundError:
+        raise MnistEdgeError(f"{path}: no such ONNX file") from None
+    except (DecodeError, OSError, ValueError, RuntimeError) as exc:
+        raise MnistEdgeError(f"{path}: not a readable ONNX model ({type(exc).__name__})") from None
+    meta = {p.key: p.value for p in model.metadata_props}
+    g = model.graph
+    if "mnist_edge_version" not in meta or not g.input or not g.output:
+        raise MnistEdgeError(f"{path}: not an mnist-edge ONNX export (no mnist-edge metadata)")
+    if meta.get("format") not in ("qoperator", "qdq"):
+        raise MnistEdgeError(f"{path}: not an int8 model (format {meta.get('format')!r}); "
+                             "validate model.int8.onnx or model.int8.qdq.onnx")
+    want_in = (onnx.TensorProto.UINT8, [None, 1, 28, 28])
+    want_out = (onnx.TensorProto.INT8, [None, graph.output.shape[0]])
+    if (len(g.input) != 1 or _signature(g.input[0]) != want_in
+            or _signature(g.output[0]) != want_out):
+        raise MnistEdgeError(f"{path}: expected input uint8 [N,1,28,28] and first output int8 "
+                             f"[N,{graph.output.shape[0]}]")
+    if meta.get("qgraph_hash") != graph.content_hash():
+        raise MnistEdgeError(f"{path}: exported from a different QGraph (hash mismatch); "
+                             "re-run `mnist-edge export onnx`")
+    return meta
+
+
+def _signature(value_info) -> tuple[int, list[int | None]]:
+    t = value_info.type.tensor_type
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+    return t.elem_type, dims
+
+
+def session(path: Path, threads: int | None = None):
+    """An onnxruntime CPU session; load errors become one-line MnistEdgeErrors."""
+    ort = _import_ort()
+    so = ort.SessionOptions()
+    if threads is not None:
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    try:
+        return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types for bad graphs
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MnistEdgeError(f"{path}: onnxruntime cannot load it ({first})") from None
+
+
+def model_input(pixels: np.ndarray) -> np.ndarray:
+    """The model's input: the raw uint8 pixels as [N,1,28,28] (shape and dtype checked)."""
+    try:
+        pixels_to_int8(pixels)
+    except ValueError as exc:
+        raise MnistEdgeError(str(exc)) from None
+    return np.asarray(pixels).reshape(-1, 1, 28, 28)
+
+
+def run_logits(sess, pixels: np.ndarray) -> np.ndarray:
+    """int8 logits for uint8 pixels [N,28,28] or [N,1,28,28], in batches."""
+    x = model_input(pixels)
+    name = sess.get_inputs()[0].name
+    out = [sess.run([onnx_export.LOGITS_NAME], {name: x[i : i + BATCH]})[0]
+           for i in range(0, len(x), BATCH)]
+    return np.concatenate(out) if out else np.zeros((0, sess.get_outputs()[0].shape[1]), np.int8)
+
+
+def latency_us(sess, pixels: np.ndarray, runs: int = LATENCY_RUNS) -> float:
+    """Median wall time of one single-image inference, after warm-up, in microseconds."""
+    feed = {sess.get_inputs()[0].name: model_input(pixels[:1])}
+    for _ in range(WARMUP_RUNS):
+        sess.run([onnx_export.LOGITS_NAME], feed)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter_ns()
+        sess.run([onnx_export.LOGITS_NAME], feed)
+        times.append(time.perf_counter_ns() - start)
+    return statistics.median(times) / 1000.0
+
+
+def float_figures(run_dir: Path, graph: QGraph, pixels: np.ndarray) -> dict[str, Any]:
+    """Max |logit difference| of `<run>/model.onnx` vs the PyTorch model on pixels / 255."""
+    from .. import fgraph as fgraph_mod
+
+    path = run_dir / onnx_export.FLOAT_FILE
+    try:
+        if not path.exists():
+            fg = fgraph_mod.load(fgraph_mod.find_in_run(run_dir))
+            onnx_export.export_float(fg, path, graph.content_hash())
+    except MnistEdgeError as exc:
+        return {"float_max_abs_diff_vs_pytorch": None, "float_note": str(exc)}
+    images = model_input(pixels).astype(np.float32) / np.float32(255)
+    sess = session(path)
+    name = sess.get_inputs()[0].name
+    onnx_logits = np.concatenate([sess.run(None, {name: images[i:i + BATCH]})[0]
+                                  for i in range(0, len(images), BATCH)])
+    reference, source = _float_reference(run_dir, images)
+    diff = float(np.abs(onnx_logits - reference).max(initial=0.0))
+    return {"float_max_abs_diff_vs_pytorch": diff, "float_reference": source}
+
+
+def _float_reference(run_dir: Path, images: np.ndarray) -> tuple[np.ndarray, str]:
+    """PyTorch logits if the trainer can load the checkpoint, else the folded float graph."""
+    try:
+        import torch
+
+        from ..train import load_model
+
+        model = load_model(run_dir)
+    except (ImportError, AttributeError, FileNotFoundError, MnistEdgeError):
+        from .. import fgraph as fgraph_mod
+
+        fg = fgraph_mod.load(fgraph_mod.find_in_run(run_dir))
+        return fgraph_mod.run_float(fg, images), "fgraph.run_float (PyTorch model unavailable)"
+    with torch.no_grad():
+        out = [model(torch.from_numpy(images[i:i + BATCH])).numpy()
+               for i in range(0, len(images), BATCH)]
+    return np.concatenate(out), "pytorch"
+
+
+def cpu_has_vnni() -> bool | None:
+    """True/False on Linux x86 (from /proc/cpuinfo), None where we cannot tell."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    if "avx2" not in flags:
+        return None
+    return "avx512_vnni" in flags or "avx_vnni" in flags
+
+
+def run(run_dir: Path, graph: QGraph, pixels: np.ndarray, options: dict[str, Any]) -> BackendResult:
+    """Validation backend: int8 logits from onnxruntime, latency at batch 1 on one thread."""
+    run_dir = Path(run_dir)
+    model_file = options.get("model_file")
+    path = Path(model_file) if model_file else run_dir / onnx_export.INT8_FILE
+    if not model_file and not path.exists():
+        onnx_export.export_int8(graph, path, options.get("activations", "uint8"))
+    meta = check_int8_model(path, graph)
+    logits = run_logits(session(path), pixels)
+    latency = latency_us(session(path, threads=1), pixels) if len(pixels) else None
+    extra: dict[str, Any] = {"model_file": path.name, "format": meta.get("format"),
+                             "activations": meta.get("activations"),
+                             "onnxruntime_version": _import_ort().__version__,
+                             "cpu_vnni": cpu_has_vnni()}
+    if not options.get("skip_float"):
+        extra.update(float_figures(run_dir, graph, pixels))
+    return BackendResult(logits=logits, latency_us=latency, extra=extra)
