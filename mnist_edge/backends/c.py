@@ -1,0 +1,323 @@
+"""C code generation for microcontrollers: QGraph -> a self-contained C99 source tree.
+
+`generate_c` renders the Jinja2 templates under templates/c/ into:
+
+  mnist_edge.h            the one public header (API + sizes + QGraph hash)
+  mnist_edge_model.c      the static arena and mnist_edge_predict(), one kernel call per step
+  mnist_edge_kernels.[ch] the int8 kernels (portable C99, optional Arm DSP path)
+  mnist_edge_weights.[ch] const weights, biases, requantization constants and LUTs
+  test_vectors.h, main.c  a self-test against the golden logits
+  Makefile, CMakeLists.txt, README.md, manifest.json
+
+The output is a pure function of (QGraph, requant mode, test pixels): no
+timestamps, no absolute paths, so regenerating gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+
+from .. import __version__, golden
+from ..errors import MnistEdgeError
+from ..paths import TEMPLATES_DIR, atomic_dir
+from ..qgraph import QGraph, QOp, QTensor
+from ..testing import random_pixels
+from .c_arrays import CArray, LayerArrays, data_symbol, float_literal, format_values, step_arrays
+from .c_planner import LOGITS, PIXELS, ArenaPlan, Step, plan_arena
+
+REQUANT_MODES = ("float", "int")
+SOURCES = ("mnist_edge_model.c", "mnist_edge_kernels.c", "mnist_edge_weights.c")
+TEMPLATES = {  # output file -> template
+    "mnist_edge.h": "mnist_edge.h.j2",
+    "mnist_edge_kernels.h": "mnist_edge_kernels.h.j2",
+    "mnist_edge_kernels.c": "mnist_edge_kernels.c.j2",
+    "mnist_edge_weights.h": "mnist_edge_weights.h.j2",
+    "mnist_edge_weights.c": "mnist_edge_weights.c.j2",
+    "mnist_edge_model.c": "mnist_edge_model.c.j2",
+    "test_vectors.h": "test_vectors.h.j2",
+    "main.c": "main.c.j2",
+    "Makefile": "Makefile.j2",
+    "CMakeLists.txt": "CMakeLists.txt.j2",
+    "README.md": "README.md.j2",
+}
+DEFAULT_VECTORS = 20
+
+
+@dataclass
+class Layer:
+    """What the templates need to emit one step: its arrays, params and call."""
+
+    title: str
+    comment: str
+    arrays: LayerArrays
+    params_type: str | None
+    params_name: str | None
+    fields: list[tuple[str, str]]
+    call: str
+
+
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR / "c")),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def _shape(t: QTensor | tuple[int, ...]) -> str:
+    shape = t.shape if isinstance(t, QTensor) else t
+    return "x".join(str(d) for d in shape)
+
+
+def _quant(t: QTensor) -> str:
+    return f"scale {t.scale!r}, zero point {t.zero_point}"
+
+
+def _buf(plan: ArenaPlan, ref: int) -> str:
+    if ref == PIXELS:
+        return "pixels"
+    if ref == LOGITS:
+        return "logits"
+    return f"arena + {plan.buffers[ref].offset}"
+
+
+def _requant_fields(arrays: LayerArrays, zero_point: int) -> str:
+    shift = arrays.shift.name if arrays.shift is not None else "NULL"
+    table = arrays.table.name if arrays.table is not None else "NULL"
+    return (f"{{.mult = {arrays.mult.name}, .shift = {shift}, .zero_point = {zero_point}, "
+            f".table = {table}}}")
+
+
+def _op_summary(op: QOp, x: QTensor) -> str:
+    a = op.attrs
+    if op.kind == "conv2d":
+        kh, kw = a["kernel"]
+        sh, sw = a.get("stride", [1, 1])
+        pad = ",".join(str(v) for v in a.get("padding", [0, 0, 0, 0]))
+        groups = int(a.get("groups", 1))
+        extra = f", groups {groups}" if groups > 1 else ""
+        return (f"conv2d {_shape(x)} -> {_shape(op.output)}, {kh}x{kw} stride {sh}x{sw} "
+                f"pad {pad}{extra}")
+    if op.kind in ("maxpool2d", "avgpool2d"):
+        kh, kw = a["kernel"]
+        sh, sw = a["stride"]
+        return f"{op.kind} {kh}x{kw} stride {sh}x{sw} -> {_shape(op.output)}"
+    if op.kind == "lut":
+        act = a.get("activation")
+        return f"lut{' (' + act + ')' if act else ''}"
+    act = a.get("activation")
+    tail = f" ({act})" if act and op.kind != "flatten" else ""
+    return f"{op.kind} {_shape(x)} -> {_shape(op.output)}{tail}"
+
+
+def _conv_layer(graph: QGraph, plan: ArenaPlan, step: Step, arrays: LayerArrays,
+                ident: str) -> tuple[str, list[tuple[str, str]], str]:
+    op = graph.ops[step.conv]
+    x = graph.input_of(step.conv)
+    out = graph.ops[step.ops[-1]].output
+    kh, kw = op.attrs["kernel"]
+    sh, sw = op.attrs.get("stride", [1, 1])
+    pt, pl = op.attrs.get("padding", [0, 0, 0, 0])[:2]
+    ph, pw, psh, psw = 1, 1, 1, 1
+    if step.pool is not None:
+        pool = graph.ops[step.pool]
+        (ph, pw), (psh, psw) = pool.attrs["kernel"], pool.attrs["stride"]
+    fields = [
+        ("in_h", x.shape[1]), ("in_w", x.shape[2]), ("in_c", x.shape[0]),
+        ("out_c", op.output.shape[0]),
+        ("kernel_h", kh), ("kernel_w", kw), ("stride_h", sh), ("stride_w", sw),
+        ("pad_top", pt), ("pad_left", pl), ("groups", int(op.attrs.get("groups", 1))),
+        ("pool_h", ph), ("pool_w", pw), ("pool_stride_h", psh), ("pool_stride_w", psw),
+        ("out_h", out.shape[1]), ("out_w", out.shape[2]),
+        ("input_zero_point", x.zero_point),
+        ("weights", arrays.weights.name), ("bias", arrays.bias.name),
+        ("requant", _requant_fields(arrays, op.output.zero_point)),
+    ]
+    fn = "me_conv2d_u8_1ch" if step.kind == "conv_u8" else "me_conv2d_s8"
+    call = f"{fn}(&{ident}_params, {_buf(plan, step.src)}, {_buf(plan, step.dst)});"
+    return "me_conv_params", [(k, str(v)) for k, v in fields], call
+
+
+def _layer(graph: QGraph, plan: ArenaPlan, step: Step, mode: str) -> Layer:
+    arrays = step_arrays(graph, step, mode)
+    names = " + ".join(graph.ops[i].name for i in step.ops) or "input"
+    parts = [_op_summary(graph.ops[i], graph.input_of(i)) for i in step.ops]
+    where = f"{_buf(plan, step.src)} -> {_buf(plan, step.dst)}"
+    comment = "; ".join(parts) if parts else "pixels p -> int8 q = p - 128"
+    ident = data_symbol(graph.ops[step.ops[0]].name) if step.ops else "mnist_edge_input"
+    ptype, fields, call = None, [], ""
+    src, dst = _buf(plan, step.src), _buf(plan, step.dst)
+    if step.kind in ("conv", "conv_u8"):
+        ptype, fields, call = _conv_layer(graph, plan, step, arrays, ident)
+    elif step.kind == "linear":
+        op = graph.ops[step.conv]
+        ptype = "me_fc_params"
+        fields = [("in_features", str(graph.input_of(step.conv).size)),
+                  ("out_features", str(op.output.size)),
+                  ("weights", arrays.weights.name), ("bias", arrays.bias.name),
+                  ("requant", _requant_fields(arrays, op.output.zero_point))]
+        call = f"me_fully_connected_s8(&{ident}_params, {src}, {dst});"
+    elif step.kind in ("maxpool", "avgpool"):
+        i = step.conv if step.kind == "avgpool" else step.ops[0]
+        op, x = graph.ops[i], graph.input_of(i)
+        if op.kind == "global_avgpool":
+            (kh, kw), (sh, sw) = x.shape[1:], (1, 1)
+        else:
+            (kh, kw), (sh, sw) = op.attrs["kernel"], op.attrs["stride"]
+        requant = ("{.mult = NULL, .shift = NULL, .zero_point = 0, .table = NULL}"
+                   if step.kind == "maxpool"
+                   else _requant_fields(arrays, op.output.zero_point))
+        ptype = "me_pool_params"
+        fields = [("in_h", str(x.shape[1])), ("in_w", str(x.shape[2])),
+                  ("channels", str(x.shape[0])), ("kernel_h", str(kh)), ("kernel_w", str(kw)),
+                  ("stride_h", str(sh)), ("stride_w", str(sw)),
+                  ("out_h", str(op.output.shape[1])), ("out_w", str(op.output.shape[2])),
+                  ("input_zero_point", str(x.zero_point)), ("requant", requant)]
+        fn = "me_maxpool2d_s8" if step.kind == "maxpool" else "me_avgpool2d_s8"
+        call = f"{fn}(&{ident}_params, {src}, {dst});"
+    elif step.kind == "lut":
+        size = graph.ops[step.ops[0]].output.size
+        call = f"me_lut_s8({arrays.table.name}, {size}, {dst});"
+    elif step.kind == "input":
+        call = f"me_quantize_input_u8(pixels, MNIST_EDGE_INPUT_SIZE, {dst});"
+    else:  # pragma: no cover - the planner only makes the kinds above
+        raise AssertionError(step.kind)
+    _annotate(graph, step, arrays)
+    return Layer(names, f"{comment} [{where}]", arrays, ptype,
+                 f"{ident}_params" if ptype else None, fields, call)
+
+
+def _annotate(graph: QGraph, step: Step, arrays: LayerArrays) -> None:
+    """The comment above each array: what it is, its shape and its quantization."""
+    if step.conv is not None:
+        op = graph.ops[step.conv]
+        x = graph.input_of(step.conv)
+        quant = f"in {_quant(x)}; out {_quant(op.output)}"
+        if arrays.weights is not None:
+            w = op.arrays["weight"]
+            if step.kind == "conv_u8":
+                layout = f"[{w.shape[2]}][{w.shape[3]}][{w.shape[0]}] (HWO, one input channel)"
+            elif op.kind == "conv2d":
+                layout = f"[{w.shape[0]}][{w.shape[2]}][{w.shape[3]}][{w.shape[1]}] (OHWI)"
+            elif step.flat_from is not None and len(step.flat_from) == 3:
+                layout = (f"[{w.shape[0]}][{w.shape[1]}] (columns in HWC order of "
+                          f"{_shape(step.flat_from)})")
+            else:
+                layout = f"[{w.shape[0]}][{w.shape[1]}]"
+            ws = op.arrays["w_scale"]
+            arrays.weights.comment = (f"{op.name}: {op.kind} weights {layout}, int8 symmetric, "
+                                      f"w_scale {float(ws.min())!r}..{float(ws.max())!r}; {quant}")
+            folded = "" if step.kind == "conv_u8" else " - z_x * sum(w)"
+            arrays.bias.comment = f"{op.name}: bias{folded}, int32 at scale s_x * s_w[c]"
+        else:
+            arrays.mult.comment = f"{op.name}: {op.kind} sum of (x - z_x); {quant}"
+        what = "M = s_x * s_w / s_y as float32" if arrays.shift is None else \
+            "m of M = m * 2^-shift"
+        arrays.mult.comment = (arrays.mult.comment + "\n" if arrays.mult.comment else "") + \
+            f"{op.name}: requantization, {what}"
+        if arrays.shift is not None:
+            arrays.shift.comment = f"{op.name}: requantization shift"
+    if arrays.table is not None:
+        lut_i = step.lut if step.lut is not None else step.ops[0]
+        op = graph.ops[lut_i]
+        act = f" {op.attrs['activation']}" if "activation" in op.attrs else ""
+        arrays.table.comment = (f"{op.name}: LUT{act}, y = table[x + 128]; "
+                                f"out {_quant(op.output)}")
+
+
+def _window(op: QOp, x: QTensor) -> int:
+    """Bytes of one gathered conv window, rounded up to whole words."""
+    kh, kw = op.attrs["kernel"]
+    n = int(kh) * int(kw) * x.shape[0] // int(op.attrs.get("groups", 1))
+    return (n + 3) // 4 * 4
+
+
+def _vectors(graph: QGraph, pixels: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    if pixels is None:
+        pixels = random_pixels(DEFAULT_VECTORS, seed=0)
+    pixels = np.asarray(pixels)
+    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[1:] != (28, 28):
+        raise MnistEdgeError(f"test vector pixels must be uint8 [N,28,28], got "
+                             f"{pixels.dtype} {pixels.shape}")
+    if len(pixels) == 0:
+        raise MnistEdgeError("at least one test vector is needed for the self-test")
+    return pixels, golden.run_int8(graph, pixels)
+
+
+def render_tree(graph: QGraph, requant: str = "float",
+                vector_pixels: np.ndarray | None = None) -> dict[str, bytes]:
+    """Every generated file's bytes, keyed by file name (manifest.json included)."""
+    if requant not in REQUANT_MODES:
+        raise MnistEdgeError(f"requant mode {requant!r}: choose float or int")
+    plan = plan_arena(graph)
+    layers = [_layer(graph, plan, s, requant) for s in plan.steps]
+    arrays: list[CArray] = [a for layer in layers for a in layer.arrays.all()]
+    seen: dict[str, CArray] = {}
+    for a in arrays:
+        if a.name in seen:
+            raise MnistEdgeError(f"two ops map to the same C name {a.name}; rename one")
+        seen[a.name] = a
+    pixels, logits = _vectors(graph, vector_pixels)
+    out = graph.output
+    ctx: dict[str, Any] = {
+        "model": graph.name,
+        "qhash": graph.content_hash(),
+        "version": __version__,
+        "classes": out.size,
+        "arena_bytes": plan.arena_bytes,
+        "unfused_arena_bytes": plan.unfused_arena_bytes,
+        "weight_bytes": sum(a.nbytes for a in arrays),
+        "output_scale": float_literal(out.scale),
+        "output_zero_point": out.zero_point,
+        "requant": requant,
+        "max_channels": max([graph.ops[s.conv].output.shape[0] for s in plan.steps
+                             if s.kind in ("conv", "conv_u8")] + [1]),
+        "max_window": max([_window(graph.ops[s.conv], graph.input_of(s.conv))
+                           for s in plan.steps if s.kind == "conv"] + [4]),
+        "layers": layers,
+        "arrays": arrays,
+        "format_values": format_values,
+        "sources": SOURCES,
+        "vector_count": len(pixels),
+        "vector_pixels": [format_values(CArray("int8_t", "", p.astype(np.int64)))
+                          for p in pixels],
+        "vector_logits": [", ".join(str(int(v)) for v in row) for row in logits],
+        "vector_classes": [int(c) for c in golden.predict(logits)],
+        "fused": plan.fused,
+    }
+    env = _env()
+    files = {name: env.get_template(tpl).render(ctx).encode() for name, tpl in TEMPLATES.items()}
+    manifest = {
+        "generator": f"mnist-edge {__version__}",
+        "model": graph.name,
+        "qgraph_hash": ctx["qhash"],
+        "requant": requant,
+        "arena_bytes": plan.arena_bytes,
+        "unfused_arena_bytes": plan.unfused_arena_bytes,
+        "weight_bytes": ctx["weight_bytes"],
+        "fused": plan.fused,
+        "test_vectors": len(pixels),
+        "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())},
+    }
+    files["manifest.json"] = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    return files
+
+
+def generate_c(graph: QGraph, out_dir: Path, requant: str = "float",
+               vector_pixels: np.ndarray | None = None) -> Path:
+    """Write the C tree to `out_dir` atomically (the old tree stays until the new one is done)."""
+    files = render_tree(graph, requant, vector_pixels)
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
+    return out_dir

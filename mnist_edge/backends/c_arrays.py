@@ -1,0 +1,149 @@
+"""The constant arrays of the generated C, laid out for the kernels' inner loops.
+
+* conv weights go from OIHW to OHWI (activations are HWC, so one kernel row of one
+  output channel is a single contiguous run of kernel_w * in_c bytes);
+* a linear layer fed by a flatten gets its columns permuted from CHW to HWC order;
+* biases absorb the input zero point, ``bias - z_x * sum(w)``, so the inner loop is
+  a plain int8 dot product (the pixel conv reads ``p = q - z_x`` directly and keeps
+  the bias as is);
+* requantization constants are float32 M (float mode) or (m, shift) (integer mode),
+  from `QGraph.multiplier` and `requant.decompose` only.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..qgraph import QGraph
+from ..requant import decompose
+from .c_planner import Step
+
+DATA_PREFIX = "mnist_edge_"
+
+
+@dataclass
+class CArray:
+    """One `const` array: C type, symbol, values and a comment line."""
+
+    ctype: str
+    name: str
+    values: np.ndarray
+    comment: str = ""
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.values.size * {"int8_t": 1, "int32_t": 4, "float": 4}[self.ctype])
+
+
+@dataclass
+class LayerArrays:
+    weights: CArray | None = None
+    bias: CArray | None = None
+    mult: CArray | None = None
+    shift: CArray | None = None
+    table: CArray | None = None
+
+    def all(self) -> list[CArray]:
+        found = [self.weights, self.bias, self.mult, self.shift, self.table]
+        return [a for a in found if a is not None]
+
+
+def c_identifier(name: str) -> str:
+    """A lowercase C identifier for an op name (`features.0` -> `features_0`)."""
+    ident = re.sub(r"[^0-9a-zA-Z_]", "_", name).lower()
+    return ident if ident and not ident[0].isdigit() else f"op_{ident}"
+
+
+def data_symbol(op_name: str) -> str:
+    """Prefix for an op's constants; kernels and types use `me_`, so the two never clash."""
+    return DATA_PREFIX + c_identifier(op_name)
+
+
+def float_literal(value: float) -> str:
+    """An exact C99 hexadecimal float32 literal (no decimal rounding anywhere)."""
+    v = float(np.float32(value))
+    if v == 0.0:
+        return "0.0f"
+    sign = "-" if v < 0 else ""
+    mant, exp = float.hex(abs(v))[2:].split("p")
+    head, _, frac = mant.partition(".")
+    frac = frac.rstrip("0")
+    return f"{sign}0x{head}{'.' + frac if frac else ''}p{int(exp)}f"
+
+
+def requant_arrays(graph: QGraph, index: int, ident: str, mode: str) -> tuple[CArray,
+                                                                             CArray | None]:
+    mult = graph.multiplier(index)
+    if mode == "float":
+        return CArray("float", f"{ident}_mult", mult.astype(np.float32)), None
+    m, shift = decompose(mult)
+    if np.any(shift < -128) or np.any(shift > 127):
+        raise ValueError(f"{ident}: requantization shift outside int8")
+    return (CArray("int32_t", f"{ident}_mult", m.astype(np.int64)),
+            CArray("int8_t", f"{ident}_shift", shift.astype(np.int64)))
+
+
+def conv_weights_ohwi(weight: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(weight.transpose(0, 2, 3, 1))
+
+
+def linear_weights_hwc(weight: np.ndarray, flat_from: tuple[int, ...] | None) -> np.ndarray:
+    if flat_from is None or len(flat_from) != 3:
+        return weight
+    c, h, w = flat_from
+    return np.ascontiguousarray(weight.reshape(-1, c, h, w).transpose(0, 2, 3, 1)
+                                .reshape(weight.shape[0], -1))
+
+
+def folded_bias(bias: np.ndarray, weight: np.ndarray, zero_point: int) -> np.ndarray:
+    """bias - z_x * sum(w): the zero-point term of sum((x - z_x) * w), precomputed."""
+    wsum = weight.reshape(weight.shape[0], -1).astype(np.int64).sum(axis=1)
+    folded = bias.astype(np.int64) - int(zero_point) * wsum
+    if np.any(np.abs(folded) >= 2**31):
+        raise ValueError("folded bias overflows int32")
+    return folded
+
+
+def step_arrays(graph: QGraph, step: Step, mode: str) -> LayerArrays:
+    """Every constant one step needs, under names derived from its ops."""
+    out = LayerArrays()
+    if step.conv is not None:
+        i = step.conv
+        op = graph.ops[i]
+        ident = data_symbol(op.name)
+        x = graph.input_of(i)
+        if op.kind in ("conv2d", "linear"):
+            w, b = op.arrays["weight"], op.arrays["bias"]
+            if step.kind == "conv_u8":  # one input channel: [kh][kw][cout]
+                laid = np.ascontiguousarray(w[:, 0].transpose(1, 2, 0))
+            elif op.kind == "conv2d":
+                laid = conv_weights_ohwi(w)
+            else:
+                laid = linear_weights_hwc(w, step.flat_from)
+            bias = b.astype(np.int64) if step.kind == "conv_u8" else folded_bias(b, w, x.zero_point)
+            out.weights = CArray("int8_t", f"{ident}_weights", laid.astype(np.int64))
+            out.bias = CArray("int32_t", f"{ident}_bias", bias)
+        out.mult, out.shift = requant_arrays(graph, i, ident, mode)
+    lut_index = step.lut if step.lut is not None else (
+        step.ops[0] if step.kind == "lut" else None)
+    if lut_index is not None:
+        op = graph.ops[lut_index]
+        out.table = CArray("int8_t", f"{data_symbol(op.name)}_table",
+                           op.arrays["table"].astype(np.int64))
+    return out
+
+
+def format_values(arr: CArray) -> list[str]:
+    """Rows of C initializers, a fixed number per line so diffs stay readable."""
+    flat = arr.values.reshape(-1)
+    if arr.ctype == "float":
+        items = [float_literal(float(v)) for v in flat]
+        per_line = 4
+    else:
+        width = 4 if arr.ctype == "int8_t" else 11
+        items = [f"{int(v):>{width}}" for v in flat]
+        per_line = 16 if arr.ctype == "int8_t" else 6
+    return [", ".join(items[k:k + per_line]) for k in range(0, len(items), per_line)]

@@ -1,0 +1,97 @@
+"""Validate the generated C on the host: generate, compile with gcc, run every image.
+
+`run_float` / `run_int` are the `c` / `c-int` backends of `mnist-edge validate`. They
+generate the C tree into `<run>/build/c-<mode>/src`, compile it with a small harness
+(templates/c/host/runner.c) that reads raw pixels and writes raw logits, and time
+`mnist_edge_predict` at batch 1 on one thread (median of repeated passes over the
+same images).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..backends.c import SOURCES, generate_c
+from ..errors import MnistEdgeError
+from ..paths import TEMPLATES_DIR
+from ..qgraph import QGraph
+from ..validate import BackendResult
+
+RUNNER = TEMPLATES_DIR / "c" / "host" / "runner.c"
+# -march=native: the host's own SIMD, as onnxruntime picks its kernels at run time.
+DEFAULT_CFLAGS = ("-std=c99", "-O2", "-march=native")
+TIMING_IMAGES = 1000
+REPEATS = 5
+
+
+def find_compiler(name: str = "gcc") -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise MnistEdgeError(f"C compiler {name!r} not found: install it (scripts/setup.sh "
+                             "installs gcc) or pass another with the cc option")
+    return path
+
+
+def compile_runner(src_dir: Path, exe: Path, cc: str = "gcc",
+                   cflags: tuple[str, ...] = DEFAULT_CFLAGS) -> list[str]:
+    """Compile the generated sources plus the harness; returns the command used."""
+    compiler = find_compiler(cc)
+    cmd = [compiler, *cflags, "-I", str(src_dir), "-o", str(exe), str(RUNNER),
+           *(str(src_dir / s) for s in SOURCES)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise MnistEdgeError(f"compiling the generated C failed ({' '.join(cmd[:3])} ...):\n"
+                             f"{proc.stderr.strip()[-2000:]}")
+    return cmd
+
+
+def run_runner(exe: Path, pixels: np.ndarray, classes: int, timing_images: int = 0,
+               repeats: int = REPEATS) -> tuple[np.ndarray, float | None]:
+    """Logits [N, classes] for uint8 pixels [N,28,28], and the median µs per image."""
+    pixels = np.ascontiguousarray(pixels, dtype=np.uint8).reshape(len(pixels), 784)
+    with tempfile.TemporaryDirectory(prefix="mnist-edge-c-") as tmp:
+        pix, out = Path(tmp) / "pixels.bin", Path(tmp) / "logits.bin"
+        pix.write_bytes(pixels.tobytes())
+        proc = subprocess.run([str(exe), str(pix), str(out), str(timing_images), str(repeats)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise MnistEdgeError(f"{exe.name} failed (exit {proc.returncode}): "
+                                 f"{proc.stderr.strip()[-500:]}")
+        logits = np.frombuffer(out.read_bytes(), dtype=np.int8).reshape(len(pixels), classes)
+    latency = None
+    for line in proc.stdout.splitlines():
+        if line.startswith("latency_us "):
+            latency = float(line.split()[1])
+    return logits.copy(), latency
+
+
+def _run(run_dir: Path, graph: QGraph, pixels: np.ndarray, options: dict[str, Any],
+         mode: str) -> BackendResult:
+    build = Path(options.get("build_dir") or Path(run_dir) / "build" / f"c-{mode}")
+    cc = str(options.get("cc", "gcc"))
+    cflags = tuple(options.get("cflags", DEFAULT_CFLAGS))
+    src = generate_c(graph, build / "src", mode, vector_pixels=np.asarray(pixels[:20]))
+    exe = build / "runner"
+    cmd = compile_runner(src, exe, cc, cflags)
+    timing = min(len(pixels), int(options.get("timing_images", TIMING_IMAGES)))
+    logits, latency = run_runner(exe, pixels, graph.output.size, timing,
+                                 int(options.get("repeats", REPEATS)))
+    extra = {"compiler": Path(cmd[0]).name, "cflags": " ".join(cflags), "requant": mode,
+             "latency_images": timing}
+    return BackendResult(logits, latency, extra)
+
+
+def run_float(run_dir: Path, graph: QGraph, pixels: np.ndarray,
+              options: dict[str, Any]) -> BackendResult:
+    return _run(run_dir, graph, pixels, options, "float")
+
+
+def run_int(run_dir: Path, graph: QGraph, pixels: np.ndarray,
+            options: dict[str, Any]) -> BackendResult:
+    return _run(run_dir, graph, pixels, options, "int")

@@ -1,0 +1,89 @@
+/*
+ * runner.c - host harness for validating generated C (not part of the generated tree).
+ *
+ *   runner PIXELS LOGITS [TIMING_IMAGES] [REPEATS]
+ *
+ * Reads N images of 784 uint8 pixels from PIXELS, writes N x MNIST_EDGE_CLASSES int8
+ * logits to LOGITS, then times mnist_edge_predict on the first TIMING_IMAGES images
+ * REPEATS times (batch 1, one thread) and prints the median microseconds per image.
+ */
+#define _POSIX_C_SOURCE 199309L
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "mnist_edge.h"
+
+static double now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int main(int argc, char **argv)
+{
+    FILE *f;
+    long n, i, timed, r, repeats;
+    uint8_t *pixels;
+    int8_t *logits;
+    double *runs;
+    volatile int sink = 0;
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s PIXELS LOGITS [TIMING_IMAGES] [REPEATS]\n", argv[0]);
+        return 2;
+    }
+    f = fopen(argv[1], "rb");
+    if (f == NULL || fseek(f, 0, SEEK_END) != 0) {
+        perror(argv[1]);
+        return 2;
+    }
+    n = ftell(f) / MNIST_EDGE_INPUT_SIZE;
+    rewind(f);
+    pixels = malloc((size_t)(n * MNIST_EDGE_INPUT_SIZE) + 1);
+    logits = malloc((size_t)(n * MNIST_EDGE_CLASSES) + 1);
+    if (pixels == NULL || logits == NULL ||
+        fread(pixels, MNIST_EDGE_INPUT_SIZE, (size_t)n, f) != (size_t)n) {
+        fprintf(stderr, "%s: cannot read %ld images\n", argv[1], n);
+        return 2;
+    }
+    fclose(f);
+    for (i = 0; i < n; i++) {
+        sink += mnist_edge_predict(pixels + i * MNIST_EDGE_INPUT_SIZE,
+                                   logits + i * MNIST_EDGE_CLASSES);
+    }
+    f = fopen(argv[2], "wb");
+    if (f == NULL || fwrite(logits, MNIST_EDGE_CLASSES, (size_t)n, f) != (size_t)n) {
+        perror(argv[2]);
+        return 2;
+    }
+    fclose(f);
+    timed = argc > 3 ? atol(argv[3]) : 0;
+    repeats = argc > 4 ? atol(argv[4]) : 5;
+    if (timed > n) {
+        timed = n;
+    }
+    if (timed > 0 && repeats > 0) {
+        int8_t out[MNIST_EDGE_CLASSES];
+        runs = malloc(sizeof(double) * (size_t)repeats);
+        for (r = 0; r < repeats; r++) {
+            const double t0 = now_us();
+            for (i = 0; i < timed; i++) {
+                sink += mnist_edge_predict(pixels + i * MNIST_EDGE_INPUT_SIZE, out);
+            }
+            runs[r] = (now_us() - t0) / (double)timed;
+        }
+        qsort(runs, (size_t)repeats, sizeof(double), cmp_double);
+        printf("latency_us %.3f\n", runs[repeats / 2]);
+        free(runs);
+    }
+    free(pixels);
+    free(logits);
+    return sink < 0;
+}

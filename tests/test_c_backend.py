@@ -1,0 +1,350 @@
+"""The C backend: planner, generated tree, strict compiles, and bit-exactness vs golden."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mnist_edge import golden
+from mnist_edge.backends.c import generate_c, render_tree
+from mnist_edge.backends.c_arrays import float_literal
+from mnist_edge.backends.c_planner import LOGITS, PIXELS, plan_arena
+from mnist_edge.errors import MnistEdgeError
+from mnist_edge.qgraph import INPUT_SCALE, INPUT_ZERO_POINT, QGraph, QOp, QTensor
+from mnist_edge.requant import decompose, requantize_float
+from mnist_edge.targets import host_c
+from mnist_edge.testing import random_pixels, random_qgraph
+
+STRICT = ["-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Wshadow", "-Wconversion", "-Werror"]
+SOURCES = ["mnist_edge_model.c", "mnist_edge_kernels.c", "mnist_edge_weights.c"]
+CASES = [("mixed", 0), ("mixed", 3), ("dense", 1), ("dense", 4)]
+SLOW_CASES = {("mixed", 0), ("dense", 1)}  # for the slower builds (sanitizers, Cortex-M)
+
+
+def need(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        pytest.skip(f"{tool} not found: install with scripts/setup.sh")
+    return path
+
+
+def _run(cmd: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def _small_linear_graph(first: str) -> QGraph:
+    """Graphs whose first op is not a conv, so the C converts the pixels to int8 first."""
+    rng = np.random.default_rng(7)
+    x = QTensor((1, 28, 28), INPUT_SCALE, INPUT_ZERO_POINT)
+    ops: list[QOp] = []
+    if first == "lut":  # then a 9x9 conv with one input channel on int8 (generic kernel)
+        ops.append(QOp("act", "lut", QTensor((1, 28, 28), float(np.float32(0.01)), -20), {},
+                       {"table": rng.integers(-128, 128, 256).astype(np.int8)}))
+        w = rng.integers(-3, 4, size=(3, 1, 9, 9)).astype(np.int8)
+        out = QTensor((3, 11, 11), float(np.float32(0.05)), -128)
+        ops.append(QOp("big", "conv2d", out, {"kernel": [9, 9], "stride": [2, 2],
+                                              "padding": [0, 1, 1, 0]},
+                       {"weight": w, "bias": rng.integers(-50, 50, 3).astype(np.int32),
+                        "w_scale": np.full(3, 0.01, np.float32)}))
+        x = out
+    else:  # maxpool straight on the pixels
+        out = QTensor((1, 14, 14), INPUT_SCALE, INPUT_ZERO_POINT)
+        ops.append(QOp("pool", "maxpool2d", out, {"kernel": [2, 2], "stride": [2, 2]}))
+        x = out
+    n = x.size
+    ops.append(QOp("flat", "flatten", QTensor((n,), x.scale, x.zero_point)))
+    w = rng.integers(-3, 4, size=(10, n)).astype(np.int8)
+    ops.append(QOp("fc", "linear", QTensor((10,), float(np.float32(0.2)), 3), {},
+                   {"weight": w, "bias": rng.integers(-500, 500, 10).astype(np.int32),
+                    "w_scale": np.full(10, 0.02, np.float32)}))
+    graph = QGraph(f"crafted-{first}", QTensor((1, 28, 28), INPUT_SCALE, INPUT_ZERO_POINT), ops)
+    graph.validate()
+    return graph
+
+
+# ------------------------------------------------------------------ planner
+@pytest.mark.parametrize("layout,seed", CASES)
+def test_plan_buffers_never_overlap_and_fusion_saves_arena(layout: str, seed: int) -> None:
+    graph = random_qgraph(seed, layout)
+    plan = plan_arena(graph)
+    assert plan.arena_bytes <= plan.unfused_arena_bytes
+    assert plan.fused and plan.arena_bytes < plan.unfused_arena_bytes
+    for s in plan.steps:
+        if s.src >= 0 and s.dst >= 0 and s.src != s.dst:
+            a, b = plan.buffers[s.src], plan.buffers[s.dst]
+            assert a.offset + a.size <= b.offset or b.offset + b.size <= a.offset
+        for ref in (s.src, s.dst):
+            if ref >= 0:
+                buf = plan.buffers[ref]
+                assert 0 <= buf.offset and buf.offset + buf.size <= plan.arena_bytes
+                assert buf.offset % 4 == 0
+    assert plan.steps[0].src == PIXELS and plan.steps[-1].dst == LOGITS
+    # The arena is exactly the largest live input + output pair (rounded to words).
+    pairs = [plan.buffers[s.src].size + plan.buffers[s.dst].size for s in plan.steps
+             if s.src >= 0 and s.dst >= 0 and s.src != s.dst]
+    assert plan.arena_bytes - max(pairs) < 8
+
+
+def test_unfused_plan_keeps_conv_output() -> None:
+    graph = random_qgraph(0, "mixed")
+    unfused = plan_arena(graph, fuse=False)
+    conv_out = graph.ops[0].output.size  # 4x28x28, stored only without fusion
+    assert unfused.arena_bytes >= conv_out
+    assert plan_arena(graph).arena_bytes < conv_out
+
+
+def test_unsupported_ops_are_named() -> None:
+    graph = random_qgraph(0, "dense")
+    graph.ops[1].attrs["padding"] = [1, 1, 1, 1]  # maxpool with padding
+    with pytest.raises(MnistEdgeError, match=r"maxpool2d1.*padding"):
+        plan_arena(graph)
+    graph = random_qgraph(0, "dense")
+    graph.ops[4].kind = "softmax"
+    with pytest.raises(MnistEdgeError, match=r"lut4.*softmax"):
+        generate_c(graph, Path("/nonexistent/never-written"))
+
+
+def test_bad_requant_mode_and_vectors() -> None:
+    graph = random_qgraph(0, "dense")
+    with pytest.raises(MnistEdgeError, match="requant"):
+        render_tree(graph, "double")
+    with pytest.raises(MnistEdgeError, match="uint8"):
+        render_tree(graph, "float", np.zeros((2, 28, 28), np.int16))
+
+
+def test_float_literals_are_exact() -> None:
+    rng = np.random.default_rng(0)
+    for v in np.concatenate([rng.random(200).astype(np.float32) * 1e-3,
+                             np.float32([1.0, 0.5, 3.0, 2.0**-30, 1 / 255])]):
+        text = float_literal(float(v))
+        assert text.endswith("f")
+        assert np.float32(float.fromhex(text[:-1])) == v
+
+
+# ------------------------------------------------------------ generated tree
+def test_generation_is_deterministic_and_manifest_matches(tmp_path: Path) -> None:
+    graph = random_qgraph(2, "mixed")
+    a = generate_c(graph, tmp_path / "a", "int")
+    b = generate_c(graph, tmp_path / "b", "int")
+    names = sorted(p.name for p in a.iterdir())
+    assert names == sorted(p.name for p in b.iterdir())
+    for name in names:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    manifest = json.loads((a / "manifest.json").read_text())
+    assert manifest["qgraph_hash"] == graph.content_hash()
+    assert manifest["requant"] == "int"
+    assert manifest["arena_bytes"] == plan_arena(graph).arena_bytes
+    for name, digest in manifest["files"].items():
+        assert hashlib.sha256((a / name).read_bytes()).hexdigest() == digest
+    header = (a / "mnist_edge.h").read_text()
+    assert f"#define MNIST_EDGE_ARENA_SIZE {manifest['arena_bytes']}" in header
+    assert str(tmp_path) not in "".join((a / n).read_text() for n in names)
+
+
+def test_regenerating_replaces_the_tree(tmp_path: Path) -> None:
+    out = tmp_path / "c"
+    generate_c(random_qgraph(0, "dense"), out)
+    (out / "stale.c").write_text("left over\n")
+    generate_c(random_qgraph(0, "dense"), out)
+    assert not (out / "stale.c").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+@pytest.fixture(scope="module")
+def trees(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, int, str], Path]:
+    root = tmp_path_factory.mktemp("ctrees")
+    out = {}
+    for layout, seed in CASES:
+        for mode in ("float", "int"):
+            out[layout, seed, mode] = generate_c(random_qgraph(seed, layout),
+                                                 root / f"{layout}{seed}-{mode}", mode,
+                                                 random_pixels(8, seed + 100))
+    return out
+
+
+@pytest.mark.parametrize("cc", ["gcc", "clang"])
+@pytest.mark.parametrize("mode", ["float", "int"])
+def test_selftest_strict_warnings(trees, cc: str, mode: str) -> None:
+    compiler = need(cc)
+    for layout, seed in CASES:
+        src = trees[layout, seed, mode]
+        exe = src / f"selftest-{cc}"
+        _run([compiler, *STRICT, "-O2", "-o", str(exe), "main.c", *SOURCES], cwd=src)
+        out = _run([str(exe)]).stdout
+        assert out.strip().splitlines()[-1].startswith("PASS: 8/8"), out
+        assert out.count("logits exact") == 8
+
+
+@pytest.mark.parametrize("flags", [
+    ["-DMNIST_EDGE_NO_SIMD"],  # the portable loops
+    ["-mavx2"],  # the AVX2 host path
+    ["-march=native"],  # whatever this host has (the validate default)
+    ["-mfpmath=387"],  # x87 excess precision must not change the float path
+    ["-mfma", "-ffp-contract=fast", "-std=gnu99"],  # nor FMA contraction
+])
+def test_selftest_code_paths(trees, flags: list[str]) -> None:
+    compiler = need("gcc")
+    for (layout, seed, mode), src in trees.items():
+        if (layout, seed) not in SLOW_CASES:
+            continue
+        exe = src / "selftest-variant"
+        _run([compiler, *STRICT, "-O2", *flags, "-o", str(exe), "main.c", *SOURCES], cwd=src)
+        assert "PASS" in _run([str(exe)]).stdout, (layout, seed, mode, flags)
+
+
+@pytest.mark.parametrize("dsp", [False, True])
+def test_selftest_sanitizers(trees, dsp: bool) -> None:
+    """ASan + UBSan; with dsp, the SXTB16/SMLAD path runs through its C emulation."""
+    compiler = need("gcc")
+    flags = ["-DMNIST_EDGE_DSP_EMULATION"] if dsp else []
+    for (layout, seed, mode), src in trees.items():
+        if (layout, seed) not in SLOW_CASES:
+            continue
+        exe = src / f"selftest-san{int(dsp)}"
+        _run([compiler, *STRICT, "-O1", "-g", "-fsanitize=address,undefined",
+              "-fno-sanitize-recover=all", *flags, "-o", str(exe), "main.c", *SOURCES], cwd=src)
+        assert "PASS" in _run([str(exe)]).stdout, (layout, seed, mode)
+
+
+def test_cortex_m_compiles(trees, tmp_path: Path) -> None:
+    cc = need("arm-none-eabi-gcc")
+    objdump = need("arm-none-eabi-objdump")
+    m4 = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-O2"]
+    m0 = ["-mcpu=cortex-m0", "-mthumb", "-Os"]
+    for (layout, seed, mode), src in trees.items():
+        if (layout, seed) not in SLOW_CASES:
+            continue
+        for name, flags in (("m4", m4), ("m0", m0)):
+            if name == "m0" and mode == "float":
+                continue
+            for s in SOURCES:
+                obj = tmp_path / f"{layout}{seed}{mode}{name}-{s}.o"
+                _run([cc, *STRICT, *flags, "-c", s, "-o", str(obj)], cwd=src)
+        kernels = tmp_path / f"{layout}{seed}{mode}m4-mnist_edge_kernels.c.o"
+        asm = _run([objdump, "-d", str(kernels)]).stdout
+        assert "smlad" in asm and "sxtb16" in asm  # the DSP path was compiled in
+
+
+def test_makefile_and_cmake_build(trees, tmp_path: Path) -> None:
+    need("make")
+    need("gcc")
+    src = trees["dense", 1, "int"]
+    work = tmp_path / "make"
+    shutil.copytree(src, work)
+    out = _run(["make", "test", "CC=gcc"], cwd=work).stdout
+    assert "PASS" in out
+    if shutil.which("cmake"):
+        build = tmp_path / "cmake-build"
+        _run(["cmake", "-S", str(work), "-B", str(build)])
+        _run(["cmake", "--build", str(build)])
+        assert "PASS" in _run([str(build / "mnist_edge_selftest")]).stdout
+
+
+# --------------------------------------------------------- requant in C itself
+HARNESS = r"""
+#include <stdio.h>
+#include "mnist_edge_kernels.c"
+int main(void)
+{
+    static me_mult_t mult[1];
+    static int8_t shift[1];
+    float mf; int m, s, zp; long n, i;
+    me_requant_params q;
+    while (scanf("%f %d %d %d %ld", &mf, &m, &s, &zp, &n) == 5) {
+#if MNIST_EDGE_REQUANT_INT
+        mult[0] = m; shift[0] = (int8_t)s; (void)mf;
+#else
+        mult[0] = mf; (void)m; (void)s;
+#endif
+        q.mult = mult; q.shift = shift; q.zero_point = zp; q.table = NULL;
+        for (i = 0; i < n; i++) {
+            int acc;
+            if (scanf("%d", &acc) != 1) return 2;
+            printf("%d\n", me_requantize(acc, &q, 0));
+        }
+    }
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("mode", ["float", "int"])
+def test_c_requantize_matches_contract(trees, tmp_path: Path, mode: str) -> None:
+    """The C me_requantize against requant.requantize_float on edge cases and random values."""
+    compiler = need("gcc")
+    src = trees["mixed", 0, mode]
+    (tmp_path / "h.c").write_text(HARNESS)
+    exe = tmp_path / "h"
+    _run([compiler, "-std=c99", "-O2", "-I", str(src), "-o", str(exe), str(tmp_path / "h.c")])
+    rng = np.random.default_rng(5)
+    p = np.int64(1) << np.arange(24)
+    special = np.concatenate([[0, (1 << 24) - 1], p, p - 1, p + 1])
+    special = np.unique(np.concatenate([special, -special]))
+    special = special[np.abs(special) < 1 << 24]
+    mults = np.concatenate([np.float32(2.0) ** -np.arange(-4, 60, dtype=np.float32),
+                            np.exp(rng.uniform(np.log(1e-9), np.log(50), 60)).astype(np.float32)])
+    lines = []
+    for mult in mults:
+        mult = np.float32(mult)
+        k = np.arange(-40, 40)
+        ties = np.clip(np.rint((k + 0.5) / float(mult)), -(1 << 24) + 1, (1 << 24) - 1)
+        mag = np.exp(rng.uniform(0, np.log((1 << 24) - 1), 400)).astype(np.int64)
+        acc = np.concatenate([special, ties.astype(np.int64), ties.astype(np.int64) + 1,
+                              np.where(rng.random(400) < 0.5, -mag, mag)])
+        zp = int(rng.integers(-128, 128))
+        m, shift = decompose(np.array([mult]))
+        lines.append(f"{float.hex(float(mult))} {m[0]} {shift[0]} {zp} {len(acc)}")
+        lines.append(" ".join(str(int(a)) for a in acc))
+    proc = subprocess.run([str(exe)], input="\n".join(lines) + "\n", capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr
+    got = np.array(proc.stdout.split(), dtype=np.int64)
+    want = []
+    for header, body in zip(lines[::2], lines[1::2], strict=True):
+        mhex, _, _, zp, _ = header.split()
+        mult = np.float32(float.fromhex(mhex))
+        acc = np.array(body.split(), dtype=np.int64)
+        want.append(requantize_float(acc, np.array([mult]), int(zp)).astype(np.int64))
+    want = np.concatenate(want)
+    assert len(got) == len(want)
+    assert np.array_equal(got, want), f"{np.sum(got != want)} of {len(want)} differ"
+
+
+# ---------------------------------------------------------- host validation
+@pytest.mark.parametrize("layout,seed", CASES)
+def test_host_runner_bit_exact(tmp_path: Path, layout: str, seed: int) -> None:
+    need("gcc")
+    graph = random_qgraph(seed, layout)
+    pixels = random_pixels(300, seed + 1)
+    reference = golden.run_int8(graph, pixels)
+    for run in (host_c.run_float, host_c.run_int):
+        result = run(tmp_path, graph, pixels, {"timing_images": 50, "repeats": 3})
+        assert result.logits.dtype == np.int8
+        assert np.array_equal(result.logits, reference), run.__name__
+        assert result.latency_us is not None and result.latency_us > 0
+
+
+@pytest.mark.parametrize("first", ["lut", "pool"])
+def test_graphs_needing_the_input_step(tmp_path: Path, first: str) -> None:
+    need("gcc")
+    graph = _small_linear_graph(first)
+    plan = plan_arena(graph)
+    assert plan.steps[0].kind == "input"
+    pixels = random_pixels(100, 3)
+    for run in (host_c.run_float, host_c.run_int):
+        result = run(tmp_path, graph, pixels, {"timing_images": 0})
+        assert np.array_equal(result.logits, golden.run_int8(graph, pixels))
+
+
+def test_missing_compiler_is_a_user_error(tmp_path: Path) -> None:
+    graph = random_qgraph(0, "dense")
+    with pytest.raises(MnistEdgeError, match="not found"):
+        host_c.run_float(tmp_path, graph, random_pixels(2), {"cc": "no-such-cc-mnist-edge"})
