@@ -1,0 +1,411 @@
+"""HLS C++ for FPGAs, plus memory initialization files, rendered from a QGraph.
+
+The generated tree is plain C++14 (no vendor headers, no float, no dynamic
+memory, no recursion) so that host g++ can C-simulate exactly what Vitis HLS
+synthesizes. Requantization is the integer-only path of the contract
+(`requant.decompose` + `requant.requantize_int`), so C-simulation matches the
+golden model bit for bit. The README's latency figures come from
+`latency_model`, computed from the same loop structure the templates emit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+
+from .. import golden
+from ..errors import MnistEdgeError
+from ..paths import TEMPLATES_DIR, atomic_dir
+from ..qgraph import QGraph
+from ..requant import decompose
+from ..testing import random_pixels
+from .memfiles import WRITERS
+
+DEFAULT_PART = "xc7z020clg400-1"  # Zynq-7020, as on the PYNQ-Z2
+DEFAULT_PARALLEL = 4  # output channels computed side by side in conv2d / linear
+CLOCK_NS = 10.0
+PIXELS = 28 * 28
+SUPPORTED = ("conv2d", "linear", "maxpool2d", "avgpool2d", "global_avgpool", "lut", "flatten")
+
+# Assumed pipeline depths (cycles) for the latency model. Vitis's scheduler sets
+# the real ones; csynth's report gives them, these only make the estimate explicit.
+DEPTH = {"mac": 4, "pool": 3, "copy": 2, "lut": 3}
+REQUANT_CYCLES = 5  # pipeline depth: 48-bit product on DSPs, 24-bit rounding, shift, saturate
+LOOP_OVERHEAD = 1  # entry/exit of each iteration of a non-pipelined outer loop
+
+TEMPLATE_FILES = {
+    "mnist_edge_hls.h.j2": "mnist_edge_hls.h",
+    "mnist_edge_kernels.h.j2": "mnist_edge_kernels.h",
+    "mnist_edge_params.h.j2": "mnist_edge_params.h",
+    "mnist_edge_hls.cpp.j2": "mnist_edge_hls.cpp",
+    "tb_mnist_edge.cpp.j2": "tb_mnist_edge.cpp",
+    "csim_main.cpp.j2": "csim_main.cpp",
+    "run_hls.tcl.j2": "run_hls.tcl",
+    "README.md.j2": "README.md",
+}
+SOURCES = ("mnist_edge_hls.cpp",)  # what synthesis compiles; headers come along
+
+
+@dataclass
+class ParamArray:
+    """One constant array: a C ROM in mnist_edge_params.h and one memory file per format."""
+
+    name: str
+    values: np.ndarray
+    ctype: str
+    width: int
+    signed: bool
+    what: str
+    lanes: int | None = None  # weights: declared [lanes][depth / lanes], one ROM per lane
+
+    @property
+    def depth(self) -> int:
+        return int(self.values.size)
+
+    @property
+    def c_dims(self) -> str:
+        if self.lanes is not None:
+            return f"[{self.lanes}][{self.depth // self.lanes}]"
+        return f"[{self.depth}]"
+
+    def c_blocks(self, per_line: int = 16) -> list[list[str]]:
+        """Initializer lines, one block per lane (row-major order either way)."""
+        flat = [str(int(v)) for v in self.values.ravel()]
+        lanes = self.lanes or 1
+        size = len(flat) // lanes
+        blocks = [flat[k * size : (k + 1) * size] for k in range(lanes)]
+        return [[", ".join(b[i : i + per_line]) for i in range(0, len(b), per_line)]
+                for b in blocks]
+
+
+@dataclass
+class Layer:
+    """One op as the top function calls it, with the loop figures of the latency model."""
+
+    name: str
+    kind: str
+    summary: str
+    call: str  # C++ statement, empty for flatten
+    x_buf: str
+    y_buf: str
+    y_size: int
+    outer: int  # iterations of the non-pipelined outer loops
+    trip: int  # iterations of the pipelined loop (per outer iteration)
+    depth: int
+    post: int  # cycles after the pipelined loop per outer iteration (requantization)
+    params: list[ParamArray] = field(default_factory=list)
+    lanes: int = 1  # output channels computed in parallel (conv2d / linear)
+
+    @property
+    def cycles(self) -> int:
+        if self.trip == 0:
+            return 0
+        per = self.trip + self.depth - 1 + self.post
+        return self.outer * (per + (LOOP_OVERHEAD if self.outer > 1 else 0))
+
+    @property
+    def formula(self) -> str:
+        if self.trip == 0:
+            return "0 (a view: the next layer reads the same buffer)"
+        inner = f"{self.trip} + {self.depth} - 1"
+        if self.post:
+            inner += f" + {self.post}"
+        if self.outer > 1:
+            return f"{self.outer} × ({inner} + {LOOP_OVERHEAD})"
+        return inner
+
+
+def c_name(name: str, taken: set[str]) -> str:
+    """A C identifier for an op name, unique within the generated code."""
+    base = re.sub(r"[^0-9a-zA-Z_]", "_", name).strip("_").lower() or "op"
+    if base[0].isdigit():
+        base = "op_" + base
+    out, n = base, 1
+    while out in taken:
+        n += 1
+        out = f"{base}_{n}"
+    taken.add(out)
+    return out
+
+
+def _requant_params(graph: QGraph, i: int, cname: str) -> list[ParamArray]:
+    m, shift = decompose(graph.multiplier(i))
+    if np.any(shift < 0) or np.any(shift > 255):
+        raise MnistEdgeError(f"op {graph.ops[i].name}: requantization multiplier out of the "
+                             "range the HLS kernels support (needs 2^-231 < M < 1)")
+    return [
+        ParamArray(f"{cname}_mult", m.astype(np.uint32), "uint32_t", 24, False,
+                   "requantization mantissa m per channel (M = m * 2^-shift)"),
+        ParamArray(f"{cname}_shift", shift.astype(np.uint8), "uint8_t", 8, False,
+                   "requantization right shift per channel"),
+    ]
+
+
+def lanes_for(cout: int, groups: int, parallel: int) -> int:
+    """The widest lane count <= `parallel` that divides the outputs (1 for grouped convs)."""
+    if groups != 1:
+        return 1
+    return max(p for p in range(1, max(parallel, 1) + 1) if cout % p == 0)
+
+
+def build_layers(graph: QGraph, parallel: int = DEFAULT_PARALLEL) -> list[Layer]:
+    """The op sequence as kernel calls, buffers and loop trip counts."""
+    graph.validate()
+    if not 1 <= parallel <= 64:
+        raise MnistEdgeError(f"parallel lanes must be 1..64, got {parallel}")
+    taken = {"pixels", "logits", "x0"}
+    layers: list[Layer] = []
+    buf, nbuf = "x0", 0
+    for i, op in enumerate(graph.ops):
+        if op.kind not in SUPPORTED:
+            raise MnistEdgeError(f"op {op.name}: op kind {op.kind!r} is not supported by the "
+                                 f"HLS backend (supported: {', '.join(SUPPORTED)})")
+        x, y = graph.input_of(i), op.output
+        cname = c_name(op.name, taken)
+        if op.kind == "flatten":
+            layers.append(Layer(cname, op.kind, f"flatten {_dims(x.shape)} -> {y.shape[0]}", "",
+                                buf, buf, y.size, 0, 0, 0, 0))
+            continue
+        nbuf += 1
+        out = f"x{nbuf}"
+        xz, yz = x.zero_point, y.zero_point
+        params: list[ParamArray] = []
+        lanes = 1
+        if op.kind == "conv2d":
+            w = op.arrays["weight"]
+            cin, h, wd = x.shape
+            cout, _, oh, ow = (w.shape[0], *y.shape)
+            kh, kw = op.attrs["kernel"]
+            sh, sw = op.attrs.get("stride", [1, 1])
+            pt, pl, pb, pr = op.attrs.get("padding", [0, 0, 0, 0])
+            groups = int(op.attrs.get("groups", 1))
+            params = [
+                ParamArray(f"{cname}_weight", w, "int8_t", 8, True,
+                           f"weights [{cout}][{cin // groups}][{kh}][{kw}] (out, in/groups, "
+                           "ky, kx)"),
+                ParamArray(f"{cname}_bias", op.arrays["bias"], "int32_t", 32, True,
+                           "bias per output channel (scale x_scale * w_scale)"),
+                *_requant_params(graph, i, cname),
+            ]
+            params[0].lanes = lanes = lanes_for(cout, groups, parallel)
+            targs = [cin, h, wd, cout, oh, ow, kh, kw, sh, sw, pt, pl, groups, xz, yz, lanes]
+            call = _call("conv2d", targs, [buf, out, _names(params)])
+            summary = (f"conv2d {_dims(x.shape)} -> {_dims(y.shape)}, kernel {kh}x{kw}, "
+                       f"stride {sh}x{sw}, padding t{pt} l{pl} b{pb} r{pr}, groups {groups}, "
+                       f"{lanes} lane(s)")
+            outer, trip = cout // lanes * oh * ow, cin // groups * kh * kw
+            depth, post = DEPTH["mac"], lanes + REQUANT_CYCLES - 1
+        elif op.kind == "linear":
+            w = op.arrays["weight"]
+            params = [
+                ParamArray(f"{cname}_weight", w, "int8_t", 8, True,
+                           f"weights [{w.shape[0]}][{w.shape[1]}] (out, in)"),
+                ParamArray(f"{cname}_bias", op.arrays["bias"], "int32_t", 32, True,
+                           "bias per output (scale x_scale * w_scale)"),
+                *_requant_params(graph, i, cname),
+            ]
+            params[0].lanes = lanes = lanes_for(y.size, 1, parallel)
+            call = _call("linear", [x.size, y.size, xz, yz, lanes], [buf, out, _names(params)])
+            summary = f"linear {x.size} -> {y.size}, {lanes} lane(s)"
+            outer, trip = y.size // lanes, x.size
+            depth, post = DEPTH["mac"], lanes + REQUANT_CYCLES - 1
+        elif op.kind in ("maxpool2d", "avgpool2d"):
+            c, h, wd = x.shape
+            _, oh, ow = y.shape
+            kh, kw = op.attrs["kernel"]
+            sh, sw = op.attrs["stride"]
+            targs = [c, h, wd, oh, ow, kh, kw, sh, sw]
+            if op.kind == "avgpool2d":
+                params = _requant_params(graph, i, cname)
+                targs += [xz, yz]
+                call = _call("avgpool2d", targs, [buf, out, _names(params)])
+                post = REQUANT_CYCLES
+            else:
+                call = _call("maxpool2d", targs, [buf, out])
+                post = 0
+            summary = (f"{op.kind} {_dims(x.shape)} -> {_dims(y.shape)}, window {kh}x{kw}, "
+                       f"stride {sh}x{sw}")
+            outer, trip, depth = c * oh * ow, kh * kw, DEPTH["pool"]
+        elif op.kind == "global_avgpool":
+            c, h, wd = x.shape
+            params = _requant_params(graph, i, cname)
+            call = _call("global_avgpool", [c, h * wd, xz, yz], [buf, out, _names(params)])
+            summary = f"global_avgpool {_dims(x.shape)} -> {_dims(y.shape)}"
+            outer, trip, depth, post = c, h * wd, DEPTH["pool"], REQUANT_CYCLES
+        else:  # lut
+            params = [ParamArray(f"{cname}_table", op.arrays["table"], "int8_t", 8, True,
+                                 "activation table: y = table[x + 128]")]
+            call = _call("lut", [x.size], [buf, out, _names(params)])
+            summary = f"lut over {x.size} values ({op.attrs.get('activation', 'table')})"
+            outer, trip, depth, post = 1, x.size, DEPTH["lut"], 0
+        layers.append(Layer(cname, op.kind, summary, call, buf, out, y.size, outer, trip, depth,
+                            post, params, lanes))
+        buf = out
+    return layers
+
+
+def _args(values: list[int]) -> str:
+    return ", ".join(str(int(v)) for v in values)
+
+
+def _names(params: list[ParamArray]) -> str:
+    return ", ".join(p.name for p in params)
+
+
+def _call(kernel: str, targs: list[int], args: list[str]) -> str:
+    """`kernel<targs>(args);`, arguments on a continuation line if the line gets long."""
+    head, tail = f"{kernel}<{_args(targs)}>(", f"{', '.join(args)});"
+    return head + tail if len(head + tail) <= 90 else f"{head}\n        {tail}"
+
+
+def _dims(shape: tuple[int, ...]) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def latency_model(graph: QGraph, layers: list[Layer] | None = None,
+                  parallel: int = DEFAULT_PARALLEL) -> dict[str, Any]:
+    """Cycles per image implied by the emitted loops (II=1 pipelined inner loops)."""
+    layers = build_layers(graph, parallel) if layers is None else layers
+    io_in = PIXELS + DEPTH["copy"] - 1
+    io_out = graph.output.size + DEPTH["copy"] - 1
+    rows = [{"layer": "read_pixels", "kind": "input", "lanes": 1, "outer": 1, "trip": PIXELS,
+             "formula": f"{PIXELS} + {DEPTH['copy']} - 1", "cycles": io_in}]
+    rows += [{"layer": layer.name, "kind": layer.kind, "lanes": layer.lanes,
+              "outer": layer.outer, "trip": layer.trip, "formula": layer.formula,
+              "cycles": layer.cycles} for layer in layers]
+    rows.append({"layer": "write_logits", "kind": "output", "lanes": 1, "outer": 1,
+                 "trip": graph.output.size,
+                 "formula": f"{graph.output.size} + {DEPTH['copy']} - 1", "cycles": io_out})
+    total = sum(r["cycles"] for r in rows)
+    return {
+        "formula": "cycles = Σ_layers outer × (trip + depth − 1 + post + overhead)",
+        "assumptions": {"pipeline_depth": DEPTH, "requant_depth": REQUANT_CYCLES,
+                        "loop_overhead": LOOP_OVERHEAD, "initiation_interval": 1,
+                        "clock_ns": CLOCK_NS},
+        "layers": rows,
+        "total_cycles": total,
+        "latency_us_at_clock": round(total * CLOCK_NS / 1000.0, 3),
+    }
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR / "hls")),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+
+
+def _comment(p: ParamArray, op_name: str) -> str:
+    kind = "signed two's complement" if p.signed else "unsigned"
+    return (f"mnist-edge {p.name}: {p.what} (op {op_name})\n"
+            f"width {p.width} bits, {kind}; depth {p.depth}; row-major (C) order, "
+            "address 0 = first element")
+
+
+def generate_hls(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None = None,
+                 part: str = DEFAULT_PART, parallel: int = DEFAULT_PARALLEL) -> Path:
+    """Write the HLS project (sources, testbench, Tcl, memory files, README) atomically.
+
+    `parallel` is the most output channels a conv2d / linear layer computes side by side.
+    """
+    layers = build_layers(graph, parallel)
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", part):
+        raise MnistEdgeError(f"FPGA part {part!r} is not a valid part name")
+    if vector_pixels is None:
+        vector_pixels = random_pixels(20, seed=0)
+        vector_source = "synthetic (mnist_edge.testing.random_pixels(20, seed=0))"
+    else:
+        vector_source = "caller-supplied images"
+    vector_pixels = np.ascontiguousarray(vector_pixels, dtype=np.uint8).reshape(-1, 28, 28)
+    golden_logits = golden.run_int8(graph, vector_pixels)
+    latency = latency_model(graph, layers, parallel)
+    params = [p for layer in layers for p in layer.params]
+    op_of = {p.name: layer.name for layer in layers for p in layer.params}
+    buffers = [(layer.y_buf, layer.y_size) for layer in layers if layer.call]
+    # Each lane reads its own row of the weights: that is where partitioning pays.
+    partitions = [f"{layer.name}_weight" for layer in layers if layer.lanes > 1]
+    context = {
+        "graph": graph,
+        "model": graph.name,
+        "qgraph_hash": graph.content_hash(),
+        "layers": layers,
+        "params": params,
+        "buffers": buffers,
+        "partitions": partitions,
+        "parallel": parallel,
+        "last_buf": layers[-1].y_buf,
+        "classes": graph.output.size,
+        "pixels": PIXELS,
+        "latency": latency,
+        "part": part,
+        "clock_ns": CLOCK_NS,
+        "vectors": len(vector_pixels),
+        "vector_source": vector_source,
+        "output_scale": graph.output.scale,
+        "output_zero_point": graph.output.zero_point,
+        "depth": DEPTH,
+        "requant_cycles": REQUANT_CYCLES,
+        "loop_overhead": LOOP_OVERHEAD,
+    }
+    env = _environment()
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        tmp.chmod(0o755)  # mkdtemp creates 0700; the generated tree is meant to be shared
+        for template, name in TEMPLATE_FILES.items():
+            (tmp / name).write_text(env.get_template(template).render(**context))
+        mem_dir = tmp / "mem"
+        mem_dir.mkdir()
+        manifest_arrays = []
+        for p in params:
+            files = {}
+            for ext, writer in WRITERS.items():
+                text = writer(p.values, p.width, p.signed, _comment(p, op_of[p.name]))
+                (mem_dir / f"{p.name}{ext}").write_text(text)
+                files[ext[1:]] = f"mem/{p.name}{ext}"
+            manifest_arrays.append({
+                "name": p.name, "op": op_of[p.name], "what": p.what, "c_type": p.ctype,
+                "width": p.width, "signed": p.signed, "depth": p.depth,
+                "shape": list(p.values.shape), "order": "row-major (C order), address 0 first",
+                "files": files,
+                "sha256": hashlib.sha256(np.ascontiguousarray(p.values).tobytes()).hexdigest(),
+            })
+        vec_dir = tmp / "test_vectors"
+        vec_dir.mkdir()
+        (vec_dir / "pixels.bin").write_bytes(vector_pixels.tobytes())
+        (vec_dir / "golden_logits.bin").write_bytes(golden_logits.astype(np.int8).tobytes())
+        manifest = {
+            "generator": "mnist-edge generate hls",
+            "model": graph.name,
+            "qgraph_hash": graph.content_hash(),
+            "top": "mnist_edge_top",
+            "part": part,
+            "clock_ns": CLOCK_NS,
+            "parallel": parallel,
+            "interface": {
+                "pixels": {"direction": "in", "protocol": "AXI4-Stream", "width": 8,
+                           "count": PIXELS, "order": "row-major 28x28, uint8 0..255"},
+                "logits": {"direction": "out", "protocol": "AXI4-Stream", "width": 8,
+                           "count": graph.output.size, "signed": True,
+                           "scale": graph.output.scale,
+                           "zero_point": graph.output.zero_point},
+                "control": "AXI4-Lite (ap_ctrl_hs: ap_start/ap_done/ap_idle)",
+            },
+            "latency": latency,
+            "arrays": manifest_arrays,
+            "test_vectors": {"count": len(vector_pixels), "source": vector_source,
+                             "pixels": "test_vectors/pixels.bin",
+                             "golden_logits": "test_vectors/golden_logits.bin"},
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return out_dir
