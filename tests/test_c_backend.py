@@ -348,3 +348,46 @@ def test_missing_compiler_is_a_user_error(tmp_path: Path) -> None:
     graph = random_qgraph(0, "dense")
     with pytest.raises(MnistEdgeError, match="not found"):
         host_c.run_float(tmp_path, graph, random_pixels(2), {"cc": "no-such-cc-mnist-edge"})
+
+
+# ------------------------------------------------- fused LUT + pool in every conv
+POOLED = [  # odd channel counts, an odd number of conv positions, groups
+    ("conv2d", {"cout": 5, "kernel": [3, 3], "stride": [1, 1], "padding": [1, 1, 1, 1]}),
+    ("lut", {}),
+    ("maxpool2d", {"kernel": [2, 2], "stride": [2, 2]}),
+    ("conv2d", {"cout": 6, "kernel": [3, 3], "stride": [1, 1], "padding": [1, 0, 0, 1]}),
+    ("lut", {}),
+    ("maxpool2d", {"kernel": [2, 2], "stride": [2, 2]}),
+    ("conv2d", {"cout": 9, "kernel": [3, 3], "stride": [1, 1], "padding": [1, 1, 1, 1],
+                "groups": 3}),
+    ("flatten", {}),
+    ("linear", {"cout": 10}),
+]
+
+
+@pytest.mark.parametrize("sorted_tables", [False, True])
+def test_pool_first_only_with_non_decreasing_luts(tmp_path: Path, monkeypatch,
+                                                  sorted_tables: bool) -> None:
+    """Pooling accumulators before the LUT is only exact for a non-decreasing table; both
+    orders must match golden on the portable, emulated-DSP and native SIMD paths."""
+    compiler = need("gcc")
+    from mnist_edge import testing
+
+    monkeypatch.setitem(testing.LAYOUTS, "pooled", POOLED)
+    graph = random_qgraph(11, "pooled")
+    if sorted_tables:
+        for op in graph.ops:
+            if op.kind == "lut":
+                op.arrays["table"] = np.sort(op.arrays["table"])
+    pixels = random_pixels(6, 12)
+    for mode in ("float", "int"):
+        src = generate_c(graph, tmp_path / f"{mode}-{sorted_tables}", mode, pixels)
+        model = (src / "mnist_edge_model.c").read_text()
+        assert model.count(".pool_first = 0,") == (0 if sorted_tables else 2)
+        for k, flags in enumerate((["-DMNIST_EDGE_NO_SIMD"], ["-DMNIST_EDGE_DSP_EMULATION"],
+                                   ["-march=native"])):
+            exe = src / f"selftest{k}"
+            _run([compiler, *STRICT, "-O2", *flags, "-o", str(exe), "main.c", *SOURCES],
+                 cwd=src)
+            out = _run([str(exe)]).stdout
+            assert "PASS: 6/6" in out, (mode, flags, out)

@@ -119,6 +119,14 @@ def _op_summary(op: QOp, x: QTensor) -> str:
     return f"{op.kind} {_shape(x)} -> {_shape(op.output)}{tail}"
 
 
+def _pool_first(graph: QGraph, step: Step) -> bool:
+    """Max-pooling accumulators before requantizing is exact when y(acc) never decreases:
+    M > 0 always, so only a fused LUT that is not non-decreasing (GELU) forbids it."""
+    if step.lut is None:
+        return True
+    return bool(np.all(np.diff(graph.ops[step.lut].arrays["table"].astype(np.int64)) >= 0))
+
+
 def _conv_layer(graph: QGraph, plan: ArenaPlan, step: Step, arrays: LayerArrays,
                 ident: str) -> tuple[str, list[tuple[str, str]], str]:
     op = graph.ops[step.conv]
@@ -138,8 +146,11 @@ def _conv_layer(graph: QGraph, plan: ArenaPlan, step: Step, arrays: LayerArrays,
         ("pad_top", pt), ("pad_left", pl), ("groups", int(op.attrs.get("groups", 1))),
         ("pool_h", ph), ("pool_w", pw), ("pool_stride_h", psh), ("pool_stride_w", psw),
         ("out_h", out.shape[1]), ("out_w", out.shape[2]),
+        ("pool_first", int(_pool_first(graph, step))),
         ("input_zero_point", x.zero_point),
-        ("weights", arrays.weights.name), ("bias", arrays.bias.name),
+        ("weights", "NULL" if step.kind == "conv_u8" else arrays.weights.name),
+        ("pixel_weights", arrays.weights.name if step.kind == "conv_u8" else "NULL"),
+        ("bias", arrays.bias.name),
         ("requant", _requant_fields(arrays, op.output.zero_point)),
     ]
     fn = "me_conv2d_u8_1ch" if step.kind == "conv_u8" else "me_conv2d_s8"
@@ -205,7 +216,9 @@ def _annotate(graph: QGraph, step: Step, arrays: LayerArrays) -> None:
         if arrays.weights is not None:
             w = op.arrays["weight"]
             if step.kind == "conv_u8":
-                layout = f"[{w.shape[2]}][{w.shape[3]}][{w.shape[0]}] (HWO, one input channel)"
+                taps = w.shape[2] * w.shape[3]
+                layout = (f"[{w.shape[0]}][{taps + taps % 2}] (one input channel, "
+                          f"{w.shape[2]}x{w.shape[3]} taps{' + a 0' if taps % 2 else ''}, int16)")
             elif op.kind == "conv2d":
                 layout = f"[{w.shape[0]}][{w.shape[2]}][{w.shape[3]}][{w.shape[1]}] (OHWI)"
             elif step.flat_from is not None and len(step.flat_from) == 3:
@@ -239,6 +252,11 @@ def _window(op: QOp, x: QTensor) -> int:
     kh, kw = op.attrs["kernel"]
     n = int(kh) * int(kw) * x.shape[0] // int(op.attrs.get("groups", 1))
     return (n + 3) // 4 * 4
+
+
+def _pixel_pairs(op: QOp) -> int:
+    kh, kw = op.attrs["kernel"]
+    return (int(kh) * int(kw) + 1) // 2
 
 
 def _vectors(graph: QGraph, pixels: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -281,6 +299,8 @@ def render_tree(graph: QGraph, requant: str = "float",
         "requant": requant,
         "max_channels": max([graph.ops[s.conv].output.shape[0] for s in plan.steps
                              if s.kind in ("conv", "conv_u8")] + [1]),
+        "max_pixel_pairs": max([_pixel_pairs(graph.ops[s.conv]) for s in plan.steps
+                                if s.kind == "conv_u8"] + [1]),
         "max_window": max([_window(graph.ops[s.conv], graph.input_of(s.conv))
                            for s in plan.steps if s.kind == "conv"] + [4]),
         "layers": layers,

@@ -3,6 +3,8 @@
 * conv weights go from OIHW to OHWI (activations are HWC, so one kernel row of one
   output channel is a single contiguous run of kernel_w * in_c bytes);
 * a linear layer fed by a flatten gets its columns permuted from CHW to HWC order;
+* the pixel conv (one input channel) gets int16 weights [cout][taps rounded up to
+  even], one SMLAD operand per tap pair;
 * biases absorb the input zero point, ``bias - z_x * sum(w)``, so the inner loop is
   a plain int8 dot product (the pixel conv reads ``p = q - z_x`` directly and keeps
   the bias as is);
@@ -35,7 +37,8 @@ class CArray:
 
     @property
     def nbytes(self) -> int:
-        return int(self.values.size * {"int8_t": 1, "int32_t": 4, "float": 4}[self.ctype])
+        return int(self.values.size * {"int8_t": 1, "int16_t": 2, "int32_t": 4,
+                                       "float": 4}[self.ctype])
 
 
 @dataclass
@@ -90,6 +93,15 @@ def conv_weights_ohwi(weight: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(weight.transpose(0, 2, 3, 1))
 
 
+def pixel_weights(weight: np.ndarray) -> np.ndarray:
+    """[cout][taps rounded up to even] int16 for the one-channel pixel conv: each word is
+    one SMLAD operand {w[2j], w[2j+1]}; the padding tap is 0."""
+    flat = weight.reshape(weight.shape[0], -1).astype(np.int64)
+    if flat.shape[1] % 2:
+        flat = np.concatenate([flat, np.zeros((flat.shape[0], 1), np.int64)], axis=1)
+    return flat
+
+
 def linear_weights_hwc(weight: np.ndarray, flat_from: tuple[int, ...] | None) -> np.ndarray:
     if flat_from is None or len(flat_from) != 3:
         return weight
@@ -117,14 +129,15 @@ def step_arrays(graph: QGraph, step: Step, mode: str) -> LayerArrays:
         x = graph.input_of(i)
         if op.kind in ("conv2d", "linear"):
             w, b = op.arrays["weight"], op.arrays["bias"]
-            if step.kind == "conv_u8":  # one input channel: [kh][kw][cout]
-                laid = np.ascontiguousarray(w[:, 0].transpose(1, 2, 0))
+            if step.kind == "conv_u8":
+                laid = pixel_weights(w)
             elif op.kind == "conv2d":
                 laid = conv_weights_ohwi(w)
             else:
                 laid = linear_weights_hwc(w, step.flat_from)
             bias = b.astype(np.int64) if step.kind == "conv_u8" else folded_bias(b, w, x.zero_point)
-            out.weights = CArray("int8_t", f"{ident}_weights", laid.astype(np.int64))
+            ctype = "int16_t" if step.kind == "conv_u8" else "int8_t"
+            out.weights = CArray(ctype, f"{ident}_weights", laid.astype(np.int64))
             out.bias = CArray("int32_t", f"{ident}_bias", bias)
         out.mult, out.shift = requant_arrays(graph, i, ident, mode)
     lut_index = step.lut if step.lut is not None else (
@@ -143,7 +156,6 @@ def format_values(arr: CArray) -> list[str]:
         items = [float_literal(float(v)) for v in flat]
         per_line = 4
     else:
-        width = 4 if arr.ctype == "int8_t" else 11
+        width, per_line = {"int8_t": (4, 16), "int16_t": (4, 16), "int32_t": (11, 6)}[arr.ctype]
         items = [f"{int(v):>{width}}" for v in flat]
-        per_line = 16 if arr.ctype == "int8_t" else 6
     return [", ".join(items[k:k + per_line]) for k in range(0, len(items), per_line)]
