@@ -134,6 +134,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 def _add_quant_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration", choices=["minmax", "percentile"], default="percentile")
     p.add_argument("--calib-images", type=int, default=2000)
+    p.add_argument("--qat-epochs", type=int, help="quantization-aware fine-tuning epochs "
+                   "(default: per model; 0 = post-training quantization only)")
 
 
 def _resolve(handler: Handler) -> Callable[[argparse.Namespace], int]:

@@ -19,6 +19,7 @@ class TrainDefaults:
     epochs: int
     lr: float
     augment: bool = True
+    qat_epochs: int = 0
 
 
 def _conv(cin: int, cout: int, k: int = 3, pad: int = 1, bn: bool = True) -> list[nn.Module]:

@@ -151,7 +151,7 @@ def build_command(args: Any) -> int:
            augment_data=False if args.no_augment else None, train_limit=args.train_limit,
            threads=args.threads)
     print("[2/7] quantizing")
-    quantize_run(run_dir, args.data, args.calibration, args.calib_images)
+    quantize_run(run_dir, args.data, args.calibration, args.calib_images, args.qat_epochs)
     print("[3/7] evaluating (float and golden int8, full test set)")
     f = _timed(run_dir, "evaluate", evaluate_run, run_dir, args.data)
     print(f"      float {f['float_accuracy']:.2%}, int8 {f['int8_accuracy']:.2%}, "

@@ -25,6 +25,7 @@ from .paths import atomic_write
 
 VALIDATION_IMAGES = 5000
 CHECKPOINT = "checkpoint.pt"
+QAT_CHECKPOINT = "checkpoint.qat.pt"  # written by quantization-aware fine-tuning
 
 
 def to_float(pixels: np.ndarray) -> torch.Tensor:
@@ -140,16 +141,23 @@ def train_model(model_name: str, run_dir: Path, data_dir: str | None = None, *,
 def save_checkpoint(model: nn.Module, model_name: str, run_dir: Path,
                     history: dict[str, Any]) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_write(run_dir / CHECKPOINT) as f:
-        torch.save({"model": model_name, "state_dict": model.state_dict()}, f)
+    save_model(model, model_name, run_dir / CHECKPOINT)
+    (run_dir / QAT_CHECKPOINT).unlink(missing_ok=True)  # belongs to the previous weights
     with atomic_write(run_dir / "history.json", "w") as f:
         json.dump(history, f, indent=2)
     plot_curves(history, run_dir / "curves.png")
 
 
-def load_model(run_dir: str | Path) -> nn.Module:
-    """The trained float model of a run, in eval mode."""
+def save_model(model: nn.Module, model_name: str, path: Path) -> None:
+    with atomic_write(path) as f:
+        torch.save({"model": model_name, "state_dict": model.state_dict()}, f)
+
+
+def load_model(run_dir: str | Path, finetuned: bool = True) -> nn.Module:
+    """The run's float model in eval mode: the QAT fine-tuned one when there is one."""
     path = Path(run_dir) / CHECKPOINT
+    if finetuned and (Path(run_dir) / QAT_CHECKPOINT).exists():
+        path = Path(run_dir) / QAT_CHECKPOINT
     if not path.exists():
         raise MnistEdgeError(f"{path}: no checkpoint; run `mnist-edge train` first")
     try:
@@ -162,8 +170,10 @@ def load_model(run_dir: str | Path) -> nn.Module:
 
 
 def model_name_of(run_dir: str | Path) -> str:
-    ckpt = torch.load(Path(run_dir) / CHECKPOINT, map_location="cpu", weights_only=True)
-    return str(ckpt["model"])
+    path = Path(run_dir) / CHECKPOINT
+    if not path.exists():
+        raise MnistEdgeError(f"{path}: no checkpoint; run `mnist-edge train` first")
+    return str(torch.load(path, map_location="cpu", weights_only=True)["model"])
 
 
 def plot_curves(history: dict[str, Any], path: Path) -> None:

@@ -9,10 +9,12 @@ from typing import Any
 import numpy as np
 
 from .. import data, fgraph, qgraph
+from ..fgraph import FloatGraph
 from ..report import update_report
 from .calibrate import calibrate
 from .fold import fold_model
 from .ptq import quantize_graph
+from .qat import qat_finetune
 
 
 def calibration_images(data_dir: str | None, count: int, seed: int = 0) -> np.ndarray:
@@ -24,19 +26,37 @@ def calibration_images(data_dir: str | None, count: int, seed: int = 0) -> np.nd
     return pool[idx]
 
 
+def _ptq(model, name: str, calib: np.ndarray, method: str) -> tuple[FloatGraph, qgraph.QGraph]:
+    folded = fold_model(model, name)
+    return folded, quantize_graph(folded, calibrate(folded, calib, method))
+
+
 def quantize_run(run_dir: str | Path, data_dir: str | None = None, method: str = "percentile",
-                 calib_images: int = 2000) -> qgraph.QGraph:
-    """Checkpoint -> `<model>.fgraph.*` and `<model>.qgraph.*` in the run folder."""
-    from ..train import load_model, model_name_of
+                 calib_images: int = 2000, qat_epochs: int | None = None,
+                 quiet: bool = False) -> qgraph.QGraph:
+    """Checkpoint -> `<model>.fgraph.*` and `<model>.qgraph.*` in the run folder.
+
+    With QAT epochs (default: the model's), the post-training QGraph's scales drive a
+    fine-tuning of the float weights, saved as checkpoint.qat.pt, then quantization reruns.
+    """
+    from ..models import defaults
+    from ..train import QAT_CHECKPOINT, load_model, model_name_of, save_model
 
     run_dir = Path(run_dir)
     start = time.time()
-    model = load_model(run_dir)
     name = model_name_of(run_dir)
-    folded = fold_model(model, name)
-    ranges = calibrate(folded, calibration_images(data_dir, calib_images), method)
-    graph = quantize_graph(folded, ranges)
-    graph.meta = {"model": name, "calibration": method, "calibration_images": calib_images}
+    model = load_model(run_dir, finetuned=False)
+    calib = calibration_images(data_dir, calib_images)
+    folded, graph = _ptq(model, name, calib, method)
+    qat_epochs = defaults(name).qat_epochs if qat_epochs is None else qat_epochs
+    (run_dir / QAT_CHECKPOINT).unlink(missing_ok=True)
+    if qat_epochs > 0:
+        images, labels = data.load_mnist("train", data_dir)
+        model = qat_finetune(model, graph, images, labels, qat_epochs, quiet=quiet)
+        save_model(model, name, run_dir / QAT_CHECKPOINT)
+        folded, graph = _ptq(model, name, calib, method)
+    graph.meta = {"model": name, "calibration": method, "calibration_images": calib_images,
+                  "qat_epochs": qat_epochs}
     for old in run_dir.glob("*.qgraph.*"):
         old.unlink()
     fgraph.save(folded, run_dir / name)
@@ -47,7 +67,8 @@ def quantize_run(run_dir: str | Path, data_dir: str | None = None, method: str =
 
 
 def quantize_command(args: Any) -> int:
-    graph = quantize_run(args.run, args.data, args.calibration, args.calib_images)
+    graph = quantize_run(args.run, args.data, args.calibration, args.calib_images,
+                         args.qat_epochs)
     print(f"quantized {graph.name}: {len(graph.ops)} ops, hash {graph.content_hash()[:16]} "
           f"-> {qgraph.find_in_run(args.run)}")
     return 0
