@@ -12,6 +12,20 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = REPO_ROOT / "templates"
 
 
+def template_env(subdir: str):
+    """The one Jinja2 setup every generator uses: strict variables, exact whitespace."""
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR / subdir)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import numpy as np
 
 from .. import golden
 from ..errors import MnistEdgeError
-from ..paths import TEMPLATES_DIR, atomic_dir
+from ..paths import atomic_dir, template_env
 from ..qgraph import QGraph
 from ..requant import decompose
 from ..testing import random_pixels
@@ -295,17 +294,6 @@ def latency_model(graph: QGraph, layers: list[Layer] | None = None,
     }
 
 
-def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR / "hls")),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        autoescape=False,
-    )
-
-
 def _comment(p: ParamArray, op_name: str) -> str:
     kind = "signed two's complement" if p.signed else "unsigned"
     return (f"mnist-edge {p.name}: {p.what} (op {op_name})\n"
@@ -358,7 +346,7 @@ def generate_hls(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
         "requant_cycles": REQUANT_CYCLES,
         "loop_overhead": LOOP_OVERHEAD,
     }
-    env = _environment()
+    env = template_env("hls")
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
         tmp.chmod(0o755)  # mkdtemp creates 0700; the generated tree is meant to be shared

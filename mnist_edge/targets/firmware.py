@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import numpy as np
 
 from .. import __version__
 from ..errors import MnistEdgeError
-from ..paths import TEMPLATES_DIR, atomic_dir
+from ..paths import TEMPLATES_DIR, atomic_dir, template_env
 from ..qgraph import QGraph
 from .boards import Board, get_board, get_target
 
@@ -104,13 +103,6 @@ def openocd_command(board: Board, elf: str | Path) -> list[str]:
     return ["openocd", *args, "-c", f'"program {elf} verify reset exit"']
 
 
-def _env() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR / "firmware")),
-        undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-        trim_blocks=True, lstrip_blocks=True)
-
-
 def render_firmware_files(graph: QGraph, board: Board, app: str, requant: str, opt: str,
                           vectors: int) -> dict[str, bytes]:
     """Every firmware file except the model's C, keyed by its path in the folder."""
@@ -131,7 +123,7 @@ def render_firmware_files(graph: QGraph, board: Board, app: str, requant: str, o
         "openocd_command": openocd_command(board, "build/firmware.elf"),
         "serial_note": board.serial_note, "clock_note": _clock_note(board),
     }
-    env = _env()
+    env = template_env("firmware")
     for name in ("link.ld", "Makefile", "README.md"):
         files[name] = env.get_template(f"{name}.j2").render(ctx).encode()
     return files
