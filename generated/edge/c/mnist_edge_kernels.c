@@ -77,9 +77,65 @@ static int32_t me_smlad(int32_t a, int32_t b, int32_t acc)
 #define ME_USE_AVX2 0
 #endif
 
+/*
+ * With AVX-VNNI (or AVX-512 VNNI) one VPDPBUSD multiplies 32 unsigned by 32 signed
+ * bytes and adds them into 8 int32 lanes, exactly. The general conv feeds it
+ * u = x + 128 (0..255) and subtracts 128 * sum(w) per channel once per call.
+ */
+#if ME_USE_AVX2 && (defined(__AVXVNNI__) || (defined(__AVX512VNNI__) && defined(__AVX512VL__)))
+#define ME_USE_VNNI 1
+#else
+#define ME_USE_VNNI 0
+#endif
+
 /* ------------------------------------------------------------ requantization */
 
-#if MNIST_EDGE_REQUANT_INT
+#if MNIST_EDGE_REQUANT_INT && defined(__x86_64__) && !defined(MNIST_EDGE_NO_SIMD) && \
+    (defined(__GNUC__) || defined(__clang__))
+
+/* v / 2^s rounded half to even, for 0 < s < 64, without branches (host build). */
+static inline uint64_t me_rne_shift64(uint64_t v, int32_t s)
+{
+    const uint64_t q = v >> s;
+    const uint64_t rem = v & ((((uint64_t)1) << s) - 1u);
+    const uint64_t half = ((uint64_t)1) << (s - 1);
+    return q + (uint64_t)((rem > half) | ((rem == half) & (q & 1u)));
+}
+
+/*
+ * The x86-64 host form of me_mul_shift below: the same two roundings (to 24
+ * significant bits, then by the remaining shift), with LZCNT/BSR for the bit
+ * length and branch-free rounding.
+ */
+static int32_t me_mul_shift(int32_t acc, int32_t m, int32_t shift)
+{
+    const uint32_t mag = acc < 0 ? 0u - (uint32_t)acc : (uint32_t)acc;
+    const uint64_t prod = (uint64_t)mag * (uint32_t)m;
+    int32_t drop, s, y;
+    uint64_t r = prod;
+    if (prod == 0u) {
+        return 0;
+    }
+    drop = 64 - __builtin_clzll(prod) - 24;
+    if (drop > 0) {
+        r = me_rne_shift64(prod, drop); /* <= 2^24 */
+    } else {
+        drop = 0;
+    }
+    s = shift - drop; /* result = r * 2^-s */
+    if (s > 30) {
+        y = 0;
+    } else if (s > 0) {
+        y = (int32_t)me_rne_shift64(r, s);
+    } else if (s > -7) {
+        y = (int32_t)(r << (uint32_t)(-s));
+    } else {
+        y = 0x1000000; /* far outside int8: saturates */
+    }
+    return acc < 0 ? -y : y;
+}
+
+#elif MNIST_EDGE_REQUANT_INT
 
 /* v / 2^s rounded half to even, for 0 < s and v <= 2^24. */
 static int32_t me_round_shift(uint32_t v, int32_t s)
@@ -205,7 +261,7 @@ static void me_requantize_n(const int32_t *acc, int32_t n, const me_requant_para
 {
     int32_t i = 0;
 #if ME_USE_AVX2 && !MNIST_EDGE_REQUANT_INT
-    if (q->table == NULL) { /* 8 at a time: one float32 multiply, then explicit RNE */
+    { /* 8 at a time: one float32 multiply, then explicit RNE, then the LUT if any */
         const __m256i zp = _mm256_set1_epi32(q->zero_point);
         const __m256i lo = _mm256_set1_epi32(-128);
         const __m256i hi = _mm256_set1_epi32(127);
@@ -223,6 +279,12 @@ static void me_requantize_n(const int32_t *acc, int32_t n, const me_requant_para
             y = _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(y, zp), lo), hi);
             y16 = _mm_packs_epi32(_mm256_castsi256_si128(y), _mm256_extracti128_si256(y, 1));
             _mm_storel_epi64((__m128i *)(void *)(dst + i), _mm_packs_epi16(y16, y16));
+            if (q->table != NULL) {
+                int32_t j;
+                for (j = 0; j < 8; j++) {
+                    dst[i + j] = q->table[dst[i + j] + 128];
+                }
+            }
         }
     }
 #endif
@@ -385,6 +447,7 @@ static void me_dot4_s8(const int8_t *x, const int8_t *w, int32_t k, int32_t acc[
 #endif
 }
 
+#if !ME_USE_VNNI /* the VNNI conv has its own 2 x 4 block */
 /*
  * Two windows x0, x1 against two weight rows w0, w1, n bytes each:
  * acc[0..3] += {x0.w0, x0.w1, x1.w0, x1.w1}. Each weight word loaded serves
@@ -459,6 +522,7 @@ ME_INLINE void me_dot2x2_s8(const int8_t *x0, const int8_t *x1, const int8_t *w0
     acc[2] = a10;
     acc[3] = a11;
 }
+#endif
 
 /* ----------------------------------------------------------------- kernels */
 
@@ -470,6 +534,7 @@ void me_quantize_input_u8(const uint8_t *pixels, int32_t size, int8_t *out)
     }
 }
 
+#if !ME_USE_VNNI
 /* Top-left input row and column (may be in the padding) of conv position t. */
 static void me_conv_origin(const me_conv_params *p, int32_t t, int32_t *iy0, int32_t *ix0)
 {
@@ -516,6 +581,8 @@ static void me_conv_output(const me_conv_params *p, int32_t t, const int32_t *ac
     }
 }
 
+#endif
+
 /*
  * The pixel window at (iy0, ix0) as 16-bit pairs: win[j] = p[2j] | p[2j+1] << 16
  * in kernel (row-major) order, taps in the padding and the odd last tap 0.
@@ -547,6 +614,7 @@ static uint32_t me_pixel_window(const me_conv_params *p, const uint8_t *pixels, 
     return any;
 }
 
+#if !ME_USE_VNNI
 /* acc[c] = bias[c] + sum over j < pairs of the int16 pair products win[j] . w[c][j]. */
 ME_INLINE void me_pixel_dots(const uint32_t *win, const int16_t *w, const int32_t *bias,
                              int32_t cout, int32_t pairs, int32_t *acc)
@@ -611,6 +679,134 @@ void me_conv2d_u8_1ch(const me_conv_params *p, const uint8_t *pixels, int8_t *ou
     }
 }
 
+#else /* ME_USE_VNNI: the host build walks positions without divisions */
+
+/* A conv position (see me_conv_output below): output pixel (py, px), pool offset (dy, dx). */
+typedef struct {
+    int32_t pixel, pos; /* pos = dy * pool_w + dx */
+    int32_t py, px, dy, dx;
+} me_cursor;
+
+static void me_cursor_origin(const me_conv_params *p, const me_cursor *q, int32_t *iy0,
+                             int32_t *ix0)
+{
+    *iy0 = (q->py * p->pool_stride_h + q->dy) * p->stride_h - p->pad_top;
+    *ix0 = (q->px * p->pool_stride_w + q->dx) * p->stride_w - p->pad_left;
+}
+
+/* The next position: pool window innermost, then output pixels in row-major order. */
+static void me_cursor_next(const me_conv_params *p, me_cursor *q)
+{
+    q->pos++;
+    if (++q->dx == p->pool_w) {
+        q->dx = 0;
+        if (++q->dy == p->pool_h) {
+            q->dy = 0;
+            q->pos = 0;
+            q->pixel++;
+            if (++q->px == p->out_w) {
+                q->px = 0;
+                q->py++;
+            }
+        }
+    }
+}
+
+/* me_conv_output for the position at cursor q, vectorized over channels. */
+static void me_conv_store(const me_conv_params *p, const me_cursor *q, const int32_t *acc,
+                          int32_t *best, int8_t *out)
+{
+    const int32_t per_pixel = p->pool_h * p->pool_w;
+    const int32_t n = p->out_c;
+    int8_t *dst = out + q->pixel * n;
+    int32_t c = 0;
+    if (p->pool_first) {
+        if (per_pixel == 1) {
+            me_requantize_n(acc, n, &p->requant, 0, dst);
+        } else if (q->pos == 0) {
+            memcpy(best, acc, (size_t)n * sizeof best[0]);
+        } else {
+#if ME_MAX_CHANNELS >= 8
+            for (; c + 8 <= n; c += 8) {
+                const __m256i a = _mm256_loadu_si256((const __m256i *)(const void *)(acc + c));
+                const __m256i b = _mm256_loadu_si256((const __m256i *)(const void *)(best + c));
+                _mm256_storeu_si256((__m256i *)(void *)(best + c), _mm256_max_epi32(a, b));
+            }
+#endif
+            for (; c < n; c++) {
+                best[c] = acc[c] > best[c] ? acc[c] : best[c];
+            }
+            if (q->pos == per_pixel - 1) {
+                me_requantize_n(best, n, &p->requant, 0, dst);
+            }
+        }
+    } else if (q->pos == 0) {
+        me_requantize_n(acc, n, &p->requant, 0, dst);
+    } else {
+        int8_t y[ME_MAX_CHANNELS];
+        me_requantize_n(acc, n, &p->requant, 0, y);
+        for (c = 0; c < n; c++) {
+            dst[c] = y[c] > dst[c] ? y[c] : dst[c];
+        }
+    }
+}
+
+/*
+ * The pixel conv of the VNNI host build: as the portable kernel below, with the
+ * weight pairs transposed once per call to [pair][channel], so 8 channels take
+ * one contiguous load and one VPMADDWD per pair of taps.
+ */
+void me_conv2d_u8_1ch(const me_conv_params *p, const uint8_t *pixels, int8_t *out)
+{
+    const int32_t cout = p->out_c;
+    const int32_t pairs = (p->kernel_h * p->kernel_w + 1) / 2;
+    const int32_t positions = p->out_h * p->out_w * p->pool_h * p->pool_w;
+    uint32_t win[ME_MAX_PIXEL_PAIRS];
+    int32_t wt[ME_MAX_PIXEL_PAIRS * ME_MAX_CHANNELS];
+    int32_t acc[ME_MAX_CHANNELS];
+    int32_t best[ME_MAX_CHANNELS];
+    me_cursor q = {0, 0, 0, 0, 0, 0};
+    int32_t t, c, j;
+    for (c = 0; c < cout; c++) {
+        for (j = 0; j < pairs; j++) { /* {w[2j], w[2j+1]} as one int32 */
+            memcpy(&wt[j * cout + c], p->pixel_weights + c * 2 * pairs + 2 * j, sizeof wt[0]);
+        }
+    }
+    for (t = 0; t < positions; t++, me_cursor_next(p, &q)) {
+        int32_t iy0, ix0;
+        me_cursor_origin(p, &q, &iy0, &ix0);
+        if (me_pixel_window(p, pixels, iy0, ix0, win) == 0u) {
+            memcpy(acc, p->bias, (size_t)cout * sizeof acc[0]);
+        } else {
+            c = 0;
+#if ME_MAX_CHANNELS >= 8
+            for (; c + 8 <= cout; c += 8) {
+                __m256i a = _mm256_loadu_si256((const __m256i *)(const void *)(p->bias + c));
+                for (j = 0; j < pairs; j++) {
+                    const __m256i wv =
+                        _mm256_loadu_si256((const __m256i *)(const void *)(wt + j * cout + c));
+                    a = _mm256_add_epi32(
+                        a, _mm256_madd_epi16(_mm256_set1_epi32((int32_t)win[j]), wv));
+                }
+                _mm256_storeu_si256((__m256i *)(void *)(acc + c), a);
+            }
+#endif
+            for (; c < cout; c++) {
+                const int16_t *w = p->pixel_weights + c * 2 * pairs;
+                int32_t a = p->bias[c];
+                for (j = 0; j < pairs; j++) {
+                    a += (int32_t)(win[j] & 0xFFFFu) * w[2 * j] +
+                         (int32_t)(win[j] >> 16) * w[2 * j + 1];
+                }
+                acc[c] = a;
+            }
+        }
+        me_conv_store(p, &q, acc, best, out);
+    }
+}
+
+#endif /* ME_USE_VNNI */
+
 /*
  * Copy the conv window at (iy0, ix0) of channels [c0, c0 + cin) into `window`
  * ([kernel_h][kernel_w][cin], the weights' layout), reading padding as z_x.
@@ -641,6 +837,7 @@ static void me_im2col_s8(const me_conv_params *p, const int8_t *in, int32_t iy0,
     }
 }
 
+#if !ME_USE_VNNI
 /* Gather the window of conv position t (see me_conv_output) for channels [c0, c0 + cin). */
 static void me_conv_window(const me_conv_params *p, const int8_t *in, int32_t t, int32_t c0,
                            int32_t cin, int8_t *window)
@@ -649,6 +846,247 @@ static void me_conv_window(const me_conv_params *p, const int8_t *in, int32_t t,
     me_conv_origin(p, t, &iy0, &ix0);
     me_im2col_s8(p, in, iy0, ix0, c0, cin, window);
 }
+#endif
+
+#if ME_USE_VNNI
+/* Wide steps only exist for windows that long (no dead code, no bounds warnings). */
+#if ME_MAX_WINDOW >= 8
+/* acc + the 4-byte dot products of u (unsigned) and s (signed), lane by lane. */
+ME_INLINE __m256i me_dpbusd(__m256i acc, __m256i u, __m256i s)
+{
+#if defined(__AVXVNNI__)
+    return _mm256_dpbusd_avx_epi32(acc, u, s);
+#else
+    return _mm256_dpbusd_epi32(acc, u, s);
+#endif
+}
+
+/* 8 bytes in the low quarter, the rest 0. */
+ME_INLINE __m256i me_load8z(const int8_t *p)
+{
+    return _mm256_zextsi128_si256(_mm_loadl_epi64((const __m128i *)(const void *)p));
+}
+#endif
+
+#if ME_MAX_WINDOW >= 16
+
+/* 16 bytes in the low lane, 0 in the high lane (whose products are then 0). */
+ME_INLINE __m256i me_load16z(const int8_t *p)
+{
+    return _mm256_zextsi128_si256(me_load16(p));
+}
+#endif
+
+#if ME_MAX_WINDOW >= 32
+ME_INLINE __m256i me_load32(const int8_t *p)
+{
+    return _mm256_loadu_si256((const __m256i *)(const void *)p);
+}
+#endif
+
+/* {sum(a), sum(b), sum(c), sum(d)} of four 8-lane accumulators. */
+ME_INLINE __m128i me_hsum4(__m256i a, __m256i b, __m256i c, __m256i d)
+{
+    const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
+    return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+
+/* sum(w[i]) for i < n. */
+static int32_t me_sum_s8(const int8_t *w, int32_t n)
+{
+    const __m256i ones = _mm256_set1_epi8(1);
+    __m256i s = _mm256_setzero_si256();
+    int32_t i = 0, total;
+    (void)ones; /* unused when every window is under 16 bytes */
+#if ME_MAX_WINDOW >= 32 /* n <= ME_MAX_WINDOW */
+    for (; i + 32 <= n; i += 32) {
+        s = me_dpbusd(s, ones, me_load32(w + i));
+    }
+#endif
+#if ME_MAX_WINDOW >= 16
+    if (i + 16 <= n) {
+        s = me_dpbusd(s, ones, me_load16z(w + i));
+        i += 16;
+    }
+#endif
+    total = me_hsum_epi32(_mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1)));
+    for (; i < n; i++) {
+        total += w[i];
+    }
+    return total;
+}
+
+/* x + 128 in place, for n bytes: int8 x as the uint8 u VPDPBUSD takes. */
+static void me_to_unsigned(int8_t *x, int32_t n)
+{
+    const __m256i flip = _mm256_set1_epi8(-128);
+    int32_t i = 0;
+#if ME_MAX_WINDOW >= 32
+    for (; i + 32 <= n; i += 32) {
+        _mm256_storeu_si256((__m256i *)(void *)(x + i), _mm256_xor_si256(me_load32(x + i), flip));
+    }
+#else
+    (void)flip;
+#endif
+    for (; i < n; i++) {
+        x[i] = (int8_t)((uint8_t)x[i] ^ 0x80u);
+    }
+}
+
+/*
+ * Two unsigned windows u0, u1 against four weight rows w[0..3], n bytes each:
+ * r0 = {u0.w0, u0.w1, u0.w2, u0.w3}, r1 the same for u1.
+ */
+ME_INLINE void me_dot2x4_u8s8(const int8_t *u0, const int8_t *u1, const int8_t *const w[4],
+                              int32_t n, __m128i *r0, __m128i *r1)
+{
+    __m256i s00 = _mm256_setzero_si256(), s01 = _mm256_setzero_si256();
+    __m256i s02 = _mm256_setzero_si256(), s03 = _mm256_setzero_si256();
+    __m256i s10 = _mm256_setzero_si256(), s11 = _mm256_setzero_si256();
+    __m256i s12 = _mm256_setzero_si256(), s13 = _mm256_setzero_si256();
+    int32_t i = 0;
+#if ME_MAX_WINDOW >= 32
+    for (; i + 32 <= n; i += 32) {
+        const __m256i xa = me_load32(u0 + i), xb = me_load32(u1 + i);
+        __m256i v = me_load32(w[0] + i);
+        s00 = me_dpbusd(s00, xa, v);
+        s10 = me_dpbusd(s10, xb, v);
+        v = me_load32(w[1] + i);
+        s01 = me_dpbusd(s01, xa, v);
+        s11 = me_dpbusd(s11, xb, v);
+        v = me_load32(w[2] + i);
+        s02 = me_dpbusd(s02, xa, v);
+        s12 = me_dpbusd(s12, xb, v);
+        v = me_load32(w[3] + i);
+        s03 = me_dpbusd(s03, xa, v);
+        s13 = me_dpbusd(s13, xb, v);
+    }
+#endif
+#if ME_MAX_WINDOW >= 16
+    if (i + 16 <= n) {
+        const __m256i xa = me_load16z(u0 + i), xb = me_load16z(u1 + i);
+        __m256i v = me_load16z(w[0] + i);
+        s00 = me_dpbusd(s00, xa, v);
+        s10 = me_dpbusd(s10, xb, v);
+        v = me_load16z(w[1] + i);
+        s01 = me_dpbusd(s01, xa, v);
+        s11 = me_dpbusd(s11, xb, v);
+        v = me_load16z(w[2] + i);
+        s02 = me_dpbusd(s02, xa, v);
+        s12 = me_dpbusd(s12, xb, v);
+        v = me_load16z(w[3] + i);
+        s03 = me_dpbusd(s03, xa, v);
+        s13 = me_dpbusd(s13, xb, v);
+        i += 16;
+    }
+#endif
+#if ME_MAX_WINDOW >= 8
+    if (i + 8 <= n) {
+        const __m256i xa = me_load8z(u0 + i), xb = me_load8z(u1 + i);
+        __m256i v = me_load8z(w[0] + i);
+        s00 = me_dpbusd(s00, xa, v);
+        s10 = me_dpbusd(s10, xb, v);
+        v = me_load8z(w[1] + i);
+        s01 = me_dpbusd(s01, xa, v);
+        s11 = me_dpbusd(s11, xb, v);
+        v = me_load8z(w[2] + i);
+        s02 = me_dpbusd(s02, xa, v);
+        s12 = me_dpbusd(s12, xb, v);
+        v = me_load8z(w[3] + i);
+        s03 = me_dpbusd(s03, xa, v);
+        s13 = me_dpbusd(s13, xb, v);
+        i += 8;
+    }
+#endif
+    *r0 = me_hsum4(s00, s01, s02, s03);
+    *r1 = me_hsum4(s10, s11, s12, s13);
+    if (i < n) {
+        int32_t t0[4] = {0, 0, 0, 0}, t1[4] = {0, 0, 0, 0};
+        int32_t j;
+        for (; i < n; i++) {
+            const int32_t xa = (uint8_t)u0[i], xb = (uint8_t)u1[i];
+            for (j = 0; j < 4; j++) {
+                t0[j] += xa * w[j][i];
+                t1[j] += xb * w[j][i];
+            }
+        }
+        *r0 = _mm_add_epi32(*r0, _mm_loadu_si128((const __m128i *)(const void *)t0));
+        *r1 = _mm_add_epi32(*r1, _mm_loadu_si128((const __m128i *)(const void *)t1));
+    }
+}
+
+/*
+ * General conv2d, VNNI host build: the same positions, windows and outputs as the
+ * portable kernel below, in blocks of 2 positions x 4 output channels. The windows
+ * are turned unsigned (u = x + 128), so each accumulator starts from
+ * bias - 128 * sum(w) and ends at the same exact sum((x - z_x) * w) + bias.
+ */
+void me_conv2d_s8(const me_conv_params *p, const int8_t *in, int8_t *out)
+{
+    const int32_t cin = p->in_c / p->groups;
+    const int32_t cout_g = p->out_c / p->groups;
+    const int32_t k = p->kernel_h * p->kernel_w * cin;
+    const int32_t positions = p->out_h * p->out_w * p->pool_h * p->pool_w;
+    int8_t windows[2 * ME_MAX_WINDOW];
+    int32_t bias_u[ME_MAX_CHANNELS];
+    int32_t acc[2][ME_MAX_CHANNELS];
+    int32_t best[ME_MAX_CHANNELS];
+    me_cursor q0 = {0, 0, 0, 0, 0, 0};
+    int32_t t, g, c, j;
+    for (c = 0; c < p->out_c; c++) {
+        bias_u[c] = p->bias[c] - 128 * me_sum_s8(p->weights + c * k, k);
+    }
+    for (t = 0; t < positions; t += 2) {
+        const int32_t t1 = t + 1 < positions ? t + 1 : t;
+        me_cursor q1 = q0;
+        int32_t iy0, ix0, iy1, ix1;
+        if (t1 != t) {
+            me_cursor_next(p, &q1);
+        }
+        me_cursor_origin(p, &q0, &iy0, &ix0);
+        me_cursor_origin(p, &q1, &iy1, &ix1);
+        for (g = 0; g < p->groups; g++) {
+            const int32_t c_end = (g + 1) * cout_g;
+            me_im2col_s8(p, in, iy0, ix0, g * cin, cin, windows);
+            me_im2col_s8(p, in, iy1, ix1, g * cin, cin, windows + ME_MAX_WINDOW);
+            me_to_unsigned(windows, k);
+            me_to_unsigned(windows + ME_MAX_WINDOW, k);
+            for (c = g * cout_g; c < c_end; c += 4) {
+                const int8_t *w[4];
+                __m128i r0, r1;
+                for (j = 0; j < 4; j++) { /* past the group's last channel: repeat it */
+                    w[j] = p->weights + (c + j < c_end ? c + j : c_end - 1) * k;
+                }
+                me_dot2x4_u8s8(windows, windows + ME_MAX_WINDOW, w, k, &r0, &r1);
+#if ME_MAX_CHANNELS >= 4
+                if (c + 4 <= c_end) {
+                    const __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(bias_u + c));
+                    _mm_storeu_si128((__m128i *)(void *)(acc[0] + c), _mm_add_epi32(r0, b));
+                    _mm_storeu_si128((__m128i *)(void *)(acc[1] + c), _mm_add_epi32(r1, b));
+                    continue;
+                }
+#endif
+                {
+                    int32_t s0[4], s1[4];
+                    _mm_storeu_si128((__m128i *)(void *)s0, r0);
+                    _mm_storeu_si128((__m128i *)(void *)s1, r1);
+                    for (j = 0; c + j < c_end; j++) {
+                        acc[0][c + j] = s0[j] + bias_u[c + j];
+                        acc[1][c + j] = s1[j] + bias_u[c + j];
+                    }
+                }
+            }
+        }
+        me_conv_store(p, &q0, acc[0], best, out);
+        if (t1 != t) {
+            me_conv_store(p, &q1, acc[1], best, out);
+        }
+        q0 = q1;
+        me_cursor_next(p, &q0);
+    }
+}
+
+#else
 
 /*
  * General conv2d (any stride, padding, groups) with an optional fused max pool.
@@ -692,6 +1130,8 @@ void me_conv2d_s8(const me_conv_params *p, const int8_t *in, int8_t *out)
         }
     }
 }
+
+#endif /* ME_USE_VNNI */
 
 void me_fully_connected_s8(const me_fc_params *p, const int8_t *in, int8_t *out)
 {
