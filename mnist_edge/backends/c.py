@@ -21,12 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import numpy as np
 
 from .. import __version__, golden
 from ..errors import MnistEdgeError
-from ..paths import TEMPLATES_DIR, atomic_dir
+from ..paths import atomic_dir, template_env
 from ..qgraph import QGraph, QOp, QTensor
 from ..testing import random_pixels
 from .c_arrays import CArray, LayerArrays, data_symbol, float_literal, format_values, step_arrays
@@ -61,16 +60,6 @@ class Layer:
     params_name: str | None
     fields: list[tuple[str, str]]
     call: str
-
-
-def _env() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR / "c")),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
 
 
 def _shape(t: QTensor | tuple[int, ...]) -> str:
@@ -314,7 +303,7 @@ def render_tree(graph: QGraph, requant: str = "float",
         "vector_classes": [int(c) for c in golden.predict(logits)],
         "fused": plan.fused,
     }
-    env = _env()
+    env = template_env("c")
     files = {name: env.get_template(tpl).render(ctx).encode() for name, tpl in TEMPLATES.items()}
     manifest = {
         "generator": f"mnist-edge {__version__}",
