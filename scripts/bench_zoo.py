@@ -3,7 +3,7 @@
 
 Full-size runs (all 60k training images, all 10k test images): too long for the test suite.
 Usage: python scripts/bench_zoo.py [--models edge,gapnet] [--backends onnxruntime,c,c-int]
-       [--reuse]   (reuse runs/<model>/checkpoint.pt when present)
+       [--reuse]   (reuse runs/<model>/checkpoint.pt and its QGraph when present)
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ def run_model(name: str, runs: Path, backends: list[str], reuse: bool, data: str
     if not (reuse and (run_dir / CHECKPOINT).exists()):
         train_model(name, run_dir, data, quiet=True)
         update_report(run_dir, {"seconds": {"train": round(time.time() - start, 2)}})
-    quantize_run(run_dir, data)
+    if not (reuse and list(run_dir.glob("*.qgraph.json"))):
+        quantize_run(run_dir, data, quiet=True)
     evaluate_run(run_dir, data)
     if backends:
         if "onnxruntime" in backends:
