@@ -102,7 +102,7 @@ def tiny() -> nn.Sequential:
 
 ZOO = {
     "edge": (edge, TrainDefaults(epochs=10, lr=3e-3)),
-    "gapnet": (gapnet, TrainDefaults(epochs=12, lr=5e-3)),
+    "gapnet": (gapnet, TrainDefaults(epochs=20, lr=3e-3, qat_epochs=1)),
     "simplecnn": (simplecnn, TrainDefaults(epochs=8, lr=2e-3)),
     "kerascnn": (kerascnn, TrainDefaults(epochs=8, lr=2e-3)),
     "lenet5": (lenet5, TrainDefaults(epochs=10, lr=2e-3)),

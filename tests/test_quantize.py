@@ -120,3 +120,22 @@ def test_quantized_untrained_model_tracks_float(name: str) -> None:
     f = run_float(folded, pixels[:, None] / np.float32(255))
     span = f.max() - f.min()
     assert np.abs(q - f).max() < 0.1 * span
+
+
+def test_channels_that_would_overflow_2_24_are_coarsened_just_enough() -> None:
+    from mnist_edge.fgraph import FloatGraph, FOp
+    from mnist_edge.qgraph import max_abs_accumulator
+    from mnist_edge.requant import ACC_LIMIT
+
+    rng = np.random.default_rng(0)
+    weight = rng.uniform(0.9, 1.0, size=(2, 784)).astype(np.float32)
+    weight[1] *= rng.choice([-1, 1], size=784)  # balanced signs: fits without help
+    folded = FloatGraph("wide", [FOp("flatten0", "flatten"), FOp("fc1", "linear", {}, {
+        "weight": weight, "bias": np.zeros(2, np.float32)})])
+    graph = quantize_graph(folded, calibrate(folded, random_pixels(16, 0), "minmax"))
+    fc = graph.ops[1]
+    plain = np.abs(weight).max(axis=1) / 127
+    assert fc.arrays["w_scale"][0] > plain[0] * 1.2  # coarsened
+    assert fc.arrays["w_scale"][1] == np.float32(plain[1])  # untouched
+    assert max_abs_accumulator(fc, graph.input_of(1)) < ACC_LIMIT
+    assert max_abs_accumulator(fc, graph.input_of(1)) > ACC_LIMIT * 0.99  # and no more

@@ -6,7 +6,16 @@ import numpy as np
 
 from ..errors import MnistEdgeError
 from ..fgraph import ACTIVATIONS, FloatGraph, FOp, activation_fn
-from ..qgraph import INPUT_SCALE, INPUT_ZERO_POINT, QGraph, QOp, QTensor, expected_output_shape
+from ..qgraph import (
+    INPUT_SCALE,
+    INPUT_ZERO_POINT,
+    QGraph,
+    QOp,
+    QTensor,
+    expected_output_shape,
+    max_abs_accumulator,
+)
+from ..requant import ACC_LIMIT
 
 INT32_MAX = 2**31 - 1
 
@@ -47,13 +56,36 @@ def build_lut(fn_name: str, x: QTensor, y_scale: float, y_zp: int) -> np.ndarray
 
 
 def _linear_like(op: FOp, x: QTensor, out: tuple[float, int], act: str | None) -> QOp:
-    w_q, w_scale = quantize_weights(op.arrays["weight"])
-    arrays = {"weight": w_q, "bias": quantize_bias(op.arrays["bias"], x.scale, w_scale),
-              "w_scale": w_scale}
     attrs = dict(op.attrs)
     if act:
         attrs["activation"] = act
-    return QOp(op.name, op.kind, QTensor((), *out), attrs, arrays)
+    w_q, w_scale = quantize_weights(op.arrays["weight"])
+    qop = QOp(op.name, op.kind, QTensor((), *out), attrs, {})
+    for _ in range(8):
+        qop.arrays = {"weight": w_q, "bias": quantize_bias(op.arrays["bias"], x.scale, w_scale),
+                      "w_scale": w_scale}
+        over = _accumulator_excess(qop, x)
+        if not np.any(over > 1):
+            break
+        # Accumulator-aware step: coarsen only the channels whose worst case would reach
+        # 2^24, just enough to fit; every other channel keeps its full resolution.
+        w_scale = (w_scale * np.maximum(over * 1.001, 1.0)).astype(np.float32)
+        shape = (-1,) + (1,) * (w_q.ndim - 1)
+        w_q = np.clip(np.rint(op.arrays["weight"] / w_scale.astype(np.float64).reshape(shape)),
+                      -127, 127).astype(np.int8)
+    return qop
+
+
+def _accumulator_excess(op: QOp, x: QTensor) -> np.ndarray:
+    """Per channel: worst-case |acc| over the limit (values > 1 do not fit below 2^24)."""
+    limit = ACC_LIMIT - 1
+    return np.array([max_abs_accumulator(_channel(op, c), x) / limit
+                     for c in range(op.arrays["weight"].shape[0])])
+
+
+def _channel(op: QOp, c: int) -> QOp:
+    return QOp(op.name, op.kind, op.output, op.attrs,
+               {k: v[c : c + 1] for k, v in op.arrays.items()})
 
 
 def quantize_graph(graph: FloatGraph, ranges: list[tuple[float, float]]) -> QGraph:
