@@ -26,9 +26,11 @@ def calibration_images(data_dir: str | None, count: int, seed: int = 0) -> np.nd
     return pool[idx]
 
 
-def _ptq(model, name: str, calib: np.ndarray, method: str) -> tuple[FloatGraph, qgraph.QGraph]:
+def _ptq(model, name: str, ranges: list[tuple[float, float]] | None, calib: np.ndarray,
+         method: str) -> tuple[FloatGraph, qgraph.QGraph, list[tuple[float, float]]]:
     folded = fold_model(model, name)
-    return folded, quantize_graph(folded, calibrate(folded, calib, method))
+    ranges = ranges or calibrate(folded, calib, method)
+    return folded, quantize_graph(folded, ranges), ranges
 
 
 def quantize_run(run_dir: str | Path, data_dir: str | None = None, method: str = "percentile",
@@ -37,7 +39,8 @@ def quantize_run(run_dir: str | Path, data_dir: str | None = None, method: str =
     """Checkpoint -> `<model>.fgraph.*` and `<model>.qgraph.*` in the run folder.
 
     With QAT epochs (default: the model's), the post-training QGraph's scales drive a
-    fine-tuning of the float weights, saved as checkpoint.qat.pt, then quantization reruns.
+    fine-tuning of the float weights, saved as checkpoint.qat.pt, then the weights are
+    quantized again with the same activation ranges.
     """
     from ..models import defaults
     from ..train import QAT_CHECKPOINT, load_model, model_name_of, save_model
@@ -47,14 +50,15 @@ def quantize_run(run_dir: str | Path, data_dir: str | None = None, method: str =
     name = model_name_of(run_dir)
     model = load_model(run_dir, finetuned=False)
     calib = calibration_images(data_dir, calib_images)
-    folded, graph = _ptq(model, name, calib, method)
+    folded, graph, ranges = _ptq(model, name, None, calib, method)
     qat_epochs = defaults(name).qat_epochs if qat_epochs is None else qat_epochs
     (run_dir / QAT_CHECKPOINT).unlink(missing_ok=True)
     if qat_epochs > 0:
         images, labels = data.load_mnist("train", data_dir)
         model = qat_finetune(model, graph, images, labels, qat_epochs, quiet=quiet)
         save_model(model, name, run_dir / QAT_CHECKPOINT)
-        folded, graph = _ptq(model, name, calib, method)
+        # Keep the activation ranges the fine-tuning trained against.
+        folded, graph, _ = _ptq(model, name, ranges, calib, method)
     graph.meta = {"model": name, "calibration": method, "calibration_images": calib_images,
                   "qat_epochs": qat_epochs}
     for old in run_dir.glob("*.qgraph.*"):
