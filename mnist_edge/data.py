@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from mnist_edge.errors import MnistEdgeError
-from mnist_edge.paths import atomic_write
+from mnist_edge.paths import atomic_write, save_figure
 
 SHA256: dict[str, str] = {
     "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
@@ -603,9 +603,7 @@ def save_grid(
         title, color = _cell_title(int(labels[index]), pred)
         axis.set_title(title, fontsize=8, color=color)
         axis.axis("off")
-    figure.tight_layout()
-    with atomic_write(Path(path), "wb") as handle:
-        figure.savefig(handle, format="png", dpi=100)
+    save_figure(figure, Path(path))
 
 
 def cli_args(parser: argparse.ArgumentParser) -> None:

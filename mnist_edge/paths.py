@@ -26,6 +26,13 @@ def template_env(subdir: str):
     )
 
 
+def save_figure(figure, path: Path) -> None:
+    """Lay out a matplotlib Figure and write it as a PNG, atomically (no pyplot state)."""
+    figure.tight_layout()
+    with atomic_write(Path(path)) as handle:
+        figure.savefig(handle, format="png", dpi=100)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

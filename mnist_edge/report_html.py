@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .paths import atomic_write
+from .paths import atomic_write, save_figure
 from .report import load_report
 
 PLOTS = (("curves.png", "Training curves"), ("confusion.png", "int8 confusion matrix"),
@@ -21,9 +21,6 @@ BACKEND_KEYS = ("images", "accuracy", "top1_agreement_with_golden", "exact_logit
 
 
 def plot_confusion(confusion: np.ndarray, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(5, 4.4))
@@ -37,9 +34,7 @@ def plot_confusion(confusion: np.ndarray, path: Path, title: str) -> None:
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(f"{title}: int8 confusion matrix")
-    fig.tight_layout()
-    with atomic_write(path) as f:
-        fig.savefig(f, format="png", dpi=100)
+    save_figure(fig, path)
 
 
 def _fmt(value: Any) -> str:

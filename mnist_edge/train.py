@@ -21,7 +21,7 @@ from tqdm import tqdm
 from . import data
 from .errors import MnistEdgeError
 from .models import build_model, count_params, defaults
-from .paths import atomic_write
+from .paths import atomic_write, save_figure
 
 VALIDATION_IMAGES = 5000
 CHECKPOINT = "checkpoint.pt"
@@ -177,13 +177,11 @@ def model_name_of(run_dir: str | Path) -> str:
 
 
 def plot_curves(history: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     ep = [e["epoch"] for e in history["epochs"]]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig = Figure(figsize=(9, 3.2))
+    ax1, ax2 = fig.subplots(1, 2)
     ax1.plot(ep, [e["train_loss"] for e in history["epochs"]], label="train")
     ax1.plot(ep, [e["val_loss"] for e in history["epochs"]], label="validation")
     ax1.set_xlabel("epoch")
@@ -193,10 +191,7 @@ def plot_curves(history: dict[str, Any], path: Path) -> None:
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("validation accuracy (%)")
     fig.suptitle(f"{history['model']}: training curves")
-    fig.tight_layout()
-    with atomic_write(path) as f:
-        fig.savefig(f, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def train_command(args) -> int:
