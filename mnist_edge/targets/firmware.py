@@ -29,7 +29,7 @@ STACK_BYTES = 8 * 1024
 APPS = ("qemu", "board")
 OPT_LEVELS = ("-O2", "-Os", "-O3", "-O1", "-O0")
 MODEL_SOURCES = ("c/mnist_edge_model.c", "c/mnist_edge_kernels.c", "c/mnist_edge_weights.c")
-HEADERS = ("startup.h", "semihost.h", "console.h")
+HEADERS = ("startup.h", "semihost.h", "console.h", "console_uart.h")
 SETUP_HINT = "install with scripts/setup.sh"
 
 
@@ -72,6 +72,8 @@ def sources(board: Board, app: str) -> list[str]:
     """The C files of one firmware, relative to its folder."""
     main = "qemu_main.c" if app == "qemu" else "board_main.c"
     files = [main, "startup.c", f"console_{board.console}.c", "console_common.c"]
+    if board.console.startswith("uart_"):
+        files.append("console_uart.c")
     if board.console == "semihost" or app == "qemu":
         files.append("semihost.c")
     return files + list(MODEL_SOURCES)

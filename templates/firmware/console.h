@@ -1,7 +1,8 @@
 /*
  * console.h - where the firmware's text goes: semihosting (QEMU, a debugger)
  * or a board's UART (the probe's virtual COM port). One implementation is
- * linked per build: console_semihost.c or console_uart_<board>.c.
+ * linked per build: console_semihost.c, or console_uart.c with the board's
+ * console_uart_<board>.c.
  *
  * Part of the mnist-edge firmware; generated, do not edit.
  */

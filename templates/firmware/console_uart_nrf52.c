@@ -5,6 +5,7 @@
  * Part of the mnist-edge firmware; generated, do not edit.
  */
 #include "console.h"
+#include "console_uart.h"
 
 #define REG(addr) (*(volatile uint32_t *)(addr))
 
@@ -30,21 +31,11 @@ void console_init(void)
     UART0_TASKS_STARTTX = 1u;
 }
 
-static void put(char c)
+void uart_put_char(char c)
 {
     UART0_EVENTS_TXDRDY = 0u;
     UART0_TXD = (uint32_t)(uint8_t)c;
     while (UART0_EVENTS_TXDRDY == 0u) {
-    }
-}
-
-void console_write(const char *text)
-{
-    for (; *text != '\0'; text++) {
-        if (*text == '\n') {
-            put('\r');
-        }
-        put(*text);
     }
 }
 

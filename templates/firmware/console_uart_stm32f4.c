@@ -6,6 +6,7 @@
  * Part of the mnist-edge firmware; generated, do not edit.
  */
 #include "console.h"
+#include "console_uart.h"
 
 #define REG(addr) (*(volatile uint32_t *)(addr))
 
@@ -31,21 +32,11 @@ void console_init(void)
     USART2_CR1 = (1u << 13) | (1u << 3); /* UE, TE */
 }
 
-static void put(char c)
+void uart_put_char(char c)
 {
     while ((USART2_SR & USART_SR_TXE) == 0u) {
     }
     USART2_DR = (uint32_t)(uint8_t)c;
-}
-
-void console_write(const char *text)
-{
-    for (; *text != '\0'; text++) {
-        if (*text == '\n') {
-            put('\r');
-        }
-        put(*text);
-    }
 }
 
 void console_halt(int ok)
