@@ -933,6 +933,27 @@ static void me_to_unsigned(int8_t *x, int32_t n)
     }
 }
 
+/* The 2 x 4 accumulators of me_dot2x4_u8s8: window a or b against weight row 0..3. */
+typedef struct {
+    __m256i a0, a1, a2, a3, b0, b1, b2, b3;
+} me_acc2x4;
+
+#if ME_MAX_WINDOW >= 8
+/* One step of the 2 x 4 block: window bytes ua, ub against weight row bytes v0..v3. */
+ME_INLINE void me_dot2x4_step(me_acc2x4 *s, __m256i ua, __m256i ub, __m256i v0, __m256i v1,
+                              __m256i v2, __m256i v3)
+{
+    s->a0 = me_dpbusd(s->a0, ua, v0);
+    s->b0 = me_dpbusd(s->b0, ub, v0);
+    s->a1 = me_dpbusd(s->a1, ua, v1);
+    s->b1 = me_dpbusd(s->b1, ub, v1);
+    s->a2 = me_dpbusd(s->a2, ua, v2);
+    s->b2 = me_dpbusd(s->b2, ub, v2);
+    s->a3 = me_dpbusd(s->a3, ua, v3);
+    s->b3 = me_dpbusd(s->b3, ub, v3);
+}
+#endif
+
 /*
  * Two unsigned windows u0, u1 against four weight rows w[0..3], n bytes each:
  * r0 = {u0.w0, u0.w1, u0.w2, u0.w3}, r1 the same for u1.
@@ -940,66 +961,31 @@ static void me_to_unsigned(int8_t *x, int32_t n)
 ME_INLINE void me_dot2x4_u8s8(const int8_t *u0, const int8_t *u1, const int8_t *const w[4],
                               int32_t n, __m128i *r0, __m128i *r1)
 {
-    __m256i s00 = _mm256_setzero_si256(), s01 = _mm256_setzero_si256();
-    __m256i s02 = _mm256_setzero_si256(), s03 = _mm256_setzero_si256();
-    __m256i s10 = _mm256_setzero_si256(), s11 = _mm256_setzero_si256();
-    __m256i s12 = _mm256_setzero_si256(), s13 = _mm256_setzero_si256();
+    me_acc2x4 s;
     int32_t i = 0;
+    s.a0 = s.a1 = s.a2 = s.a3 = s.b0 = s.b1 = s.b2 = s.b3 = _mm256_setzero_si256();
 #if ME_MAX_WINDOW >= 32
     for (; i + 32 <= n; i += 32) {
-        const __m256i xa = me_load32(u0 + i), xb = me_load32(u1 + i);
-        __m256i v = me_load32(w[0] + i);
-        s00 = me_dpbusd(s00, xa, v);
-        s10 = me_dpbusd(s10, xb, v);
-        v = me_load32(w[1] + i);
-        s01 = me_dpbusd(s01, xa, v);
-        s11 = me_dpbusd(s11, xb, v);
-        v = me_load32(w[2] + i);
-        s02 = me_dpbusd(s02, xa, v);
-        s12 = me_dpbusd(s12, xb, v);
-        v = me_load32(w[3] + i);
-        s03 = me_dpbusd(s03, xa, v);
-        s13 = me_dpbusd(s13, xb, v);
+        me_dot2x4_step(&s, me_load32(u0 + i), me_load32(u1 + i), me_load32(w[0] + i),
+                       me_load32(w[1] + i), me_load32(w[2] + i), me_load32(w[3] + i));
     }
 #endif
 #if ME_MAX_WINDOW >= 16
     if (i + 16 <= n) {
-        const __m256i xa = me_load16z(u0 + i), xb = me_load16z(u1 + i);
-        __m256i v = me_load16z(w[0] + i);
-        s00 = me_dpbusd(s00, xa, v);
-        s10 = me_dpbusd(s10, xb, v);
-        v = me_load16z(w[1] + i);
-        s01 = me_dpbusd(s01, xa, v);
-        s11 = me_dpbusd(s11, xb, v);
-        v = me_load16z(w[2] + i);
-        s02 = me_dpbusd(s02, xa, v);
-        s12 = me_dpbusd(s12, xb, v);
-        v = me_load16z(w[3] + i);
-        s03 = me_dpbusd(s03, xa, v);
-        s13 = me_dpbusd(s13, xb, v);
+        me_dot2x4_step(&s, me_load16z(u0 + i), me_load16z(u1 + i), me_load16z(w[0] + i),
+                       me_load16z(w[1] + i), me_load16z(w[2] + i), me_load16z(w[3] + i));
         i += 16;
     }
 #endif
 #if ME_MAX_WINDOW >= 8
     if (i + 8 <= n) {
-        const __m256i xa = me_load8z(u0 + i), xb = me_load8z(u1 + i);
-        __m256i v = me_load8z(w[0] + i);
-        s00 = me_dpbusd(s00, xa, v);
-        s10 = me_dpbusd(s10, xb, v);
-        v = me_load8z(w[1] + i);
-        s01 = me_dpbusd(s01, xa, v);
-        s11 = me_dpbusd(s11, xb, v);
-        v = me_load8z(w[2] + i);
-        s02 = me_dpbusd(s02, xa, v);
-        s12 = me_dpbusd(s12, xb, v);
-        v = me_load8z(w[3] + i);
-        s03 = me_dpbusd(s03, xa, v);
-        s13 = me_dpbusd(s13, xb, v);
+        me_dot2x4_step(&s, me_load8z(u0 + i), me_load8z(u1 + i), me_load8z(w[0] + i),
+                       me_load8z(w[1] + i), me_load8z(w[2] + i), me_load8z(w[3] + i));
         i += 8;
     }
 #endif
-    *r0 = me_hsum4(s00, s01, s02, s03);
-    *r1 = me_hsum4(s10, s11, s12, s13);
+    *r0 = me_hsum4(s.a0, s.a1, s.a2, s.a3);
+    *r1 = me_hsum4(s.b0, s.b1, s.b2, s.b3);
     if (i < n) {
         int32_t t0[4] = {0, 0, 0, 0}, t1[4] = {0, 0, 0, 0};
         int32_t j;
