@@ -176,6 +176,14 @@ def model_name_of(run_dir: str | Path) -> str:
     return str(torch.load(path, map_location="cpu", weights_only=True)["model"])
 
 
+def trained_with_augmentation(run_dir: str | Path) -> bool:
+    """Whether the run's training augmented its images: fine-tuning should do the same."""
+    path = Path(run_dir) / "history.json"
+    if path.exists():
+        return bool(json.loads(path.read_text()).get("augment", True))
+    return defaults(model_name_of(run_dir)).augment
+
+
 def plot_curves(history: dict[str, Any], path: Path) -> None:
     from matplotlib.figure import Figure
 

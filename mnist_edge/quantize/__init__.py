@@ -39,11 +39,17 @@ def quantize_run(run_dir: str | Path, data_dir: str | None = None, method: str =
     """Checkpoint -> `<model>.fgraph.*` and `<model>.qgraph.*` in the run folder.
 
     With QAT epochs (default: the model's), the post-training QGraph's scales drive a
-    fine-tuning of the float weights, saved as checkpoint.qat.pt, then the weights are
-    quantized again with the same activation ranges.
+    fine-tuning of the float weights (augmented only if training was), saved as
+    checkpoint.qat.pt, then the weights are quantized again with the same activation ranges.
     """
     from ..models import defaults
-    from ..train import QAT_CHECKPOINT, load_model, model_name_of, save_model
+    from ..train import (
+        QAT_CHECKPOINT,
+        load_model,
+        model_name_of,
+        save_model,
+        trained_with_augmentation,
+    )
 
     run_dir = Path(run_dir)
     start = time.time()
@@ -55,7 +61,8 @@ def quantize_run(run_dir: str | Path, data_dir: str | None = None, method: str =
     (run_dir / QAT_CHECKPOINT).unlink(missing_ok=True)
     if qat_epochs > 0:
         images, labels = data.load_mnist("train", data_dir)
-        model = qat_finetune(model, graph, images, labels, qat_epochs, quiet=quiet)
+        model = qat_finetune(model, graph, images, labels, qat_epochs, quiet=quiet,
+                             augment_data=trained_with_augmentation(run_dir))
         save_model(model, name, run_dir / QAT_CHECKPOINT)
         # Keep the activation ranges the fine-tuning trained against.
         folded, graph, _ = _ptq(model, name, ranges, calib, method)
