@@ -127,6 +127,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--patience", type=int, default=4, help="early-stopping patience (epochs)")
     p.add_argument("--no-augment", action="store_true", help="disable shift/rotate augmentation")
+    p.add_argument("--teacher", metavar="RUN", help="distil from this run's float model "
+                   "('none' to train on labels only; default: per model)")
     p.add_argument("--train-limit", type=int, help="train on only the first N images (tests)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
 

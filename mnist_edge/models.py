@@ -20,6 +20,7 @@ class TrainDefaults:
     lr: float
     augment: bool = True
     qat_epochs: int = 0
+    teacher: str | None = None  # zoo model whose run (next to this one) is distilled in
 
 
 def _conv(cin: int, cout: int, k: int = 3, pad: int = 1, bn: bool = True) -> list[nn.Module]:
@@ -102,7 +103,7 @@ def tiny() -> nn.Sequential:
 
 ZOO = {
     "edge": (edge, TrainDefaults(epochs=10, lr=3e-3)),
-    "gapnet": (gapnet, TrainDefaults(epochs=20, lr=3e-3, qat_epochs=1)),
+    "gapnet": (gapnet, TrainDefaults(epochs=30, lr=5e-3, augment=False, teacher="edge")),
     "simplecnn": (simplecnn, TrainDefaults(epochs=8, lr=2e-3)),
     "kerascnn": (kerascnn, TrainDefaults(epochs=8, lr=2e-3)),
     "lenet5": (lenet5, TrainDefaults(epochs=10, lr=2e-3)),

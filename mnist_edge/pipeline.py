@@ -149,7 +149,7 @@ def build_command(args: Any) -> int:
     _timed(run_dir, "train", train_model, args.model, run_dir, args.data, epochs=args.epochs,
            lr=args.lr, batch_size=args.batch_size, seed=args.seed, patience=args.patience,
            augment_data=False if args.no_augment else None, train_limit=args.train_limit,
-           threads=args.threads)
+           threads=args.threads, teacher=args.teacher)
     print("[2/7] quantizing")
     quantize_run(run_dir, args.data, args.calibration, args.calib_images, args.qat_epochs)
     print("[3/7] evaluating (float and golden int8, full test set)")

@@ -26,6 +26,8 @@ from .paths import atomic_write, save_figure
 VALIDATION_IMAGES = 5000
 CHECKPOINT = "checkpoint.pt"
 QAT_CHECKPOINT = "checkpoint.qat.pt"  # written by quantization-aware fine-tuning
+DISTILL_WEIGHT = 0.7  # share of the loss that follows the teacher rather than the labels
+DISTILL_TEMPERATURE = 4.0
 
 
 def to_float(pixels: np.ndarray) -> torch.Tensor:
@@ -52,6 +54,41 @@ def predict_torch(model: nn.Module, x: torch.Tensor, batch: int = 1000) -> torch
     return torch.cat([model(x[i : i + batch]) for i in range(0, len(x), batch)])
 
 
+def resolve_teacher(model_name: str, run_dir: Path, teacher: str | Path | None,
+                    quiet: bool = False) -> Path | None:
+    """The run to distil from: `teacher` if given ('none': no teacher), else the model's default.
+
+    A default teacher is looked for next to `run_dir`; if it has not been trained, the
+    model trains on labels only and says so (a tiny model then loses a few tenths of a point).
+    """
+    if teacher is not None:
+        if str(teacher).lower() == "none":
+            return None
+        path = Path(teacher)
+        if not (path / CHECKPOINT).exists():
+            raise MnistEdgeError(f"teacher {path}: no {CHECKPOINT}; train that run first")
+        return path
+    default = defaults(model_name).teacher
+    if default is None:
+        return None
+    path = run_dir.parent / default
+    if (path / CHECKPOINT).exists():
+        return path
+    if not quiet:
+        print(f"{model_name}: no teacher run at {path}; training on labels only "
+              f"(train {default} first to distil from it)")
+    return None
+
+
+def distillation_loss(logits: torch.Tensor, labels: torch.Tensor,
+                      teacher_logits: torch.Tensor) -> torch.Tensor:
+    """Hinton et al. 2015: labels plus the teacher's softened distribution (T^2-scaled KL)."""
+    t = DISTILL_TEMPERATURE
+    soft = F.kl_div(F.log_softmax(logits / t, 1), F.softmax(teacher_logits / t, 1),
+                    reduction="batchmean") * (t * t)
+    return (1 - DISTILL_WEIGHT) * F.cross_entropy(logits, labels) + DISTILL_WEIGHT * soft
+
+
 def seed_everything(seed: int, threads: int | None) -> torch.Generator:
     """Same seed, same machine, same thread count -> same weights."""
     torch.manual_seed(seed)
@@ -65,14 +102,19 @@ def train_model(model_name: str, run_dir: Path, data_dir: str | None = None, *,
                 epochs: int | None = None, lr: float | None = None, batch_size: int = 128,
                 seed: int = 0, patience: int = 4, augment_data: bool | None = None,
                 train_limit: int | None = None, threads: int | None = None,
-                quiet: bool = False) -> dict[str, Any]:
-    """Train one zoo model into `run_dir`; returns the history dictionary."""
+                teacher: str | Path | None = None, quiet: bool = False) -> dict[str, Any]:
+    """Train one zoo model into `run_dir`; returns the history dictionary.
+
+    `teacher` is a run folder to distil from, 'none', or None for the model's default.
+    """
     cfg = defaults(model_name)
     epochs = epochs or cfg.epochs
     lr = lr or cfg.lr
     augment_data = cfg.augment if augment_data is None else augment_data
     if epochs <= 0 or batch_size <= 0:
         raise MnistEdgeError("epochs and batch size must be positive")
+    teacher_dir = resolve_teacher(model_name, Path(run_dir), teacher, quiet)
+    teacher_model = load_model(teacher_dir) if teacher_dir else None
     gen = seed_everything(seed, threads)
     images, labels = data.load_mnist("train", data_dir)
     x_train, y_train = to_float(images[:-VALIDATION_IMAGES]), torch.from_numpy(
@@ -90,7 +132,8 @@ def train_model(model_name: str, run_dir: Path, data_dir: str | None = None, *,
         optimizer, max_lr=lr, epochs=epochs, steps_per_epoch=steps_per_epoch, pct_start=0.2)
     history: dict[str, Any] = {"model": model_name, "seed": seed, "epochs": [], "lr": lr,
                                "batch_size": batch_size, "augment": augment_data,
-                               "params": count_params(model)}
+                               "params": count_params(model),
+                               "teacher": str(teacher_dir) if teacher_dir else None}
     best_acc, best_state, stale = -1.0, None, 0
     start = time.time()
     for epoch in range(1, epochs + 1):
@@ -104,7 +147,12 @@ def train_model(model_name: str, run_dir: Path, data_dir: str | None = None, *,
             xb, yb = x_train[idx], y_train[idx]
             if augment_data:
                 xb = augment(xb, gen)
-            loss = F.cross_entropy(model(xb), yb)
+            if teacher_model is None:
+                loss = F.cross_entropy(model(xb), yb)
+            else:
+                with torch.no_grad():
+                    teacher_logits = teacher_model(xb)
+                loss = distillation_loss(model(xb), yb, teacher_logits)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -207,6 +255,6 @@ def train_command(args) -> int:
     train_model(args.model, run_dir, args.data, epochs=args.epochs, lr=args.lr,
                 batch_size=args.batch_size, seed=args.seed, patience=args.patience,
                 augment_data=False if args.no_augment else None,
-                train_limit=args.train_limit, threads=args.threads)
+                train_limit=args.train_limit, threads=args.threads, teacher=args.teacher)
     print(f"trained {args.model} -> {run_dir / CHECKPOINT}")
     return 0

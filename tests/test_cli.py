@@ -65,6 +65,7 @@ def test_training_is_reproducible(tmp_path: Path, mnist_dir: Path) -> None:
     (["analyze", "{tmp}"], "no QGraph"),
     (["validate", "{tmp}", "--backend", "tpu"], "unknown backend"),
     (["data", "--data", "{tmp}"], "missing"),
+    (["train", "--model", "tiny", "--runs", "{tmp}", "--teacher", "{tmp}/nothing"], "teacher"),
 ])
 def test_errors_are_one_line_with_exit_2(tmp_path: Path, args: list[str], message: str,
                                          capsys: pytest.CaptureFixture) -> None:
