@@ -54,8 +54,7 @@ def predict_torch(model: nn.Module, x: torch.Tensor, batch: int = 1000) -> torch
     return torch.cat([model(x[i : i + batch]) for i in range(0, len(x), batch)])
 
 
-def resolve_teacher(model_name: str, run_dir: Path, teacher: str | Path | None,
-                    quiet: bool = False) -> Path | None:
+def resolve_teacher(model_name: str, run_dir: Path, teacher: str | Path | None) -> Path | None:
     """The run to distil from: `teacher` if given ('none': no teacher), else the model's default.
 
     A default teacher is looked for next to `run_dir`; if it has not been trained, the
@@ -74,9 +73,8 @@ def resolve_teacher(model_name: str, run_dir: Path, teacher: str | Path | None,
     path = run_dir.parent / default
     if (path / CHECKPOINT).exists():
         return path
-    if not quiet:
-        print(f"{model_name}: no teacher run at {path}; training on labels only "
-              f"(train {default} first to distil from it)")
+    print(f"{model_name}: no teacher run at {path}; training on labels only "
+          f"(train {default} first to distil from it)")
     return None
 
 
@@ -113,7 +111,7 @@ def train_model(model_name: str, run_dir: Path, data_dir: str | None = None, *,
     augment_data = cfg.augment if augment_data is None else augment_data
     if epochs <= 0 or batch_size <= 0:
         raise MnistEdgeError("epochs and batch size must be positive")
-    teacher_dir = resolve_teacher(model_name, Path(run_dir), teacher, quiet)
+    teacher_dir = resolve_teacher(model_name, Path(run_dir), teacher)
     teacher_model = load_model(teacher_dir) if teacher_dir else None
     gen = seed_everything(seed, threads)
     images, labels = data.load_mnist("train", data_dir)
