@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,23 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def training_rows(run_dir: Path) -> list[tuple[str, str]]:
+    """How the float model was trained (from history.json): a figure means little without it."""
+    path = run_dir / "history.json"
+    if not path.exists():
+        return []
+    h = json.loads(path.read_text())
+    lr, augment = h.get("lr"), h.get("augment")
+    rows = [("epochs run", len(h.get("epochs", []))),
+            ("peak learning rate", None if lr is None else f"{lr:g}"),
+            ("batch size", h.get("batch_size")),
+            ("augmentation", None if augment is None else ("yes" if augment else "no")),
+            ("teacher (distillation)", h.get("teacher") or "none"), ("seed", h.get("seed")),
+            ("best validation accuracy", h.get("best_val_accuracy")),
+            ("training seconds", h.get("train_seconds"))]
+    return [(k, _fmt(v)) for k, v in rows if v is not None]
+
+
 def _rows(report: dict[str, Any]) -> tuple[list[tuple[str, str]], list[list[str]]]:
     summary = [(k, _fmt(report[k])) for k in SUMMARY_KEYS if k in report]
     backends = [[name] + [_fmt(figs.get(k, "")) for k in BACKEND_KEYS]
@@ -52,11 +70,14 @@ def _rows(report: dict[str, Any]) -> tuple[list[tuple[str, str]], list[list[str]
     return summary, backends
 
 
-def markdown(report: dict[str, Any]) -> str:
+def markdown(report: dict[str, Any], training: list[tuple[str, str]]) -> str:
     summary, backends = _rows(report)
     lines = [f"# mnist-edge report: {report.get('model', '?')}", "", "| figure | value |",
              "| --- | --- |"]
     lines += [f"| {k} | {v} |" for k, v in summary]
+    if training:
+        lines += ["", "## Training", "", "| setting | value |", "| --- | --- |"]
+        lines += [f"| {k} | {v} |" for k, v in training]
     if backends:
         lines += ["", "## Backends vs golden", "", "| backend | " + " | ".join(BACKEND_KEYS)
                   + " |", "|" + " --- |" * (len(BACKEND_KEYS) + 1)]
@@ -67,7 +88,7 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def html_page(report: dict[str, Any], run_dir: Path) -> str:
+def html_page(report: dict[str, Any], run_dir: Path, training: list[tuple[str, str]]) -> str:
     summary, backends = _rows(report)
     esc = html.escape
     parts = [f"<!doctype html><meta charset='utf-8'><title>mnist-edge: "
@@ -77,6 +98,10 @@ def html_page(report: dict[str, Any], run_dir: Path) -> str:
              f"<h1>mnist-edge report: {esc(str(report.get('model', '')))}</h1><table>"]
     parts += [f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in summary]
     parts.append("</table>")
+    if training:
+        parts.append("<h2>Training</h2><table>")
+        parts += [f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in training]
+        parts.append("</table>")
     if backends:
         parts.append("<h2>Backends vs golden</h2><table><tr><th>backend</th>"
                      + "".join(f"<th>{esc(k)}</th>" for k in BACKEND_KEYS) + "</tr>")
@@ -93,10 +118,10 @@ def html_page(report: dict[str, Any], run_dir: Path) -> str:
 
 
 def write_reports(run_dir: Path) -> list[Path]:
-    report = load_report(run_dir)
+    report, training = load_report(run_dir), training_rows(run_dir)
     md, page = run_dir / "report.md", run_dir / "report.html"
     with atomic_write(md, "w") as f:
-        f.write(markdown(report))
+        f.write(markdown(report, training))
     with atomic_write(page, "w") as f:
-        f.write(html_page(report, run_dir))
+        f.write(html_page(report, run_dir, training))
     return [md, page]

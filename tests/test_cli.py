@@ -45,6 +45,8 @@ def test_train_quantize_evaluate_analyze_report(tmp_path: Path, mnist_dir: Path)
     assert r.returncode == 0 and "conv2d" in r.stdout and "peak activations" in r.stdout
     r = run_cli("report", str(run))
     assert r.returncode == 0 and (run / "report.html").exists()
+    md = (run / "report.md").read_text()
+    assert "| epochs run | 2 |" in md and "| teacher (distillation) | none |" in md
 
 
 def test_training_is_reproducible(tmp_path: Path, mnist_dir: Path) -> None:
