@@ -80,3 +80,17 @@ def test_errors_are_one_line_with_exit_2(tmp_path: Path, args: list[str], messag
 def test_unknown_model_is_rejected_by_the_parser() -> None:
     r = run_cli("train", "--model", "resnet50")
     assert r.returncode == 2 and "invalid choice" in r.stderr
+
+
+def test_build_runs_every_stage_on_a_subset(tmp_path: Path, mnist_dir: Path) -> None:
+    r = run_cli("build", "--model", "tiny", "--epochs", "1", "--train-limit", "2000",
+                "--calib-images", "200", "--runs", str(tmp_path), "--data", str(mnist_dir),
+                "--backends", "c")
+    assert r.returncode == 0, r.stderr
+    run = tmp_path / "tiny"
+    report = json.loads((run / "report.json").read_text())
+    assert report["test_images"] == 10000 and report["backends"]["c"]["images"] == 10000
+    assert report["backends"]["c"]["exact_logit_fraction"] == 1.0
+    for stage in ("train", "quantize", "evaluate", "export_onnx", "generate_c", "build_total"):
+        assert report["seconds"][stage] > 0
+    assert (run / "model.int8.onnx").exists() and (run / "report.html").exists()
