@@ -140,16 +140,13 @@ def build_command(args: Any) -> int:
     from .backends.onnx import export_run
     from .quantize import quantize_run
     from .report_html import write_reports
-    from .train import train_model
+    from .train import train_model, train_options
 
     run_dir = Path(args.runs) / (args.name or args.model)
     start = time.time()
     data.resolve_data_dir(args.data)
     print(f"[1/7] training {args.model} into {run_dir}")
-    _timed(run_dir, "train", train_model, args.model, run_dir, args.data, epochs=args.epochs,
-           lr=args.lr, batch_size=args.batch_size, seed=args.seed, patience=args.patience,
-           augment_data=False if args.no_augment else None, train_limit=args.train_limit,
-           threads=args.threads, teacher=args.teacher)
+    _timed(run_dir, "train", train_model, args.model, run_dir, args.data, **train_options(args))
     print("[2/7] quantizing")
     quantize_run(run_dir, args.data, args.calibration, args.calib_images, args.qat_epochs)
     print("[3/7] evaluating (float and golden int8, full test set)")

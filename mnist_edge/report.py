@@ -9,10 +9,19 @@ from typing import Any
 from .paths import atomic_write
 
 REPORT_NAME = "report.json"
+HISTORY_NAME = "history.json"  # written by the trainer: its settings and per-epoch figures
 
 
 def load_report(run_dir: str | Path) -> dict[str, Any]:
     path = Path(run_dir) / REPORT_NAME
+    if not path.exists():
+        return {}
+    return json.loads(path.read_text())
+
+
+def load_history(run_dir: str | Path) -> dict[str, Any]:
+    """The run's training history, or {} for a run trained elsewhere."""
+    path = Path(run_dir) / HISTORY_NAME
     if not path.exists():
         return {}
     return json.loads(path.read_text())

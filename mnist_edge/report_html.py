@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .paths import atomic_write, save_figure
-from .report import load_report
+from .report import load_history, load_report
 
 PLOTS = (("curves.png", "Training curves"), ("confusion.png", "int8 confusion matrix"),
          ("misclassified.png", "Misclassified test images (int8)"))
@@ -48,10 +47,9 @@ def _fmt(value: Any) -> str:
 
 def training_rows(run_dir: Path) -> list[tuple[str, str]]:
     """How the float model was trained (from history.json): a figure means little without it."""
-    path = run_dir / "history.json"
-    if not path.exists():
+    h = load_history(run_dir)
+    if not h:
         return []
-    h = json.loads(path.read_text())
     lr, augment = h.get("lr"), h.get("augment")
     rows = [("epochs run", len(h.get("epochs", []))),
             ("peak learning rate", None if lr is None else f"{lr:g}"),

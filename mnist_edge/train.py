@@ -22,6 +22,7 @@ from . import data
 from .errors import MnistEdgeError
 from .models import build_model, count_params, defaults
 from .paths import atomic_write, save_figure
+from .report import HISTORY_NAME, load_history
 
 VALIDATION_IMAGES = 5000
 CHECKPOINT = "checkpoint.pt"
@@ -58,7 +59,7 @@ def resolve_teacher(model_name: str, run_dir: Path, teacher: str | Path | None) 
     """The run to distil from: `teacher` if given ('none': no teacher), else the model's default.
 
     A default teacher is looked for next to `run_dir`; if it has not been trained, the
-    model trains on labels only and says so (a tiny model then loses a few tenths of a point).
+    model trains on labels only and says so (gapnet then loses about a point).
     """
     if teacher is not None:
         if str(teacher).lower() == "none":
@@ -189,7 +190,7 @@ def save_checkpoint(model: nn.Module, model_name: str, run_dir: Path,
     run_dir.mkdir(parents=True, exist_ok=True)
     save_model(model, model_name, run_dir / CHECKPOINT)
     (run_dir / QAT_CHECKPOINT).unlink(missing_ok=True)  # belongs to the previous weights
-    with atomic_write(run_dir / "history.json", "w") as f:
+    with atomic_write(run_dir / HISTORY_NAME, "w") as f:
         json.dump(history, f, indent=2)
     plot_curves(history, run_dir / "curves.png")
 
@@ -224,9 +225,9 @@ def model_name_of(run_dir: str | Path) -> str:
 
 def trained_with_augmentation(run_dir: str | Path) -> bool:
     """Whether the run's training augmented its images: fine-tuning should do the same."""
-    path = Path(run_dir) / "history.json"
-    if path.exists():
-        return bool(json.loads(path.read_text()).get("augment", True))
+    history = load_history(run_dir)
+    if history:
+        return bool(history.get("augment", True))
     return defaults(model_name_of(run_dir)).augment
 
 
@@ -248,11 +249,16 @@ def plot_curves(history: dict[str, Any], path: Path) -> None:
     save_figure(fig, path)
 
 
+def train_options(args) -> dict[str, Any]:
+    """train_model's keyword arguments from the options `train` and `build` share."""
+    return {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
+            "seed": args.seed, "patience": args.patience,
+            "augment_data": False if args.no_augment else None,
+            "train_limit": args.train_limit, "threads": args.threads, "teacher": args.teacher}
+
+
 def train_command(args) -> int:
     run_dir = Path(args.runs) / (args.name or args.model)
-    train_model(args.model, run_dir, args.data, epochs=args.epochs, lr=args.lr,
-                batch_size=args.batch_size, seed=args.seed, patience=args.patience,
-                augment_data=False if args.no_augment else None,
-                train_limit=args.train_limit, threads=args.threads, teacher=args.teacher)
+    train_model(args.model, run_dir, args.data, **train_options(args))
     print(f"trained {args.model} -> {run_dir / CHECKPOINT}")
     return 0
