@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import need
 
 from mnist_edge import golden
 from mnist_edge.backends.c import generate_c, render_tree
@@ -25,13 +26,6 @@ STRICT = ["-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Wshadow", "-Wconversio
 SOURCES = ["mnist_edge_model.c", "mnist_edge_kernels.c", "mnist_edge_weights.c"]
 CASES = [("mixed", 0), ("mixed", 3), ("dense", 1), ("dense", 4)]
 SLOW_CASES = {("mixed", 0), ("dense", 1)}  # for the slower builds (sanitizers, Cortex-M)
-
-
-def need(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        pytest.skip(f"{tool} not found: install with scripts/setup.sh")
-    return path
 
 
 def _run(cmd: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -233,7 +227,7 @@ def test_cortex_m_compiles(trees, tmp_path: Path) -> None:
         assert "smlad" in asm and "sxtb16" in asm  # the DSP path was compiled in
 
 
-def test_makefile_and_cmake_build(trees, tmp_path: Path) -> None:
+def test_makefile_build(trees, tmp_path: Path) -> None:
     need("make")
     need("gcc")
     src = trees["dense", 1, "int"]
@@ -241,11 +235,15 @@ def test_makefile_and_cmake_build(trees, tmp_path: Path) -> None:
     shutil.copytree(src, work)
     out = _run(["make", "test", "CC=gcc"], cwd=work).stdout
     assert "PASS" in out
-    if shutil.which("cmake"):
-        build = tmp_path / "cmake-build"
-        _run(["cmake", "-S", str(work), "-B", str(build)])
-        _run(["cmake", "--build", str(build)])
-        assert "PASS" in _run([str(build / "mnist_edge_selftest")]).stdout
+
+
+def test_cmake_build(trees, tmp_path: Path) -> None:
+    need("cmake")
+    need("gcc")
+    build = tmp_path / "cmake-build"
+    _run(["cmake", "-S", str(trees["dense", 1, "int"]), "-B", str(build)])
+    _run(["cmake", "--build", str(build)])
+    assert "PASS" in _run([str(build / "mnist_edge_selftest")]).stdout
 
 
 # --------------------------------------------------------- requant in C itself

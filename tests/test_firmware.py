@@ -4,12 +4,12 @@ instruction counter counts what the core executes."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import need
 
 from mnist_edge import cli, golden, qgraph
 from mnist_edge.errors import MnistEdgeError
@@ -19,13 +19,6 @@ from mnist_edge.testing import random_pixels, random_qgraph
 from mnist_edge.validate import validate_backend
 
 IMAGES = 24  # at least 20 per target, as the issue asks
-
-
-def need(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        pytest.skip(f"{tool} not found: install with scripts/setup.sh")
-    return path
 
 
 def need_arm() -> None:

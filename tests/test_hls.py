@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import need
 
 from mnist_edge import golden
 from mnist_edge.backends import memfiles
@@ -22,13 +23,6 @@ from mnist_edge.testing import random_pixels, random_qgraph
 
 CASES = [(0, "mixed"), (1, "dense"), (2, "mixed"), (3, "dense")]
 STRICT = ["-std=c++14", "-Wall", "-Wextra", "-Werror", "-pedantic"]
-
-
-def need(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        pytest.skip(f"{tool} not found: install with scripts/setup.sh")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -291,8 +285,6 @@ def test_committed_default_model_csim(tmp_path, mnist_dir):
     (figures in docs/BENCHMARKS.md).
     """
     need("g++")
-    import shutil
-
     from mnist_edge.data import load_mnist
     from mnist_edge.paths import REPO_ROOT
     from mnist_edge.qgraph import load_run
