@@ -9,7 +9,6 @@ commands the Makefile holds, so both builds are the same.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from ..errors import MnistEdgeError
 from ..paths import TEMPLATES_DIR, atomic_dir, template_env
 from ..qgraph import QGraph
 from .boards import Board, get_board, get_target
+from .tools import require_tool
 
 GCC = "arm-none-eabi-gcc"
 OBJCOPY = "arm-none-eabi-objcopy"
@@ -30,7 +30,6 @@ APPS = ("qemu", "board")
 OPT_LEVELS = ("-O2", "-Os", "-O3", "-O1", "-O0")
 MODEL_SOURCES = ("c/mnist_edge_model.c", "c/mnist_edge_kernels.c", "c/mnist_edge_weights.c")
 HEADERS = ("startup.h", "semihost.h", "console.h", "console_uart.h")
-SETUP_HINT = "install with scripts/setup.sh"
 
 
 @dataclass
@@ -58,14 +57,6 @@ class Firmware:
     @property
     def map(self) -> Path:
         return self.folder / "build" / "firmware.map"
-
-
-def require_tool(name: str) -> str:
-    """Absolute path of a host tool, or a one-line MnistEdgeError saying how to get it."""
-    path = shutil.which(name)
-    if path is None:
-        raise MnistEdgeError(f"{name} not found: {SETUP_HINT}")
-    return path
 
 
 def sources(board: Board, app: str) -> list[str]:
@@ -187,19 +178,16 @@ def _flash_board(fw: Firmware, probe: str, dry_run: bool) -> int:
     board = fw.board
     if probe == "pyocd":
         cmd = pyocd_command(board, fw.hex)
-        tool = "pyocd"
-        hint = "pyOCD not found: install it with `pip install pyocd`"
+        tool, label, install = "pyocd", "pyOCD", "install it with `pip install pyocd`"
     else:
         cmd = ["openocd", *board.openocd_args, "-c", f"program {fw.elf} verify reset exit"]
-        tool = "openocd"
-        hint = "openocd not found: install it with `apt-get install openocd`"
+        tool, label, install = "openocd", "openocd", "install it with `apt-get install openocd`"
     print(f"firmware for {board.title}: {fw.elf} (+ .hex, .bin)")
     print("flash command: " + " ".join(f"'{a}'" if " " in a else a for a in cmd))
     print(f"console: {board.serial_note} (see {fw.folder / 'README.md'})")
     if dry_run:
         return 0
-    if shutil.which(tool) is None:
-        raise MnistEdgeError(hint)
+    require_tool(tool, install, label)
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     except subprocess.TimeoutExpired:

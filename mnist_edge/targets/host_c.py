@@ -9,7 +9,6 @@ same images).
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -22,6 +21,7 @@ from ..errors import MnistEdgeError
 from ..paths import TEMPLATES_DIR
 from ..qgraph import QGraph
 from ..validate import BackendResult
+from .tools import require_tool
 
 RUNNER = TEMPLATES_DIR / "c" / "host" / "runner.c"
 # -march=native: the host's own SIMD, as onnxruntime picks its kernels at run time.
@@ -31,11 +31,8 @@ REPEATS = 5
 
 
 def find_compiler(name: str = "gcc") -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise MnistEdgeError(f"C compiler {name!r} not found: install it (scripts/setup.sh "
-                             "installs gcc) or pass another with the cc option")
-    return path
+    return require_tool(name, "install it (scripts/setup.sh installs gcc) or pass another "
+                        "with the cc option", f"C compiler {name!r}")
 
 
 def compile_runner(src_dir: Path, exe: Path, cc: str = "gcc",

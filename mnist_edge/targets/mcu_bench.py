@@ -27,7 +27,8 @@ from ..errors import MnistEdgeError
 from ..qgraph import QGraph
 from ..report import update_report
 from .boards import BENCH_TARGET, CORES, get_target
-from .firmware import Firmware, build_firmware, require_tool
+from .firmware import Firmware, build_firmware
+from .tools import require_tool
 
 PAINT = 0xA5A5A5A5
 # Arm CMSIS-NN kernels on the same layer shapes (gcc 12.2, -O2, exact counts, Cortex-M4).

@@ -19,7 +19,8 @@ from ..errors import MnistEdgeError
 from ..qgraph import QGraph
 from ..validate import BackendResult
 from .boards import get_target
-from .firmware import Firmware, build_firmware, qemu_command, require_tool
+from .firmware import Firmware, build_firmware, qemu_command
+from .tools import require_tool
 
 # QEMU ran the default model at ~25 images/s (m4, measured); a hung firmware is still
 # stopped, after a limit that leaves a 6x margin on a slower machine.
