@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .errors import MnistEdgeError
-from .golden import BATCH, conv_sum, pad_hw, windows
+from .golden import conv_sum, pad_hw, run_batched, windows
 from .paths import atomic_write
 from .qgraph import canonical_json, npz_bytes
 
@@ -68,19 +69,7 @@ def run_float(graph: FloatGraph, images: np.ndarray, trace: bool = False):
     x = np.asarray(images, dtype=np.float32)
     if x.ndim == 3:
         x = x[:, None]
-    outs: list[list[np.ndarray]] = [[] for _ in graph.ops]
-    logits = []
-    for start in range(0, len(x), BATCH):
-        h = x[start : start + BATCH]
-        for i, op in enumerate(graph.ops):
-            h = _float_op(op, h)
-            if trace:
-                outs[i].append(h)
-        logits.append(h)
-    result = np.concatenate(logits)
-    if trace:
-        return result, [np.concatenate(o) for o in outs]
-    return result
+    return run_batched(x, [partial(_float_op, op) for op in graph.ops], trace)
 
 
 def _float_op(op: FOp, h: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ is an exact integer whatever order the BLAS adds in.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 
@@ -119,22 +120,34 @@ def pixels_to_int8(pixels: np.ndarray) -> np.ndarray:
     return (p.astype(np.int16) - 128).astype(np.int8)
 
 
-def run_int8(graph: QGraph, pixels: np.ndarray, trace: bool = False):
-    """int8 logits [N, classes] for uint8 pixels; with trace, also every op's output."""
-    x = pixels_to_int8(pixels)
-    outs: list[list[np.ndarray]] = [[] for _ in graph.ops]
+def run_batched(x: np.ndarray, steps: list[Callable[[np.ndarray], np.ndarray]], trace: bool,
+                empty: np.ndarray | None = None):
+    """x through every step, BATCH images at a time so memory stays bounded.
+
+    Returns the last step's output (`empty` when x has no images), and with trace also
+    every step's output. Shared by the int8 golden model and the float executor.
+    """
+    outs: list[list[np.ndarray]] = [[] for _ in steps]
     logits = []
     for start in range(0, len(x), BATCH):
         h = x[start : start + BATCH]
-        for i, op in enumerate(graph.ops):
-            h = INT8_OPS[op.kind](h, graph, i, graph.input_of(i))
+        for i, step in enumerate(steps):
+            h = step(h)
             if trace:
                 outs[i].append(h)
         logits.append(h)
-    result = np.concatenate(logits) if logits else np.zeros((0, graph.output.size), np.int8)
+    result = empty if not logits and empty is not None else np.concatenate(logits)
     if trace:
         return result, [np.concatenate(o) for o in outs]
     return result
+
+
+def run_int8(graph: QGraph, pixels: np.ndarray, trace: bool = False):
+    """int8 logits [N, classes] for uint8 pixels; with trace, also every op's output."""
+    steps = [partial(INT8_OPS[op.kind], graph=graph, i=i, xq=graph.input_of(i))
+             for i, op in enumerate(graph.ops)]
+    return run_batched(pixels_to_int8(pixels), steps, trace,
+                       np.zeros((0, graph.output.size), np.int8))
 
 
 def predict(logits: np.ndarray) -> np.ndarray:
