@@ -21,13 +21,13 @@ class LayerCost:
     macs: int
     weight_bytes: int  # int8 weights + int32 biases + LUT tables
     activation_bytes: int  # this op's output tensor
-    pair_bytes: int  # input + output live at once
+    pair_bytes: int  # inputs + output live at once
 
 
 def layer_costs(graph: QGraph) -> list[LayerCost]:
     rows = []
     for i, op in enumerate(graph.ops):
-        x = graph.input_of(i)
+        ins = graph.inputs_of(i)
         params = weight_bytes = macs = 0
         if op.kind in ("conv2d", "linear"):
             w, b = op.arrays["weight"], op.arrays["bias"]
@@ -36,7 +36,8 @@ def layer_costs(graph: QGraph) -> list[LayerCost]:
             macs = op.output.size * (w.size // w.shape[0])
         elif op.kind == "lut":
             weight_bytes = op.arrays["table"].size
-        pair = x.size if op.kind in IN_PLACE else x.size + op.output.size
+        read = sum(t.size for t in ins)
+        pair = read if op.kind in IN_PLACE else read + op.output.size
         rows.append(LayerCost(op.name, op.kind, op.output.shape, params, macs, weight_bytes,
                               op.output.size, pair))
     return rows
@@ -48,14 +49,16 @@ def summarize(graph: QGraph) -> dict[str, Any]:
         "params": sum(r.params for r in rows),
         "macs": sum(r.macs for r in rows),
         "weight_bytes": sum(r.weight_bytes for r in rows),
-        "peak_activation_bytes": max(r.pair_bytes for r in rows),
+        "peak_activation_bytes": max(r.pair_bytes for r in rows),  # of one op at a time
         "layers": [asdict(r) for r in rows],
     }
     try:
         from .backends.c_planner import plan_arena
     except ImportError:
         return summary
-    summary["c_arena_bytes"] = plan_arena(graph).arena_bytes
+    plan = plan_arena(graph)
+    summary["c_arena_bytes"] = plan.arena_bytes
+    summary["c_tensor_bytes"] = plan.tensor_bytes
     return summary
 
 
@@ -71,7 +74,8 @@ def format_table(graph: QGraph) -> str:
                  f"{s['weight_bytes']:,} B weights+biases+LUTs, "
                  f"{s['peak_activation_bytes']:,} B peak activations (largest input+output)")
     if "c_arena_bytes" in s:
-        lines.append(f"C arena (planned, with buffer reuse): {s['c_arena_bytes']:,} B")
+        lines.append(f"C arena (planned, with buffer reuse): {s['c_arena_bytes']:,} B "
+                     f"(every buffer side by side: {s['c_tensor_bytes']:,} B)")
     return "\n".join(lines)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +17,14 @@ import numpy as np
 from .errors import MnistEdgeError
 from .golden import conv_sum, pad_hw, run_batched, windows
 from .paths import atomic_write
-from .qgraph import canonical_json, npz_bytes
+from .qgraph import INPUT_NAME, canonical_json, npz_bytes
 
 ACTIVATIONS = ("relu", "selu", "gelu", "tanh", "sigmoid")
 LAYER_KINDS = ("conv2d", "linear", "maxpool2d", "avgpool2d", "global_avgpool", "flatten")
 SCHEMA = "mnist-edge.fgraph"
 
 
-def activation_fn(name: str):
+def activation_fn(name: str, attrs: dict[str, Any] | None = None):
     """The float64 reference of each activation (also what LUTs are built from)."""
     if name == "relu":
         return lambda v: np.maximum(v, 0.0)
@@ -44,22 +43,36 @@ def activation_fn(name: str):
 
 @dataclass
 class FOp:
+    """One float op; `inputs` names the tensors it reads (None: the previous op's output)."""
+
     name: str
     kind: str
     attrs: dict[str, Any] = field(default_factory=dict)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    inputs: list[str] | None = None
 
 
 @dataclass
 class FloatGraph:
+    """`input_norm` = (mean, std) when the model expects (p/255 - mean) / std."""
+
     name: str
     ops: list[FOp]
+    input_norm: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        previous = INPUT_NAME
+        for op in self.ops:
+            if op.inputs is None:
+                op.inputs = [previous]
+            previous = op.name
 
     def to_json(self) -> dict[str, Any]:
         return {
             "schema": SCHEMA,
             "name": self.name,
-            "ops": [{"name": o.name, "kind": o.kind, "attrs": o.attrs,
+            "input_norm": list(self.input_norm) if self.input_norm else None,
+            "ops": [{"name": o.name, "kind": o.kind, "inputs": o.inputs, "attrs": o.attrs,
                      "arrays": sorted(o.arrays)} for o in self.ops],
         }
 
@@ -69,11 +82,25 @@ def run_float(graph: FloatGraph, images: np.ndarray, trace: bool = False):
     x = np.asarray(images, dtype=np.float32)
     if x.ndim == 3:
         x = x[:, None]
-    return run_batched(x, [partial(_float_op, op) for op in graph.ops], trace)
+    if graph.input_norm:
+        mean, std = graph.input_norm
+        x = (x - np.float32(mean)) / np.float32(std)
+
+    def whole_graph(h: np.ndarray) -> list[np.ndarray]:
+        live = {INPUT_NAME: h}
+        for op in graph.ops:
+            live[op.name] = _float_op(op, *(live[n] for n in op.inputs))
+        return [live[op.name] for op in graph.ops]
+
+    return run_batched(x, whole_graph, trace)
 
 
-def _float_op(op: FOp, h: np.ndarray) -> np.ndarray:
+def _float_op(op: FOp, h: np.ndarray, *more: np.ndarray) -> np.ndarray:
     a = op.attrs
+    if op.kind == "add":
+        return h + more[0]
+    if op.kind == "concat":
+        return np.concatenate([h, *more], axis=1)
     if op.kind == "conv2d":
         y = conv_sum(pad_hw(h, a["padding"]), op.arrays["weight"].astype(np.float32), a)
         return y + op.arrays["bias"].astype(np.float32)[None, :, None, None]
@@ -110,12 +137,14 @@ def load(stem: str | Path) -> FloatGraph:
         with np.load(stem + ".fgraph.npz", allow_pickle=False) as npz:
             stored = {k: npz[k] for k in npz.files}
         ops = [FOp(o["name"], o["kind"], dict(o["attrs"]),
-                   {k: stored[f"{o['name']}.{k}"] for k in o["arrays"]}) for o in doc["ops"]]
+                   {k: stored[f"{o['name']}.{k}"] for k in o["arrays"]}, o.get("inputs"))
+               for o in doc["ops"]]
+        norm = doc.get("input_norm")
     except (OSError, KeyError, ValueError, TypeError) as exc:
         raise MnistEdgeError(f"{stem}.fgraph.json: unreadable float graph ({exc})") from None
     if doc.get("schema") != SCHEMA:
         raise MnistEdgeError(f"{stem}.fgraph.json: not a mnist-edge float graph")
-    return FloatGraph(doc["name"], ops)
+    return FloatGraph(doc["name"], ops, tuple(norm) if norm else None)
 
 
 def find_in_run(run_dir: str | Path) -> Path:

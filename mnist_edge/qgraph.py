@@ -1,11 +1,17 @@
 """QGraph: the int8 model, the single source of truth for every backend.
 
-A QGraph is a sequence of ops over int8 tensors. Each tensor carries its shape
-(CHW or flat, no batch) and its quantization ``real = scale * (q - zero_point)``.
-It is stored as ``<stem>.qgraph.json`` (structure, exact scales, schema version,
-content hash) and ``<stem>.qgraph.npz`` (arrays, never pickled).
-"""
+A QGraph is a graph of ops over named int8 tensors, listed in topological order.
+The graph input is the tensor ``input`` (raw pixels as ``q = p - 128``); each op
+reads the tensors it names in ``inputs`` and writes one tensor named after the op;
+the last op's output is the logits. Each tensor carries its shape (CHW or flat, no
+batch) and its quantization ``real = scale * (q - zero_point)``. What each op kind
+means, which attributes it takes and what it must satisfy lives in the op
+registry (`mnist_edge.ops`), the one definition every backend lowers from.
 
+It is stored as ``<stem>.qgraph.json`` (structure, exact scales, schema version,
+content hash) and ``<stem>.qgraph.npz`` (arrays, never pickled). Schema version 2
+names each op's inputs; version 1 (a plain chain) still loads.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -19,22 +25,18 @@ from typing import Any
 
 import numpy as np
 
+from . import ops
 from .errors import MnistEdgeError
 from .paths import atomic_write
-from .requant import ACC_LIMIT, multiplier
 
 SCHEMA = "mnist-edge.qgraph"
-SCHEMA_VERSION = 1
-OP_KINDS = ("conv2d", "linear", "maxpool2d", "avgpool2d", "global_avgpool", "lut", "flatten")
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+OP_KINDS = ops.OP_KINDS
+INPUT_NAME = "input"
 INPUT_SCALE = float(np.float32(1.0 / 255.0))
 INPUT_ZERO_POINT = -128
-
-# The arrays each op kind carries, with their dtypes.
-ARRAY_DTYPES: dict[str, dict[str, str]] = {
-    "conv2d": {"weight": "int8", "bias": "int32", "w_scale": "float32"},
-    "linear": {"weight": "int8", "bias": "int32", "w_scale": "float32"},
-    "lut": {"table": "int8"},
-}
+INT32_LIMIT = 1 << 31  # accumulators are int32: a larger worst case cannot be computed
 
 
 @dataclass
@@ -50,28 +52,44 @@ class QTensor:
 
     @staticmethod
     def from_json(doc: dict[str, Any]) -> QTensor:
-        return QTensor(tuple(int(d) for d in doc["shape"]), float(doc["scale"]),
-                       int(doc["zero_point"]))
+        shape, scale, zp = doc["shape"], doc["scale"], doc["zero_point"]
+        if not isinstance(shape, list) or not all(_is_int(d) and d > 0 for d in shape):
+            raise ValueError(f"shape {shape!r} must be a list of positive integers")
+        if not isinstance(scale, int | float) or isinstance(scale, bool):
+            raise ValueError(f"scale {scale!r} must be a number")
+        if not _is_int(zp):
+            raise ValueError(f"zero point {zp!r} must be an integer")
+        return QTensor(tuple(shape), float(scale), zp)
 
     @property
     def size(self) -> int:
         return math.prod(self.shape)
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 @dataclass
 class QOp:
-    """One op. `attrs` holds kernel/stride/padding/groups and the float activation it stands for."""
+    """One op: `inputs` names the tensors it reads (None: the previous op's output)."""
 
     name: str
     kind: str
     output: QTensor
     attrs: dict[str, Any] = field(default_factory=dict)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    inputs: list[str] | None = None
+
+    @property
+    def spec(self) -> ops.OpSpec:
+        return ops.spec_of(self.kind)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "kind": self.kind,
+            "inputs": list(self.inputs or []),
             "attrs": self.attrs,
             "output": self.output.to_json(),
             "arrays": {k: {"dtype": str(v.dtype), "shape": list(v.shape)}
@@ -86,23 +104,59 @@ class QGraph:
     ops: list[QOp]
     meta: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.link_chain_inputs()
+
+    def link_chain_inputs(self) -> None:
+        """An op built without `inputs` reads the output of the op before it."""
+        previous = INPUT_NAME
+        for op in self.ops:
+            if op.inputs is None:
+                op.inputs = [previous]
+            previous = op.name
+
     # ----------------------------------------------------------------- queries
+    def tensor(self, name: str) -> QTensor:
+        """The tensor called `name`: the graph input or an op's output."""
+        if name == INPUT_NAME:
+            return self.input
+        for op in self.ops:
+            if op.name == name:
+                return op.output
+        raise MnistEdgeError(f"QGraph has no tensor {name!r}")
+
+    def inputs_of(self, index: int) -> list[QTensor]:
+        return [self.tensor(n) for n in self.ops[index].inputs]
+
     def input_of(self, index: int) -> QTensor:
-        return self.input if index == 0 else self.ops[index - 1].output
+        """The (first) tensor op `index` reads."""
+        return self.tensor(self.ops[index].inputs[0])
+
+    def consumers(self, name: str) -> list[int]:
+        """Indices of the ops that read tensor `name`."""
+        return [i for i, op in enumerate(self.ops) if name in op.inputs]
+
+    @property
+    def is_chain(self) -> bool:
+        """True when every op reads just the output before it (the v1 shape of a graph)."""
+        names = [INPUT_NAME] + [op.name for op in self.ops]
+        return all(op.inputs == [names[i]] for i, op in enumerate(self.ops))
 
     @property
     def output(self) -> QTensor:
         return self.ops[-1].output
 
     def multiplier(self, index: int) -> np.ndarray:
-        """The float32 requantization multiplier M per output channel of op `index`."""
+        """The float32 requantization multipliers of op `index` (see its registry entry)."""
         op = self.ops[index]
-        x = self.input_of(index)
-        if op.kind in ("conv2d", "linear"):
-            return multiplier(x.scale, op.arrays["w_scale"], op.output.scale)
-        if op.kind in ("avgpool2d", "global_avgpool"):
-            return multiplier(x.scale, pool_weight_scale(op, x), op.output.scale)
-        raise ValueError(f"op {op.name} ({op.kind}) has no requantization")
+        if op.spec.multiplier is None:
+            raise ValueError(f"op {op.name} ({op.kind}) has no requantization")
+        return op.spec.multiplier(op, self.inputs_of(index))
+
+    def max_accumulator(self, index: int) -> int:
+        """The exact worst-case |acc| of op `index` over every int8 input."""
+        op = self.ops[index]
+        return op.spec.acc_bound(op, self.inputs_of(index))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -116,98 +170,58 @@ class QGraph:
 
     def content_hash(self) -> str:
         """sha256 over the canonical structure and every array's dtype, shape and bytes."""
-        h = hashlib.sha256(canonical_json(self.to_json()).encode())
-        for key, arr in _flat_arrays(self):
-            h.update(f"{key}:{arr.dtype}:{arr.shape}".encode())
-            h.update(np.ascontiguousarray(arr).tobytes())
-        return h.hexdigest()
+        return _hash(self.to_json(), _flat_arrays(self))
 
     # ------------------------------------------------------------- validation
     def validate(self) -> None:
         """Check every invariant a backend relies on; raise MnistEdgeError naming the op."""
+        self.link_chain_inputs()
         _check_quant(self.input, "input")
         if self.input.shape != (1, 28, 28) or self.input.zero_point != INPUT_ZERO_POINT:
             raise MnistEdgeError("QGraph input must be 1x28x28 pixels with zero point -128")
         if not self.ops:
             raise MnistEdgeError("QGraph has no ops")
-        names = set()
-        for i, op in enumerate(self.ops):
-            if op.name in names:
-                raise MnistEdgeError(f"QGraph op name {op.name!r} is used twice")
-            names.add(op.name)
-            _check_op(op, self.input_of(i))
+        known = {INPUT_NAME}
+        for op in self.ops:
+            if not isinstance(op.name, str) or not op.name or op.name in known:
+                raise MnistEdgeError(f"QGraph op name {op.name!r} is empty or used twice")
+            missing = [n for n in op.inputs if n not in known]
+            if missing:
+                raise MnistEdgeError(f"op {op.name} ({op.kind}): reads {missing[0]!r}, which "
+                                     "no earlier op writes (ops must be in topological order)")
+            _check_op(op, [self.tensor(n) for n in op.inputs])
+            known.add(op.name)
+        unread = [op.name for op in self.ops[:-1] if not self.consumers(op.name)]
+        if unread:
+            raise MnistEdgeError(f"op {unread[0]}: its output is never read (dead op)")
         if len(self.output.shape) != 1:
             raise MnistEdgeError(f"QGraph output must be a vector of logits, "
                                  f"got {self.output.shape}")
 
 
 def pool_window(op: QOp, x: QTensor) -> int:
-    """Number of elements averaged by a pooling op."""
-    if op.kind == "global_avgpool":
-        return x.shape[1] * x.shape[2]
-    kh, kw = op.attrs["kernel"]
-    return kh * kw
+    return ops.pool.pool_window(op, x)
 
 
 def pool_weight_scale(op: QOp, x: QTensor) -> np.ndarray:
-    """An average pool is a depthwise all-ones conv with weight scale float32(1/N)."""
-    return np.full(x.shape[0], np.float32(1.0) / np.float32(pool_window(op, x)), np.float32)
+    return ops.pool.pool_weight_scale(op, x)
 
 
-def conv_output_hw(h: int, w: int, attrs: dict[str, Any]) -> tuple[int, int]:
-    kh, kw = attrs["kernel"]
-    sh, sw = attrs.get("stride", [1, 1])
-    pt, pl, pb, pr = attrs.get("padding", [0, 0, 0, 0])
-    oh = (h + pt + pb - kh) // sh + 1
-    ow = (w + pl + pr - kw) // sw + 1
-    return oh, ow
+conv_output_hw = ops.conv.conv_output_hw
 
 
-def expected_output_shape(op: QOp, x: QTensor) -> tuple[int, ...]:
-    """Shape inference for one op; raises on shapes that do not chain."""
-    s = x.shape
-    kind = op.kind
-    if kind in ("conv2d", "maxpool2d", "avgpool2d"):
-        if len(s) != 3:
-            raise MnistEdgeError(f"op {op.name}: {kind} needs a CxHxW input, got {s}")
-        oh, ow = conv_output_hw(s[1], s[2], op.attrs)
-        if oh <= 0 or ow <= 0:
-            raise MnistEdgeError(f"op {op.name}: window larger than its {s} input")
-        cout = op.arrays["weight"].shape[0] if kind == "conv2d" else s[0]
-        return (cout, oh, ow)
-    if kind == "global_avgpool":
-        if len(s) != 3:
-            raise MnistEdgeError(f"op {op.name}: global_avgpool needs a CxHxW input, got {s}")
-        return (s[0], 1, 1)
-    if kind == "flatten":
-        return (math.prod(s),)
-    if kind == "linear":
-        if len(s) != 1:
-            raise MnistEdgeError(f"op {op.name}: linear needs a flat input, got {s}")
-        return (op.arrays["weight"].shape[0],)
-    if kind == "lut":
-        return s
-    raise MnistEdgeError(f"op {op.name}: unsupported op kind {kind!r}")
+def expected_output_shape(op: QOp, x: QTensor | list[QTensor]) -> tuple[int, ...]:
+    """Shape inference for one op from its registry entry; raises on shapes that do not fit."""
+    ins = x if isinstance(x, list) else [x]
+    try:
+        return tuple(op.spec.infer_shape(op, ins))
+    except ops.InvalidOp as exc:
+        raise MnistEdgeError(f"op {op.name} ({op.kind}): {exc}") from None
 
 
-def max_abs_accumulator(op: QOp, x: QTensor) -> int:
-    """The exact worst-case |acc| over every int8 input, per the integer contract.
-
-    Each centred input lies in [lo, hi] = [-128 - z, 127 - z] with lo <= 0 <= hi, so the
-    largest sum picks hi for positive weights and lo for negative ones. Every term of that
-    extreme is >= 0, so no partial sum (in any order) exceeds it either.
-    """
-    lo, hi = -128 - x.zero_point, 127 - x.zero_point
-    if op.kind in ("conv2d", "linear"):
-        w = op.arrays["weight"].astype(np.int64).reshape(op.arrays["weight"].shape[0], -1)
-        pos, neg = np.maximum(w, 0).sum(axis=1), np.minimum(w, 0).sum(axis=1)
-        bias = op.arrays["bias"].astype(np.int64)
-        top, bottom = hi * pos + lo * neg, lo * pos + hi * neg
-        return int(max(np.abs(top + bias).max(), np.abs(bottom + bias).max(),
-                       top.max(), -bottom.min()))
-    if op.kind in ("avgpool2d", "global_avgpool"):
-        return pool_window(op, x) * max(hi, -lo)
-    return 0
+def max_abs_accumulator(op: QOp, x: QTensor | list[QTensor]) -> int:
+    """The exact worst-case |acc| of one op, per its registry entry."""
+    return op.spec.acc_bound(op, x if isinstance(x, list) else [x])
 
 
 def _check_quant(t: QTensor, what: str) -> None:
@@ -219,53 +233,40 @@ def _check_quant(t: QTensor, what: str) -> None:
         raise MnistEdgeError(f"{what}: zero point {t.zero_point} outside int8")
 
 
-def _check_op(op: QOp, x: QTensor) -> None:
+def _check_op(op: QOp, ins: list[QTensor]) -> None:
+    """Every rule of the op's registry entry, in an order where each check can rely on the last."""
     where = f"op {op.name} ({op.kind})"
-    if op.kind not in OP_KINDS:
-        raise MnistEdgeError(f"{where}: unsupported op kind; supported: {', '.join(OP_KINDS)}")
-    _check_quant(op.output, where)
-    wanted = ARRAY_DTYPES.get(op.kind, {})
-    if set(op.arrays) != set(wanted):
-        raise MnistEdgeError(f"{where}: arrays {sorted(op.arrays)}, expected {sorted(wanted)}")
-    for key, dtype in wanted.items():
-        if str(op.arrays[key].dtype) != dtype:
-            raise MnistEdgeError(f"{where}: {key} is {op.arrays[key].dtype}, expected {dtype}")
-    shape = expected_output_shape(op, x)
-    if tuple(op.output.shape) != shape:
-        raise MnistEdgeError(f"{where}: output shape {op.output.shape} but inputs give {shape}")
-    if op.kind in ("conv2d", "linear"):
-        _check_weights(op, x, where)
-    if op.kind in ("maxpool2d", "flatten") and (
-        op.output.scale != x.scale or op.output.zero_point != x.zero_point
-    ):
-        raise MnistEdgeError(f"{where}: must keep its input's scale and zero point")
-    if op.kind == "lut" and op.arrays["table"].shape != (256,):
-        raise MnistEdgeError(f"{where}: table must have 256 entries")
-    acc = max_abs_accumulator(op, x)
-    if acc >= ACC_LIMIT:
-        raise MnistEdgeError(
-            f"{where}: accumulators could reach {acc} >= 2^24, where float32 stops being "
-            "exact; use fewer input channels per output or a narrower input range"
-        )
-
-
-def _check_weights(op: QOp, x: QTensor, where: str) -> None:
-    w, b, ws = op.arrays["weight"], op.arrays["bias"], op.arrays["w_scale"]
-    cout = w.shape[0]
-    if op.kind == "conv2d":
-        groups = int(op.attrs.get("groups", 1))
-        if w.ndim != 4 or w.shape[1] * groups != x.shape[0] or cout % groups:
-            raise MnistEdgeError(f"{where}: weight {w.shape} does not fit input {x.shape}")
-        if list(w.shape[2:]) != list(op.attrs["kernel"]):
-            raise MnistEdgeError(f"{where}: weight {w.shape} does not match kernel")
-    elif w.ndim != 2 or w.shape[1] != x.shape[0]:
-        raise MnistEdgeError(f"{where}: weight {w.shape} does not fit input {x.shape}")
-    if b.shape != (cout,) or ws.shape != (cout,):
-        raise MnistEdgeError(f"{where}: bias/w_scale must have {cout} entries")
-    if int(w.min(initial=0)) < -127:
-        raise MnistEdgeError(f"{where}: weights must be symmetric int8 (-127..127)")
-    if not (np.all(np.isfinite(ws)) and np.all(ws > 0)):
-        raise MnistEdgeError(f"{where}: weight scales must be positive and finite")
+    try:
+        spec = op.spec
+        if spec.arity and len(ins) != spec.arity or not spec.arity and len(ins) < 2:
+            want = spec.arity or "two or more"
+            raise ops.InvalidOp(f"reads {len(ins)} input(s), takes {want}")
+        spec.check_attrs(op)
+        if set(op.arrays) != set(spec.arrays):
+            raise ops.InvalidOp(f"arrays {sorted(op.arrays)}, expected {sorted(spec.arrays)}")
+        for key, dtype in spec.arrays.items():
+            if str(op.arrays[key].dtype) != dtype:
+                raise ops.InvalidOp(f"{key} is {op.arrays[key].dtype}, expected {dtype}")
+        _check_quant(op.output, where)
+        if spec.check is not None:
+            spec.check(op, ins)
+        shape = tuple(spec.infer_shape(op, ins))
+        if tuple(op.output.shape) != shape:
+            raise ops.InvalidOp(f"output shape {op.output.shape} but inputs give {shape}")
+        if spec.keeps_quant and (op.output.scale, op.output.zero_point) != (
+                ins[0].scale, ins[0].zero_point):
+            raise ops.InvalidOp("must keep its input's scale and zero point")
+        acc = spec.acc_bound(op, ins)
+    except ops.InvalidOp as exc:
+        raise MnistEdgeError(f"{where}: {exc}") from None
+    if acc >= INT32_LIMIT:
+        raise MnistEdgeError(f"{where}: accumulators could reach {acc} >= 2^31, beyond int32; "
+                             "use fewer inputs per output or a narrower input range")
+    if spec.multiplier is not None:
+        mult = spec.multiplier(op, ins)
+        if not np.all(np.isfinite(mult)) or np.any(mult < 0):
+            raise MnistEdgeError(f"{where}: requantization multiplier {mult} is not a "
+                                 "positive float32")
 
 
 # ------------------------------------------------------------------ storage
@@ -275,6 +276,14 @@ def canonical_json(doc: dict[str, Any]) -> str:
 
 def _flat_arrays(graph: QGraph) -> list[tuple[str, np.ndarray]]:
     return [(f"{op.name}.{k}", op.arrays[k]) for op in graph.ops for k in sorted(op.arrays)]
+
+
+def _hash(doc: dict[str, Any], arrays: list[tuple[str, np.ndarray]]) -> str:
+    h = hashlib.sha256(canonical_json(doc).encode())
+    for key, arr in arrays:
+        h.update(f"{key}:{arr.dtype}:{arr.shape}".encode())
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()
 
 
 def npz_bytes(arrays: list[tuple[str, np.ndarray]]) -> bytes:
@@ -313,7 +322,7 @@ def save(graph: QGraph, stem: str | Path) -> tuple[Path, Path]:
 
 
 def load(stem: str | Path) -> QGraph:
-    """Load and fully validate a QGraph; the content hash must match."""
+    """Load and fully validate a QGraph; the content hash of the file as stored must match."""
     json_path, npz_path = paths_for(stem)
     try:
         doc = json.loads(json_path.read_text())
@@ -323,42 +332,60 @@ def load(stem: str | Path) -> QGraph:
         raise MnistEdgeError(f"{json_path}: not valid JSON ({exc})") from None
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         raise MnistEdgeError(f"{json_path}: not a mnist-edge QGraph")
-    if doc.get("version") != SCHEMA_VERSION:
-        raise MnistEdgeError(f"{json_path}: schema version {doc.get('version')} "
-                             f"(this mnist-edge reads {SCHEMA_VERSION})")
+    version = doc.get("version")
+    if not _is_int(version) or version not in READABLE_VERSIONS:
+        raise MnistEdgeError(f"{json_path}: schema version {version!r} (this mnist-edge reads "
+                             f"the integers {', '.join(map(str, READABLE_VERSIONS))})")
     try:
         with np.load(npz_path, allow_pickle=False) as npz:
             stored = {k: npz[k] for k in npz.files}
     except FileNotFoundError:
         raise MnistEdgeError(f"{npz_path}: missing (a QGraph needs its .npz)") from None
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise MnistEdgeError(f"{npz_path}: unreadable arrays ({exc})") from None
     try:
-        graph = QGraph(
-            name=str(doc["name"]),
-            input=QTensor.from_json(doc["input"]),
-            ops=[_op_from_json(o, stored) for o in doc["ops"]],
-            meta=dict(doc.get("meta", {})),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
+        op_docs = doc["ops"]
+        if not isinstance(op_docs, list) or not all(isinstance(o, dict) for o in op_docs):
+            raise TypeError("'ops' must be a list of objects")
+        ops_ = [_op_from_json(o, stored, version) for o in op_docs]
+        body = {k: v for k, v in doc.items() if k != "hash"}
+        arrays = [(f"{o['name']}.{k}", stored[f"{o['name']}.{k}"])
+                  for o in op_docs for k in sorted(o.get("arrays", {}))]
+        if _hash(body, arrays) != doc.get("hash"):
+            raise MnistEdgeError(f"{json_path}: content hash mismatch (file edited or arrays "
+                                 "swapped)")
+        meta = doc.get("meta", {})
+        if not isinstance(meta, dict):
+            raise TypeError("'meta' must be an object")
+        graph = QGraph(name=str(doc["name"]), input=QTensor.from_json(doc["input"]), ops=ops_,
+                       meta=dict(meta))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise MnistEdgeError(f"{json_path}: malformed QGraph ({exc!r})") from None
     graph.validate()
-    if graph.content_hash() != doc.get("hash"):
-        raise MnistEdgeError(f"{json_path}: content hash mismatch (file edited or arrays swapped)")
     return graph
 
 
-def _op_from_json(o: dict[str, Any], stored: dict[str, np.ndarray]) -> QOp:
+def _op_from_json(o: dict[str, Any], stored: dict[str, np.ndarray], version: int) -> QOp:
+    if not isinstance(o.get("name"), str) or not isinstance(o.get("kind"), str):
+        raise TypeError("every op needs a string 'name' and 'kind'")
     arrays = {}
-    for key, spec in o.get("arrays", {}).items():
+    specs = o.get("arrays", {})
+    if not isinstance(specs, dict) or not isinstance(o.get("attrs", {}), dict):
+        raise TypeError(f"op {o['name']}: 'arrays' and 'attrs' must be objects")
+    for key, spec in specs.items():
         arr = stored.get(f"{o['name']}.{key}")
         if arr is None:
             raise KeyError(f"{o['name']}.{key} missing from the .npz")
         if str(arr.dtype) != spec["dtype"] or list(arr.shape) != spec["shape"]:
             raise ValueError(f"{o['name']}.{key} is {arr.dtype}{arr.shape}, JSON says {spec}")
         arrays[key] = arr
+    inputs = None
+    if version >= 2:
+        inputs = o["inputs"]
+        if not isinstance(inputs, list) or not all(isinstance(n, str) for n in inputs):
+            raise TypeError(f"op {o['name']}: 'inputs' must be a list of tensor names")
     return QOp(o["name"], o["kind"], QTensor.from_json(o["output"]), dict(o.get("attrs", {})),
-               arrays)
+               arrays, inputs)
 
 
 def find_in_run(run_dir: str | Path) -> Path:

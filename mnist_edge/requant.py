@@ -10,14 +10,16 @@ accumulator into int8 exactly as these functions do. Two equivalent forms:
   product ``acc * m`` is rounded to 24 significant bits (what the float32
   multiply does), then shifted right with round-half-to-even. No FPU needed.
 
-Both agree for every |acc| < 2**24 (tests/test_requant.py proves it).
+Both agree for every int32 accumulator (tests/test_int_requant.py proves it): where
+|acc| >= 2**24, float32(acc) itself rounds to 24 significant bits (to nearest, ties to
+even), so the integer path first rounds `acc` the same way.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-ACC_LIMIT = 1 << 24  # |acc| below this keeps float32(acc) exact
+ACC_LIMIT = 1 << 24  # |acc| below this keeps float32(acc) exact (and float32 BLAS sums exact)
 INT8_MIN, INT8_MAX = -128, 127
 
 
@@ -85,8 +87,8 @@ def round_to_24_bits(p: np.ndarray) -> np.ndarray:
 
 def requantize_int(acc: np.ndarray, m: np.ndarray, shift: np.ndarray,
                    zero_point: int) -> np.ndarray:
-    """Integer-only path; bit-identical to `requantize_float` for |acc| < 2**24."""
-    p = acc.astype(np.int64) * np.asarray(m, dtype=np.int64)
+    """Integer-only path; bit-identical to `requantize_float` for every int32 `acc`."""
+    p = round_to_24_bits(acc.astype(np.int64)) * np.asarray(m, dtype=np.int64)
     p = round_to_24_bits(p)
     shift = np.asarray(shift, dtype=np.int64)
     left = np.maximum(-shift, 0)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import golden
+from .fgraph import FloatGraph, FOp
+from .ops import REGISTRY
 from .qgraph import INPUT_SCALE, INPUT_ZERO_POINT, QGraph, QOp, QTensor, expected_output_shape
 
 # Two layouts that between them use every op kind, odd sizes, strides and groups.
@@ -30,10 +32,6 @@ LAYOUTS: dict[str, list[tuple[str, dict]]] = {
         ("linear", {"cout": 10}),
     ],
 }
-
-
-def _single(x: QTensor, op: QOp) -> QGraph:
-    return QGraph("probe", x, [op])
 
 
 def _accumulators(op: QOp, x: QTensor, h: np.ndarray) -> np.ndarray:
@@ -87,7 +85,7 @@ def random_qgraph(seed: int = 0, layout: str = "mixed") -> QGraph:
         op = QOp(name, kind, QTensor((), out_scale, zp), attrs, arrays)
         op.output.shape = expected_output_shape(op, x)
         ops.append(op)
-        h = golden.INT8_OPS[kind](h, _single(x, op), 0, x)
+        h = REGISTRY[kind].golden(op, [h], [x])
         x = op.output
     graph = QGraph(f"random-{layout}-{seed}", QTensor((1, 28, 28), INPUT_SCALE,
                                                        INPUT_ZERO_POINT), ops)
@@ -100,3 +98,45 @@ def random_pixels(n: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     p = np.where(rng.random((n, 28, 28)) < 0.2, rng.integers(0, 256, (n, 28, 28)), 0)
     return p.astype(np.uint8)
+
+
+def random_dag_fgraph(seed: int = 0) -> FloatGraph:
+    """A small float graph with a residual add, a depthwise conv and a channel concat."""
+    rng = np.random.default_rng(seed)
+
+    def conv(name: str, cin: int, cout: int, k: int, inputs: list[str], **attrs) -> FOp:
+        groups = attrs.get("groups", 1)
+        w = rng.normal(0, 1 / np.sqrt(cin // groups * k * k), (cout, cin // groups, k, k))
+        return FOp(name, "conv2d", {"kernel": [k, k], "stride": attrs.get("stride", [1, 1]),
+                                    "padding": attrs.get("padding", [0, 0, 0, 0]),
+                                    "groups": groups},
+                   {"weight": w.astype(np.float32),
+                    "bias": rng.normal(0, 0.1, cout).astype(np.float32)}, inputs)
+
+    ops = [
+        conv("c0", 1, 4, 3, ["input"], padding=[1, 1, 1, 1]),
+        FOp("r0", "relu", inputs=["c0"]),
+        FOp("p0", "maxpool2d", {"kernel": [2, 2], "stride": [2, 2]}, inputs=["r0"]),
+        conv("c1", 4, 4, 3, ["p0"], padding=[1, 1, 1, 1]),
+        FOp("g1", "gelu", inputs=["c1"]),
+        FOp("a0", "add", inputs=["p0", "g1"]),
+        FOp("r1", "relu", inputs=["a0"]),
+        conv("c2", 4, 4, 3, ["r1"], stride=[2, 2], padding=[0, 1, 1, 0], groups=4),
+        conv("c3", 4, 3, 1, ["r1"], stride=[2, 2]),
+        FOp("t3", "tanh", inputs=["c3"]),
+        FOp("cat", "concat", inputs=["c2", "t3"]),
+        FOp("gap", "global_avgpool", inputs=["cat"]),
+        FOp("flat", "flatten", inputs=["gap"]),
+        FOp("fc", "linear", {}, {"weight": rng.normal(0, 0.5, (10, 7)).astype(np.float32),
+                                 "bias": rng.normal(0, 0.1, 10).astype(np.float32)}, ["flat"]),
+    ]
+    return FloatGraph(f"random-dag-{seed}", ops)
+
+
+def random_dag_qgraph(seed: int = 0) -> QGraph:
+    """random_dag_fgraph quantized by the real quantizer, calibrated on random pixels."""
+    from .quantize.calibrate import calibrate
+    from .quantize.ptq import quantize_graph
+
+    fg = random_dag_fgraph(seed)
+    return quantize_graph(fg, calibrate(fg, random_pixels(64, seed), "minmax"))

@@ -19,7 +19,7 @@ from mnist_edge.errors import MnistEdgeError
 from mnist_edge.qgraph import QOp
 from mnist_edge.requant import decompose, requantize_int
 from mnist_edge.targets import hls_csim
-from mnist_edge.testing import random_pixels, random_qgraph
+from mnist_edge.testing import random_dag_qgraph, random_pixels, random_qgraph
 
 CASES = [(0, "mixed"), (1, "dense"), (2, "mixed"), (3, "dense")]
 STRICT = ["-std=c++14", "-Wall", "-Wextra", "-Werror", "-pedantic"]
@@ -150,8 +150,10 @@ def test_requantize_matches_contract_exhaustive_edges(tmp_path):
     rng = np.random.default_rng(7)
     edges = np.array([0, 1, -1, 2, -2, 3, (1 << 23) - 1, 1 << 23, (1 << 24) - 1,
                       -((1 << 24) - 1), 12345, -12345], np.int64)
-    acc = np.concatenate([edges, rng.integers(-(1 << 24) + 1, 1 << 24, 20000),
-                          rng.integers(-300, 300, 20000)])
+    big = np.array([1 << 24, (1 << 24) + 1, (1 << 24) + 3, (1 << 25) + 2, (1 << 25) + 6,
+                    2**31 - 1, -(2**31), -(1 << 24) - 1], np.int64)  # float32(acc) rounds
+    acc = np.concatenate([edges, big, rng.integers(-(1 << 24) + 1, 1 << 24, 20000),
+                          rng.integers(-(2**31), 2**31, 5000), rng.integers(-300, 300, 20000)])
     cases = []
     for mult in np.concatenate([[1.0, 0.5, 0.75, 2.0 ** -20, 1.5 ** -9, 3.0, 0.0, 1e-13],
                                 np.exp(rng.uniform(-18, 2, 40))]).astype(np.float32):
@@ -195,6 +197,17 @@ def test_csim_backend_matches_golden(tmp_path, case):
     assert result.extra["hls_estimated_cycles"] == latency_model(graph)["total_cycles"]
     limited = hls_csim.run(tmp_path, graph, pixels, {"limit": 5})
     assert limited.logits.shape == (5, graph.output.size)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_csim_graph_with_add_and_concat_matches_golden(tmp_path, seed):
+    need("g++")
+    graph = random_dag_qgraph(seed)
+    pixels = random_pixels(64, seed=seed + 3)
+    result = hls_csim.run(tmp_path, graph, pixels, {})
+    np.testing.assert_array_equal(result.logits, golden.run_int8(graph, pixels))
+    code = (tmp_path / "build" / "hls" / "mnist_edge_hls.cpp").read_text()
+    assert "add<" in code and "concat_" in code
 
 
 def test_csim_split_over_processes(tmp_path):

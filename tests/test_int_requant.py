@@ -1,4 +1,4 @@
-"""Proof that the integer-only requantization equals the float32 one for every |acc| < 2^24.
+"""Proof that the integer-only requantization equals the float32 one for every int32 acc.
 
 `requant.requantize_int` (what the C int mode, HLS and RTL implement) must give
 exactly `requant.requantize_float` (what onnxruntime computes). Exhaustive over
@@ -122,3 +122,29 @@ def test_random_millions() -> None:
         mult = np.exp(rng.uniform(np.log(1e-9), np.log(1e2), n)).astype(np.float32)
         zp = int(rng.integers(-128, 128))
         _assert_equal(acc, mult, zp)
+
+
+def test_int32_accumulators_beyond_2_24() -> None:
+    """Large layers: float32(acc) rounds acc to 24 bits; the integer path must do the same.
+
+    Edge cases at every power of two from 2^24 to 2^31 (the values float32 conversion ties
+    on: 2^k + odd multiples of half a step), then random int32 accumulators.
+    """
+    rng = np.random.default_rng(7)
+    edges = []
+    for k in range(24, 31):
+        step = 1 << (k - 23)  # float32 spacing in [2^k, 2^(k+1))
+        base = np.int64(1) << k
+        for j in (0, 1, 2, 3, 1000, (1 << 23) - 1):
+            v = base + j * step
+            edges += [v - 1, v, v + 1, v + step // 2, v + step // 2 - 1, v + step // 2 + 1]
+    edges.append(2**31 - 1)
+    edges = np.array(edges, np.int64)
+    edges = np.unique(np.concatenate([edges, -edges, [-(2**31)]]))
+    mults = _multipliers_every_shift()
+    for zp in (-128, 0, 37):
+        _assert_equal(edges[:, None], mults[None, :], zp)
+    for _ in range(5):
+        acc = rng.integers(-(2**31), 2**31, 1_000_000, dtype=np.int64)
+        mult = rng.choice(mults, len(acc))
+        _assert_equal(acc, mult, int(rng.integers(-128, 128)))

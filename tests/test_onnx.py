@@ -129,7 +129,8 @@ def test_initializers_are_the_qgraph_numbers(act: str) -> None:
 
 def test_layouts_cover_every_op_kind() -> None:
     kinds = {op.kind for layout, seed in GRAPHS for op in testing.random_qgraph(seed, layout).ops}
-    assert kinds == set(qgraph.OP_KINDS)
+    kinds |= {op.kind for op in testing.random_dag_qgraph(0).ops}  # add, concat: see
+    assert kinds == set(qgraph.OP_KINDS)  # tests/test_op_registry.py for their exports
 
 
 def test_lut_edges_and_pool_rounding() -> None:

@@ -88,12 +88,14 @@ def test_invariants_are_checked(mutate, message: str) -> None:
         _broken(mutate).validate()
 
 
-def test_accumulator_bound_is_refused() -> None:
+def test_accumulator_beyond_int32_is_refused() -> None:
     graph = copy.deepcopy(random_qgraph(0, "dense"))
     fc = graph.ops[3]  # linear with 507 inputs
-    fc.arrays["weight"][:] = 127  # 363 * 127 * span (<= 255): under 2^24 alone
-    fc.arrays["bias"][:] = 12_000_000  # ...but not with this bias
-    with pytest.raises(MnistEdgeError, match="2\\^24"):
+    fc.arrays["weight"][:] = 127  # 507 * 127 * span (<= 255): under 2^24 alone
+    fc.arrays["bias"][:] = 12_000_000  # over 2^24 with this bias: legal, summed exactly
+    graph.validate()
+    fc.arrays["bias"][:] = 2**31 - 1  # but an int32 accumulator cannot hold this
+    with pytest.raises(MnistEdgeError, match="2\\^31"):
         graph.validate()
 
 

@@ -7,12 +7,16 @@ average pool with the LUT that follows it. `flatten` costs nothing (activations
 are HWC, the next linear layer's weights are permuted to match) and a lone LUT
 works in place.
 
-Buffers of a sequential graph are live two at a time (a step's input and its
-output), so they ping-pong between the two ends of the arena: buffer k sits at
-offset 0 when k is even and at the arena's end when k is odd. The arena is then
-the largest input + output pair, which is the least any non-in-place schedule
-can use. The graph input (uint8 pixels) and the logits live in the caller's
-memory, not in the arena.
+A graph with branches (residual adds, concats) is a DAG: ops fuse only where the
+fused op is the sole reader of the tensor before it, a LUT works in place only on
+a tensor nothing else reads, and every buffer lives from the step that writes it
+to the last step that reads it. Buffers of a sequential graph are live two at a
+time (a step's input and its output), so they ping-pong between the two ends of
+the arena: buffer k sits at offset 0 when k is even and at the arena's end when k
+is odd, and the arena is the largest input + output pair, the least any
+non-in-place schedule can use. A DAG's buffers are placed first-fit, largest
+first, beside every buffer whose lifetime overlaps theirs. The graph input (uint8
+pixels) and the logits live in the caller's memory, not in the arena.
 """
 
 from __future__ import annotations
@@ -20,20 +24,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import MnistEdgeError
-from ..qgraph import QGraph, QOp, QTensor
+from ..qgraph import INPUT_NAME, QGraph, QOp, QTensor
 
 ALIGN = 4  # bytes; every buffer starts on a word boundary
 
-# The attrs each op kind may carry; anything else is refused by name.
-ALLOWED_ATTRS: dict[str, set[str]] = {
-    "conv2d": {"kernel", "stride", "padding", "groups", "activation", "dilation"},
-    "linear": {"activation"},
-    "maxpool2d": {"kernel", "stride", "activation"},
-    "avgpool2d": {"kernel", "stride", "activation"},
-    "global_avgpool": {"activation"},
-    "lut": {"activation"},
-    "flatten": set(),
-}
 PIXELS, LOGITS = -1, -2  # pseudo buffer ids: the caller's input and output arrays
 
 
@@ -50,7 +44,7 @@ class Buffer:
 class Step:
     """One kernel call: `kind` names the kernel, `ops` the QGraph ops it computes."""
 
-    kind: str  # input | conv_u8 | conv | maxpool | avgpool | linear | lut
+    kind: str  # input | conv_u8 | conv | maxpool | avgpool | linear | lut | add | concat
     ops: list[int]
     src: int
     dst: int
@@ -58,6 +52,11 @@ class Step:
     lut: int | None = None  # index of a fused lut op
     pool: int | None = None  # index of a fused maxpool op
     flat_from: tuple[int, ...] | None = None  # linear: (C, H, W) of the flattened input
+    more: list[int] = field(default_factory=list)  # add / concat: the inputs after `src`
+
+    @property
+    def srcs(self) -> list[int]:
+        return [self.src, *self.more]
 
     @property
     def in_place(self) -> bool:
@@ -74,10 +73,16 @@ class ArenaPlan:
     unfused_arena_bytes: int
     fused: list[str] = field(default_factory=list)
 
+    @property
+    def tensor_bytes(self) -> int:
+        """Every arena buffer side by side: what the arena would be without reuse."""
+        return sum(_align(b.size) for b in self.buffers)
+
     def describe(self) -> dict:
         return {
             "arena_bytes": self.arena_bytes,
             "unfused_arena_bytes": self.unfused_arena_bytes,
+            "tensor_bytes": self.tensor_bytes,
             "fused": list(self.fused),
             "buffers": [{"offset": b.offset, "bytes": b.size} for b in self.buffers],
         }
@@ -87,20 +92,19 @@ def _align(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
+# The QGraph kinds the planner schedules, and the step kind each starts.
+STEP_KIND = {"conv2d": "conv", "linear": "linear", "avgpool2d": "avgpool",
+             "global_avgpool": "avgpool", "maxpool2d": "maxpool", "lut": "lut",
+             "flatten": "flatten", "add": "add", "concat": "concat"}
+
+
 def check_supported(graph: QGraph) -> None:
     """Refuse, naming the op, anything the C kernels do not implement."""
+    graph.validate()  # the registry has checked every attribute
     for op in graph.ops:
-        where = f"op {op.name} ({op.kind})"
-        if op.kind not in ALLOWED_ATTRS:
-            raise MnistEdgeError(f"{where}: the C backend does not support op kind {op.kind!r}")
-        extra = set(op.attrs) - ALLOWED_ATTRS[op.kind]
-        if extra:
-            raise MnistEdgeError(f"{where}: the C backend does not support attribute(s) "
-                                 f"{', '.join(sorted(extra))}")
-        if op.kind == "conv2d" and list(op.attrs.get("dilation", [1, 1])) != [1, 1]:
-            raise MnistEdgeError(f"{where}: the C backend does not support dilation")
-        if op.kind == "conv2d" and any(p < 0 for p in op.attrs.get("padding", [0, 0, 0, 0])):
-            raise MnistEdgeError(f"{where}: negative padding is not supported")
+        if op.kind not in STEP_KIND:
+            raise MnistEdgeError(f"op {op.name} ({op.kind}): the C backend does not support "
+                                 f"op kind {op.kind!r}")
 
 
 def _fusable_pool(op: QOp) -> bool:
@@ -114,55 +118,63 @@ def _non_overlapping(op: QOp) -> bool:
 def _steps(graph: QGraph, fuse_overlapping: set[int]) -> tuple[list[Step], list[Buffer]]:
     """Group ops into steps; `fuse_overlapping` lists overlapping maxpools worth fusing."""
     ops = graph.ops
+    readers = {INPUT_NAME: graph.consumers(INPUT_NAME)}
+    readers.update({op.name: graph.consumers(op.name) for op in ops})
     steps: list[Step] = []
     buffers: list[Buffer] = []
-    cur = PIXELS
-    cur_t: QTensor = graph.input
-    flat_from: tuple[int, ...] | None = None
+    where: dict[str, int] = {INPUT_NAME: PIXELS}  # tensor -> buffer holding it
+    flat_from: dict[str, tuple[int, ...]] = {}  # flattened tensor -> its (C, H, W)
 
     def new_buffer(t: QTensor) -> int:
         buffers.append(Buffer(t.size, tuple(t.shape)))
         return len(buffers) - 1
 
+    def sole_reader(i: int, kind: str) -> int | None:
+        """The op after op i if it is the only reader of op i's output and of that kind."""
+        nxt = readers[ops[i].name]
+        return nxt[0] if len(nxt) == 1 and nxt[0] == i + 1 and ops[i + 1].kind == kind else None
+
+    def int8_input() -> None:
+        if where[INPUT_NAME] == PIXELS:
+            where[INPUT_NAME] = new_buffer(graph.input)
+            steps.append(Step("input", [], PIXELS, where[INPUT_NAME]))
+
     i = 0
-    if ops[0].kind != "conv2d":
-        dst = new_buffer(graph.input)
-        steps.append(Step("input", [], PIXELS, dst))
-        cur = dst
     while i < len(ops):
         op = ops[i]
-        group = [i]
-        step = Step(op.kind, group, cur, cur)
-        if op.kind in ("conv2d", "linear", "avgpool2d", "global_avgpool"):
-            step.conv = i
-            if i + 1 < len(ops) and ops[i + 1].kind == "lut":
-                step.lut = i + 1
-                group.append(i + 1)
-            nxt = group[-1] + 1
-            if (op.kind == "conv2d" and nxt < len(ops) and _fusable_pool(ops[nxt])
-                    and (_non_overlapping(ops[nxt]) or nxt in fuse_overlapping)):
-                step.pool = nxt
-                group.append(nxt)
-            step.kind = {"conv2d": "conv_u8" if cur == PIXELS else "conv", "linear": "linear",
-                         "avgpool2d": "avgpool", "global_avgpool": "avgpool"}[op.kind]
-            if op.kind == "linear":
-                step.flat_from = flat_from
-        elif op.kind == "maxpool2d":
-            step.kind = "maxpool"
-        elif op.kind == "lut":
-            step.kind = "lut"
-        elif op.kind == "flatten":
-            if flat_from is None and len(cur_t.shape) == 3:
-                flat_from = tuple(cur_t.shape)
-            cur_t = op.output
+        kind = STEP_KIND[op.kind]
+        first = op.inputs[0]
+        if kind == "flatten":
+            where[op.name] = where[first]
+            src_t = graph.tensor(first)
+            flat_from[op.name] = flat_from.get(first, tuple(src_t.shape))
             i += 1
             continue
+        u8_conv = op.kind == "conv2d" and first == INPUT_NAME and len(readers[INPUT_NAME]) == 1
+        if first == INPUT_NAME and not u8_conv:
+            int8_input()
+        group = [i]
+        step = Step(kind, group, where[first], where[first],
+                    more=[where[n] for n in op.inputs[1:]])
+        if kind in ("conv", "linear", "avgpool"):
+            step.conv = i
+            lut = sole_reader(i, "lut")
+            if lut is not None:
+                step.lut = lut
+                group.append(lut)
+            pool = sole_reader(group[-1], "maxpool2d") if op.kind == "conv2d" else None
+            if pool is not None and (_non_overlapping(ops[pool]) or pool in fuse_overlapping):
+                step.pool = pool
+                group.append(pool)
+            if u8_conv:
+                step.kind = "conv_u8"
+            if kind == "linear" and len(flat_from.get(first, ())) == 3:
+                step.flat_from = flat_from[first]
         out_t = ops[group[-1]].output
-        if step.kind != "lut":
-            step.dst = new_buffer(out_t)
-            flat_from = None
+        if kind != "lut" or len(readers[first]) > 1:
+            step.dst = new_buffer(out_t)  # a LUT on a tensor others read cannot work in place
         steps.append(step)
-        cur, cur_t = step.dst, out_t
+        where[ops[group[-1]].name] = step.dst
         i = group[-1] + 1
     _route_logits(steps, buffers)
     return steps, buffers
@@ -178,8 +190,23 @@ def _route_logits(steps: list[Step], buffers: list[Buffer]) -> None:
     buffers[dropped].size = 0
 
 
+def _lifetimes(steps: list[Step], buffers: list[Buffer]) -> list[tuple[int, int]]:
+    """(first, last) step index at which each buffer is live."""
+    span = [[len(steps), -1] for _ in buffers]
+    for k, s in enumerate(steps):
+        for b in (*s.srcs, s.dst):
+            if b >= 0:
+                span[b][0], span[b][1] = min(span[b][0], k), max(span[b][1], k)
+    return [(a, b) for a, b in span]
+
+
 def _layout(steps: list[Step], buffers: list[Buffer]) -> int:
-    """Ping-pong offsets; returns the arena size."""
+    """Buffer offsets; returns the arena size (ping-pong for a chain, first-fit for a DAG)."""
+    chain = all(not s.more for s in steps) and all(
+        later.src == s.dst for s, later in zip(steps, steps[1:], strict=False)
+        if later.src >= 0 and s.dst >= 0)
+    if not chain:
+        return _layout_first_fit(steps, buffers)
     arena = max([_align(b.size) for b in buffers] + [ALIGN])
     for s in steps:
         if s.src >= 0 and s.dst >= 0 and not s.in_place:
@@ -187,6 +214,23 @@ def _layout(steps: list[Step], buffers: list[Buffer]) -> int:
     for k, b in enumerate(buffers):
         b.offset = 0 if k % 2 == 0 else arena - _align(b.size)
     return arena
+
+
+def _layout_first_fit(steps: list[Step], buffers: list[Buffer]) -> int:
+    """Largest buffer first, each at the lowest offset clear of every buffer live with it."""
+    life = _lifetimes(steps, buffers)
+    placed: list[int] = []
+    for k in sorted(range(len(buffers)), key=lambda k: (-buffers[k].size, k)):
+        clashes = sorted((buffers[j].offset, buffers[j].offset + _align(buffers[j].size))
+                         for j in placed if life[j][0] <= life[k][1] and life[k][0] <= life[j][1])
+        offset = 0
+        for lo, hi in clashes:
+            if offset + _align(buffers[k].size) <= lo:
+                break
+            offset = max(offset, hi)
+        buffers[k].offset = offset
+        placed.append(k)
+    return max([b.offset + _align(b.size) for b in buffers] + [ALIGN])
 
 
 def plan_arena(graph: QGraph, fuse: bool = True) -> ArenaPlan:
@@ -231,7 +275,7 @@ def _steps_unfused(graph: QGraph) -> tuple[list[Step], list[Buffer]]:
                 out_bufs.append(Buffer(bufs[s.dst].size, bufs[s.dst].hwc))
                 remap[s.dst] = len(out_bufs) - 1
             out_steps.append(Step(s.kind, s.ops, src, remap[s.dst], s.conv, s.lut, None,
-                                  s.flat_from))
+                                  s.flat_from, [remap.get(b, b) for b in s.more]))
             continue
         conv_out = graph.ops[s.ops[-2]].output
         out_bufs.append(Buffer(conv_out.size, tuple(conv_out.shape)))

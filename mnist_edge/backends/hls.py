@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,10 @@ import numpy as np
 
 from .. import golden
 from ..errors import MnistEdgeError
+from ..ops.elementwise import add_weights
+from ..ops.layout import concat_multipliers
 from ..paths import atomic_dir, template_env
-from ..qgraph import QGraph
+from ..qgraph import INPUT_NAME, QGraph
 from ..requant import decompose
 from ..testing import random_pixels
 from .memfiles import WRITERS
@@ -31,7 +34,6 @@ DEFAULT_PART = "xc7z020clg400-1"  # Zynq-7020, as on the PYNQ-Z2
 DEFAULT_PARALLEL = 4  # output channels computed side by side in conv2d / linear
 CLOCK_NS = 10.0
 PIXELS = 28 * 28
-SUPPORTED = ("conv2d", "linear", "maxpool2d", "avgpool2d", "global_avgpool", "lut", "flatten")
 
 # Assumed pipeline depths (cycles) for the latency model. Vitis's scheduler sets
 # the real ones; csynth's report gives them, these only make the estimate explicit.
@@ -154,99 +156,182 @@ def lanes_for(cout: int, groups: int, parallel: int) -> int:
     return max(p for p in range(1, max(parallel, 1) + 1) if cout % p == 0)
 
 
+@dataclass
+class _Site:
+    """What a lowering needs to emit one op: the graph, the op, its buffers and names."""
+
+    graph: QGraph
+    i: int
+    cname: str
+    ins: list[str]  # buffers of the op's inputs
+    out: str  # buffer of its output
+    parallel: int
+
+    @property
+    def op(self):
+        return self.graph.ops[self.i]
+
+
+def _lower_conv2d(s: _Site) -> Layer:
+    op, x, y = s.op, s.graph.input_of(s.i), s.op.output
+    w = op.arrays["weight"]
+    cin, h, wd = x.shape
+    cout, _, oh, ow = (w.shape[0], *y.shape)
+    kh, kw = op.attrs["kernel"]
+    sh, sw = op.attrs.get("stride", [1, 1])
+    pt, pl, pb, pr = op.attrs.get("padding", [0, 0, 0, 0])
+    groups = int(op.attrs.get("groups", 1))
+    params = [
+        ParamArray(f"{s.cname}_weight", w, "int8_t", 8, True,
+                   f"weights [{cout}][{cin // groups}][{kh}][{kw}] (out, in/groups, ky, kx)"),
+        ParamArray(f"{s.cname}_bias", op.arrays["bias"], "int32_t", 32, True,
+                   "bias per output channel (scale x_scale * w_scale)"),
+        *_requant_params(s.graph, s.i, s.cname),
+    ]
+    params[0].lanes = lanes = lanes_for(cout, groups, s.parallel)
+    targs = [cin, h, wd, cout, oh, ow, kh, kw, sh, sw, pt, pl, groups, x.zero_point,
+             y.zero_point, lanes]
+    summary = (f"conv2d {_dims(x.shape)} -> {_dims(y.shape)}, kernel {kh}x{kw}, "
+               f"stride {sh}x{sw}, padding t{pt} l{pl} b{pb} r{pr}, groups {groups}, "
+               f"{lanes} lane(s)")
+    return Layer(s.cname, op.kind, summary, _call("conv2d", targs, [*s.ins, s.out,
+                                                                    _names(params)]),
+                 s.ins[0], s.out, y.size, cout // lanes * oh * ow, cin // groups * kh * kw,
+                 DEPTH["mac"], lanes + REQUANT_CYCLES - 1, params, lanes)
+
+
+def _lower_linear(s: _Site) -> Layer:
+    op, x, y = s.op, s.graph.input_of(s.i), s.op.output
+    w = op.arrays["weight"]
+    params = [
+        ParamArray(f"{s.cname}_weight", w, "int8_t", 8, True,
+                   f"weights [{w.shape[0]}][{w.shape[1]}] (out, in)"),
+        ParamArray(f"{s.cname}_bias", op.arrays["bias"], "int32_t", 32, True,
+                   "bias per output (scale x_scale * w_scale)"),
+        *_requant_params(s.graph, s.i, s.cname),
+    ]
+    params[0].lanes = lanes = lanes_for(y.size, 1, s.parallel)
+    call = _call("linear", [x.size, y.size, x.zero_point, y.zero_point, lanes],
+                 [*s.ins, s.out, _names(params)])
+    return Layer(s.cname, op.kind, f"linear {x.size} -> {y.size}, {lanes} lane(s)", call,
+                 s.ins[0], s.out, y.size, y.size // lanes, x.size, DEPTH["mac"],
+                 lanes + REQUANT_CYCLES - 1, params, lanes)
+
+
+def _lower_pool(s: _Site) -> Layer:
+    op, x, y = s.op, s.graph.input_of(s.i), s.op.output
+    c, h, wd = x.shape
+    _, oh, ow = y.shape
+    kh, kw = op.attrs["kernel"]
+    sh, sw = op.attrs["stride"]
+    targs = [c, h, wd, oh, ow, kh, kw, sh, sw]
+    params: list[ParamArray] = []
+    if op.kind == "avgpool2d":
+        params = _requant_params(s.graph, s.i, s.cname)
+        call = _call("avgpool2d", targs + [x.zero_point, y.zero_point],
+                     [*s.ins, s.out, _names(params)])
+        post = REQUANT_CYCLES
+    else:
+        call, post = _call("maxpool2d", targs, [*s.ins, s.out]), 0
+    summary = (f"{op.kind} {_dims(x.shape)} -> {_dims(y.shape)}, window {kh}x{kw}, "
+               f"stride {sh}x{sw}")
+    return Layer(s.cname, op.kind, summary, call, s.ins[0], s.out, y.size, c * oh * ow,
+                 kh * kw, DEPTH["pool"], post, params)
+
+
+def _lower_global_avgpool(s: _Site) -> Layer:
+    op, x, y = s.op, s.graph.input_of(s.i), s.op.output
+    c, h, wd = x.shape
+    params = _requant_params(s.graph, s.i, s.cname)
+    call = _call("global_avgpool", [c, h * wd, x.zero_point, y.zero_point],
+                 [*s.ins, s.out, _names(params)])
+    return Layer(s.cname, op.kind, f"global_avgpool {_dims(x.shape)} -> {_dims(y.shape)}",
+                 call, s.ins[0], s.out, y.size, c, h * wd, DEPTH["pool"], REQUANT_CYCLES,
+                 params)
+
+
+def _lower_lut(s: _Site) -> Layer:
+    op, x = s.op, s.graph.input_of(s.i)
+    params = [ParamArray(f"{s.cname}_table", op.arrays["table"], "int8_t", 8, True,
+                         "activation table: y = table[x + 128]")]
+    summary = f"lut over {x.size} values ({op.attrs.get('activation', 'table')})"
+    return Layer(s.cname, op.kind, summary, _call("lut", [x.size], [*s.ins, s.out,
+                                                                    _names(params)]),
+                 s.ins[0], s.out, op.output.size, 1, x.size, DEPTH["lut"], 0, params)
+
+
+def _lower_flatten(s: _Site) -> Layer:
+    x, y = s.graph.input_of(s.i), s.op.output
+    return Layer(s.cname, "flatten", f"flatten {_dims(x.shape)} -> {y.shape[0]}", "",
+                 s.ins[0], s.ins[0], y.size, 0, 0, 0, 0)
+
+
+def _lower_add(s: _Site) -> Layer:
+    op, (a, b), y = s.op, s.graph.inputs_of(s.i), s.op.output
+    (ka, kb), _ = add_weights([a, b], y)
+    params = _requant_params(s.graph, s.i, s.cname)
+    call = _call("add", [y.size, a.zero_point, b.zero_point, ka, kb, y.zero_point],
+                 [*s.ins, s.out, _names(params)])
+    summary = (f"add {_dims(y.shape)}: {ka} * ({_centred('a', a.zero_point)}) + "
+               f"{kb} * ({_centred('b', b.zero_point)})")
+    return Layer(s.cname, op.kind, summary, call, s.ins[0], s.out, y.size, 1, y.size,
+                 DEPTH["mac"], REQUANT_CYCLES, params)
+
+
+def _lower_concat(s: _Site) -> Layer:
+    op, tensors, y = s.op, s.graph.inputs_of(s.i), s.op.output
+    params = _requant_params(s.graph, s.i, s.cname)
+    mult, shift = (p.name for p in params)
+    calls, offset = [], 0
+    for j, (buf, t, m) in enumerate(zip(s.ins, tensors, concat_multipliers(tensors, y),
+                                        strict=True)):
+        if m is None:
+            calls.append(_call("concat_copy", [t.size, offset, y.size], [buf, s.out]))
+        else:
+            calls.append(_call("concat_rescale", [t.size, offset, y.size, t.zero_point,
+                                                  y.zero_point],
+                               [buf, s.out, f"{mult}[{j}]", f"{shift}[{j}]"]))
+        offset += t.size
+    summary = f"concat {' + '.join(_dims(t.shape) for t in tensors)} -> {_dims(y.shape)}"
+    return Layer(s.cname, op.kind, summary, "\n    ".join(calls), s.ins[0], s.out, y.size,
+                 1, y.size, DEPTH["copy"], REQUANT_CYCLES, params)
+
+
+# One entry per registered op kind (tests/test_op_registry.py checks that none is missing).
+LOWERING: dict[str, Callable[[_Site], Layer]] = {
+    "conv2d": _lower_conv2d,
+    "linear": _lower_linear,
+    "maxpool2d": _lower_pool,
+    "avgpool2d": _lower_pool,
+    "global_avgpool": _lower_global_avgpool,
+    "lut": _lower_lut,
+    "flatten": _lower_flatten,
+    "add": _lower_add,
+    "concat": _lower_concat,
+}
+
+
 def build_layers(graph: QGraph, parallel: int = DEFAULT_PARALLEL) -> list[Layer]:
-    """The op sequence as kernel calls, buffers and loop trip counts."""
+    """The ops as kernel calls, buffers and loop trip counts (one buffer per op output)."""
     graph.validate()
     if not 1 <= parallel <= 64:
         raise MnistEdgeError(f"parallel lanes must be 1..64, got {parallel}")
     taken = {"pixels", "logits", "x0"}
     layers: list[Layer] = []
-    buf, nbuf = "x0", 0
+    buffer_of = {INPUT_NAME: "x0"}
+    nbuf = 0
     for i, op in enumerate(graph.ops):
-        if op.kind not in SUPPORTED:
+        if op.kind not in LOWERING:
             raise MnistEdgeError(f"op {op.name}: op kind {op.kind!r} is not supported by the "
-                                 f"HLS backend (supported: {', '.join(SUPPORTED)})")
-        x, y = graph.input_of(i), op.output
-        cname = c_name(op.name, taken)
-        if op.kind == "flatten":
-            layers.append(Layer(cname, op.kind, f"flatten {_dims(x.shape)} -> {y.shape[0]}", "",
-                                buf, buf, y.size, 0, 0, 0, 0))
-            continue
-        nbuf += 1
-        out = f"x{nbuf}"
-        xz, yz = x.zero_point, y.zero_point
-        params: list[ParamArray] = []
-        lanes = 1
-        if op.kind == "conv2d":
-            w = op.arrays["weight"]
-            cin, h, wd = x.shape
-            cout, _, oh, ow = (w.shape[0], *y.shape)
-            kh, kw = op.attrs["kernel"]
-            sh, sw = op.attrs.get("stride", [1, 1])
-            pt, pl, pb, pr = op.attrs.get("padding", [0, 0, 0, 0])
-            groups = int(op.attrs.get("groups", 1))
-            params = [
-                ParamArray(f"{cname}_weight", w, "int8_t", 8, True,
-                           f"weights [{cout}][{cin // groups}][{kh}][{kw}] (out, in/groups, "
-                           "ky, kx)"),
-                ParamArray(f"{cname}_bias", op.arrays["bias"], "int32_t", 32, True,
-                           "bias per output channel (scale x_scale * w_scale)"),
-                *_requant_params(graph, i, cname),
-            ]
-            params[0].lanes = lanes = lanes_for(cout, groups, parallel)
-            targs = [cin, h, wd, cout, oh, ow, kh, kw, sh, sw, pt, pl, groups, xz, yz, lanes]
-            call = _call("conv2d", targs, [buf, out, _names(params)])
-            summary = (f"conv2d {_dims(x.shape)} -> {_dims(y.shape)}, kernel {kh}x{kw}, "
-                       f"stride {sh}x{sw}, padding t{pt} l{pl} b{pb} r{pr}, groups {groups}, "
-                       f"{lanes} lane(s)")
-            outer, trip = cout // lanes * oh * ow, cin // groups * kh * kw
-            depth, post = DEPTH["mac"], lanes + REQUANT_CYCLES - 1
-        elif op.kind == "linear":
-            w = op.arrays["weight"]
-            params = [
-                ParamArray(f"{cname}_weight", w, "int8_t", 8, True,
-                           f"weights [{w.shape[0]}][{w.shape[1]}] (out, in)"),
-                ParamArray(f"{cname}_bias", op.arrays["bias"], "int32_t", 32, True,
-                           "bias per output (scale x_scale * w_scale)"),
-                *_requant_params(graph, i, cname),
-            ]
-            params[0].lanes = lanes = lanes_for(y.size, 1, parallel)
-            call = _call("linear", [x.size, y.size, xz, yz, lanes], [buf, out, _names(params)])
-            summary = f"linear {x.size} -> {y.size}, {lanes} lane(s)"
-            outer, trip = y.size // lanes, x.size
-            depth, post = DEPTH["mac"], lanes + REQUANT_CYCLES - 1
-        elif op.kind in ("maxpool2d", "avgpool2d"):
-            c, h, wd = x.shape
-            _, oh, ow = y.shape
-            kh, kw = op.attrs["kernel"]
-            sh, sw = op.attrs["stride"]
-            targs = [c, h, wd, oh, ow, kh, kw, sh, sw]
-            if op.kind == "avgpool2d":
-                params = _requant_params(graph, i, cname)
-                targs += [xz, yz]
-                call = _call("avgpool2d", targs, [buf, out, _names(params)])
-                post = REQUANT_CYCLES
-            else:
-                call = _call("maxpool2d", targs, [buf, out])
-                post = 0
-            summary = (f"{op.kind} {_dims(x.shape)} -> {_dims(y.shape)}, window {kh}x{kw}, "
-                       f"stride {sh}x{sw}")
-            outer, trip, depth = c * oh * ow, kh * kw, DEPTH["pool"]
-        elif op.kind == "global_avgpool":
-            c, h, wd = x.shape
-            params = _requant_params(graph, i, cname)
-            call = _call("global_avgpool", [c, h * wd, xz, yz], [buf, out, _names(params)])
-            summary = f"global_avgpool {_dims(x.shape)} -> {_dims(y.shape)}"
-            outer, trip, depth, post = c, h * wd, DEPTH["pool"], REQUANT_CYCLES
-        else:  # lut
-            params = [ParamArray(f"{cname}_table", op.arrays["table"], "int8_t", 8, True,
-                                 "activation table: y = table[x + 128]")]
-            call = _call("lut", [x.size], [buf, out, _names(params)])
-            summary = f"lut over {x.size} values ({op.attrs.get('activation', 'table')})"
-            outer, trip, depth, post = 1, x.size, DEPTH["lut"], 0
-        layers.append(Layer(cname, op.kind, summary, call, buf, out, y.size, outer, trip, depth,
-                            post, params, lanes))
-        buf = out
+                                 f"HLS backend (supported: {', '.join(LOWERING)})")
+        out = ""
+        if op.kind != "flatten":
+            nbuf += 1
+            out = f"x{nbuf}"
+        site = _Site(graph, i, c_name(op.name, taken), [buffer_of[n] for n in op.inputs], out,
+                     parallel)
+        layers.append(LOWERING[op.kind](site))
+        buffer_of[op.name] = layers[-1].y_buf
     return layers
 
 
@@ -262,6 +347,10 @@ def _call(kernel: str, targs: list[int], args: list[str]) -> str:
     """`kernel<targs>(args);`, arguments on a continuation line if the line gets long."""
     head, tail = f"{kernel}<{_args(targs)}>(", f"{', '.join(args)});"
     return head + tail if len(head + tail) <= 90 else f"{head}\n        {tail}"
+
+
+def _centred(name: str, zero_point: int) -> str:
+    return f"{name} - {zero_point}" if zero_point >= 0 else f"{name} + {-zero_point}"
 
 
 def _dims(shape: tuple[int, ...]) -> str:

@@ -21,6 +21,7 @@ QuantizeLinear divides by y_scale instead of multiplying by M, so rare logits ar
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,10 @@ from onnx import TensorProto, helper, numpy_helper
 from .. import __version__
 from .. import fgraph as fgraph_mod
 from ..errors import MnistEdgeError
+from ..ops.elementwise import add_weights
+from ..ops.layout import concat_multipliers
 from ..paths import atomic_write
+from ..qgraph import INPUT_NAME as QGRAPH_INPUT
 from ..qgraph import QGraph, QOp, QTensor, load_run, pool_weight_scale
 
 OPSET = 21  # Gelu (20) and every quantized op we use; fully supported by onnxruntime 1.31
@@ -202,22 +206,91 @@ def _qdq_conv(b: _Builder, q: _Quant, graph: QGraph, i: int, h: str) -> str:
     return b.node("QuantizeLinear", [yf, ys, yz], op.name, f"{op.name}_q")
 
 
+def _scaled(b: _Builder, q: _Quant, h: str, t: QTensor, weight: int, name: str) -> str:
+    """weight * (q - z) as float32: exact, every value is an integer below 2^24."""
+    real = b.node("Cast", [h], f"{name}.float", f"{name}_to_float", to=TensorProto.FLOAT)
+    centred = b.node("Sub", [real, b.const(t.zero_point + q.offset, np.float32)],
+                     f"{name}.centred", f"{name}_centred")
+    if weight == 1:
+        return centred
+    return b.node("Mul", [centred, b.const(weight, np.float32)], f"{name}.weighted",
+                  f"{name}_weighted")
+
+
+def _requantize(b: _Builder, q: _Quant, acc: str, mult: np.float32, out: QTensor,
+                name: str) -> str:
+    """sat8(rne(float32(acc) * M) + z_y): one float32 multiply, then QuantizeLinear with
+    scale 1, which rounds half to even, adds the zero point and saturates, all exactly."""
+    prod = b.node("Mul", [acc, b.init(f"{name}.multiplier", np.array(mult, np.float32))],
+                  f"{name}.scaled", f"{name}_times_m")
+    unit = b.const(1.0, np.float32)
+    zp = b.init(f"{name}.zero_point", np.array(out.zero_point + q.offset, q.dtype))
+    return b.node("QuantizeLinear", [prod, unit, zp], name, f"{name}_requantize")
+
+
+def _lower_conv_like(b: _Builder, q: _Quant, graph: QGraph, i: int, ins: list[str],
+                     qdq: bool) -> str:
+    return (_qdq_conv if qdq else _qlinear_conv)(b, q, graph, i, ins[0])
+
+
+def _lower_maxpool(b: _Builder, q: _Quant, graph: QGraph, i: int, ins: list[str],
+                   qdq: bool) -> str:
+    op = graph.ops[i]
+    return b.node("MaxPool", ins, op.name, op.name, kernel_shape=list(op.attrs["kernel"]),
+                  strides=list(op.attrs["stride"]))
+
+
+def _lower_add(b: _Builder, q: _Quant, graph: QGraph, i: int, ins: list[str],
+               qdq: bool) -> str:
+    """The registry's add: k_a (q_a - z_a) + k_b (q_b - z_b), requantized by M."""
+    op, tensors = graph.ops[i], graph.inputs_of(i)
+    weights, mult = add_weights(tensors, op.output)
+    terms = [_scaled(b, q, h, t, k, f"{op.name}.in{j}")
+             for j, (h, t, k) in enumerate(zip(ins, tensors, weights, strict=True))]
+    acc = b.node("Add", terms, f"{op.name}.acc", f"{op.name}_sum")
+    return _requantize(b, q, acc, mult, op.output, op.name)
+
+
+def _lower_concat(b: _Builder, q: _Quant, graph: QGraph, i: int, ins: list[str],
+                  qdq: bool) -> str:
+    """Inputs at another quantization are requantized to the output's first."""
+    op, tensors = graph.ops[i], graph.inputs_of(i)
+    parts = []
+    for j, (h, t, mult) in enumerate(zip(ins, tensors, concat_multipliers(tensors, op.output),
+                                         strict=True)):
+        if mult is None:
+            parts.append(h)
+            continue
+        name = f"{op.name}.in{j}"
+        parts.append(_requantize(b, q, _scaled(b, q, h, t, 1, name), mult, op.output,
+                                 f"{name}.q"))
+    return b.node("Concat", parts, op.name, op.name, axis=1)
+
+
+Lowering = Callable[[_Builder, _Quant, QGraph, int, list[str], bool], str]
+# One entry per registered op kind (tests/test_op_registry.py checks that none is missing).
+LOWERING: dict[str, Lowering] = {
+    "conv2d": _lower_conv_like,
+    "linear": _lower_conv_like,
+    "avgpool2d": _lower_conv_like,
+    "global_avgpool": _lower_conv_like,
+    "maxpool2d": _lower_maxpool,
+    "lut": lambda b, q, graph, i, ins, qdq: _lut(b, q, graph.ops[i], ins[0]),
+    "flatten": lambda b, q, graph, i, ins, qdq: _flatten(b, graph.ops[i], ins[0]),
+    "add": _lower_add,
+    "concat": _lower_concat,
+}
+
+
 def _int8_graph(graph: QGraph, activations: str, qdq: bool) -> onnx.GraphProto:
     b = _Builder()
     q = _Quant(b, activations)
-    h = q.input()
+    names = {QGRAPH_INPUT: q.input()}
     for i, op in enumerate(graph.ops):
-        if op.kind in ("conv2d", "linear", "avgpool2d", "global_avgpool"):
-            h = (_qdq_conv if qdq else _qlinear_conv)(b, q, graph, i, h)
-        elif op.kind == "maxpool2d":
-            h = b.node("MaxPool", [h], op.name, op.name, kernel_shape=list(op.attrs["kernel"]),
-                       strides=list(op.attrs["stride"]))
-        elif op.kind == "lut":
-            h = _lut(b, q, op, h)
-        elif op.kind == "flatten":
-            h = _flatten(b, op, h)
-        else:
+        if op.kind not in LOWERING:
             raise MnistEdgeError(f"op {op.name}: ONNX export does not support {op.kind!r}")
+        names[op.name] = LOWERING[op.kind](b, q, graph, i, [names[n] for n in op.inputs], qdq)
+    h = names[graph.ops[-1].name]
     flat = b.node("Squeeze", [h, b.const([2, 3], np.int64)], "logits.q", "logits_squeeze")
     logits = q.to_int8(flat, LOGITS_NAME)
     out = graph.output
@@ -269,8 +342,12 @@ def build_int8(graph: QGraph, activations: str = "uint8", qdq: bool = False) -> 
 
 
 # ------------------------------------------------------------------------------ float
-def _float_node(b: _Builder, op: fgraph_mod.FOp, h: str) -> str:
-    a, n = op.attrs, op.name
+def _float_node(b: _Builder, op: fgraph_mod.FOp, ins: list[str]) -> str:
+    a, n, h = op.attrs, op.name, ins[0]
+    if op.kind == "add":
+        return b.node("Add", ins, n, n)
+    if op.kind == "concat":
+        return b.node("Concat", ins, n, n, axis=1)
     if op.kind == "conv2d":
         w = b.init(f"{n}.weight", op.arrays["weight"].astype(np.float32))
         bias = b.init(f"{n}.bias", op.arrays["bias"].astype(np.float32))
@@ -293,16 +370,34 @@ def _float_node(b: _Builder, op: fgraph_mod.FOp, h: str) -> str:
         return b.node(simple[op.kind], [h], n, n)
     if op.kind == "gelu":
         return b.node("Gelu", [h], n, n, approximate="none")
+    with_attrs = {"leaky_relu": ("LeakyRelu", ("alpha",)), "elu": ("Elu", ("alpha",)),
+                  "hardsigmoid": ("HardSigmoid", ("alpha", "beta")),
+                  "hardswish": ("HardSwish", ())}
+    if op.kind in with_attrs:
+        onnx_op, keys = with_attrs[op.kind]
+        return b.node(onnx_op, [h], n, n, **{k: float(a[k]) for k in keys if k in a})
+    if op.kind == "silu":
+        gate = b.node("Sigmoid", [h], f"{n}.gate", f"{n}_sigmoid")
+        return b.node("Mul", [h, gate], n, n)
+    if op.kind == "clip":
+        return b.node("Clip", [h, b.const(a["min"], np.float32), b.const(a["max"], np.float32)],
+                      n, n)
     raise MnistEdgeError(f"float graph op {n}: ONNX export does not support {op.kind!r}")
 
 
 def build_float(fg: fgraph_mod.FloatGraph, qgraph_hash: str | None = None) -> onnx.ModelProto:
     """The float model (BatchNorm folded): float32 [N,1,28,28] in 0..1 -> logits [N,classes]."""
     b = _Builder()
-    h = FLOAT_INPUT_NAME
+    names = {QGRAPH_INPUT: FLOAT_INPUT_NAME}
+    if fg.input_norm:
+        mean, std = fg.input_norm
+        centred = b.node("Sub", [FLOAT_INPUT_NAME, b.const(mean, np.float32)], "images.centred",
+                         "normalize_sub_mean")
+        names[QGRAPH_INPUT] = b.node("Div", [centred, b.const(std, np.float32)],
+                                     "images.normalized", "normalize_div_std")
     for op in fg.ops:
-        h = _float_node(b, op, h)
-    b.node("Identity", [h], LOGITS_NAME, "logits")
+        names[op.name] = _float_node(b, op, [names[n] for n in op.inputs])
+    b.node("Identity", [names[fg.ops[-1].name]], LOGITS_NAME, "logits")
     classes = int(next(op.arrays["weight"].shape[0] for op in reversed(fg.ops)
                        if op.kind in ("linear", "conv2d")))
     g = helper.make_graph(

@@ -26,8 +26,8 @@ def calibration_images(data_dir: str | None, count: int, seed: int = 0) -> np.nd
     return pool[idx]
 
 
-def _ptq(model, name: str, ranges: list[tuple[float, float]] | None, calib: np.ndarray,
-         method: str) -> tuple[FloatGraph, qgraph.QGraph, list[tuple[float, float]]]:
+def _ptq(model, name: str, ranges: dict[str, tuple[float, float]] | None, calib: np.ndarray,
+         method: str) -> tuple[FloatGraph, qgraph.QGraph, dict[str, tuple[float, float]]]:
     folded = fold_model(model, name)
     ranges = ranges or calibrate(folded, calib, method)
     return folded, quantize_graph(folded, ranges), ranges

@@ -27,17 +27,26 @@ def tensor_range(values: np.ndarray, method: str) -> tuple[float, float]:
     return min(lo, 0.0), max(hi, 0.0)
 
 
-def calibrate(graph: FloatGraph, images: np.ndarray, method: str) -> list[tuple[float, float]]:
-    """One range per op output. The logits always use min/max: clipping them would create ties."""
+def calibrate(graph: FloatGraph, images: np.ndarray, method: str) -> dict[str, tuple[float, float]]:
+    """One range per op output, by op name. The logits use min/max: clipping them makes ties.
+
+    The input of a saturating activation is clamped where the activation is flat, but only
+    when nothing else reads that tensor (a residual branch needs its full range).
+    """
     if len(images) == 0:
         raise MnistEdgeError("calibration needs at least one image")
     x = images.astype(np.float32)[:, None] / np.float32(255.0)
     _, outs = run_float(graph, x, trace=True)
-    ranges = [tensor_range(o, method) for o in outs[:-1]]
-    ranges.append(tensor_range(outs[-1], "minmax"))
-    for i in range(1, len(ranges)):
-        if graph.ops[i].kind in SATURATION:
-            ranges[i - 1] = _clamp(ranges[i - 1], *SATURATION[graph.ops[i].kind])
+    ranges = {op.name: tensor_range(o, method) for op, o in zip(graph.ops, outs, strict=True)}
+    ranges[graph.ops[-1].name] = tensor_range(outs[-1], "minmax")
+    readers: dict[str, int] = {}
+    for op in graph.ops:
+        for name in op.inputs:
+            readers[name] = readers.get(name, 0) + 1
+    for op in graph.ops:
+        source = op.inputs[0]
+        if op.kind in SATURATION and source in ranges and readers[source] == 1:
+            ranges[source] = _clamp(ranges[source], *SATURATION[op.kind])
     return ranges
 
 

@@ -48,11 +48,30 @@ def quantize_bias(b: np.ndarray, x_scale: float, w_scale: np.ndarray) -> np.ndar
     return q.astype(np.int32)
 
 
-def build_lut(fn_name: str, x: QTensor, y_scale: float, y_zp: int) -> np.ndarray:
+def lut_table(fn, x: QTensor, y_scale: float, y_zp: int) -> np.ndarray:
     """LUT[i] = sat8(rne(f(s_x * (i - 128 - z_x)) / s_y) + z_y), in float64."""
     q_in = np.arange(256, dtype=np.float64) - 128
-    real = activation_fn(fn_name)(x.scale * (q_in - x.zero_point))
+    real = fn(x.scale * (q_in - x.zero_point))
     return np.clip(np.rint(real / y_scale) + y_zp, -128, 127).astype(np.int8)
+
+
+def build_lut(fn_name: str, x: QTensor, y_scale: float, y_zp: int,
+              attrs: dict | None = None) -> np.ndarray:
+    return lut_table(activation_fn(fn_name, attrs or None), x, y_scale, y_zp)
+
+
+def input_norm_op(mean: float, std: float) -> QOp:
+    """Raw pixels -> the normalized int8 domain as a table: exact, and its zero point is real 0.
+
+    The input q = p - 128 has scale 1/255 and zero point -128, so lut_table's f sees p/255.
+    """
+    lo, hi = (0.0 - mean) / std, (1.0 - mean) / std
+    y_scale, y_zp = qparams(min(lo, hi, 0.0), max(lo, hi, 0.0))
+    x = QTensor((1, 28, 28), INPUT_SCALE, INPUT_ZERO_POINT)
+    table = lut_table(lambda v: (np.rint(v * 255.0) / 255.0 - mean) / std, x, y_scale, y_zp)
+    return QOp("input_norm", "lut", QTensor((1, 28, 28), y_scale, y_zp),
+               {"activation": "normalize", "params": {"mean": mean, "std": std}},
+               {"table": table})
 
 
 def _linear_like(op: FOp, x: QTensor, out: tuple[float, int], act: str | None) -> QOp:
@@ -88,36 +107,59 @@ def _channel(op: QOp, c: int) -> QOp:
                {k: v[c : c + 1] for k, v in op.arrays.items()})
 
 
-def quantize_graph(graph: FloatGraph, ranges: list[tuple[float, float]]) -> QGraph:
-    """Map float ops to QGraph ops: ReLU fuses into the range, other activations become LUTs."""
-    x = QTensor((1, 28, 28), INPUT_SCALE, INPUT_ZERO_POINT)
+REQUANTIZING = ("conv2d", "linear", "add")  # ops whose output range can absorb a ReLU
+
+
+def quantize_graph(graph: FloatGraph, ranges: dict[str, tuple[float, float]]) -> QGraph:
+    """Map float ops to QGraph ops: a ReLU whose producer requantizes (and feeds nothing
+    else) fuses into that producer's output range; other activations become LUTs."""
+    readers: dict[str, list[FOp]] = {}
+    for op in graph.ops:
+        for name in op.inputs:
+            readers.setdefault(name, []).append(op)
     ops: list[QOp] = []
-    i = 0
-    while i < len(graph.ops):
-        op = graph.ops[i]
-        nxt = graph.ops[i + 1] if i + 1 < len(graph.ops) else None
+    tensor: dict[str, QTensor] = {"input": QTensor((1, 28, 28), INPUT_SCALE, INPUT_ZERO_POINT)}
+    alias: dict[str, str] = {}  # float tensor -> the QGraph tensor holding it
+    if graph.input_norm:
+        ops.append(input_norm_op(*graph.input_norm))
+        tensor["input_norm"] = ops[-1].output
+        alias["input"] = "input_norm"
+    fused: set[str] = set()
+    for op in graph.ops:
+        if op.name in fused:
+            continue
+        inputs = [alias.get(n, n) for n in op.inputs]
+        ins = [tensor[n] for n in inputs]
+        x = ins[0]
+        nxt = readers.get(op.name, [])
+        fuse_relu = (op.kind in REQUANTIZING and len(nxt) == 1 and nxt[0].kind == "relu")
+        out_name = nxt[0].name if fuse_relu else op.name
         if op.kind in ("conv2d", "linear"):
-            fuse_relu = nxt is not None and nxt.kind == "relu"
-            j = i + 1 if fuse_relu else i
-            qop = _linear_like(op, x, qparams(*ranges[j]), "relu" if fuse_relu else None)
-            i = j + 1
+            act = "relu" if fuse_relu else None
+            qop = _linear_like(op, x, qparams(*ranges[out_name]), act)
+        elif op.kind == "add":
+            attrs = {"activation": "relu"} if fuse_relu else {}
+            qop = QOp(op.name, "add", QTensor((), *qparams(*ranges[out_name])), attrs)
+        elif op.kind == "concat":
+            qop = QOp(op.name, "concat", QTensor((), *qparams(*ranges[op.name])))
         elif op.kind in ACTIVATIONS:
-            y_scale, y_zp = qparams(*ranges[i])
-            table = build_lut(op.kind, x, y_scale, y_zp)
-            qop = QOp(op.name, "lut", QTensor((), y_scale, y_zp), {"activation": op.kind},
-                      {"table": table})
-            i += 1
+            y_scale, y_zp = qparams(*ranges[op.name])
+            attrs = {"activation": op.kind, **({"params": dict(op.attrs)} if op.attrs else {})}
+            qop = QOp(op.name, "lut", QTensor((), y_scale, y_zp), attrs,
+                      {"table": build_lut(op.kind, x, y_scale, y_zp, op.attrs)})
         elif op.kind in ("maxpool2d", "flatten"):
             qop = QOp(op.name, op.kind, QTensor((), x.scale, x.zero_point), dict(op.attrs))
-            i += 1
         elif op.kind in ("avgpool2d", "global_avgpool"):
-            qop = QOp(op.name, op.kind, QTensor((), *qparams(*ranges[i])), dict(op.attrs))
-            i += 1
+            qop = QOp(op.name, op.kind, QTensor((), *qparams(*ranges[op.name])), dict(op.attrs))
         else:
             raise MnistEdgeError(f"op {op.name}: {op.kind} cannot be quantized")
-        qop.output.shape = expected_output_shape(qop, x)
+        qop.inputs = inputs
+        qop.output.shape = expected_output_shape(qop, ins)
         ops.append(qop)
-        x = qop.output
+        tensor[qop.name] = qop.output
+        if fuse_relu:
+            fused.add(out_name)
+            alias[out_name] = qop.name
     qgraph = QGraph(graph.name, QTensor((1, 28, 28), INPUT_SCALE, INPUT_ZERO_POINT), ops)
     qgraph.validate()
     return qgraph

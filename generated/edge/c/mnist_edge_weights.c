@@ -1,5 +1,5 @@
 /*
- * mnist_edge_weights.c - constant data of model "edge", QGraph 922dd39f702ed861.
+ * mnist_edge_weights.c - constant data of model "edge", QGraph ff4f1e5ac1f5d063.
  *
  * Every array is const (it stays in flash) and word aligned. Conv weights are
  * OHWI so that one kernel row is one contiguous run for the HWC activations;

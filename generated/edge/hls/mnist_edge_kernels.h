@@ -65,20 +65,24 @@ static inline int8_t saturate_int8(int64_t v) {
     return int8_t(v < -128 ? -128 : (v > 127 ? 127 : v));
 }
 
-// The integer-only requantization of the mnist-edge contract, for |acc| < 2^24:
-// y = sat8(rne(acc * M) + zero_point) with M = m * 2^-shift, 2^23 <= m < 2^24.
-// The exact 48-bit product is rounded to 24 significant bits half to even (what
-// a float32 multiply does), then shifted right half to even. Rounding half to
-// even is symmetric, so it works on the magnitude and restores the sign.
+// Round v >= 0 to 24 significant bits, half to even: what a float32 conversion or
+// multiply does to an exact integer.
+static inline int64_t round_to_24_bits(int64_t v) {
+    const int drop = bit_length(v) - 24;
+    return drop > 0 ? shift_right_rne(v, drop) << drop : v;
+}
+
+// The integer-only requantization of the mnist-edge contract, for every int32 acc:
+// y = sat8(rne(float32(acc) * M) + zero_point) with M = m * 2^-shift, 2^23 <= m < 2^24.
+// float32(acc) keeps 24 significant bits (a no-op below 2^24); the exact 48-bit product
+// is rounded to 24 significant bits half to even (what a float32 multiply does), then
+// shifted right half to even. Rounding half to even is symmetric, so it works on the
+// magnitude and restores the sign.
 static inline int8_t requantize(int32_t acc, uint32_t m, uint8_t shift, int32_t zero_point) {
-    const int64_t p = int64_t(acc) * int64_t(m);
-    int64_t mag = p < 0 ? -p : p;
-    const int drop = bit_length(mag) - 24;
-    if (drop > 0) {
-        mag = shift_right_rne(mag, drop) << drop;
-    }
+    const int64_t a = acc < 0 ? -int64_t(acc) : int64_t(acc);
+    int64_t mag = round_to_24_bits(round_to_24_bits(a) * int64_t(m));
     mag = shift_right_rne(mag, shift > 62 ? 62 : int(shift));
-    return saturate_int8((p < 0 ? -mag : mag) + zero_point);
+    return saturate_int8((acc < 0 ? -mag : mag) + zero_point);
 }
 
 // y[co][oy][ox] = requantize(bias[co] + sum (x - XZ) * w), padding reads as XZ (real 0).
@@ -224,6 +228,39 @@ void global_avgpool(const int8_t x[C * HW], int8_t y[C], const uint32_t mult[C],
             acc += int32_t(x[c * HW + i]) - XZ;
         }
         y[c] = requantize(acc, mult[c], shift[c], YZ);
+    }
+}
+
+// y = requantize(KA * (a - AZ) + KB * (b - BZ)): the registry's add, whose integer
+// weights KA : KB stand for the input scales (the larger is 2^14); |acc| < 2^23.
+template <int N, int AZ, int BZ, int KA, int KB, int YZ>
+void add(const int8_t a[N], const int8_t b[N], int8_t y[N], const uint32_t mult[1],
+         const uint8_t shift[1]) {
+    HLS_INLINE_OFF
+    for (int i = 0; i < N; ++i) {
+        HLS_PIPELINE
+        const int32_t acc = KA * (int32_t(a[i]) - AZ) + KB * (int32_t(b[i]) - BZ);
+        y[i] = requantize(acc, mult[0], shift[0], YZ);
+    }
+}
+
+// One input of a channel concat already at the output's quantization: y[OFF + i] = x[i].
+template <int N, int OFF, int TOTAL>
+void concat_copy(const int8_t x[N], int8_t y[TOTAL]) {
+    HLS_INLINE_OFF
+    for (int i = 0; i < N; ++i) {
+        HLS_PIPELINE
+        y[OFF + i] = x[i];
+    }
+}
+
+// One input of a channel concat at another quantization: y[OFF + i] = requantize(x[i] - XZ).
+template <int N, int OFF, int TOTAL, int XZ, int YZ>
+void concat_rescale(const int8_t x[N], int8_t y[TOTAL], uint32_t mult, uint8_t shift) {
+    HLS_INLINE_OFF
+    for (int i = 0; i < N; ++i) {
+        HLS_PIPELINE
+        y[OFF + i] = requantize(int32_t(x[i]) - XZ, mult, shift, YZ);
     }
 }
 

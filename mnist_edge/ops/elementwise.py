@@ -1,0 +1,71 @@
+"""Elementwise ops: `lut` (any unary activation as a 256-entry table) and `add` (two tensors).
+
+`add` has its own integer semantics, chosen so that every backend, with or without an
+FPU, and onnxruntime through standard ops compute it exactly: each input is scaled by an
+integer weight proportional to its scale, the int32 sum is requantized as any
+accumulator is. With `u = max(s_a, s_b) / 2^14` (exact: a power-of-two step of a
+float32), `k_i = rne(s_i / u)` (so the larger input gets 2^14) and
+
+    acc = k_a (q_a - z_a) + k_b (q_b - z_b),   y = sat8(rne(float32(acc) * M) + z_y),
+    M = float32(float32(u) / s_y).
+
+The weights approximate the scale ratio to 2^-15, far below one int8 step, and
+|acc| < 2^23 keeps float32(acc) exact.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..requant import multiplier, requantize_float
+from .registry import ACTIVATION, PARAMS, InvalidOp, OpSpec, centred_range, register
+
+ADD_WEIGHT_BITS = 14
+
+
+def add_weights(ins, out) -> tuple[list[int], np.float32]:
+    """The integer weight of each input and the one requantization multiplier of an add."""
+    unit = float(np.float32(max(t.scale for t in ins))) * 2.0 ** -ADD_WEIGHT_BITS
+    weights = [int(np.rint(np.float64(t.scale) / unit)) for t in ins]
+    return weights, multiplier(unit, 1.0, out.scale)[0]
+
+
+def _same_shape(op, ins):
+    shapes = {tuple(t.shape) for t in ins}
+    if len(shapes) != 1:
+        raise InvalidOp(f"inputs must have one shape, got {[t.shape for t in ins]}")
+    return tuple(ins[0].shape)
+
+
+def _lut_check(op, ins) -> None:
+    if op.arrays["table"].shape != (256,):
+        raise InvalidOp("table must have 256 entries")
+
+
+def _lut_golden(op, xs, ins):
+    return op.arrays["table"][xs[0].astype(np.int16) + 128]
+
+
+def _add_bound(op, ins) -> int:
+    weights, _ = add_weights(ins, op.output)
+    return sum(k * max(hi, -lo) for k, (lo, hi) in zip(weights, map(centred_range, ins),
+                                                      strict=True))
+
+
+def _add_multiplier(op, ins) -> np.ndarray:
+    return np.atleast_1d(add_weights(ins, op.output)[1])
+
+
+def _add_golden(op, xs, ins):
+    weights, mult = add_weights(ins, op.output)
+    acc = sum(np.int64(k) * (x.astype(np.int64) - t.zero_point)
+              for k, x, t in zip(weights, xs, ins, strict=True))
+    return requantize_float(acc, mult, op.output.zero_point)
+
+
+register(OpSpec("lut", "unary activation as LUT[q + 128], built in float64 at quantization", 1,
+                _same_shape, _lut_golden, attrs={"activation": ACTIVATION, "params": PARAMS},
+                arrays={"table": "int8"}, check=_lut_check))
+register(OpSpec("add", "sum of two tensors of one shape, each weighted by its scale", 2,
+                _same_shape, _add_golden, attrs={"activation": ACTIVATION},
+                acc_bound=_add_bound, multiplier=_add_multiplier))
