@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--requant", choices=["float", "int"], default="float",
                    help="C requantization: float32 (FPU) or integer-only")
     p.add_argument("--vectors", type=int, default=20, help="test images in test_vectors")
+    p.add_argument("--force", action="store_true",
+                   help="replace an --out folder holding an earlier mnist-edge output "
+                   "(a folder without mnist-edge's manifest.json is never replaced)")
 
     p = command("validate", "mnist_edge.pipeline:validate_command",
                 "run a backend on the test set and compare with golden bit for bit")

@@ -10,6 +10,7 @@ import numpy as np
 
 from . import analyze, data, fgraph, golden, qgraph
 from .errors import MnistEdgeError
+from .paths import check_output_dir
 from .report import load_report, update_report
 from .validate import BACKENDS, mismatch_message, validate_backend
 
@@ -69,23 +70,32 @@ def evaluate_command(args: Any) -> int:
 
 
 def generate(run_dir: Path, target: str, out: str | None = None, requant: str = "float",
-             vectors: int = 20, data_dir: str | None = None) -> Path:
+             vectors: int = 20, data_dir: str | None = None, force: bool = False) -> Path:
+    """Generate C or HLS into `out` (default <run>/c, <run>/fpga/hls).
+
+    The output folder is checked before any work: mnist-edge replaces only its own
+    output (a folder holding its manifest), an explicit --out only with `force`.
+    """
+    if target not in ("c", "hls"):
+        raise MnistEdgeError(f"generate {target}: this target is not implemented yet "
+                             "(available: c, hls)")
+    default = run_dir / "c" if target == "c" else run_dir / "fpga" / "hls"
+    out_dir = Path(out) if out is not None else default
+    check_output_dir(out_dir, force=force, explicit=out is not None, protect=(run_dir,))
     graph = qgraph.load_run(run_dir)
     pixels = test_set(data_dir, vectors)[0] if vectors > 0 else None
     if target == "c":
         from .backends.c import generate_c
 
-        return generate_c(graph, Path(out or run_dir / "c"), requant, pixels)
-    if target == "hls":
-        from .backends.hls import generate_hls
+        return generate_c(graph, out_dir, requant, pixels)
+    from .backends.hls import generate_hls
 
-        return generate_hls(graph, Path(out or run_dir / "fpga" / "hls"), pixels)
-    raise MnistEdgeError(f"generate {target}: this target is not implemented yet "
-                         "(available: c, hls)")
+    return generate_hls(graph, out_dir, pixels)
 
 
 def generate_command(args: Any) -> int:
-    out = generate(Path(args.run), args.target, args.out, args.requant, args.vectors)
+    out = generate(Path(args.run), args.target, args.out, args.requant, args.vectors,
+                   force=args.force)
     print(f"generated {args.target} -> {out}")
     return 0
 

@@ -1,0 +1,179 @@
+"""Hostile input: a careless or malicious user never loses a file and never sees a traceback.
+
+Each case of issue 14's list is a named test. Every failing command must exit 2 (or the
+documented exit 1 for "ran but not bit-exact"), print exactly one line on stderr, leave no
+temporary file, and change or delete no file it did not create (snapshots before/after).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+            timeout: float = 600) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    full_env.pop("MNIST_EDGE_DEBUG", None)
+    return subprocess.run([sys.executable, "-m", "mnist_edge.cli", *args], capture_output=True,
+                          text=True, cwd=cwd, env=full_env, timeout=timeout)
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every entry under `folder` (files by content, links by target, folders by name)."""
+    out: dict[str, str] = {}
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            p = Path(root) / name
+            rel = str(p.relative_to(folder))
+            if p.is_symlink():
+                out[rel] = "link:" + os.readlink(p)
+            elif p.is_dir():
+                out[rel] = "dir"
+            else:
+                out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def assert_one_line_error(r: subprocess.CompletedProcess, code: int = 2,
+                          needle: str | None = None) -> str:
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == code, (r.returncode, r.stdout, r.stderr)
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("mnist-edge: error: "), r.stderr
+    assert "Traceback" not in r.stderr
+    if needle is not None:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def no_temporaries(folder: Path) -> list[str]:
+    """Leftover temporary names (atomic_write / atomic_dir use a leading dot)."""
+    return [k for k in snapshot(folder) if any(part.startswith(".") for part in Path(k).parts)]
+
+
+@pytest.fixture()
+def run(tiny_run: Path, tmp_path: Path) -> Path:
+    """A private copy of the tiny run, so a test may break it."""
+    dst = tmp_path / "run"
+    shutil.copytree(tiny_run, dst, ignore=shutil.ignore_patterns("build", "firmware"))
+    return dst
+
+
+@pytest.fixture(autouse=True)
+def _data_env(monkeypatch: pytest.MonkeyPatch, mnist_dir: Path) -> None:
+    monkeypatch.setenv("MNIST_EDGE_DATA", str(mnist_dir))
+
+
+# --------------------------------------------------------------- 1. data loss
+def test_generate_out_onto_run_folder_is_refused(run: Path) -> None:
+    before = snapshot(run)
+    r = run_cli("generate", "c", str(run), "--out", str(run), "--vectors", "2")
+    assert_one_line_error(r, needle="run folder")
+    assert snapshot(run) == before
+
+
+def test_generate_out_dot_keeps_the_current_folder(run: Path, tmp_path: Path) -> None:
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    (cwd / "notes.txt").write_text("mine\n")
+    before = snapshot(cwd)
+    r = run_cli("generate", "c", str(run), "--out", ".", "--vectors", "2", cwd=cwd)
+    assert_one_line_error(r, needle="manifest")
+    assert snapshot(cwd) == before
+
+
+def test_generate_out_onto_user_folder_is_refused_even_with_force(run: Path,
+                                                                  tmp_path: Path) -> None:
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "thesis.tex").write_text("years of work\n")
+    (user / "manifest.json").write_text('{"generator": "someone else"}\n')
+    before = snapshot(user)
+    for extra in ([], ["--force"]):
+        r = run_cli("generate", "c", str(run), "--out", str(user), "--vectors", "2", *extra)
+        assert_one_line_error(r, needle="manifest")
+        assert snapshot(user) == before
+    assert no_temporaries(tmp_path) == []
+
+
+def test_generate_out_onto_a_file_is_refused(run: Path, tmp_path: Path) -> None:
+    target = tmp_path / "file.txt"
+    target.write_text("keep\n")
+    for extra in ([], ["--force"]):
+        r = run_cli("generate", "hls", str(run), "--out", str(target), "--vectors", "2", *extra)
+        assert_one_line_error(r, needle="not a folder")
+        assert target.read_text() == "keep\n"
+
+
+def test_generate_out_onto_a_symlink_is_refused(run: Path, tmp_path: Path) -> None:
+    # even a link to an earlier generated folder: replacing it would cut the link
+    r = run_cli("generate", "c", str(run), "--out", str(tmp_path / "gen"), "--vectors", "2")
+    assert r.returncode == 0, r.stderr
+    (tmp_path / "link").symlink_to(tmp_path / "gen")
+    before = snapshot(tmp_path)
+    for extra in ([], ["--force"]):
+        r = run_cli("generate", "c", str(run), "--out", str(tmp_path / "link"), "--vectors",
+                    "2", *extra)
+        assert_one_line_error(r, needle="symbolic link")
+        assert snapshot(tmp_path) == before
+
+
+def test_generate_replaces_own_output_only_with_force(run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "gen"
+    assert run_cli("generate", "c", str(run), "--out", str(out), "--vectors", "2").returncode == 0
+    before = snapshot(out)
+    r = run_cli("generate", "c", str(run), "--out", str(out), "--vectors", "2")
+    assert_one_line_error(r, needle="--force")
+    assert snapshot(out) == before
+    r = run_cli("generate", "c", str(run), "--out", str(out), "--vectors", "3", "--force")
+    assert r.returncode == 0, r.stderr
+    assert snapshot(out) != before and (out / "manifest.json").exists()
+    assert no_temporaries(tmp_path) == []
+
+
+def test_generate_default_output_is_replaced_in_place(run: Path) -> None:
+    for vectors in ("2", "3"):
+        r = run_cli("generate", "c", str(run), "--vectors", vectors)
+        assert r.returncode == 0, r.stderr
+    assert '"test_vectors": 3' in (run / "c" / "manifest.json").read_text()
+    assert no_temporaries(run) == []
+
+
+def test_generate_default_output_holding_user_files_is_kept(run: Path) -> None:
+    (run / "c").mkdir()
+    (run / "c" / "my_port.c").write_text("int main(void) { return 0; }\n")
+    before = snapshot(run)
+    r = run_cli("generate", "c", str(run), "--vectors", "2", "--force")
+    assert_one_line_error(r, needle="manifest")
+    assert snapshot(run) == before
+
+
+def test_generate_into_an_empty_folder_is_allowed(run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "empty"
+    out.mkdir()
+    r = run_cli("generate", "c", str(run), "--out", str(out), "--vectors", "2")
+    assert r.returncode == 0, r.stderr
+    assert (out / "manifest.json").exists()
+
+
+def test_atomic_dir_keeps_the_old_tree_when_the_build_fails(tmp_path: Path) -> None:
+    from mnist_edge import paths
+
+    out = tmp_path / "gen"
+    with paths.atomic_dir(out) as tmp:
+        paths.write_manifest(tmp, {"model": "a"})
+        (tmp / "a.txt").write_text("a")
+    with pytest.raises(RuntimeError), paths.atomic_dir(out) as tmp:
+        (tmp / "b.txt").write_text("b")
+        raise RuntimeError("build failed")
+    assert sorted(p.name for p in out.iterdir()) == ["a.txt", "manifest.json"]
+    assert [p.name for p in tmp_path.iterdir()] == ["gen"]
