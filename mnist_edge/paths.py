@@ -41,22 +41,53 @@ def _umask() -> int:
     return mask
 
 
+def os_error_message(exc: OSError, path: str | Path | None = None,
+                     action: str = "cannot access") -> str:
+    """`<path>: <what> (<why>)` for a failed file-system call."""
+    where = path if path is not None else (exc.filename if exc.filename is not None else "")
+    why = exc.strerror or str(exc) or type(exc).__name__
+    return f"{where}: {action} ({why})" if where != "" else f"{action} ({why})"
+
+
+def make_parent(path: Path) -> None:
+    """Create `path`'s missing parent folders; a one-line error when that cannot be done."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        blocker = next((a for a in path.parents if a.exists() and not a.is_dir()), None)
+        why = f"{blocker} is not a folder" if blocker else (exc.strerror or str(exc))
+        raise MnistEdgeError(f"{path}: cannot write ({why})") from exc
+
+
+def _own_error(exc: BaseException, tmp: Path) -> bool:
+    """An OSError from writing the temporary (not from some other file the body touched)."""
+    if not isinstance(exc, OSError):
+        return False
+    return exc.filename is None or str(exc.filename).startswith(str(tmp))
+
+
 @contextmanager
 def atomic_write(path: Path, mode: str = "wb") -> Iterator:
     """Write to a temporary file beside `path`, rename on success, delete on error.
 
-    A crash or an exception never leaves a half-written artifact behind.
+    A crash or an exception never leaves a half-written artifact behind; a failed write
+    (read-only folder, missing parent, full disk) is a one-line MnistEdgeError.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    make_parent(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise MnistEdgeError(os_error_message(exc, path, "cannot write")) from exc
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 is wrong for shared artifacts
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if _own_error(exc, Path(tmp)):
+            raise MnistEdgeError(os_error_message(exc, path, "cannot write")) from exc
         raise
 
 
@@ -134,9 +165,12 @@ def atomic_dir(path: Path) -> Iterator[Path]:
 
     path = Path(path)
     check_output_dir(path, force=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_umask())
+    make_parent(path)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        os.chmod(tmp, 0o777 & ~_umask())
+    except OSError as exc:
+        raise MnistEdgeError(os_error_message(exc, path, "cannot write")) from exc
     old: Path | None = None
     try:
         yield tmp
@@ -150,10 +184,14 @@ def atomic_dir(path: Path) -> Iterator[Path]:
             if old is not None:
                 os.replace(old / path.name, path)
             raise
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None and not (old / path.name).exists():
             shutil.rmtree(old, ignore_errors=True)
+        if isinstance(exc, OSError) and (
+            _own_error(exc, tmp) or str(exc.filename).startswith(str(path))
+        ):
+            raise MnistEdgeError(os_error_message(exc, path, "cannot write")) from exc
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

@@ -21,8 +21,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
             timeout: float = 600) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-    full_env.pop("MNIST_EDGE_DEBUG", None)
+    full_env = {k: v for k, v in os.environ.items() if k != "MNIST_EDGE_DEBUG"}
+    full_env.update({"PYTHONPATH": str(REPO), **(env or {})})
     return subprocess.run([sys.executable, "-m", "mnist_edge.cli", *args], capture_output=True,
                           text=True, cwd=cwd, env=full_env, timeout=timeout)
 
@@ -177,3 +177,118 @@ def test_atomic_dir_keeps_the_old_tree_when_the_build_fails(tmp_path: Path) -> N
         raise RuntimeError("build failed")
     assert sorted(p.name for p in out.iterdir()) == ["a.txt", "manifest.json"]
     assert [p.name for p in tmp_path.iterdir()] == ["gen"]
+
+
+# ------------------------------------------------------- 2. writes that fail
+def test_data_show_into_a_missing_folder_below_a_file(tmp_path: Path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    r = run_cli("data", "--show", "4", "--out", str(blocker / "sub" / "grid.png"))
+    assert_one_line_error(r, needle="is not a folder")
+    assert snapshot(tmp_path) == {"a_file": hashlib.sha256(b"x").hexdigest()}
+
+
+def test_debug_variable_shows_the_traceback(tmp_path: Path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    r = run_cli("data", "--show", "4", "--out", str(blocker / "grid.png"),
+                env={"MNIST_EDGE_DEBUG": "1"})
+    assert r.returncode == 2 and "Traceback" in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("mnist-edge: error: ")
+
+
+def test_unexpected_exception_is_one_line_exit_3(monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    from mnist_edge import cli
+
+    monkeypatch.delenv("MNIST_EDGE_DEBUG", raising=False)
+
+    def broken(args):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(cli, "_resolve", lambda handler: broken)
+    assert cli.main(["report", "x"]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "internal error (ZeroDivisionError" in err[0]
+
+
+def test_os_errors_reaching_the_top_are_one_line(monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    import errno
+    import json
+    import pickle
+    import zipfile
+
+    from mnist_edge import cli
+
+    monkeypatch.delenv("MNIST_EDGE_DEBUG", raising=False)
+    cases = [OSError(errno.ENOSPC, "No space left on device", "/x/report.json"),
+             json.JSONDecodeError("Expecting value", "", 0), zipfile.BadZipFile("bad"),
+             pickle.UnpicklingError("junk"), EOFError()]
+    for exc in cases:
+        def raiser(args, exc=exc):
+            raise exc
+
+        monkeypatch.setattr(cli, "_resolve", lambda handler, f=raiser: f)
+        assert cli.main(["report", "x"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("mnist-edge: error: "), err
+    assert cli._describe(cases[0])[0] == "/x/report.json: cannot access (No space left on device)"
+
+
+def _without_override() -> list[str]:
+    """A command prefix under which a read-only folder really refuses writes.
+
+    Root ignores permission bits through CAP_DAC_OVERRIDE; setpriv drops it (and its
+    kin) from the bounding set, so the child is root that obeys 0555 like anyone else.
+    """
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root and setpriv (util-linux) is missing: root ignores "
+                    "read-only permissions unless CAP_DAC_OVERRIDE is dropped")
+    return [setpriv, "--bounding-set=-dac_override,-dac_read_search,-fowner"]
+
+
+@pytest.fixture()
+def readonly_run(tiny_run: Path, tmp_path: Path):
+    """A copy of the tiny run, every folder and file in it read-only."""
+    prefix = _without_override()
+    home = tmp_path / "home"
+    home.mkdir()
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("build", "firmware"))
+    for root, dirs, files in os.walk(run):
+        for name in files:
+            os.chmod(Path(root) / name, 0o444)
+        for name in dirs:
+            os.chmod(Path(root) / name, 0o555)
+    run.chmod(0o555)
+    yield prefix, run, home
+    for root, dirs, _ in os.walk(run):
+        for name in dirs:
+            os.chmod(Path(root) / name, 0o755)
+    run.chmod(0o755)
+
+
+@pytest.mark.parametrize("command", [
+    ["generate", "c", "{run}", "--vectors", "2"],
+    ["generate", "hls", "{run}", "--vectors", "2"],
+    ["validate", "{run}", "--backend", "c", "--limit", "20"],
+    ["evaluate", "{run}", "--limit", "20"],
+    ["export", "onnx", "{run}"],
+    ["report", "{run}"],
+], ids=lambda c: "-".join(c[:2]))
+def test_read_only_run_folder(readonly_run, mnist_dir: Path, command: list[str]) -> None:
+    prefix, run, home = readonly_run
+    before = snapshot(run)
+    args = [a.format(run=run) for a in command]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HOME": str(home),
+           "MPLCONFIGDIR": str(home), "MNIST_EDGE_DATA": str(mnist_dir)}
+    env.pop("MNIST_EDGE_DEBUG", None)
+    r = subprocess.run([*prefix, sys.executable, "-m", "mnist_edge.cli", *args],
+                       capture_output=True, text=True, env=env, timeout=300, cwd=home)
+    line = assert_one_line_error(r)
+    assert "Permission denied" in line or "Read-only" in line, line
+    assert snapshot(run) == before
