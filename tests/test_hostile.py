@@ -292,3 +292,62 @@ def test_read_only_run_folder(readonly_run, mnist_dir: Path, command: list[str])
     line = assert_one_line_error(r)
     assert "Permission denied" in line or "Read-only" in line, line
     assert snapshot(run) == before
+
+
+# ------------------------------------------- 3. corrupt report.json / history.json
+CORRUPT = {"truncated": '{"model": "tiny", "backends": {"c"', "list": '[1, 2, 3]\n'}
+
+
+EVALUATE = ["evaluate", "{run}", "--limit", "30"]
+VALIDATE = ["validate", "{run}", "--backend", "golden", "--limit", "30"]
+REPORT = ["report", "{run}"]
+
+
+@pytest.mark.parametrize(("command", "name", "how"), [
+    (EVALUATE, "report.json", "truncated"), (VALIDATE, "report.json", "list"),
+    (REPORT, "report.json", "list"), (REPORT, "history.json", "truncated"),
+    (EVALUATE, "history.json", "list"),
+], ids=lambda v: v[0] if isinstance(v, list) else v)
+def test_corrupt_run_file_is_moved_aside(run: Path, command: list[str], name: str,
+                                         how: str) -> None:
+    (run / name).write_text(CORRUPT[how])
+    r = run_cli(*[a.format(run=run) for a in command])
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mnist-edge: warning: "), r.stderr
+    aside = sorted(run.glob(f"{name}.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_text() == CORRUPT[how]
+    assert aside[0].name in lines[0]
+    if name == "report.json":
+        assert "fresh one" in lines[0]
+        import json
+
+        assert isinstance(json.loads((run / name).read_text()), dict)
+
+
+def _hammer(run_dir: str, tag: str, count: int) -> None:
+    from mnist_edge.report import set_backend_figures, update_report
+
+    for i in range(count):
+        if i % 10 == 0:
+            set_backend_figures(run_dir, f"{tag}-{i}", {"i": i})
+        else:
+            update_report(run_dir, {"entries": {f"{tag}-{i}": i}})
+
+
+def test_concurrent_report_updates_keep_every_entry(tmp_path: Path) -> None:
+    import json
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_hammer, args=(str(tmp_path), tag, 300)) for tag in "ab"]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    want = {f"{t}-{i}" for t in "ab" for i in range(300)}
+    got = set(report["entries"]) | set(report["backends"])
+    assert got == want
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json", "report.json.lock"]
