@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--requant", choices=["float", "int"], default="float",
                    help="C requantization: float32 (FPU) or integer-only")
     p.add_argument("--vectors", type=int, default=20, help="test images in test_vectors")
+    p.add_argument("--force", action="store_true",
+                   help="replace an --out folder holding an earlier mnist-edge output "
+                   "(a folder without mnist-edge's manifest.json is never replaced)")
 
     p = command("validate", "mnist_edge.pipeline:validate_command",
                 "run a backend on the test set and compare with golden bit for bit")
@@ -145,16 +148,50 @@ def _resolve(handler: Handler) -> Callable[[argparse.Namespace], int]:
     return getattr(importlib.import_module(module), func)
 
 
+def _describe(exc: BaseException) -> tuple[str, int]:
+    """The one line (and exit code) for an exception that reached the top."""
+    import json
+    import pickle
+    import zipfile
+
+    from .paths import os_error_message
+
+    if isinstance(exc, MnistEdgeError):
+        return str(exc), 2
+    if isinstance(exc, OSError):
+        return os_error_message(exc), 2
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not valid JSON ({exc})", 2
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not a text file ({exc.reason} at byte {exc.start})", 2
+    if isinstance(exc, (zipfile.BadZipFile, pickle.UnpicklingError, EOFError)):
+        return f"unreadable file ({type(exc).__name__}: {exc or 'truncated'})", 2
+    return (f"internal error ({type(exc).__name__}: {exc}); this is a bug in mnist-edge: "
+            "rerun with MNIST_EDGE_DEBUG=1 for the traceback and report it"), 3
+
+
+def _fail(exc: BaseException) -> int:
+    import os
+
+    if os.environ.get("MNIST_EDGE_DEBUG") == "1":
+        import traceback
+
+        traceback.print_exception(exc)
+    message, code = _describe(exc)
+    print(f"mnist-edge: error: {' '.join(message.split())}", file=sys.stderr)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Parse, run the handler; every failure is one line on stderr (exit 2, bugs exit 3)."""
     try:
+        args = build_parser().parse_args(argv)
         return int(_resolve(args.handler)(args) or 0)
-    except MnistEdgeError as exc:
-        print(f"mnist-edge: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("mnist-edge: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # the one error path: no traceback reaches a user
+        return _fail(exc)
 
 
 if __name__ == "__main__":

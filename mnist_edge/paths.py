@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .errors import MnistEdgeError
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = REPO_ROOT / "templates"
 
@@ -39,39 +41,157 @@ def _umask() -> int:
     return mask
 
 
+def os_error_message(exc: OSError, path: str | Path | None = None,
+                     action: str = "cannot access") -> str:
+    """`<path>: <what> (<why>)` for a failed file-system call."""
+    where = path if path is not None else (exc.filename if exc.filename is not None else "")
+    why = exc.strerror or str(exc) or type(exc).__name__
+    return f"{where}: {action} ({why})" if where != "" else f"{action} ({why})"
+
+
+def make_parent(path: Path) -> None:
+    """Create `path`'s missing parent folders; a one-line error when that cannot be done."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        blocker = next((a for a in path.parents if a.exists() and not a.is_dir()), None)
+        why = f"{blocker} is not a folder" if blocker else (exc.strerror or str(exc))
+        raise MnistEdgeError(f"{path}: cannot write ({why})") from exc
+
+
+def _own_error(exc: BaseException, tmp: Path) -> bool:
+    """An OSError from writing the temporary (not from some other file the body touched)."""
+    if not isinstance(exc, OSError):
+        return False
+    return exc.filename is None or str(exc.filename).startswith(str(tmp))
+
+
 @contextmanager
 def atomic_write(path: Path, mode: str = "wb") -> Iterator:
     """Write to a temporary file beside `path`, rename on success, delete on error.
 
-    A crash or an exception never leaves a half-written artifact behind.
+    A crash or an exception never leaves a half-written artifact behind; a failed write
+    (read-only folder, missing parent, full disk) is a one-line MnistEdgeError.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    make_parent(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise MnistEdgeError(os_error_message(exc, path, "cannot write")) from exc
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 is wrong for shared artifacts
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if _own_error(exc, Path(tmp)):
+            raise MnistEdgeError(os_error_message(exc, path, "cannot write")) from exc
         raise
+
+
+MANIFEST_NAME = "manifest.json"
+GENERATOR_PREFIX = "mnist-edge"
+
+
+def holds_manifest(folder: Path) -> bool:
+    """True when `folder` is a real folder holding a manifest.json that mnist-edge wrote."""
+    import json
+
+    manifest = Path(folder) / MANIFEST_NAME
+    if Path(folder).is_symlink() or manifest.is_symlink() or not manifest.is_file():
+        return False
+    try:
+        doc = json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        return False
+    generator = doc.get("generator") if isinstance(doc, dict) else None
+    return isinstance(generator, str) and generator.startswith(GENERATOR_PREFIX)
+
+
+def write_manifest(folder: Path, fields: dict) -> None:
+    """Mark `folder` as mnist-edge output, so a later run may replace it (and only then)."""
+    import json
+
+    from . import __version__
+
+    doc = {"generator": f"{GENERATOR_PREFIX} {__version__}", **fields}
+    (Path(folder) / MANIFEST_NAME).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+
+
+def check_output_dir(path: Path, *, force: bool = False, explicit: bool = True,
+                     protect: tuple[Path, ...] = ()) -> None:
+    """Refuse an output folder whose replacement could destroy something mnist-edge did not write.
+
+    An absent path or an empty folder is always fine. A folder holding our manifest is
+    replaced when it is the default output (`explicit=False`) or with `force`. Never: a
+    file, a symbolic link, a folder without our manifest, or a folder in `protect` (the run
+    folder) or one that contains it.
+    """
+    path = Path(path)
+    if path.is_symlink():
+        raise MnistEdgeError(f"{path}: is a symbolic link; give the folder it points to, "
+                             "or another output folder")
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise MnistEdgeError(f"{path}: exists and is not a folder; choose another output folder")
+    real = path.resolve()
+    for guarded in protect:
+        guarded = Path(guarded).resolve()
+        if real == guarded or real in guarded.parents:
+            raise MnistEdgeError(f"{path}: is the run folder or contains it; generated files "
+                                 f"need a folder of their own (default: {guarded}/<target>)")
+    if not any(path.iterdir()):
+        return
+    if not holds_manifest(path):
+        raise MnistEdgeError(f"{path}: folder is not empty and has no mnist-edge {MANIFEST_NAME}, "
+                             "so it is not replaced; choose an empty or new output folder")
+    if explicit and not force:
+        raise MnistEdgeError(f"{path}: holds an earlier mnist-edge output; pass --force to "
+                             "replace it")
 
 
 @contextmanager
 def atomic_dir(path: Path) -> Iterator[Path]:
-    """Build a directory under a temporary name and swap it in only when complete."""
+    """Build a directory under a temporary name and swap it in only when complete.
+
+    Only an absent path, an empty folder or a folder holding our manifest is replaced
+    (`check_output_dir`); the old tree is renamed aside, the new one renamed in, and the
+    old one deleted last, so a failure at any point leaves one complete tree in place.
+    """
     import shutil
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_umask())
+    check_output_dir(path, force=True)
+    make_parent(path)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        os.chmod(tmp, 0o777 & ~_umask())
+    except OSError as exc:
+        raise MnistEdgeError(os_error_message(exc, path, "cannot write")) from exc
+    old: Path | None = None
     try:
         yield tmp
+        check_output_dir(path, force=True)  # it may have changed while we built
         if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except BaseException:
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
+            os.replace(path, old / path.name)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            if old is not None:
+                os.replace(old / path.name, path)
+            raise
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not (old / path.name).exists():
+            shutil.rmtree(old, ignore_errors=True)
+        if isinstance(exc, OSError) and (
+            _own_error(exc, tmp) or str(exc.filename).startswith(str(path))
+        ):
+            raise MnistEdgeError(os_error_message(exc, path, "cannot write")) from exc
         raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

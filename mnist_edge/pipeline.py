@@ -10,7 +10,8 @@ import numpy as np
 
 from . import analyze, data, fgraph, golden, qgraph
 from .errors import MnistEdgeError
-from .report import load_report, update_report
+from .paths import check_output_dir
+from .report import check_run_files, load_report, update_report
 from .validate import BACKENDS, mismatch_message, validate_backend
 
 
@@ -60,8 +61,18 @@ def evaluate_run(run_dir: Path, data_dir: str | None = None,
     return figures
 
 
+def run_folder(path: str) -> Path:
+    """A command's run folder: it must exist; a corrupt report/history is moved aside now."""
+    run_dir = Path(path)
+    if not run_dir.is_dir():
+        raise MnistEdgeError(f"{run_dir}: no such run folder" if not run_dir.exists()
+                             else f"{run_dir}: not a folder (give the run folder)")
+    check_run_files(run_dir)
+    return run_dir
+
+
 def evaluate_command(args: Any) -> int:
-    f = evaluate_run(Path(args.run), args.data, args.limit)
+    f = evaluate_run(run_folder(args.run), args.data, args.limit)
     print(f"{f['model']}: float {f['float_accuracy']:.2%}  int8 {f['int8_accuracy']:.2%}  "
           f"agreement {f['int8_float_agreement']:.2%} on {f['test_images']:,} test images "
           f"(golden {f['golden_seconds']} s)")
@@ -69,23 +80,32 @@ def evaluate_command(args: Any) -> int:
 
 
 def generate(run_dir: Path, target: str, out: str | None = None, requant: str = "float",
-             vectors: int = 20, data_dir: str | None = None) -> Path:
+             vectors: int = 20, data_dir: str | None = None, force: bool = False) -> Path:
+    """Generate C or HLS into `out` (default <run>/c, <run>/fpga/hls).
+
+    The output folder is checked before any work: mnist-edge replaces only its own
+    output (a folder holding its manifest), an explicit --out only with `force`.
+    """
+    if target not in ("c", "hls"):
+        raise MnistEdgeError(f"generate {target}: this target is not implemented yet "
+                             "(available: c, hls)")
+    default = run_dir / "c" if target == "c" else run_dir / "fpga" / "hls"
+    out_dir = Path(out) if out is not None else default
+    check_output_dir(out_dir, force=force, explicit=out is not None, protect=(run_dir,))
     graph = qgraph.load_run(run_dir)
     pixels = test_set(data_dir, vectors)[0] if vectors > 0 else None
     if target == "c":
         from .backends.c import generate_c
 
-        return generate_c(graph, Path(out or run_dir / "c"), requant, pixels)
-    if target == "hls":
-        from .backends.hls import generate_hls
+        return generate_c(graph, out_dir, requant, pixels)
+    from .backends.hls import generate_hls
 
-        return generate_hls(graph, Path(out or run_dir / "fpga" / "hls"), pixels)
-    raise MnistEdgeError(f"generate {target}: this target is not implemented yet "
-                         "(available: c, hls)")
+    return generate_hls(graph, out_dir, pixels)
 
 
 def generate_command(args: Any) -> int:
-    out = generate(Path(args.run), args.target, args.out, args.requant, args.vectors)
+    out = generate(Path(args.run), args.target, args.out, args.requant, args.vectors,
+                   force=args.force)
     print(f"generated {args.target} -> {out}")
     return 0
 
@@ -116,14 +136,14 @@ def validate_run(run_dir: Path, backends: list[str], data_dir: str | None = None
 
 def validate_command(args: Any) -> int:
     backends = [b for spec in args.backend for b in spec.split(",") if b]
-    ok = validate_run(Path(args.run), backends, args.data, args.limit, args.model_file)
+    ok = validate_run(run_folder(args.run), backends, args.data, args.limit, args.model_file)
     return 0 if ok else 1
 
 
 def report_command(args: Any) -> int:
     from .report_html import write_reports
 
-    paths = write_reports(Path(args.run))
+    paths = write_reports(run_folder(args.run))
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
 
@@ -144,6 +164,7 @@ def build_command(args: Any) -> int:
 
     run_dir = Path(args.runs) / (args.name or args.model)
     start = time.time()
+    check_run_files(run_dir)
     data.resolve_data_dir(args.data)
     print(f"[1/7] training {args.model} into {run_dir}")
     _timed(run_dir, "train", train_model, args.model, run_dir, args.data, **train_options(args))

@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import MnistEdgeError
-from ..paths import TEMPLATES_DIR, atomic_dir, template_env
+from ..paths import TEMPLATES_DIR, atomic_dir, template_env, write_manifest
 from ..qgraph import QGraph
 from .boards import Board, get_board, get_target
 from .tools import require_tool
@@ -168,6 +168,9 @@ def build_firmware(graph: QGraph, board: Board, out_dir: Path, app: str = "qemu"
         _run([objcopy, "-O", "ihex", "build/firmware.elf", "build/firmware.hex"], tmp, "objcopy")
         _run([objcopy, "-O", "binary", "build/firmware.elf", "build/firmware.bin"], tmp,
              "objcopy")
+        write_manifest(tmp, {"model": graph.name, "qgraph_hash": graph.content_hash(),
+                             "board": board.name, "app": app, "requant": requant, "opt": opt,
+                             "test_vectors": vectors})
     return Firmware(out_dir, board, app, requant, opt)
 
 

@@ -1,0 +1,353 @@
+"""Hostile input: a careless or malicious user never loses a file and never sees a traceback.
+
+Each case of issue 14's list is a named test. Every failing command must exit 2 (or the
+documented exit 1 for "ran but not bit-exact"), print exactly one line on stderr, leave no
+temporary file, and change or delete no file it did not create (snapshots before/after).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+            timeout: float = 600) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if k != "MNIST_EDGE_DEBUG"}
+    full_env.update({"PYTHONPATH": str(REPO), **(env or {})})
+    return subprocess.run([sys.executable, "-m", "mnist_edge.cli", *args], capture_output=True,
+                          text=True, cwd=cwd, env=full_env, timeout=timeout)
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every entry under `folder` (files by content, links by target, folders by name)."""
+    out: dict[str, str] = {}
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            p = Path(root) / name
+            rel = str(p.relative_to(folder))
+            if p.is_symlink():
+                out[rel] = "link:" + os.readlink(p)
+            elif p.is_dir():
+                out[rel] = "dir"
+            else:
+                out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def assert_one_line_error(r: subprocess.CompletedProcess, code: int = 2,
+                          needle: str | None = None) -> str:
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == code, (r.returncode, r.stdout, r.stderr)
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("mnist-edge: error: "), r.stderr
+    assert "Traceback" not in r.stderr
+    if needle is not None:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def no_temporaries(folder: Path) -> list[str]:
+    """Leftover temporary names (atomic_write / atomic_dir use a leading dot)."""
+    return [k for k in snapshot(folder) if any(part.startswith(".") for part in Path(k).parts)]
+
+
+@pytest.fixture()
+def run(tiny_run: Path, tmp_path: Path) -> Path:
+    """A private copy of the tiny run, so a test may break it."""
+    dst = tmp_path / "run"
+    shutil.copytree(tiny_run, dst, ignore=shutil.ignore_patterns("build", "firmware"))
+    return dst
+
+
+@pytest.fixture(autouse=True)
+def _data_env(monkeypatch: pytest.MonkeyPatch, mnist_dir: Path) -> None:
+    monkeypatch.setenv("MNIST_EDGE_DATA", str(mnist_dir))
+
+
+# --------------------------------------------------------------- 1. data loss
+def test_generate_out_onto_run_folder_is_refused(run: Path) -> None:
+    before = snapshot(run)
+    r = run_cli("generate", "c", str(run), "--out", str(run), "--vectors", "2")
+    assert_one_line_error(r, needle="run folder")
+    assert snapshot(run) == before
+
+
+def test_generate_out_dot_keeps_the_current_folder(run: Path, tmp_path: Path) -> None:
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    (cwd / "notes.txt").write_text("mine\n")
+    before = snapshot(cwd)
+    r = run_cli("generate", "c", str(run), "--out", ".", "--vectors", "2", cwd=cwd)
+    assert_one_line_error(r, needle="manifest")
+    assert snapshot(cwd) == before
+
+
+def test_generate_out_onto_user_folder_is_refused_even_with_force(run: Path,
+                                                                  tmp_path: Path) -> None:
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "thesis.tex").write_text("years of work\n")
+    (user / "manifest.json").write_text('{"generator": "someone else"}\n')
+    before = snapshot(user)
+    for extra in ([], ["--force"]):
+        r = run_cli("generate", "c", str(run), "--out", str(user), "--vectors", "2", *extra)
+        assert_one_line_error(r, needle="manifest")
+        assert snapshot(user) == before
+    assert no_temporaries(tmp_path) == []
+
+
+def test_generate_out_onto_a_file_is_refused(run: Path, tmp_path: Path) -> None:
+    target = tmp_path / "file.txt"
+    target.write_text("keep\n")
+    for extra in ([], ["--force"]):
+        r = run_cli("generate", "hls", str(run), "--out", str(target), "--vectors", "2", *extra)
+        assert_one_line_error(r, needle="not a folder")
+        assert target.read_text() == "keep\n"
+
+
+def test_generate_out_onto_a_symlink_is_refused(run: Path, tmp_path: Path) -> None:
+    # even a link to an earlier generated folder: replacing it would cut the link
+    r = run_cli("generate", "c", str(run), "--out", str(tmp_path / "gen"), "--vectors", "2")
+    assert r.returncode == 0, r.stderr
+    (tmp_path / "link").symlink_to(tmp_path / "gen")
+    before = snapshot(tmp_path)
+    for extra in ([], ["--force"]):
+        r = run_cli("generate", "c", str(run), "--out", str(tmp_path / "link"), "--vectors",
+                    "2", *extra)
+        assert_one_line_error(r, needle="symbolic link")
+        assert snapshot(tmp_path) == before
+
+
+def test_generate_replaces_own_output_only_with_force(run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "gen"
+    assert run_cli("generate", "c", str(run), "--out", str(out), "--vectors", "2").returncode == 0
+    before = snapshot(out)
+    r = run_cli("generate", "c", str(run), "--out", str(out), "--vectors", "2")
+    assert_one_line_error(r, needle="--force")
+    assert snapshot(out) == before
+    r = run_cli("generate", "c", str(run), "--out", str(out), "--vectors", "3", "--force")
+    assert r.returncode == 0, r.stderr
+    assert snapshot(out) != before and (out / "manifest.json").exists()
+    assert no_temporaries(tmp_path) == []
+
+
+def test_generate_default_output_is_replaced_in_place(run: Path) -> None:
+    for vectors in ("2", "3"):
+        r = run_cli("generate", "c", str(run), "--vectors", vectors)
+        assert r.returncode == 0, r.stderr
+    assert '"test_vectors": 3' in (run / "c" / "manifest.json").read_text()
+    assert no_temporaries(run) == []
+
+
+def test_generate_default_output_holding_user_files_is_kept(run: Path) -> None:
+    (run / "c").mkdir()
+    (run / "c" / "my_port.c").write_text("int main(void) { return 0; }\n")
+    before = snapshot(run)
+    r = run_cli("generate", "c", str(run), "--vectors", "2", "--force")
+    assert_one_line_error(r, needle="manifest")
+    assert snapshot(run) == before
+
+
+def test_generate_into_an_empty_folder_is_allowed(run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "empty"
+    out.mkdir()
+    r = run_cli("generate", "c", str(run), "--out", str(out), "--vectors", "2")
+    assert r.returncode == 0, r.stderr
+    assert (out / "manifest.json").exists()
+
+
+def test_atomic_dir_keeps_the_old_tree_when_the_build_fails(tmp_path: Path) -> None:
+    from mnist_edge import paths
+
+    out = tmp_path / "gen"
+    with paths.atomic_dir(out) as tmp:
+        paths.write_manifest(tmp, {"model": "a"})
+        (tmp / "a.txt").write_text("a")
+    with pytest.raises(RuntimeError), paths.atomic_dir(out) as tmp:
+        (tmp / "b.txt").write_text("b")
+        raise RuntimeError("build failed")
+    assert sorted(p.name for p in out.iterdir()) == ["a.txt", "manifest.json"]
+    assert [p.name for p in tmp_path.iterdir()] == ["gen"]
+
+
+# ------------------------------------------------------- 2. writes that fail
+def test_data_show_into_a_missing_folder_below_a_file(tmp_path: Path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    r = run_cli("data", "--show", "4", "--out", str(blocker / "sub" / "grid.png"))
+    assert_one_line_error(r, needle="is not a folder")
+    assert snapshot(tmp_path) == {"a_file": hashlib.sha256(b"x").hexdigest()}
+
+
+def test_debug_variable_shows_the_traceback(tmp_path: Path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    r = run_cli("data", "--show", "4", "--out", str(blocker / "grid.png"),
+                env={"MNIST_EDGE_DEBUG": "1"})
+    assert r.returncode == 2 and "Traceback" in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("mnist-edge: error: ")
+
+
+def test_unexpected_exception_is_one_line_exit_3(monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    from mnist_edge import cli
+
+    monkeypatch.delenv("MNIST_EDGE_DEBUG", raising=False)
+
+    def broken(args):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(cli, "_resolve", lambda handler: broken)
+    assert cli.main(["report", "x"]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "internal error (ZeroDivisionError" in err[0]
+
+
+def test_os_errors_reaching_the_top_are_one_line(monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    import errno
+    import json
+    import pickle
+    import zipfile
+
+    from mnist_edge import cli
+
+    monkeypatch.delenv("MNIST_EDGE_DEBUG", raising=False)
+    cases = [OSError(errno.ENOSPC, "No space left on device", "/x/report.json"),
+             json.JSONDecodeError("Expecting value", "", 0), zipfile.BadZipFile("bad"),
+             pickle.UnpicklingError("junk"), EOFError()]
+    for exc in cases:
+        def raiser(args, exc=exc):
+            raise exc
+
+        monkeypatch.setattr(cli, "_resolve", lambda handler, f=raiser: f)
+        assert cli.main(["report", "x"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("mnist-edge: error: "), err
+    assert cli._describe(cases[0])[0] == "/x/report.json: cannot access (No space left on device)"
+
+
+def _without_override() -> list[str]:
+    """A command prefix under which a read-only folder really refuses writes.
+
+    Root ignores permission bits through CAP_DAC_OVERRIDE; setpriv drops it (and its
+    kin) from the bounding set, so the child is root that obeys 0555 like anyone else.
+    """
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root and setpriv (util-linux) is missing: root ignores "
+                    "read-only permissions unless CAP_DAC_OVERRIDE is dropped")
+    return [setpriv, "--bounding-set=-dac_override,-dac_read_search,-fowner"]
+
+
+@pytest.fixture()
+def readonly_run(tiny_run: Path, tmp_path: Path):
+    """A copy of the tiny run, every folder and file in it read-only."""
+    prefix = _without_override()
+    home = tmp_path / "home"
+    home.mkdir()
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("build", "firmware"))
+    for root, dirs, files in os.walk(run):
+        for name in files:
+            os.chmod(Path(root) / name, 0o444)
+        for name in dirs:
+            os.chmod(Path(root) / name, 0o555)
+    run.chmod(0o555)
+    yield prefix, run, home
+    for root, dirs, _ in os.walk(run):
+        for name in dirs:
+            os.chmod(Path(root) / name, 0o755)
+    run.chmod(0o755)
+
+
+@pytest.mark.parametrize("command", [
+    ["generate", "c", "{run}", "--vectors", "2"],
+    ["generate", "hls", "{run}", "--vectors", "2"],
+    ["validate", "{run}", "--backend", "c", "--limit", "20"],
+    ["evaluate", "{run}", "--limit", "20"],
+    ["export", "onnx", "{run}"],
+    ["report", "{run}"],
+], ids=lambda c: "-".join(c[:2]))
+def test_read_only_run_folder(readonly_run, mnist_dir: Path, command: list[str]) -> None:
+    prefix, run, home = readonly_run
+    before = snapshot(run)
+    args = [a.format(run=run) for a in command]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HOME": str(home),
+           "MPLCONFIGDIR": str(home), "MNIST_EDGE_DATA": str(mnist_dir)}
+    env.pop("MNIST_EDGE_DEBUG", None)
+    r = subprocess.run([*prefix, sys.executable, "-m", "mnist_edge.cli", *args],
+                       capture_output=True, text=True, env=env, timeout=300, cwd=home)
+    line = assert_one_line_error(r)
+    assert "Permission denied" in line or "Read-only" in line, line
+    assert snapshot(run) == before
+
+
+# ------------------------------------------- 3. corrupt report.json / history.json
+CORRUPT = {"truncated": '{"model": "tiny", "backends": {"c"', "list": '[1, 2, 3]\n'}
+
+
+EVALUATE = ["evaluate", "{run}", "--limit", "30"]
+VALIDATE = ["validate", "{run}", "--backend", "golden", "--limit", "30"]
+REPORT = ["report", "{run}"]
+
+
+@pytest.mark.parametrize(("command", "name", "how"), [
+    (EVALUATE, "report.json", "truncated"), (VALIDATE, "report.json", "list"),
+    (REPORT, "report.json", "list"), (REPORT, "history.json", "truncated"),
+    (EVALUATE, "history.json", "list"),
+], ids=lambda v: v[0] if isinstance(v, list) else v)
+def test_corrupt_run_file_is_moved_aside(run: Path, command: list[str], name: str,
+                                         how: str) -> None:
+    (run / name).write_text(CORRUPT[how])
+    r = run_cli(*[a.format(run=run) for a in command])
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mnist-edge: warning: "), r.stderr
+    aside = sorted(run.glob(f"{name}.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_text() == CORRUPT[how]
+    assert aside[0].name in lines[0]
+    if name == "report.json":
+        assert "fresh one" in lines[0]
+        import json
+
+        assert isinstance(json.loads((run / name).read_text()), dict)
+
+
+def _hammer(run_dir: str, tag: str, count: int) -> None:
+    from mnist_edge.report import set_backend_figures, update_report
+
+    for i in range(count):
+        if i % 10 == 0:
+            set_backend_figures(run_dir, f"{tag}-{i}", {"i": i})
+        else:
+            update_report(run_dir, {"entries": {f"{tag}-{i}": i}})
+
+
+def test_concurrent_report_updates_keep_every_entry(tmp_path: Path) -> None:
+    import json
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_hammer, args=(str(tmp_path), tag, 300)) for tag in "ab"]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    want = {f"{t}-{i}" for t in "ab" for i in range(300)}
+    got = set(report["entries"]) | set(report["backends"])
+    assert got == want
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json", "report.json.lock"]
