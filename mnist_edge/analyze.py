@@ -8,6 +8,7 @@ from typing import Any
 
 from . import qgraph
 from .qgraph import QGraph
+from .requant import ACC_LIMIT
 
 IN_PLACE = ("flatten",)  # ops that reuse their input buffer as output
 
@@ -22,6 +23,12 @@ class LayerCost:
     weight_bytes: int  # int8 weights + int32 biases + LUT tables
     activation_bytes: int  # this op's output tensor
     pair_bytes: int  # inputs + output live at once
+    max_accumulator: int  # worst-case |acc| over every int8 input (0: no accumulator)
+
+    @property
+    def exact_integer_sum(self) -> bool:
+        """Beyond 2^24 golden sums in int64 and float32(acc) rounds, as onnxruntime does."""
+        return self.max_accumulator >= ACC_LIMIT
 
 
 def layer_costs(graph: QGraph) -> list[LayerCost]:
@@ -39,7 +46,7 @@ def layer_costs(graph: QGraph) -> list[LayerCost]:
         read = sum(t.size for t in ins)
         pair = read if op.kind in IN_PLACE else read + op.output.size
         rows.append(LayerCost(op.name, op.kind, op.output.shape, params, macs, weight_bytes,
-                              op.output.size, pair))
+                              op.output.size, pair, graph.max_accumulator(i)))
     return rows
 
 
@@ -50,7 +57,7 @@ def summarize(graph: QGraph) -> dict[str, Any]:
         "macs": sum(r.macs for r in rows),
         "weight_bytes": sum(r.weight_bytes for r in rows),
         "peak_activation_bytes": max(r.pair_bytes for r in rows),  # of one op at a time
-        "layers": [asdict(r) for r in rows],
+        "layers": [{**asdict(r), "exact_integer_sum": r.exact_integer_sum} for r in rows],
     }
     try:
         from .backends.c_planner import plan_arena
@@ -65,14 +72,18 @@ def summarize(graph: QGraph) -> dict[str, Any]:
 def format_table(graph: QGraph) -> str:
     s = summarize(graph)
     lines = [f"{'layer':<12} {'kind':<15} {'output':<12} {'params':>8} {'MACs':>10} "
-             f"{'weight B':>9} {'act B':>7}"]
+             f"{'weight B':>9} {'act B':>7} {'max |acc|':>13}"]
     for r in s["layers"]:
         shape = "x".join(str(d) for d in r["output_shape"])
         lines.append(f"{r['name']:<12} {r['kind']:<15} {shape:<12} {r['params']:>8,} "
-                     f"{r['macs']:>10,} {r['weight_bytes']:>9,} {r['activation_bytes']:>7,}")
+                     f"{r['macs']:>10,} {r['weight_bytes']:>9,} {r['activation_bytes']:>7,} "
+                     f"{r['max_accumulator']:>11,}{' *' if r['exact_integer_sum'] else '  '}")
     lines.append(f"total: {s['params']:,} params, {s['macs']:,} MACs, "
                  f"{s['weight_bytes']:,} B weights+biases+LUTs, "
                  f"{s['peak_activation_bytes']:,} B peak activations (largest input+output)")
+    if any(r["exact_integer_sum"] for r in s["layers"]):
+        lines.append("* accumulators can pass 2^24: summed exactly in integers, rounded to "
+                     "float32 before requantization (as onnxruntime does)")
     if "c_arena_bytes" in s:
         lines.append(f"C arena (planned, with buffer reuse): {s['c_arena_bytes']:,} B "
                      f"(every buffer side by side: {s['c_tensor_bytes']:,} B)")

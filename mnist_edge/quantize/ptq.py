@@ -13,9 +13,7 @@ from ..qgraph import (
     QOp,
     QTensor,
     expected_output_shape,
-    max_abs_accumulator,
 )
-from ..requant import ACC_LIMIT
 
 INT32_MAX = 2**31 - 1
 
@@ -75,36 +73,19 @@ def input_norm_op(mean: float, std: float) -> QOp:
 
 
 def _linear_like(op: FOp, x: QTensor, out: tuple[float, int], act: str | None) -> QOp:
+    """Per-channel symmetric weights at full resolution, whatever the accumulator bound.
+
+    Accumulators beyond 2^24 are legal (golden sums them exactly in integers, every
+    backend converts them to float32 as onnxruntime does), so no channel is coarsened
+    to fit: coarsening only ever lost resolution. `analyze` reports each layer's bound.
+    """
     attrs = dict(op.attrs)
     if act:
         attrs["activation"] = act
     w_q, w_scale = quantize_weights(op.arrays["weight"])
-    qop = QOp(op.name, op.kind, QTensor((), *out), attrs, {})
-    for _ in range(8):
-        qop.arrays = {"weight": w_q, "bias": quantize_bias(op.arrays["bias"], x.scale, w_scale),
-                      "w_scale": w_scale}
-        over = _accumulator_excess(qop, x)
-        if not np.any(over > 1):
-            break
-        # Accumulator-aware step: coarsen only the channels whose worst case would reach
-        # 2^24, just enough to fit; every other channel keeps its full resolution.
-        w_scale = (w_scale * np.maximum(over * 1.001, 1.0)).astype(np.float32)
-        shape = (-1,) + (1,) * (w_q.ndim - 1)
-        w_q = np.clip(np.rint(op.arrays["weight"] / w_scale.astype(np.float64).reshape(shape)),
-                      -127, 127).astype(np.int8)
-    return qop
-
-
-def _accumulator_excess(op: QOp, x: QTensor) -> np.ndarray:
-    """Per channel: worst-case |acc| over the limit (values > 1 do not fit below 2^24)."""
-    limit = ACC_LIMIT - 1
-    return np.array([max_abs_accumulator(_channel(op, c), x) / limit
-                     for c in range(op.arrays["weight"].shape[0])])
-
-
-def _channel(op: QOp, c: int) -> QOp:
-    return QOp(op.name, op.kind, op.output, op.attrs,
-               {k: v[c : c + 1] for k, v in op.arrays.items()})
+    return QOp(op.name, op.kind, QTensor((), *out), attrs,
+               {"weight": w_q, "bias": quantize_bias(op.arrays["bias"], x.scale, w_scale),
+                "w_scale": w_scale})
 
 
 REQUANTIZING = ("conv2d", "linear", "add")  # ops whose output range can absorb a ReLU
