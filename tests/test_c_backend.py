@@ -15,17 +15,22 @@ from helpers import need
 from mnist_edge import golden
 from mnist_edge.backends.c import generate_c, render_tree
 from mnist_edge.backends.c_arrays import float_literal
-from mnist_edge.backends.c_planner import LOGITS, PIXELS, plan_arena
+from mnist_edge.backends.c_planner import LOGITS, PIXELS, lifetimes, plan_arena
 from mnist_edge.errors import MnistEdgeError
 from mnist_edge.qgraph import INPUT_SCALE, INPUT_ZERO_POINT, QGraph, QOp, QTensor
 from mnist_edge.requant import decompose, requantize_float
 from mnist_edge.targets import host_c
-from mnist_edge.testing import random_pixels, random_qgraph
+from mnist_edge.testing import random_dag_qgraph, random_pixels, random_qgraph
 
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Wshadow", "-Wconversion", "-Werror"]
 SOURCES = ["mnist_edge_model.c", "mnist_edge_kernels.c", "mnist_edge_weights.c"]
-CASES = [("mixed", 0), ("mixed", 3), ("dense", 1), ("dense", 4)]
-SLOW_CASES = {("mixed", 0), ("dense", 1)}  # for the slower builds (sanitizers, Cortex-M)
+CASES = [("mixed", 0), ("mixed", 3), ("dense", 1), ("dense", 4), ("dag", 0)]
+SLOW_CASES = {("mixed", 0), ("dense", 1), ("dag", 0)}  # for the slower builds (sanitizers...)
+
+
+def random_graph(seed: int, layout: str) -> QGraph:
+    """The testing layouts, plus "dag": a residual add, a depthwise conv and a concat."""
+    return random_dag_qgraph(seed) if layout == "dag" else random_qgraph(seed, layout)
 
 
 def _run(cmd: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -67,24 +72,29 @@ def _small_linear_graph(first: str) -> QGraph:
 # ------------------------------------------------------------------ planner
 @pytest.mark.parametrize("layout,seed", CASES)
 def test_plan_buffers_never_overlap_and_fusion_saves_arena(layout: str, seed: int) -> None:
-    graph = random_qgraph(seed, layout)
+    graph = random_graph(seed, layout)
     plan = plan_arena(graph)
     assert plan.arena_bytes <= plan.unfused_arena_bytes
     assert plan.fused and plan.arena_bytes < plan.unfused_arena_bytes
+    life = lifetimes(plan.steps, plan.buffers)
+    for j, a in enumerate(plan.buffers):  # buffers live at the same time never share bytes
+        for k, b in enumerate(plan.buffers[:j]):
+            if a.size and b.size and life[j][0] <= life[k][1] and life[k][0] <= life[j][1]:
+                assert a.offset + a.size <= b.offset or b.offset + b.size <= a.offset, (j, k)
     for s in plan.steps:
-        if s.src >= 0 and s.dst >= 0 and s.src != s.dst:
-            a, b = plan.buffers[s.src], plan.buffers[s.dst]
-            assert a.offset + a.size <= b.offset or b.offset + b.size <= a.offset
-        for ref in (s.src, s.dst):
+        for ref in (*s.srcs, s.dst):
             if ref >= 0:
                 buf = plan.buffers[ref]
                 assert 0 <= buf.offset and buf.offset + buf.size <= plan.arena_bytes
                 assert buf.offset % 4 == 0
     assert plan.steps[0].src == PIXELS and plan.steps[-1].dst == LOGITS
-    # The arena is exactly the largest live input + output pair (rounded to words).
-    pairs = [plan.buffers[s.src].size + plan.buffers[s.dst].size for s in plan.steps
-             if s.src >= 0 and s.dst >= 0 and s.src != s.dst]
-    assert plan.arena_bytes - max(pairs) < 8
+    assert plan.arena_bytes <= plan.tensor_bytes
+    if graph.is_chain:  # the arena is exactly the largest live input + output pair
+        pairs = [plan.buffers[s.src].size + plan.buffers[s.dst].size for s in plan.steps
+                 if s.src >= 0 and s.dst >= 0 and s.src != s.dst]
+        assert plan.arena_bytes - max(pairs) < 8
+    else:  # branches make the planner keep tensors alive, and reuse the rest
+        assert plan.arena_bytes < plan.tensor_bytes
 
 
 def test_unfused_plan_keeps_conv_output() -> None:
@@ -158,7 +168,7 @@ def trees(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, int, str]
     out = {}
     for layout, seed in CASES:
         for mode in ("float", "int"):
-            out[layout, seed, mode] = generate_c(random_qgraph(seed, layout),
+            out[layout, seed, mode] = generate_c(random_graph(seed, layout),
                                                  root / f"{layout}{seed}-{mode}", mode,
                                                  random_pixels(8, seed + 100))
     return out
@@ -320,7 +330,7 @@ def test_c_requantize_matches_contract(trees, tmp_path: Path, mode: str) -> None
 @pytest.mark.parametrize("layout,seed", CASES)
 def test_host_runner_bit_exact(tmp_path: Path, layout: str, seed: int) -> None:
     need("gcc")
-    graph = random_qgraph(seed, layout)
+    graph = random_graph(seed, layout)
     pixels = random_pixels(300, seed + 1)
     reference = golden.run_int8(graph, pixels)
     for run in (host_c.run_float, host_c.run_int):

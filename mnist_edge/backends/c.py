@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +25,13 @@ import numpy as np
 
 from .. import __version__, golden
 from ..errors import MnistEdgeError
+from ..ops.elementwise import add_weights
+from ..ops.layout import concat_multipliers
 from ..paths import atomic_dir, template_env
 from ..qgraph import QGraph, QOp, QTensor
 from ..testing import random_pixels
 from .c_arrays import CArray, LayerArrays, data_symbol, float_literal, format_values, step_arrays
-from .c_planner import LOGITS, PIXELS, ArenaPlan, Step, plan_arena
+from .c_planner import LOGITS, PIXELS, STEP_KIND, ArenaPlan, Step, plan_arena
 
 REQUANT_MODES = ("float", "int")
 SOURCES = ("mnist_edge_model.c", "mnist_edge_kernels.c", "mnist_edge_weights.c")
@@ -51,7 +53,9 @@ DEFAULT_VECTORS = 20
 
 @dataclass
 class Layer:
-    """What the templates need to emit one step: its arrays, params and call."""
+    """What the templates need to emit one step: its arrays, params and call.
+
+    `more_params` are further (type, name, fields) structs, one per input of a concat."""
 
     title: str
     comment: str
@@ -60,6 +64,7 @@ class Layer:
     params_name: str | None
     fields: list[tuple[str, str]]
     call: str
+    more_params: list[tuple[str, str, list[tuple[str, str]]]] = field(default_factory=list)
 
 
 def _shape(t: QTensor | tuple[int, ...]) -> str:
@@ -154,7 +159,7 @@ def _layer(graph: QGraph, plan: ArenaPlan, step: Step, mode: str) -> Layer:
     where = f"{_buf(plan, step.src)} -> {_buf(plan, step.dst)}"
     comment = "; ".join(parts) if parts else "pixels p -> int8 q = p - 128"
     ident = data_symbol(graph.ops[step.ops[0]].name) if step.ops else "mnist_edge_input"
-    ptype, fields, call = None, [], ""
+    ptype, fields, call, extra = None, [], "", []
     src, dst = _buf(plan, step.src), _buf(plan, step.dst)
     if step.kind in ("conv", "conv_u8"):
         ptype, fields, call = _conv_layer(graph, plan, step, arrays, ident)
@@ -187,13 +192,55 @@ def _layer(graph: QGraph, plan: ArenaPlan, step: Step, mode: str) -> Layer:
     elif step.kind == "lut":
         size = graph.ops[step.ops[0]].output.size
         call = f"me_lut_s8({arrays.table.name}, {size}, {dst});"
+    elif step.kind == "add":
+        op, (a, b) = graph.ops[step.conv], graph.inputs_of(step.conv)
+        (ka, kb), _ = add_weights([a, b], op.output)
+        ptype = "me_add_params"
+        fields = [("size", str(op.output.size)), ("a_zero_point", str(a.zero_point)),
+                  ("b_zero_point", str(b.zero_point)), ("a_weight", str(ka)),
+                  ("b_weight", str(kb)), ("requant", _requant_fields(arrays,
+                                                                     op.output.zero_point))]
+        call = (f"me_add_s8(&{ident}_params, {src}, {_buf(plan, step.more[0])}, {dst});")
+    elif step.kind == "concat":
+        extra, call = _concat_parts(graph, plan, step, arrays, ident)
     elif step.kind == "input":
         call = f"me_quantize_input_u8(pixels, MNIST_EDGE_INPUT_SIZE, {dst});"
     else:  # pragma: no cover - the planner only makes the kinds above
         raise AssertionError(step.kind)
     _annotate(graph, step, arrays)
     return Layer(names, f"{comment} [{where}]", arrays, ptype,
-                 f"{ident}_params" if ptype else None, fields, call)
+                 f"{ident}_params" if ptype else None, fields, call, extra)
+
+
+def _concat_parts(graph: QGraph, plan: ArenaPlan, step: Step, arrays: LayerArrays,
+                  ident: str) -> tuple[list[tuple[str, str, list[tuple[str, str]]]], str]:
+    """One me_concat_s8 call per input, each with its own params (channel offset, rescale)."""
+    op, tensors = graph.ops[step.conv], graph.inputs_of(step.conv)
+    out_c = op.output.shape[0]
+    positions = op.output.size // out_c
+    parts, calls, offset = [], [], 0
+    for j, (ref, t, mult) in enumerate(zip(step.srcs, tensors,
+                                           concat_multipliers(tensors, op.output), strict=True)):
+        if mult is None:
+            requant = "{.mult = NULL, .shift = NULL, .zero_point = 0, .table = NULL}"
+        else:
+            shift = f"{arrays.shift.name} + {j}" if arrays.shift is not None else "NULL"
+            requant = (f"{{.mult = {arrays.mult.name} + {j}, .shift = {shift}, "
+                       f".zero_point = {op.output.zero_point}, .table = NULL}}")
+        name = f"{ident}_in{j}_params"
+        parts.append(("me_concat_params", name, [
+            ("positions", str(positions)), ("in_c", str(t.shape[0])), ("out_c", str(out_c)),
+            ("offset", str(offset)), ("input_zero_point", str(t.zero_point)),
+            ("requant", requant)]))
+        calls.append(f"me_concat_s8(&{name}, {_buf(plan, ref)}, {_buf(plan, step.dst)});")
+        offset += t.shape[0]
+    return parts, "\n    ".join(calls)
+
+
+# QGraph kind -> the planner step that computes it (tests/test_op_registry.py checks every
+# registered kind has one). conv2d on the raw pixels becomes "conv_u8"; a LUT after a
+# conv, linear or average pool, and a max pool after a conv, fuse into that step.
+LOWERING: dict[str, str] = dict(STEP_KIND)
 
 
 def _annotate(graph: QGraph, step: Step, arrays: LayerArrays) -> None:

@@ -156,6 +156,8 @@ def _steps(graph: QGraph, fuse_overlapping: set[int]) -> tuple[list[Step], list[
         group = [i]
         step = Step(kind, group, where[first], where[first],
                     more=[where[n] for n in op.inputs[1:]])
+        if kind in ("add", "concat"):
+            step.conv = i  # they requantize too: their multipliers are the step's
         if kind in ("conv", "linear", "avgpool"):
             step.conv = i
             lut = sole_reader(i, "lut")
@@ -190,7 +192,7 @@ def _route_logits(steps: list[Step], buffers: list[Buffer]) -> None:
     buffers[dropped].size = 0
 
 
-def _lifetimes(steps: list[Step], buffers: list[Buffer]) -> list[tuple[int, int]]:
+def lifetimes(steps: list[Step], buffers: list[Buffer]) -> list[tuple[int, int]]:
     """(first, last) step index at which each buffer is live."""
     span = [[len(steps), -1] for _ in buffers]
     for k, s in enumerate(steps):
@@ -218,7 +220,7 @@ def _layout(steps: list[Step], buffers: list[Buffer]) -> int:
 
 def _layout_first_fit(steps: list[Step], buffers: list[Buffer]) -> int:
     """Largest buffer first, each at the lowest offset clear of every buffer live with it."""
-    life = _lifetimes(steps, buffers)
+    life = lifetimes(steps, buffers)
     placed: list[int] = []
     for k in sorted(range(len(buffers)), key=lambda k: (-buffers[k].size, k)):
         clashes = sorted((buffers[j].offset, buffers[j].offset + _align(buffers[j].size))
