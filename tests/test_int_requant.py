@@ -148,3 +148,23 @@ def test_int32_accumulators_beyond_2_24() -> None:
         acc = rng.integers(-(2**31), 2**31, 1_000_000, dtype=np.int64)
         mult = rng.choice(mults, len(acc))
         _assert_equal(acc, mult, int(rng.integers(-128, 128)))
+
+
+def near_half_wide_cases(n: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Accumulators beyond 2^24 with M chosen so that acc * M lands near k + 1/2: where
+    skipping the rounding of acc to 24 bits would flip the result (a few in a thousand)."""
+    rng = np.random.default_rng(seed)
+    acc = rng.integers(1 << 24, 1 << 31, n, dtype=np.int64)
+    mult = ((rng.integers(0, 127, n) + 0.5) / acc).astype(np.float32)
+    sign = rng.choice([-1, 1], n)
+    return acc * sign, mult
+
+
+def test_wide_accumulators_near_ties() -> None:
+    from mnist_edge.requant import _round_shift_rne, round_to_24_bits
+
+    acc, mult = near_half_wide_cases(200_000)
+    _assert_equal(acc, mult, 0)
+    m, shift = decompose(mult)
+    naive = np.clip(_round_shift_rne(round_to_24_bits(acc * m), shift), -128, 127)
+    assert np.sum(naive != requantize_float(acc, mult, 0)) > 10  # the cases do matter
