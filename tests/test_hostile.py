@@ -351,3 +351,29 @@ def test_concurrent_report_updates_keep_every_entry(tmp_path: Path) -> None:
     got = set(report["entries"]) | set(report["backends"])
     assert got == want
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json", "report.json.lock"]
+
+
+# ------------------------------------------------- 4. two commands on one run
+def _validate_twice_at_once(run_dir: Path, backend: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "MNIST_EDGE_DEBUG"}
+    env["PYTHONPATH"] = str(REPO)
+    cmd = [sys.executable, "-m", "mnist_edge.cli", "validate", str(run_dir), "--backend",
+           backend, "--limit", "40"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=env) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err
+        assert err == "" and "exact logits 100.0000%" in out
+    assert no_temporaries(run_dir) == []
+
+
+@pytest.mark.parametrize("attempt", range(2))
+def test_two_validates_of_one_backend_at_once(run: Path, attempt: int) -> None:
+    # scripts: the same check 20 times in a row is in the issue-14 report (it passed)
+    _validate_twice_at_once(run, "c")
+    import json
+
+    report = json.loads((run / "report.json").read_text())
+    assert report["backends"]["c"]["images"] == 40
+    assert (run / "build" / "c-float" / "runner").exists()
