@@ -323,8 +323,12 @@ def load(stem: str | Path) -> QGraph:
         raise MnistEdgeError(f"{json_path}: not valid JSON ({exc})") from None
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         raise MnistEdgeError(f"{json_path}: not a mnist-edge QGraph")
-    if doc.get("version") != SCHEMA_VERSION:
-        raise MnistEdgeError(f"{json_path}: schema version {doc.get('version')} "
+    version = doc.get("version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise MnistEdgeError(f"{json_path}: schema version {version!r} is not an integer "
+                             f"(this mnist-edge reads version {SCHEMA_VERSION})")
+    if version != SCHEMA_VERSION:
+        raise MnistEdgeError(f"{json_path}: schema version {version} "
                              f"(this mnist-edge reads {SCHEMA_VERSION})")
     try:
         with np.load(npz_path, allow_pickle=False) as npz:

@@ -377,3 +377,73 @@ def test_two_validates_of_one_backend_at_once(run: Path, attempt: int) -> None:
     report = json.loads((run / "report.json").read_text())
     assert report["backends"]["c"]["images"] == 40
     assert (run / "build" / "c-float" / "runner").exists()
+
+
+# ------------------------------------------- 5. arguments checked before any work
+@pytest.mark.parametrize(("args", "needle"), [
+    (["validate", "{run}", "--backend", ","], "no backend given"),
+    (["validate", "{run}", "--backend", "c,tpu"], "unknown backend 'tpu'"),
+    (["validate", "{run}", "--backend", "c", "--model-file", "x.onnx"], "onnxruntime backend"),
+    (["validate", "{run}", "--backend", "c", "--limit", "0"], "at least 1"),
+    (["generate", "c", "{run}", "--vectors", "0"], "at least 1"),
+    (["generate", "c", "{run}", "--vectors", "-5"], "at least 1"),
+    (["flash", "{run}", "--target", "qemu-m4", "--limit", "0"], "at least 1"),
+    (["evaluate", "{run}", "--limit", "ten"], "not an integer"),
+    (["report", "{run}/missing"], "no such run folder"),
+    (["build", "--backends", ",", "--runs", "{run}/runs"], "--backends: no backend given"),
+])
+def test_bad_arguments_fail_before_any_work(run: Path, args: list[str], needle: str) -> None:
+    before = snapshot(run)
+    r = run_cli(*[a.format(run=run) for a in args])
+    assert_one_line_error(r, needle=needle)
+    assert snapshot(run) == before  # nothing ran: no build/, no report entry, no folder
+
+
+SHOW_HEAVY = """
+import sys
+from mnist_edge import cli
+try:
+    cli.main(sys.argv[1:])
+except SystemExit:
+    pass
+heavy = sorted(m for m in ("torch", "onnxruntime", "onnx") if m in sys.modules)
+print("heavy:" + ",".join(heavy), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["validate", "x"],
+                                  ["validate", "x", "--backend", "c,tpu"],
+                                  ["train", "--model", "nope"], ["generate", "c", "x",
+                                                                 "--vectors", "0"]])
+def test_help_and_argument_errors_do_not_import_torch(args: list[str]) -> None:
+    r = subprocess.run([sys.executable, "-c", SHOW_HEAVY, *args], capture_output=True,
+                       text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60)
+    assert r.stderr.strip().splitlines()[-1] == "heavy:", r.stderr
+    if args[-1] != "--help":
+        assert r.stderr.count("mnist-edge: error: ") == 1 and "Traceback" not in r.stderr
+
+
+def test_model_names_are_the_zoo() -> None:
+    from mnist_edge import model_names, models
+
+    assert tuple(models.ZOO) == model_names.MODEL_NAMES
+
+
+@pytest.mark.parametrize("delay", [0.3, 0.6, 1.0])
+def test_ctrl_c_early_prints_no_traceback(run: Path, delay: float) -> None:
+    """Ctrl-C during imports, parsing or work: one line, exit 130 (Python's own start-up,
+    the first ~0.1 s before any mnist-edge code runs, is outside the CLI's reach)."""
+    import signal
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    p = subprocess.Popen([sys.executable, "-m", "mnist_edge.cli", "validate", str(run),
+                          "--backend", "c", "--limit", "20"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env)
+    time.sleep(delay)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    if p.returncode == 0:
+        pytest.skip("the command finished before the signal")
+    assert p.returncode == 130 and err.strip() == "mnist-edge: interrupted", err
+    assert no_temporaries(run) == []
