@@ -13,6 +13,7 @@ import io
 import json
 import math
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,10 @@ ARRAY_DTYPES: dict[str, dict[str, str]] = {
 }
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 @dataclass
 class QTensor:
     """An int8 activation: its shape (no batch dimension) and quantization."""
@@ -50,8 +55,17 @@ class QTensor:
 
     @staticmethod
     def from_json(doc: dict[str, Any]) -> QTensor:
-        return QTensor(tuple(int(d) for d in doc["shape"]), float(doc["scale"]),
-                       int(doc["zero_point"]))
+        """Exact types only: a fractional shape or zero point is refused, never truncated."""
+        if not isinstance(doc, dict):
+            raise TypeError(f"a tensor must be an object, got {type(doc).__name__}")
+        shape, scale, zero_point = doc["shape"], doc["scale"], doc["zero_point"]
+        if not isinstance(shape, list) or not all(_is_int(d) for d in shape):
+            raise ValueError(f"shape {shape!r} must be a list of integers")
+        if not _is_int(zero_point):
+            raise ValueError(f"zero point {zero_point!r} is not an integer")
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+            raise ValueError(f"scale {scale!r} is not a number")
+        return QTensor(tuple(shape), float(scale), zero_point)
 
     @property
     def size(self) -> int:
@@ -335,8 +349,11 @@ def load(stem: str | Path) -> QGraph:
             stored = {k: npz[k] for k in npz.files}
     except FileNotFoundError:
         raise MnistEdgeError(f"{npz_path}: missing (a QGraph needs its .npz)") from None
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise MnistEdgeError(f"{npz_path}: unreadable arrays ({exc})") from None
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        why = str(exc) or type(exc).__name__
+        raise MnistEdgeError(f"{npz_path}: unreadable arrays ({why})") from None
+    if not isinstance(doc.get("ops"), list) or not all(isinstance(o, dict) for o in doc["ops"]):
+        raise MnistEdgeError(f"{json_path}: malformed QGraph (ops must be a list of objects)")
     try:
         graph = QGraph(
             name=str(doc["name"]),
@@ -344,7 +361,7 @@ def load(stem: str | Path) -> QGraph:
             ops=[_op_from_json(o, stored) for o in doc["ops"]],
             meta=dict(doc.get("meta", {})),
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise MnistEdgeError(f"{json_path}: malformed QGraph ({exc!r})") from None
     graph.validate()
     if graph.content_hash() != doc.get("hash"):
