@@ -690,3 +690,36 @@ def test_mutated_npz_is_an_error_or_a_model(pristine, tmp_path: Path, data) -> N
         at = data.draw(st.integers(0, len(blob)), label="at")
         blob[at:at] = data.draw(st.binary(min_size=1, max_size=64), label="junk")
     _load_mutant(tmp_path, doc, bytes(blob))
+
+
+# ------------------------------------------------- 8. fuzz images through backends
+def test_fuzz_backends_10000_images(tiny_run: Path, mnist_dir: Path) -> None:
+    """CI's share of scripts/fuzz_backends.py (the 1,000,000-image run is in BENCHMARKS.md)."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import fuzz_backends
+    finally:
+        sys.path.pop(0)
+    figures = fuzz_backends.fuzz(tiny_run, 10000, list(fuzz_backends.FUZZ_BACKENDS), seed=1,
+                                 chunk=10000, data_dir=str(mnist_dir), quiet=True)
+    for backend in fuzz_backends.FUZZ_BACKENDS:
+        assert figures[backend]["images"] == 10000
+        assert figures[backend]["mismatching_logits"] == 0, (backend, figures[backend])
+
+
+def test_fuzz_families_are_not_mnist_like() -> None:
+    import numpy as np
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import fuzz_backends
+    finally:
+        sys.path.pop(0)
+    kinds = fuzz_backends.generators(None)
+    rng = np.random.default_rng(0)
+    for name, make in kinds.items():
+        batch = make(rng, 16)
+        assert batch.dtype == np.uint8 and batch.shape == (16, 28, 28), name
+    assert {"constant", "checkerboard", "sparse_salt", "gradient", "inverted_mnist"} <= set(kinds)
+    consts = kinds["constant"](rng, 64)
+    assert {0, 255} <= set(np.unique(consts[:, 0, 0]).tolist())
