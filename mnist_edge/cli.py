@@ -2,16 +2,55 @@
 
 from __future__ import annotations
 
-import argparse
-import importlib
+import signal
 import sys
-from collections.abc import Callable
 
-from . import __version__
-from .errors import MnistEdgeError
+
+def _interrupted_early(signum, frame) -> None:
+    """Ctrl-C before main() takes over (imports, parsing): a quiet exit, no traceback."""
+    raise SystemExit(_usage_interrupted())
+
+
+def _usage_interrupted() -> int:
+    print("mnist-edge: interrupted", file=sys.stderr)
+    return 130
+
+
+if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when ignored
+    signal.signal(signal.SIGINT, _interrupted_early)
+
+import argparse  # noqa: E402  (after the handler: Ctrl-C while importing stays quiet)
+import importlib  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+
+from . import __version__  # noqa: E402
+from .errors import MnistEdgeError  # noqa: E402
 
 # Each command names "module:function"; modules load lazily so `--help` stays fast.
 Handler = str
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the CLI's one-line errors (argparse prints usage + message)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise SystemExit(_usage_error(f"{message} (see `{self.prog} --help`)"))
+
+
+def _usage_error(message: str) -> int:
+    print(f"mnist-edge: error: {message}", file=sys.stderr)
+    return 2
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (a count of images, vectors, epochs...)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _add_run(p: argparse.ArgumentParser) -> None:
@@ -24,7 +63,7 @@ def _add_data(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mnist-edge", description=__doc__)
+    parser = Parser(prog="mnist-edge", description=__doc__)
     parser.add_argument("--version", action="version", version=f"mnist-edge {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -56,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "float and int8 (golden) accuracy on the test set")
     _add_run(p)
     _add_data(p)
-    p.add_argument("--limit", type=int, help="only the first N test images")
+    p.add_argument("--limit", type=positive_int, help="only the first N test images")
 
     p = command("export", "mnist_edge.backends.onnx:export_command", "export ONNX models")
     p.add_argument("target", choices=["onnx"])
@@ -73,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: <run>/c or <run>/fpga/...)")
     p.add_argument("--requant", choices=["float", "int"], default="float",
                    help="C requantization: float32 (FPU) or integer-only")
-    p.add_argument("--vectors", type=int, default=20, help="test images in test_vectors")
+    p.add_argument("--vectors", type=positive_int, default=20,
+                   help="test images in test_vectors (at least 1: the self-test runs them)")
     p.add_argument("--force", action="store_true",
                    help="replace an --out folder holding an earlier mnist-edge output "
                    "(a folder without mnist-edge's manifest.json is never replaced)")
@@ -84,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(p)
     p.add_argument("--backend", action="append", required=True,
                    help="onnxruntime, c, c-int, hls, qemu-m4, qemu-m3, qemu-m7 (repeatable)")
-    p.add_argument("--limit", type=int, help="only the first N test images")
+    p.add_argument("--limit", type=positive_int, help="only the first N test images")
     p.add_argument("--model-file", help="ONNX file to validate instead of <run>/model.int8.onnx")
 
     p = command("flash", "mnist_edge.targets.firmware:flash_command",
@@ -95,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--board", help="real board: nucleo-f411re, nrf52840dk")
     p.add_argument("--probe", choices=["pyocd", "openocd"], default="pyocd")
     p.add_argument("--dry-run", action="store_true", help="print the commands, keep the images")
-    p.add_argument("--limit", type=int, default=20, help="test images to run in QEMU")
+    p.add_argument("--limit", type=positive_int, default=20, help="test images to run in QEMU")
 
     p = command("bench", "mnist_edge.targets.mcu_bench:bench_command",
                 "exact instruction counts, flash and RAM for a Cortex-M core")
@@ -118,27 +158,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
-    from .models import DEFAULT_MODEL, MODEL_NAMES
+    from .model_names import DEFAULT_MODEL, MODEL_NAMES
 
     p.add_argument("--model", default=DEFAULT_MODEL, choices=MODEL_NAMES)
     p.add_argument("--name", help="run name (default: the model name)")
     p.add_argument("--runs", default="runs", help="folder holding the run folders")
     _add_data(p)
-    p.add_argument("--epochs", type=int, help="maximum epochs (default: per model)")
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--epochs", type=positive_int, help="maximum epochs (default: per model)")
+    p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--lr", type=float, help="peak learning rate (default: per model)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--patience", type=int, default=4, help="early-stopping patience (epochs)")
     p.add_argument("--no-augment", action="store_true", help="disable shift/rotate augmentation")
     p.add_argument("--teacher", metavar="RUN", help="distil from this run's float model "
                    "('none' to train on labels only; default: per model)")
-    p.add_argument("--train-limit", type=int, help="train on only the first N images (tests)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
+    p.add_argument("--train-limit", type=positive_int,
+                   help="train on only the first N images (tests)")
+    p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: all cores)")
 
 
 def _add_quant_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration", choices=["minmax", "percentile"], default="percentile")
-    p.add_argument("--calib-images", type=int, default=2000)
+    p.add_argument("--calib-images", type=positive_int, default=2000)
     p.add_argument("--qat-epochs", type=int, help="quantization-aware fine-tuning epochs "
                    "(default: per model; 0 = post-training quantization only)")
 
@@ -186,10 +227,13 @@ def main(argv: list[str] | None = None) -> int:
     """Parse, run the handler; every failure is one line on stderr (exit 2, bugs exit 3)."""
     try:
         args = build_parser().parse_args(argv)
+        # From here Ctrl-C is a KeyboardInterrupt again, so every `finally` and atomic
+        # write cleans up on the way out.
+        if signal.getsignal(signal.SIGINT) is _interrupted_early:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         return int(_resolve(args.handler)(args) or 0)
     except KeyboardInterrupt:
-        print("mnist-edge: interrupted", file=sys.stderr)
-        return 130
+        return _usage_interrupted()
     except Exception as exc:  # the one error path: no traceback reaches a user
         return _fail(exc)
 

@@ -8,6 +8,8 @@ explicit activation ops.
 from __future__ import annotations
 
 import math
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,17 +136,24 @@ def load(stem: str | Path) -> FloatGraph:
     stem = str(stem).removesuffix(".fgraph.json")
     try:
         doc = json.loads(Path(stem + ".fgraph.json").read_text())
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError included
+        raise MnistEdgeError(f"{stem}.fgraph.json: unreadable float graph ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        raise MnistEdgeError(f"{stem}.fgraph.json: not a mnist-edge float graph")
+    try:
         with np.load(stem + ".fgraph.npz", allow_pickle=False) as npz:
             stored = {k: npz[k] for k in npz.files}
-        ops = [FOp(o["name"], o["kind"], dict(o["attrs"]),
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        why = str(exc) or type(exc).__name__
+        raise MnistEdgeError(f"{stem}.fgraph.npz: unreadable arrays ({why})") from None
+    try:
+        ops = [FOp(str(o["name"]), str(o["kind"]), dict(o["attrs"]),
                    {k: stored[f"{o['name']}.{k}"] for k in o["arrays"]}, o.get("inputs"))
                for o in doc["ops"]]
         norm = doc.get("input_norm")
-    except (OSError, KeyError, ValueError, TypeError) as exc:
-        raise MnistEdgeError(f"{stem}.fgraph.json: unreadable float graph ({exc})") from None
-    if doc.get("schema") != SCHEMA:
-        raise MnistEdgeError(f"{stem}.fgraph.json: not a mnist-edge float graph")
-    return FloatGraph(doc["name"], ops, tuple(norm) if norm else None)
+        return FloatGraph(str(doc.get("name", "")), ops, tuple(norm) if norm else None)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise MnistEdgeError(f"{stem}.fgraph.json: malformed float graph ({exc!r})") from None
 
 
 def find_in_run(run_dir: str | Path) -> Path:

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from torch import nn
 
 from .errors import MnistEdgeError
+from .model_names import DEFAULT_MODEL, MODEL_NAMES
+
+__all__ = ["DEFAULT_MODEL", "MODEL_NAMES", "ZOO", "build_model", "defaults"]
 
 
 @dataclass(frozen=True)
@@ -110,8 +113,8 @@ ZOO = {
     "mlp": (mlp, TrainDefaults(epochs=10, lr=2e-3, augment=False)),
     "tiny": (tiny, TrainDefaults(epochs=4, lr=3e-3, augment=False)),
 }
-MODEL_NAMES = tuple(ZOO)
-DEFAULT_MODEL = "edge"
+if tuple(ZOO) != MODEL_NAMES:  # the CLI's torch-free list and the zoo are one list
+    raise ImportError(f"models.ZOO {tuple(ZOO)} differs from model_names.MODEL_NAMES")
 
 
 def build_model(name: str) -> nn.Sequential:

@@ -154,44 +154,68 @@ def check_output_dir(path: Path, *, force: bool = False, explicit: bool = True,
 
 
 @contextmanager
-def atomic_dir(path: Path) -> Iterator[Path]:
-    """Build a directory under a temporary name and swap it in only when complete.
+def atomic_dir(path: Path, guard: bool = True) -> Iterator[Path]:
+    """Build a directory under a private temporary name and swap it in only when complete.
 
-    Only an absent path, an empty folder or a folder holding our manifest is replaced
-    (`check_output_dir`); the old tree is renamed aside, the new one renamed in, and the
-    old one deleted last, so a failure at any point leaves one complete tree in place.
+    With `guard`, only an absent path, an empty folder or a folder holding our manifest
+    is replaced (`check_output_dir`); `guard=False` is for the scratch folders under
+    <run>/build that only mnist-edge writes. The swap is `replace_dir`'s, so a failure at
+    any point leaves one complete tree in place, and concurrent builders never share a
+    folder while they work in it.
     """
     import shutil
 
     path = Path(path)
-    check_output_dir(path, force=True)
+    if guard:
+        check_output_dir(path, force=True)
     make_parent(path)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
         os.chmod(tmp, 0o777 & ~_umask())
     except OSError as exc:
         raise MnistEdgeError(os_error_message(exc, path, "cannot write")) from exc
-    old: Path | None = None
     try:
         yield tmp
-        check_output_dir(path, force=True)  # it may have changed while we built
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
-            os.replace(path, old / path.name)
-        try:
-            os.replace(tmp, path)
-        except BaseException:
-            if old is not None:
-                os.replace(old / path.name, path)
-            raise
+        if guard:
+            check_output_dir(path, force=True)  # it may have changed while we built
+        replace_dir(tmp, path)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and not (old / path.name).exists():
-            shutil.rmtree(old, ignore_errors=True)
         if isinstance(exc, OSError) and (
             _own_error(exc, tmp) or str(exc.filename).startswith(str(path))
         ):
             raise MnistEdgeError(os_error_message(exc, path, "cannot write")) from exc
         raise
+
+
+def replace_dir(tmp: Path, path: Path) -> bool:
+    """Rename the finished tree `tmp` to `path`: the old tree aside, the new in, the old deleted.
+
+    Safe against a concurrent process doing the same: when its tree lands between our two
+    renames, ours is discarded (the same command built both) and False is returned. A
+    failed rename puts the old tree back, so `path` always holds one complete tree.
+    """
+    import errno
+    import shutil
+
+    tmp, path = Path(tmp), Path(path)
+    old: Path | None = None
+    if path.exists() or path.is_symlink():
+        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
+        try:
+            os.replace(path, old / path.name)
+        except FileNotFoundError:  # another process moved it first
+            pass
+    try:
+        os.replace(tmp, path)
+        landed = True
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not path.is_dir():
+            if old is not None and (old / path.name).exists() and not path.exists():
+                os.replace(old / path.name, path)
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)  # another process's tree won the race
+        landed = False
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+    return landed

@@ -113,11 +113,10 @@ def generate_command(args: Any) -> int:
 def validate_run(run_dir: Path, backends: list[str], data_dir: str | None = None,
                  limit: int | None = None, model_file: str | None = None) -> bool:
     """Validate each backend; print one line each. True when every one is bit-exact."""
+    backends = backend_list(backends, model_file)
     images, labels = test_set(data_dir, limit)
     all_exact = True
     for name in backends:
-        if name not in BACKENDS:
-            raise MnistEdgeError(f"unknown backend {name!r}; choose from: {', '.join(BACKENDS)}")
         start = time.time()
         options = {"model_file": model_file} if model_file else {}
         f = validate_backend(run_dir, name, images, labels, options)
@@ -134,8 +133,25 @@ def validate_run(run_dir: Path, backends: list[str], data_dir: str | None = None
     return all_exact
 
 
+def backend_list(specs: list[str], model_file: str | None = None,
+                 option: str = "--backend") -> list[str]:
+    """The backends of `--backend a,b --backend c`, every one checked before any runs."""
+    backends = [b.strip() for spec in specs for b in spec.split(",") if b.strip()]
+    if not backends:
+        raise MnistEdgeError(f"{option}: no backend given; choose from: {', '.join(BACKENDS)}")
+    unknown = [b for b in backends if b not in BACKENDS]
+    if unknown:
+        raise MnistEdgeError(f"unknown backend {unknown[0]!r}; choose from: "
+                             f"{', '.join(BACKENDS)}")
+    if model_file is not None and backends != ["onnxruntime"] * len(backends):
+        other = next(b for b in backends if b != "onnxruntime")
+        raise MnistEdgeError(f"--model-file is an ONNX file for the onnxruntime backend only, "
+                             f"not for {other!r}; validate {other} in a separate command")
+    return list(dict.fromkeys(backends))
+
+
 def validate_command(args: Any) -> int:
-    backends = [b for spec in args.backend for b in spec.split(",") if b]
+    backends = backend_list(args.backend, args.model_file)
     ok = validate_run(run_folder(args.run), backends, args.data, args.limit, args.model_file)
     return 0 if ok else 1
 
@@ -163,6 +179,7 @@ def build_command(args: Any) -> int:
     from .train import train_model, train_options
 
     run_dir = Path(args.runs) / (args.name or args.model)
+    backends = backend_list([args.backends], option="--backends")
     start = time.time()
     check_run_files(run_dir)
     data.resolve_data_dir(args.data)
@@ -179,7 +196,6 @@ def build_command(args: Any) -> int:
     _timed(run_dir, "export_onnx", export_run, run_dir)
     print("[5/7] generating C")
     _timed(run_dir, "generate_c", generate, run_dir, "c", None, "float", 20, args.data)
-    backends = [b for b in args.backends.split(",") if b]
     print(f"[6/7] validating {', '.join(backends)} against golden")
     ok = validate_run(run_dir, backends, args.data)
     print("[7/7] writing reports")

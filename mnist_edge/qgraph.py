@@ -19,6 +19,7 @@ import io
 import json
 import math
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,10 @@ INPUT_ZERO_POINT = -128
 INT32_LIMIT = 1 << 31  # accumulators are int32: a larger worst case cannot be computed
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 @dataclass
 class QTensor:
     """An int8 activation: its shape (no batch dimension) and quantization."""
@@ -52,22 +57,21 @@ class QTensor:
 
     @staticmethod
     def from_json(doc: dict[str, Any]) -> QTensor:
-        shape, scale, zp = doc["shape"], doc["scale"], doc["zero_point"]
+        """Exact types only: a fractional shape or zero point is refused, never truncated."""
+        if not isinstance(doc, dict):
+            raise TypeError(f"a tensor must be an object, got {type(doc).__name__}")
+        shape, scale, zero_point = doc["shape"], doc["scale"], doc["zero_point"]
         if not isinstance(shape, list) or not all(_is_int(d) and d > 0 for d in shape):
             raise ValueError(f"shape {shape!r} must be a list of positive integers")
-        if not isinstance(scale, int | float) or isinstance(scale, bool):
-            raise ValueError(f"scale {scale!r} must be a number")
-        if not _is_int(zp):
-            raise ValueError(f"zero point {zp!r} must be an integer")
-        return QTensor(tuple(shape), float(scale), zp)
+        if not _is_int(zero_point):
+            raise ValueError(f"zero point {zero_point!r} is not an integer")
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+            raise ValueError(f"scale {scale!r} is not a number")
+        return QTensor(tuple(shape), float(scale), zero_point)
 
     @property
     def size(self) -> int:
         return math.prod(self.shape)
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 @dataclass
@@ -333,20 +337,25 @@ def load(stem: str | Path) -> QGraph:
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         raise MnistEdgeError(f"{json_path}: not a mnist-edge QGraph")
     version = doc.get("version")
-    if not _is_int(version) or version not in READABLE_VERSIONS:
-        raise MnistEdgeError(f"{json_path}: schema version {version!r} (this mnist-edge reads "
-                             f"the integers {', '.join(map(str, READABLE_VERSIONS))})")
+    if not _is_int(version):
+        raise MnistEdgeError(f"{json_path}: schema version {version!r} is not an integer "
+                             f"(this mnist-edge reads versions "
+                             f"{', '.join(map(str, READABLE_VERSIONS))})")
+    if version not in READABLE_VERSIONS:
+        raise MnistEdgeError(f"{json_path}: schema version {version} (this mnist-edge reads "
+                             f"versions {', '.join(map(str, READABLE_VERSIONS))})")
     try:
         with np.load(npz_path, allow_pickle=False) as npz:
             stored = {k: npz[k] for k in npz.files}
     except FileNotFoundError:
         raise MnistEdgeError(f"{npz_path}: missing (a QGraph needs its .npz)") from None
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise MnistEdgeError(f"{npz_path}: unreadable arrays ({exc})") from None
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        why = str(exc) or type(exc).__name__
+        raise MnistEdgeError(f"{npz_path}: unreadable arrays ({why})") from None
+    op_docs = doc.get("ops")
+    if not isinstance(op_docs, list) or not all(isinstance(o, dict) for o in op_docs):
+        raise MnistEdgeError(f"{json_path}: malformed QGraph (ops must be a list of objects)")
     try:
-        op_docs = doc["ops"]
-        if not isinstance(op_docs, list) or not all(isinstance(o, dict) for o in op_docs):
-            raise TypeError("'ops' must be a list of objects")
         ops_ = [_op_from_json(o, stored, version) for o in op_docs]
         body = {k: v for k, v in doc.items() if k != "hash"}
         arrays = [(f"{o['name']}.{k}", stored[f"{o['name']}.{k}"])

@@ -207,20 +207,48 @@ def load_model(run_dir: str | Path, finetuned: bool = True) -> nn.Module:
         path = Path(run_dir) / QAT_CHECKPOINT
     if not path.exists():
         raise MnistEdgeError(f"{path}: no checkpoint; run `mnist-edge train` first")
+    ckpt = _load_checkpoint(path)
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        model = build_model(ckpt["model"])
+        model = build_model(str(ckpt["model"]))
         model.load_state_dict(ckpt["state_dict"])
-    except (RuntimeError, KeyError, EOFError) as exc:
-        raise MnistEdgeError(f"{path}: unreadable checkpoint ({exc})") from None
+    except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+        raise MnistEdgeError(f"{path}: checkpoint does not fit its model "
+                             f"({_first_line(exc)})") from None
     return model.eval()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _load_checkpoint(path: Path) -> dict:
+    """torch.load without unpickling code; anything unreadable is a one-line error."""
+    import pickle
+    import warnings
+    import zipfile
+
+    try:
+        with warnings.catch_warnings():  # torch warns about odd pickle protocols in junk
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise MnistEdgeError(f"{path}: unreadable checkpoint (not a PyTorch checkpoint of "
+                             "tensors: unpickling refused)") from None
+    except (RuntimeError, EOFError, ValueError, KeyError, AttributeError, IndexError,
+            zipfile.BadZipFile, UnicodeDecodeError) as exc:
+        why = _first_line(exc).split(". ")[0]
+        raise MnistEdgeError(f"{path}: unreadable checkpoint ({why})") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "state_dict" not in ckpt:
+        raise MnistEdgeError(f"{path}: not a mnist-edge checkpoint (no model/state_dict)")
+    return ckpt
 
 
 def model_name_of(run_dir: str | Path) -> str:
     path = Path(run_dir) / CHECKPOINT
     if not path.exists():
         raise MnistEdgeError(f"{path}: no checkpoint; run `mnist-edge train` first")
-    return str(torch.load(path, map_location="cpu", weights_only=True)["model"])
+    return str(_load_checkpoint(path)["model"])
 
 
 def trained_with_augmentation(run_dir: str | Path) -> bool:

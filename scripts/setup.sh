@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(gcc g++ clang make cmake gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm)
-TOOLS=(gcc g++ clang make cmake arm-none-eabi-gcc qemu-system-arm)
+APT_PACKAGES=(gcc g++ clang make cmake gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm util-linux)
+TOOLS=(gcc g++ clang make cmake arm-none-eabi-gcc qemu-system-arm setpriv)
 
 missing=()
 for tool in "${TOOLS[@]}"; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done

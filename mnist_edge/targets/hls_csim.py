@@ -20,6 +20,7 @@ import numpy as np
 
 from ..backends.hls import DEFAULT_PARALLEL, generate_hls, latency_model
 from ..errors import MnistEdgeError
+from ..paths import atomic_dir
 from ..qgraph import QGraph
 from ..validate import BackendResult
 
@@ -85,11 +86,14 @@ def run(run_dir: Path, graph: QGraph, pixels: np.ndarray, options: dict[str, Any
         pixels = pixels[: int(limit)]
     parallel = int(options.get("parallel") or DEFAULT_PARALLEL)
     build = Path(run_dir) / "build"
-    src = generate_hls(graph, build / "hls", vector_pixels=pixels[:VECTORS], parallel=parallel)
-    exe = compile_csim(src, build / "hls-csim" / "mnist_edge_csim")
-    start = time.perf_counter()
-    logits = run_csim(exe, pixels, graph.output.size)
-    seconds = time.perf_counter() - start
+    # Private folders renamed into place: concurrent runs never build in a shared one.
+    with atomic_dir(build / "hls", guard=False) as src, \
+            atomic_dir(build / "hls-csim", guard=False) as csim:
+        generate_hls(graph, src, vector_pixels=pixels[:VECTORS], parallel=parallel)
+        exe = compile_csim(src, csim / "mnist_edge_csim")
+        start = time.perf_counter()
+        logits = run_csim(exe, pixels, graph.output.size)
+        seconds = time.perf_counter() - start
     latency = latency_model(graph, parallel=parallel)
     return BackendResult(logits, latency_us=None, extra={
         "hls_estimated_cycles": latency["total_cycles"],

@@ -1,7 +1,8 @@
 """Validate the generated C on the host: generate, compile with gcc, run every image.
 
 `run_float` / `run_int` are the `c` / `c-int` backends of `mnist-edge validate`. They
-generate the C tree into `<run>/build/c-<mode>/src`, compile it with a small harness
+generate the C tree into a private folder renamed to `<run>/build/c-<mode>`
+(`src/` and the `runner`), compile it with a small harness
 (templates/c/host/runner.c) that reads raw pixels and writes raw logits, and time
 `mnist_edge_predict` at batch 1 on one thread (median of repeated passes over the
 same images).
@@ -18,7 +19,7 @@ import numpy as np
 
 from ..backends.c import SOURCES, generate_c
 from ..errors import MnistEdgeError
-from ..paths import TEMPLATES_DIR
+from ..paths import TEMPLATES_DIR, atomic_dir
 from ..qgraph import QGraph
 from ..validate import BackendResult
 from .tools import require_tool
@@ -73,12 +74,14 @@ def _run(run_dir: Path, graph: QGraph, pixels: np.ndarray, options: dict[str, An
     build = Path(options.get("build_dir") or Path(run_dir) / "build" / f"c-{mode}")
     cc = str(options.get("cc", "gcc"))
     cflags = tuple(options.get("cflags", DEFAULT_CFLAGS))
-    src = generate_c(graph, build / "src", mode, vector_pixels=np.asarray(pixels[:20]))
-    exe = build / "runner"
-    cmd = compile_runner(src, exe, cc, cflags)
-    timing = min(len(pixels), int(options.get("timing_images", TIMING_IMAGES)))
-    logits, latency = run_runner(exe, pixels, graph.output.size, timing,
-                                 int(options.get("repeats", REPEATS)))
+    # A private folder per build, renamed into place: concurrent runs never share one.
+    with atomic_dir(build, guard=False) as work:
+        src = generate_c(graph, work / "src", mode, vector_pixels=np.asarray(pixels[:20]))
+        exe = work / "runner"
+        cmd = compile_runner(src, exe, cc, cflags)
+        timing = min(len(pixels), int(options.get("timing_images", TIMING_IMAGES)))
+        logits, latency = run_runner(exe, pixels, graph.output.size, timing,
+                                     int(options.get("repeats", REPEATS)))
     extra = {"compiler": Path(cmd[0]).name, "cflags": " ".join(cflags), "requant": mode,
              "latency_images": timing}
     return BackendResult(logits, latency, extra)

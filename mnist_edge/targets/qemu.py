@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import MnistEdgeError
+from ..paths import atomic_dir
 from ..qgraph import QGraph
 from ..validate import BackendResult
 from .boards import get_target
@@ -70,9 +71,12 @@ def run_target(target: str, run_dir: Path, graph: QGraph, pixels: np.ndarray,
                options: dict[str, Any]) -> BackendResult:
     """Build the firmware for `target` into <run>/firmware/<target> and run all `pixels`."""
     board = get_target(target)
-    fw = build_firmware(graph, board, Path(run_dir) / "firmware" / board.name, "qemu",
-                        opt=options.get("opt", "-O2"), requant=options.get("requant"))
-    logits, seconds = run_firmware(fw, pixels, options.get("timeout"), graph.output.size)
+    # Built and run in a private folder, then renamed into place: concurrent runs of one
+    # target never run an image another process is replacing.
+    with atomic_dir(Path(run_dir) / "firmware" / board.name) as work:
+        fw = build_firmware(graph, board, work, "qemu", opt=options.get("opt", "-O2"),
+                            requant=options.get("requant"))
+        logits, seconds = run_firmware(fw, pixels, options.get("timeout"), graph.output.size)
     extra = {"qemu_seconds": round(seconds, 2), "qemu_machine": board.qemu_machine,
              "requant": fw.requant, "images_per_second": round(len(pixels) / seconds, 1)}
     # Wall time per image in QEMU says nothing about the chip: no latency_us here.
