@@ -80,8 +80,12 @@ def generate(run_dir: Path, target: str, out: str | None = None, requant: str = 
         from .backends.hls import generate_hls
 
         return generate_hls(graph, Path(out or run_dir / "fpga" / "hls"), pixels)
+    if target == "web":
+        from .backends.web import generate_web
+
+        return generate_web(graph, Path(out or run_dir / "web"), requant)
     raise MnistEdgeError(f"generate {target}: this target is not implemented yet "
-                         "(available: c, hls)")
+                         "(available: c, hls, web)")
 
 
 def generate_command(args: Any) -> int:
