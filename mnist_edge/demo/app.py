@@ -98,8 +98,11 @@ def _fmt_ms(ms: float | None) -> str:
     return "" if ms is None else (f"{ms:.1f} ms" if ms < 100 else f"{ms:.0f} ms")
 
 
-def results_html(panel: Panel, label: int | None = None) -> str:
-    """The side-by-side table: one row per backend, differing logits in red."""
+def results_html(panel: Panel, label: int | None = None, strokes: int | None = None) -> str:
+    """The side-by-side table: one row per backend, differing logits in red.
+
+    The hidden #demo-input carries the 28x28 bytes (hex) and the number of strokes they
+    were made from, for tests and scripts reading the page."""
     esc = html.escape
     ref = panel.golden
     ran = [r for r in panel.rows if r.logits is not None]
@@ -148,7 +151,8 @@ def results_html(panel: Panel, label: int | None = None) -> str:
                      "missing: no folded float graph in this run</td></tr>")
     parts.append("</table>")
     hexed = bytes(np.asarray(panel.pixels, np.uint8).reshape(-1)).hex()
-    parts.append(f"<div id='demo-input' data-pixels='{hexed}' hidden></div></div>")
+    count = "" if strokes is None else f" data-strokes='{strokes}'"
+    parts.append(f"<div id='demo-input' data-pixels='{hexed}'{count} hidden></div></div>")
     return "\n".join(parts)
 
 
@@ -193,14 +197,12 @@ class Demo:
         except MnistEdgeError as exc:
             self.test_note = f"test set unavailable: {exc}"
 
-    def _show(self, pixels: np.ndarray, label: int | None = None, figure: bool = True):
+    def _show(self, pixels: np.ndarray, label: int | None = None, strokes: int | None = None):
         from .features import feature_figure, figure_rgb
 
         panel = self.engine.panel(pixels)
-        fmap = None
-        if figure:
-            fmap = figure_rgb(feature_figure(self.engine.graph, panel.pixels, panel.trace))
-        return preview(panel.pixels), results_html(panel, label), fmap
+        fmap = figure_rgb(feature_figure(self.engine.graph, panel.pixels, panel.trace))
+        return preview(panel.pixels), results_html(panel, label, strokes), fmap
 
     def _guard(self, fn, *args):
         """Every error becomes a message on the page (never a traceback)."""
@@ -214,7 +216,7 @@ class Demo:
     def on_strokes(self, payload: Any):
         def run():
             strokes, w, h = parse_strokes(payload)
-            return self._show(pp.preprocess(pp.rasterize(strokes, w, h)))
+            return self._show(pp.preprocess(pp.rasterize(strokes, w, h)), strokes=len(strokes))
         return self._guard(run)
 
     def on_upload(self, path: str | None):
@@ -355,14 +357,17 @@ def build_app(demo: Demo):
         # A real annotation object (this module's are strings): Gradio finds EventData by it.
         strokes_event.__annotations__ = {"evt": gr.EventData}
 
-        canvas.click(strokes_event, None, outputs, api_visibility="private")
+        # always_last: a stroke finished while the previous one is still being answered is
+        # not dropped; the page ends up showing the whole drawing.
+        canvas.click(strokes_event, None, outputs, api_visibility="private",
+                     trigger_mode="always_last")
         clear.click(lambda: (None, message_html("draw a digit"), None), None, outputs,
                     js="() => { window.mnistEdgeDemo && window.mnistEdgeDemo.clear(); }",
                     api_visibility="private")
         upload.upload(demo.on_upload, upload, outputs, api_visibility="private")
         show.click(demo.on_test_image, index, outputs, api_visibility="private")
         wrong.change(demo.on_test_image, wrong, outputs, api_visibility="private")
-        gr.api(demo.api_strokes, api_name="predict_strokes")
+        gr.api(demo.api_strokes, api_name="predict_strokes", queue=False)
     return blocks
 
 
