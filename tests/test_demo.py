@@ -52,6 +52,14 @@ def test_engine_runs_every_available_backend_bit_exact(engine, mnist_dir: Path) 
         assert abs(sum(panel.float_probabilities) - 1) < 1e-6
 
 
+@pytest.fixture(scope="module")
+def demo_app(engine, mnist_dir: Path):
+    """The page's callbacks (one instance: it runs golden on the whole test set once)."""
+    from mnist_edge.demo.app import Demo
+
+    return Demo(engine, str(mnist_dir))
+
+
 def test_a_missing_tool_is_shown_not_hidden(tiny_run: Path, monkeypatch: pytest.MonkeyPatch
                                             ) -> None:
     from mnist_edge.demo import engine as engine_mod
@@ -87,12 +95,10 @@ def test_a_differing_backend_is_marked_in_red(engine) -> None:
     assert page.count("color:#c00") == 1
 
 
-def test_bad_inputs_give_a_message_never_a_traceback(engine, tmp_path: Path) -> None:
+def test_bad_inputs_give_a_message_never_a_traceback(demo_app, tmp_path: Path) -> None:
     from PIL import Image
 
-    from mnist_edge.demo.app import Demo
-
-    demo = Demo(engine, None)
+    demo = demo_app
     not_image = tmp_path / "notes.png"
     not_image.write_text("not an image at all")
     empty = tmp_path / "empty.png"
@@ -116,13 +122,11 @@ def test_bad_inputs_give_a_message_never_a_traceback(engine, tmp_path: Path) -> 
         assert "id='demo-message'" in page and words in page, (arg, page)
 
 
-def test_upload_of_an_mnist_digit_and_the_test_set_browser(engine, mnist_dir: Path,
+def test_upload_of_an_mnist_digit_and_the_test_set_browser(engine, demo_app, mnist_dir: Path,
                                                           tmp_path: Path) -> None:
     from PIL import Image
 
-    from mnist_edge.demo.app import Demo
-
-    demo = Demo(engine, str(mnist_dir))
+    demo = demo_app
     images, labels = data.load_mnist("test", mnist_dir)
     path = tmp_path / "digit.png"
     Image.fromarray(pp.upscale(images[0], 4)).save(path)       # white on black, as MNIST

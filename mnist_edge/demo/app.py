@@ -376,15 +376,15 @@ def demo_command(args: Any) -> int:
     os.environ.setdefault("GRADIO_SERVER_NAME", args.host)
     backends = ([b for b in args.backends.split(",") if b] if args.backends
                 else list(DEMO_BACKENDS))
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        raise MnistEdgeError("gradio not found: pip install 'mnist-edge[demo]' "
+                             "(scripts/setup.sh installs it)") from None
     print(f"mnist-edge demo: building {', '.join(backends)} once", flush=True)
     engine = Engine(Path(args.run), backends, log=lambda s: print(s, flush=True))
     try:
         demo = Demo(engine, args.data)
-        try:
-            import gradio  # noqa: F401
-        except ImportError:
-            raise MnistEdgeError("gradio not found: pip install 'mnist-edge[demo]' "
-                                 "(scripts/setup.sh installs it)") from None
         blocks = build_app(demo)
         blocks.queue(default_concurrency_limit=1)
         print(f"mnist-edge demo: serving on http://{args.host}:{args.port}/ (Ctrl-C stops)",
