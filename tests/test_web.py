@@ -240,3 +240,31 @@ def test_static_page_in_chromium_matches_golden(web_site: Path, tiny_run: Path, 
     save_screenshot(browser, tmp_path, "web_page.png")
     browser.find_element(By.ID, "clear").click()
     assert browser.find_element(By.ID, "logit-0").text == ""
+
+
+def test_static_page_from_a_static_host_fetches_the_wasm(web_site: Path, tiny_run: Path,
+                                                        browser) -> None:
+    """Served over http (any static host), the page loads mnist_edge.wasm itself."""
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(web_site))
+    handler.log_message = lambda *a: None
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        browser.get(f"http://127.0.0.1:{httpd.server_address[1]}/index.html")
+        wait_for(lambda: browser.execute_script("return document.body.dataset.ready === '1'"))
+        assert browser.execute_script("return MnistEdge.state.source") == "mnist_edge.wasm"
+        result = browser.execute_script(
+            "return MnistEdge.drawDigit(new Array(784).fill(0).map((_, i) => "
+            "(i % 28 > 9 && i % 28 < 18) ? 200 : 0), 10, 0, 0)")
+        pixels = np.array(result["input"], np.uint8).reshape(1, 28, 28)
+        assert pixels.any()
+        reference = golden.run_int8(qgraph.load_run(tiny_run), pixels)[0]
+        assert result["logits"] == reference.tolist()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
