@@ -14,6 +14,8 @@ from __future__ import annotations
 import html
 import json
 import os
+import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -191,7 +193,9 @@ class Demo:
         try:
             from .. import data, golden
 
-            self.images, self.labels = data.load_mnist("test", data_dir)
+            # Only MNIST files already here: the demo never downloads anything.
+            local = data.resolve_data_dir(data_dir, download=False)
+            self.images, self.labels = data.load_mnist("test", local)
             pred = golden.predict(golden.run_int8(engine.graph, self.images))
             self.wrong = [int(i) for i in np.flatnonzero(pred != self.labels)]
         except MnistEdgeError as exc:
@@ -387,11 +391,21 @@ def demo_command(args: Any) -> int:
         demo = Demo(engine, args.data)
         blocks = build_app(demo)
         blocks.queue(default_concurrency_limit=1)
+        try:
+            blocks.launch(server_name=args.host, server_port=args.port, css=CSS,
+                          max_file_size=MAX_UPLOAD_BYTES, show_error=False, quiet=True,
+                          footer_links=[], ssr_mode=False, prevent_thread_lock=True)
+        except OSError as exc:
+            raise MnistEdgeError(f"cannot serve on {args.host}:{args.port} ({exc}); "
+                                 "pass another --port or --host") from None
         print(f"mnist-edge demo: serving on http://{args.host}:{args.port}/ (Ctrl-C stops)",
               flush=True)
-        blocks.launch(server_name=args.host, server_port=args.port, css=CSS,
-                      max_file_size=MAX_UPLOAD_BYTES, show_error=False, quiet=True,
-                      footer_links=[], ssr_mode=False, prevent_thread_lock=False)
+        # SIGTERM ends the demo like Ctrl-C, so the temporary builds are removed.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        try:
+            blocks.block_thread()
+        finally:
+            blocks.close()
     finally:
         engine.close()
     return 0
