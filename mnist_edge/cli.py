@@ -106,10 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="activation type in the int8 ONNX (uint8 runs faster on x86)")
 
     p = command("generate", "mnist_edge.pipeline:generate_command",
-                "generate C (MCU), HLS C++ (FPGA) or RTL from the QGraph")
-    p.add_argument("target", choices=["c", "hls", "rtl"])
+                "generate C (MCU), HLS C++ (FPGA), RTL or a WebAssembly page from the QGraph")
+    p.add_argument("target", choices=["c", "hls", "rtl", "web"])
     _add_run(p)
-    p.add_argument("--out", help="output folder (default: <run>/c or <run>/fpga/...)")
+    p.add_argument("--out", help="output folder (default: <run>/c, <run>/fpga/..., <run>/web)")
     p.add_argument("--requant", choices=["float", "int"], default="float",
                    help="C requantization: float32 (FPU) or integer-only")
     p.add_argument("--vectors", type=positive_int, default=20,
@@ -147,6 +147,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("report", "mnist_edge.pipeline:report_command",
                 "write report.md / report.html from report.json")
     _add_run(p)
+
+    p = command("demo", "mnist_edge.demo.app:demo_command",
+                "draw a digit in the browser: every backend's int8 logits side by side")
+    _add_run(p)
+    _add_data(p)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--backends", help="comma-separated backends to offer (default: all that "
+                   "this machine can run)")
 
     p = command("build", "mnist_edge.pipeline:build_command",
                 "everything: data, train, quantize, evaluate, export, generate, validate")

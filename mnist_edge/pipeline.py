@@ -79,6 +79,10 @@ def evaluate_command(args: Any) -> int:
     return 0
 
 
+# Each generate target and its default folder inside the run.
+GENERATED_FOLDER = {"c": "c", "hls": "fpga/hls", "web": "web"}
+
+
 def generate(run_dir: Path, target: str, out: str | None = None, requant: str = "float",
              vectors: int = 20, data_dir: str | None = None, force: bool = False) -> Path:
     """Generate C or HLS into `out` (default <run>/c, <run>/fpga/hls).
@@ -86,10 +90,10 @@ def generate(run_dir: Path, target: str, out: str | None = None, requant: str = 
     The output folder is checked before any work: mnist-edge replaces only its own
     output (a folder holding its manifest), an explicit --out only with `force`.
     """
-    if target not in ("c", "hls"):
+    if target not in GENERATED_FOLDER:
         raise MnistEdgeError(f"generate {target}: this target is not implemented yet "
-                             "(available: c, hls)")
-    default = run_dir / "c" if target == "c" else run_dir / "fpga" / "hls"
+                             f"(available: {', '.join(GENERATED_FOLDER)})")
+    default = run_dir / GENERATED_FOLDER[target]
     out_dir = Path(out) if out is not None else default
     check_output_dir(out_dir, force=force, explicit=out is not None, protect=(run_dir,))
     graph = qgraph.load_run(run_dir)
@@ -98,9 +102,13 @@ def generate(run_dir: Path, target: str, out: str | None = None, requant: str = 
         from .backends.c import generate_c
 
         return generate_c(graph, out_dir, requant, pixels)
-    from .backends.hls import generate_hls
+    if target == "hls":
+        from .backends.hls import generate_hls
 
-    return generate_hls(graph, out_dir, pixels)
+        return generate_hls(graph, out_dir, pixels)
+    from .backends.web import generate_web
+
+    return generate_web(graph, out_dir, requant)
 
 
 def generate_command(args: Any) -> int:

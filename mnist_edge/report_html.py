@@ -13,7 +13,9 @@ from .paths import atomic_write, save_figure
 from .report import load_history, load_report
 
 PLOTS = (("curves.png", "Training curves"), ("confusion.png", "int8 confusion matrix"),
-         ("misclassified.png", "Misclassified test images (int8)"))
+         ("misclassified.png", "Misclassified test images (int8)"),
+         ("feature_maps.png", "int8 feature maps of test image 0 (golden, dequantized)"))
+FEATURE_IMAGE = 0
 SUMMARY_KEYS = ("model", "float_accuracy", "int8_accuracy", "int8_float_agreement", "params",
                 "macs", "weight_bytes", "peak_activation_bytes", "c_arena_bytes", "qgraph_hash")
 BACKEND_KEYS = ("images", "accuracy", "top1_agreement_with_golden", "exact_logit_fraction",
@@ -115,7 +117,26 @@ def html_page(report: dict[str, Any], run_dir: Path, training: list[tuple[str, s
     return "\n".join(parts) + "\n"
 
 
+def plot_feature_maps(run_dir: Path) -> Path | None:
+    """feature_maps.png: every layer's int8 output for one test image (None without data).
+
+    Only MNIST files already on this machine are used: a report never downloads.
+    """
+    from . import data, qgraph
+    from .demo.features import save_feature_figure
+    from .errors import MnistEdgeError
+
+    try:
+        graph = qgraph.load_run(run_dir)
+        images, labels = data.load_mnist("test", data.resolve_data_dir(None, download=False))
+    except MnistEdgeError:
+        return None
+    title = f"{graph.name}: test image {FEATURE_IMAGE} (label {int(labels[FEATURE_IMAGE])})"
+    return save_feature_figure(graph, images[FEATURE_IMAGE], run_dir / "feature_maps.png", title)
+
+
 def write_reports(run_dir: Path) -> list[Path]:
+    plot_feature_maps(run_dir)
     report, training = load_report(run_dir), training_rows(run_dir)
     md, page = run_dir / "report.md", run_dir / "report.html"
     with atomic_write(md, "w") as f:

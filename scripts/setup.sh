@@ -5,8 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(gcc g++ clang make cmake gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm util-linux)
-TOOLS=(gcc g++ clang make cmake arm-none-eabi-gcc qemu-system-arm setpriv)
+APT_PACKAGES=(gcc g++ clang make cmake gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
+              util-linux emscripten nodejs chromium chromium-driver)
+TOOLS=(gcc g++ clang make cmake arm-none-eabi-gcc qemu-system-arm setpriv emcc node chromium
+       chromedriver)
 
 missing=()
 for tool in "${TOOLS[@]}"; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
@@ -22,5 +24,5 @@ if ! "$PY" -c "import torch" >/dev/null 2>&1; then
   echo "setup: installing torch (CPU build)"
   "$PY" -m pip install -q torch==2.13.0
 fi
-"$PY" -m pip install -q -e ".[dev]"
+"$PY" -m pip install -q -e ".[dev,demo]"
 echo "setup: ok ($("$PY" -c 'import mnist_edge; print("mnist-edge", mnist_edge.__version__)'))"
