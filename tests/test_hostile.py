@@ -391,6 +391,7 @@ def test_two_validates_of_one_backend_at_once(run: Path, attempt: int) -> None:
     (["evaluate", "{run}", "--limit", "ten"], "not an integer"),
     (["report", "{run}/missing"], "no such run folder"),
     (["build", "--backends", ",", "--runs", "{run}/runs"], "--backends: no backend given"),
+    (["build", "--backends", "c,tpu", "--runs", "{run}/runs"], "unknown backend 'tpu'"),
 ])
 def test_bad_arguments_fail_before_any_work(run: Path, args: list[str], needle: str) -> None:
     before = snapshot(run)
@@ -414,7 +415,8 @@ print("heavy:" + ",".join(heavy), file=sys.stderr)
 @pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["validate", "x"],
                                   ["validate", "x", "--backend", "c,tpu"],
                                   ["train", "--model", "nope"], ["generate", "c", "x",
-                                                                 "--vectors", "0"]])
+                                                                 "--vectors", "0"],
+                                  ["build", "--backends", ","]])
 def test_help_and_argument_errors_do_not_import_torch(args: list[str]) -> None:
     r = subprocess.run([sys.executable, "-c", SHOW_HEAVY, *args], capture_output=True,
                        text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60)
