@@ -181,13 +181,13 @@ def _timed(run_dir: Path, stage: str, fn, *a, **kw):
 
 def build_command(args: Any) -> int:
     """data -> train -> quantize -> evaluate -> export ONNX -> generate C -> validate -> report."""
+    backends = backend_list([args.backends], option="--backends")  # before torch loads
     from .backends.onnx import export_run
     from .quantize import quantize_run
     from .report_html import write_reports
     from .train import train_model, train_options
 
     run_dir = Path(args.runs) / (args.name or args.model)
-    backends = backend_list([args.backends], option="--backends")
     start = time.time()
     check_run_files(run_dir)
     data.resolve_data_dir(args.data)

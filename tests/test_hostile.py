@@ -391,6 +391,7 @@ def test_two_validates_of_one_backend_at_once(run: Path, attempt: int) -> None:
     (["evaluate", "{run}", "--limit", "ten"], "not an integer"),
     (["report", "{run}/missing"], "no such run folder"),
     (["build", "--backends", ",", "--runs", "{run}/runs"], "--backends: no backend given"),
+    (["build", "--backends", "c,tpu", "--runs", "{run}/runs"], "unknown backend 'tpu'"),
 ])
 def test_bad_arguments_fail_before_any_work(run: Path, args: list[str], needle: str) -> None:
     before = snapshot(run)
@@ -414,7 +415,8 @@ print("heavy:" + ",".join(heavy), file=sys.stderr)
 @pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["validate", "x"],
                                   ["validate", "x", "--backend", "c,tpu"],
                                   ["train", "--model", "nope"], ["generate", "c", "x",
-                                                                 "--vectors", "0"]])
+                                                                 "--vectors", "0"],
+                                  ["build", "--backends", ","]])
 def test_help_and_argument_errors_do_not_import_torch(args: list[str]) -> None:
     r = subprocess.run([sys.executable, "-c", SHOW_HEAVY, *args], capture_output=True,
                        text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60)
@@ -719,3 +721,24 @@ def test_fuzz_families_are_not_mnist_like() -> None:
     assert {"constant", "checkerboard", "sparse_salt", "gradient", "inverted_mnist"} <= set(kinds)
     consts = kinds["constant"](rng, 64)
     assert {0, 255} <= set(np.unique(consts[:, 0, 0]).tolist())
+
+
+@pytest.fixture()
+def full_disk(tmp_path: Path):
+    """A 64 KiB tmpfs (root with CAP_SYS_ADMIN only; skips elsewhere)."""
+    mount = shutil.which("mount")
+    point = tmp_path / "small"
+    point.mkdir()
+    if os.geteuid() != 0 or mount is None or subprocess.run(
+            [mount, "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(point)],
+            capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root with CAP_SYS_ADMIN)")
+    yield point
+    subprocess.run(["umount", str(point)], check=True)
+
+
+def test_full_disk_is_one_line_and_leaves_nothing(run: Path, full_disk: Path) -> None:
+    (full_disk / "keep.txt").write_text("mine\n")
+    r = run_cli("generate", "c", str(run), "--out", str(full_disk / "c"), "--vectors", "20")
+    assert_one_line_error(r, needle="No space left on device")
+    assert snapshot(full_disk) == {"keep.txt": hashlib.sha256(b"mine\n").hexdigest()}
