@@ -36,6 +36,11 @@ ACTIVATION_DEFAULTS: dict[str, dict[str, float]] = {
 SELU_ALPHA, SELU_SCALE = 1.6732632423543772, 1.0507009873554805
 
 
+def _sigmoid(v):
+    with np.errstate(over="ignore"):  # exp(-v) = inf for very negative v: the result is 0
+        return 1.0 / (1.0 + np.exp(-v))
+
+
 def _hardsigmoid(v, alpha: float, beta: float):
     return np.clip(alpha * v + beta, 0.0, 1.0)
 
@@ -48,7 +53,7 @@ def activation_fn(name: str, attrs: dict[str, Any] | None = None):
     if name == "tanh":
         return np.tanh
     if name == "sigmoid":
-        return lambda v: 1.0 / (1.0 + np.exp(-v))
+        return _sigmoid
     if name == "selu":
         return lambda v: SELU_SCALE * np.where(v > 0, v, SELU_ALPHA * np.expm1(np.minimum(v, 0)))
     if name == "gelu":
@@ -65,7 +70,7 @@ def activation_fn(name: str, attrs: dict[str, Any] | None = None):
     if name == "hardswish":
         return lambda v: v * _hardsigmoid(v, 1.0 / 6.0, 0.5)
     if name == "silu":
-        return lambda v: v / (1.0 + np.exp(-v))
+        return lambda v: v * _sigmoid(v)
     if name == "clip":
         lo, hi = float(a["min"]), float(a["max"])
         return lambda v: np.clip(v, lo, hi)
