@@ -36,8 +36,9 @@ BATCH = 987_654_321  # stands for the batch dimension inside folded shape arithm
 SUPPORTED = ("Conv, Gemm, MatMul, Add, Sub, Mul, Div, BatchNormalization, Relu, Clip, LeakyRelu, "
              "Sigmoid, Tanh, Elu, Selu, Gelu, Erf (GELU pattern), HardSigmoid, HardSwish, "
              "MaxPool, AveragePool, GlobalAveragePool, ReduceMean (spatial), Flatten, Reshape, "
-             "Squeeze, Transpose, Concat (channels), Softmax/LogSoftmax (last node), Dropout, "
-             "Identity, Cast (to float), Constant and shape arithmetic on constants")
+             "Squeeze, Transpose, Pad (zeros, before a Conv), Concat (channels), "
+             "Softmax/LogSoftmax (last node), Dropout, Identity, Cast (to float), Constant and "
+             "shape arithmetic on constants")
 OP_PREFIX = {"conv2d": "conv", "linear": "fc", "maxpool2d": "maxpool", "avgpool2d": "avgpool",
              "global_avgpool": "gap", "flatten": "flatten", "add": "add", "concat": "concat"}
 # Pending functions are named by comparing them with these on a grid.
@@ -67,6 +68,7 @@ class Value:
     trail: list[str] = field(default_factory=list)  # node types composed into fn (messages)
     sole: bool = True  # no other path reads the tensor: folding into its producer is safe
     softmax: bool = False
+    pad: tuple[int, int, int, int] | None = None  # a zero Pad waiting for the Conv that reads it
 
     @property
     def onnx_shape(self) -> tuple[int, ...]:
@@ -253,12 +255,15 @@ class Converter:
         self.read.update(op.inputs or [])
         self.shapes[op.name] = shape
 
-    def _value(self, node, where: str, i: int = 0) -> Value:
+    def _value(self, node, where: str, i: int = 0, allow_pad: bool = False) -> Value:
         name = node.input[i]
         if name not in self.values:
             raise MnistEdgeError(f"{where}: input {i} ({name!r}) must be a tensor computed from "
                                  "the image, not a constant")
         v = self.values[name]
+        if v.pad is not None and not allow_pad:
+            raise MnistEdgeError(f"{where}: reads a zero-padded tensor; supported: Pad only "
+                                 "right before a Conv (it becomes the Conv's padding)")
         return getattr(v, "_done", None) or v  # once emitted, later readers see the op
 
     def _const(self, node, where: str, i: int, what: str) -> np.ndarray | None:
@@ -366,8 +371,9 @@ class Converter:
                              "no supported activation (relu, gelu, silu, hardswish, sigmoid, "
                              "tanh, selu, elu, hardsigmoid, clip) nor an input normalization")
 
-    def _layer_input(self, node, where: str, rank: int, i: int = 0) -> Value:
-        v = self._materialize(self._value(node, where, i), where)
+    def _layer_input(self, node, where: str, rank: int, i: int = 0,
+                     allow_pad: bool = False) -> Value:
+        v = self._materialize(self._value(node, where, i, allow_pad), where)
         if len(v.shape) + 1 != rank:
             raise MnistEdgeError(f"{where}: expects a {rank}-D input, got "
                                  f"[N,{','.join(str(d) for d in v.onnx_shape)}]")
@@ -418,7 +424,7 @@ class Converter:
 
     # ------------------------------------------------------------------ layers
     def _op_Conv(self, node, where: str, a: dict[str, Any]) -> Value:
-        v = self._layer_input(node, where, 4)
+        v = self._layer_input(node, where, 4, allow_pad=True)
         w = self._const(node, where, 1, "the weight")
         b = self._const(node, where, 2, "the bias")
         if w is None or w.ndim != 4:
@@ -436,6 +442,11 @@ class Converter:
             raise MnistEdgeError(f"{where}: weight {list(w.shape)} with group {groups} does not "
                                  f"fit {c} input channels")
         pads = self._pads(a, where, (h, wd), (kh, kw), stride)
+        if v.pad is not None:
+            if _str(a.get("auto_pad", "NOTSET")) not in ("NOTSET", "", "VALID"):
+                raise MnistEdgeError(f"{where}: a Pad before a Conv with auto_pad SAME is not "
+                                     "supported")
+            pads = [p + q for p, q in zip(pads, v.pad, strict=True)]
         oh = (h + pads[0] + pads[2] - kh) // stride[0] + 1
         ow = (wd + pads[1] + pads[3] - kw) // stride[1] + 1
         if oh < 1 or ow < 1:
@@ -635,7 +646,7 @@ class Converter:
         return self._flatten(v, where)
 
     def _op_Transpose(self, node, where: str, a: dict[str, Any]) -> Value:
-        v = self._value(node, where)
+        v = self._value(node, where, allow_pad=True)
         rank = len(v.perm)
         perm = [int(p) for p in a.get("perm", list(range(rank))[::-1])]
         if perm[0] != 0:
@@ -660,13 +671,49 @@ class Converter:
     # ------------------------------------------------------------------ pass-through
     def _op_Identity(self, node, where: str, a: dict[str, Any]) -> Value:
         self._drop(node, "identity")
-        return self._alias(node, self._value(node, where))
+        return self._alias(node, self._value(node, where, allow_pad=True))
 
     def _op_Dropout(self, node, where: str, a: dict[str, Any]) -> Value:
         if len(node.input) > 2 and node.input[2] and self._const(node, where, 2, "training")[()]:
             raise MnistEdgeError(f"{where}: training_mode=True is not supported")
         self._drop(node, "dropout is the identity at inference")
-        return self._alias(node, self._value(node, where))
+        return self._alias(node, self._value(node, where, allow_pad=True))
+
+    def _op_Pad(self, node, where: str, a: dict[str, Any]) -> Value:
+        """Zero padding of H and W (Keras writes one before every asymmetric 'same' Conv)."""
+        v = self._materialize(self._value(node, where), where)
+        if _str(a.get("mode", "constant")) != "constant":
+            raise MnistEdgeError(f"{where}: mode {_str(a['mode'])} is not supported "
+                                 "(supported: constant zero padding)")
+        rank = len(v.perm)
+        if self.opset < 11:
+            pads, value = [int(x) for x in a["pads"]], float(a.get("value", 0.0))
+        else:
+            pads = [int(x) for x in self._const(node, where, 1, "pads").reshape(-1)]
+            c = self._const(node, where, 2, "constant_value")
+            value = 0.0 if c is None else float(c.reshape(-1)[0])
+            axes_c = self._const(node, where, 3, "axes")
+            if axes_c is not None:
+                axes = [int(x) % rank for x in axes_c.reshape(-1)]
+                full = [0] * (2 * rank)
+                for j, ax in enumerate(axes):
+                    full[ax], full[rank + ax] = pads[j], pads[len(axes) + j]
+                pads = full
+        if value != 0.0 or rank != 4:
+            raise MnistEdgeError(f"{where}: only zero padding of image tensors is supported")
+        begin, end = [0] * 4, [0] * 4
+        for i in range(rank):
+            begin[v.perm[i]], end[v.perm[i]] = pads[i], pads[rank + i]
+        if begin[:2] != [0, 0] or end[:2] != [0, 0] or min(pads) < 0:
+            raise MnistEdgeError(f"{where}: only non-negative padding of height and width is "
+                                 "supported")
+        c, h, w = v.shape
+        extra = (begin[2], begin[3], end[2], end[3])
+        if v.pad is not None:
+            extra = tuple(p + q for p, q in zip(extra, v.pad, strict=True))
+        out = self._alias(node, v, pad=extra)
+        out.shape = (c, h, w)  # the IR tensor is unpadded; the Conv adds the rows
+        return out
 
     def _op_Cast(self, node, where: str, a: dict[str, Any]) -> Value:
         from onnx import TensorProto
@@ -675,7 +722,7 @@ class Converter:
             raise MnistEdgeError(f"{where}: cast of a float tensor to type {a['to']} is not "
                                  "supported (supported: no-op casts to float)")
         self._drop(node, "cast to float32 of a float32 tensor")
-        return self._alias(node, self._value(node, where))
+        return self._alias(node, self._value(node, where, allow_pad=True))
 
     def _softmax(self, node, where: str, a: dict[str, Any]) -> Value:
         v = self._materialize(self._value(node, where), where)
