@@ -230,3 +230,62 @@ def test_end_to_end(tmp_path: Path, mnist_dir: Path, key: str, exporter: str) ->
             "arm-none-eabi-gcc"):
         assert pipeline.validate_run(run_dir, ["qemu-m4"], str(mnist_dir), 20)
     assert pipeline.validate_run(run_dir, backends, str(mnist_dir), 100)
+
+
+# ------------------------------------------------------------------ FloatGraph v2
+def test_fgraph_v2_roundtrip_and_old_files(tmp_path: Path) -> None:
+    """inputs and input_norm survive save/load; a v1 chain file (neither) still loads."""
+    rng = np.random.default_rng(0)
+    conv = fgraph.FOp("c", "conv2d", {"kernel": [3, 3], "stride": [1, 1],
+                                      "padding": [1, 1, 1, 1], "groups": 1},
+                      {"weight": rng.normal(size=(2, 1, 3, 3)).astype(np.float32),
+                       "bias": np.zeros(2, np.float32)})
+    ops = [conv, fgraph.FOp("a", "leaky_relu", {"alpha": 0.2}),
+           fgraph.FOp("s", "add", inputs=["c", "a"]),
+           fgraph.FOp("k", "concat", {"axis": 1}, inputs=["s", "c"]),
+           fgraph.FOp("g", "global_avgpool"), fgraph.FOp("f", "flatten"),
+           fgraph.FOp("l", "linear", {}, {"weight": rng.normal(size=(3, 4)).astype(np.float32),
+                                          "bias": np.zeros(3, np.float32)})]
+    graph = fgraph.FloatGraph("dag", ops, (0.5, 0.25))
+    assert [o.inputs for o in graph.ops][:2] == [["input"], ["c"]]
+    fgraph.save(graph, tmp_path / "dag")
+    back = fgraph.load(tmp_path / "dag")
+    assert back.input_norm == (0.5, 0.25) and [o.inputs for o in back.ops] == [
+        o.inputs for o in graph.ops]
+    x = rng.uniform(0, 1, size=(5, 1, 28, 28)).astype(np.float32)
+    logits, outs = fgraph.run_float(back, x, trace=True)
+    # by hand: normalize, conv, leaky, add, concat, mean, linear
+    h = (x - 0.5) / 0.25
+    c = outs[0]
+    a = np.where(c >= 0, c, 0.2 * c)
+    np.testing.assert_allclose(outs[2], c + a, rtol=1e-6)
+    pooled = np.concatenate([c + a, c], axis=1).mean(axis=(2, 3))
+    np.testing.assert_allclose(logits, pooled @ ops[-1].arrays["weight"].T, rtol=1e-4, atol=1e-5)
+    assert len(outs) == len(ops) and h.shape == x.shape
+    doc = json.loads((tmp_path / "dag.fgraph.json").read_text())
+    for o in doc["ops"]:
+        del o["inputs"]
+    doc["ops"] = [o for o in doc["ops"] if o["name"] in ("c", "a")]
+    del doc["input_norm"]
+    (tmp_path / "old.fgraph.json").write_text(json.dumps(doc))
+    shutil.copy(tmp_path / "dag.fgraph.npz", tmp_path / "old.fgraph.npz")
+    old = fgraph.load(tmp_path / "old")
+    assert old.input_norm is None and [o.inputs for o in old.ops] == [["input"], ["c"]]
+    with pytest.raises(fgraph.MnistEdgeError, match="reads"):
+        fgraph.FloatGraph("bad", [fgraph.FOp("s", "add", inputs=["input", "nothing"])])
+
+
+def test_activation_fn_matches_torch() -> None:
+    import torch
+    from torch import nn
+
+    v = np.linspace(-8, 8, 1601)
+    t = torch.from_numpy(v)
+    pairs = {("leaky_relu", (("alpha", 0.1),)): nn.LeakyReLU(0.1), ("elu", (("alpha", 0.5),)):
+             nn.ELU(0.5), ("hardsigmoid", (("alpha", 1 / 6), ("beta", 0.5))): nn.Hardsigmoid(),
+             ("hardswish", ()): nn.Hardswish(), ("silu", ()): nn.SiLU(),
+             ("clip", (("min", 0.0), ("max", 6.0))): nn.ReLU6()}
+    for (kind, attrs), module in pairs.items():
+        np.testing.assert_allclose(fgraph.activation_fn(kind, dict(attrs))(v),
+                                   module(t).numpy(), rtol=1e-12, atol=1e-12, err_msg=kind)
+    assert set(fgraph.ACTIVATIONS) >= {"relu", "gelu", "silu", "clip", "hardswish"}
