@@ -5,7 +5,8 @@ quantized, evaluated on all 10,000 test images and validated on every backend.
 
 Usage: MNIST_EDGE_DATA=... python scripts/bench_import.py [--models torchscript,dynamo,keras]
        [--epochs 3] [--backends onnxruntime,c,c-int,hls] [--runs runs-import] [--write]
-(--write puts the table into docs/BENCHMARKS.md between the import:begin/end markers.)
+(--write puts the table into docs/BENCHMARKS.md between the import:begin/end markers;
+--table-only re-tabulates the run folders of an earlier invocation.)
 """
 
 from __future__ import annotations
@@ -167,16 +168,27 @@ def main() -> int:
     ap.add_argument("--runs", default="runs-import")
     ap.add_argument("--data")
     ap.add_argument("--write", action="store_true", help="update docs/BENCHMARKS.md")
+    ap.add_argument("--table-only", action="store_true",
+                    help="only tabulate the run folders an earlier invocation left in --runs")
     args = ap.parse_args()
     backends = [b for b in args.backends.split(",") if b]
     reports = {}
     for kind in args.models.split(","):
+        if args.table_only:
+            from mnist_edge.report import load_report
+
+            run_dir = Path(args.runs) / f"import-{kind}"
+            if (run_dir / "report.json").exists() and "int8_accuracy" in load_report(run_dir):
+                reports[kind] = load_report(run_dir)
+                reports[kind]["ops"] = json.loads((run_dir / "import.json").read_text())["ops"]
+            continue
         print(f"== {kind}: {MODELS[kind]}", flush=True)
         reports[kind] = bench_one(kind, Path(args.runs), backends, args.data, args.epochs)
     text = table(reports, backends)
     print(text)
     if args.write:
-        cmd = " ".join(["python", "scripts/bench_import.py", *sys.argv[1:]])
+        argv = [a for a in sys.argv[1:] if a not in ("--table-only", "--write")]
+        cmd = " ".join(["python", "scripts/bench_import.py", *argv])
         section = (f"{BEGIN}\nProduced by `{cmd}` (training on all 60,000 images, "
                    f"{args.epochs} epochs; every figure on all 10,000 test images).\n\n"
                    f"{text}\n{END}")
