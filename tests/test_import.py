@@ -289,3 +289,13 @@ def test_activation_fn_matches_torch() -> None:
         np.testing.assert_allclose(fgraph.activation_fn(kind, dict(attrs))(v),
                                    module(t).numpy(), rtol=1e-12, atol=1e-12, err_msg=kind)
     assert set(fgraph.ACTIVATIONS) >= {"relu", "gelu", "silu", "clip", "hardswish"}
+
+
+def test_static_batch_export(tmp_path: Path, mnist_dir: Path) -> None:
+    """Exported without a dynamic axis (batch fixed at 3): the check runs in batches of 3."""
+    import torch
+
+    path = tmp_path / "static.onnx"
+    torch.onnx.export(E.torch_model("plain", str(mnist_dir)), (torch.zeros(3, 1, 28, 28),),
+                      str(path), dynamo=False)
+    _import(tmp_path, path, "static")

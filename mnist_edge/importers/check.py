@@ -45,12 +45,17 @@ def run_original(model, info: dict[str, Any], x: np.ndarray) -> tuple[np.ndarray
     except Exception as exc:  # onnxruntime raises its own exception types
         raise MnistEdgeError(f"onnxruntime cannot load the model ({str(exc).splitlines()[0]})"
                              ) from None
-    step = info.get("batch") or 250
+    static = info.get("batch")  # a file exported with a fixed batch size runs in such batches
+    step = static or 250
     finals, logits = [], []
     for i in range(0, len(x), step):
-        outs = sess.run(names, {info["input_name"]: x[i:i + step]})
-        finals.append(outs[0])
-        logits.append(outs[-1])
+        chunk = x[i:i + step]
+        n = len(chunk)
+        if static and n < static:
+            chunk = np.concatenate([chunk, np.zeros((static - n, *chunk.shape[1:]), chunk.dtype)])
+        outs = sess.run(names, {info["input_name"]: chunk})
+        finals.append(outs[0][:n])
+        logits.append(outs[-1][:n])
     return np.concatenate(logits), np.concatenate(finals)
 
 
