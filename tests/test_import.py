@@ -77,7 +77,7 @@ def test_keras_export_imports(tmp_path: Path, mnist_dir: Path, key: str) -> None
         assert graph.ops[0].attrs["stride"] == [2, 2]
 
 
-@pytest.mark.parametrize("opset", [9, 11, 13, 21])
+@pytest.mark.parametrize("opset", [8, 11, 13, 21])
 def test_opsets(tmp_path: Path, mnist_dir: Path, opset: int) -> None:
     exporter = "dynamo" if opset > 17 else "torchscript"
     path = E.exported("plain", exporter, str(mnist_dir), opset=opset)
