@@ -77,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     data.cli_args(p)
 
+    p = command("import", "mnist_edge.importers:import_command",
+                "import a float ONNX model (PyTorch, Keras) into runs/<name>")
+    p.add_argument("model", metavar="MODEL.onnx", help="the float ONNX file")
+    p.add_argument("--name", help="run name (default: the file name without .onnx)")
+    p.add_argument("--runs", default="runs", help="folder holding the run folders")
+    _add_data(p)
+    _add_import_args(p)
+
     p = command("train", "mnist_edge.train:train_command", "train a zoo model (float)")
     _add_train_args(p)
 
@@ -162,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
                 "everything: data, train, quantize, evaluate, export, generate, validate")
     _add_train_args(p)
     _add_quant_args(p)
+    p.add_argument("--from", dest="from_onnx", metavar="MODEL.onnx",
+                   help="import this float ONNX model instead of training a zoo model")
+    _add_import_args(p)
     p.add_argument("--backends", default="onnxruntime,c,c-int",
                    help="backends validated at the end (comma-separated)")
     return parser
@@ -185,6 +196,13 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-limit", type=positive_int,
                    help="train on only the first N images (tests)")
     p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: all cores)")
+
+
+def _add_import_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--normalize", metavar="MEAN,STD",
+                   help="the model expects (pixel/255 - MEAN)/STD, e.g. 0.1307,0.3081")
+    p.add_argument("--layout", choices=["auto", "nchw", "nhwc"], default="auto",
+                   help="input layout of the ONNX model (auto: from its input shape)")
 
 
 def _add_quant_args(p: argparse.ArgumentParser) -> None:

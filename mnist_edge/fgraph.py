@@ -1,8 +1,9 @@
-"""The folded float graph: the trained model with BatchNorm folded, Dropout gone.
+"""The folded float graph: the trained or imported model with BatchNorm folded, Dropout gone.
 
 The quantizer calibrates on it and turns it into a QGraph; the float ONNX export
 and the float accuracy come from it. Same op vocabulary as the QGraph, plus
-explicit activation ops.
+explicit activation ops. Ops name the tensors they read (a DAG: residual `add`,
+channel `concat`); a chain written without inputs still loads.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import math
 import zipfile
 import zlib
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,33 +21,68 @@ import numpy as np
 from .errors import MnistEdgeError
 from .golden import conv_sum, pad_hw, run_batched, windows
 from .paths import atomic_write
-from .qgraph import INPUT_NAME, canonical_json, npz_bytes
+from .qgraph import canonical_json, npz_bytes
 
-ACTIVATIONS = ("relu", "selu", "gelu", "tanh", "sigmoid")
-LAYER_KINDS = ("conv2d", "linear", "maxpool2d", "avgpool2d", "global_avgpool", "flatten")
+ACTIVATIONS = ("relu", "selu", "gelu", "tanh", "sigmoid", "leaky_relu", "elu", "hardsigmoid",
+               "hardswish", "silu", "clip")
+LAYER_KINDS = ("conv2d", "linear", "maxpool2d", "avgpool2d", "global_avgpool", "flatten", "add",
+               "concat")
+MULTI_INPUT = ("add", "concat")
+INPUT = "input"  # the graph input tensor; every op's output tensor is named by the op
 SCHEMA = "mnist-edge.fgraph"
+# Attributes each parametrized activation needs, with the defaults ONNX and PyTorch use.
+ACTIVATION_DEFAULTS: dict[str, dict[str, float]] = {
+    "leaky_relu": {"alpha": 0.01}, "elu": {"alpha": 1.0},
+    "hardsigmoid": {"alpha": 0.2, "beta": 0.5}, "clip": {"min": 0.0, "max": 6.0},
+}
+SELU_ALPHA, SELU_SCALE = 1.6732632423543772, 1.0507009873554805
+
+
+def _sigmoid(v):
+    with np.errstate(over="ignore"):  # exp(-v) = inf for very negative v: the result is 0
+        return 1.0 / (1.0 + np.exp(-v))
+
+
+def _hardsigmoid(v, alpha: float, beta: float):
+    return np.clip(alpha * v + beta, 0.0, 1.0)
 
 
 def activation_fn(name: str, attrs: dict[str, Any] | None = None):
     """The float64 reference of each activation (also what LUTs are built from)."""
+    a = {**ACTIVATION_DEFAULTS.get(name, {}), **(attrs or {})}
     if name == "relu":
         return lambda v: np.maximum(v, 0.0)
     if name == "tanh":
         return np.tanh
     if name == "sigmoid":
-        return lambda v: 1.0 / (1.0 + np.exp(-v))
+        return _sigmoid
     if name == "selu":
-        alpha, scale = 1.6732632423543772, 1.0507009873554805
-        return lambda v: scale * np.where(v > 0, v, alpha * np.expm1(np.minimum(v, 0)))
+        return lambda v: SELU_SCALE * np.where(v > 0, v, SELU_ALPHA * np.expm1(np.minimum(v, 0)))
     if name == "gelu":
         erf = np.vectorize(math.erf, otypes=[np.float64])
         return lambda v: 0.5 * v * (1.0 + erf(np.asarray(v, np.float64) / math.sqrt(2.0)))
+    if name == "leaky_relu":
+        alpha = float(a["alpha"])
+        return lambda v: np.where(v >= 0, v, alpha * v)
+    if name == "elu":
+        alpha = float(a["alpha"])
+        return lambda v: np.where(v > 0, v, alpha * np.expm1(np.minimum(v, 0)))
+    if name == "hardsigmoid":
+        return lambda v: _hardsigmoid(v, float(a["alpha"]), float(a["beta"]))
+    if name == "hardswish":
+        return lambda v: v * _hardsigmoid(v, 1.0 / 6.0, 0.5)
+    if name == "silu":
+        return lambda v: v * _sigmoid(v)
+    if name == "clip":
+        lo, hi = float(a["min"]), float(a["max"])
+        return lambda v: np.clip(v, lo, hi)
     raise MnistEdgeError(f"unsupported activation {name!r}; supported: {', '.join(ACTIVATIONS)}")
 
 
 @dataclass
 class FOp:
-    """One float op; `inputs` names the tensors it reads (None: the previous op's output)."""
+    """One float op. `inputs` names the tensors it reads ("input" or an earlier op's name);
+    None means the previous op's output, so chain builders need not spell it out."""
 
     name: str
     kind: str
@@ -56,27 +93,62 @@ class FOp:
 
 @dataclass
 class FloatGraph:
-    """`input_norm` = (mean, std) when the model expects (p/255 - mean) / std."""
+    """Ops in topological order; the last op's output is the logits [N, classes].
+
+    `input_norm = (mean, std)` when the model expects `(p/255 - mean)/std`; `run_float` still
+    takes images in 0..1 and normalizes them itself.
+    """
 
     name: str
     ops: list[FOp]
     input_norm: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
-        previous = INPUT_NAME
+        previous = INPUT
         for op in self.ops:
             if op.inputs is None:
                 op.inputs = [previous]
+            op.inputs = [str(t) for t in op.inputs]
             previous = op.name
+        if self.input_norm is not None:
+            self.input_norm = (float(self.input_norm[0]), float(self.input_norm[1]))
+        self.check()
+
+    def check(self) -> None:
+        """Every input names the graph input or an earlier op; names are unique."""
+        known = {INPUT}
+        for op in self.ops:
+            if op.name in known:
+                raise MnistEdgeError(f"float graph {self.name}: duplicate tensor name {op.name!r}")
+            missing = [t for t in op.inputs or [] if t not in known]
+            if missing:
+                raise MnistEdgeError(f"float graph {self.name}: op {op.name} reads {missing}, "
+                                     "which no earlier op writes")
+            count = len(op.inputs or [])
+            if op.kind == "add" and count != 2 or op.kind == "concat" and count < 2 or (
+                    op.kind not in MULTI_INPUT and count != 1):
+                need = {"add": "two", "concat": "two or more"}.get(op.kind, "exactly one")
+                raise MnistEdgeError(f"float graph {self.name}: op {op.name} ({op.kind}) reads "
+                                     f"{need} tensors, not {count}")
+            known.add(op.name)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "schema": SCHEMA,
             "name": self.name,
-            "input_norm": list(self.input_norm) if self.input_norm else None,
-            "ops": [{"name": o.name, "kind": o.kind, "inputs": o.inputs, "attrs": o.attrs,
+            "input_norm": list(self.input_norm) if self.input_norm is not None else None,
+            "ops": [{"name": o.name, "kind": o.kind, "attrs": o.attrs, "inputs": o.inputs,
                      "arrays": sorted(o.arrays)} for o in self.ops],
         }
+
+
+def normalize_input(graph: FloatGraph, images: np.ndarray) -> np.ndarray:
+    """Images in 0..1 -> what the model's first op reads (float32)."""
+    x = np.asarray(images, dtype=np.float32)
+    if graph.input_norm is None:
+        return x
+    mean, std = graph.input_norm
+    return ((x - np.float32(mean)) / np.float32(std)).astype(np.float32)
 
 
 def run_float(graph: FloatGraph, images: np.ndarray, trace: bool = False):
@@ -84,25 +156,21 @@ def run_float(graph: FloatGraph, images: np.ndarray, trace: bool = False):
     x = np.asarray(images, dtype=np.float32)
     if x.ndim == 3:
         x = x[:, None]
-    if graph.input_norm:
-        mean, std = graph.input_norm
-        x = (x - np.float32(mean)) / np.float32(std)
-
-    def whole_graph(h: np.ndarray) -> list[np.ndarray]:
-        live = {INPUT_NAME: h}
-        for op in graph.ops:
-            live[op.name] = _float_op(op, *(live[n] for n in op.inputs))
-        return [live[op.name] for op in graph.ops]
-
-    return run_batched(x, whole_graph, trace)
+    return run_batched(normalize_input(graph, x), partial(_dag_outputs, graph), trace)
 
 
-def _float_op(op: FOp, h: np.ndarray, *more: np.ndarray) -> np.ndarray:
+def _dag_outputs(graph: FloatGraph, x: np.ndarray) -> list[np.ndarray]:
+    """Every op's output for one batch, each op fed the tensors it names."""
+    env = {INPUT: x}
+    outs = []
+    for op in graph.ops:
+        env[op.name] = _float_op(op, *[env[t] for t in op.inputs])
+        outs.append(env[op.name])
+    return outs
+
+
+def _float_op(op: FOp, h: np.ndarray, *rest: np.ndarray) -> np.ndarray:
     a = op.attrs
-    if op.kind == "add":
-        return h + more[0]
-    if op.kind == "concat":
-        return np.concatenate([h, *more], axis=1)
     if op.kind == "conv2d":
         y = conv_sum(pad_hw(h, a["padding"]), op.arrays["weight"].astype(np.float32), a)
         return y + op.arrays["bias"].astype(np.float32)[None, :, None, None]
@@ -116,8 +184,12 @@ def _float_op(op: FOp, h: np.ndarray, *more: np.ndarray) -> np.ndarray:
         return h.mean(axis=(2, 3), keepdims=True, dtype=np.float32)
     if op.kind == "flatten":
         return h.reshape(h.shape[0], -1)
+    if op.kind == "add":
+        return h + rest[0]
+    if op.kind == "concat":
+        return np.concatenate([h, *rest], axis=int(a.get("axis", 1)))
     if op.kind in ACTIVATIONS:
-        return activation_fn(op.kind)(h.astype(np.float64)).astype(np.float32)
+        return activation_fn(op.kind, a)(h.astype(np.float64)).astype(np.float32)
     raise MnistEdgeError(f"float graph: unsupported op {op.kind!r}")
 
 
@@ -151,7 +223,8 @@ def load(stem: str | Path) -> FloatGraph:
                    {k: stored[f"{o['name']}.{k}"] for k in o["arrays"]}, o.get("inputs"))
                for o in doc["ops"]]
         norm = doc.get("input_norm")
-        return FloatGraph(str(doc.get("name", "")), ops, tuple(norm) if norm else None)
+        return FloatGraph(str(doc.get("name", "")), ops,
+                          tuple(norm) if norm is not None else None)
     except (KeyError, ValueError, TypeError) as exc:
         raise MnistEdgeError(f"{stem}.fgraph.json: malformed float graph ({exc!r})") from None
 

@@ -180,19 +180,32 @@ def _timed(run_dir: Path, stage: str, fn, *a, **kw):
 
 
 def build_command(args: Any) -> int:
-    """data -> train -> quantize -> evaluate -> export ONNX -> generate C -> validate -> report."""
+    """data -> train (or import --from) -> quantize -> evaluate -> export ONNX -> generate C ->
+    validate -> report."""
     backends = backend_list([args.backends], option="--backends")  # before torch loads
     from .backends.onnx import export_run
     from .quantize import quantize_run
     from .report_html import write_reports
     from .train import train_model, train_options
 
-    run_dir = Path(args.runs) / (args.name or args.model)
     start = time.time()
+    from_onnx = getattr(args, "from_onnx", None)
+    if from_onnx:
+        from .importers import default_name, import_onnx, parse_normalize
+
+        run_dir = Path(args.runs) / (args.name or default_name(from_onnx))
+    else:
+        run_dir = Path(args.runs) / (args.name or args.model)
     check_run_files(run_dir)
     data.resolve_data_dir(args.data)
-    print(f"[1/7] training {args.model} into {run_dir}")
-    _timed(run_dir, "train", train_model, args.model, run_dir, args.data, **train_options(args))
+    if from_onnx:
+        print(f"[1/7] importing {args.from_onnx} into {run_dir}")
+        import_onnx(args.from_onnx, args.runs, run_dir.name, parse_normalize(args.normalize),
+                    args.layout, args.data)
+    else:
+        print(f"[1/7] training {args.model} into {run_dir}")
+        _timed(run_dir, "train", train_model, args.model, run_dir, args.data,
+               **train_options(args))
     print("[2/7] quantizing")
     quantize_run(run_dir, args.data, args.calibration, args.calib_images, args.qat_epochs)
     print("[3/7] evaluating (float and golden int8, full test set)")

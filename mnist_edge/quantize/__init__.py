@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from .. import data, fgraph, qgraph
+from ..errors import MnistEdgeError
 from ..fgraph import FloatGraph
 from ..report import update_report
 from .calibrate import calibrate
@@ -53,6 +54,10 @@ def quantize_run(run_dir: str | Path, data_dir: str | None = None, method: str =
 
     run_dir = Path(run_dir)
     start = time.time()
+    from ..importers import is_imported
+
+    if is_imported(run_dir):
+        return _quantize_imported(run_dir, data_dir, method, calib_images, qat_epochs, start)
     name = model_name_of(run_dir)
     model = load_model(run_dir, finetuned=False)
     calib = calibration_images(data_dir, calib_images)
@@ -73,6 +78,26 @@ def quantize_run(run_dir: str | Path, data_dir: str | None = None, method: str =
     fgraph.save(folded, run_dir / name)
     qgraph.save(graph, run_dir / name)
     update_report(run_dir, {"model": name, "qgraph_hash": graph.content_hash(),
+                            "seconds": {"quantize": round(time.time() - start, 2)}})
+    return graph
+
+
+def _quantize_imported(run_dir: Path, data_dir: str | None, method: str, calib_images: int,
+                       qat_epochs: int | None, start: float) -> qgraph.QGraph:
+    """An imported run has no PyTorch model: calibrate and quantize its saved float graph."""
+    if qat_epochs:
+        raise MnistEdgeError(f"{run_dir}: quantization-aware fine-tuning needs a zoo model's "
+                             "checkpoint; an imported model is quantized post-training only "
+                             "(--qat-epochs 0)")
+    folded = fgraph.load(fgraph.find_in_run(run_dir))
+    calib = calibration_images(data_dir, calib_images)
+    graph = quantize_graph(folded, calibrate(folded, calib, method))
+    graph.meta = {"model": folded.name, "calibration": method, "calibration_images": calib_images,
+                  "qat_epochs": 0, "imported": True}
+    for old in run_dir.glob("*.qgraph.*"):
+        old.unlink()
+    qgraph.save(graph, run_dir / folded.name)
+    update_report(run_dir, {"model": folded.name, "qgraph_hash": graph.content_hash(),
                             "seconds": {"quantize": round(time.time() - start, 2)}})
     return graph
 

@@ -1,0 +1,113 @@
+"""Bring your own model: a float ONNX file (PyTorch, Keras, tf2onnx) -> a run folder.
+
+`import_onnx` loads the file (external data too), maps it to the FloatGraph the zoo's
+folding produces (`convert`), checks it against onnxruntime on test images (`check`) and
+writes `runs/<name>/` atomically: `<name>.fgraph.*`, `import.json`, `report.json`.
+After that every command that starts from a float graph works on the run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from .. import data, fgraph
+from ..errors import MnistEdgeError
+from ..paths import atomic_dir, atomic_write
+from ..report import update_report
+
+IMPORT_FILE = "import.json"
+LAYOUTS = ("auto", "nchw", "nhwc")
+CHECK_IMAGES = 1000
+
+
+def parse_normalize(text: str | None) -> tuple[float, float] | None:
+    """'MEAN,STD' -> (mean, std), as in torchvision's Normalize((mean,), (std,))."""
+    if text is None:
+        return None
+    try:
+        mean, std = (float(v) for v in text.split(","))
+    except ValueError:
+        raise MnistEdgeError(f"--normalize {text!r}: expected MEAN,STD, e.g. 0.1307,0.3081"
+                             ) from None
+    if not std > 0:
+        raise MnistEdgeError(f"--normalize {text!r}: STD must be positive")
+    return mean, std
+
+
+def is_imported(run_dir: str | Path) -> bool:
+    return (Path(run_dir) / IMPORT_FILE).exists()
+
+
+def load_import_info(run_dir: str | Path) -> dict[str, Any]:
+    return json.loads((Path(run_dir) / IMPORT_FILE).read_text())
+
+
+def default_name(path: str | Path) -> str:
+    stem = Path(path).name.removesuffix(".onnx")
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-.") or "imported"
+
+
+def import_onnx(path: str | Path, runs: str | Path = "runs", name: str | None = None,
+                normalize: tuple[float, float] | None = None, layout: str = "auto",
+                data_dir: str | None = None, check_images: int = CHECK_IMAGES
+                ) -> tuple[Path, dict[str, Any]]:
+    """Import `path` into `<runs>/<name>`; returns the run folder and import.json's content."""
+    from .check import float_check
+    from .convert import convert
+    from .load import load_onnx, opset_of, sha256
+
+    if layout not in LAYOUTS:
+        raise MnistEdgeError(f"--layout {layout!r}: choose from {', '.join(LAYOUTS)}")
+    start = time.time()
+    path = Path(path)
+    name = name or default_name(path)
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name.startswith("."):
+        raise MnistEdgeError(f"--name {name!r}: use letters, digits, '_', '-', '.'")
+    run_dir = Path(runs) / name
+    if run_dir.exists() and any(run_dir.iterdir()) and not is_imported(run_dir):
+        raise MnistEdgeError(f"{run_dir} exists and is not an imported run; choose another "
+                             "--name or remove it")
+    model = load_onnx(path)
+    graph, info = convert(model, name, layout, normalize)
+    pixels, _ = data.load_mnist("test", data_dir)
+    check = float_check(model, graph, info, pixels[:check_images], normalize)
+    doc = {
+        "source": str(path.resolve()), "sha256": sha256(path),
+        "producer": f"{model.producer_name} {model.producer_version}".strip(),
+        "opset": opset_of(model), "layout": info["layout"], "input": info["input_name"],
+        "normalize": list(normalize) if normalize else None,
+        "input_norm": list(graph.input_norm) if graph.input_norm else None,
+        "dropped": info["dropped"], "folded": info["folded"],
+        "ops": [op.kind for op in graph.ops], "float_check": check,
+        "argmax_unchanged": bool(info["presoftmax"]) or None,
+    }
+    with atomic_dir(run_dir) as tmp:
+        fgraph.save(graph, tmp / name)
+        with atomic_write(tmp / IMPORT_FILE, "w") as f:
+            json.dump(doc, f, indent=2, sort_keys=True)
+            f.write("\n")
+        update_report(tmp, {"model": name, "imported_from": doc["source"],
+                            "import": {"float_max_abs_diff_vs_onnxruntime":
+                                       check["max_abs_logit_diff"],
+                                       "float_relative_diff": check["relative_diff"],
+                                       "dropped": [d["op_type"] for d in info["dropped"]],
+                                       "layout": info["layout"]},
+                            "seconds": {"import": round(time.time() - start, 2)}})
+    return run_dir, doc
+
+
+def import_command(args: Any) -> int:
+    run_dir, doc = import_onnx(args.model, args.runs, args.name, parse_normalize(args.normalize),
+                               args.layout, args.data)
+    c = doc["float_check"]
+    dropped = ", ".join(sorted({d["op_type"] for d in doc["dropped"]})) or "nothing"
+    print(f"imported {args.model} -> {run_dir}: {len(doc['ops'])} ops "
+          f"({', '.join(dict.fromkeys(doc['ops']))}), layout {doc['layout']}, "
+          f"input norm {doc['input_norm'] or 'none'}, dropped {dropped}; float check vs "
+          f"onnxruntime: max |diff| {c['max_abs_logit_diff']:.2e} "
+          f"({c['relative_diff']:.1e} of the logit range) on {c['images']} images")
+    return 0

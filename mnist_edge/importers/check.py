@@ -1,0 +1,85 @@
+"""The float check: the imported graph against onnxruntime running the original file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import MnistEdgeError
+from ..fgraph import FloatGraph, run_float
+
+TOLERANCE = 1e-4  # max |logit difference| relative to the logit range of the original
+
+
+def model_input(images01: np.ndarray, layout: str, normalize: tuple[float, float] | None
+                ) -> np.ndarray:
+    """Images in 0..1 [N,1,28,28] -> what the original file's input expects."""
+    x = images01.astype(np.float32)
+    if normalize is not None:
+        x = ((x - np.float32(normalize[0])) / np.float32(normalize[1])).astype(np.float32)
+    if layout == "nhwc":
+        return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    if layout == "flat":
+        return x.reshape(len(x), -1)
+    return x
+
+
+def run_original(model, info: dict[str, Any], x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(logits, final output) from onnxruntime; logits are the pre-softmax tensor if dropped."""
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    names = [model.graph.output[0].name]
+    if info.get("presoftmax"):
+        model.graph.output.append(onnx.helper.make_tensor_value_info(
+            info["presoftmax"], onnx.TensorProto.FLOAT, None))
+        names.append(info["presoftmax"])
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.log_severity_level = 3
+    try:
+        sess = ort.InferenceSession(model.SerializeToString(), opts,
+                                    providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise MnistEdgeError(f"onnxruntime cannot load the model ({str(exc).splitlines()[0]})"
+                             ) from None
+    static = info.get("batch")  # a file exported with a fixed batch size runs in such batches
+    step = static or 250
+    finals, logits = [], []
+    for i in range(0, len(x), step):
+        chunk = x[i:i + step]
+        n = len(chunk)
+        if static and n < static:
+            chunk = np.concatenate([chunk, np.zeros((static - n, *chunk.shape[1:]), chunk.dtype)])
+        outs = sess.run(names, {info["input_name"]: chunk})
+        finals.append(outs[0][:n])
+        logits.append(outs[-1][:n])
+    return np.concatenate(logits), np.concatenate(finals)
+
+
+def float_check(model, graph: FloatGraph, info: dict[str, Any], pixels: np.ndarray,
+                normalize: tuple[float, float] | None) -> dict[str, Any]:
+    """Refuse the import when the float graph does not reproduce the original's logits."""
+    images01 = pixels[:, None].astype(np.float32) / np.float32(255.0)
+    ref, final = run_original(model, info, model_input(images01, info["layout"], normalize))
+    if ref.ndim != 2 or ref.shape[0] != len(pixels):
+        raise MnistEdgeError(f"onnxruntime output has shape {list(ref.shape)}; expected "
+                             "[N, classes]")
+    ours = run_float(graph, images01)
+    if ours.shape != ref.shape:
+        raise MnistEdgeError(f"imported graph gives {list(ours.shape)}, onnxruntime "
+                             f"{list(ref.shape)}")
+    diff = float(np.abs(ours.astype(np.float64) - ref).max())
+    span = float(ref.max() - ref.min())
+    figures = {"images": int(len(pixels)), "max_abs_logit_diff": diff, "logit_range": span,
+               "relative_diff": diff / span if span > 0 else float("inf") if diff else 0.0,
+               "tolerance": TOLERANCE,
+               "argmax_agreement": float(np.mean(np.argmax(ours, 1) == np.argmax(final, 1)))}
+    if not np.isfinite(diff) or diff > TOLERANCE * span:
+        raise MnistEdgeError(f"the imported float graph differs from onnxruntime by up to "
+                             f"{diff:.3g} (logit range {span:.3g}, relative "
+                             f"{figures['relative_diff']:.2e} > {TOLERANCE:g}) on {len(pixels)} "
+                             "test images; refusing a silently wrong import")
+    return figures
