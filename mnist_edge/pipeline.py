@@ -69,7 +69,8 @@ def evaluate_command(args: Any) -> int:
 
 
 def generate(run_dir: Path, target: str, out: str | None = None, requant: str = "float",
-             vectors: int = 20, data_dir: str | None = None) -> Path:
+             vectors: int = 20, data_dir: str | None = None, fpga: str | None = None,
+             lanes: int | None = None) -> Path:
     graph = qgraph.load_run(run_dir)
     pixels = test_set(data_dir, vectors)[0] if vectors > 0 else None
     if target == "c":
@@ -80,18 +81,26 @@ def generate(run_dir: Path, target: str, out: str | None = None, requant: str = 
         from .backends.hls import generate_hls
 
         return generate_hls(graph, Path(out or run_dir / "fpga" / "hls"), pixels)
+    if target == "rtl":
+        from .backends.rtl import DEFAULT_FPGA, generate_rtl
+
+        fpga = fpga or DEFAULT_FPGA
+        return generate_rtl(graph, Path(out or run_dir / "fpga" / f"rtl-{fpga}"), pixels,
+                            fpga, lanes)
     raise MnistEdgeError(f"generate {target}: this target is not implemented yet "
-                         "(available: c, hls)")
+                         "(available: c, hls, rtl)")
 
 
 def generate_command(args: Any) -> int:
-    out = generate(Path(args.run), args.target, args.out, args.requant, args.vectors)
+    out = generate(Path(args.run), args.target, args.out, args.requant, args.vectors,
+                   fpga=args.fpga, lanes=args.lanes)
     print(f"generated {args.target} -> {out}")
     return 0
 
 
 def validate_run(run_dir: Path, backends: list[str], data_dir: str | None = None,
-                 limit: int | None = None, model_file: str | None = None) -> bool:
+                 limit: int | None = None, model_file: str | None = None,
+                 rtl_options: dict[str, Any] | None = None) -> bool:
     """Validate each backend; print one line each. True when every one is bit-exact."""
     images, labels = test_set(data_dir, limit)
     all_exact = True
@@ -99,7 +108,8 @@ def validate_run(run_dir: Path, backends: list[str], data_dir: str | None = None
         if name not in BACKENDS:
             raise MnistEdgeError(f"unknown backend {name!r}; choose from: {', '.join(BACKENDS)}")
         start = time.time()
-        options = {"model_file": model_file} if model_file else {}
+        options: dict[str, Any] = {"model_file": model_file} if model_file else {}
+        options.update(rtl_options or {})
         f = validate_backend(run_dir, name, images, labels, options)
         seconds = round(time.time() - start, 2)
         update_report(run_dir, {"seconds": {f"validate_{name}": seconds}})
@@ -116,7 +126,10 @@ def validate_run(run_dir: Path, backends: list[str], data_dir: str | None = None
 
 def validate_command(args: Any) -> int:
     backends = [b for spec in args.backend for b in spec.split(",") if b]
-    ok = validate_run(Path(args.run), backends, args.data, args.limit, args.model_file)
+    rtl_options = {k: v for k, v in (("fpga", getattr(args, "fpga", None)),
+                                     ("lanes", getattr(args, "lanes", None))) if v}
+    ok = validate_run(Path(args.run), backends, args.data, args.limit, args.model_file,
+                      rtl_options)
     return 0 if ok else 1
 
 
