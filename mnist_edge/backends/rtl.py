@@ -45,7 +45,8 @@ FPGAS: dict[str, dict[str, Any]] = {
 }
 DEFAULT_FPGA = "ecp5-25k"
 
-STATIC_FILES = ("mnist_edge_requant.v", "mnist_edge_act_ram.v", "mnist_edge_uart.v")
+STATIC_FILES = ("mnist_edge_requant.v", "mnist_edge_act_ram.v", "mnist_edge_uart_rx.v",
+                "mnist_edge_uart_tx.v")
 TEMPLATE_FILES = {
     "mnist_edge_engine.v.j2": "mnist_edge_engine.v",
     "mnist_edge_layers.vh.j2": "mnist_edge_layers.vh",
@@ -58,7 +59,8 @@ TEMPLATE_FILES = {
     "README.md.j2": "README.md",
 }
 ENGINE_SOURCES = ("mnist_edge_engine.v", "mnist_edge_requant.v", "mnist_edge_act_ram.v")
-UART_SOURCES = (*ENGINE_SOURCES, "mnist_edge_uart.v", "mnist_edge_uart_top.v")
+UART_SOURCES = (*ENGINE_SOURCES, "mnist_edge_uart_rx.v", "mnist_edge_uart_tx.v",
+                "mnist_edge_uart_top.v")
 BOARD_TOPS = {"ice40-up5k": ("top_icebreaker", "top_icebreaker.v", "icebreaker.pcf"),
               "ecp5-25k": ("top_ulx3s", "top_ulx3s.v", "ulx3s.lpf")}
 
@@ -352,10 +354,11 @@ def layer_context(low: Lowering) -> list[dict[str, Any]]:
     rows = []
     for d in low.layers:
         row = dict(d.__dict__)
-        row.update(mode=f"MODE_{MODE_NAMES[d.mode]}", hw=d.hw, ohw=d.ohw,
+        row.update(k=d.k if d.mode == MODE_MAC else 0, mode=f"MODE_{MODE_NAMES[d.mode]}",
+                   hw=d.hw, ohw=d.ohw,
                    row_step=d.sh * d.w, out_gstep=d.ohw if d.dw else low.lanes * d.ohw,
                    iy0_v=_signed_literal(-d.pt, 10), ix0_v=_signed_literal(-d.pl, 10),
-                   win0_v=_signed_literal(-d.pt * d.w - d.pl, 17), zx_hex=_byte_hex(d.zx),
+                   win0_v=(-d.pt * d.w - d.pl) % (1 << 16), zx_hex=_byte_hex(d.zx),
                    zy_hex=_byte_hex(d.zy))
         rows.append(row)
     return rows
@@ -395,13 +398,14 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
         "layers": layer_context(low),
         "classes": graph.output.size,
         "act_depth": sizes,
+        "act_addr_bits": [_bits(n) for n in sizes],
         "out_buf": low.buf,
         "weight_words": len(weights),
         "weight_addr_bits": _bits(len(weights)),
         "chan_depth": len(bias),
         "chan_addr_bits": _bits(len(bias)),
         "lut_depth": len(luts),
-        "lut_addr_bits": max(9, _bits(len(luts))),
+        "lut_addr_bits": _bits(len(luts)),
         "layer_bits": _bits(len(low.layers)),
         "fpga": fpga,
         "device": device,

@@ -16,6 +16,7 @@ module mnist_edge_act_ram #(
 );
 `ifdef MNIST_EDGE_SPRAM
     reg         odd;
+    wire        unused_addr = &{1'b0, addr};
     wire [15:0] word;
     always @(posedge clk) odd <= addr[0];
     SB_SPRAM256KA spram (

@@ -29,6 +29,7 @@ module mnist_edge_requant #(
     reg [7:0]        s1_shift, s1_zy, s1_low;
     reg [TAG_W-1:0]  s1_tag;
     wire [31:0]      acc_abs = acc[31] ? (~acc + 32'd1) : acc;
+    wire             unused_abs = &{1'b0, acc_abs[31:24]};  // |acc| < 2^24 (the contract)
     always @(posedge clk) begin
         s1_v     <= in_valid;
         s1_byp   <= bypass;
@@ -66,6 +67,7 @@ module mnist_edge_requant #(
             if (s2_p[b]) bitlen = b[5:0] + 6'd1;
     end
     wire [5:0] excess = bitlen - 6'd24;
+    wire       unused_excess = excess[5];
     reg              s3_v, s3_byp, s3_neg;
     reg [47:0]       s3_p;
     reg [4:0]        s3_drop;   // 0..24
@@ -88,6 +90,7 @@ module mnist_edge_requant #(
     wire [47:0] keep4 = (48'd1 << s3_drop) - 48'd1;
     wire [47:0] rem4  = s3_p & keep4;
     wire [47:0] half4 = (48'd1 << s3_drop) >> 1;
+    wire        unused_q4 = &{1'b0, q4[47:25]};  // P < 2^48, so P >> drop < 2^25
     wire        up4   = (s3_drop != 5'd0) && ((rem4 > half4) || ((rem4 == half4) && q4[0]));
     reg              s4_v, s4_byp, s4_neg;
     reg [24:0]       s4_r;
@@ -114,6 +117,7 @@ module mnist_edge_requant #(
     wire        up5    = (rem5 > half5) || ((rem5 == half5) && q5[0]);
     wire [9:0]  neg_t5 = -s4_t;
     wire [4:0]  left5  = neg_t5[4:0];
+    wire        unused_t5 = &{1'b0, neg_t5[9:5]};
     reg  [31:0] mag5;
     always @(*) begin
         if (s4_t > 10'sd0)
