@@ -16,11 +16,12 @@ module mnist_edge_act_ram #(
 );
 `ifdef MNIST_EDGE_SPRAM
     reg         odd;
-    wire        unused_addr = &{1'b0, addr};
+    wire [14:0] a15 = addr;  // AW <= 15: a buffer fits one SPRAM (32 KB)
+    wire        unused_addr = &{1'b0, a15[0]};
     wire [15:0] word;
     always @(posedge clk) odd <= addr[0];
     SB_SPRAM256KA spram (
-        .ADDRESS(addr[14:1]), .DATAIN({wdata, wdata}),
+        .ADDRESS(a15[14:1]), .DATAIN({wdata, wdata}),
         .MASKWREN(addr[0] ? 4'b1100 : 4'b0011), .WREN(we), .CHIPSELECT(1'b1),
         .CLOCK(clk), .STANDBY(1'b0), .SLEEP(1'b0), .POWEROFF(1'b1), .DATAOUT(word));
     assign rdata = odd ? word[15:8] : word[7:0];
