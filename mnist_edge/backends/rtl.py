@@ -39,9 +39,11 @@ MODE_NAMES = {MODE_MAC: "MAC", MODE_SUM: "SUM", MODE_MAX: "MAX"}
 
 # Devices the generator sizes a design for: default lanes and the clock the board top
 # runs the engine at (the synth flow checks timing against it).
+# dsp_lanes: how many lanes multiply on DSP blocks, leaving the requantization's 24 x 24
+# product its share (iCE40: 8 SB_MAC16, 5 for the product; ECP5-25F: 28 MULT18X18D, 4).
 FPGAS: dict[str, dict[str, Any]] = {
-    "ice40-up5k": {"lanes": 8, "clock_mhz": 24.0, "board": "iCEBreaker", "spram": True},
-    "ecp5-25k": {"lanes": 32, "clock_mhz": 50.0, "board": "ULX3S", "spram": False},
+    "ice40-up5k": {"lanes": 8, "dsp_lanes": 3, "clock_mhz": 24.0, "board": "iCEBreaker"},
+    "ecp5-25k": {"lanes": 32, "dsp_lanes": 24, "clock_mhz": 50.0, "board": "ULX3S"},
 }
 DEFAULT_FPGA = "ecp5-25k"
 
@@ -395,6 +397,7 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
         "model": graph.name,
         "qgraph_hash": graph.content_hash(),
         "lanes": lanes,
+        "dsp_lanes": min(lanes, device["dsp_lanes"]),
         "layers": layer_context(low),
         "classes": graph.output.size,
         "act_depth": sizes,

@@ -180,6 +180,7 @@ def synth(run_dir: Path, fpga: str, out: Path | None = None, cycles: int | None 
             raise MnistEdgeError(f"{fpga}: timing missed: Fmax {fmax} MHz < the board clock "
                                  f"{device['clock_mhz']} MHz ({_resource_line(result)})")
     result["seconds"]["total"] = round(time.time() - start, 1)
+    result["bitstream_path"] = str(out / flow["bitstream"])
     update_report(run_dir, {"synth": {fpga: {k: v for k, v in result.items()
                                               if k not in ("rom_bits",)}}})
     return result
