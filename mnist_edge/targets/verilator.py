@@ -47,9 +47,11 @@ def build(rtl_dir: Path, uart: bool = False) -> Path:
     top = "mnist_edge_uart_top" if uart else "mnist_edge_engine"
     sources = UART_SOURCES if uart else ENGINE_SOURCES
     obj = f"obj_{top}"
-    cmd = [verilator, "--cc", "--exe", "--build", "-O3", "-Wno-fatal", "--top-module", top,
-           "-Mdir", obj, "-o", "tb", "-CFLAGS", "-O2", "tb_mnist_edge.cpp", *sources,
-           "-j", "2"]
+    # Verilator's Makefile compiles the model with -Os by default; -O2 simulates ~3x faster.
+    cmd = [verilator, "--cc", "--exe", "--build", "-O3", "-Wno-fatal", "--x-assign", "fast",
+           "--x-initial", "fast", "--top-module", top, "-Mdir", obj, "-o", "tb",
+           "-CFLAGS", "-O2", "-MAKEFLAGS", "OPT_FAST=-O2 OPT_SLOW=-O1", "tb_mnist_edge.cpp",
+           *sources, "-j", "2"]
     if uart:
         cmd[1:1] = [f"-GCLKS_PER_BIT={UART_SIM_CLKS_PER_BIT}", "-CFLAGS",
                     f"-DUART_TOP -DCLKS_PER_BIT={UART_SIM_CLKS_PER_BIT}"]
