@@ -42,7 +42,7 @@ MODE_NAMES = {MODE_MAC: "MAC", MODE_SUM: "SUM", MODE_MAX: "MAX"}
 # dsp_lanes: how many lanes multiply on DSP blocks, leaving the requantization's 24 x 24
 # product its share (iCE40: 8 SB_MAC16, 5 for the product; ECP5-25F: 28 MULT18X18D, 4).
 FPGAS: dict[str, dict[str, Any]] = {
-    "ice40-up5k": {"lanes": 8, "dsp_lanes": 3, "clock_mhz": 24.0, "board": "iCEBreaker"},
+    "ice40-up5k": {"lanes": 16, "dsp_lanes": 3, "clock_mhz": 24.0, "board": "iCEBreaker"},
     "ecp5-25k": {"lanes": 32, "dsp_lanes": 24, "clock_mhz": 50.0, "board": "ULX3S"},
 }
 DEFAULT_FPGA = "ecp5-25k"
