@@ -125,15 +125,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="replace an --out folder holding an earlier mnist-edge output "
                    "(a folder without mnist-edge's manifest.json is never replaced)")
+    _add_fpga(p, required=False)
 
     p = command("validate", "mnist_edge.pipeline:validate_command",
                 "run a backend on the test set and compare with golden bit for bit")
     _add_run(p)
     _add_data(p)
     p.add_argument("--backend", action="append", required=True,
-                   help="onnxruntime, c, c-int, hls, qemu-m4, qemu-m3, qemu-m7 (repeatable)")
+                   help="onnxruntime, c, c-int, hls, qemu-m4, qemu-m3, qemu-m7, rtl, rtl-uart "
+                   "(repeatable)")
     p.add_argument("--limit", type=positive_int, help="only the first N test images")
     p.add_argument("--model-file", help="ONNX file to validate instead of <run>/model.int8.onnx")
+    _add_fpga(p, required=False)
+
+    p = command("synth", "mnist_edge.targets.fpga_synth:synth_command",
+                "RTL through yosys + nextpnr to a bitstream: resources, Fmax, latency")
+    _add_run(p)
+    _add_fpga(p, required=True)
+    p.add_argument("--out", help="output folder (default: <run>/fpga/synth-<fpga>)")
+    p.add_argument("--cycles", type=int, help="cycles per image for the latency (default: "
+                   "measured by `validate --backend rtl`, else simulated on 3 images)")
 
     p = command("flash", "mnist_edge.targets.firmware:flash_command",
                 "build firmware and run it in QEMU or flash a real board")
@@ -176,6 +187,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backends", default="onnxruntime,c,c-int",
                    help="backends validated at the end (comma-separated)")
     return parser
+
+
+def _add_fpga(p: argparse.ArgumentParser, required: bool) -> None:
+    p.add_argument("--fpga", choices=["ice40-up5k", "ecp5-25k"], required=required,
+                   help="RTL target device (default for generate/validate: ecp5-25k)")
+    p.add_argument("--lanes", type=int, help="RTL: parallel MAC lanes (default: per device, "
+                   "16 on the UP5K, 32 on the ECP5)")
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:

@@ -80,12 +80,13 @@ def evaluate_command(args: Any) -> int:
 
 
 # Each generate target and its default folder inside the run.
-GENERATED_FOLDER = {"c": "c", "hls": "fpga/hls", "web": "web"}
+GENERATED_FOLDER = {"c": "c", "hls": "fpga/hls", "rtl": "fpga/rtl-{fpga}", "web": "web"}
 
 
 def generate(run_dir: Path, target: str, out: str | None = None, requant: str = "float",
-             vectors: int = 20, data_dir: str | None = None, force: bool = False) -> Path:
-    """Generate C or HLS into `out` (default <run>/c, <run>/fpga/hls).
+             vectors: int = 20, data_dir: str | None = None, force: bool = False,
+             fpga: str | None = None, lanes: int | None = None) -> Path:
+    """Generate C, HLS, RTL or the web page into `out` (default: GENERATED_FOLDER in the run).
 
     The output folder is checked before any work: mnist-edge replaces only its own
     output (a folder holding its manifest), an explicit --out only with `force`.
@@ -93,7 +94,11 @@ def generate(run_dir: Path, target: str, out: str | None = None, requant: str = 
     if target not in GENERATED_FOLDER:
         raise MnistEdgeError(f"generate {target}: this target is not implemented yet "
                              f"(available: {', '.join(GENERATED_FOLDER)})")
-    default = run_dir / GENERATED_FOLDER[target]
+    if target == "rtl":
+        from .backends.rtl import DEFAULT_FPGA
+
+        fpga = fpga or DEFAULT_FPGA
+    default = run_dir / GENERATED_FOLDER[target].format(fpga=fpga)
     out_dir = Path(out) if out is not None else default
     check_output_dir(out_dir, force=force, explicit=out is not None, protect=(run_dir,))
     graph = qgraph.load_run(run_dir)
@@ -106,6 +111,10 @@ def generate(run_dir: Path, target: str, out: str | None = None, requant: str = 
         from .backends.hls import generate_hls
 
         return generate_hls(graph, out_dir, pixels)
+    if target == "rtl":
+        from .backends.rtl import generate_rtl
+
+        return generate_rtl(graph, out_dir, pixels, fpga, lanes)
     from .backends.web import generate_web
 
     return generate_web(graph, out_dir, requant)
@@ -113,20 +122,22 @@ def generate(run_dir: Path, target: str, out: str | None = None, requant: str = 
 
 def generate_command(args: Any) -> int:
     out = generate(Path(args.run), args.target, args.out, args.requant, args.vectors,
-                   force=args.force)
+                   force=args.force, fpga=args.fpga, lanes=args.lanes)
     print(f"generated {args.target} -> {out}")
     return 0
 
 
 def validate_run(run_dir: Path, backends: list[str], data_dir: str | None = None,
-                 limit: int | None = None, model_file: str | None = None) -> bool:
+                 limit: int | None = None, model_file: str | None = None,
+                 rtl_options: dict[str, Any] | None = None) -> bool:
     """Validate each backend; print one line each. True when every one is bit-exact."""
     backends = backend_list(backends, model_file)
     images, labels = test_set(data_dir, limit)
     all_exact = True
     for name in backends:
         start = time.time()
-        options = {"model_file": model_file} if model_file else {}
+        options: dict[str, Any] = {"model_file": model_file} if model_file else {}
+        options.update(rtl_options or {})
         f = validate_backend(run_dir, name, images, labels, options)
         seconds = round(time.time() - start, 2)
         update_report(run_dir, {"seconds": {f"validate_{name}": seconds}})
@@ -160,7 +171,10 @@ def backend_list(specs: list[str], model_file: str | None = None,
 
 def validate_command(args: Any) -> int:
     backends = backend_list(args.backend, args.model_file)
-    ok = validate_run(run_folder(args.run), backends, args.data, args.limit, args.model_file)
+    rtl_options = {k: v for k, v in (("fpga", getattr(args, "fpga", None)),
+                                     ("lanes", getattr(args, "lanes", None))) if v}
+    ok = validate_run(run_folder(args.run), backends, args.data, args.limit, args.model_file,
+                      rtl_options)
     return 0 if ok else 1
 
 

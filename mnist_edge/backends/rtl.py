@@ -1,0 +1,488 @@
+"""Synthesizable Verilog for FPGAs, rendered from a QGraph.
+
+The design is one layer engine (templates/rtl/mnist_edge_engine.v.j2) that runs the
+model's layers in sequence from a generated layer-descriptor ROM, with `lanes` int8 MAC
+lanes computing that many output channels side by side. Everything model-specific lives
+in data: the descriptor ROM (mnist_edge_layers.vh) and the ROM images under mem/
+($readmemh). `LOWERING` maps each QGraph op kind to the descriptor and ROM contents it
+becomes; a kind without an entry is refused with an error naming the op.
+
+Two identities keep the hardware small and exact (the result equals the contract's):
+* conv / linear multiply raw int8 inputs and fold the input zero point into the bias,
+  bias' = bias - z_x * sum(w); padded taps read z_x, so they still contribute nothing;
+* average pools sum raw inputs with bias' = -N * z_x, then requantize with M = s_x/(N s_y).
+Requantization is the integer-only path (requant.decompose -> m, shift), as in the HLS
+backend and the C kernels' int mode.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import golden
+from ..errors import MnistEdgeError
+from ..paths import TEMPLATES_DIR, atomic_dir, template_env
+from ..qgraph import QGraph, pool_window
+from ..requant import ACC_LIMIT
+from ..testing import random_pixels
+from .memfiles import mem_text, packed_mem_text, requant_words
+
+PIXELS = 28 * 28
+MODE_MAC, MODE_SUM, MODE_MAX = 0, 1, 2
+MODE_NAMES = {MODE_MAC: "MAC", MODE_SUM: "SUM", MODE_MAX: "MAX"}
+
+# Devices the generator sizes a design for: default lanes and the clock the board top
+# runs the engine at (the synth flow checks timing against it).
+# dsp_lanes: how many lanes multiply on DSP blocks, leaving the requantization's 24 x 24
+# product its share (iCE40: 8 SB_MAC16, 5 for the product; ECP5-25F: 28 MULT18X18D, 4).
+FPGAS: dict[str, dict[str, Any]] = {
+    "ice40-up5k": {"lanes": 16, "dsp_lanes": 3, "clock_mhz": 24.0, "board": "iCEBreaker"},
+    "ecp5-25k": {"lanes": 32, "dsp_lanes": 24, "clock_mhz": 50.0, "board": "ULX3S"},
+}
+DEFAULT_FPGA = "ecp5-25k"
+
+STATIC_FILES = ("mnist_edge_requant.v", "mnist_edge_act_ram.v", "mnist_edge_uart_rx.v",
+                "mnist_edge_uart_tx.v")
+TEMPLATE_FILES = {
+    "mnist_edge_engine.v.j2": "mnist_edge_engine.v",
+    "mnist_edge_layers.vh.j2": "mnist_edge_layers.vh",
+    "mnist_edge_uart_top.v.j2": "mnist_edge_uart_top.v",
+    "top_icebreaker.v.j2": "top_icebreaker.v",
+    "top_ulx3s.v.j2": "top_ulx3s.v",
+    "icebreaker.pcf": "icebreaker.pcf",
+    "ulx3s.lpf": "ulx3s.lpf",
+    "tb_mnist_edge.cpp.j2": "tb_mnist_edge.cpp",
+    "README.md.j2": "README.md",
+}
+ENGINE_SOURCES = ("mnist_edge_engine.v", "mnist_edge_requant.v", "mnist_edge_act_ram.v")
+UART_SOURCES = (*ENGINE_SOURCES, "mnist_edge_uart_rx.v", "mnist_edge_uart_tx.v",
+                "mnist_edge_uart_top.v")
+BOARD_TOPS = {"ice40-up5k": ("top_icebreaker", "top_icebreaker.v", "icebreaker.pcf"),
+              "ecp5-25k": ("top_ulx3s", "top_ulx3s.v", "ulx3s.lpf")}
+
+
+@dataclass
+class Layer:
+    """One entry of the descriptor ROM: a loop nest the engine runs."""
+
+    index: int
+    summary: str
+    ops: list[str]
+    mode: int
+    dw: int  # 1: output channel c reads only input channel c (pools, depthwise conv)
+    groups: int  # channel groups: ceil(cout / lanes) for MAC, C when dw
+    cout: int
+    cin: int  # input channels summed per output (1 when dw)
+    h: int
+    w: int
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    pt: int
+    pl: int
+    oh: int
+    ow: int
+    zx: int
+    zy: int
+    out_size: int
+    w_base: int = 0
+    k: int = 0  # weight words per group
+    ch_base: int = 0
+    lut: int = 0
+    lut_base: int = 0
+    in_buf: int = 0
+    in_off: int = 0  # first input address (a conv group's first input channel)
+    out_off: int = 0  # first output address
+    macs: int = 0
+
+    @property
+    def hw(self) -> int:
+        return self.h * self.w
+
+    @property
+    def ohw(self) -> int:
+        return self.oh * self.ow
+
+
+@dataclass
+class Lowering:
+    """What the ops lower into: descriptor entries and the contents of every ROM."""
+
+    lanes: int
+    layers: list[Layer] = field(default_factory=list)
+    weights: list[np.ndarray] = field(default_factory=list)  # [words, lanes] int8 blocks
+    bias: list[np.ndarray] = field(default_factory=list)
+    mult: list[np.ndarray] = field(default_factory=list)
+    shift: list[np.ndarray] = field(default_factory=list)
+    luts: list[np.ndarray] = field(default_factory=list)
+    fusable: bool = False  # the last layer's output can still take a fused table
+    buf: int = 0  # the buffer holding the current tensor (0 = A, the pixels)
+    ops_of_layers: list[int] = field(default_factory=list)
+
+    def append(self, layer: Layer) -> None:
+        layer.in_buf = self.buf
+        self.layers.append(layer)
+        self.fusable = True
+
+    @property
+    def weight_words(self) -> int:
+        return sum(len(b) for b in self.weights)
+
+    @property
+    def channels(self) -> int:
+        return sum(len(b) for b in self.bias)
+
+    def add_channels(self, bias: np.ndarray, m: np.ndarray, shift: np.ndarray) -> int:
+        base = self.channels
+        self.bias.append(np.asarray(bias, np.int64))
+        self.mult.append(np.asarray(m, np.int64))
+        self.shift.append(np.asarray(shift, np.int64))
+        return base
+
+    def add_weights(self, words: np.ndarray) -> int:
+        base = self.weight_words
+        self.weights.append(words)
+        return base
+
+
+def _dims(shape: tuple[int, ...]) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def _chw(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    return (shape[0], shape[1], shape[2]) if len(shape) == 3 else (int(math.prod(shape)), 1, 1)
+
+
+def _lane_words(w: np.ndarray, lanes: int) -> np.ndarray:
+    """[cout, K] weights -> [groups * K, lanes]: word g*K + k holds tap k of channels g*P + l."""
+    cout, k = w.shape
+    groups = -(-cout // lanes)
+    padded = np.zeros((groups * lanes, k), np.int64)
+    padded[:cout] = w
+    return padded.reshape(groups, lanes, k).transpose(0, 2, 1).reshape(groups * k, lanes)
+
+
+def _mac_layer(low: Lowering, graph: QGraph, i: int, dw: bool, w2: np.ndarray,
+               geometry: dict[str, int], summary: str, channels: slice = slice(None),
+               in_off: int = 0, out_off: int = 0) -> None:
+    op, x = graph.ops[i], graph.input_of(i)
+    m, shift = (a[channels] for a in requant_words(graph, i, "RTL"))
+    bias = (op.arrays["bias"][channels].astype(np.int64)
+            - x.zero_point * w2.astype(np.int64).sum(axis=1))
+    cout = w2.shape[0]
+    if dw:  # lane 0 carries channel c's taps in group c
+        words = np.zeros((w2.size, low.lanes), np.int64)
+        words[:, 0] = w2.ravel()
+        groups, k = cout, w2.shape[1]
+    else:
+        words = _lane_words(w2, low.lanes)
+        groups, k = -(-cout // low.lanes), w2.shape[1]
+    layer = Layer(len(low.layers), summary, [op.name], MODE_MAC, int(dw), groups, cout,
+                  1 if dw else geometry["cin"], zx=x.zero_point, zy=op.output.zero_point,
+                  out_size=op.output.size, k=k,
+                  macs=cout * geometry["oh"] * geometry["ow"] * w2.shape[1],
+                  **{key: v for key, v in geometry.items() if key != "cin"})
+    layer.w_base = low.add_weights(words)
+    layer.ch_base = low.add_channels(bias, m, shift)
+    layer.in_off, layer.out_off = in_off, out_off
+    low.append(layer)
+
+
+def _lower_conv2d(low: Lowering, graph: QGraph, i: int) -> None:
+    op, x = graph.ops[i], graph.input_of(i)
+    w = op.arrays["weight"]
+    cin, h, wd = x.shape
+    cout, cin_g, kh, kw = w.shape
+    groups = int(op.attrs.get("groups", 1))
+    dw = groups != 1 and cin_g == 1 and cout == groups
+    sh, sw = op.attrs.get("stride", [1, 1])
+    pt, pl, _, _ = op.attrs.get("padding", [0, 0, 0, 0])
+    _, oh, ow = op.output.shape
+    summary = (f"{op.name}: conv2d {_dims(x.shape)} -> {_dims(op.output.shape)}, kernel "
+               f"{kh}x{kw}, stride {sh}x{sw}, padding {pt}/{pl}" + (", depthwise" if dw else ""))
+    geometry = dict(cin=cin_g, h=h, w=wd, kh=kh, kw=kw, sh=sh, sw=sw, pt=pt, pl=pl, oh=oh,
+                    ow=ow)
+    if dw or groups == 1:
+        _mac_layer(low, graph, i, dw, w.reshape(cout, -1), geometry, summary)
+        return
+    og = cout // groups  # a grouped conv: one layer per group, each on its channel slices
+    for gi in range(groups):
+        part = slice(gi * og, (gi + 1) * og)
+        _mac_layer(low, graph, i, False, w[part].reshape(og, -1), geometry,
+                   f"{summary}, group {gi + 1} of {groups}", part, gi * cin_g * h * wd,
+                   gi * og * oh * ow)
+
+
+def _lower_linear(low: Lowering, graph: QGraph, i: int) -> None:
+    op, x = graph.ops[i], graph.input_of(i)
+    w = op.arrays["weight"]
+    summary = f"{op.name}: linear {x.size} -> {w.shape[0]}"
+    geometry = dict(cin=x.size, h=1, w=1, kh=1, kw=1, sh=1, sw=1, pt=0, pl=0, oh=1, ow=1)
+    _mac_layer(low, graph, i, False, w, geometry, summary)
+
+
+def _pool_layer(low: Lowering, graph: QGraph, i: int, mode: int, kernel: list[int],
+                stride: list[int], summary: str) -> Layer:
+    op, x = graph.ops[i], graph.input_of(i)
+    if any(op.attrs.get("padding", [0, 0, 0, 0])):
+        raise MnistEdgeError(f"op {op.name}: padded {op.kind} is not supported by the RTL "
+                             "backend")
+    c, h, wd = _chw(x.shape)
+    _, oh, ow = _chw(op.output.shape)
+    layer = Layer(len(low.layers), summary, [op.name], mode, 1, c, c, 1, h, wd,
+                  kernel[0], kernel[1], stride[0], stride[1], 0, 0, oh, ow,
+                  x.zero_point, op.output.zero_point, op.output.size, k=kernel[0] * kernel[1])
+    low.append(layer)
+    return layer
+
+
+def _lower_maxpool2d(low: Lowering, graph: QGraph, i: int) -> None:
+    op, x = graph.ops[i], graph.input_of(i)
+    k, s = op.attrs["kernel"], op.attrs["stride"]
+    _pool_layer(low, graph, i, MODE_MAX, k, s, f"{op.name}: maxpool2d {_dims(x.shape)} -> "
+                f"{_dims(op.output.shape)}, window {k[0]}x{k[1]}, stride {s[0]}x{s[1]}")
+
+
+def _avg_channels(low: Lowering, graph: QGraph, i: int, layer: Layer) -> None:
+    x = graph.input_of(i)
+    m, shift = requant_words(graph, i, "RTL")
+    n = pool_window(graph.ops[i], x)
+    layer.ch_base = low.add_channels(np.full(layer.cout, -n * x.zero_point), m, shift)
+
+
+def _lower_avgpool2d(low: Lowering, graph: QGraph, i: int) -> None:
+    op, x = graph.ops[i], graph.input_of(i)
+    k, s = op.attrs["kernel"], op.attrs["stride"]
+    layer = _pool_layer(low, graph, i, MODE_SUM, k, s, f"{op.name}: avgpool2d "
+                        f"{_dims(x.shape)} -> {_dims(op.output.shape)}, window {k[0]}x{k[1]}, "
+                        f"stride {s[0]}x{s[1]}")
+    _avg_channels(low, graph, i, layer)
+
+
+def _lower_global_avgpool(low: Lowering, graph: QGraph, i: int) -> None:
+    op, x = graph.ops[i], graph.input_of(i)
+    _, h, wd = x.shape
+    layer = _pool_layer(low, graph, i, MODE_SUM, [h, wd], [1, 1], f"{op.name}: global_avgpool "
+                        f"{_dims(x.shape)} -> {_dims(op.output.shape)}")
+    _avg_channels(low, graph, i, layer)
+
+
+def _lower_lut(low: Lowering, graph: QGraph, i: int) -> None:
+    """Fused into the previous layer's output stage; a pass-through layer when it cannot be."""
+    op, x = graph.ops[i], graph.input_of(i)
+    fuse = low.fusable
+    if not fuse:
+        _pool_layer(low, graph, i, MODE_MAX, [1, 1], [1, 1],
+                    f"{op.name}: table over {_dims(x.shape)} (a 1x1 max pool pass)")
+    layer = low.layers[-1]
+    if fuse:
+        layer.summary += f", then table {op.name} ({op.attrs.get('activation', 'lut')})"
+        layer.ops.append(op.name)
+    layer.lut, layer.lut_base = 1, 256 * len(low.luts)
+    low.luts.append(op.arrays["table"].astype(np.int64))
+    low.fusable = False
+
+
+def _lower_flatten(low: Lowering, graph: QGraph, i: int) -> None:
+    """Nothing to do: activations are stored in C, H, W order, which is the flat order."""
+
+
+LOWERING: dict[str, Callable[[Lowering, QGraph, int], None]] = {
+    "conv2d": _lower_conv2d,
+    "linear": _lower_linear,
+    "maxpool2d": _lower_maxpool2d,
+    "avgpool2d": _lower_avgpool2d,
+    "global_avgpool": _lower_global_avgpool,
+    "lut": _lower_lut,
+    "flatten": _lower_flatten,
+}
+# Registered kinds the engine does not run yet, and why (tests/test_op_registry.py).
+REFUSED = {
+    "add": "the layer engine ping-pongs two activation buffers; a residual add needs a third",
+    "concat": "the layer engine ping-pongs two activation buffers; a concat needs a third",
+}
+
+
+def lower(graph: QGraph, lanes: int) -> Lowering:
+    """The QGraph as descriptor entries and ROM contents, via `LOWERING`."""
+    graph.validate()
+    if not 1 <= lanes <= 64:
+        raise MnistEdgeError(f"--lanes must be 1..64, got {lanes}")
+    low = Lowering(lanes)
+    for i, op in enumerate(graph.ops):
+        if op.kind not in LOWERING:
+            why = f" ({REFUSED[op.kind]})" if op.kind in REFUSED else ""
+            raise MnistEdgeError(f"op {op.name}: op kind {op.kind!r} is not supported by the "
+                                 f"RTL backend{why}; supported: {', '.join(LOWERING)}")
+        if graph.max_accumulator(i) >= ACC_LIMIT:
+            raise MnistEdgeError(f"op {op.name}: accumulators could reach "
+                                 f"{graph.max_accumulator(i):,} >= 2^24; the RTL engine's "
+                                 "25-bit accumulators and requantizer stop at 2^24")
+        before = len(low.layers)
+        LOWERING[op.kind](low, graph, i)
+        if len(low.layers) > before:
+            low.buf = 1 - low.buf  # the op's layers wrote the other buffer
+    if not low.layers:
+        raise MnistEdgeError("the QGraph has no layer the RTL engine runs")
+    for layer in low.layers:
+        for name, value, limit in (("channels", layer.cout, 4095), ("height", layer.h, 511),
+                                   ("width", layer.w, 511), ("kernel", max(layer.kh, layer.kw),
+                                                             31), ("stride", max(layer.sh,
+                                                                                 layer.sw), 15)):
+            if value > limit:
+                raise MnistEdgeError(f"layer {layer.summary.split(':')[0]}: {name} {value} "
+                                     f"exceeds the engine's limit {limit}")
+    return low
+
+
+def _bits(n: int) -> int:
+    return max(1, (max(n, 1) - 1).bit_length())
+
+
+def _signed_literal(value: int, width: int) -> str:
+    return f"-{width}'sd{-value}" if value < 0 else f"{width}'sd{value}"
+
+
+def _byte_hex(value: int) -> str:
+    return f"{value & 0xFF:02X}"
+
+
+def cycle_model(low: Lowering) -> int:
+    """A lower bound on cycles per image (issue cycles plus I/O); simulation measures the truth."""
+    total = PIXELS + 3 * low.layers[-1].out_size
+    for layer in low.layers:
+        total += layer.groups * layer.ohw * layer.cin * layer.kh * layer.kw + 12
+    return total
+
+
+def layer_context(low: Lowering) -> list[dict[str, Any]]:
+    rows = []
+    for d in low.layers:
+        row = dict(d.__dict__)
+        row.update(k=d.k if d.mode == MODE_MAC else 0, mode=f"MODE_{MODE_NAMES[d.mode]}",
+                   hw=d.hw, ohw=d.ohw,
+                   row_step=d.sh * d.w, out_gstep=d.ohw if d.dw else low.lanes * d.ohw,
+                   iy0_v=_signed_literal(-d.pt, 10), ix0_v=_signed_literal(-d.pl, 10),
+                   win0_v=(-d.pt * d.w - d.pl) % (1 << 16), zx_hex=_byte_hex(d.zx),
+                   zy_hex=_byte_hex(d.zy))
+        rows.append(row)
+    return rows
+
+
+def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None = None,
+                 fpga: str = DEFAULT_FPGA, lanes: int | None = None) -> Path:
+    """Write the Verilog tree (engine, descriptor ROM, ROM images, board tops, testbench)."""
+    if fpga not in FPGAS:
+        raise MnistEdgeError(f"unknown FPGA {fpga!r}; choose from: {', '.join(FPGAS)}")
+    device = FPGAS[fpga]
+    lanes = int(lanes or device["lanes"])
+    low = lower(graph, lanes)
+    if vector_pixels is None:
+        vector_pixels = random_pixels(20, seed=0)
+    vector_pixels = np.ascontiguousarray(vector_pixels, dtype=np.uint8).reshape(-1, 28, 28)
+    golden_logits = golden.run_int8(graph, vector_pixels)
+
+    sizes = [PIXELS, 1]
+    for d in low.layers:
+        out = 1 - d.in_buf
+        sizes[out] = max(sizes[out], d.out_size)
+    weights = (np.concatenate(low.weights) if low.weights else np.zeros((1, lanes), np.int64))
+    chan = low.channels
+    bias = np.concatenate(low.bias) if chan else np.zeros(1, np.int64)
+    mult = np.concatenate(low.mult) if chan else np.zeros(1, np.int64)
+    shift = np.concatenate(low.shift) if chan else np.zeros(1, np.int64)
+    luts = np.concatenate(low.luts) if low.luts else np.zeros(256, np.int64)
+    if np.abs(bias).max() >= 1 << 31:
+        raise MnistEdgeError("a folded bias does not fit 32 bits")
+    weight_bytes = int(sum(b.size for b in (graph.ops[i].arrays.get("weight") for i in
+                                            range(len(graph.ops))) if b is not None))
+    context = {
+        "model": graph.name,
+        "qgraph_hash": graph.content_hash(),
+        "lanes": lanes,
+        "dsp_lanes": min(lanes, device["dsp_lanes"]),
+        "layers": layer_context(low),
+        "classes": graph.output.size,
+        "act_depth": sizes,
+        "act_addr_bits": [_bits(n) for n in sizes],
+        "out_buf": low.buf,
+        "weight_words": len(weights),
+        "weight_addr_bits": _bits(len(weights)),
+        "chan_depth": len(bias),
+        "chan_addr_bits": _bits(len(bias)),
+        "lut_depth": len(luts),
+        "lut_addr_bits": _bits(len(luts)),
+        "layer_bits": _bits(len(low.layers)),
+        "fpga": fpga,
+        "device": device,
+        "clock_mhz": device["clock_mhz"],
+        "cycle_bound": cycle_model(low),
+        "macs": sum(d.macs for d in low.layers),
+        "weight_bytes": weight_bytes,
+        "rom_bits": {"weights": len(weights) * 8 * lanes, "bias": len(bias) * 32,
+                     "mult": len(mult) * 24, "shift": len(shift) * 8, "lut": len(luts) * 8},
+        "vectors": len(vector_pixels),
+        "output_scale": graph.output.scale,
+        "output_zero_point": graph.output.zero_point,
+    }
+    env = template_env("rtl")
+    mems = {
+        "weights.mem": packed_mem_text(weights, 8, f"mnist-edge {graph.name}: weights, "
+                                       f"{lanes} int8 lanes per word (lane 0 in the low byte)\n"
+                                       "word w_base + g*K + k = tap k of output channels "
+                                       f"g*{lanes} + lane"),
+        "bias.mem": mem_text(bias, 32, True, "bias per output channel with the input zero "
+                             "point folded in: bias - z_x * sum(w) (pools: -N * z_x)"),
+        "mult.mem": mem_text(mult, 24, False, "requantization mantissa m (M = m * 2^-shift)"),
+        "shift.mem": mem_text(shift, 8, False, "requantization right shift"),
+        "lut.mem": mem_text(luts, 8, True, "activation tables, 256 entries each: "
+                            "y = table[x + 128]"),
+    }
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        tmp.chmod(0o755)
+        for template, name in TEMPLATE_FILES.items():
+            (tmp / name).write_text(env.get_template(template).render(**context))
+        for name in STATIC_FILES:
+            (tmp / name).write_text((TEMPLATES_DIR / "rtl" / name).read_text())
+        (tmp / "mem").mkdir()
+        for name, text in mems.items():
+            (tmp / "mem" / name).write_text(text)
+        vec = tmp / "test_vectors"
+        vec.mkdir()
+        (vec / "pixels.bin").write_bytes(vector_pixels.tobytes())
+        (vec / "golden_logits.bin").write_bytes(golden_logits.astype(np.int8).tobytes())
+        manifest = {
+            "generator": "mnist-edge generate rtl",
+            "model": graph.name,
+            "qgraph_hash": graph.content_hash(),
+            "fpga": fpga,
+            "lanes": lanes,
+            "clock_mhz": device["clock_mhz"],
+            "top": "mnist_edge_engine",
+            "uart_top": "mnist_edge_uart_top",
+            "board_top": BOARD_TOPS[fpga][0],
+            "classes": graph.output.size,
+            "layers": [{"index": d.index, "ops": d.ops, "mode": MODE_NAMES[d.mode],
+                        "summary": d.summary} for d in low.layers],
+            "cycle_lower_bound": cycle_model(low),
+            "rom_bits": context["rom_bits"],
+            "activation_bytes": sizes,
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return out_dir
+
+
+def load_manifest(rtl_dir: Path) -> dict[str, Any]:
+    path = Path(rtl_dir) / "manifest.json"
+    if not path.exists():
+        raise MnistEdgeError(f"{rtl_dir}: no RTL design (run `mnist-edge generate rtl` first)")
+    return json.loads(path.read_text())

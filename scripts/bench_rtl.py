@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""RTL benchmark: every test image in Verilator, the UART top on 3, and the open FPGA flow.
+
+For each (run, device) pair: `validate --backend rtl` on all 10,000 test images (exact
+logits and measured cycles per image), `validate --backend rtl-uart` on 3 images, then
+`synth` (yosys + nextpnr + pack) for resources, Fmax and latency. Prints one Markdown
+table for docs/BENCHMARKS.md and writes runs/bench_rtl.json.
+
+    python3 scripts/bench_rtl.py --pair runs/gapnet:ice40-up5k --pair runs/edge:ecp5-25k
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from mnist_edge.pipeline import validate_run  # noqa: E402
+from mnist_edge.report import load_report  # noqa: E402
+from mnist_edge.targets.fpga_synth import synth  # noqa: E402
+
+
+def bench(run: Path, fpga: str, limit: int | None, do_synth: bool) -> dict:
+    start = time.time()
+    options = {"fpga": fpga}
+    exact = validate_run(run, ["rtl"], limit=limit, rtl_options=options)
+    exact_uart = validate_run(run, ["rtl-uart"], limit=3, rtl_options=options)
+    backends = load_report(run)["backends"]
+    row = {"run": str(run), "fpga": fpga, "rtl": backends["rtl"],
+           "rtl_uart": backends["rtl-uart"], "all_exact": exact and exact_uart}
+    if do_synth:
+        row["synth"] = synth(run, fpga, cycles=backends["rtl"]["cycles_per_image"])
+    row["seconds"] = round(time.time() - start, 1)
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| model | device | lanes | images | exact logits | accuracy | cycles/image | "
+             "LUT4 | FF | EBR | SPRAM | DSP | Fmax (MHz) | latency at Fmax | UART (3 images) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        v, u, s = r["rtl"], r["rtl_uart"], r.get("synth")
+        res = s["resources"] if s else {}
+        cells = {name: f"{res[name]['used']}/{res[name]['available']}" if name in res else "–"
+                 for name in ("LUT4", "FF", "EBR", "SPRAM", "DSP")}
+        lat = f"{s['latency_ms_at_fmax']} ms" if s else "–"
+        fmax = f"{s['fmax_mhz']}" if s else "–"
+        lines.append(
+            f"| {Path(r['run']).name} | {r['fpga']} | {v['lanes']} | {v['images']:,} | "
+            f"{v['exact_logit_fraction']:.4%} | {v['accuracy']:.2%} | "
+            f"{v['cycles_per_image']:,} | {cells['LUT4']} | {cells['FF']} | {cells['EBR']} | "
+            f"{cells['SPRAM']} | {cells['DSP']} | {fmax} | {lat} | "
+            f"{u['exact_logit_fraction']:.0%} exact |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pair", action="append", metavar="RUN:FPGA",
+                        help="run folder and device (repeatable; default: "
+                        "runs/gapnet:ice40-up5k and runs/edge:ecp5-25k)")
+    parser.add_argument("--limit", type=int, help="only the first N test images")
+    parser.add_argument("--no-synth", action="store_true", help="simulation only")
+    parser.add_argument("--out", default="runs/bench_rtl.json")
+    args = parser.parse_args()
+    pairs = args.pair or ["runs/gapnet:ice40-up5k", "runs/edge:ecp5-25k"]
+    rows = []
+    for pair in pairs:
+        run, fpga = pair.rsplit(":", 1)
+        rows.append(bench(Path(run), fpga, args.limit, not args.no_synth))
+    Path(args.out).write_text(json.dumps(rows, indent=1, sort_keys=True) + "\n")
+    print(table(rows))
+    return 0 if all(r["all_exact"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+// mnist-edge integer-only requantization, one value per cycle, 8 pipeline stages.
+//
+// y = saturate_int8(rne(rne24(|acc| * m) * 2^-shift) * sign(acc) + z_y), exactly the
+// integer path of mnist_edge/requant.py and the C kernels' int mode:
+//   1. P = |acc| * m, exact (|acc| < 2^24 and m < 2^24, so P < 2^48);
+//   2. P rounded to 24 significant bits, half to even (what the float32 multiply does);
+//   3. that shifted right by `shift`, half to even; the sign applied; z_y added; saturated.
+// Each round-half-even shift keeps q = v >> s, the guard bit v[s-1] and the sticky OR of
+// the bits below it: it rounds up when guard && (sticky || q odd).
+// With `bypass` set (max pooling) the low byte of acc passes through unchanged.
+`default_nettype none
+
+module mnist_edge_requant #(
+    parameter TAG_W = 16
+) (
+    input  wire             clk,
+    input  wire             in_valid,
+    input  wire             bypass,
+    input  wire [31:0]      acc,      // signed accumulator (bias included)
+    input  wire [23:0]      m,        // multiplier mantissa, M = m * 2^-shift
+    input  wire [7:0]       shift,
+    input  wire [7:0]       zy,       // output zero point, signed
+    input  wire [TAG_W-1:0] in_tag,
+    output reg              out_valid,
+    output reg  [7:0]       out_y,    // signed int8
+    output reg  [TAG_W-1:0] out_tag
+);
+    // values that ride along every stage unchanged
+    localparam SIDE_W = 1 + 1 + 8 + 8 + TAG_W;  // bypass, sign, zy, low byte, tag
+    reg [6:0] v;                                 // valid of stages 1..7
+    reg [SIDE_W-1:0] side [1:7];
+    reg [7:0] shift_d [1:3];
+
+    // ---- stage 1: sign and magnitude
+    wire [31:0] acc_abs = acc[31] ? (~acc + 32'd1) : acc;
+    wire        unused_abs = &{1'b0, acc_abs[31:24]};  // |acc| < 2^24 (the contract)
+    reg  [23:0] s1_mag, s1_m;
+    always @(posedge clk) begin
+        s1_mag <= acc_abs[23:0];
+        s1_m   <= m;
+    end
+
+    // ---- stage 2: the exact 48-bit product (DSP multipliers)
+    reg [47:0] s2_p;
+    always @(posedge clk) s2_p <= s1_mag * s1_m;
+
+    // ---- stage 3: bits to drop for 24 significant bits = bit length of P[47:24] (0..24),
+    // found by halving (a log-depth leading-one search, not a 24-deep priority chain)
+    reg [4:0]  drop3;
+    reg [23:0] top3;
+    always @(*) begin
+        top3  = s2_p[47:24];
+        drop3 = 5'd0;
+        if (top3[23:16] != 8'd0) begin drop3 = drop3 + 5'd16; top3 = top3 >> 16; end
+        if (top3[15:8] != 8'd0) begin drop3 = drop3 + 5'd8; top3 = top3 >> 8; end
+        if (top3[7:4] != 4'd0) begin drop3 = drop3 + 5'd4; top3 = top3 >> 4; end
+        if (top3[3:2] != 2'd0) begin drop3 = drop3 + 5'd2; top3 = top3 >> 2; end
+        if (top3[1]) begin drop3 = drop3 + 5'd1; top3 = top3 >> 1; end
+        drop3 = drop3 + {4'd0, top3[0]};
+    end
+    reg [47:0] s3_p;
+    reg [4:0]  s3_drop, s3_dm1;  // drop and drop - 1
+    reg        s3_dnz;           // drop != 0
+    always @(posedge clk) begin
+        s3_p    <= s2_p;
+        s3_drop <= drop3;
+        s3_dm1  <= drop3 - 5'd1;
+        s3_dnz  <= drop3 != 5'd0;
+    end
+
+    // ---- stage 4: q = P >> drop with its guard and sticky bits; t = shift - drop
+    wire [47:0] q4      = s3_p >> s3_drop;
+    wire        unused_q4 = &{1'b0, q4[47:25]};  // P < 2^48, so P >> drop < 2^25
+    wire        guard4  = s3_dnz && s3_p[{1'b0, s3_dm1}];
+    wire        sticky4 = s3_dnz && (|(s3_p & ~({48{1'b1}} << s3_dm1)));
+    reg [24:0]       s4_q;
+    reg              s4_guard, s4_sticky;
+    reg signed [9:0] s4_t;
+    always @(posedge clk) begin
+        s4_q      <= q4[24:0];
+        s4_guard  <= guard4;
+        s4_sticky <= sticky4;
+        s4_t      <= $signed({2'b00, shift_d[3]}) - $signed({5'b00000, s3_drop});
+    end
+
+    // ---- stage 5: R = rne(P / 2^drop) <= 2^24; how the remaining shift t applies
+    wire [9:0]  neg_t4  = -s4_t;
+    wire        unused_t4 = &{1'b0, neg_t4[9:5]};
+    reg [24:0]  s5_r;
+    reg         s5_right, s5_left;   // t > 0: round right by tp; -7 < t <= 0: shift left
+    reg [4:0]   s5_tp, s5_tm1, s5_l; // tp = min(t, 26) (R < 2^25: more gives 0 too), tp - 1, -t
+    always @(posedge clk) begin
+        s5_r     <= s4_q + {24'd0, s4_guard && (s4_sticky || s4_q[0])};
+        s5_right <= s4_t > 10'sd0;
+        s5_left  <= (s4_t <= 10'sd0) && (s4_t > -10'sd7);
+        s5_tp    <= (s4_t > 10'sd26) ? 5'd26 : s4_t[4:0];
+        s5_tm1   <= (s4_t > 10'sd26) ? 5'd25 : s4_t[4:0] - 5'd1;
+        s5_l     <= neg_t4[4:0];
+    end
+
+    // ---- stage 6: q = R >> tp with guard and sticky, or R << -t, or far out of range
+    wire [31:0] r6 = {7'd0, s5_r};
+    reg  [31:0] s6_q;
+    reg         s6_up;
+    always @(posedge clk) begin
+        s6_up <= 1'b0;
+        if (s5_right) begin
+            s6_q  <= r6 >> s5_tp;
+            s6_up <= r6[s5_tm1] && ((|(r6 & ~({32{1'b1}} << s5_tm1))) || r6[s5_tp]);
+        end else if (s5_left) begin
+            s6_q  <= r6 << s5_l;
+        end else begin
+            s6_q  <= (s5_r != 25'd0) ? 32'h0100_0000 : 32'd0;  // far outside int8
+        end
+    end
+
+    // ---- stage 7: rounded magnitude with the sign
+    reg signed [31:0] s7_y;
+    wire              neg6 = side[6][SIDE_W-2];
+    wire [31:0]       mag6 = s6_q + {31'd0, s6_up};
+    always @(posedge clk) s7_y <= neg6 ? -$signed(mag6) : $signed(mag6);
+
+    // ---- stage 8: + z_y, saturate to int8
+    wire              byp7 = side[7][SIDE_W-1];
+    wire [7:0]        zy7  = side[7][SIDE_W-3 -: 8];
+    wire [7:0]        low7 = side[7][TAG_W +: 8];
+    wire signed [31:0] z7  = s7_y + {{24{zy7[7]}}, zy7};
+    always @(posedge clk) begin
+        out_valid <= v[6];
+        out_tag   <= side[7][TAG_W-1:0];
+        if (byp7)
+            out_y <= low7;
+        else if (z7 > 32'sd127)
+            out_y <= 8'h7F;
+        else if (z7 < -32'sd128)
+            out_y <= 8'h80;
+        else
+            out_y <= z7[7:0];
+    end
+
+    integer k;
+    always @(posedge clk) begin
+        v <= {v[5:0], in_valid};
+        side[1] <= {bypass, acc[31], zy, acc[7:0], in_tag};
+        for (k = 2; k <= 7; k = k + 1) side[k] <= side[k - 1];
+        shift_d[1] <= shift;
+        for (k = 2; k <= 3; k = k + 1) shift_d[k] <= shift_d[k - 1];
+    end
+endmodule
+
+`default_nettype wire

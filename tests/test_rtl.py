@@ -1,0 +1,171 @@
+"""RTL backend: the generated Verilog lints clean and is bit-exact in Verilator."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import need
+
+from mnist_edge import data, golden, qgraph
+from mnist_edge.backends import rtl
+from mnist_edge.errors import MnistEdgeError
+from mnist_edge.paths import TEMPLATES_DIR
+from mnist_edge.requant import decompose, requantize_int
+from mnist_edge.targets import verilator
+from mnist_edge.testing import random_pixels, random_qgraph
+from mnist_edge.validate import validate_backend
+
+
+@pytest.fixture(scope="module")
+def tiny_rtl(tiny_run: Path, tmp_path_factory) -> tuple[Path, Path]:
+    """The tiny run's design for the UP5K and its compiled stream testbench."""
+    need("verilator")
+    out = rtl.generate_rtl(qgraph.load_run(tiny_run), tmp_path_factory.mktemp("rtl") / "tiny",
+                           fpga="ice40-up5k")
+    return out, verilator.build(out)
+
+
+def test_lints_clean_and_is_deterministic(tiny_run: Path, tiny_rtl, tmp_path: Path) -> None:
+    out, _ = tiny_rtl
+    verilator.lint(out)  # raises on any -Wall warning
+    again = rtl.generate_rtl(qgraph.load_run(tiny_run), tmp_path / "again", fpga="ice40-up5k")
+    for path in sorted(p for p in again.rglob("*") if p.is_file()):
+        assert path.read_bytes() == (out / path.relative_to(again)).read_bytes(), path.name
+
+
+def test_validate_rtl_exact_on_50_images(tiny_run: Path, mnist_dir: Path) -> None:
+    need("verilator")
+    images, labels = data.load_mnist("test", str(mnist_dir))
+    f = validate_backend(tiny_run, "rtl", images[:50], labels[:50], {"fpga": "ice40-up5k"})
+    assert f["exact_logit_fraction"] == 1.0, f
+    assert f["cycles_per_image"] > 784  # measured: at least the pixels streamed in
+
+
+def test_uart_top_exact_on_3_images(tiny_run: Path, mnist_dir: Path) -> None:
+    need("verilator")
+    images, labels = data.load_mnist("test", str(mnist_dir))
+    f = validate_backend(tiny_run, "rtl-uart", images[:3], labels[:3], {"fpga": "ice40-up5k"})
+    assert f["exact_logit_fraction"] == 1.0, f
+    assert f["cycles_per_image"] > 784 * 10 * verilator.UART_SIM_CLKS_PER_BIT
+
+
+def test_changed_weight_disagrees_with_golden(tiny_run: Path, tiny_rtl, mnist_dir: Path,
+                                              tmp_path: Path) -> None:
+    """The same binary on a copy with one weight changed in weights.mem must miss golden."""
+    out, binary = tiny_rtl
+    images = data.load_mnist("test", str(mnist_dir))[0][:50]
+    reference = golden.run_int8(qgraph.load_run(tiny_run), images)
+    logits, _, _ = verilator.simulate(binary, out, images, 10)
+    assert np.array_equal(logits, reference)
+    edited = tmp_path / "edited"
+    shutil.copytree(out, edited, ignore=shutil.ignore_patterns("obj_*"))
+    lines = (edited / "mem" / "weights.mem").read_text().splitlines()
+    row = next(i for i, line in enumerate(lines) if not line.startswith("//"))
+    word = lines[row]
+    lines[row] = word[:-2] + f"{(int(word[-2:], 16) + 100) & 0xFF:02X}"  # lane 0, first tap
+    (edited / "mem" / "weights.mem").write_text("\n".join(lines) + "\n")
+    changed, _, _ = verilator.simulate(binary, edited, images, 10)
+    assert not np.array_equal(changed, reference)
+
+
+@pytest.mark.parametrize("layout", ["mixed", "dense"])
+def test_random_graphs_every_op_kind(layout: str, tmp_path: Path) -> None:
+    """Strides, asymmetric padding, grouped convs, avg/global pools, fused and lone tables."""
+    need("verilator")
+    graph = random_qgraph(3, layout)
+    out = rtl.generate_rtl(graph, tmp_path / "rtl", lanes=3)  # 3 lanes: ragged last group
+    pixels = random_pixels(16, seed=7)
+    logits, cls, _ = verilator.simulate(verilator.build(out), out, pixels, graph.output.size)
+    assert np.array_equal(logits, golden.run_int8(graph, pixels))
+    assert np.array_equal(cls, golden.predict(logits))
+
+
+REQUANT_TB = r"""
+#include <cstdio>
+#include "Vmnist_edge_requant.h"
+int main() {
+    Vmnist_edge_requant t;
+    long acc, m, shift, zy, sent = 0, got = 0;
+    t.clk = 0; t.in_valid = 0; t.bypass = 0; t.eval();
+    for (;;) {
+        int ok = std::scanf("%ld %ld %ld %ld", &acc, &m, &shift, &zy) == 4;
+        t.in_valid = ok; t.acc = (unsigned)acc; t.m = m; t.shift = shift; t.zy = zy & 0xFF;
+        t.clk = 1; t.eval(); t.clk = 0; t.eval();
+        if (t.out_valid) { std::printf("%d\n", (signed char)t.out_y); got++; }
+        if (ok) sent++;
+        if (!ok && got == sent) break;
+    }
+    return 0;
+}
+"""
+
+
+def test_requant_unit_matches_the_integer_contract(tmp_path: Path) -> None:
+    """mnist_edge_requant.v against requant.requantize_int: edge cases, ties, random values."""
+    exe = need("verilator")
+    rng = np.random.default_rng(0)
+    mult = np.concatenate([np.float32([1.0 - 2**-24, 0.5, 0.25 + 2**-20, 2**-30, 2**-200]),
+                           np.exp(rng.uniform(-12, -0.01, 40)).astype(np.float32)])
+    m, shift = decompose(mult)
+    rows = []
+    for k in range(len(mult)):
+        # ties exactly at x.5 after the shift, their neighbours, extremes and random values
+        base = np.arange(-40, 41, dtype=np.int64)
+        tie = (((2 * base + 1) << max(int(shift[k]) - 1, 0)) // max(int(m[k]), 1))
+        acc = np.concatenate([base, tie - 1, tie, tie + 1, [(1 << 24) - 1, -(1 << 24) + 1],
+                              rng.integers(-(1 << 24) + 1, 1 << 24, 300)])
+        acc = acc[np.abs(acc) < 1 << 24]
+        zy = rng.integers(-128, 128, acc.size)
+        rows.append(np.stack([acc, np.full_like(acc, m[k]), np.full_like(acc, shift[k]), zy], 1))
+    cases = np.concatenate(rows)
+    (tmp_path / "tb.cpp").write_text(REQUANT_TB)
+    shutil.copy(TEMPLATES_DIR / "rtl" / "mnist_edge_requant.v", tmp_path)
+    subprocess.run([exe, "--cc", "--exe", "--build", "-Wno-fatal", "-O2", "--top-module",
+                    "mnist_edge_requant", "mnist_edge_requant.v", "tb.cpp", "-o", "tb"],
+                   cwd=tmp_path, check=True, capture_output=True)
+    text = "\n".join(" ".join(str(int(v)) for v in row) for row in cases) + "\n"
+    proc = subprocess.run([str(tmp_path / "obj_dir" / "tb")], input=text, capture_output=True,
+                          text=True, check=True)
+    hw = np.array(proc.stdout.split(), dtype=np.int64)
+    assert hw.size == len(cases)
+    assert np.array_equal(hw, _with_zero_points(cases))
+
+
+def _with_zero_points(cases: np.ndarray) -> np.ndarray:
+    """requantize_int row by row: each row has its own zero point."""
+    out = np.empty(len(cases), np.int64)
+    for z in np.unique(cases[:, 3]):
+        sel = cases[:, 3] == z
+        out[sel] = requantize_int(cases[sel, 0], cases[sel, 1], cases[sel, 2], int(z))
+    return out
+
+
+def test_refuses_an_op_kind_it_cannot_lower(tiny_run: Path, monkeypatch) -> None:
+    graph = qgraph.load_run(tiny_run)
+    graph.ops[1].kind = "add"
+    monkeypatch.setattr(graph, "validate", lambda: None)
+    with pytest.raises(MnistEdgeError, match=rf"op {graph.ops[1].name}: op kind 'add'"):
+        rtl.lower(graph, 8)
+
+
+def test_lowering_covers_every_qgraph_kind() -> None:
+    assert set(qgraph.OP_KINDS) <= set(rtl.LOWERING)
+
+
+@pytest.mark.slow
+def test_synth_ice40_fits_and_meets_timing(tiny_run: Path) -> None:
+    """The open iCE40 flow on the tiny model: a bitstream, resources within the UP5K."""
+    for tool in ("yosys", "nextpnr-ice40", "icepack"):
+        need(tool)
+    from mnist_edge.targets.fpga_synth import synth
+
+    r = synth(tiny_run, "ice40-up5k", lanes=4)
+    assert Path(r["bitstream_path"]).stat().st_size > 100_000
+    assert r["timing_met"] and r["fmax_mhz"] >= 24.0
+    for name, res in r["resources"].items():
+        assert 0 <= res["used"] <= res["available"], name
+    assert r["resources"]["LUT4"]["used"] > 0 and r["cycles_per_image"] > 784
