@@ -33,6 +33,10 @@ BACKENDS: dict[str, str] = {
     "qemu-m4": "mnist_edge.targets.qemu:run_m4",
     "qemu-m3": "mnist_edge.targets.qemu:run_m3",
     "qemu-m7": "mnist_edge.targets.qemu:run_m7",
+    "qemu-m0": "mnist_edge.targets.qemu:run_m0",
+    "qemu-m33": "mnist_edge.targets.qemu:run_m33",
+    "qemu-rv32imc": "mnist_edge.targets.qemu:run_rv32imc",
+    "qemu-rv32imfc": "mnist_edge.targets.qemu:run_rv32imfc",
 }
 
 

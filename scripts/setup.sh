@@ -5,8 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(gcc g++ clang make cmake gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm)
-TOOLS=(gcc g++ clang make cmake arm-none-eabi-gcc qemu-system-arm)
+APT_PACKAGES=(gcc g++ clang make cmake gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
+              qemu-system-misc gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf)
+TOOLS=(gcc g++ clang make cmake arm-none-eabi-gcc qemu-system-arm riscv64-unknown-elf-gcc
+       qemu-system-riscv32)
 
 missing=()
 for tool in "${TOOLS[@]}"; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
