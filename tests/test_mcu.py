@@ -13,7 +13,7 @@ from helpers import need
 
 from mnist_edge import qgraph
 from mnist_edge.errors import MnistEdgeError
-from mnist_edge.targets import firmware
+from mnist_edge.targets import firmware, mcu_bench
 from mnist_edge.targets.boards import TARGETS
 from mnist_edge.testing import random_pixels, random_qgraph
 from mnist_edge.validate import validate_backend
@@ -75,3 +75,37 @@ def test_integer_cores_refuse_float_requant(tmp_path: Path, target: str) -> None
     with pytest.raises(MnistEdgeError, match="no FPU"):
         firmware.build_firmware(random_qgraph(0, "mixed"), TARGETS[target], tmp_path / "fw",
                                 requant="float")
+
+
+@pytest.mark.parametrize("core", ["cortex-m0", "cortex-m33", "rv32imc"])
+def test_bench_counts_every_layer_on_new_cores(tmp_path: Path, core: str) -> None:
+    pytest.importorskip("unicorn")
+    pytest.importorskip("elftools")
+    need_target(mcu_bench.BENCH_TARGET[core])
+    run_dir = qgraph_run(tmp_path, 6, "mixed")
+    graph = qgraph.load_run(run_dir)
+    f = mcu_bench.bench(run_dir, graph, core, size=core == "cortex-m0",
+                        pixels=random_pixels(1, 9)[0])  # bench() checks logits vs golden
+    assert f["instructions"] == f["predict_glue_instructions"] + sum(
+        r["instructions"] for r in f["layers"])
+    assert f["layers"][-1]["layer"] == "argmax"
+    assert all(r["instructions"] > 0 for r in f["layers"])
+    assert 0 < f["stack_bytes"] < TARGETS[mcu_bench.BENCH_TARGET[core]].stack_bytes
+    assert "| **total** |" in mcu_bench.format_table(graph.name, core, f)
+    assert f"| {core} |" in mcu_bench.format_summary([(graph.name, core, f)])
+
+
+def test_rvc_instruction_lengths_match_objdump(tmp_path: Path) -> None:
+    need_target("qemu-rv32imc")
+    pytest.importorskip("elftools")
+    fw = firmware.build_firmware(random_qgraph(0, "mixed"), TARGETS["qemu-rv32imc"],
+                                 tmp_path / "fw")
+    segments, symbols = mcu_bench._elf_image(fw.elf)
+    sym = symbols["me_conv2d_s8"]
+    dump = subprocess.run([firmware.tool(fw.board, "objdump"), "-d", "--no-show-raw-insn",
+                           f"--start-address={sym.addr}", f"--stop-address={sym.addr + sym.size}",
+                           str(fw.elf)], capture_output=True, text=True, check=True).stdout
+    lines = [ln for ln in dump.splitlines() if re.match(r"^\s*[0-9a-f]+:\s", ln)]
+    base, image = segments[0]
+    code = image[sym.addr - base:sym.addr - base + sym.size]
+    assert mcu_bench.rvc_instruction_count(code) == len(lines) > 50

@@ -1,14 +1,16 @@
-"""`mnist-edge bench`: exact instruction counts, flash and RAM of one inference on a Cortex-M.
+"""`mnist-edge bench`: exact instruction counts, flash and RAM of one inference on a
+Cortex-M (M0, M3, M4, M7, M33) or RISC-V (rv32imc, rv32imfc) core.
 
 The firmware for the core is built as for QEMU (same flags, -O2 or -Os), then
 `mnist_edge_predict` is run once in the unicorn instruction-set emulator.
 Instructions are counted per basic block (UC_HOOK_BLOCK; unicorn fires no
 per-instruction hook for IT-block instructions whose condition fails, and a
-block runs to its end once entered), by decoding the Thumb-2 instruction
-lengths of the block. Instructions skipped by an IT condition still take an
-issue slot on the core, so they are counted. Each block is charged to the
-kernel call (step) that the model function last made, which gives per-layer
-counts. The stack is painted before the call and scanned after it.
+block runs to its end once entered), by decoding the instruction lengths of
+the block (Thumb-2: 16 or 32 bits; RISC-V with C: 16 or 32 bits).
+Instructions skipped by an IT condition still take an issue slot on the core,
+so they are counted. Each block is charged to the kernel call (step) that the
+model function last made, which gives per-layer counts. The stack is painted
+before the call and scanned after it.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from ..errors import MnistEdgeError
 from ..qgraph import QGraph
 from ..report import update_report
 from .boards import BENCH_TARGET, CORES, get_target
-from .firmware import Firmware, build_firmware
+from .firmware import Firmware, build_firmware, tool
 from .tools import require_tool
 
 PAINT = 0xA5A5A5A5
@@ -46,6 +48,16 @@ def thumb_instruction_count(code: bytes) -> int:
     while i + 1 < len(code):
         top = code[i + 1] >> 3  # little endian: the high byte of the halfword
         i += 4 if top in (0b11101, 0b11110, 0b11111) else 2
+        n += 1
+    return n
+
+
+def rvc_instruction_count(code: bytes) -> int:
+    """Instructions in a run of RISC-V code with the C extension: a halfword whose low two
+    bits are 0b11 starts a 32-bit instruction, any other is a 16-bit one."""
+    n = i = 0
+    while i + 1 < len(code):
+        i += 4 if code[i] & 0b11 == 0b11 else 2
         n += 1
     return n
 
@@ -83,23 +95,69 @@ class Trace:
     functions: dict[str, int]  # instructions per function (including inlined code)
 
 
+class _Cpu:
+    """The registers and instruction decoding of one architecture in unicorn."""
+
+    def __init__(self, fw: Firmware) -> None:
+        import unicorn
+
+        board = fw.board
+        self.riscv = board.cpu.arch == "riscv"
+        if self.riscv:
+            from unicorn import riscv_const as rv
+
+            self.uc = unicorn.Uc(unicorn.UC_ARCH_RISCV, unicorn.UC_MODE_RISCV32)
+            self.uc.ctl_set_cpu_model(getattr(rv, board.cpu.unicorn_model))
+            self.sp, self.pc, self.ra = rv.UC_RISCV_REG_SP, rv.UC_RISCV_REG_PC, rv.UC_RISCV_REG_RA
+            self.args = (rv.UC_RISCV_REG_A0, rv.UC_RISCV_REG_A1)
+            self.gp = rv.UC_RISCV_REG_GP
+            self.count = rvc_instruction_count
+            self.thumb = 0
+        else:
+            from unicorn import arm_const as arm
+
+            self.uc = unicorn.Uc(unicorn.UC_ARCH_ARM,
+                                 unicorn.UC_MODE_THUMB | unicorn.UC_MODE_MCLASS)
+            self.uc.ctl_set_cpu_model(getattr(arm, board.cpu.unicorn_model))
+            self.sp, self.pc, self.ra = arm.UC_ARM_REG_SP, arm.UC_ARM_REG_PC, arm.UC_ARM_REG_LR
+            self.args = (arm.UC_ARM_REG_R0, arm.UC_ARM_REG_R1)
+            self.gp = None
+            self.count = thumb_instruction_count
+            self.thumb = 1
+
+    def setup_call(self, symbols: dict[str, Symbol], sp: int, arg0: int, arg1: int,
+                   ret: int) -> None:
+        uc = self.uc
+        uc.reg_write(self.sp, sp)
+        uc.reg_write(self.args[0], arg0)
+        uc.reg_write(self.args[1], arg1)
+        uc.reg_write(self.ra, ret | self.thumb)
+        if self.riscv:
+            from unicorn import riscv_const as rv
+
+            if "__global_pointer$" in symbols:
+                uc.reg_write(self.gp, symbols["__global_pointer$"].addr)
+            # The startup code turns the FPU on (mstatus.FS); here the call starts cold.
+            uc.reg_write(rv.UC_RISCV_REG_MSTATUS, uc.reg_read(rv.UC_RISCV_REG_MSTATUS) |
+                         (1 << 13))
+
+
 def emulate_predict(fw: Firmware, pixels: np.ndarray) -> Trace:
     """Run mnist_edge_predict once in unicorn on one image (uint8 [28,28])."""
     import unicorn
-    from unicorn import arm_const as arm
 
     segments, symbols = _elf_image(fw.elf)
     for need in ("mnist_edge_predict", "__stack_limit__", "__stack_top__"):
         if need not in symbols:
             raise MnistEdgeError(f"{fw.elf}: symbol {need} not found")
     board = fw.board
-    uc = unicorn.Uc(unicorn.UC_ARCH_ARM, unicorn.UC_MODE_THUMB | unicorn.UC_MODE_MCLASS)
-    uc.ctl_set_cpu_model(getattr(arm, board.cpu.unicorn_model))
+    cpu = _Cpu(fw)
+    uc = cpu.uc
     uc.mem_map(board.flash_origin, board.flash_size)
     uc.mem_map(board.ram_origin, board.ram_size)
     for addr, data in segments:
         uc.mem_write(addr, data)
-    io = 0x30000000  # host-side buffers for the image and the logits, outside the MCU's RAM
+    io = 0x60000000  # host-side buffers for the image and the logits, outside every board's map
     uc.mem_map(io, 0x1000)
     uc.mem_write(io, np.ascontiguousarray(pixels, dtype=np.uint8).tobytes())
     lo, hi = symbols["__stack_limit__"].addr, symbols["__stack_top__"].addr
@@ -117,11 +175,13 @@ def emulate_predict(fw: Firmware, pixels: np.ndarray) -> Trace:
     steps: list[list[Any]] = []
     ran: dict[str, int] = {}
 
+    count = cpu.count
+
     def on_block(uc_: Any, address: int, size: int, _: Any) -> None:
         key = (address, size)
         n = counts.get(key)
         if n is None:
-            n = counts[key] = thumb_instruction_count(bytes(uc_.mem_read(address, size)))
+            n = counts[key] = count(bytes(uc_.mem_read(address, size)))
         state["total"] += n
         if p_lo <= address < p_hi:
             state["glue"] += n
@@ -137,18 +197,15 @@ def emulate_predict(fw: Firmware, pixels: np.ndarray) -> Trace:
             ran[funcs[i][1]] = ran.get(funcs[i][1], 0) + n
 
     stop = board.flash_origin + board.flash_size - 16  # mapped, never executed
-    uc.reg_write(arm.UC_ARM_REG_SP, hi)
-    uc.reg_write(arm.UC_ARM_REG_R0, io)
-    uc.reg_write(arm.UC_ARM_REG_R1, io + 0x400)
-    uc.reg_write(arm.UC_ARM_REG_LR, stop | 1)
+    cpu.setup_call(symbols, hi, io, io + 0x400, stop)
     uc.hook_add(unicorn.UC_HOOK_BLOCK, on_block)
     try:
-        uc.emu_start(p_lo | 1, stop, timeout=120 * 1_000_000)
+        uc.emu_start(p_lo | cpu.thumb, stop, timeout=120 * 1_000_000)
     except unicorn.UcError as exc:
-        pc = uc.reg_read(arm.UC_ARM_REG_PC)
+        pc = uc.reg_read(cpu.pc)
         raise MnistEdgeError(f"emulating mnist_edge_predict failed at pc=0x{pc:08x}: "
                              f"{exc}") from exc
-    if uc.reg_read(arm.UC_ARM_REG_PC) != stop:
+    if uc.reg_read(cpu.pc) != stop:
         raise MnistEdgeError("emulating mnist_edge_predict did not return within 120 s")
     paint = bytes(uc.mem_read(lo, hi - lo))
     used = hi - lo
@@ -217,7 +274,7 @@ def memory_figures(fw: Firmware) -> dict[str, int]:
             fig["library_code_bytes"] += size
         elif name.startswith((".text", ".rodata", ".isr_vector")):
             fig["firmware_support_bytes"] += size
-    size_tool = require_tool("arm-none-eabi-size")
+    size_tool = require_tool(tool(fw.board, "size"))
     out = subprocess.run([size_tool, str(fw.elf)], capture_output=True, text=True, check=True)
     text, data, bss = (int(v) for v in out.stdout.splitlines()[1].split()[:3])
     fig.update({"elf_text_bytes": text, "elf_data_bytes": data, "elf_bss_bytes": bss})
@@ -272,7 +329,7 @@ def bench(run_dir: Path, graph: QGraph, core: str, size: bool = False,
     inference_code = sum(symbols[f].size for f in trace.functions if f in symbols)
     arena = symbols["me_arena"].size if "me_arena" in symbols else mem["model_ram_bytes"]
     figures = {
-        "compiler": _gcc_version(), "opt": opt, "requant": fw.requant, "image": image_source,
+        "compiler": _gcc_version(fw), "opt": opt, "requant": fw.requant, "image": image_source,
         "instructions": trace.total, "macs": macs,
         "instructions_per_mac": round(trace.total / macs, 3) if macs else None,
         "predict_glue_instructions": trace.glue, "layers": layers,
@@ -300,10 +357,10 @@ def _first_test_image(data_dir: str | None = None) -> tuple[np.ndarray, str]:
         return random_pixels(1, 0)[0], "random pixels (MNIST files not found)"
 
 
-def _gcc_version() -> str:
-    out = subprocess.run([require_tool("arm-none-eabi-gcc"), "-dumpversion"],
-                         capture_output=True, text=True)
-    return f"arm-none-eabi-gcc {out.stdout.strip()}"
+def _gcc_version(fw: Firmware) -> str:
+    gcc = tool(fw.board, "gcc")
+    out = subprocess.run([require_tool(gcc), "-dumpversion"], capture_output=True, text=True)
+    return f"{gcc} {out.stdout.strip()}"
 
 
 def format_table(name: str, core: str, f: dict[str, Any]) -> str:
@@ -329,6 +386,21 @@ def format_table(name: str, core: str, f: dict[str, Any]) -> str:
               f"Inference code = every function that ran during one inference (symbol sizes); "
               f"all generated code: {f['model_code_bytes']:,} B, layer descriptors "
               f"{f['layer_descriptor_bytes']:,} B. Counted on {f['image']}."]
+    return "\n".join(lines)
+
+
+def format_summary(rows: list[tuple[str, str, dict[str, Any]]]) -> str:
+    """One Markdown table across models, cores and levels: speed, flash and RAM."""
+    lines = ["| model | core | opt | requant | instructions | instr/MAC | flash: code | "
+             "flash: weights | RAM: arena | RAM: stack high water | RAM total |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, core, f in rows:
+        per = f"{f['instructions_per_mac']:.2f}" if f["instructions_per_mac"] else ""
+        lines.append(f"| {name} | {core} | {f['opt']} | {f['requant']} | {f['instructions']:,} | "
+                     f"{per} | {f['inference_code_bytes']:,} B | {f['weight_bytes']:,} B | "
+                     f"{f['arena_bytes']:,} B | {f['stack_bytes']:,} B | {f['ram_bytes']:,} B |")
+    lines += ["", "Flash code = the functions one inference runs; the stack high-water mark "
+              "includes the kernels' scratch (their windows and accumulators live on the stack)."]
     return "\n".join(lines)
 
 
