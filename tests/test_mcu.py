@@ -109,3 +109,83 @@ def test_rvc_instruction_lengths_match_objdump(tmp_path: Path) -> None:
     base, image = segments[0]
     code = image[sym.addr - base:sym.addr - base + sym.size]
     assert mcu_bench.rvc_instruction_count(code) == len(lines) > 50
+
+
+DIVISION_HELPERS = re.compile(r"<(__aeabi_idiv\w*|__aeabi_uidiv\w*|__aeabi_ldivmod|"
+                              r"__aeabi_uldivmod|__divsi3|__udivsi3|__modsi3|__umodsi3)>")
+
+
+def kernel_calls(dump: str, prefix: str = "me_") -> dict[str, set[str]]:
+    """The library helpers each kernel function calls, from `objdump -d` of a linked ELF."""
+    calls: dict[str, set[str]] = {}
+    current = None
+    for line in dump.splitlines():
+        m = re.match(r"^[0-9a-f]+ <([^>]+)>:$", line)
+        if m:
+            current = m.group(1)
+            continue
+        if current and current.startswith(prefix):
+            found = DIVISION_HELPERS.search(line)
+            if found:
+                calls.setdefault(current, set()).add(found.group(1))
+    return calls
+
+
+@pytest.mark.parametrize("opt", ["-O2", "-Os"])
+def test_m0_kernels_never_divide(tmp_path: Path, opt: str) -> None:
+    """The M0 has no divider: a division in a kernel is a slow library call per use."""
+    need_target("qemu-m0")
+    root = Path(__file__).resolve().parents[1] / "generated" / "edge"
+    graphs = [random_qgraph(5, "mixed"), qgraph.load(root / "edge.qgraph.json")]
+    for i, graph in enumerate(graphs):
+        fw = firmware.build_firmware(graph, TARGETS["qemu-m0"], tmp_path / f"fw{i}", opt=opt)
+        dump = subprocess.run([firmware.tool(fw.board, "objdump"), "-d", str(fw.elf)],
+                              capture_output=True, text=True, check=True).stdout
+        assert "<me_conv2d_s8>:" in dump
+        assert kernel_calls(dump) == {}, f"{graph.name}: kernels call division helpers"
+
+
+def test_division_check_sees_a_division(tmp_path: Path) -> None:
+    """The disassembly check above can fail: a kernel that divides is caught."""
+    need("arm-none-eabi-gcc")
+    src = tmp_path / "div.c"
+    src.write_text("int me_div(int a, int b);\nint me_div(int a, int b) { return a / b; }\n")
+    elf = tmp_path / "div.elf"
+    subprocess.run(["arm-none-eabi-gcc", "-mcpu=cortex-m0", "-mthumb", "-O2", "-nostdlib",
+                    "-Wl,-e,me_div", str(src), "-lgcc", "-o", str(elf)], check=True)
+    dump = subprocess.run(["arm-none-eabi-objdump", "-d", str(elf)], capture_output=True,
+                          text=True, check=True).stdout
+    assert set(kernel_calls(dump)) == {"me_div"}  # __aeabi_idiv, alias __divsi3
+
+
+STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-c"]
+CORE_FLAGS = {
+    "cortex-m0plus -Os": ["arm-none-eabi-gcc", "-mcpu=cortex-m0plus", "-mthumb", "-Os"],
+    "cortex-m0 -O2": ["arm-none-eabi-gcc", "-mcpu=cortex-m0", "-mthumb", "-O2"],
+    "cortex-m3 -O2": ["arm-none-eabi-gcc", "-mcpu=cortex-m3", "-mthumb", "-O2"],
+    "cortex-m4 -Os": ["arm-none-eabi-gcc", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard",
+                      "-mfpu=fpv4-sp-d16", "-Os"],
+    "cortex-m33 -O2": ["arm-none-eabi-gcc", "-mcpu=cortex-m33", "-mthumb", "-mfloat-abi=hard",
+                       "-mfpu=fpv5-sp-d16", "-O2"],
+    "rv32imc -Os": ["riscv64-unknown-elf-gcc", "--specs=picolibc.specs", "-march=rv32imc",
+                    "-mabi=ilp32", "-Os"],
+    "rv32imfc -O2": ["riscv64-unknown-elf-gcc", "--specs=picolibc.specs", "-march=rv32imfc",
+                     "-mabi=ilp32f", "-O2"],
+}
+
+
+@pytest.mark.parametrize("core", sorted(CORE_FLAGS))
+def test_model_c_builds_warning_free_on_every_core(tmp_path: Path, core: str) -> None:
+    from mnist_edge.backends.c import generate_c
+
+    cmd = CORE_FLAGS[core]
+    need(cmd[0])
+    graph = random_qgraph(5, "mixed")
+    modes = ["int"] if core.startswith(("cortex-m0", "cortex-m3", "rv32imc ")) else \
+        ["float", "int"]
+    for mode in modes:
+        out = generate_c(graph, tmp_path / mode, mode)
+        for src in ("mnist_edge_kernels.c", "mnist_edge_model.c", "mnist_edge_weights.c"):
+            proc = subprocess.run([*cmd, *STRICT, str(out / src), "-o", str(tmp_path / "x.o")],
+                                  capture_output=True, text=True)
+            assert proc.returncode == 0, f"{core} {mode} {src}: {proc.stderr[:2000]}"

@@ -124,6 +124,7 @@ def _conv_layer(graph: QGraph, plan: ArenaPlan, step: Step, arrays: LayerArrays,
     kh, kw = op.attrs["kernel"]
     sh, sw = op.attrs.get("stride", [1, 1])
     pt, pl = op.attrs.get("padding", [0, 0, 0, 0])[:2]
+    groups = int(op.attrs.get("groups", 1))
     ph, pw, psh, psw = 1, 1, 1, 1
     if step.pool is not None:
         pool = graph.ops[step.pool]
@@ -132,7 +133,8 @@ def _conv_layer(graph: QGraph, plan: ArenaPlan, step: Step, arrays: LayerArrays,
         ("in_h", x.shape[1]), ("in_w", x.shape[2]), ("in_c", x.shape[0]),
         ("out_c", op.output.shape[0]),
         ("kernel_h", kh), ("kernel_w", kw), ("stride_h", sh), ("stride_w", sw),
-        ("pad_top", pt), ("pad_left", pl), ("groups", int(op.attrs.get("groups", 1))),
+        ("pad_top", pt), ("pad_left", pl), ("groups", groups),
+        ("group_in_c", x.shape[0] // groups), ("group_out_c", op.output.shape[0] // groups),
         ("pool_h", ph), ("pool_w", pw), ("pool_stride_h", psh), ("pool_stride_w", psw),
         ("out_h", out.shape[1]), ("out_w", out.shape[2]),
         ("pool_first", int(_pool_first(graph, step))),

@@ -48,6 +48,7 @@ typedef struct {
     int32_t stride_h, stride_w;
     int32_t pad_top, pad_left;   /* bottom/right padding follows from out_h, out_w */
     int32_t groups;
+    int32_t group_in_c, group_out_c; /* in_c / groups, out_c / groups: no division at run time */
     int32_t pool_h, pool_w;      /* 1 x 1 with stride 1: no pool */
     int32_t pool_stride_h, pool_stride_w;
     int32_t out_h, out_w;        /* after the pool */
