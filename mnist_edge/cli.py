@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--requant", choices=["float", "int"], default="float",
                    help="C requantization: float32 (FPU) or integer-only")
     p.add_argument("--vectors", type=int, default=20, help="test images in test_vectors")
+    p.add_argument("--prefix", help="C: put every exported symbol, macro and file name under "
+                   "this prefix (default mnist_edge), so that two models link together")
 
     p = command("validate", "mnist_edge.pipeline:validate_command",
                 "run a backend on the test set and compare with golden bit for bit")

@@ -69,13 +69,17 @@ def evaluate_command(args: Any) -> int:
 
 
 def generate(run_dir: Path, target: str, out: str | None = None, requant: str = "float",
-             vectors: int = 20, data_dir: str | None = None) -> Path:
+             vectors: int = 20, data_dir: str | None = None, prefix: str | None = None) -> Path:
     graph = qgraph.load_run(run_dir)
+    if prefix is not None and target != "c":
+        raise MnistEdgeError("--prefix applies to `generate c` only")
     pixels = test_set(data_dir, vectors)[0] if vectors > 0 else None
     if target == "c":
-        from .backends.c import generate_c
+        from .backends.c import DEFAULT_PREFIX, check_prefix, generate_c
 
-        return generate_c(graph, Path(out or run_dir / "c"), requant, pixels)
+        check_prefix(prefix or DEFAULT_PREFIX)  # a bad prefix fails before any work
+        return generate_c(graph, Path(out or run_dir / "c"), requant, pixels,
+                          prefix or DEFAULT_PREFIX)
     if target == "hls":
         from .backends.hls import generate_hls
 
@@ -85,7 +89,8 @@ def generate(run_dir: Path, target: str, out: str | None = None, requant: str = 
 
 
 def generate_command(args: Any) -> int:
-    out = generate(Path(args.run), args.target, args.out, args.requant, args.vectors)
+    out = generate(Path(args.run), args.target, args.out, args.requant, args.vectors,
+                   prefix=getattr(args, "prefix", None))
     print(f"generated {args.target} -> {out}")
     return 0
 

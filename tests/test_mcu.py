@@ -189,3 +189,90 @@ def test_model_c_builds_warning_free_on_every_core(tmp_path: Path, core: str) ->
             proc = subprocess.run([*cmd, *STRICT, str(out / src), "-o", str(tmp_path / "x.o")],
                                   capture_output=True, text=True)
             assert proc.returncode == 0, f"{core} {mode} {src}: {proc.stderr[:2000]}"
+
+
+TWO_MODELS_MAIN = r"""
+#include <string.h>
+
+#include "alpha/test_vectors.h"
+#include "beta/test_vectors.h"
+
+#ifdef ON_TARGET
+#include "console.h"
+#define SAY(text) console_write(text)
+#else
+#include <stdio.h>
+#define SAY(text) fputs(text, stdout)
+#endif
+
+int main(void)
+{
+    int i, bad = 0;
+    for (i = 0; i < ALPHA_K_TEST_VECTORS; i++) {
+        int8_t out[ALPHA_CLASSES];
+        bad += alpha_predict(alpha_k_test_pixels[i], out) != alpha_k_test_classes[i] ||
+               memcmp(out, alpha_k_test_logits[i], sizeof out) != 0;
+    }
+    for (i = 0; i < BETA_K_TEST_VECTORS; i++) {
+        int8_t out[BETA_CLASSES];
+        bad += beta_predict(beta_k_test_pixels[i], out) != beta_k_test_classes[i] ||
+               memcmp(out, beta_k_test_logits[i], sizeof out) != 0;
+    }
+    SAY(bad ? "FAIL two models\n" : "PASS two models\n");
+    return bad != 0;
+}
+"""
+
+
+def two_prefixed_models(tmp_path: Path) -> list[Path]:
+    """Two different models generated with prefixes alpha and beta; their C sources."""
+    from mnist_edge.backends.c import generate_c
+
+    sources = []
+    for prefix, seed, layout in (("alpha", 1, "mixed"), ("beta", 2, "dense")):
+        out = generate_c(random_qgraph(seed, layout), tmp_path / prefix, "int",
+                         random_pixels(5, seed), prefix=prefix)
+        assert (out / f"{prefix}.h").exists() and not (out / "mnist_edge.h").exists()
+        sources += [out / f"{prefix}_{part}.c" for part in ("model", "kernels", "weights")]
+    (tmp_path / "main.c").write_text(TWO_MODELS_MAIN)
+    return sources
+
+
+def test_two_prefixed_models_link_into_one_host_program(tmp_path: Path) -> None:
+    cc = need("gcc")
+    sources = two_prefixed_models(tmp_path)
+    exe = tmp_path / "both"
+    subprocess.run([cc, "-std=c99", "-O1", *STRICT[1:-1], "-I", str(tmp_path / "alpha"), "-I",
+                    str(tmp_path / "beta"), "-I", str(tmp_path), str(tmp_path / "main.c"),
+                    *map(str, sources), "-o", str(exe)], check=True)
+    proc = subprocess.run([str(exe)], capture_output=True, text=True)
+    assert proc.returncode == 0 and "PASS two models" in proc.stdout, proc.stdout
+
+
+def test_two_prefixed_models_run_in_one_m4_firmware(tmp_path: Path) -> None:
+    need_target("qemu-m4")
+    board = TARGETS["qemu-m4"]
+    sources = two_prefixed_models(tmp_path)
+    files = firmware.render_firmware_files(random_qgraph(1, "mixed"), board, "qemu", "float",
+                                           "-O2", 5)
+    for name in ("link.ld", "startup.c", "startup.h", "semihost.c", "semihost.h", "console.h",
+                 "console_semihost.c", "console_common.c"):
+        (tmp_path / name).write_bytes(files[name])
+    cflags = [*firmware.compile_flags(board, "-O2"), "-DON_TARGET", "-I", str(tmp_path),
+              "-I", str(tmp_path / "alpha"), "-I", str(tmp_path / "beta")]
+    support = [tmp_path / n for n in ("startup.c", "semihost.c", "console_semihost.c",
+                                      "console_common.c", "main.c")]
+    subprocess.run(["arm-none-eabi-gcc", *cflags, *firmware.link_flags(board)[:-2],
+                    "-Wl,--no-warn-rwx-segments", *map(str, support + sources), "-lc", "-lgcc",
+                    "-o", "both.elf"], cwd=tmp_path, check=True)
+    proc = subprocess.run(firmware.qemu_command(board, "both.elf"), cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "PASS two models" in proc.stdout + proc.stderr, proc.stdout
+
+
+def test_bad_prefix_is_one_line_error(tmp_path: Path) -> None:
+    from mnist_edge.backends.c import generate_c
+
+    with pytest.raises(MnistEdgeError, match="--prefix"):
+        generate_c(random_qgraph(0, "mixed"), tmp_path / "c", prefix="9lives")
+    assert not (tmp_path / "c").exists()

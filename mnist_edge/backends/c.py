@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,16 @@ TEMPLATES = {  # output file -> template
     "README.md": "README.md.j2",
 }
 DEFAULT_VECTORS = 20
+DEFAULT_PREFIX = "mnist_edge"
+_PREFIX_RE = re.compile(r"[a-z][a-z0-9_]{0,30}")
+
+
+def check_prefix(prefix: str) -> Names:
+    """A C prefix: lower case letters, digits and '_', starting with a letter."""
+    if not _PREFIX_RE.fullmatch(prefix) or prefix.endswith("_") or "__" in prefix:
+        raise MnistEdgeError(f"--prefix {prefix!r}: use a lower-case C identifier such as "
+                             f"'digits' or 'kws_model' (letters, digits, single '_')")
+    return Names(prefix)
 
 
 @dataclass
@@ -116,8 +128,68 @@ def _pool_first(graph: QGraph, step: Step) -> bool:
     return bool(np.all(np.diff(graph.ops[step.lut].arrays["table"].astype(np.int64)) >= 0))
 
 
-def _conv_layer(graph: QGraph, plan: ArenaPlan, step: Step, arrays: LayerArrays,
-                ident: str) -> tuple[str, list[tuple[str, str]], str]:
+@dataclass(frozen=True)
+class Names:
+    """The C names of one generated model: `generate c --prefix NAME`.
+
+    Public API, files and macros carry the prefix (`mnist_edge_predict`,
+    `MNIST_EDGE_CLASSES`, mnist_edge.h); the kernels, their types and macros carry
+    the kernel prefix: `me` for the default prefix (today's names, so the committed
+    tree regenerates byte-identically), `<prefix>_k` otherwise. Two models with
+    different prefixes share no symbol, so they link into one program.
+    """
+
+    prefix: str = "mnist_edge"
+
+    @property
+    def upper(self) -> str:
+        return self.prefix.upper()
+
+    @property
+    def kernel(self) -> str:
+        return "me" if self.prefix == DEFAULT_PREFIX else f"{self.prefix}_k"
+
+    def file(self, name: str) -> str:
+        """Output file name: mnist_edge_model.c -> <prefix>_model.c."""
+        return self.prefix + name[len(DEFAULT_PREFIX):] if name.startswith(DEFAULT_PREFIX) \
+            else name
+
+    def context(self) -> dict[str, str]:
+        return {"p": self.prefix, "P": self.upper, "k": self.kernel, "K": self.kernel.upper()}
+
+
+@dataclass
+class StepContext:
+    """What a lowering needs to emit one step's call and parameter block."""
+
+    graph: QGraph
+    plan: ArenaPlan
+    step: Step
+    arrays: LayerArrays
+    ident: str
+    names: Names
+
+    @property
+    def src(self) -> str:
+        return _buf(self.plan, self.step.src)
+
+    @property
+    def dst(self) -> str:
+        return _buf(self.plan, self.step.dst)
+
+    def fn(self, name: str) -> str:
+        """A kernel's C name: conv2d_s8 -> me_conv2d_s8."""
+        return f"{self.names.kernel}_{name}"
+
+    def ptype(self, name: str) -> str:
+        return f"{self.names.kernel}_{name}"
+
+
+Lowered = tuple[str | None, list[tuple[str, str]], str]  # params type, fields, call
+
+
+def _lower_conv(c: StepContext) -> Lowered:
+    graph, step, arrays = c.graph, c.step, c.arrays
     op = graph.ops[step.conv]
     x = graph.input_of(step.conv)
     out = graph.ops[step.ops[-1]].output
@@ -144,57 +216,77 @@ def _conv_layer(graph: QGraph, plan: ArenaPlan, step: Step, arrays: LayerArrays,
         ("bias", arrays.bias.name),
         ("requant", _requant_fields(arrays, op.output.zero_point)),
     ]
-    fn = "me_conv2d_u8_1ch" if step.kind == "conv_u8" else "me_conv2d_s8"
-    call = f"{fn}(&{ident}_params, {_buf(plan, step.src)}, {_buf(plan, step.dst)});"
-    return "me_conv_params", [(k, str(v)) for k, v in fields], call
+    fn = c.fn("conv2d_u8_1ch" if step.kind == "conv_u8" else "conv2d_s8")
+    call = f"{fn}(&{c.ident}_params, {c.src}, {c.dst});"
+    return c.ptype("conv_params"), [(k, str(v)) for k, v in fields], call
 
 
-def _layer(graph: QGraph, plan: ArenaPlan, step: Step, mode: str) -> Layer:
-    arrays = step_arrays(graph, step, mode)
-    names = " + ".join(graph.ops[i].name for i in step.ops) or "input"
+def _lower_linear(c: StepContext) -> Lowered:
+    op = c.graph.ops[c.step.conv]
+    fields = [("in_features", str(c.graph.input_of(c.step.conv).size)),
+              ("out_features", str(op.output.size)),
+              ("weights", c.arrays.weights.name), ("bias", c.arrays.bias.name),
+              ("requant", _requant_fields(c.arrays, op.output.zero_point))]
+    call = f"{c.fn('fully_connected_s8')}(&{c.ident}_params, {c.src}, {c.dst});"
+    return c.ptype("fc_params"), fields, call
+
+
+def _lower_pool(c: StepContext) -> Lowered:
+    step = c.step
+    i = step.conv if step.kind == "avgpool" else step.ops[0]
+    op, x = c.graph.ops[i], c.graph.input_of(i)
+    if op.kind == "global_avgpool":
+        (kh, kw), (sh, sw) = x.shape[1:], (1, 1)
+    else:
+        (kh, kw), (sh, sw) = op.attrs["kernel"], op.attrs["stride"]
+    requant = ("{.mult = NULL, .shift = NULL, .zero_point = 0, .table = NULL}"
+               if step.kind == "maxpool"
+               else _requant_fields(c.arrays, op.output.zero_point))
+    fields = [("in_h", str(x.shape[1])), ("in_w", str(x.shape[2])),
+              ("channels", str(x.shape[0])), ("kernel_h", str(kh)), ("kernel_w", str(kw)),
+              ("stride_h", str(sh)), ("stride_w", str(sw)),
+              ("out_h", str(op.output.shape[1])), ("out_w", str(op.output.shape[2])),
+              ("input_zero_point", str(x.zero_point)), ("requant", requant)]
+    fn = c.fn("maxpool2d_s8" if step.kind == "maxpool" else "avgpool2d_s8")
+    return c.ptype("pool_params"), fields, f"{fn}(&{c.ident}_params, {c.src}, {c.dst});"
+
+
+def _lower_lut(c: StepContext) -> Lowered:
+    size = c.graph.ops[c.step.ops[0]].output.size
+    return None, [], f"{c.fn('lut_s8')}({c.arrays.table.name}, {size}, {c.dst});"
+
+
+def _lower_input(c: StepContext) -> Lowered:
+    return None, [], f"{c.fn('quantize_input_u8')}(pixels, {c.names.upper}_INPUT_SIZE, {c.dst});"
+
+
+# Planner step kind -> its lowering: one kernel call (and its parameter block) per step.
+# A new op kind is one entry here plus its kernel in templates/c/mnist_edge_kernels.c.j2.
+LOWERING: dict[str, Callable[[StepContext], Lowered]] = {
+    "input": _lower_input,
+    "conv": _lower_conv,
+    "conv_u8": _lower_conv,
+    "linear": _lower_linear,
+    "maxpool": _lower_pool,
+    "avgpool": _lower_pool,
+    "lut": _lower_lut,
+}
+
+
+def _layer(graph: QGraph, plan: ArenaPlan, step: Step, mode: str, names: Names) -> Layer:
+    arrays = step_arrays(graph, step, mode, names.prefix + "_")
+    title = " + ".join(graph.ops[i].name for i in step.ops) or "input"
     parts = [_op_summary(graph.ops[i], graph.input_of(i)) for i in step.ops]
     where = f"{_buf(plan, step.src)} -> {_buf(plan, step.dst)}"
     comment = "; ".join(parts) if parts else "pixels p -> int8 q = p - 128"
-    ident = data_symbol(graph.ops[step.ops[0]].name) if step.ops else "mnist_edge_input"
-    ptype, fields, call = None, [], ""
-    src, dst = _buf(plan, step.src), _buf(plan, step.dst)
-    if step.kind in ("conv", "conv_u8"):
-        ptype, fields, call = _conv_layer(graph, plan, step, arrays, ident)
-    elif step.kind == "linear":
-        op = graph.ops[step.conv]
-        ptype = "me_fc_params"
-        fields = [("in_features", str(graph.input_of(step.conv).size)),
-                  ("out_features", str(op.output.size)),
-                  ("weights", arrays.weights.name), ("bias", arrays.bias.name),
-                  ("requant", _requant_fields(arrays, op.output.zero_point))]
-        call = f"me_fully_connected_s8(&{ident}_params, {src}, {dst});"
-    elif step.kind in ("maxpool", "avgpool"):
-        i = step.conv if step.kind == "avgpool" else step.ops[0]
-        op, x = graph.ops[i], graph.input_of(i)
-        if op.kind == "global_avgpool":
-            (kh, kw), (sh, sw) = x.shape[1:], (1, 1)
-        else:
-            (kh, kw), (sh, sw) = op.attrs["kernel"], op.attrs["stride"]
-        requant = ("{.mult = NULL, .shift = NULL, .zero_point = 0, .table = NULL}"
-                   if step.kind == "maxpool"
-                   else _requant_fields(arrays, op.output.zero_point))
-        ptype = "me_pool_params"
-        fields = [("in_h", str(x.shape[1])), ("in_w", str(x.shape[2])),
-                  ("channels", str(x.shape[0])), ("kernel_h", str(kh)), ("kernel_w", str(kw)),
-                  ("stride_h", str(sh)), ("stride_w", str(sw)),
-                  ("out_h", str(op.output.shape[1])), ("out_w", str(op.output.shape[2])),
-                  ("input_zero_point", str(x.zero_point)), ("requant", requant)]
-        fn = "me_maxpool2d_s8" if step.kind == "maxpool" else "me_avgpool2d_s8"
-        call = f"{fn}(&{ident}_params, {src}, {dst});"
-    elif step.kind == "lut":
-        size = graph.ops[step.ops[0]].output.size
-        call = f"me_lut_s8({arrays.table.name}, {size}, {dst});"
-    elif step.kind == "input":
-        call = f"me_quantize_input_u8(pixels, MNIST_EDGE_INPUT_SIZE, {dst});"
-    else:  # pragma: no cover - the planner only makes the kinds above
-        raise AssertionError(step.kind)
+    ident = (data_symbol(graph.ops[step.ops[0]].name, names.prefix + "_") if step.ops
+             else f"{names.prefix}_input")
+    if step.kind not in LOWERING:
+        raise MnistEdgeError(f"the C backend has no lowering for step kind {step.kind!r}")
+    ptype, fields, call = LOWERING[step.kind](StepContext(graph, plan, step, arrays, ident,
+                                                          names))
     _annotate(graph, step, arrays)
-    return Layer(names, f"{comment} [{where}]", arrays, ptype,
+    return Layer(title, f"{comment} [{where}]", arrays, ptype,
                  f"{ident}_params" if ptype else None, fields, call)
 
 
@@ -263,12 +355,14 @@ def _vectors(graph: QGraph, pixels: np.ndarray | None) -> tuple[np.ndarray, np.n
 
 
 def render_tree(graph: QGraph, requant: str = "float",
-                vector_pixels: np.ndarray | None = None) -> dict[str, bytes]:
+                vector_pixels: np.ndarray | None = None,
+                prefix: str = DEFAULT_PREFIX) -> dict[str, bytes]:
     """Every generated file's bytes, keyed by file name (manifest.json included)."""
     if requant not in REQUANT_MODES:
         raise MnistEdgeError(f"requant mode {requant!r}: choose float or int")
+    names = check_prefix(prefix)
     plan = plan_arena(graph)
-    layers = [_layer(graph, plan, s, requant) for s in plan.steps]
+    layers = [_layer(graph, plan, s, requant, names) for s in plan.steps]
     arrays: list[CArray] = [a for layer in layers for a in layer.arrays.all()]
     seen: dict[str, CArray] = {}
     for a in arrays:
@@ -297,7 +391,8 @@ def render_tree(graph: QGraph, requant: str = "float",
         "layers": layers,
         "arrays": arrays,
         "format_values": format_values,
-        "sources": SOURCES,
+        "sources": [names.file(f) for f in SOURCES],
+        **names.context(),
         "vector_count": len(pixels),
         "vector_pixels": [format_values(CArray("int8_t", "", p.astype(np.int64)))
                           for p in pixels],
@@ -306,8 +401,9 @@ def render_tree(graph: QGraph, requant: str = "float",
         "fused": plan.fused,
     }
     env = template_env("c")
-    files = {name: env.get_template(tpl).render(ctx).encode() for name, tpl in TEMPLATES.items()}
-    manifest = {
+    files = {names.file(name): env.get_template(tpl).render(ctx).encode()
+             for name, tpl in TEMPLATES.items()}
+    manifest: dict[str, Any] = {
         "generator": f"mnist-edge {__version__}",
         "model": graph.name,
         "qgraph_hash": ctx["qhash"],
@@ -317,6 +413,7 @@ def render_tree(graph: QGraph, requant: str = "float",
         "weight_bytes": ctx["weight_bytes"],
         "fused": plan.fused,
         "test_vectors": len(pixels),
+        **({"prefix": prefix} if prefix != DEFAULT_PREFIX else {}),
         "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())},
     }
     files["manifest.json"] = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
@@ -324,9 +421,9 @@ def render_tree(graph: QGraph, requant: str = "float",
 
 
 def generate_c(graph: QGraph, out_dir: Path, requant: str = "float",
-               vector_pixels: np.ndarray | None = None) -> Path:
+               vector_pixels: np.ndarray | None = None, prefix: str = DEFAULT_PREFIX) -> Path:
     """Write the C tree to `out_dir` atomically (the old tree stays until the new one is done)."""
-    files = render_tree(graph, requant, vector_pixels)
+    files = render_tree(graph, requant, vector_pixels, prefix)
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
         for name, data in files.items():
