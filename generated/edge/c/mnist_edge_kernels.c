@@ -709,6 +709,112 @@ static void me_pixel_dots5(const uint32_t *win, const int16_t *w, const int32_t 
 }
 
 /*
+ * A 3 x 3 window packed as five 16-bit pairs (the last one's high half 0), read
+ * without bounds checks when it lies inside the image. Returns the OR of the
+ * pairs: 0 when every pixel is 0 (background).
+ */
+ME_INLINE uint32_t me_pixel_window3x3(const me_conv_params *p, const uint8_t *pixels,
+                                      int32_t iy0, int32_t ix0, uint32_t *win)
+{
+    if (iy0 >= 0 && ix0 >= 0 && iy0 + 3 <= p->in_h && ix0 + 3 <= p->in_w) {
+        const uint8_t *r0 = pixels + iy0 * p->in_w + ix0;
+        const uint8_t *r1 = r0 + p->in_w;
+        const uint8_t *r2 = r1 + p->in_w;
+        win[0] = (uint32_t)r0[0] | (uint32_t)r0[1] << 16;
+        win[1] = (uint32_t)r0[2] | (uint32_t)r1[0] << 16;
+        win[2] = (uint32_t)r1[1] | (uint32_t)r1[2] << 16;
+        win[3] = (uint32_t)r2[0] | (uint32_t)r2[1] << 16;
+        win[4] = (uint32_t)r2[2];
+        return win[0] | win[1] | win[2] | win[3] | win[4];
+    }
+    return me_pixel_window(p, pixels, iy0, ix0, win);
+}
+
+/* sum over the five pairs of win . w (w: {w[2j], w[2j+1]} as one int32 each), plus a. */
+ME_INLINE int32_t me_dot5_u16(const uint32_t *win, int32_t w01, int32_t w23, int32_t w45,
+                              int32_t w67, int32_t w89, int32_t a)
+{
+#if ME_USE_DSP
+    a = me_smlad((int32_t)win[0], w01, a);
+    a = me_smlad((int32_t)win[1], w23, a);
+    a = me_smlad((int32_t)win[2], w45, a);
+    a = me_smlad((int32_t)win[3], w67, a);
+    return me_smlad((int32_t)win[4], w89, a);
+#else
+    const int32_t w[5] = {w01, w23, w45, w67, w89};
+    int32_t j;
+    for (j = 0; j < 5; j++) { /* low halves times low halves, high times high */
+        a += (int32_t)(win[j] & 0xFFFFu) * (int16_t)((uint32_t)w[j] & 0xFFFFu) +
+             (int32_t)(win[j] >> 16) * (int16_t)((uint32_t)w[j] >> 16);
+    }
+    return a;
+#endif
+}
+
+/*
+ * The 3 x 3 pixel conv with its max pool first (at most 2 x 2 = 4 positions per
+ * output pixel): the pool's windows are packed once per output pixel, then each
+ * channel's five weight pairs (in registers) meet every window, the max of the
+ * accumulators is kept and requantized once. The same sums as the generic loop.
+ */
+static void me_conv2d_u8_3x3_pooled(const me_conv_params *p, const uint8_t *pixels,
+                                    int8_t *out)
+{
+    const int32_t cout = p->out_c;
+    const int32_t n = p->pool_h * p->pool_w;
+    uint32_t win[4][5];
+    int32_t best[ME_MAX_CHANNELS];
+    int32_t py, px, dy, dx, c, j;
+    int8_t *dst = out;
+    for (py = 0; py < p->out_h; py++) {
+        for (px = 0; px < p->out_w; px++, dst += cout) {
+            uint32_t any = 0;
+            j = 0;
+            for (dy = 0; dy < p->pool_h; dy++) {
+                const int32_t iy0 = (py * p->pool_stride_h + dy) * p->stride_h - p->pad_top;
+                for (dx = 0; dx < p->pool_w; dx++, j++) {
+                    const int32_t ix0 = (px * p->pool_stride_w + dx) * p->stride_w - p->pad_left;
+                    any |= me_pixel_window3x3(p, pixels, iy0, ix0, win[j]);
+                }
+            }
+            if (any == 0u) { /* background: every accumulator is its bias */
+                me_requantize_n(p->bias, cout, &p->requant, 0, dst);
+                continue;
+            }
+            {
+                const int16_t *w = p->pixel_weights;
+                for (c = 0; c < cout; c++, w += 10) {
+                    int32_t w01, w23, w45, w67, w89, b;
+                    memcpy(&w01, w, sizeof w01); /* {w[0], w[1]}: one LDR each */
+                    memcpy(&w23, w + 2, sizeof w23);
+                    memcpy(&w45, w + 4, sizeof w45);
+                    memcpy(&w67, w + 6, sizeof w67);
+                    memcpy(&w89, w + 8, sizeof w89);
+                    b = me_dot5_u16(win[0], w01, w23, w45, w67, w89, p->bias[c]);
+                    if (n == 4) { /* 2 x 2 pool, unrolled: the bias is loaded once */
+                        const int32_t bias = p->bias[c];
+                        const int32_t a1 = me_dot5_u16(win[1], w01, w23, w45, w67, w89, bias);
+                        const int32_t a2 = me_dot5_u16(win[2], w01, w23, w45, w67, w89, bias);
+                        const int32_t a3 = me_dot5_u16(win[3], w01, w23, w45, w67, w89, bias);
+                        b = a1 > b ? a1 : b;
+                        b = a2 > b ? a2 : b;
+                        best[c] = a3 > b ? a3 : b;
+                        continue;
+                    }
+                    for (j = 1; j < n; j++) {
+                        const int32_t a = me_dot5_u16(win[j], w01, w23, w45, w67, w89,
+                                                      p->bias[c]);
+                        b = a > b ? a : b;
+                    }
+                    best[c] = b;
+                }
+            }
+            me_requantize_n(best, cout, &p->requant, 0, dst);
+        }
+    }
+}
+
+/*
  * The first layer: one input channel, read straight from the uint8 pixels.
  * With z_x = -128 the centred input q - z_x is the pixel p itself (0..255) and
  * padding reads as 0. Each window is packed once as 16-bit pairs, and the
@@ -726,6 +832,10 @@ void me_conv2d_u8_1ch(const me_conv_params *p, const uint8_t *pixels, int8_t *ou
     int32_t best[ME_MAX_CHANNELS];
     me_cursor q = {0, 0, 0, 0, 0, 0};
     int32_t t;
+    if (p->kernel_h == 3 && p->kernel_w == 3 && p->pool_first && p->pool_h * p->pool_w <= 4) {
+        me_conv2d_u8_3x3_pooled(p, pixels, out);
+        return;
+    }
     for (t = 0; t < positions; t++, me_cursor_next(p, &q)) {
         int32_t iy0, ix0;
         me_cursor_origin(p, &q, &iy0, &ix0);
