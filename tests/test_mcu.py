@@ -276,3 +276,30 @@ def test_bad_prefix_is_one_line_error(tmp_path: Path) -> None:
     with pytest.raises(MnistEdgeError, match="--prefix"):
         generate_c(random_qgraph(0, "mixed"), tmp_path / "c", prefix="9lives")
     assert not (tmp_path / "c").exists()
+
+
+def test_m4_timing_model_charges_loads_branches_and_multiples() -> None:
+    cycles = mcu_bench.m4_block_cycles
+    assert cycles(["adds r0, r1", "smlad r1, r2, r3, r1"]) == 2
+    assert cycles(["ldr r0, [r1]"]) == 2
+    assert cycles(["ldr r0, [r1]", "ldr r2, [r1, #4]"]) == 3  # the second load pipelines
+    assert cycles(["push {r4, r5, r6, r7, lr}"]) == 6
+    assert cycles(["ldmia.w sp!, {r4-r7, pc}"]) == 6
+    assert cycles(["sdiv r0, r1, r2"]) == 7
+    assert mcu_bench._ends_in_branch("bne.n 344 <me_conv2d_s8+0x344>")
+    assert mcu_bench._ends_in_branch("pop {r4, pc}")
+    assert not mcu_bench._ends_in_branch("bic.w r0, r0, #1")
+    assert mcu_bench._ends_in_branch("bls.n 10")
+
+
+def test_bench_m4_reports_a_cycle_estimate(tmp_path: Path) -> None:
+    pytest.importorskip("unicorn")
+    pytest.importorskip("elftools")
+    need_target("qemu-m4")
+    run_dir = qgraph_run(tmp_path, 6, "mixed")
+    f = mcu_bench.bench(run_dir, qgraph.load_run(run_dir), "cortex-m4",
+                        pixels=random_pixels(1, 9)[0])
+    est = f["estimated_cycles_m4_model"]
+    assert f["instructions"] <= est < 3 * f["instructions"]
+    assert sum(r["estimated_cycles"] for r in f["layers"]) <= est
+    assert "est. cycles (M4 model)" in mcu_bench.format_table("m", "cortex-m4", f)

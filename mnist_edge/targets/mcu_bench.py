@@ -62,6 +62,75 @@ def rvc_instruction_count(code: bytes) -> int:
     return n
 
 
+# ------------------------------------------------------------ Cortex-M4 timing estimate
+
+# A simple Cortex-M4 timing model (after the Cortex-M4 TRM, table 3-1), an ESTIMATE:
+# no wait states (code and data in zero-wait memory), no bus contention.
+#  - data processing, IT, MUL/MLA, SMLAD and the other DSP ops, SXTB16, SEL: 1 cycle
+#  - LDR*/VLDR: 2 cycles, 1 when directly after another load or store (pipelined)
+#  - STR*/VSTR: 1 cycle (the write buffer); LDRD/STRD: 1 + 2
+#  - LDM/STM/PUSH/POP: 1 + registers; a POP or LDM that loads pc also refills
+#  - a taken branch (B, BL, BX, CBZ/CBNZ, POP {pc}): 1 + 2 to refill the pipeline;
+#    not taken: 1
+#  - SDIV/UDIV: 7 (the TRM says 2 to 12); VDIV/VSQRT: 14
+M4_REFILL = 2
+_M4_COST = {"sdiv": 7, "udiv": 7, "vdiv": 14, "vsqrt": 14, "ldrd": 3, "strd": 3}
+_LOAD = ("ldr", "vldr")
+_STORE = ("str", "vstr")
+_MULTI = ("ldm", "stm", "push", "pop", "vpush", "vpop")
+
+
+def _base_mnemonic(text: str) -> str:
+    m = text.split()[0].lower()
+    return m.split(".")[0]
+
+
+def m4_block_cycles(instructions: list[str]) -> int:
+    """Estimated cycles of one basic block, its last branch not taken (see M4_REFILL)."""
+    cycles, prev_mem = 0, False
+    for text in instructions:
+        m = _base_mnemonic(text)
+        mem = m.startswith(_LOAD + _STORE + _MULTI)
+        if m in _M4_COST:
+            c = _M4_COST[m]
+        elif m.startswith(_MULTI):
+            regs = text[text.find("{") + 1:text.find("}")]
+            n = sum(int(r.split("-")[1].strip("rsd")) - int(r.split("-")[0].strip("rsd")) + 1
+                    if "-" in r else 1 for r in regs.split(",") if r.strip())
+            c = 1 + n
+        elif m.startswith(_LOAD):
+            c = 1 if prev_mem else 2
+        else:
+            c = 1
+        cycles += c
+        prev_mem = mem
+    return cycles
+
+
+def _ends_in_branch(text: str) -> bool:
+    m = _base_mnemonic(text)
+    return (m in ("b", "bl", "bx", "blx", "cbz", "cbnz") or
+            (len(m) == 3 and m.startswith("b") and m[1:] in _CONDS) or
+            ("pc" in text.split("{")[-1] and m.startswith(("pop", "ldm"))) or
+            (m == "ldr" and text.split()[1].startswith("pc")))
+
+
+_CONDS = {"eq", "ne", "cs", "cc", "mi", "pl", "vs", "vc", "hi", "ls", "ge", "lt", "gt", "le",
+          "hs", "lo"}
+
+
+def disassembly(fw: Firmware) -> dict[int, str]:
+    """Address -> instruction text ("ldr r3, [r0, #4]"), from objdump of the ELF."""
+    out = subprocess.run([require_tool(tool(fw.board, "objdump")), "-d", "--no-show-raw-insn",
+                          str(fw.elf)], capture_output=True, text=True, check=True).stdout
+    code: dict[int, str] = {}
+    for line in out.splitlines():
+        m = re.match(r"^\s*([0-9a-f]+):\t(\S.*)$", line)
+        if m and not m.group(2).startswith("."):
+            code[int(m.group(1), 16)] = m.group(2).split(";")[0].split("@")[0].strip()
+    return code
+
+
 @dataclass
 class Symbol:
     name: str
@@ -93,6 +162,8 @@ class Trace:
     steps: list[tuple[str, int]]  # (function called by mnist_edge_predict, instructions)
     stack_bytes: int
     functions: dict[str, int]  # instructions per function (including inlined code)
+    cycles: int | None = None  # Cortex-M4 timing estimate (see m4_block_cycles)
+    step_cycles: list[int] | None = None
 
 
 class _Cpu:
@@ -142,8 +213,9 @@ class _Cpu:
                          (1 << 13))
 
 
-def emulate_predict(fw: Firmware, pixels: np.ndarray) -> Trace:
-    """Run mnist_edge_predict once in unicorn on one image (uint8 [28,28])."""
+def emulate_predict(fw: Firmware, pixels: np.ndarray, timing: bool = False) -> Trace:
+    """Run mnist_edge_predict once in unicorn on one image (uint8 [28,28]); with `timing`,
+    also the Cortex-M4 cycle estimate per step."""
     import unicorn
 
     segments, symbols = _elf_image(fw.elf)
@@ -176,6 +248,9 @@ def emulate_predict(fw: Firmware, pixels: np.ndarray) -> Trace:
     ran: dict[str, int] = {}
 
     count = cpu.count
+    code = disassembly(fw) if timing else {}
+    block_cost: dict[tuple[int, int], tuple[int, bool]] = {}
+    clock = {"cycles": 0, "end": -1, "branch": False, "glue": 0}
 
     def on_block(uc_: Any, address: int, size: int, _: Any) -> None:
         key = (address, size)
@@ -183,15 +258,27 @@ def emulate_predict(fw: Firmware, pixels: np.ndarray) -> Trace:
         if n is None:
             n = counts[key] = count(bytes(uc_.mem_read(address, size)))
         state["total"] += n
+        c = 0
+        if timing:
+            cost = block_cost.get(key)
+            if cost is None:
+                ins = [code[a] for a in sorted(code) if address <= a < address + size]
+                cost = block_cost[key] = (m4_block_cycles(ins),
+                                          bool(ins) and _ends_in_branch(ins[-1]))
+            c = cost[0] + (M4_REFILL if clock["branch"] and address != clock["end"] else 0)
+            clock["cycles"] += c
+            clock["end"], clock["branch"] = address + size, cost[1]
         if p_lo <= address < p_hi:
             state["glue"] += n
+            clock["glue"] += c
             state["in_predict"] = True
             return
         if state["in_predict"] and address in entry:
-            steps.append([entry[address], 0])
+            steps.append([entry[address], 0, 0])
         state["in_predict"] = False
         if steps:
             steps[-1][1] += n
+            steps[-1][2] += c
         i = bisect.bisect_right(starts, address) - 1
         if i >= 0:
             ran[funcs[i][1]] = ran.get(funcs[i][1], 0) + n
@@ -217,7 +304,9 @@ def emulate_predict(fw: Firmware, pixels: np.ndarray) -> Trace:
         used = 0
     logits = np.frombuffer(bytes(uc.mem_read(io + 0x400, 64)), dtype=np.int8)
     ran["mnist_edge_predict"] = state["glue"]
-    return Trace(logits, state["total"], state["glue"], [(s[0], s[1]) for s in steps], used, ran)
+    return Trace(logits, state["total"], state["glue"], [(s[0], s[1]) for s in steps], used, ran,
+                 clock["cycles"] if timing else None,
+                 [s[2] for s in steps] if timing else None)
 
 
 # ----------------------------------------------------------------- sizes from the map
@@ -309,7 +398,7 @@ def bench(run_dir: Path, graph: QGraph, core: str, size: bool = False,
     image_source = "the given image"
     if pixels is None:
         pixels, image_source = _first_test_image(data_dir)
-    trace = emulate_predict(fw, pixels)
+    trace = emulate_predict(fw, pixels, timing=core == "cortex-m4")
     expected = golden.run_int8(graph, pixels[None])[0]
     if not np.array_equal(trace.logits[:expected.size], expected):
         raise MnistEdgeError(f"{core}: logits in the instruction-set emulator differ from golden")
@@ -317,10 +406,13 @@ def bench(run_dir: Path, graph: QGraph, core: str, size: bool = False,
     labels = _step_labels(graph)
     layers = []
     if len(labels) == len(trace.steps):
-        for (label, layer_macs), (func, n) in zip(labels, trace.steps, strict=True):
-            layers.append({"layer": label, "function": func, "instructions": n,
-                           "macs": layer_macs,
-                           "per_mac": round(n / layer_macs, 3) if layer_macs else None})
+        for i, ((label, layer_macs), (func, n)) in enumerate(zip(labels, trace.steps,
+                                                                 strict=True)):
+            row = {"layer": label, "function": func, "instructions": n, "macs": layer_macs,
+                   "per_mac": round(n / layer_macs, 3) if layer_macs else None}
+            if trace.step_cycles is not None:
+                row["estimated_cycles"] = trace.step_cycles[i]
+            layers.append(row)
     else:  # the C changed its calls: still report by function
         layers = [{"layer": func, "function": func, "instructions": n, "macs": None,
                    "per_mac": None} for func, n in trace.steps]
@@ -333,6 +425,7 @@ def bench(run_dir: Path, graph: QGraph, core: str, size: bool = False,
         "instructions": trace.total, "macs": macs,
         "instructions_per_mac": round(trace.total / macs, 3) if macs else None,
         "predict_glue_instructions": trace.glue, "layers": layers,
+        **({"estimated_cycles_m4_model": trace.cycles} if trace.cycles is not None else {}),
         "functions": dict(sorted(trace.functions.items(), key=lambda kv: -kv[1])),
         "inference_code_bytes": inference_code, **mem,
         "arena_bytes": arena, "stack_bytes": trace.stack_bytes,
@@ -365,16 +458,23 @@ def _gcc_version(fw: Firmware) -> str:
 
 def format_table(name: str, core: str, f: dict[str, Any]) -> str:
     """Markdown for docs/BENCHMARKS.md: per-layer counts, then totals and memory."""
+    timed = "estimated_cycles_m4_model" in f
     lines = [f"### {name} on {core} ({f['compiler']}, {f['opt']}, {f['requant']} requant)", "",
-             "| layer | kernel | instructions | MACs | instr/MAC |",
-             "|---|---|---:|---:|---:|"]
+             "| layer | kernel | instructions | MACs | instr/MAC |"
+             + (" est. cycles (M4 model) |" if timed else ""),
+             "|---|---|---:|---:|---:|" + ("---:|" if timed else "")]
     for r in f["layers"]:
         per = f"{r['per_mac']:.2f}" if r["per_mac"] else ""
         macs = f"{r['macs']:,}" if r["macs"] else ""
-        lines.append(f"| {r['layer']} | {r['function']} | {r['instructions']:,} | {macs} | {per} |")
-    lines.append(f"| mnist_edge_predict itself | | {f['predict_glue_instructions']:,} | | |")
+        cyc = f" {r['estimated_cycles']:,} |" if timed and "estimated_cycles" in r else \
+            (" |" if timed else "")
+        lines.append(f"| {r['layer']} | {r['function']} | {r['instructions']:,} | {macs} | "
+                     f"{per} |{cyc}")
+    lines.append(f"| mnist_edge_predict itself | | {f['predict_glue_instructions']:,} | | |"
+                 + (" |" if timed else ""))
     per = f"{f['instructions_per_mac']:.2f}" if f["instructions_per_mac"] else ""
-    lines.append(f"| **total** | | **{f['instructions']:,}** | {f['macs']:,} | **{per}** |")
+    cyc = f" **{f['estimated_cycles_m4_model']:,}** |" if timed else ""
+    lines.append(f"| **total** | | **{f['instructions']:,}** | {f['macs']:,} | **{per}** |{cyc}")
     ref = f.get("cmsis_nn_reference")
     if ref:
         lines.append(f"| CMSIS-NN reference | | {ref['instructions']:,} | | {ref['per_mac']:.2f} |")
@@ -385,7 +485,10 @@ def format_table(name: str, core: str, f: dict[str, Any]) -> str:
               f"{f['arena_bytes']:,} B | {f['stack_bytes']:,} B | {f['ram_bytes']:,} B |", "",
               f"Inference code = every function that ran during one inference (symbol sizes); "
               f"all generated code: {f['model_code_bytes']:,} B, layer descriptors "
-              f"{f['layer_descriptor_bytes']:,} B. Counted on {f['image']}."]
+              f"{f['layer_descriptor_bytes']:,} B. Counted on {f['image']}."
+              + (" Cycles are an estimate from the Cortex-M4 timing model in "
+                 "mnist_edge/targets/mcu_bench.py (zero wait states), not a measurement."
+                 if timed else "")]
     return "\n".join(lines)
 
 
