@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(p)
     _add_data(p)
     p.add_argument("--backend", action="append", required=True,
-                   help="onnxruntime, c, c-int, hls, qemu-m4, qemu-m3, qemu-m7, qemu-m0, "
+                   help="onnxruntime, c, c-x86, c-int, hls, qemu-m4, qemu-m3, qemu-m7, qemu-m0, "
                    "qemu-m33, qemu-rv32imc, qemu-rv32imfc (repeatable)")
     p.add_argument("--limit", type=int, help="only the first N test images")
     p.add_argument("--model-file", help="ONNX file to validate instead of <run>/model.int8.onnx")

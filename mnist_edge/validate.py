@@ -28,6 +28,7 @@ BACKENDS: dict[str, str] = {
     "golden": "mnist_edge.validate:run_golden",
     "onnxruntime": "mnist_edge.targets.onnxrt:run",
     "c": "mnist_edge.targets.host_c:run_float",
+    "c-x86": "mnist_edge.targets.host_c:run_x86",
     "c-int": "mnist_edge.targets.host_c:run_int",
     "hls": "mnist_edge.targets.hls_csim:run",
     "qemu-m4": "mnist_edge.targets.qemu:run_m4",

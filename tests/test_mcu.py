@@ -303,3 +303,14 @@ def test_bench_m4_reports_a_cycle_estimate(tmp_path: Path) -> None:
     assert f["instructions"] <= est < 3 * f["instructions"]
     assert sum(r["estimated_cycles"] for r in f["layers"]) <= est
     assert "est. cycles (M4 model)" in mcu_bench.format_table("m", "cortex-m4", f)
+
+
+def test_kernel_library_is_the_same_bytes_for_every_model() -> None:
+    """Model sizes live in mnist_edge_config.h: the kernels can be vendored once."""
+    from mnist_edge.backends.c import render_tree
+
+    trees = [render_tree(random_qgraph(5, "mixed")), render_tree(random_qgraph(2, "dense"), "int"),
+             render_tree(random_qgraph(3, "mixed"), "float", random_pixels(3, 1))]
+    for name in ("mnist_edge_kernels.c", "mnist_edge_kernels.h"):
+        assert trees[0][name] == trees[1][name] == trees[2][name], name
+    assert trees[0]["mnist_edge_config.h"] != trees[1]["mnist_edge_config.h"]

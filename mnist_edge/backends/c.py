@@ -4,7 +4,9 @@
 
   mnist_edge.h            the one public header (API + sizes + QGraph hash)
   mnist_edge_model.c      the static arena and mnist_edge_predict(), one kernel call per step
-  mnist_edge_kernels.[ch] the int8 kernels (portable C99, optional Arm DSP path)
+  mnist_edge_config.h     the model's sizes the kernels need (their stack scratch)
+  mnist_edge_kernels.[ch] the int8 kernels (portable C99, optional Arm DSP path, optional
+                          x86 SIMD): the same bytes for every model of one prefix
   mnist_edge_weights.[ch] const weights, biases, requantization constants and LUTs
   test_vectors.h, main.c  a self-test against the golden logits
   Makefile, CMakeLists.txt, README.md, manifest.json
@@ -37,6 +39,7 @@ REQUANT_MODES = ("float", "int")
 SOURCES = ("mnist_edge_model.c", "mnist_edge_kernels.c", "mnist_edge_weights.c")
 TEMPLATES = {  # output file -> template
     "mnist_edge.h": "mnist_edge.h.j2",
+    "mnist_edge_config.h": "mnist_edge_config.h.j2",
     "mnist_edge_kernels.h": "mnist_edge_kernels.h.j2",
     "mnist_edge_kernels.c": "mnist_edge_kernels.c.j2",
     "mnist_edge_weights.h": "mnist_edge_weights.h.j2",
@@ -371,6 +374,12 @@ def render_tree(graph: QGraph, requant: str = "float",
         seen[a.name] = a
     pixels, logits = _vectors(graph, vector_pixels)
     out = graph.output
+    max_channels = max([graph.ops[s.conv].output.shape[0] for s in plan.steps
+                        if s.kind in ("conv", "conv_u8")] + [1])
+    max_pairs = max([_pixel_pairs(graph.ops[s.conv]) for s in plan.steps
+                     if s.kind == "conv_u8"] + [1])
+    max_window = max([_window(graph.ops[s.conv], graph.input_of(s.conv))
+                      for s in plan.steps if s.kind == "conv"] + [4])
     ctx: dict[str, Any] = {
         "model": graph.name,
         "qhash": graph.content_hash(),
@@ -382,12 +391,14 @@ def render_tree(graph: QGraph, requant: str = "float",
         "output_scale": float_literal(out.scale),
         "output_zero_point": out.zero_point,
         "requant": requant,
-        "max_channels": max([graph.ops[s.conv].output.shape[0] for s in plan.steps
-                             if s.kind in ("conv", "conv_u8")] + [1]),
-        "max_pixel_pairs": max([_pixel_pairs(graph.ops[s.conv]) for s in plan.steps
-                                if s.kind == "conv_u8"] + [1]),
-        "max_window": max([_window(graph.ops[s.conv], graph.input_of(s.conv))
-                           for s in plan.steps if s.kind == "conv"] + [4]),
+        "max_channels": max_channels,
+        "max_pixel_pairs": max_pairs,
+        "max_window": max_window,
+        # the largest of the kernels' stack arrays: conv2d_s8 (two windows, three int32
+        # per channel), the pixel conv (a packed window and two int32 per channel), and
+        # its pooled 3x3 form (four packed windows, one int32 per channel)
+        "scratch_bytes": max(2 * max_window + 12 * max_channels,
+                             4 * max_pairs + 8 * max_channels, 80 + 4 * max_channels),
         "layers": layers,
         "arrays": arrays,
         "format_values": format_values,

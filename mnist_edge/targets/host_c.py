@@ -1,6 +1,9 @@
 """Validate the generated C on the host: generate, compile with gcc, run every image.
 
-`run_float` / `run_int` are the `c` / `c-int` backends of `mnist-edge validate`. They
+`run_float` / `run_x86` / `run_int` are the `c` / `c-x86` / `c-int` backends of
+`mnist-edge validate`: `c` compiles the portable kernels (the code path every MCU
+runs, x86 SIMD switched off), `c-x86` the host fast path (SSE2/AVX2/VNNI, whatever
+-march=native offers), `c-int` integer-only requantization with the host SIMD. They
 generate the C tree into `<run>/build/c-<mode>/src`, compile it with a small harness
 (templates/c/host/runner.c) that reads raw pixels and writes raw logits, and time
 `mnist_edge_predict` at batch 1 on one thread (median of repeated passes over the
@@ -26,6 +29,8 @@ from .tools import require_tool
 RUNNER = TEMPLATES_DIR / "c" / "host" / "runner.c"
 # -march=native: the host's own SIMD, as onnxruntime picks its kernels at run time.
 DEFAULT_CFLAGS = ("-std=c99", "-O2", "-march=native")
+# The same compiler flags with the x86 SIMD paths of the kernels off: the MCU's C.
+PORTABLE_CFLAGS = (*DEFAULT_CFLAGS, "-DMNIST_EDGE_NO_SIMD")
 TIMING_IMAGES = 1000
 REPEATS = 5
 
@@ -69,10 +74,10 @@ def run_runner(exe: Path, pixels: np.ndarray, classes: int, timing_images: int =
 
 
 def _run(run_dir: Path, graph: QGraph, pixels: np.ndarray, options: dict[str, Any],
-         mode: str) -> BackendResult:
-    build = Path(options.get("build_dir") or Path(run_dir) / "build" / f"c-{mode}")
+         mode: str, flavour: str = "", cflags: tuple[str, ...] = DEFAULT_CFLAGS) -> BackendResult:
+    build = Path(options.get("build_dir") or Path(run_dir) / "build" / f"c-{flavour}{mode}")
     cc = str(options.get("cc", "gcc"))
-    cflags = tuple(options.get("cflags", DEFAULT_CFLAGS))
+    cflags = tuple(options.get("cflags", cflags))
     src = generate_c(graph, build / "src", mode, vector_pixels=np.asarray(pixels[:20]))
     exe = build / "runner"
     cmd = compile_runner(src, exe, cc, cflags)
@@ -86,7 +91,12 @@ def _run(run_dir: Path, graph: QGraph, pixels: np.ndarray, options: dict[str, An
 
 def run_float(run_dir: Path, graph: QGraph, pixels: np.ndarray,
               options: dict[str, Any]) -> BackendResult:
-    return _run(run_dir, graph, pixels, options, "float")
+    return _run(run_dir, graph, pixels, options, "float", "", PORTABLE_CFLAGS)
+
+
+def run_x86(run_dir: Path, graph: QGraph, pixels: np.ndarray,
+            options: dict[str, Any]) -> BackendResult:
+    return _run(run_dir, graph, pixels, options, "float", "x86-", DEFAULT_CFLAGS)
 
 
 def run_int(run_dir: Path, graph: QGraph, pixels: np.ndarray,

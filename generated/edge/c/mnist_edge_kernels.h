@@ -18,13 +18,7 @@
 
 #include <stdint.h>
 
-#include "mnist_edge.h"
-
-/* Stack use of the convolutions, sized for this model: three int32 per output
- * channel, and two gathered windows (kernel_h * kernel_w * in_c / groups bytes). */
-#define ME_MAX_CHANNELS 64
-#define ME_MAX_WINDOW 288
-#define ME_MAX_PIXEL_PAIRS 5 /* (kernel_h * kernel_w + 1) / 2, pixel conv */
+#include "mnist_edge_config.h" /* the model's sizes: this file is the same for every model */
 
 #if MNIST_EDGE_REQUANT_INT
 typedef int32_t me_mult_t; /* m, 2^23 <= m < 2^24; M = m * 2^-shift */
