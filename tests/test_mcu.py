@@ -314,3 +314,30 @@ def test_kernel_library_is_the_same_bytes_for_every_model() -> None:
     for name in ("mnist_edge_kernels.c", "mnist_edge_kernels.h"):
         assert trees[0][name] == trees[1][name] == trees[2][name], name
     assert trees[0]["mnist_edge_config.h"] != trees[1]["mnist_edge_config.h"]
+
+
+def test_generate_c_prefix_on_the_command_line(tmp_path: Path, capsys) -> None:
+    from mnist_edge import cli
+
+    run_dir = qgraph_run(tmp_path, 4, "mixed")
+    out = tmp_path / "digits_c"
+    assert cli.main(["generate", "c", str(run_dir), "--prefix", "digits", "--out", str(out),
+                     "--vectors", "0"]) == 0
+    assert (out / "digits.h").exists() and (out / "digits_config.h").exists()
+    assert "digits_predict" in (out / "digits.h").read_text()
+    capsys.readouterr()
+    assert cli.main(["generate", "c", str(run_dir), "--prefix", "Bad-Name", "--out",
+                     str(tmp_path / "bad"), "--vectors", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--prefix" in err[0]
+    assert not (tmp_path / "bad").exists()
+
+
+def test_c_x86_and_portable_c_backends_agree_with_golden(tmp_path: Path) -> None:
+    need("gcc")
+    run_dir = qgraph_run(tmp_path, 5, "mixed")
+    for backend in ("c", "c-x86"):
+        f = validate_backend(run_dir, backend, random_pixels(IMAGES, 2),
+                             np.zeros(IMAGES, dtype=np.uint8), {"timing_images": 0})
+        assert f["exact_logit_fraction"] == 1.0, (backend, f.get("first_mismatch"))
+        assert ("MNIST_EDGE_NO_SIMD" in f["cflags"]) == (backend == "c")
