@@ -126,14 +126,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace an --out folder holding an earlier mnist-edge output "
                    "(a folder without mnist-edge's manifest.json is never replaced)")
     _add_fpga(p, required=False)
+    p.add_argument("--prefix", help="C: put every exported symbol, macro and file name under "
+                   "this prefix (default mnist_edge), so that two models link together")
 
     p = command("validate", "mnist_edge.pipeline:validate_command",
                 "run a backend on the test set and compare with golden bit for bit")
     _add_run(p)
     _add_data(p)
     p.add_argument("--backend", action="append", required=True,
-                   help="onnxruntime, c, c-int, hls, qemu-m4, qemu-m3, qemu-m7, rtl, rtl-uart "
-                   "(repeatable)")
+                   help="onnxruntime, c, c-x86, c-int, hls, qemu-m4, qemu-m3, qemu-m7, qemu-m0, "
+                   "qemu-m33, qemu-rv32imc, qemu-rv32imfc, rtl, rtl-uart (repeatable)")
     p.add_argument("--limit", type=positive_int, help="only the first N test images")
     p.add_argument("--model-file", help="ONNX file to validate instead of <run>/model.int8.onnx")
     _add_fpga(p, required=False)
@@ -150,17 +152,19 @@ def build_parser() -> argparse.ArgumentParser:
                 "build firmware and run it in QEMU or flash a real board")
     _add_run(p)
     _add_data(p)
-    p.add_argument("--target", help="emulated target: qemu-m4, qemu-m3, qemu-m7")
+    p.add_argument("--target", help="emulated target: qemu-m4, qemu-m3, qemu-m7, qemu-m0, "
+                   "qemu-m33, qemu-rv32imc, qemu-rv32imfc")
     p.add_argument("--board", help="real board: nucleo-f411re, nrf52840dk")
     p.add_argument("--probe", choices=["pyocd", "openocd"], default="pyocd")
     p.add_argument("--dry-run", action="store_true", help="print the commands, keep the images")
     p.add_argument("--limit", type=positive_int, default=20, help="test images to run in QEMU")
 
     p = command("bench", "mnist_edge.targets.mcu_bench:bench_command",
-                "exact instruction counts, flash and RAM for a Cortex-M core")
+                "exact instruction counts, flash and RAM for a Cortex-M or RISC-V core")
     _add_run(p)
     _add_data(p)
-    p.add_argument("--mcu", choices=["cortex-m4", "cortex-m3", "cortex-m7"], default="cortex-m4")
+    p.add_argument("--mcu", choices=["cortex-m4", "cortex-m3", "cortex-m7", "cortex-m0",
+                                     "cortex-m33", "rv32imc", "rv32imfc"], default="cortex-m4")
     p.add_argument("--size", action="store_true", help="build with -Os instead of -O2")
 
     p = command("report", "mnist_edge.pipeline:report_command",

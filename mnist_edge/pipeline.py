@@ -85,7 +85,8 @@ GENERATED_FOLDER = {"c": "c", "hls": "fpga/hls", "rtl": "fpga/rtl-{fpga}", "web"
 
 def generate(run_dir: Path, target: str, out: str | None = None, requant: str = "float",
              vectors: int = 20, data_dir: str | None = None, force: bool = False,
-             fpga: str | None = None, lanes: int | None = None) -> Path:
+             fpga: str | None = None, lanes: int | None = None,
+             prefix: str | None = None) -> Path:
     """Generate C, HLS, RTL or the web page into `out` (default: GENERATED_FOLDER in the run).
 
     The output folder is checked before any work: mnist-edge replaces only its own
@@ -98,15 +99,22 @@ def generate(run_dir: Path, target: str, out: str | None = None, requant: str = 
         from .backends.rtl import DEFAULT_FPGA
 
         fpga = fpga or DEFAULT_FPGA
+    if target == "c":
+        from .backends.c import DEFAULT_PREFIX, check_prefix
+
+        prefix = prefix or DEFAULT_PREFIX
+        check_prefix(prefix)  # a bad prefix fails before any work
     default = run_dir / GENERATED_FOLDER[target].format(fpga=fpga)
     out_dir = Path(out) if out is not None else default
     check_output_dir(out_dir, force=force, explicit=out is not None, protect=(run_dir,))
     graph = qgraph.load_run(run_dir)
+    if prefix is not None and target != "c":
+        raise MnistEdgeError("--prefix applies to `generate c` only")
     pixels = test_set(data_dir, vectors)[0] if vectors > 0 else None
     if target == "c":
-        from .backends.c import generate_c
+        from .backends.c import DEFAULT_PREFIX, check_prefix, generate_c
 
-        return generate_c(graph, out_dir, requant, pixels)
+        return generate_c(graph, out_dir, requant, pixels, prefix)
     if target == "hls":
         from .backends.hls import generate_hls
 
@@ -122,7 +130,8 @@ def generate(run_dir: Path, target: str, out: str | None = None, requant: str = 
 
 def generate_command(args: Any) -> int:
     out = generate(Path(args.run), args.target, args.out, args.requant, args.vectors,
-                   force=args.force, fpga=args.fpga, lanes=args.lanes)
+                   force=args.force, fpga=args.fpga, lanes=args.lanes,
+                   prefix=getattr(args, "prefix", None))
     print(f"generated {args.target} -> {out}")
     return 0
 

@@ -10,6 +10,6 @@ out=generated/$model
 mkdir -p "$out"
 rm -f "$out"/*.qgraph.json "$out"/*.qgraph.npz
 cp "$run"/*.qgraph.json "$run"/*.qgraph.npz "$out"/
-mnist-edge generate c "$out" --out "$out/c"
-mnist-edge generate hls "$out" --out "$out/hls"
+mnist-edge generate c "$out" --out "$out/c" --force
+mnist-edge generate hls "$out" --out "$out/hls" --force
 echo "regenerated $out"

@@ -47,6 +47,9 @@ def test_every_registered_kind_has_a_lowering(backend: str) -> None:
     missing = sorted(set(REGISTRY) - lowered - set(refused))
     assert not missing, f"{backend} has no lowering for {missing}"
     assert not lowered - set(REGISTRY), "lowering for an unregistered kind"
+    if backend == "c":  # kinds map to planner steps; each step kind needs its own lowering
+        steps = set(module.LOWERING.values()) - {"flatten"}
+        assert steps <= set(module.STEP_LOWERING), sorted(steps - set(module.STEP_LOWERING))
 
 
 def test_registry_entries_are_complete() -> None:

@@ -4,7 +4,9 @@
 
   mnist_edge.h            the one public header (API + sizes + QGraph hash)
   mnist_edge_model.c      the static arena and mnist_edge_predict(), one kernel call per step
-  mnist_edge_kernels.[ch] the int8 kernels (portable C99, optional Arm DSP path)
+  mnist_edge_config.h     the model's sizes the kernels need (their stack scratch)
+  mnist_edge_kernels.[ch] the int8 kernels (portable C99, optional Arm DSP path, optional
+                          x86 SIMD): the same bytes for every model of one prefix
   mnist_edge_weights.[ch] const weights, biases, requantization constants and LUTs
   test_vectors.h, main.c  a self-test against the golden logits
   Makefile, CMakeLists.txt, README.md, manifest.json
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +41,7 @@ REQUANT_MODES = ("float", "int")
 SOURCES = ("mnist_edge_model.c", "mnist_edge_kernels.c", "mnist_edge_weights.c")
 TEMPLATES = {  # output file -> template
     "mnist_edge.h": "mnist_edge.h.j2",
+    "mnist_edge_config.h": "mnist_edge_config.h.j2",
     "mnist_edge_kernels.h": "mnist_edge_kernels.h.j2",
     "mnist_edge_kernels.c": "mnist_edge_kernels.c.j2",
     "mnist_edge_weights.h": "mnist_edge_weights.h.j2",
@@ -49,13 +54,21 @@ TEMPLATES = {  # output file -> template
     "README.md": "README.md.j2",
 }
 DEFAULT_VECTORS = 20
+DEFAULT_PREFIX = "mnist_edge"
+_PREFIX_RE = re.compile(r"[a-z][a-z0-9_]{0,30}")
+
+
+def check_prefix(prefix: str) -> Names:
+    """A C prefix: lower case letters, digits and '_', starting with a letter."""
+    if not _PREFIX_RE.fullmatch(prefix) or prefix.endswith("_") or "__" in prefix:
+        raise MnistEdgeError(f"--prefix {prefix!r}: use a lower-case C identifier such as "
+                             f"'digits' or 'kws_model' (letters, digits, single '_')")
+    return Names(prefix)
 
 
 @dataclass
 class Layer:
-    """What the templates need to emit one step: its arrays, params and call.
-
-    `more_params` are further (type, name, fields) structs, one per input of a concat."""
+    """What the templates need to emit one step: its arrays, params and call."""
 
     title: str
     comment: str
@@ -64,6 +77,7 @@ class Layer:
     params_name: str | None
     fields: list[tuple[str, str]]
     call: str
+    # Further (type, name, fields) parameter blocks: one per input of a concat.
     more_params: list[tuple[str, str, list[tuple[str, str]]]] = field(default_factory=list)
 
 
@@ -121,14 +135,76 @@ def _pool_first(graph: QGraph, step: Step) -> bool:
     return bool(np.all(np.diff(graph.ops[step.lut].arrays["table"].astype(np.int64)) >= 0))
 
 
-def _conv_layer(graph: QGraph, plan: ArenaPlan, step: Step, arrays: LayerArrays,
-                ident: str) -> tuple[str, list[tuple[str, str]], str]:
+@dataclass(frozen=True)
+class Names:
+    """The C names of one generated model: `generate c --prefix NAME`.
+
+    Public API, files and macros carry the prefix (`mnist_edge_predict`,
+    `MNIST_EDGE_CLASSES`, mnist_edge.h); the kernels, their types and macros carry
+    the kernel prefix: `me` for the default prefix (today's names, so the committed
+    tree regenerates byte-identically), `<prefix>_k` otherwise. Two models with
+    different prefixes share no symbol, so they link into one program.
+    """
+
+    prefix: str = "mnist_edge"
+
+    @property
+    def upper(self) -> str:
+        return self.prefix.upper()
+
+    @property
+    def kernel(self) -> str:
+        return "me" if self.prefix == DEFAULT_PREFIX else f"{self.prefix}_k"
+
+    def file(self, name: str) -> str:
+        """Output file name: mnist_edge_model.c -> <prefix>_model.c."""
+        return self.prefix + name[len(DEFAULT_PREFIX):] if name.startswith(DEFAULT_PREFIX) \
+            else name
+
+    def context(self) -> dict[str, str]:
+        return {"p": self.prefix, "P": self.upper, "k": self.kernel, "K": self.kernel.upper()}
+
+
+@dataclass
+class StepContext:
+    """What a lowering needs to emit one step's call and parameter block."""
+
+    graph: QGraph
+    plan: ArenaPlan
+    step: Step
+    arrays: LayerArrays
+    ident: str
+    names: Names
+    more_params: list[tuple[str, str, list[tuple[str, str]]]] = field(default_factory=list)
+
+    @property
+    def src(self) -> str:
+        return _buf(self.plan, self.step.src)
+
+    @property
+    def dst(self) -> str:
+        return _buf(self.plan, self.step.dst)
+
+    def fn(self, name: str) -> str:
+        """A kernel's C name: conv2d_s8 -> me_conv2d_s8."""
+        return f"{self.names.kernel}_{name}"
+
+    def ptype(self, name: str) -> str:
+        return f"{self.names.kernel}_{name}"
+
+
+Lowered = tuple[str | None, list[tuple[str, str]], str]  # params type, fields, call
+
+
+def _lower_conv(c: StepContext) -> Lowered:
+    graph, step, arrays = c.graph, c.step, c.arrays
     op = graph.ops[step.conv]
     x = graph.input_of(step.conv)
     out = graph.ops[step.ops[-1]].output
     kh, kw = op.attrs["kernel"]
     sh, sw = op.attrs.get("stride", [1, 1])
     pt, pl = op.attrs.get("padding", [0, 0, 0, 0])[:2]
+    groups = int(op.attrs.get("groups", 1))
     ph, pw, psh, psw = 1, 1, 1, 1
     if step.pool is not None:
         pool = graph.ops[step.pool]
@@ -137,7 +213,8 @@ def _conv_layer(graph: QGraph, plan: ArenaPlan, step: Step, arrays: LayerArrays,
         ("in_h", x.shape[1]), ("in_w", x.shape[2]), ("in_c", x.shape[0]),
         ("out_c", op.output.shape[0]),
         ("kernel_h", kh), ("kernel_w", kw), ("stride_h", sh), ("stride_w", sw),
-        ("pad_top", pt), ("pad_left", pl), ("groups", int(op.attrs.get("groups", 1))),
+        ("pad_top", pt), ("pad_left", pl), ("groups", groups),
+        ("group_in_c", x.shape[0] // groups), ("group_out_c", op.output.shape[0] // groups),
         ("pool_h", ph), ("pool_w", pw), ("pool_stride_h", psh), ("pool_stride_w", psw),
         ("out_h", out.shape[1]), ("out_w", out.shape[2]),
         ("pool_first", int(_pool_first(graph, step))),
@@ -147,100 +224,120 @@ def _conv_layer(graph: QGraph, plan: ArenaPlan, step: Step, arrays: LayerArrays,
         ("bias", arrays.bias.name),
         ("requant", _requant_fields(arrays, op.output.zero_point)),
     ]
-    fn = "me_conv2d_u8_1ch" if step.kind == "conv_u8" else "me_conv2d_s8"
-    call = f"{fn}(&{ident}_params, {_buf(plan, step.src)}, {_buf(plan, step.dst)});"
-    return "me_conv_params", [(k, str(v)) for k, v in fields], call
+    fn = c.fn("conv2d_u8_1ch" if step.kind == "conv_u8" else "conv2d_s8")
+    call = f"{fn}(&{c.ident}_params, {c.src}, {c.dst});"
+    return c.ptype("conv_params"), [(k, str(v)) for k, v in fields], call
 
 
-def _layer(graph: QGraph, plan: ArenaPlan, step: Step, mode: str) -> Layer:
-    arrays = step_arrays(graph, step, mode)
-    names = " + ".join(graph.ops[i].name for i in step.ops) or "input"
-    parts = [_op_summary(graph.ops[i], graph.input_of(i)) for i in step.ops]
-    where = f"{_buf(plan, step.src)} -> {_buf(plan, step.dst)}"
-    comment = "; ".join(parts) if parts else "pixels p -> int8 q = p - 128"
-    ident = data_symbol(graph.ops[step.ops[0]].name) if step.ops else "mnist_edge_input"
-    ptype, fields, call, extra = None, [], "", []
-    src, dst = _buf(plan, step.src), _buf(plan, step.dst)
-    if step.kind in ("conv", "conv_u8"):
-        ptype, fields, call = _conv_layer(graph, plan, step, arrays, ident)
-    elif step.kind == "linear":
-        op = graph.ops[step.conv]
-        ptype = "me_fc_params"
-        fields = [("in_features", str(graph.input_of(step.conv).size)),
-                  ("out_features", str(op.output.size)),
-                  ("weights", arrays.weights.name), ("bias", arrays.bias.name),
-                  ("requant", _requant_fields(arrays, op.output.zero_point))]
-        call = f"me_fully_connected_s8(&{ident}_params, {src}, {dst});"
-    elif step.kind in ("maxpool", "avgpool"):
-        i = step.conv if step.kind == "avgpool" else step.ops[0]
-        op, x = graph.ops[i], graph.input_of(i)
-        if op.kind == "global_avgpool":
-            (kh, kw), (sh, sw) = x.shape[1:], (1, 1)
-        else:
-            (kh, kw), (sh, sw) = op.attrs["kernel"], op.attrs["stride"]
-        requant = ("{.mult = NULL, .shift = NULL, .zero_point = 0, .table = NULL}"
-                   if step.kind == "maxpool"
-                   else _requant_fields(arrays, op.output.zero_point))
-        ptype = "me_pool_params"
-        fields = [("in_h", str(x.shape[1])), ("in_w", str(x.shape[2])),
-                  ("channels", str(x.shape[0])), ("kernel_h", str(kh)), ("kernel_w", str(kw)),
-                  ("stride_h", str(sh)), ("stride_w", str(sw)),
-                  ("out_h", str(op.output.shape[1])), ("out_w", str(op.output.shape[2])),
-                  ("input_zero_point", str(x.zero_point)), ("requant", requant)]
-        fn = "me_maxpool2d_s8" if step.kind == "maxpool" else "me_avgpool2d_s8"
-        call = f"{fn}(&{ident}_params, {src}, {dst});"
-    elif step.kind == "lut":
-        size = graph.ops[step.ops[0]].output.size
-        call = f"me_lut_s8({arrays.table.name}, {size}, {dst});"
-    elif step.kind == "add":
-        op, (a, b) = graph.ops[step.conv], graph.inputs_of(step.conv)
-        (ka, kb), _ = add_weights([a, b], op.output)
-        ptype = "me_add_params"
-        fields = [("size", str(op.output.size)), ("a_zero_point", str(a.zero_point)),
-                  ("b_zero_point", str(b.zero_point)), ("a_weight", str(ka)),
-                  ("b_weight", str(kb)), ("requant", _requant_fields(arrays,
-                                                                     op.output.zero_point))]
-        call = (f"me_add_s8(&{ident}_params, {src}, {_buf(plan, step.more[0])}, {dst});")
-    elif step.kind == "concat":
-        extra, call = _concat_parts(graph, plan, step, arrays, ident)
-    elif step.kind == "input":
-        call = f"me_quantize_input_u8(pixels, MNIST_EDGE_INPUT_SIZE, {dst});"
-    else:  # pragma: no cover - the planner only makes the kinds above
-        raise AssertionError(step.kind)
-    _annotate(graph, step, arrays)
-    return Layer(names, f"{comment} [{where}]", arrays, ptype,
-                 f"{ident}_params" if ptype else None, fields, call, extra)
+def _lower_linear(c: StepContext) -> Lowered:
+    op = c.graph.ops[c.step.conv]
+    fields = [("in_features", str(c.graph.input_of(c.step.conv).size)),
+              ("out_features", str(op.output.size)),
+              ("weights", c.arrays.weights.name), ("bias", c.arrays.bias.name),
+              ("requant", _requant_fields(c.arrays, op.output.zero_point))]
+    call = f"{c.fn('fully_connected_s8')}(&{c.ident}_params, {c.src}, {c.dst});"
+    return c.ptype("fc_params"), fields, call
 
 
-def _concat_parts(graph: QGraph, plan: ArenaPlan, step: Step, arrays: LayerArrays,
-                  ident: str) -> tuple[list[tuple[str, str, list[tuple[str, str]]]], str]:
-    """One me_concat_s8 call per input, each with its own params (channel offset, rescale)."""
-    op, tensors = graph.ops[step.conv], graph.inputs_of(step.conv)
+def _lower_pool(c: StepContext) -> Lowered:
+    step = c.step
+    i = step.conv if step.kind == "avgpool" else step.ops[0]
+    op, x = c.graph.ops[i], c.graph.input_of(i)
+    if op.kind == "global_avgpool":
+        (kh, kw), (sh, sw) = x.shape[1:], (1, 1)
+    else:
+        (kh, kw), (sh, sw) = op.attrs["kernel"], op.attrs["stride"]
+    requant = ("{.mult = NULL, .shift = NULL, .zero_point = 0, .table = NULL}"
+               if step.kind == "maxpool"
+               else _requant_fields(c.arrays, op.output.zero_point))
+    fields = [("in_h", str(x.shape[1])), ("in_w", str(x.shape[2])),
+              ("channels", str(x.shape[0])), ("kernel_h", str(kh)), ("kernel_w", str(kw)),
+              ("stride_h", str(sh)), ("stride_w", str(sw)),
+              ("out_h", str(op.output.shape[1])), ("out_w", str(op.output.shape[2])),
+              ("input_zero_point", str(x.zero_point)), ("requant", requant)]
+    fn = c.fn("maxpool2d_s8" if step.kind == "maxpool" else "avgpool2d_s8")
+    return c.ptype("pool_params"), fields, f"{fn}(&{c.ident}_params, {c.src}, {c.dst});"
+
+
+def _lower_lut(c: StepContext) -> Lowered:
+    size = c.graph.ops[c.step.ops[0]].output.size
+    return None, [], f"{c.fn('lut_s8')}({c.arrays.table.name}, {size}, {c.dst});"
+
+
+def _lower_input(c: StepContext) -> Lowered:
+    return None, [], f"{c.fn('quantize_input_u8')}(pixels, {c.names.upper}_INPUT_SIZE, {c.dst});"
+
+
+def _lower_add(c: StepContext) -> Lowered:
+    """The registry's add: k_a (a - z_a) + k_b (b - z_b), one requantization."""
+    op, (a, b) = c.graph.ops[c.step.conv], c.graph.inputs_of(c.step.conv)
+    (ka, kb), _ = add_weights([a, b], op.output)
+    fields = [("size", str(op.output.size)), ("a_zero_point", str(a.zero_point)),
+              ("b_zero_point", str(b.zero_point)), ("a_weight", str(ka)), ("b_weight", str(kb)),
+              ("requant", _requant_fields(c.arrays, op.output.zero_point))]
+    other = _buf(c.plan, c.step.more[0])
+    return (c.ptype("add_params"), fields,
+            f"{c.fn('add_s8')}(&{c.ident}_params, {c.src}, {other}, {c.dst});")
+
+
+def _lower_concat(c: StepContext) -> Lowered:
+    """One concat_s8 call per input (HWC: each writes its channels at an offset)."""
+    op, tensors = c.graph.ops[c.step.conv], c.graph.inputs_of(c.step.conv)
     out_c = op.output.shape[0]
-    positions = op.output.size // out_c
-    parts, calls, offset = [], [], 0
-    for j, (ref, t, mult) in enumerate(zip(step.srcs, tensors,
+    calls, offset = [], 0
+    for j, (ref, t, mult) in enumerate(zip(c.step.srcs, tensors,
                                            concat_multipliers(tensors, op.output), strict=True)):
         if mult is None:
             requant = "{.mult = NULL, .shift = NULL, .zero_point = 0, .table = NULL}"
         else:
-            shift = f"{arrays.shift.name} + {j}" if arrays.shift is not None else "NULL"
-            requant = (f"{{.mult = {arrays.mult.name} + {j}, .shift = {shift}, "
+            shift = f"{c.arrays.shift.name} + {j}" if c.arrays.shift is not None else "NULL"
+            requant = (f"{{.mult = {c.arrays.mult.name} + {j}, .shift = {shift}, "
                        f".zero_point = {op.output.zero_point}, .table = NULL}}")
-        name = f"{ident}_in{j}_params"
-        parts.append(("me_concat_params", name, [
-            ("positions", str(positions)), ("in_c", str(t.shape[0])), ("out_c", str(out_c)),
-            ("offset", str(offset)), ("input_zero_point", str(t.zero_point)),
-            ("requant", requant)]))
-        calls.append(f"me_concat_s8(&{name}, {_buf(plan, ref)}, {_buf(plan, step.dst)});")
+        name = f"{c.ident}_in{j}_params"
+        c.more_params.append((c.ptype("concat_params"), name, [
+            ("positions", str(op.output.size // out_c)), ("in_c", str(t.shape[0])),
+            ("out_c", str(out_c)), ("offset", str(offset)),
+            ("input_zero_point", str(t.zero_point)), ("requant", requant)]))
+        calls.append(f"{c.fn('concat_s8')}(&{name}, {_buf(c.plan, ref)}, {c.dst});")
         offset += t.shape[0]
-    return parts, "\n    ".join(calls)
+    return None, [], "\n    ".join(calls)
 
 
-# QGraph kind -> the planner step that computes it (tests/test_op_registry.py checks every
-# registered kind has one). conv2d on the raw pixels becomes "conv_u8"; a LUT after a
-# conv, linear or average pool, and a max pool after a conv, fuse into that step.
+# Planner step kind -> its lowering: one kernel call (and its parameter block) per step.
+# A new op kind is one entry here plus its kernel in templates/c/mnist_edge_kernels.c.j2.
+STEP_LOWERING: dict[str, Callable[[StepContext], Lowered]] = {
+    "input": _lower_input,
+    "conv": _lower_conv,
+    "conv_u8": _lower_conv,
+    "linear": _lower_linear,
+    "maxpool": _lower_pool,
+    "avgpool": _lower_pool,
+    "lut": _lower_lut,
+    "add": _lower_add,
+    "concat": _lower_concat,
+}
+# QGraph op kind -> the planner step that computes it (tests/test_op_registry.py checks
+# that every registered kind has one, and every step kind a lowering). conv2d on the raw
+# pixels becomes "conv_u8"; a LUT after a conv, linear or average pool, and a max pool
+# after a conv, fuse into that step; flatten emits nothing.
 LOWERING: dict[str, str] = dict(STEP_KIND)
+
+
+def _layer(graph: QGraph, plan: ArenaPlan, step: Step, mode: str, names: Names) -> Layer:
+    arrays = step_arrays(graph, step, mode, names.prefix + "_")
+    title = " + ".join(graph.ops[i].name for i in step.ops) or "input"
+    parts = [_op_summary(graph.ops[i], graph.input_of(i)) for i in step.ops]
+    where = f"{_buf(plan, step.src)} -> {_buf(plan, step.dst)}"
+    comment = "; ".join(parts) if parts else "pixels p -> int8 q = p - 128"
+    ident = (data_symbol(graph.ops[step.ops[0]].name, names.prefix + "_") if step.ops
+             else f"{names.prefix}_input")
+    if step.kind not in STEP_LOWERING:
+        raise MnistEdgeError(f"the C backend has no lowering for step kind {step.kind!r}")
+    context = StepContext(graph, plan, step, arrays, ident, names)
+    ptype, fields, call = STEP_LOWERING[step.kind](context)
+    _annotate(graph, step, arrays)
+    return Layer(title, f"{comment} [{where}]", arrays, ptype,
+                 f"{ident}_params" if ptype else None, fields, call, context.more_params)
 
 
 def _annotate(graph: QGraph, step: Step, arrays: LayerArrays) -> None:
@@ -308,12 +405,14 @@ def _vectors(graph: QGraph, pixels: np.ndarray | None) -> tuple[np.ndarray, np.n
 
 
 def render_tree(graph: QGraph, requant: str = "float",
-                vector_pixels: np.ndarray | None = None) -> dict[str, bytes]:
+                vector_pixels: np.ndarray | None = None,
+                prefix: str = DEFAULT_PREFIX) -> dict[str, bytes]:
     """Every generated file's bytes, keyed by file name (manifest.json included)."""
     if requant not in REQUANT_MODES:
         raise MnistEdgeError(f"requant mode {requant!r}: choose float or int")
+    names = check_prefix(prefix)
     plan = plan_arena(graph)
-    layers = [_layer(graph, plan, s, requant) for s in plan.steps]
+    layers = [_layer(graph, plan, s, requant, names) for s in plan.steps]
     arrays: list[CArray] = [a for layer in layers for a in layer.arrays.all()]
     seen: dict[str, CArray] = {}
     for a in arrays:
@@ -322,6 +421,12 @@ def render_tree(graph: QGraph, requant: str = "float",
         seen[a.name] = a
     pixels, logits = _vectors(graph, vector_pixels)
     out = graph.output
+    max_channels = max([graph.ops[s.conv].output.shape[0] for s in plan.steps
+                        if s.kind in ("conv", "conv_u8")] + [1])
+    max_pairs = max([_pixel_pairs(graph.ops[s.conv]) for s in plan.steps
+                     if s.kind == "conv_u8"] + [1])
+    max_window = max([_window(graph.ops[s.conv], graph.input_of(s.conv))
+                      for s in plan.steps if s.kind == "conv"] + [4])
     ctx: dict[str, Any] = {
         "model": graph.name,
         "qhash": graph.content_hash(),
@@ -333,16 +438,19 @@ def render_tree(graph: QGraph, requant: str = "float",
         "output_scale": float_literal(out.scale),
         "output_zero_point": out.zero_point,
         "requant": requant,
-        "max_channels": max([graph.ops[s.conv].output.shape[0] for s in plan.steps
-                             if s.kind in ("conv", "conv_u8")] + [1]),
-        "max_pixel_pairs": max([_pixel_pairs(graph.ops[s.conv]) for s in plan.steps
-                                if s.kind == "conv_u8"] + [1]),
-        "max_window": max([_window(graph.ops[s.conv], graph.input_of(s.conv))
-                           for s in plan.steps if s.kind == "conv"] + [4]),
+        "max_channels": max_channels,
+        "max_pixel_pairs": max_pairs,
+        "max_window": max_window,
+        # the largest of the kernels' stack arrays: conv2d_s8 (two windows, three int32
+        # per channel), the pixel conv (a packed window and two int32 per channel), and
+        # its pooled 3x3 form (four packed windows, one int32 per channel)
+        "scratch_bytes": max(2 * max_window + 12 * max_channels,
+                             4 * max_pairs + 8 * max_channels, 80 + 4 * max_channels),
         "layers": layers,
         "arrays": arrays,
         "format_values": format_values,
-        "sources": SOURCES,
+        "sources": [names.file(f) for f in SOURCES],
+        **names.context(),
         "vector_count": len(pixels),
         "vector_pixels": [format_values(CArray("int8_t", "", p.astype(np.int64)))
                           for p in pixels],
@@ -351,8 +459,9 @@ def render_tree(graph: QGraph, requant: str = "float",
         "fused": plan.fused,
     }
     env = template_env("c")
-    files = {name: env.get_template(tpl).render(ctx).encode() for name, tpl in TEMPLATES.items()}
-    manifest = {
+    files = {names.file(name): env.get_template(tpl).render(ctx).encode()
+             for name, tpl in TEMPLATES.items()}
+    manifest: dict[str, Any] = {
         "generator": f"mnist-edge {__version__}",
         "model": graph.name,
         "qgraph_hash": ctx["qhash"],
@@ -362,6 +471,7 @@ def render_tree(graph: QGraph, requant: str = "float",
         "weight_bytes": ctx["weight_bytes"],
         "fused": plan.fused,
         "test_vectors": len(pixels),
+        **({"prefix": prefix} if prefix != DEFAULT_PREFIX else {}),
         "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())},
     }
     files["manifest.json"] = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
@@ -369,9 +479,9 @@ def render_tree(graph: QGraph, requant: str = "float",
 
 
 def generate_c(graph: QGraph, out_dir: Path, requant: str = "float",
-               vector_pixels: np.ndarray | None = None) -> Path:
+               vector_pixels: np.ndarray | None = None, prefix: str = DEFAULT_PREFIX) -> Path:
     """Write the C tree to `out_dir` atomically (the old tree stays until the new one is done)."""
-    files = render_tree(graph, requant, vector_pixels)
+    files = render_tree(graph, requant, vector_pixels, prefix)
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
         for name, data in files.items():

@@ -60,9 +60,10 @@ def c_identifier(name: str) -> str:
     return ident if ident and not ident[0].isdigit() else f"op_{ident}"
 
 
-def data_symbol(op_name: str) -> str:
-    """Prefix for an op's constants; kernels and types use `me_`, so the two never clash."""
-    return DATA_PREFIX + c_identifier(op_name)
+def data_symbol(op_name: str, prefix: str = DATA_PREFIX) -> str:
+    """Prefix for an op's constants; kernels and types use another prefix (`me_` by default),
+    so the two never clash."""
+    return prefix + c_identifier(op_name)
 
 
 def float_literal(value: float) -> str:
@@ -119,13 +120,13 @@ def folded_bias(bias: np.ndarray, weight: np.ndarray, zero_point: int) -> np.nda
     return folded
 
 
-def step_arrays(graph: QGraph, step: Step, mode: str) -> LayerArrays:
+def step_arrays(graph: QGraph, step: Step, mode: str, prefix: str = DATA_PREFIX) -> LayerArrays:
     """Every constant one step needs, under names derived from its ops."""
     out = LayerArrays()
     if step.conv is not None:
         i = step.conv
         op = graph.ops[i]
-        ident = data_symbol(op.name)
+        ident = data_symbol(op.name, prefix)
         x = graph.input_of(i)
         if op.kind in ("conv2d", "linear"):
             w, b = op.arrays["weight"], op.arrays["bias"]
@@ -144,7 +145,7 @@ def step_arrays(graph: QGraph, step: Step, mode: str) -> LayerArrays:
         step.ops[0] if step.kind == "lut" else None)
     if lut_index is not None:
         op = graph.ops[lut_index]
-        out.table = CArray("int8_t", f"{data_symbol(op.name)}_table",
+        out.table = CArray("int8_t", f"{data_symbol(op.name, prefix)}_table",
                            op.arrays["table"].astype(np.int64))
     return out
 

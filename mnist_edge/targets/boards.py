@@ -2,6 +2,11 @@
 
 One table feeds the linker script, the compiler command line, QEMU and the
 flashing tools, so a board is added by adding one entry here.
+
+Target names are `qemu-<core>`: qemu-m0 (Cortex-M0, no DSP, no divider, 16 KB
+RAM), qemu-m3, qemu-m4, qemu-m7, qemu-m33 (Cortex-M33 with DSP and FPU), and
+for RISC-V the ISA string itself: qemu-rv32imc (integer only, no FPU: float
+instructions trap in QEMU) and qemu-rv32imfc (single-precision FPU).
 """
 
 from __future__ import annotations
@@ -16,21 +21,36 @@ MB = 1024 * KB
 
 @dataclass(frozen=True)
 class Core:
-    """A Cortex-M core: how to compile for it and which requantization suits it."""
+    """A CPU core: how to compile for it and which requantization suits it."""
 
     name: str
     cflags: tuple[str, ...]
     requant: str  # "float" needs an FPU; "int" runs anywhere
-    unicorn_model: str  # unicorn.arm_const.UC_CPU_ARM_* name
+    unicorn_model: str  # unicorn.arm_const.UC_CPU_ARM_* / riscv_const.UC_CPU_RISCV32_* name
+    arch: str = "arm"  # arm (Thumb, Cortex-M) | riscv (rv32, machine mode)
+    has_fpu: bool = True
+
+    @property
+    def cross(self) -> str:
+        """The GNU toolchain prefix."""
+        return "arm-none-eabi-" if self.arch == "arm" else "riscv64-unknown-elf-"
 
 
 CORES: dict[str, Core] = {
+    "cortex-m0": Core("cortex-m0", ("-mcpu=cortex-m0", "-mthumb", "-mfloat-abi=soft"),
+                      "int", "UC_CPU_ARM_CORTEX_M0", has_fpu=False),
     "cortex-m4": Core("cortex-m4", ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard",
                                     "-mfpu=fpv4-sp-d16"), "float", "UC_CPU_ARM_CORTEX_M4"),
     "cortex-m3": Core("cortex-m3", ("-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft"),
-                      "int", "UC_CPU_ARM_CORTEX_M3"),
+                      "int", "UC_CPU_ARM_CORTEX_M3", has_fpu=False),
     "cortex-m7": Core("cortex-m7", ("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard",
                                     "-mfpu=fpv5-d16"), "float", "UC_CPU_ARM_CORTEX_M7"),
+    "cortex-m33": Core("cortex-m33", ("-mcpu=cortex-m33", "-mthumb", "-mfloat-abi=hard",
+                                      "-mfpu=fpv5-sp-d16"), "float", "UC_CPU_ARM_CORTEX_M33"),
+    "rv32imc": Core("rv32imc", ("-march=rv32imc", "-mabi=ilp32", "-mcmodel=medany"), "int",
+                    "UC_CPU_RISCV32_BASE32", arch="riscv", has_fpu=False),
+    "rv32imfc": Core("rv32imfc", ("-march=rv32imfc", "-mabi=ilp32f", "-mcmodel=medany"),
+                     "float", "UC_CPU_RISCV32_BASE32", arch="riscv"),
 }
 
 
@@ -50,6 +70,9 @@ class Board:
     pyocd_target: str | None = None
     openocd_args: tuple[str, ...] = ()
     serial_note: str = ""  # where a real board's console shows up
+    qemu_cpu: str | None = None  # -cpu for QEMU (RISC-V: which ISA extensions exist)
+    stack_bytes: int = 8 * KB
+    runner_batch: int = 32  # images per semihosting read in the QEMU runner (RAM!)
 
     @property
     def emulated(self) -> bool:
@@ -71,6 +94,24 @@ TARGETS: dict[str, Board] = {
     "qemu-m7": Board("qemu-m7", "Arm MPS2 AN500 (Cortex-M7) in QEMU", "cortex-m7",
                      0x00000000, 4 * MB, 0x20000000, 4 * MB, "semihost",
                      qemu_machine="mps2-an500"),
+    # nRF51822: 256 KB flash at 0, 16 KB RAM at 0x20000000. The arena, a one-image
+    # runner buffer and a 3 KB stack must fit; images and logits come by semihosting.
+    "qemu-m0": Board("qemu-m0", "BBC micro:bit (nRF51822, Cortex-M0) in QEMU", "cortex-m0",
+                     0x00000000, 256 * KB, 0x20000000, 16 * KB, "semihost",
+                     qemu_machine="microbit", stack_bytes=3 * KB, runner_batch=1),
+    # AN505 boots secure: code in the secure alias of SSRAM1 (0x10000000), data in the
+    # secure alias of SSRAM2/3 (0x38000000), 4 MB each.
+    "qemu-m33": Board("qemu-m33", "Arm MPS2 AN505 (Cortex-M33, DSP, FPU) in QEMU",
+                      "cortex-m33", 0x10000000, 4 * MB, 0x38000000, 4 * MB, "semihost",
+                      qemu_machine="mps2-an505"),
+    # QEMU's virt board, machine mode, no firmware (-bios none): "flash" and RAM are
+    # the first two 4 MB of its DRAM at 0x80000000.
+    "qemu-rv32imc": Board("qemu-rv32imc", "RISC-V rv32imc (QEMU virt, no FPU)", "rv32imc",
+                          0x80000000, 4 * MB, 0x80400000, 4 * MB, "semihost",
+                          qemu_machine="virt", qemu_cpu="rv32,a=false,f=false,d=false"),
+    "qemu-rv32imfc": Board("qemu-rv32imfc", "RISC-V rv32imfc (QEMU virt, FPU)", "rv32imfc",
+                           0x80000000, 4 * MB, 0x80400000, 4 * MB, "semihost",
+                           qemu_machine="virt", qemu_cpu="rv32,a=false,d=false"),
 }
 
 BOARDS: dict[str, Board] = {
@@ -92,7 +133,9 @@ BOARDS: dict[str, Board] = {
 }
 
 # The emulated target used to build each core's benchmark firmware.
-BENCH_TARGET = {"cortex-m4": "qemu-m4", "cortex-m3": "qemu-m3", "cortex-m7": "qemu-m7"}
+BENCH_TARGET = {"cortex-m4": "qemu-m4", "cortex-m3": "qemu-m3", "cortex-m7": "qemu-m7",
+                "cortex-m0": "qemu-m0", "cortex-m33": "qemu-m33", "rv32imc": "qemu-rv32imc",
+                "rv32imfc": "qemu-rv32imfc"}
 
 
 def get_target(name: str) -> Board:

@@ -1,4 +1,5 @@
-"""Cortex-M firmware: generated C + templates/firmware -> ELF/HEX/BIN, and `mnist-edge flash`.
+"""Firmware (Cortex-M, RISC-V rv32): generated C + templates/firmware -> ELF/HEX/BIN, and
+`mnist-edge flash`.
 
 A firmware folder holds the generated model in `c/`, the startup code, linker
 script, console and main program rendered from templates/firmware/, a
@@ -23,9 +24,6 @@ from ..qgraph import QGraph
 from .boards import Board, get_board, get_target
 from .tools import require_tool
 
-GCC = "arm-none-eabi-gcc"
-OBJCOPY = "arm-none-eabi-objcopy"
-STACK_BYTES = 8 * 1024
 APPS = ("qemu", "board")
 OPT_LEVELS = ("-O2", "-Os", "-O3", "-O1", "-O0")
 MODEL_SOURCES = ("c/mnist_edge_model.c", "c/mnist_edge_kernels.c", "c/mnist_edge_weights.c")
@@ -62,7 +60,8 @@ class Firmware:
 def sources(board: Board, app: str) -> list[str]:
     """The C files of one firmware, relative to its folder."""
     main = "qemu_main.c" if app == "qemu" else "board_main.c"
-    files = [main, "startup.c", f"console_{board.console}.c", "console_common.c"]
+    startup = "startup_riscv.c" if board.cpu.arch == "riscv" else "startup.c"
+    files = [main, startup, f"console_{board.console}.c", "console_common.c"]
     if board.console.startswith("uart_"):
         files.append("console_uart.c")
     if board.console == "semihost" or app == "qemu":
@@ -71,20 +70,38 @@ def sources(board: Board, app: str) -> list[str]:
 
 
 def compile_flags(board: Board, opt: str) -> list[str]:
-    return [*board.cpu.cflags, opt, "-std=c99", "-ffunction-sections", "-fdata-sections",
-            "-Wall", "-Wextra", "-Werror", "-I.", "-Ic"]
+    # picolibc's headers (stdint.h, string.h) come with its specs file, at compile time too.
+    libc = ["--specs=picolibc.specs"] if board.cpu.arch == "riscv" else []
+    return [*board.cpu.cflags, *libc, opt, "-std=c99", "-ffunction-sections", "-fdata-sections",
+            "-Wall", "-Wextra", "-Werror", f"-DRUNNER_BATCH={board.runner_batch}", "-I.", "-Ic"]
 
 
-LDFLAGS = ["-nostartfiles", "--specs=nano.specs", "-T", "link.ld", "-Wl,--gc-sections",
-           "-Wl,-Map=build/firmware.map", "-Wl,--no-warn-rwx-segments"]
+def tool(board: Board, name: str) -> str:
+    """The cross tool `name` (gcc, objcopy, objdump, size) of the board's core."""
+    return board.cpu.cross + name
+
+
+def link_flags(board: Board) -> list[str]:
+    """Arm links newlib-nano, RISC-V picolibc (its specs are in the compile flags): only
+    memcpy/memset and libgcc are used."""
+    libc = ["--specs=nano.specs"] if board.cpu.arch == "arm" else []
+    return ["-nostartfiles", *libc, "-T", "link.ld", "-Wl,--gc-sections",
+            "-Wl,-Map=build/firmware.map", "-Wl,--no-warn-rwx-segments"]
+
+
 LDLIBS = ["-lc", "-lgcc"]
 
 
 def qemu_command(board: Board, elf: str | Path) -> list[str]:
     """QEMU with semihosting: the firmware reads and writes files in QEMU's working folder."""
-    return ["qemu-system-arm", "-M", str(board.qemu_machine), "-nographic", "-monitor", "none",
-            "-serial", "null", "-semihosting-config", "enable=on,target=native",
-            "-kernel", str(elf)]
+    if board.cpu.arch == "riscv":
+        machine = ["qemu-system-riscv32", "-M", str(board.qemu_machine), "-bios", "none"]
+    else:
+        machine = ["qemu-system-arm", "-M", str(board.qemu_machine)]
+    if board.qemu_cpu:
+        machine += ["-cpu", board.qemu_cpu]
+    return [*machine, "-nographic", "-monitor", "none", "-serial", "null",
+            "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)]
 
 
 def pyocd_command(board: Board, hex_file: str | Path) -> list[str]:
@@ -108,9 +125,9 @@ def render_firmware_files(graph: QGraph, board: Board, app: str, requant: str, o
     ctx: dict[str, Any] = {
         "model": graph.name, "qhash": graph.content_hash(), "version": __version__,
         "board": board, "app": app, "requant": requant, "opt": opt,
-        "stack_bytes": STACK_BYTES, "classes": graph.output.size, "vectors": vectors,
+        "stack_bytes": board.stack_bytes, "classes": graph.output.size, "vectors": vectors,
         "arena_bytes": plan_arena(graph).arena_bytes,
-        "cflags": cflags, "ldflags": LDFLAGS, "ldlibs": LDLIBS, "sources": srcs,
+        "cflags": cflags, "ldflags": link_flags(board), "ldlibs": LDLIBS, "sources": srcs,
         "run_command": qemu_command(board, "build/firmware.elf") if board.emulated else [],
         "pyocd_command": pyocd_command(board, "build/firmware.hex"),
         "openocd_command": openocd_command(board, "build/firmware.elf"),
@@ -146,9 +163,9 @@ def build_firmware(graph: QGraph, board: Board, out_dir: Path, app: str = "qemu"
     if opt not in OPT_LEVELS:
         raise MnistEdgeError(f"unsupported optimization level {opt!r}")
     requant = requant or board.cpu.requant
-    if requant == "float" and "-mfloat-abi=soft" in board.cpu.cflags:
+    if requant == "float" and not board.cpu.has_fpu:
         raise MnistEdgeError(f"{board.name} ({board.core}) has no FPU: use integer requantization")
-    gcc, objcopy = require_tool(GCC), require_tool(OBJCOPY)
+    gcc, objcopy = require_tool(tool(board, "gcc")), require_tool(tool(board, "objcopy"))
     vectors = 0 if vector_pixels is None else len(vector_pixels)
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
@@ -163,7 +180,8 @@ def build_firmware(graph: QGraph, board: Board, out_dir: Path, app: str = "qemu"
             obj = f"build/{Path(src).stem}.o"
             _run([gcc, *cflags, "-c", src, "-o", obj], tmp, f"compiling {src}")
             objects.append(obj)
-        _run([gcc, *cflags, *LDFLAGS, "-o", "build/firmware.elf", *objects, *LDLIBS], tmp,
+        _run([gcc, *cflags, *link_flags(board), "-o", "build/firmware.elf", *objects, *LDLIBS],
+             tmp,
              f"linking the firmware for {board.name}")
         _run([objcopy, "-O", "ihex", "build/firmware.elf", "build/firmware.hex"], tmp, "objcopy")
         _run([objcopy, "-O", "binary", "build/firmware.elf", "build/firmware.bin"], tmp,

@@ -1,6 +1,9 @@
 """Validate the generated C on the host: generate, compile with gcc, run every image.
 
-`run_float` / `run_int` are the `c` / `c-int` backends of `mnist-edge validate`. They
+`run_float` / `run_x86` / `run_int` are the `c` / `c-x86` / `c-int` backends of
+`mnist-edge validate`: `c` compiles the portable kernels (the code path every MCU
+runs, x86 SIMD switched off), `c-x86` the host fast path (SSE2/AVX2/VNNI, whatever
+-march=native offers), `c-int` integer-only requantization with the host SIMD. They
 generate the C tree into a private folder renamed to `<run>/build/c-<mode>`
 (`src/` and the `runner`), compile it with a small harness
 (templates/c/host/runner.c) that reads raw pixels and writes raw logits, and time
@@ -27,6 +30,8 @@ from .tools import require_tool
 RUNNER = TEMPLATES_DIR / "c" / "host" / "runner.c"
 # -march=native: the host's own SIMD, as onnxruntime picks its kernels at run time.
 DEFAULT_CFLAGS = ("-std=c99", "-O2", "-march=native")
+# The same compiler flags with the x86 SIMD paths of the kernels off: the MCU's C.
+PORTABLE_CFLAGS = (*DEFAULT_CFLAGS, "-DMNIST_EDGE_NO_SIMD")
 TIMING_IMAGES = 1000
 REPEATS = 5
 
@@ -70,10 +75,10 @@ def run_runner(exe: Path, pixels: np.ndarray, classes: int, timing_images: int =
 
 
 def _run(run_dir: Path, graph: QGraph, pixels: np.ndarray, options: dict[str, Any],
-         mode: str) -> BackendResult:
-    build = Path(options.get("build_dir") or Path(run_dir) / "build" / f"c-{mode}")
+         mode: str, flavour: str = "", cflags: tuple[str, ...] = DEFAULT_CFLAGS) -> BackendResult:
+    build = Path(options.get("build_dir") or Path(run_dir) / "build" / f"c-{flavour}{mode}")
     cc = str(options.get("cc", "gcc"))
-    cflags = tuple(options.get("cflags", DEFAULT_CFLAGS))
+    cflags = tuple(options.get("cflags", cflags))
     # A private folder per build, renamed into place: concurrent runs never share one.
     with atomic_dir(build, guard=False) as work:
         src = generate_c(graph, work / "src", mode, vector_pixels=np.asarray(pixels[:20]))
@@ -89,7 +94,12 @@ def _run(run_dir: Path, graph: QGraph, pixels: np.ndarray, options: dict[str, An
 
 def run_float(run_dir: Path, graph: QGraph, pixels: np.ndarray,
               options: dict[str, Any]) -> BackendResult:
-    return _run(run_dir, graph, pixels, options, "float")
+    return _run(run_dir, graph, pixels, options, "float", "", PORTABLE_CFLAGS)
+
+
+def run_x86(run_dir: Path, graph: QGraph, pixels: np.ndarray,
+            options: dict[str, Any]) -> BackendResult:
+    return _run(run_dir, graph, pixels, options, "float", "x86-", DEFAULT_CFLAGS)
 
 
 def run_int(run_dir: Path, graph: QGraph, pixels: np.ndarray,

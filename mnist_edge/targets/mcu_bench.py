@@ -1,14 +1,16 @@
-"""`mnist-edge bench`: exact instruction counts, flash and RAM of one inference on a Cortex-M.
+"""`mnist-edge bench`: exact instruction counts, flash and RAM of one inference on a
+Cortex-M (M0, M3, M4, M7, M33) or RISC-V (rv32imc, rv32imfc) core.
 
 The firmware for the core is built as for QEMU (same flags, -O2 or -Os), then
 `mnist_edge_predict` is run once in the unicorn instruction-set emulator.
 Instructions are counted per basic block (UC_HOOK_BLOCK; unicorn fires no
 per-instruction hook for IT-block instructions whose condition fails, and a
-block runs to its end once entered), by decoding the Thumb-2 instruction
-lengths of the block. Instructions skipped by an IT condition still take an
-issue slot on the core, so they are counted. Each block is charged to the
-kernel call (step) that the model function last made, which gives per-layer
-counts. The stack is painted before the call and scanned after it.
+block runs to its end once entered), by decoding the instruction lengths of
+the block (Thumb-2: 16 or 32 bits; RISC-V with C: 16 or 32 bits).
+Instructions skipped by an IT condition still take an issue slot on the core,
+so they are counted. Each block is charged to the kernel call (step) that the
+model function last made, which gives per-layer counts. The stack is painted
+before the call and scanned after it.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from ..errors import MnistEdgeError
 from ..qgraph import QGraph
 from ..report import update_report
 from .boards import BENCH_TARGET, CORES, get_target
-from .firmware import Firmware, build_firmware
+from .firmware import Firmware, build_firmware, tool
 from .tools import require_tool
 
 PAINT = 0xA5A5A5A5
@@ -48,6 +50,85 @@ def thumb_instruction_count(code: bytes) -> int:
         i += 4 if top in (0b11101, 0b11110, 0b11111) else 2
         n += 1
     return n
+
+
+def rvc_instruction_count(code: bytes) -> int:
+    """Instructions in a run of RISC-V code with the C extension: a halfword whose low two
+    bits are 0b11 starts a 32-bit instruction, any other is a 16-bit one."""
+    n = i = 0
+    while i + 1 < len(code):
+        i += 4 if code[i] & 0b11 == 0b11 else 2
+        n += 1
+    return n
+
+
+# ------------------------------------------------------------ Cortex-M4 timing estimate
+
+# A simple Cortex-M4 timing model (after the Cortex-M4 TRM, table 3-1), an ESTIMATE:
+# no wait states (code and data in zero-wait memory), no bus contention.
+#  - data processing, IT, MUL/MLA, SMLAD and the other DSP ops, SXTB16, SEL: 1 cycle
+#  - LDR*/VLDR: 2 cycles, 1 when directly after another load or store (pipelined)
+#  - STR*/VSTR: 1 cycle (the write buffer); LDRD/STRD: 1 + 2
+#  - LDM/STM/PUSH/POP: 1 + registers; a POP or LDM that loads pc also refills
+#  - a taken branch (B, BL, BX, CBZ/CBNZ, POP {pc}): 1 + 2 to refill the pipeline;
+#    not taken: 1
+#  - SDIV/UDIV: 7 (the TRM says 2 to 12); VDIV/VSQRT: 14
+M4_REFILL = 2
+_M4_COST = {"sdiv": 7, "udiv": 7, "vdiv": 14, "vsqrt": 14, "ldrd": 3, "strd": 3}
+_LOAD = ("ldr", "vldr")
+_STORE = ("str", "vstr")
+_MULTI = ("ldm", "stm", "push", "pop", "vpush", "vpop")
+
+
+def _base_mnemonic(text: str) -> str:
+    m = text.split()[0].lower()
+    return m.split(".")[0]
+
+
+def m4_block_cycles(instructions: list[str]) -> int:
+    """Estimated cycles of one basic block, its last branch not taken (see M4_REFILL)."""
+    cycles, prev_mem = 0, False
+    for text in instructions:
+        m = _base_mnemonic(text)
+        mem = m.startswith(_LOAD + _STORE + _MULTI)
+        if m in _M4_COST:
+            c = _M4_COST[m]
+        elif m.startswith(_MULTI):
+            regs = text[text.find("{") + 1:text.find("}")]
+            n = sum(int(r.split("-")[1].strip("rsd")) - int(r.split("-")[0].strip("rsd")) + 1
+                    if "-" in r else 1 for r in regs.split(",") if r.strip())
+            c = 1 + n
+        elif m.startswith(_LOAD):
+            c = 1 if prev_mem else 2
+        else:
+            c = 1
+        cycles += c
+        prev_mem = mem
+    return cycles
+
+
+def _ends_in_branch(text: str) -> bool:
+    m = _base_mnemonic(text)
+    return (m in ("b", "bl", "bx", "blx", "cbz", "cbnz") or
+            (len(m) == 3 and m.startswith("b") and m[1:] in _CONDS) or
+            ("pc" in text.split("{")[-1] and m.startswith(("pop", "ldm"))) or
+            (m == "ldr" and text.split()[1].startswith("pc")))
+
+
+_CONDS = {"eq", "ne", "cs", "cc", "mi", "pl", "vs", "vc", "hi", "ls", "ge", "lt", "gt", "le",
+          "hs", "lo"}
+
+
+def disassembly(fw: Firmware) -> dict[int, str]:
+    """Address -> instruction text ("ldr r3, [r0, #4]"), from objdump of the ELF."""
+    out = subprocess.run([require_tool(tool(fw.board, "objdump")), "-d", "--no-show-raw-insn",
+                          str(fw.elf)], capture_output=True, text=True, check=True).stdout
+    code: dict[int, str] = {}
+    for line in out.splitlines():
+        m = re.match(r"^\s*([0-9a-f]+):\t(\S.*)$", line)
+        if m and not m.group(2).startswith("."):
+            code[int(m.group(1), 16)] = m.group(2).split(";")[0].split("@")[0].strip()
+    return code
 
 
 @dataclass
@@ -81,25 +162,74 @@ class Trace:
     steps: list[tuple[str, int]]  # (function called by mnist_edge_predict, instructions)
     stack_bytes: int
     functions: dict[str, int]  # instructions per function (including inlined code)
+    cycles: int | None = None  # Cortex-M4 timing estimate (see m4_block_cycles)
+    step_cycles: list[int] | None = None
 
 
-def emulate_predict(fw: Firmware, pixels: np.ndarray) -> Trace:
-    """Run mnist_edge_predict once in unicorn on one image (uint8 [28,28])."""
+class _Cpu:
+    """The registers and instruction decoding of one architecture in unicorn."""
+
+    def __init__(self, fw: Firmware) -> None:
+        import unicorn
+
+        board = fw.board
+        self.riscv = board.cpu.arch == "riscv"
+        if self.riscv:
+            from unicorn import riscv_const as rv
+
+            self.uc = unicorn.Uc(unicorn.UC_ARCH_RISCV, unicorn.UC_MODE_RISCV32)
+            self.uc.ctl_set_cpu_model(getattr(rv, board.cpu.unicorn_model))
+            self.sp, self.pc, self.ra = rv.UC_RISCV_REG_SP, rv.UC_RISCV_REG_PC, rv.UC_RISCV_REG_RA
+            self.args = (rv.UC_RISCV_REG_A0, rv.UC_RISCV_REG_A1)
+            self.gp = rv.UC_RISCV_REG_GP
+            self.count = rvc_instruction_count
+            self.thumb = 0
+        else:
+            from unicorn import arm_const as arm
+
+            self.uc = unicorn.Uc(unicorn.UC_ARCH_ARM,
+                                 unicorn.UC_MODE_THUMB | unicorn.UC_MODE_MCLASS)
+            self.uc.ctl_set_cpu_model(getattr(arm, board.cpu.unicorn_model))
+            self.sp, self.pc, self.ra = arm.UC_ARM_REG_SP, arm.UC_ARM_REG_PC, arm.UC_ARM_REG_LR
+            self.args = (arm.UC_ARM_REG_R0, arm.UC_ARM_REG_R1)
+            self.gp = None
+            self.count = thumb_instruction_count
+            self.thumb = 1
+
+    def setup_call(self, symbols: dict[str, Symbol], sp: int, arg0: int, arg1: int,
+                   ret: int) -> None:
+        uc = self.uc
+        uc.reg_write(self.sp, sp)
+        uc.reg_write(self.args[0], arg0)
+        uc.reg_write(self.args[1], arg1)
+        uc.reg_write(self.ra, ret | self.thumb)
+        if self.riscv:
+            from unicorn import riscv_const as rv
+
+            if "__global_pointer$" in symbols:
+                uc.reg_write(self.gp, symbols["__global_pointer$"].addr)
+            # The startup code turns the FPU on (mstatus.FS); here the call starts cold.
+            uc.reg_write(rv.UC_RISCV_REG_MSTATUS, uc.reg_read(rv.UC_RISCV_REG_MSTATUS) |
+                         (1 << 13))
+
+
+def emulate_predict(fw: Firmware, pixels: np.ndarray, timing: bool = False) -> Trace:
+    """Run mnist_edge_predict once in unicorn on one image (uint8 [28,28]); with `timing`,
+    also the Cortex-M4 cycle estimate per step."""
     import unicorn
-    from unicorn import arm_const as arm
 
     segments, symbols = _elf_image(fw.elf)
     for need in ("mnist_edge_predict", "__stack_limit__", "__stack_top__"):
         if need not in symbols:
             raise MnistEdgeError(f"{fw.elf}: symbol {need} not found")
     board = fw.board
-    uc = unicorn.Uc(unicorn.UC_ARCH_ARM, unicorn.UC_MODE_THUMB | unicorn.UC_MODE_MCLASS)
-    uc.ctl_set_cpu_model(getattr(arm, board.cpu.unicorn_model))
+    cpu = _Cpu(fw)
+    uc = cpu.uc
     uc.mem_map(board.flash_origin, board.flash_size)
     uc.mem_map(board.ram_origin, board.ram_size)
     for addr, data in segments:
         uc.mem_write(addr, data)
-    io = 0x30000000  # host-side buffers for the image and the logits, outside the MCU's RAM
+    io = 0x60000000  # host-side buffers for the image and the logits, outside every board's map
     uc.mem_map(io, 0x1000)
     uc.mem_write(io, np.ascontiguousarray(pixels, dtype=np.uint8).tobytes())
     lo, hi = symbols["__stack_limit__"].addr, symbols["__stack_top__"].addr
@@ -117,38 +247,52 @@ def emulate_predict(fw: Firmware, pixels: np.ndarray) -> Trace:
     steps: list[list[Any]] = []
     ran: dict[str, int] = {}
 
+    count = cpu.count
+    code = disassembly(fw) if timing else {}
+    block_cost: dict[tuple[int, int], tuple[int, bool]] = {}
+    clock = {"cycles": 0, "end": -1, "branch": False, "glue": 0}
+
     def on_block(uc_: Any, address: int, size: int, _: Any) -> None:
         key = (address, size)
         n = counts.get(key)
         if n is None:
-            n = counts[key] = thumb_instruction_count(bytes(uc_.mem_read(address, size)))
+            n = counts[key] = count(bytes(uc_.mem_read(address, size)))
         state["total"] += n
+        c = 0
+        if timing:
+            cost = block_cost.get(key)
+            if cost is None:
+                ins = [code[a] for a in sorted(code) if address <= a < address + size]
+                cost = block_cost[key] = (m4_block_cycles(ins),
+                                          bool(ins) and _ends_in_branch(ins[-1]))
+            c = cost[0] + (M4_REFILL if clock["branch"] and address != clock["end"] else 0)
+            clock["cycles"] += c
+            clock["end"], clock["branch"] = address + size, cost[1]
         if p_lo <= address < p_hi:
             state["glue"] += n
+            clock["glue"] += c
             state["in_predict"] = True
             return
         if state["in_predict"] and address in entry:
-            steps.append([entry[address], 0])
+            steps.append([entry[address], 0, 0])
         state["in_predict"] = False
         if steps:
             steps[-1][1] += n
+            steps[-1][2] += c
         i = bisect.bisect_right(starts, address) - 1
         if i >= 0:
             ran[funcs[i][1]] = ran.get(funcs[i][1], 0) + n
 
     stop = board.flash_origin + board.flash_size - 16  # mapped, never executed
-    uc.reg_write(arm.UC_ARM_REG_SP, hi)
-    uc.reg_write(arm.UC_ARM_REG_R0, io)
-    uc.reg_write(arm.UC_ARM_REG_R1, io + 0x400)
-    uc.reg_write(arm.UC_ARM_REG_LR, stop | 1)
+    cpu.setup_call(symbols, hi, io, io + 0x400, stop)
     uc.hook_add(unicorn.UC_HOOK_BLOCK, on_block)
     try:
-        uc.emu_start(p_lo | 1, stop, timeout=120 * 1_000_000)
+        uc.emu_start(p_lo | cpu.thumb, stop, timeout=120 * 1_000_000)
     except unicorn.UcError as exc:
-        pc = uc.reg_read(arm.UC_ARM_REG_PC)
+        pc = uc.reg_read(cpu.pc)
         raise MnistEdgeError(f"emulating mnist_edge_predict failed at pc=0x{pc:08x}: "
                              f"{exc}") from exc
-    if uc.reg_read(arm.UC_ARM_REG_PC) != stop:
+    if uc.reg_read(cpu.pc) != stop:
         raise MnistEdgeError("emulating mnist_edge_predict did not return within 120 s")
     paint = bytes(uc.mem_read(lo, hi - lo))
     used = hi - lo
@@ -160,7 +304,9 @@ def emulate_predict(fw: Firmware, pixels: np.ndarray) -> Trace:
         used = 0
     logits = np.frombuffer(bytes(uc.mem_read(io + 0x400, 64)), dtype=np.int8)
     ran["mnist_edge_predict"] = state["glue"]
-    return Trace(logits, state["total"], state["glue"], [(s[0], s[1]) for s in steps], used, ran)
+    return Trace(logits, state["total"], state["glue"], [(s[0], s[1]) for s in steps], used, ran,
+                 clock["cycles"] if timing else None,
+                 [s[2] for s in steps] if timing else None)
 
 
 # ----------------------------------------------------------------- sizes from the map
@@ -217,7 +363,7 @@ def memory_figures(fw: Firmware) -> dict[str, int]:
             fig["library_code_bytes"] += size
         elif name.startswith((".text", ".rodata", ".isr_vector")):
             fig["firmware_support_bytes"] += size
-    size_tool = require_tool("arm-none-eabi-size")
+    size_tool = require_tool(tool(fw.board, "size"))
     out = subprocess.run([size_tool, str(fw.elf)], capture_output=True, text=True, check=True)
     text, data, bss = (int(v) for v in out.stdout.splitlines()[1].split()[:3])
     fig.update({"elf_text_bytes": text, "elf_data_bytes": data, "elf_bss_bytes": bss})
@@ -252,7 +398,7 @@ def bench(run_dir: Path, graph: QGraph, core: str, size: bool = False,
     image_source = "the given image"
     if pixels is None:
         pixels, image_source = _first_test_image(data_dir)
-    trace = emulate_predict(fw, pixels)
+    trace = emulate_predict(fw, pixels, timing=core == "cortex-m4")
     expected = golden.run_int8(graph, pixels[None])[0]
     if not np.array_equal(trace.logits[:expected.size], expected):
         raise MnistEdgeError(f"{core}: logits in the instruction-set emulator differ from golden")
@@ -260,10 +406,13 @@ def bench(run_dir: Path, graph: QGraph, core: str, size: bool = False,
     labels = _step_labels(graph)
     layers = []
     if len(labels) == len(trace.steps):
-        for (label, layer_macs), (func, n) in zip(labels, trace.steps, strict=True):
-            layers.append({"layer": label, "function": func, "instructions": n,
-                           "macs": layer_macs,
-                           "per_mac": round(n / layer_macs, 3) if layer_macs else None})
+        for i, ((label, layer_macs), (func, n)) in enumerate(zip(labels, trace.steps,
+                                                                 strict=True)):
+            row = {"layer": label, "function": func, "instructions": n, "macs": layer_macs,
+                   "per_mac": round(n / layer_macs, 3) if layer_macs else None}
+            if trace.step_cycles is not None:
+                row["estimated_cycles"] = trace.step_cycles[i]
+            layers.append(row)
     else:  # the C changed its calls: still report by function
         layers = [{"layer": func, "function": func, "instructions": n, "macs": None,
                    "per_mac": None} for func, n in trace.steps]
@@ -272,10 +421,11 @@ def bench(run_dir: Path, graph: QGraph, core: str, size: bool = False,
     inference_code = sum(symbols[f].size for f in trace.functions if f in symbols)
     arena = symbols["me_arena"].size if "me_arena" in symbols else mem["model_ram_bytes"]
     figures = {
-        "compiler": _gcc_version(), "opt": opt, "requant": fw.requant, "image": image_source,
+        "compiler": _gcc_version(fw), "opt": opt, "requant": fw.requant, "image": image_source,
         "instructions": trace.total, "macs": macs,
         "instructions_per_mac": round(trace.total / macs, 3) if macs else None,
         "predict_glue_instructions": trace.glue, "layers": layers,
+        **({"estimated_cycles_m4_model": trace.cycles} if trace.cycles is not None else {}),
         "functions": dict(sorted(trace.functions.items(), key=lambda kv: -kv[1])),
         "inference_code_bytes": inference_code, **mem,
         "arena_bytes": arena, "stack_bytes": trace.stack_bytes,
@@ -300,24 +450,31 @@ def _first_test_image(data_dir: str | None = None) -> tuple[np.ndarray, str]:
         return random_pixels(1, 0)[0], "random pixels (MNIST files not found)"
 
 
-def _gcc_version() -> str:
-    out = subprocess.run([require_tool("arm-none-eabi-gcc"), "-dumpversion"],
-                         capture_output=True, text=True)
-    return f"arm-none-eabi-gcc {out.stdout.strip()}"
+def _gcc_version(fw: Firmware) -> str:
+    gcc = tool(fw.board, "gcc")
+    out = subprocess.run([require_tool(gcc), "-dumpversion"], capture_output=True, text=True)
+    return f"{gcc} {out.stdout.strip()}"
 
 
 def format_table(name: str, core: str, f: dict[str, Any]) -> str:
     """Markdown for docs/BENCHMARKS.md: per-layer counts, then totals and memory."""
+    timed = "estimated_cycles_m4_model" in f
     lines = [f"### {name} on {core} ({f['compiler']}, {f['opt']}, {f['requant']} requant)", "",
-             "| layer | kernel | instructions | MACs | instr/MAC |",
-             "|---|---|---:|---:|---:|"]
+             "| layer | kernel | instructions | MACs | instr/MAC |"
+             + (" est. cycles (M4 model) |" if timed else ""),
+             "|---|---|---:|---:|---:|" + ("---:|" if timed else "")]
     for r in f["layers"]:
         per = f"{r['per_mac']:.2f}" if r["per_mac"] else ""
         macs = f"{r['macs']:,}" if r["macs"] else ""
-        lines.append(f"| {r['layer']} | {r['function']} | {r['instructions']:,} | {macs} | {per} |")
-    lines.append(f"| mnist_edge_predict itself | | {f['predict_glue_instructions']:,} | | |")
+        cyc = f" {r['estimated_cycles']:,} |" if timed and "estimated_cycles" in r else \
+            (" |" if timed else "")
+        lines.append(f"| {r['layer']} | {r['function']} | {r['instructions']:,} | {macs} | "
+                     f"{per} |{cyc}")
+    lines.append(f"| mnist_edge_predict itself | | {f['predict_glue_instructions']:,} | | |"
+                 + (" |" if timed else ""))
     per = f"{f['instructions_per_mac']:.2f}" if f["instructions_per_mac"] else ""
-    lines.append(f"| **total** | | **{f['instructions']:,}** | {f['macs']:,} | **{per}** |")
+    cyc = f" **{f['estimated_cycles_m4_model']:,}** |" if timed else ""
+    lines.append(f"| **total** | | **{f['instructions']:,}** | {f['macs']:,} | **{per}** |{cyc}")
     ref = f.get("cmsis_nn_reference")
     if ref:
         lines.append(f"| CMSIS-NN reference | | {ref['instructions']:,} | | {ref['per_mac']:.2f} |")
@@ -328,7 +485,25 @@ def format_table(name: str, core: str, f: dict[str, Any]) -> str:
               f"{f['arena_bytes']:,} B | {f['stack_bytes']:,} B | {f['ram_bytes']:,} B |", "",
               f"Inference code = every function that ran during one inference (symbol sizes); "
               f"all generated code: {f['model_code_bytes']:,} B, layer descriptors "
-              f"{f['layer_descriptor_bytes']:,} B. Counted on {f['image']}."]
+              f"{f['layer_descriptor_bytes']:,} B. Counted on {f['image']}."
+              + (" Cycles are an estimate from the Cortex-M4 timing model in "
+                 "mnist_edge/targets/mcu_bench.py (zero wait states), not a measurement."
+                 if timed else "")]
+    return "\n".join(lines)
+
+
+def format_summary(rows: list[tuple[str, str, dict[str, Any]]]) -> str:
+    """One Markdown table across models, cores and levels: speed, flash and RAM."""
+    lines = ["| model | core | opt | requant | instructions | instr/MAC | flash: code | "
+             "flash: weights | RAM: arena | RAM: stack high water | RAM total |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, core, f in rows:
+        per = f"{f['instructions_per_mac']:.2f}" if f["instructions_per_mac"] else ""
+        lines.append(f"| {name} | {core} | {f['opt']} | {f['requant']} | {f['instructions']:,} | "
+                     f"{per} | {f['inference_code_bytes']:,} B | {f['weight_bytes']:,} B | "
+                     f"{f['arena_bytes']:,} B | {f['stack_bytes']:,} B | {f['ram_bytes']:,} B |")
+    lines += ["", "Flash code = the functions one inference runs; the stack high-water mark "
+              "includes the kernels' scratch (their windows and accumulators live on the stack)."]
     return "\n".join(lines)
 
 

@@ -1,4 +1,5 @@
-"""Validation backends qemu-m4/m3/m7: the firmware classifies every image in QEMU.
+"""Validation backends qemu-m0/m3/m4/m7/m33 and qemu-rv32imc/rv32imfc: the firmware
+classifies every image in QEMU.
 
 The host writes the images to `images.bin` in a scratch folder, QEMU runs the
 semihosting firmware there, and the firmware writes `logits.bin` back. A
@@ -34,7 +35,8 @@ def run_firmware(fw: Firmware, pixels: np.ndarray, timeout: float | None = None,
     """Run a semihosting firmware on `pixels` (uint8 [N,28,28]); returns (logits, seconds)."""
     if not fw.board.emulated:
         raise MnistEdgeError(f"{fw.board.name} is a real board, not a QEMU target")
-    require_tool("qemu-system-arm")
+    cmd = qemu_command(fw.board, fw.elf.resolve())
+    require_tool(cmd[0])
     pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
     if pixels.ndim != 3 or pixels.shape[1:] != (28, 28):
         raise MnistEdgeError(f"pixels must be uint8 [N,28,28], got {pixels.shape}")
@@ -43,7 +45,6 @@ def run_firmware(fw: Firmware, pixels: np.ndarray, timeout: float | None = None,
     with tempfile.TemporaryDirectory(prefix="mnist-edge-qemu-") as tmp:
         work = Path(tmp)
         pixels.tofile(work / "images.bin")
-        cmd = qemu_command(fw.board, fw.elf.resolve())
         start = time.perf_counter()
         try:
             proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True,
@@ -96,3 +97,23 @@ def run_m3(run_dir: Path, graph: QGraph, pixels: np.ndarray,
 def run_m7(run_dir: Path, graph: QGraph, pixels: np.ndarray,
            options: dict[str, Any]) -> BackendResult:
     return run_target("qemu-m7", run_dir, graph, pixels, options)
+
+
+def run_m0(run_dir: Path, graph: QGraph, pixels: np.ndarray,
+           options: dict[str, Any]) -> BackendResult:
+    return run_target("qemu-m0", run_dir, graph, pixels, options)
+
+
+def run_m33(run_dir: Path, graph: QGraph, pixels: np.ndarray,
+            options: dict[str, Any]) -> BackendResult:
+    return run_target("qemu-m33", run_dir, graph, pixels, options)
+
+
+def run_rv32imc(run_dir: Path, graph: QGraph, pixels: np.ndarray,
+                options: dict[str, Any]) -> BackendResult:
+    return run_target("qemu-rv32imc", run_dir, graph, pixels, options)
+
+
+def run_rv32imfc(run_dir: Path, graph: QGraph, pixels: np.ndarray,
+                 options: dict[str, Any]) -> BackendResult:
+    return run_target("qemu-rv32imfc", run_dir, graph, pixels, options)

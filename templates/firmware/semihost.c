@@ -17,10 +17,34 @@ enum {
     SYS_EXIT = 0x18,
 };
 
-/* Reasons for SYS_EXIT (on 32-bit Arm r1 holds the reason itself, not a block). */
+/* Reasons for SYS_EXIT (on 32-bit cores the argument is the reason itself, not a block). */
 #define ADP_STOPPED_APPLICATION_EXIT 0x20026
 #define ADP_STOPPED_RUNTIME_ERROR 0x20023
 
+#if defined(__riscv)
+/* RISC-V semihosting: op in a0, argument in a1, and EBREAK between two marker
+ * instructions, uncompressed and 16-byte aligned (so never split across pages)
+ * for the host to recognise the sequence. A plain function: a0, a1 in, a0 out. */
+int32_t sh_call_riscv(int32_t op, const void *arg);
+__asm__(".section .text.sh_call_riscv, \"ax\", @progbits\n"
+        ".balign 16\n"
+        ".globl sh_call_riscv\n"
+        "sh_call_riscv:\n"
+        ".option push\n"
+        ".option norvc\n"
+        ".option norelax\n"
+        "    slli zero, zero, 0x1f\n"
+        "    ebreak\n"
+        "    srai zero, zero, 7\n"
+        ".option pop\n"
+        "    ret\n"
+        ".text\n");
+
+static int32_t sh_call(int32_t op, const void *arg)
+{
+    return sh_call_riscv(op, arg);
+}
+#else
 static int32_t sh_call(int32_t op, const void *arg)
 {
     register int32_t r0 __asm__("r0") = op;
@@ -28,6 +52,7 @@ static int32_t sh_call(int32_t op, const void *arg)
     __asm__ volatile("bkpt 0xab" : "+r"(r0) : "r"(r1) : "memory");
     return r0;
 }
+#endif
 
 int32_t sh_open(const char *path, int32_t mode)
 {

@@ -2,9 +2,11 @@
  * semihost.h - Arm semihosting: file and console I/O through the debugger.
  *
  * Each call is a `bkpt 0xab` with the operation in r0 and a pointer to its
- * argument block in r1. QEMU (-semihosting-config enable=on,target=native) and
- * debug probes (pyOCD, OpenOCD) serve it on the host. Without a debugger
- * attached, a real chip stops at the first call: use the UART console there.
+ * argument block in r1; RISC-V semihosting is the same protocol with
+ * `slli; ebreak; srai` and a0, a1. QEMU (-semihosting-config
+ * enable=on,target=native) and debug probes (pyOCD, OpenOCD) serve it on the
+ * host. Without a debugger attached, a real chip stops at the first call: use
+ * the UART console there.
  *
  * Part of the mnist-edge firmware; generated, do not edit.
  */

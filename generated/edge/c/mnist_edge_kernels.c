@@ -90,6 +90,31 @@ static int32_t me_smlad(int32_t a, int32_t b, int32_t acc)
 
 /* ------------------------------------------------------------ requantization */
 
+#if MNIST_EDGE_REQUANT_INT
+/*
+ * Wide layers can reach |acc| >= 2^24, where float32(acc) keeps 24 significant
+ * bits (to nearest, ties to even). The integer path rounds the magnitude the same
+ * way first, so it still equals the float one; below 2^24 this is a no-op.
+ */
+static uint32_t me_round_to_24_bits(uint32_t mag)
+{
+    uint32_t drop = 0u, q, rem, half;
+    if (mag < (1u << 24)) {
+        return mag;
+    }
+    while ((mag >> drop) >= (1u << 24)) { /* at most 8 steps: mag <= 2^31 */
+        drop++;
+    }
+    q = mag >> drop;
+    rem = mag & ((1u << drop) - 1u);
+    half = 1u << (drop - 1u);
+    if (rem > half || (rem == half && (q & 1u) != 0u)) {
+        q++;
+    }
+    return q << drop;
+}
+#endif
+
 #if MNIST_EDGE_REQUANT_INT && defined(__x86_64__) && !defined(MNIST_EDGE_NO_SIMD) && \
     (defined(__GNUC__) || defined(__clang__))
 
@@ -109,7 +134,7 @@ static inline uint64_t me_rne_shift64(uint64_t v, int32_t s)
  */
 static int32_t me_mul_shift(int32_t acc, int32_t m, int32_t shift)
 {
-    const uint32_t mag = acc < 0 ? 0u - (uint32_t)acc : (uint32_t)acc;
+    const uint32_t mag = me_round_to_24_bits(acc < 0 ? 0u - (uint32_t)acc : (uint32_t)acc);
     const uint64_t prod = (uint64_t)mag * (uint32_t)m;
     int32_t drop, s, y;
     uint64_t r = prod;
@@ -173,11 +198,11 @@ static int32_t me_bit_length64(uint64_t v)
 /*
  * round_half_even(acc * m * 2^-shift) with integers only, exactly as the float
  * path computes float32(acc) * M: the product is first rounded to 24 significant
- * bits (the float32 multiply), then shifted. |acc| < 2^24, so |acc * m| < 2^48.
+ * bits (the float32 multiply), then shifted. |acc| <= 2^31, so |acc * m| < 2^55.
  */
 static int32_t me_mul_shift(int32_t acc, int32_t m, int32_t shift)
 {
-    const uint32_t mag = acc < 0 ? 0u - (uint32_t)acc : (uint32_t)acc;
+    const uint32_t mag = me_round_to_24_bits(acc < 0 ? 0u - (uint32_t)acc : (uint32_t)acc);
     const uint64_t prod = (uint64_t)mag * (uint32_t)m;
     int32_t drop = me_bit_length64(prod) - 24;
     int32_t s, y;
@@ -240,7 +265,8 @@ static inline int8_t me_requantize(int32_t acc, const me_requant_params *q, int3
 #if MNIST_EDGE_REQUANT_INT
     y = me_mul_shift(acc, q->mult[c], q->shift[c]);
 #else
-    const float prod = (float)acc * q->mult[c]; /* exact input: |acc| < 2^24 */
+    /* (float)acc rounds to nearest even beyond 2^24, as onnxruntime's conversion does */
+    const float prod = (float)acc * q->mult[c];
     y = me_round_f32(prod);
 #endif
     y += q->zero_point;
@@ -534,31 +560,54 @@ void me_quantize_input_u8(const uint8_t *pixels, int32_t size, int8_t *out)
     }
 }
 
-#if !ME_USE_VNNI
-/* Top-left input row and column (may be in the padding) of conv position t. */
-static void me_conv_origin(const me_conv_params *p, int32_t t, int32_t *iy0, int32_t *ix0)
+/*
+ * A conv position: output pixel (py, px), pool offset (dy, dx). Positions run in
+ * output order with the pool window innermost (pool_h * pool_w per output pixel);
+ * a cursor steps through them with additions only (a Cortex-M0 has no divider).
+ */
+typedef struct {
+    int32_t pixel, pos; /* pos = dy * pool_w + dx */
+    int32_t py, px, dy, dx;
+} me_cursor;
+
+ME_INLINE void me_cursor_origin(const me_conv_params *p, const me_cursor *q, int32_t *iy0,
+                                int32_t *ix0)
 {
-    const int32_t per_pixel = p->pool_h * p->pool_w;
-    const int32_t pixel = t / per_pixel, pos = t % per_pixel;
-    const int32_t py = pixel / p->out_w, px = pixel % p->out_w;
-    const int32_t dy = pos / p->pool_w, dx = pos % p->pool_w;
-    *iy0 = (py * p->pool_stride_h + dy) * p->stride_h - p->pad_top;
-    *ix0 = (px * p->pool_stride_w + dx) * p->stride_w - p->pad_left;
+    *iy0 = (q->py * p->pool_stride_h + q->dy) * p->stride_h - p->pad_top;
+    *ix0 = (q->px * p->pool_stride_w + q->dx) * p->stride_w - p->pad_left;
 }
 
+/* The next position: pool window innermost, then output pixels in row-major order. */
+ME_INLINE void me_cursor_next(const me_conv_params *p, me_cursor *q)
+{
+    q->pos++;
+    if (++q->dx == p->pool_w) {
+        q->dx = 0;
+        if (++q->dy == p->pool_h) {
+            q->dy = 0;
+            q->pos = 0;
+            q->pixel++;
+            if (++q->px == p->out_w) {
+                q->px = 0;
+                q->py++;
+            }
+        }
+    }
+}
+
+#if !ME_USE_VNNI
 /*
- * Fold the accumulators of conv position t into the output. Positions run in
- * output order with the pool window innermost (pool_h * pool_w per output pixel).
+ * Fold the accumulators of the conv position at cursor q into the output.
  * With pool_first the requantization (and LUT) is non-decreasing, so the max pool
  * takes the max of the accumulators and requantizes once per output pixel;
  * otherwise every position is requantized and the int8 results are pooled.
  */
-static void me_conv_output(const me_conv_params *p, int32_t t, const int32_t *acc,
+static void me_conv_output(const me_conv_params *p, const me_cursor *q, const int32_t *acc,
                            int32_t *best, int8_t *out)
 {
     const int32_t per_pixel = p->pool_h * p->pool_w;
-    const int32_t pos = t % per_pixel;
-    int8_t *dst = out + (t / per_pixel) * p->out_c;
+    const int32_t pos = q->pos;
+    int8_t *dst = out + q->pixel * p->out_c;
     int32_t c;
     if (p->pool_first) {
         if (per_pixel == 1) {
@@ -648,6 +697,149 @@ ME_INLINE void me_pixel_dots(const uint32_t *win, const int16_t *w, const int32_
     }
 }
 
+/* me_pixel_dots for a 3 x 3 kernel (five pairs), the window held in registers. */
+static void me_pixel_dots5(const uint32_t *win, const int16_t *w, const int32_t *bias,
+                           int32_t cout, int32_t *acc)
+{
+    const int32_t x0 = (int32_t)win[0], x1 = (int32_t)win[1], x2 = (int32_t)win[2];
+    const int32_t x3 = (int32_t)win[3], x4 = (int32_t)win[4];
+    int32_t c;
+    for (c = 0; c < cout; c++, w += 10) {
+        int32_t w01, w23, w45, w67, w89;
+        int32_t a = bias[c];
+        memcpy(&w01, w, sizeof w01); /* {w[0], w[1]}: one LDR each */
+        memcpy(&w23, w + 2, sizeof w23);
+        memcpy(&w45, w + 4, sizeof w45);
+        memcpy(&w67, w + 6, sizeof w67);
+        memcpy(&w89, w + 8, sizeof w89);
+#if ME_USE_DSP
+        a = me_smlad(x0, w01, a);
+        a = me_smlad(x1, w23, a);
+        a = me_smlad(x2, w45, a);
+        a = me_smlad(x3, w67, a);
+        a = me_smlad(x4, w89, a);
+#else
+        a += (x0 & 0xFFFF) * w[0] + (int32_t)((uint32_t)x0 >> 16) * w[1];
+        a += (x1 & 0xFFFF) * w[2] + (int32_t)((uint32_t)x1 >> 16) * w[3];
+        a += (x2 & 0xFFFF) * w[4] + (int32_t)((uint32_t)x2 >> 16) * w[5];
+        a += (x3 & 0xFFFF) * w[6] + (int32_t)((uint32_t)x3 >> 16) * w[7];
+        a += (x4 & 0xFFFF) * w[8] + (int32_t)((uint32_t)x4 >> 16) * w[9];
+        (void)w01;
+        (void)w23;
+        (void)w45;
+        (void)w67;
+        (void)w89;
+#endif
+        acc[c] = a;
+    }
+}
+
+/*
+ * A 3 x 3 window packed as five 16-bit pairs (the last one's high half 0), read
+ * without bounds checks when it lies inside the image. Returns the OR of the
+ * pairs: 0 when every pixel is 0 (background).
+ */
+ME_INLINE uint32_t me_pixel_window3x3(const me_conv_params *p, const uint8_t *pixels,
+                                      int32_t iy0, int32_t ix0, uint32_t *win)
+{
+    if (iy0 >= 0 && ix0 >= 0 && iy0 + 3 <= p->in_h && ix0 + 3 <= p->in_w) {
+        const uint8_t *r0 = pixels + iy0 * p->in_w + ix0;
+        const uint8_t *r1 = r0 + p->in_w;
+        const uint8_t *r2 = r1 + p->in_w;
+        win[0] = (uint32_t)r0[0] | (uint32_t)r0[1] << 16;
+        win[1] = (uint32_t)r0[2] | (uint32_t)r1[0] << 16;
+        win[2] = (uint32_t)r1[1] | (uint32_t)r1[2] << 16;
+        win[3] = (uint32_t)r2[0] | (uint32_t)r2[1] << 16;
+        win[4] = (uint32_t)r2[2];
+        return win[0] | win[1] | win[2] | win[3] | win[4];
+    }
+    return me_pixel_window(p, pixels, iy0, ix0, win);
+}
+
+/* sum over the five pairs of win . w (w: {w[2j], w[2j+1]} as one int32 each), plus a. */
+ME_INLINE int32_t me_dot5_u16(const uint32_t *win, int32_t w01, int32_t w23, int32_t w45,
+                              int32_t w67, int32_t w89, int32_t a)
+{
+#if ME_USE_DSP
+    a = me_smlad((int32_t)win[0], w01, a);
+    a = me_smlad((int32_t)win[1], w23, a);
+    a = me_smlad((int32_t)win[2], w45, a);
+    a = me_smlad((int32_t)win[3], w67, a);
+    return me_smlad((int32_t)win[4], w89, a);
+#else
+    const int32_t w[5] = {w01, w23, w45, w67, w89};
+    int32_t j;
+    for (j = 0; j < 5; j++) { /* low halves times low halves, high times high */
+        a += (int32_t)(win[j] & 0xFFFFu) * (int16_t)((uint32_t)w[j] & 0xFFFFu) +
+             (int32_t)(win[j] >> 16) * (int16_t)((uint32_t)w[j] >> 16);
+    }
+    return a;
+#endif
+}
+
+/*
+ * The 3 x 3 pixel conv with its max pool first (at most 2 x 2 = 4 positions per
+ * output pixel): the pool's windows are packed once per output pixel, then each
+ * channel's five weight pairs (in registers) meet every window, the max of the
+ * accumulators is kept and requantized once. The same sums as the generic loop.
+ */
+static void me_conv2d_u8_3x3_pooled(const me_conv_params *p, const uint8_t *pixels,
+                                    int8_t *out)
+{
+    const int32_t cout = p->out_c;
+    const int32_t n = p->pool_h * p->pool_w;
+    uint32_t win[4][5];
+    int32_t best[ME_MAX_CHANNELS];
+    int32_t py, px, dy, dx, c, j;
+    int8_t *dst = out;
+    for (py = 0; py < p->out_h; py++) {
+        for (px = 0; px < p->out_w; px++, dst += cout) {
+            uint32_t any = 0;
+            j = 0;
+            for (dy = 0; dy < p->pool_h; dy++) {
+                const int32_t iy0 = (py * p->pool_stride_h + dy) * p->stride_h - p->pad_top;
+                for (dx = 0; dx < p->pool_w; dx++, j++) {
+                    const int32_t ix0 = (px * p->pool_stride_w + dx) * p->stride_w - p->pad_left;
+                    any |= me_pixel_window3x3(p, pixels, iy0, ix0, win[j]);
+                }
+            }
+            if (any == 0u) { /* background: every accumulator is its bias */
+                me_requantize_n(p->bias, cout, &p->requant, 0, dst);
+                continue;
+            }
+            {
+                const int16_t *w = p->pixel_weights;
+                for (c = 0; c < cout; c++, w += 10) {
+                    int32_t w01, w23, w45, w67, w89, b;
+                    memcpy(&w01, w, sizeof w01); /* {w[0], w[1]}: one LDR each */
+                    memcpy(&w23, w + 2, sizeof w23);
+                    memcpy(&w45, w + 4, sizeof w45);
+                    memcpy(&w67, w + 6, sizeof w67);
+                    memcpy(&w89, w + 8, sizeof w89);
+                    b = me_dot5_u16(win[0], w01, w23, w45, w67, w89, p->bias[c]);
+                    if (n == 4) { /* 2 x 2 pool, unrolled: the bias is loaded once */
+                        const int32_t bias = p->bias[c];
+                        const int32_t a1 = me_dot5_u16(win[1], w01, w23, w45, w67, w89, bias);
+                        const int32_t a2 = me_dot5_u16(win[2], w01, w23, w45, w67, w89, bias);
+                        const int32_t a3 = me_dot5_u16(win[3], w01, w23, w45, w67, w89, bias);
+                        b = a1 > b ? a1 : b;
+                        b = a2 > b ? a2 : b;
+                        best[c] = a3 > b ? a3 : b;
+                        continue;
+                    }
+                    for (j = 1; j < n; j++) {
+                        const int32_t a = me_dot5_u16(win[j], w01, w23, w45, w67, w89,
+                                                      p->bias[c]);
+                        b = a > b ? a : b;
+                    }
+                    best[c] = b;
+                }
+            }
+            me_requantize_n(best, cout, &p->requant, 0, dst);
+        }
+    }
+}
+
 /*
  * The first layer: one input channel, read straight from the uint8 pixels.
  * With z_x = -128 the centred input q - z_x is the pixel p itself (0..255) and
@@ -664,53 +856,27 @@ void me_conv2d_u8_1ch(const me_conv_params *p, const uint8_t *pixels, int8_t *ou
     uint32_t win[ME_MAX_PIXEL_PAIRS];
     int32_t acc[ME_MAX_CHANNELS];
     int32_t best[ME_MAX_CHANNELS];
+    me_cursor q = {0, 0, 0, 0, 0, 0};
     int32_t t;
-    for (t = 0; t < positions; t++) {
+    if (p->kernel_h == 3 && p->kernel_w == 3 && p->pool_first && p->pool_h * p->pool_w <= 4) {
+        me_conv2d_u8_3x3_pooled(p, pixels, out);
+        return;
+    }
+    for (t = 0; t < positions; t++, me_cursor_next(p, &q)) {
         int32_t iy0, ix0;
-        me_conv_origin(p, t, &iy0, &ix0);
+        me_cursor_origin(p, &q, &iy0, &ix0);
         if (me_pixel_window(p, pixels, iy0, ix0, win) == 0u) {
             memcpy(acc, p->bias, (size_t)cout * sizeof acc[0]);
         } else if (pairs == 5) { /* 3 x 3: the window stays in registers */
-            me_pixel_dots(win, p->pixel_weights, p->bias, cout, 5, acc);
+            me_pixel_dots5(win, p->pixel_weights, p->bias, cout, acc);
         } else {
             me_pixel_dots(win, p->pixel_weights, p->bias, cout, pairs, acc);
         }
-        me_conv_output(p, t, acc, best, out);
+        me_conv_output(p, &q, acc, best, out);
     }
 }
 
-#else /* ME_USE_VNNI: the host build walks positions without divisions */
-
-/* A conv position (see me_conv_output below): output pixel (py, px), pool offset (dy, dx). */
-typedef struct {
-    int32_t pixel, pos; /* pos = dy * pool_w + dx */
-    int32_t py, px, dy, dx;
-} me_cursor;
-
-static void me_cursor_origin(const me_conv_params *p, const me_cursor *q, int32_t *iy0,
-                             int32_t *ix0)
-{
-    *iy0 = (q->py * p->pool_stride_h + q->dy) * p->stride_h - p->pad_top;
-    *ix0 = (q->px * p->pool_stride_w + q->dx) * p->stride_w - p->pad_left;
-}
-
-/* The next position: pool window innermost, then output pixels in row-major order. */
-static void me_cursor_next(const me_conv_params *p, me_cursor *q)
-{
-    q->pos++;
-    if (++q->dx == p->pool_w) {
-        q->dx = 0;
-        if (++q->dy == p->pool_h) {
-            q->dy = 0;
-            q->pos = 0;
-            q->pixel++;
-            if (++q->px == p->out_w) {
-                q->px = 0;
-                q->py++;
-            }
-        }
-    }
-}
+#else /* ME_USE_VNNI */
 
 /* me_conv_output for the position at cursor q, vectorized over channels. */
 static void me_conv_store(const me_conv_params *p, const me_cursor *q, const int32_t *acc,
@@ -837,16 +1003,6 @@ static void me_im2col_s8(const me_conv_params *p, const int8_t *in, int32_t iy0,
     }
 }
 
-#if !ME_USE_VNNI
-/* Gather the window of conv position t (see me_conv_output) for channels [c0, c0 + cin). */
-static void me_conv_window(const me_conv_params *p, const int8_t *in, int32_t t, int32_t c0,
-                           int32_t cin, int8_t *window)
-{
-    int32_t iy0, ix0;
-    me_conv_origin(p, t, &iy0, &ix0);
-    me_im2col_s8(p, in, iy0, ix0, c0, cin, window);
-}
-#endif
 
 #if ME_USE_VNNI
 /* Wide steps only exist for windows that long (no dead code, no bounds warnings). */
@@ -1009,8 +1165,8 @@ ME_INLINE void me_dot2x4_u8s8(const int8_t *u0, const int8_t *u1, const int8_t *
  */
 void me_conv2d_s8(const me_conv_params *p, const int8_t *in, int8_t *out)
 {
-    const int32_t cin = p->in_c / p->groups;
-    const int32_t cout_g = p->out_c / p->groups;
+    const int32_t cin = p->group_in_c;
+    const int32_t cout_g = p->group_out_c;
     const int32_t k = p->kernel_h * p->kernel_w * cin;
     const int32_t positions = p->out_h * p->out_w * p->pool_h * p->pool_w;
     int8_t windows[2 * ME_MAX_WINDOW];
@@ -1083,20 +1239,28 @@ void me_conv2d_s8(const me_conv_params *p, const int8_t *in, int8_t *out)
  */
 void me_conv2d_s8(const me_conv_params *p, const int8_t *in, int8_t *out)
 {
-    const int32_t cin = p->in_c / p->groups;
-    const int32_t cout_g = p->out_c / p->groups;
+    const int32_t cin = p->group_in_c;
+    const int32_t cout_g = p->group_out_c;
     const int32_t k = p->kernel_h * p->kernel_w * cin;
     const int32_t positions = p->out_h * p->out_w * p->pool_h * p->pool_w;
     int8_t windows[2 * ME_MAX_WINDOW];
     int32_t acc[2][ME_MAX_CHANNELS];
     int32_t best[ME_MAX_CHANNELS];
+    me_cursor q0 = {0, 0, 0, 0, 0, 0};
     int32_t t, g, c;
     for (t = 0; t < positions; t += 2) {
         const int32_t t1 = t + 1 < positions ? t + 1 : t;
+        me_cursor q1 = q0;
+        int32_t iy0, ix0, iy1, ix1;
+        if (t1 != t) {
+            me_cursor_next(p, &q1);
+        }
+        me_cursor_origin(p, &q0, &iy0, &ix0);
+        me_cursor_origin(p, &q1, &iy1, &ix1);
         for (g = 0; g < p->groups; g++) {
             const int32_t c_end = (g + 1) * cout_g;
-            me_conv_window(p, in, t, g * cin, cin, windows);
-            me_conv_window(p, in, t1, g * cin, cin, windows + ME_MAX_WINDOW);
+            me_im2col_s8(p, in, iy0, ix0, g * cin, cin, windows);
+            me_im2col_s8(p, in, iy1, ix1, g * cin, cin, windows + ME_MAX_WINDOW);
             for (c = g * cout_g; c < c_end; c += 2) {
                 const int32_t c1 = c + 1 < c_end ? c + 1 : c; /* an odd last channel */
                 int32_t a[4];
@@ -1110,10 +1274,12 @@ void me_conv2d_s8(const me_conv_params *p, const int8_t *in, int8_t *out)
                 acc[1][c1] = a[3];
             }
         }
-        me_conv_output(p, t, acc[0], best, out);
+        me_conv_output(p, &q0, acc[0], best, out);
         if (t1 != t) {
-            me_conv_output(p, t1, acc[1], best, out);
+            me_conv_output(p, &q1, acc[1], best, out);
         }
+        q0 = q1;
+        me_cursor_next(p, &q0);
     }
 }
 
@@ -1193,6 +1359,33 @@ void me_avgpool2d_s8(const me_pool_params *p, const int8_t *in, int8_t *out)
 }
 
 /* In place: y = table[x + 128]. */
+void me_add_s8(const me_add_params *p, const int8_t *a, const int8_t *b, int8_t *out)
+{
+    int32_t i;
+    for (i = 0; i < p->size; i++) {
+        const int32_t acc = p->a_weight * ((int32_t)a[i] - p->a_zero_point) +
+                            p->b_weight * ((int32_t)b[i] - p->b_zero_point);
+        out[i] = me_requantize(acc, &p->requant, 0);
+    }
+}
+
+void me_concat_s8(const me_concat_params *p, const int8_t *in, int8_t *out)
+{
+    int32_t pos, c;
+    int8_t *dst = out + p->offset;
+    for (pos = 0; pos < p->positions; pos++) {
+        if (p->requant.mult == NULL) {
+            memcpy(dst, in, (size_t)p->in_c);
+        } else {
+            for (c = 0; c < p->in_c; c++) {
+                dst[c] = me_requantize((int32_t)in[c] - p->input_zero_point, &p->requant, 0);
+            }
+        }
+        in += p->in_c;
+        dst += p->out_c;
+    }
+}
+
 void me_lut_s8(const int8_t *table, int32_t size, int8_t *data)
 {
     int32_t i;
