@@ -11,6 +11,7 @@ from __future__ import annotations
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,36 +85,20 @@ def run_target(target: str, run_dir: Path, graph: QGraph, pixels: np.ndarray,
     return BackendResult(logits, None, extra)
 
 
-def run_m4(run_dir: Path, graph: QGraph, pixels: np.ndarray,
-           options: dict[str, Any]) -> BackendResult:
-    return run_target("qemu-m4", run_dir, graph, pixels, options)
-
-
-def run_m3(run_dir: Path, graph: QGraph, pixels: np.ndarray,
-           options: dict[str, Any]) -> BackendResult:
-    return run_target("qemu-m3", run_dir, graph, pixels, options)
-
-
-def run_m7(run_dir: Path, graph: QGraph, pixels: np.ndarray,
-           options: dict[str, Any]) -> BackendResult:
-    return run_target("qemu-m7", run_dir, graph, pixels, options)
-
-
-def run_m0(run_dir: Path, graph: QGraph, pixels: np.ndarray,
-           options: dict[str, Any]) -> BackendResult:
-    return run_target("qemu-m0", run_dir, graph, pixels, options)
-
-
-def run_m33(run_dir: Path, graph: QGraph, pixels: np.ndarray,
+def _backend(target: str) -> Callable[[Path, QGraph, np.ndarray, dict[str, Any]], BackendResult]:
+    """The `validate` backend that runs `target`'s firmware (validate.BACKENDS names them)."""
+    def run(run_dir: Path, graph: QGraph, pixels: np.ndarray,
             options: dict[str, Any]) -> BackendResult:
-    return run_target("qemu-m33", run_dir, graph, pixels, options)
+        return run_target(target, run_dir, graph, pixels, options)
+
+    run.__name__ = f"run_{target.removeprefix('qemu-').replace('-', '_')}"
+    return run
 
 
-def run_rv32imc(run_dir: Path, graph: QGraph, pixels: np.ndarray,
-                options: dict[str, Any]) -> BackendResult:
-    return run_target("qemu-rv32imc", run_dir, graph, pixels, options)
-
-
-def run_rv32imfc(run_dir: Path, graph: QGraph, pixels: np.ndarray,
-                 options: dict[str, Any]) -> BackendResult:
-    return run_target("qemu-rv32imfc", run_dir, graph, pixels, options)
+run_m4 = _backend("qemu-m4")
+run_m3 = _backend("qemu-m3")
+run_m7 = _backend("qemu-m7")
+run_m0 = _backend("qemu-m0")
+run_m33 = _backend("qemu-m33")
+run_rv32imc = _backend("qemu-rv32imc")
+run_rv32imfc = _backend("qemu-rv32imfc")
