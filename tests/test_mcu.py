@@ -316,18 +316,18 @@ def test_kernel_library_is_the_same_bytes_for_every_model() -> None:
     assert trees[0]["mnist_edge_config.h"] != trees[1]["mnist_edge_config.h"]
 
 
-def test_generate_c_prefix_on_the_command_line(tmp_path: Path, capsys) -> None:
+def test_generate_c_prefix_on_the_command_line(tmp_path: Path, capsys, mnist_dir: Path) -> None:
     from mnist_edge import cli
 
     run_dir = qgraph_run(tmp_path, 4, "mixed")
     out = tmp_path / "digits_c"
     assert cli.main(["generate", "c", str(run_dir), "--prefix", "digits", "--out", str(out),
-                     "--vectors", "0"]) == 0
+                     "--vectors", "1"]) == 0
     assert (out / "digits.h").exists() and (out / "digits_config.h").exists()
     assert "digits_predict" in (out / "digits.h").read_text()
     capsys.readouterr()
     assert cli.main(["generate", "c", str(run_dir), "--prefix", "Bad-Name", "--out",
-                     str(tmp_path / "bad"), "--vectors", "0"]) == 2
+                     str(tmp_path / "bad"), "--vectors", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--prefix" in err[0]
     assert not (tmp_path / "bad").exists()
