@@ -9,6 +9,7 @@ channel `concat`); a chain written without inputs still loads.
 from __future__ import annotations
 
 import math
+import tokenize
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -215,7 +216,8 @@ def load(stem: str | Path) -> FloatGraph:
     try:
         with np.load(stem + ".fgraph.npz", allow_pickle=False) as npz:
             stored = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+    except (OSError, ValueError, EOFError, KeyError, SyntaxError, tokenize.TokenError,
+            zipfile.BadZipFile, zlib.error) as exc:  # numpy parses a broken header with ast
         why = str(exc) or type(exc).__name__
         raise MnistEdgeError(f"{stem}.fgraph.npz: unreadable arrays ({why})") from None
     try:

@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import math
+import tokenize
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -349,7 +350,8 @@ def load(stem: str | Path) -> QGraph:
             stored = {k: npz[k] for k in npz.files}
     except FileNotFoundError:
         raise MnistEdgeError(f"{npz_path}: missing (a QGraph needs its .npz)") from None
-    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+    except (OSError, ValueError, EOFError, KeyError, SyntaxError, tokenize.TokenError,
+            zipfile.BadZipFile, zlib.error) as exc:  # numpy parses a broken header with ast
         why = str(exc) or type(exc).__name__
         raise MnistEdgeError(f"{npz_path}: unreadable arrays ({why})") from None
     op_docs = doc.get("ops")

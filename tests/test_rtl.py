@@ -16,7 +16,7 @@ from mnist_edge.errors import MnistEdgeError
 from mnist_edge.paths import TEMPLATES_DIR
 from mnist_edge.requant import decompose, requantize_int
 from mnist_edge.targets import verilator
-from mnist_edge.testing import random_pixels, random_qgraph
+from mnist_edge.testing import random_dag_qgraph, random_pixels, random_qgraph
 from mnist_edge.validate import validate_backend
 
 
@@ -153,7 +153,10 @@ def test_refuses_an_op_kind_it_cannot_lower(tiny_run: Path, monkeypatch) -> None
 
 
 def test_lowering_covers_every_qgraph_kind() -> None:
-    assert set(qgraph.OP_KINDS) <= set(rtl.LOWERING)
+    """Every kind is lowered or refused with a reason; a graph with an add is refused by name."""
+    assert set(qgraph.OP_KINDS) <= set(rtl.LOWERING) | set(rtl.REFUSED)
+    with pytest.raises(MnistEdgeError, match=r"op a0: op kind 'add' .*third"):
+        rtl.lower(random_dag_qgraph(0), 4)
 
 
 @pytest.mark.slow
