@@ -13,7 +13,6 @@ import tokenize
 import zipfile
 import zlib
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -157,17 +156,8 @@ def run_float(graph: FloatGraph, images: np.ndarray, trace: bool = False):
     x = np.asarray(images, dtype=np.float32)
     if x.ndim == 3:
         x = x[:, None]
-    return run_batched(normalize_input(graph, x), partial(_dag_outputs, graph), trace)
-
-
-def _dag_outputs(graph: FloatGraph, x: np.ndarray) -> list[np.ndarray]:
-    """Every op's output for one batch, each op fed the tensors it names."""
-    env = {INPUT: x}
-    outs = []
-    for op in graph.ops:
-        env[op.name] = _float_op(op, *[env[t] for t in op.inputs])
-        outs.append(env[op.name])
-    return outs
+    return run_batched(normalize_input(graph, x), graph.ops,
+                       lambda i, ins: _float_op(graph.ops[i], *ins), trace)
 
 
 def _float_op(op: FOp, h: np.ndarray, *rest: np.ndarray) -> np.ndarray:

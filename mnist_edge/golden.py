@@ -2,7 +2,7 @@
 
 Each op kind's semantics live in its registry entry (`mnist_edge.ops`), written from
 the integer contract of ARCHITECTURE.md; this module walks the graph, keeps every
-tensor until its last reader has run, and batches images so memory stays bounded.
+tensor its readers need, and batches images so memory stays bounded.
 Products of int8 values are summed in float32 BLAS only where the op's worst-case
 accumulator stays below 2**24 (then every partial sum is an exact integer whatever
 order the BLAS adds in); larger ones are summed exactly in int64.
@@ -10,7 +10,8 @@ order the BLAS adds in); larger ones are summed exactly in int64.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from functools import partial
 
 import numpy as np
 
@@ -42,33 +43,26 @@ def pixels_to_int8(pixels: np.ndarray) -> np.ndarray:
     return (p.astype(np.int16) - 128).astype(np.int8)
 
 
-def run_batched(x: np.ndarray, steps: list[Callable[[np.ndarray], np.ndarray]]
-                | Callable[[np.ndarray], list[np.ndarray]], trace: bool,
-                empty: np.ndarray | None = None):
-    """x through a graph, BATCH images at a time so memory stays bounded.
+def run_batched(x: np.ndarray, ops: Sequence, apply: Callable[[int, list[np.ndarray]],
+                np.ndarray], trace: bool, empty: np.ndarray | None = None):
+    """x through a graph of ops (each with `.name` and `.inputs`), BATCH images at a time.
 
-    `steps` is either a chain (one function per op, each fed the previous output) or one
-    function returning every op's output in order. Returns the last op's output (`empty`
-    when x has no images), and with trace also every op's output. Shared by the int8
-    golden model and the float executor.
+    `apply(i, inputs)` computes op i from the tensors it names. Returns the last op's
+    output (`empty` when x has no images), and with trace also every op's output. Shared
+    by the int8 golden model and the float executor.
     """
-    if isinstance(steps, list):
-        chain = steps
-
-        def steps(h: np.ndarray) -> list[np.ndarray]:
-            outs = []
-            for step in chain:
-                h = step(h)
-                outs.append(h)
-            return outs
+    def one_batch(h: np.ndarray) -> list[np.ndarray]:
+        tensors = {INPUT_NAME: h}
+        for i, op in enumerate(ops):
+            tensors[op.name] = apply(i, [tensors[n] for n in op.inputs])
+        return [tensors[op.name] for op in ops]
 
     per_op: list[list[np.ndarray]] = []
     for start in range(0, len(x), BATCH):
-        outs = steps(x[start : start + BATCH])
+        outs = one_batch(x[start : start + BATCH])
         per_op.append(outs if trace else outs[-1:])
     if not per_op:
-        result = empty
-        return (result, []) if trace else result
+        return (empty, []) if trace else empty
     result = np.concatenate([outs[-1] for outs in per_op])
     if trace:
         return result, [np.concatenate(col) for col in zip(*per_op, strict=True)]
@@ -77,24 +71,8 @@ def run_batched(x: np.ndarray, steps: list[Callable[[np.ndarray], np.ndarray]]
 
 def run_int8(graph: QGraph, pixels: np.ndarray, trace: bool = False):
     """int8 logits [N, classes] for uint8 pixels; with trace, also every op's output."""
-    last_read = {INPUT_NAME: 0}
-    for i, op in enumerate(graph.ops):
-        for name in op.inputs:
-            last_read[name] = i
-
-    def whole_graph(x: np.ndarray) -> list[np.ndarray]:
-        live = {INPUT_NAME: x}
-        outs = []
-        for i, op in enumerate(graph.ops):
-            y = run_op(graph, i, [live[n] for n in op.inputs])
-            for name in set(op.inputs):
-                if last_read[name] == i:
-                    del live[name]
-            live[op.name] = y
-            outs.append(y)
-        return outs
-
-    return run_batched(pixels_to_int8(pixels), whole_graph, trace,
+    graph.link_chain_inputs()
+    return run_batched(pixels_to_int8(pixels), graph.ops, partial(run_op, graph), trace,
                        np.zeros((0, graph.output.size), np.int8))
 
 

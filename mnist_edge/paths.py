@@ -219,3 +219,12 @@ def replace_dir(tmp: Path, path: Path) -> bool:
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return landed
+
+
+def write_tree(out_dir: Path, files: dict[str, bytes]) -> Path:
+    """Write rendered files (name -> bytes) as one folder, atomically, through `atomic_dir`."""
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
+    return out_dir

@@ -31,7 +31,7 @@ from .. import __version__, golden
 from ..errors import MnistEdgeError
 from ..ops.elementwise import add_weights
 from ..ops.layout import concat_multipliers
-from ..paths import atomic_dir, template_env
+from ..paths import template_env, write_tree
 from ..qgraph import QGraph, QOp, QTensor
 from ..testing import random_pixels
 from .c_arrays import CArray, LayerArrays, data_symbol, float_literal, format_values, step_arrays
@@ -482,8 +482,4 @@ def generate_c(graph: QGraph, out_dir: Path, requant: str = "float",
                vector_pixels: np.ndarray | None = None, prefix: str = DEFAULT_PREFIX) -> Path:
     """Write the C tree to `out_dir` atomically (the old tree stays until the new one is done)."""
     files = render_tree(graph, requant, vector_pixels, prefix)
-    out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp:
-        for name, data in files.items():
-            (tmp / name).write_bytes(data)
-    return out_dir
+    return write_tree(out_dir, files)

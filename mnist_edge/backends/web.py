@@ -31,7 +31,7 @@ import numpy as np
 from .. import __version__
 from ..demo.preprocess import CANVAS
 from ..errors import MnistEdgeError
-from ..paths import TEMPLATES_DIR, atomic_dir, template_env
+from ..paths import TEMPLATES_DIR, template_env, write_tree
 from ..qgraph import QGraph
 from ..targets.tools import require_tool
 from .c import SOURCES, generate_c
@@ -119,8 +119,4 @@ def generate_web(graph: QGraph, out_dir: Path, requant: str = "float",
     """Write the static site to `out_dir` atomically."""
     wasm, emcc = build_wasm(graph, requant, vector_pixels)
     files = render_site(graph, wasm, requant, emcc)
-    out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp:
-        for name, data in files.items():
-            (tmp / name).write_bytes(data)
-    return out_dir
+    return write_tree(out_dir, files)
