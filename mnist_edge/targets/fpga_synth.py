@@ -176,6 +176,7 @@ def synth(run_dir: Path, fpga: str, out: Path | None = None, cycles: int | None 
             "rom_bits": manifest["rom_bits"],
         }
         (tmp / "synth.json").write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+        (tmp / "README.md").write_text(measured_readme(result))
         if not result["timing_met"]:
             _keep_logs(tmp, out)
             raise MnistEdgeError(f"{fpga}: timing missed: Fmax {fmax} MHz < the board clock "
@@ -210,6 +211,25 @@ def _ff_count(log: Path, pattern: str | None) -> int | None:
     text = log.read_text().split("=== design hierarchy ===")[-1]
     counts = re.findall(rf"^\s+({pattern})\s+(\d+)\s*$", text, flags=re.M)
     return sum(int(n) for _, n in counts) if counts else None
+
+
+def measured_readme(result: dict[str, Any]) -> str:
+    """The synthesized design's figures beside its bitstream, for whoever flashes it."""
+    rows = "\n".join(f"| {name} | {v['used']:,} | {v['available']:,} |"
+                     for name, v in result["resources"].items())
+    return (f"# {result['model']} on {result['fpga']} ({result['board']}): measured\n\n"
+            f"`{result['bitstream']}` from `mnist-edge synth --fpga {result['fpga']}` "
+            f"({result['lanes']} lanes, QGraph `{result['qgraph_hash'][:16]}`; the Verilog "
+            "and its interface and memory map are in `rtl/README.md`).\n\n"
+            "| resource | used | available |\n|---|---:|---:|\n"
+            f"{rows}\n\n"
+            f"- Fmax {result['fmax_mhz']} MHz (nextpnr, seed 1); the board clock is "
+            f"{result['clock_mhz']} MHz.\n"
+            f"- {result['cycles_per_image']:,} cycles per image (measured in Verilator): "
+            f"{result['latency_ms_at_clock']} ms at the board clock, "
+            f"{result['latency_ms_at_fmax']} ms at Fmax.\n"
+            f"- Tools: {result['tools']['yosys']}, {result['tools']['nextpnr']}, "
+            f"{result['tools']['pack']}; logs `yosys.log`, `nextpnr.log`.\n")
 
 
 def _resource_line(result: dict[str, Any]) -> str:
