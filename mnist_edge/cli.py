@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(p)
     p.add_argument("--backend", action="append", required=True,
                    help="onnxruntime, c, c-x86, c-int, hls, qemu-m4, qemu-m3, qemu-m7, qemu-m0, "
-                   "qemu-m33, qemu-rv32imc, qemu-rv32imfc, rtl, rtl-uart (repeatable)")
+                   "qemu-m33, qemu-rv32imc, qemu-rv32imfc, rtl, rtl-uart, rtl-netlist (repeatable)")
     p.add_argument("--limit", type=positive_int, help="only the first N test images")
     p.add_argument("--model-file", help="ONNX file to validate instead of <run>/model.int8.onnx")
     _add_fpga(p, required=False)
@@ -197,7 +197,7 @@ def _add_fpga(p: argparse.ArgumentParser, required: bool) -> None:
     p.add_argument("--fpga", choices=["ice40-up5k", "ecp5-25k"], required=required,
                    help="RTL target device (default for generate/validate: ecp5-25k)")
     p.add_argument("--lanes", type=int, help="RTL: parallel MAC lanes (default: per device, "
-                   "16 on the UP5K, 32 on the ECP5)")
+                   "8 on the UP5K, 32 on the ECP5)")
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:

@@ -40,6 +40,7 @@ BACKENDS: dict[str, str] = {
     "qemu-rv32imfc": "mnist_edge.targets.qemu:run_rv32imfc",
     "rtl": "mnist_edge.targets.verilator:run",
     "rtl-uart": "mnist_edge.targets.verilator:run_uart",
+    "rtl-netlist": "mnist_edge.targets.verilator:run_netlist",
 }
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from .. import qgraph
 from ..backends.rtl import BOARD_TOPS, FPGAS, UART_SOURCES, generate_rtl, load_manifest
 from ..errors import MnistEdgeError
-from ..paths import atomic_dir
+from ..paths import atomic_dir, write_manifest
 from ..report import load_report, update_report
 from .tools import require_tool
 
@@ -54,6 +54,50 @@ FLOWS: dict[str, dict[str, Any]] = {
         "ff_cells": None,
     },
 }
+
+
+# Gate-level simulation of the yosys netlist: the device's cell models (in yosys's share
+# folder) and the defines that make them readable by Verilator. ECP5 has none: yosys 0.23
+# ships DP16KD and MULT18X18D only as black boxes.
+NETLIST_CELLS: dict[str, tuple[str, list[str]]] = {
+    "ice40-up5k": ("ice40/cells_sim.v", ["NO_ICE40_DEFAULT_ASSIGNMENTS"]),
+}
+NETLIST_NAME = "netlist.v"
+
+
+def synth_netlist(rtl_dir: Path, fpga: str) -> tuple[Path, list[str]]:
+    """The engine through the device's yosys synthesis, written back as Verilog.
+
+    Returns the cell-model file and the Verilator defines that simulate it beside
+    rtl_dir/netlist.v: the numbers the bitstream computes, before place and route.
+    """
+    if fpga not in NETLIST_CELLS:
+        raise MnistEdgeError(f"rtl-netlist: no gate-level simulation for {fpga}: yosys ships "
+                             "its block RAM and multiplier cells only as black boxes")
+    from ..backends.rtl import ENGINE_SOURCES
+
+    flow = FLOWS[fpga]
+    yosys = _tool(flow["yosys"])
+    cells, sim_defines = NETLIST_CELLS[fpga]
+    defines = " ".join(f"-D{d}" for d in flow["defines"])
+    synth_cmd = flow["synth"].format(top="mnist_edge_engine").split(" -json")[0]
+    script = (f"read_verilog {defines} {' '.join(ENGINE_SOURCES)}; {synth_cmd}; "
+              f"write_verilog -noattr {NETLIST_NAME}")
+    _run([yosys, "-q", "-p", script], rtl_dir, rtl_dir / "yosys_netlist.log", "yosys")
+    return _yosys_share(yosys) / cells, sim_defines
+
+
+def _yosys_share(yosys: str) -> Path:
+    """yosys's data folder (cell models): `yosys-config --datdir`, else beside the binary."""
+    config = shutil.which("yosys-config")
+    if config and Path(yosys).name == "yosys":
+        out = subprocess.run([config, "--datdir"], capture_output=True, text=True).stdout
+        if out.strip() and Path(out.strip()).is_dir():
+            return Path(out.strip())
+    share = Path(yosys).resolve().parent.parent / "share" / "yosys"
+    if not share.is_dir():
+        raise MnistEdgeError(f"yosys cell models not found (looked in {share})")
+    return share
 
 
 def _tool(names: tuple[str, ...]) -> str:
@@ -177,6 +221,8 @@ def synth(run_dir: Path, fpga: str, out: Path | None = None, cycles: int | None 
         }
         (tmp / "synth.json").write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
         (tmp / "README.md").write_text(measured_readme(result))
+        write_manifest(tmp, {"kind": "synth", "fpga": fpga, "model": graph.name,
+                             "qgraph_hash": result["qgraph_hash"]})
         if not result["timing_met"]:
             _keep_logs(tmp, out)
             raise MnistEdgeError(f"{fpga}: timing missed: Fmax {fmax} MHz < the board clock "

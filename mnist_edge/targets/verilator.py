@@ -41,17 +41,21 @@ def lint(rtl_dir: Path) -> str:
     return "".join(out)
 
 
-def build(rtl_dir: Path, uart: bool = False) -> Path:
-    """Compile the testbench with Verilator into rtl_dir/obj_<top>; returns the binary."""
+def build(rtl_dir: Path, uart: bool = False, sources: tuple[str, ...] | None = None,
+          defines: tuple[str, ...] = ()) -> Path:
+    """Compile the testbench with Verilator into rtl_dir/obj_<top>; returns the binary.
+
+    `sources` replaces the engine's Verilog (a gate-level netlist and its cell models).
+    """
     verilator = require_tool("verilator")
     top = "mnist_edge_uart_top" if uart else "mnist_edge_engine"
-    sources = UART_SOURCES if uart else ENGINE_SOURCES
+    sources = sources or (UART_SOURCES if uart else ENGINE_SOURCES)
     obj = f"obj_{top}"
     # Verilator's Makefile compiles the model with -Os by default; -O2 simulates ~3x faster.
     cmd = [verilator, "--cc", "--exe", "--build", "-O3", "-Wno-fatal", "--x-assign", "fast",
            "--x-initial", "fast", "--top-module", top, "-Mdir", obj, "-o", "tb",
            "-CFLAGS", "-O2", "-MAKEFLAGS", "OPT_FAST=-O2 OPT_SLOW=-O1", "tb_mnist_edge.cpp",
-           *sources, "-j", "2"]
+           *(f"-D{d}" for d in defines), *sources, "-j", "2"]
     if uart:
         cmd[1:1] = [f"-GCLKS_PER_BIT={UART_SIM_CLKS_PER_BIT}", "-CFLAGS",
                     f"-DUART_TOP -DCLKS_PER_BIT={UART_SIM_CLKS_PER_BIT}"]
@@ -98,7 +102,7 @@ def _check_class(logits: np.ndarray, cls: np.ndarray, what: str) -> None:
 
 
 def _run(run_dir: Path, graph: QGraph, pixels: np.ndarray, options: dict[str, Any],
-         uart: bool) -> BackendResult:
+         uart: bool, netlist: bool = False) -> BackendResult:
     fpga = options.get("fpga") or "ecp5-25k"
     lanes = options.get("lanes")
     keep = options.get("rtl_dir")
@@ -111,7 +115,13 @@ def _run(run_dir: Path, graph: QGraph, pixels: np.ndarray, options: dict[str, An
             generate_rtl(graph, rtl_dir, fpga=fpga, lanes=lanes)
         manifest = load_manifest(rtl_dir)
         start = time.time()
-        binary = build(rtl_dir, uart)
+        if netlist:
+            from .fpga_synth import NETLIST_NAME, synth_netlist
+
+            cells, defines = synth_netlist(rtl_dir, manifest["fpga"])
+            binary = build(rtl_dir, sources=(NETLIST_NAME, str(cells)), defines=tuple(defines))
+        else:
+            binary = build(rtl_dir, uart)
         build_s = time.time() - start
         start = time.time()
         logits, cls, cycles = simulate(binary, rtl_dir, pixels, manifest["classes"])
@@ -119,7 +129,8 @@ def _run(run_dir: Path, graph: QGraph, pixels: np.ndarray, options: dict[str, An
     finally:
         if not os.environ.get("MNIST_EDGE_KEEP_RTL_BUILD"):
             shutil.rmtree(tmp, ignore_errors=True)
-    _check_class(logits, cls, "rtl-uart" if uart else "rtl")
+    what = "rtl-uart" if uart else "rtl-netlist" if netlist else "rtl"
+    _check_class(logits, cls, what)
     extra: dict[str, Any] = {
         "fpga": manifest["fpga"], "lanes": manifest["lanes"],
         "cycles_per_image": int(np.max(cycles)) if len(cycles) else 0,
@@ -128,6 +139,9 @@ def _run(run_dir: Path, graph: QGraph, pixels: np.ndarray, options: dict[str, An
         "simulation_seconds": round(sim_s, 1),
     }
     latency = None
+    if netlist:
+        extra["note"] = ("the yosys netlist (before place and route) with yosys's cell models: "
+                         "what the bitstream computes")
     if uart:
         extra["uart_sim_clks_per_bit"] = UART_SIM_CLKS_PER_BIT
         extra["note"] = "UART top with a UART model at 8 clocks per bit; cycles include the UART"
@@ -148,3 +162,9 @@ def run_uart(run_dir: Path, graph: QGraph, pixels: np.ndarray,
              options: dict[str, Any]) -> BackendResult:
     """The UART top with a UART model in the testbench (use a few images: --limit 3)."""
     return _run(run_dir, graph, pixels, options, uart=True)
+
+
+def run_netlist(run_dir: Path, graph: QGraph, pixels: np.ndarray,
+                options: dict[str, Any]) -> BackendResult:
+    """The synthesized netlist at gate level (slow: use a few images, --limit 3)."""
+    return _run(run_dir, graph, pixels, options, uart=False, netlist=True)
