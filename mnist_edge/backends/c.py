@@ -5,8 +5,10 @@
   mnist_edge.h            the one public header (API + sizes + QGraph hash)
   mnist_edge_model.c      the static arena and mnist_edge_predict(), one kernel call per step
   mnist_edge_config.h     the model's sizes the kernels need (their stack scratch)
-  mnist_edge_kernels.[ch] the int8 kernels (portable C99, optional Arm DSP path, optional
-                          x86 SIMD): the same bytes for every model of one prefix
+  mnist_edge_kernels.[ch] the int8 kernels (portable C99 with an optional Arm DSP path):
+                          the same bytes for every model of one prefix, what MCUs build
+  mnist_edge_kernels_x86.c the x86 host's SSE2/AVX2/VNNI dot-product kernels, compiled
+                          only by host builds (with -DMNIST_EDGE_X86)
   mnist_edge_weights.[ch] const weights, biases, requantization constants and LUTs
   test_vectors.h, main.c  a self-test against the golden logits
   Makefile, CMakeLists.txt, README.md, manifest.json
@@ -39,11 +41,14 @@ from .c_planner import LOGITS, PIXELS, STEP_KIND, ArenaPlan, Step, plan_arena
 
 REQUANT_MODES = ("float", "int")
 SOURCES = ("mnist_edge_model.c", "mnist_edge_kernels.c", "mnist_edge_weights.c")
+# The x86 host's fast path: compiled only by host builds, with -DMNIST_EDGE_X86.
+X86_SOURCES = ("mnist_edge_kernels_x86.c",)
 TEMPLATES = {  # output file -> template
     "mnist_edge.h": "mnist_edge.h.j2",
     "mnist_edge_config.h": "mnist_edge_config.h.j2",
     "mnist_edge_kernels.h": "mnist_edge_kernels.h.j2",
     "mnist_edge_kernels.c": "mnist_edge_kernels.c.j2",
+    "mnist_edge_kernels_x86.c": "mnist_edge_kernels_x86.c.j2",
     "mnist_edge_weights.h": "mnist_edge_weights.h.j2",
     "mnist_edge_weights.c": "mnist_edge_weights.c.j2",
     "mnist_edge_model.c": "mnist_edge_model.c.j2",
@@ -450,6 +455,7 @@ def render_tree(graph: QGraph, requant: str = "float",
         "arrays": arrays,
         "format_values": format_values,
         "sources": [names.file(f) for f in SOURCES],
+        "x86_sources": [names.file(f) for f in X86_SOURCES],
         **names.context(),
         "vector_count": len(pixels),
         "vector_pixels": [format_values(CArray("int8_t", "", p.astype(np.int64)))

@@ -104,4 +104,55 @@ void me_concat_s8(const me_concat_params *p, const int8_t *in, int8_t *out);
 void me_lut_s8(const int8_t *table, int32_t size, int8_t *data);
 int me_argmax_s8(const int8_t *values, int32_t size);
 
+/*
+ * Support functions the kernels share (also with mnist_edge_kernels_x86.c on x86 hosts).
+ *
+ * A conv position: output pixel (py, px), pool offset (dy, dx). Positions run in
+ * output order with the pool window innermost (pool_h * pool_w per output pixel);
+ * a cursor steps through them with additions only (a Cortex-M0 has no divider).
+ */
+typedef struct {
+    int32_t pixel, pos; /* pos = dy * pool_w + dx */
+    int32_t py, px, dy, dx;
+} me_cursor;
+
+/* The top-left input pixel of the window at cursor q (negative inside the padding). */
+static inline void me_cursor_origin(const me_conv_params *p, const me_cursor *q,
+                                    int32_t *iy0, int32_t *ix0)
+{
+    *iy0 = (q->py * p->pool_stride_h + q->dy) * p->stride_h - p->pad_top;
+    *ix0 = (q->px * p->pool_stride_w + q->dx) * p->stride_w - p->pad_left;
+}
+
+/* The next position: pool window innermost, then output pixels in row-major order. */
+static inline void me_cursor_next(const me_conv_params *p, me_cursor *q)
+{
+    q->pos++;
+    if (++q->dx == p->pool_w) {
+        q->dx = 0;
+        if (++q->dy == p->pool_h) {
+            q->dy = 0;
+            q->pos = 0;
+            q->pixel++;
+            if (++q->px == p->out_w) {
+                q->px = 0;
+                q->py++;
+            }
+        }
+    }
+}
+
+/* dst[i] = the requantized acc[i] of channel c0 + i, for i < n. */
+void me_requantize_n(const int32_t *acc, int32_t n, const me_requant_params *q,
+                     int32_t c0, int8_t *dst);
+/* Fold one conv position's accumulators into the (pooled) output; best: out_c int32. */
+void me_conv_output(const me_conv_params *p, const me_cursor *q, const int32_t *acc,
+                    int32_t *best, int8_t *out);
+/* The uint8 pixel window at (iy0, ix0) as 16-bit pairs; returns 0 for an all-0 window. */
+uint32_t me_pixel_window(const me_conv_params *p, const uint8_t *pixels, int32_t iy0,
+                         int32_t ix0, uint32_t *win);
+/* The int8 window at (iy0, ix0), channels [c0, c0 + cin), HWC, padding = z_x. */
+void me_im2col_s8(const me_conv_params *p, const int8_t *in, int32_t iy0, int32_t ix0,
+                  int32_t c0, int32_t cin, int8_t *window);
+
 #endif /* MNIST_EDGE_KERNELS_H */
