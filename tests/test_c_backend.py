@@ -89,14 +89,22 @@ def test_plan_buffers_never_overlap_and_fusion_saves_arena(layout: str, seed: in
                 buf = plan.buffers[ref]
                 assert 0 <= buf.offset and buf.offset + buf.size <= plan.arena_bytes
                 assert buf.offset % 4 == 0
+    for k, s in enumerate(plan.steps):  # a kernel's scratch clashes with no live buffer
+        if not s.scratch:
+            continue
+        lo, hi = s.scratch_offset, s.scratch_offset + s.scratch
+        assert 0 <= lo and hi <= plan.arena_bytes and lo % 4 == 0
+        for j, b in enumerate(plan.buffers):
+            if b.size and life[j][0] <= k <= life[j][1]:
+                assert hi <= b.offset or b.offset + b.size <= lo, (k, j)
     assert plan.steps[0].src == PIXELS and plan.steps[-1].dst == LOGITS
-    assert plan.arena_bytes <= plan.tensor_bytes
-    if graph.is_chain:  # the arena is exactly the largest live input + output pair
-        pairs = [plan.buffers[s.src].size + plan.buffers[s.dst].size for s in plan.steps
-                 if s.src >= 0 and s.dst >= 0 and s.src != s.dst]
-        assert plan.arena_bytes - max(pairs) < 8
+    assert plan.arena_bytes <= plan.tensor_bytes + plan.scratch_bytes
+    if graph.is_chain:  # the arena is exactly the largest live input + output + scratch
+        live = [sum(plan.buffers[b].size for b in {s.src, s.dst} if b >= 0) + s.scratch
+                for s in plan.steps]
+        assert plan.arena_bytes - max(live) < 8
     else:  # branches make the planner keep tensors alive, and reuse the rest
-        assert plan.arena_bytes < plan.tensor_bytes
+        assert plan.arena_bytes < plan.tensor_bytes + plan.scratch_bytes
 
 
 def test_unfused_plan_keeps_conv_output() -> None:

@@ -274,25 +274,25 @@ void me_conv_output(const me_conv_params *p, const me_cursor *q, const int32_t *
 uint32_t me_pixel_window(const me_conv_params *p, const uint8_t *pixels, int32_t iy0,
                                 int32_t ix0, uint32_t *win)
 {
-    const int32_t taps = p->kernel_h * p->kernel_w;
-    uint8_t tap[2 * ME_MAX_PIXEL_PAIRS];
-    uint32_t any = 0;
-    int32_t ky, kx, j;
-    uint8_t *dst = tap;
+    uint32_t any = 0, pair = 0;
+    int32_t ky, kx, odd = 0;
     for (ky = 0; ky < p->kernel_h; ky++) {
         const int32_t iy = iy0 + ky;
         const uint8_t *row = pixels + iy * p->in_w;
         for (kx = 0; kx < p->kernel_w; kx++) {
             const int32_t ix = ix0 + kx;
-            *dst++ = iy >= 0 && iy < p->in_h && ix >= 0 && ix < p->in_w ? row[ix] : 0;
+            const uint32_t v = iy >= 0 && iy < p->in_h && ix >= 0 && ix < p->in_w ? row[ix] : 0u;
+            if (odd) {
+                *win++ = pair | v << 16;
+            } else {
+                pair = v;
+            }
+            odd ^= 1;
+            any |= v;
         }
     }
-    if (taps % 2 != 0) {
-        tap[taps] = 0;
-    }
-    for (j = 0; 2 * j < taps; j++) {
-        win[j] = (uint32_t)tap[2 * j] | (uint32_t)tap[2 * j + 1] << 16;
-        any |= win[j];
+    if (odd) {
+        *win = pair; /* the odd last tap, paired with 0 */
     }
     return any;
 }
@@ -543,12 +543,10 @@ ME_INLINE int32_t me_dot5_u16(const uint32_t *win, int32_t w01, int32_t w23, int
  * accumulators is kept and requantized once. The same sums as the generic loop.
  */
 static void me_conv2d_u8_3x3_pooled(const me_conv_params *p, const uint8_t *pixels,
-                                    int8_t *out)
+                                    int8_t *out, int32_t *best, uint32_t (*win)[5])
 {
     const int32_t cout = p->out_c;
     const int32_t n = p->pool_h * p->pool_w;
-    uint32_t win[4][5];
-    int32_t best[ME_MAX_CHANNELS];
     int32_t py, px, dy, dx, c, j;
     int8_t *dst = out;
     for (py = 0; py < p->out_h; py++) {
@@ -607,18 +605,19 @@ static void me_conv2d_u8_3x3_pooled(const me_conv_params *p, const uint8_t *pixe
  * so each output channel costs one SMLAD per two taps. A background window
  * (all 0) leaves every accumulator at its bias.
  */
-void me_conv2d_u8_1ch(const me_conv_params *p, const uint8_t *pixels, int8_t *out)
+void me_conv2d_u8_1ch(const me_conv_params *p, const uint8_t *pixels, int8_t *out,
+                       void *buffer)
 {
     const int32_t cout = p->out_c;
     const int32_t pairs = (p->kernel_h * p->kernel_w + 1) / 2;
     const int32_t positions = p->out_h * p->out_w * p->pool_h * p->pool_w;
-    uint32_t win[ME_MAX_PIXEL_PAIRS];
-    int32_t acc[ME_MAX_CHANNELS];
-    int32_t best[ME_MAX_CHANNELS];
+    int32_t *const acc = (int32_t *)buffer; /* [out_c] */
+    int32_t *const best = acc + cout;        /* [out_c] */
+    uint32_t *const win = (uint32_t *)(best + cout); /* [4][pairs] */
     me_cursor q = {0, 0, 0, 0, 0, 0};
     int32_t t;
     if (p->kernel_h == 3 && p->kernel_w == 3 && p->pool_first && p->pool_h * p->pool_w <= 4) {
-        me_conv2d_u8_3x3_pooled(p, pixels, out);
+        me_conv2d_u8_3x3_pooled(p, pixels, out, best, (uint32_t(*)[5])(void *)win);
         return;
     }
     for (t = 0; t < positions; t++, me_cursor_next(p, &q)) {
@@ -635,22 +634,117 @@ void me_conv2d_u8_1ch(const me_conv_params *p, const uint8_t *pixels, int8_t *ou
     }
 }
 
+#if ME_USE_DSP
+/*
+ * The window at (iy0, ix0), channels [c0, c0 + cin) with cin % 4 == 0, as q15 words
+ * in SXTB16 order: every four int8 x0..x3 become {x0, x2}, {x1, x3}, as the weights
+ * unpack, so the dot product needs no shuffles; padding reads as z_x. The two
+ * windows of a position pair interleave: dst[0..1] here, dst[2..3] the other's,
+ * then the next four taps, so one pointer walks both.
+ */
+static void me_im2col_q15(const me_conv_params *p, const int8_t *in, int32_t iy0,
+                          int32_t ix0, int32_t c0, int32_t cin, int32_t *dst)
+{
+    const int32_t zz = (int32_t)((uint32_t)(uint16_t)(int16_t)p->input_zero_point * 0x10001u);
+    int32_t ky, kx, j;
+    for (ky = 0; ky < p->kernel_h; ky++) {
+        const int32_t iy = iy0 + ky;
+        for (kx = 0; kx < p->kernel_w; kx++) {
+            const int32_t ix = ix0 + kx;
+            if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w) {
+                for (j = 0; j < cin; j += 4, dst += 4) {
+                    dst[0] = zz;
+                    dst[1] = zz;
+                }
+            } else {
+                const int8_t *src = in + (iy * p->in_w + ix) * p->in_c + c0;
+                for (j = 0; j < cin; j += 4, dst += 4) {
+                    const int32_t v = me_read_s8x4(src + j);
+                    dst[0] = me_sxtb16(v);
+                    dst[1] = me_sxtb16_ror8(v);
+                }
+            }
+        }
+    }
+}
+
+/*
+ * The interleaved q15 windows x of two positions against two int8 weight rows w and
+ * w + d, k taps (k % 4 == 0): acc[0..3] += {x0.w0, x0.w1, x1.w0, x1.w1}. Per four
+ * taps: four window words, two weight words, four SXTB16 and eight SMLAD.
+ */
+/* Four taps of me_dot2x2_q15: window words x[0..3], weight words at w and w + d. */
+#define ME_DOT2X2_Q15_STEP(x, w, d)                                  \
+    do {                                                               \
+        const int32_t xe = (x)[0], xo = (x)[1], ye = (x)[2], yo = (x)[3]; \
+        int32_t v = me_read_s8x4(w);                                 \
+        int32_t we = me_sxtb16(v), wo = me_sxtb16_ror8(v);         \
+        a00 = me_smlad(xe, we, a00);                                 \
+        a00 = me_smlad(xo, wo, a00);                                 \
+        a10 = me_smlad(ye, we, a10);                                 \
+        a10 = me_smlad(yo, wo, a10);                                 \
+        v = me_read_s8x4((w) + (d));                                 \
+        we = me_sxtb16(v);                                           \
+        wo = me_sxtb16_ror8(v);                                      \
+        a01 = me_smlad(xe, we, a01);                                 \
+        a01 = me_smlad(xo, wo, a01);                                 \
+        a11 = me_smlad(ye, we, a11);                                 \
+        a11 = me_smlad(yo, wo, a11);                                 \
+    } while (0)
+
+/*
+ * The interleaved q15 windows x of two positions against two int8 weight rows w and
+ * w + d, k taps (k % 4 == 0): acc[0..3] += {x0.w0, x0.w1, x1.w0, x1.w1}. Per four
+ * taps: four window words, two weight words, four SXTB16 and eight SMLAD; eight
+ * taps per loop turn.
+ */
+ME_INLINE void me_dot2x2_q15(const int32_t *x, const int8_t *w, int32_t d, int32_t k,
+                             int32_t acc[4])
+{
+    int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
+    int32_t n;
+    for (n = k >> 3; n > 0; n--, x += 8, w += 8) {
+        ME_DOT2X2_Q15_STEP(x, w, d);
+        ME_DOT2X2_Q15_STEP(x + 4, w + 4, d);
+    }
+    if ((k & 4) != 0) {
+        ME_DOT2X2_Q15_STEP(x, w, d);
+    }
+    acc[0] = a00;
+    acc[1] = a01;
+    acc[2] = a10;
+    acc[3] = a11;
+}
+#endif
+
 /*
  * General conv2d (any stride, padding, groups) with an optional fused max pool.
  * Conv positions go two at a time: both windows are gathered (im2col, padding =
  * z_x), then each pair of output channels is one 2 x 2 block of dot products with
  * the OHWI weights. The folded bias holds -z_x * sum(w), so every accumulator is
  * sum((x - z_x) * w) + bias exactly. An odd last position is paired with itself.
+ * With the DSP extension and in_c / groups a multiple of 4, the windows are
+ * gathered as q15 (CMSIS-NN's im2col). When both positions of a pair fall in one
+ * pool window (pool_first, even pool_w), their maximum is taken right away.
  */
-void me_conv2d_s8(const me_conv_params *p, const int8_t *in, int8_t *out)
+void me_conv2d_s8(const me_conv_params *p, const int8_t *in, int8_t *out,
+                   void *buffer)
 {
     const int32_t cin = p->group_in_c;
     const int32_t cout_g = p->group_out_c;
     const int32_t k = p->kernel_h * p->kernel_w * cin;
+    const int32_t stride = (k + 3) / 4 * 4; /* window elements, rounded up to whole words */
     const int32_t positions = p->out_h * p->out_w * p->pool_h * p->pool_w;
-    int8_t windows[2 * ME_MAX_WINDOW];
-    int32_t acc[2][ME_MAX_CHANNELS];
-    int32_t best[ME_MAX_CHANNELS];
+    const int32_t per_pixel = p->pool_h * p->pool_w;
+    const int32_t pair_pool = p->pool_first && p->pool_w % 2 == 0;
+    int32_t *const acc0 = (int32_t *)buffer; /* [out_c] each */
+    int32_t *const acc1 = acc0 + p->out_c;
+    int32_t *const best = acc1 + p->out_c;
+    int8_t *const win8 = (int8_t *)(void *)(best + p->out_c); /* [2][stride] */
+#if ME_USE_DSP
+    int32_t *const win16 = best + p->out_c; /* [k / 4][2 windows][2]: q15 pairs */
+    const int32_t q15 = cin % 4 == 0;
+#endif
     me_cursor q0 = {0, 0, 0, 0, 0, 0};
     int32_t t, g, c;
     for (t = 0; t < positions; t += 2) {
@@ -664,24 +758,52 @@ void me_conv2d_s8(const me_conv_params *p, const int8_t *in, int8_t *out)
         me_cursor_origin(p, &q1, &iy1, &ix1);
         for (g = 0; g < p->groups; g++) {
             const int32_t c_end = (g + 1) * cout_g;
-            me_im2col_s8(p, in, iy0, ix0, g * cin, cin, windows);
-            me_im2col_s8(p, in, iy1, ix1, g * cin, cin, windows + ME_MAX_WINDOW);
+#if ME_USE_DSP
+            if (q15) {
+                me_im2col_q15(p, in, iy0, ix0, g * cin, cin, win16);
+                me_im2col_q15(p, in, iy1, ix1, g * cin, cin, win16 + 2);
+            } else
+#endif
+            {
+                me_im2col_s8(p, in, iy0, ix0, g * cin, cin, win8);
+                me_im2col_s8(p, in, iy1, ix1, g * cin, cin, win8 + stride);
+            }
             for (c = g * cout_g; c < c_end; c += 2) {
                 const int32_t c1 = c + 1 < c_end ? c + 1 : c; /* an odd last channel */
                 int32_t a[4];
                 a[0] = a[2] = p->bias[c];
                 a[1] = a[3] = p->bias[c1];
-                me_dot2x2_s8(windows, windows + ME_MAX_WINDOW, p->weights + c * k,
-                             p->weights + c1 * k, k, a);
-                acc[0][c] = a[0];
-                acc[1][c] = a[2];
-                acc[0][c1] = a[1];
-                acc[1][c1] = a[3];
+#if ME_USE_DSP
+                if (q15) {
+                    me_dot2x2_q15(win16, p->weights + c * k, (c1 - c) * k, k, a);
+                } else
+#endif
+                {
+                    me_dot2x2_s8(win8, win8 + stride, p->weights + c * k, p->weights + c1 * k,
+                                 k, a);
+                }
+                if (pair_pool) {
+                    acc0[c] = a[2] > a[0] ? a[2] : a[0];
+                    acc0[c1] = a[3] > a[1] ? a[3] : a[1];
+                } else {
+                    acc0[c] = a[0];
+                    acc1[c] = a[2];
+                    acc0[c1] = a[1];
+                    acc1[c1] = a[3];
+                }
             }
         }
-        me_conv_output(p, &q0, acc[0], best, out);
-        if (t1 != t) {
-            me_conv_output(p, &q1, acc[1], best, out);
+        if (pair_pool) { /* positions t, t + 1: one pool window, already max-ed */
+            if (q0.pos == 0 && q1.pos == per_pixel - 1) {
+                me_requantize_n(acc0, p->out_c, &p->requant, 0, out + q0.pixel * p->out_c);
+            } else {
+                me_conv_output(p, q0.pos == 0 ? &q0 : &q1, acc0, best, out);
+            }
+        } else {
+            me_conv_output(p, &q0, acc0, best, out);
+            if (t1 != t) {
+                me_conv_output(p, &q1, acc1, best, out);
+            }
         }
         q0 = q1;
         me_cursor_next(p, &q0);
@@ -713,6 +835,16 @@ void me_fully_connected_s8(const me_fc_params *p, const int8_t *in, int8_t *out)
 }
 
 #endif /* MNIST_EDGE_X86 */
+
+int32_t me_conv2d_s8_get_buffer_size(const me_conv_params *p)
+{
+    return ME_CONV2D_S8_BUFFER_SIZE(p->kernel_h * p->kernel_w * p->group_in_c, p->out_c);
+}
+
+int32_t me_conv2d_u8_1ch_get_buffer_size(const me_conv_params *p)
+{
+    return ME_CONV2D_U8_1CH_BUFFER_SIZE(p->kernel_h * p->kernel_w, p->out_c);
+}
 
 void me_maxpool2d_s8(const me_pool_params *p, const int8_t *in, int8_t *out)
 {

@@ -19,7 +19,7 @@
 
 #include <stdint.h>
 
-#include "mnist_edge_config.h" /* the model's sizes: this file is the same for every model */
+#include "mnist_edge_config.h" /* the requantization mode: this file is the same for every model */
 
 #if MNIST_EDGE_REQUANT_INT
 typedef int32_t me_mult_t; /* m, 2^23 <= m < 2^24; M = m * 2^-shift */
@@ -93,9 +93,22 @@ typedef struct {
     me_requant_params requant;
 } me_concat_params;
 
+/*
+ * Scratch: the convolutions take a word-aligned buffer of *_get_buffer_size(p) bytes
+ * from the caller, as CMSIS-NN's kernels do (no malloc, no large stack arrays); the
+ * generated model passes a region of its arena. The macros give the same sizes from
+ * the shapes, for static buffers: taps = kernel_h * kernel_w (* in_c / groups).
+ */
+#define ME_CONV2D_S8_BUFFER_SIZE(taps, out_c) (4 * (((taps) + 3) / 4 * 4) + 16 * (out_c))
+#define ME_CONV2D_U8_1CH_BUFFER_SIZE(taps, out_c) \
+    (4 * (((taps) + 1) / 2) * (4 + (out_c)) + 8 * (out_c))
+
 void me_quantize_input_u8(const uint8_t *pixels, int32_t size, int8_t *out);
-void me_conv2d_u8_1ch(const me_conv_params *p, const uint8_t *pixels, int8_t *out);
-void me_conv2d_s8(const me_conv_params *p, const int8_t *in, int8_t *out);
+int32_t me_conv2d_u8_1ch_get_buffer_size(const me_conv_params *p);
+void me_conv2d_u8_1ch(const me_conv_params *p, const uint8_t *pixels, int8_t *out,
+                       void *buffer);
+int32_t me_conv2d_s8_get_buffer_size(const me_conv_params *p);
+void me_conv2d_s8(const me_conv_params *p, const int8_t *in, int8_t *out, void *buffer);
 void me_fully_connected_s8(const me_fc_params *p, const int8_t *in, int8_t *out);
 void me_maxpool2d_s8(const me_pool_params *p, const int8_t *in, int8_t *out);
 void me_avgpool2d_s8(const me_pool_params *p, const int8_t *in, int8_t *out);

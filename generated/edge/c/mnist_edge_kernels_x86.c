@@ -175,8 +175,6 @@ static void me_to_unsigned(int8_t *x, int32_t n)
 }
 
 #if ME_USE_VNNI
-/* Wide steps only exist for windows that long (no dead code, no bounds warnings). */
-#if ME_MAX_WINDOW >= 8
 /* acc + the 4-byte dot products of u (unsigned) and s (signed), lane by lane. */
 ME_INLINE __m256i me_dpbusd(__m256i acc, __m256i u, __m256i s)
 {
@@ -192,22 +190,17 @@ ME_INLINE __m256i me_load8z(const int8_t *p)
 {
     return _mm256_zextsi128_si256(me_load8(p));
 }
-#endif
 
-#if ME_MAX_WINDOW >= 16
 /* 16 bytes in the low lane, 0 in the high lane (whose products are then 0). */
 ME_INLINE __m256i me_load16z(const int8_t *p)
 {
     return _mm256_zextsi128_si256(me_load16(p));
 }
-#endif
 
-#if ME_MAX_WINDOW >= 32
 ME_INLINE __m256i me_load32(const int8_t *p)
 {
     return _mm256_loadu_si256((const __m256i *)(const void *)p);
 }
-#endif
 
 /* {sum(a), sum(b), sum(c), sum(d)} of four 8-lane accumulators. */
 ME_INLINE __m128i me_hsum4(__m256i a, __m256i b, __m256i c, __m256i d)
@@ -221,7 +214,6 @@ typedef struct {
     __m256i a0, a1, a2, a3, b0, b1, b2, b3;
 } me_acc2x4;
 
-#if ME_MAX_WINDOW >= 8
 /* One step of the 2 x 4 block: window bytes ua, ub against weight row bytes v0..v3. */
 ME_INLINE void me_dot2x4_step(me_acc2x4 *s, __m256i ua, __m256i ub, __m256i v0, __m256i v1,
                               __m256i v2, __m256i v3)
@@ -235,7 +227,6 @@ ME_INLINE void me_dot2x4_step(me_acc2x4 *s, __m256i ua, __m256i ub, __m256i v0, 
     s->a3 = me_dpbusd(s->a3, ua, v3);
     s->b3 = me_dpbusd(s->b3, ub, v3);
 }
-#endif
 
 /* The VNNI body of me_dot2x4_u8s8 below; returns how many bytes it consumed. */
 ME_INLINE int32_t me_dot2x4_wide(const int8_t *u0, const int8_t *u1, const int8_t *const w[4],
@@ -244,26 +235,20 @@ ME_INLINE int32_t me_dot2x4_wide(const int8_t *u0, const int8_t *u1, const int8_
     me_acc2x4 s;
     int32_t i = 0;
     s.a0 = s.a1 = s.a2 = s.a3 = s.b0 = s.b1 = s.b2 = s.b3 = _mm256_setzero_si256();
-#if ME_MAX_WINDOW >= 32
     for (; i + 32 <= n; i += 32) {
         me_dot2x4_step(&s, me_load32(u0 + i), me_load32(u1 + i), me_load32(w[0] + i),
                        me_load32(w[1] + i), me_load32(w[2] + i), me_load32(w[3] + i));
     }
-#endif
-#if ME_MAX_WINDOW >= 16
     if (i + 16 <= n) {
         me_dot2x4_step(&s, me_load16z(u0 + i), me_load16z(u1 + i), me_load16z(w[0] + i),
                        me_load16z(w[1] + i), me_load16z(w[2] + i), me_load16z(w[3] + i));
         i += 16;
     }
-#endif
-#if ME_MAX_WINDOW >= 8
     if (i + 8 <= n) {
         me_dot2x4_step(&s, me_load8z(u0 + i), me_load8z(u1 + i), me_load8z(w[0] + i),
                        me_load8z(w[1] + i), me_load8z(w[2] + i), me_load8z(w[3] + i));
         i += 8;
     }
-#endif
     *r0 = me_hsum4(s.a0, s.a1, s.a2, s.a3);
     *r1 = me_hsum4(s.b0, s.b1, s.b2, s.b3);
     return i;
@@ -289,7 +274,6 @@ ME_INLINE int32_t me_dot2x4_wide(const int8_t *u0, const int8_t *u1, const int8_
     for (j = 0; j < 4; j++) {
         a[j] = b[j] = zero;
     }
-#if ME_MAX_WINDOW >= 8 /* n <= ME_MAX_WINDOW: no dead code, no bounds warnings */
     for (; i + 8 <= n; i += 8) {
         const __m128i ua = _mm_unpacklo_epi8(me_load8(u0 + i), zero); /* 0..255 as int16 */
         const __m128i ub = _mm_unpacklo_epi8(me_load8(u1 + i), zero);
@@ -299,12 +283,6 @@ ME_INLINE int32_t me_dot2x4_wide(const int8_t *u0, const int8_t *u1, const int8_
             b[j] = _mm_add_epi32(b[j], _mm_madd_epi16(ub, v));
         }
     }
-#else
-    (void)u0;
-    (void)u1;
-    (void)w;
-    (void)n;
-#endif
     *r0 = me_hsum4_sse(a[0], a[1], a[2], a[3]);
     *r1 = me_hsum4_sse(b[0], b[1], b[2], b[3]);
     return i;
@@ -339,16 +317,19 @@ ME_INLINE void me_dot2x4_u8s8(const int8_t *u0, const int8_t *u1, const int8_t *
  * turned unsigned (u = x + 128), so each accumulator starts from
  * bias - 128 * sum(w) and ends at the same exact sum((x - z_x) * w) + bias.
  */
-void me_conv2d_s8(const me_conv_params *p, const int8_t *in, int8_t *out)
+void me_conv2d_s8(const me_conv_params *p, const int8_t *in, int8_t *out,
+                   void *buffer)
 {
     const int32_t cin = p->group_in_c;
     const int32_t cout_g = p->group_out_c;
     const int32_t k = p->kernel_h * p->kernel_w * cin;
+    const int32_t stride = (k + 3) / 4 * 4;
     const int32_t positions = p->out_h * p->out_w * p->pool_h * p->pool_w;
-    int8_t windows[2 * ME_MAX_WINDOW];
-    int32_t bias_u[ME_MAX_CHANNELS];
-    int32_t acc[2][ME_MAX_CHANNELS];
-    int32_t best[ME_MAX_CHANNELS];
+    int32_t *const acc0 = (int32_t *)buffer; /* the buffer: 4 x [out_c] int32, [2][stride] */
+    int32_t *const acc1 = acc0 + p->out_c;
+    int32_t *const best = acc1 + p->out_c;
+    int32_t *const bias_u = best + p->out_c;
+    int8_t *const windows = (int8_t *)(void *)(bias_u + p->out_c);
     me_cursor q0 = {0, 0, 0, 0, 0, 0};
     int32_t t, g, c, j;
     for (c = 0; c < p->out_c; c++) {
@@ -366,25 +347,25 @@ void me_conv2d_s8(const me_conv_params *p, const int8_t *in, int8_t *out)
         for (g = 0; g < p->groups; g++) {
             const int32_t c_end = (g + 1) * cout_g;
             me_im2col_s8(p, in, iy0, ix0, g * cin, cin, windows);
-            me_im2col_s8(p, in, iy1, ix1, g * cin, cin, windows + ME_MAX_WINDOW);
+            me_im2col_s8(p, in, iy1, ix1, g * cin, cin, windows + stride);
             me_to_unsigned(windows, k);
-            me_to_unsigned(windows + ME_MAX_WINDOW, k);
+            me_to_unsigned(windows + stride, k);
             for (c = g * cout_g; c < c_end; c += 4) {
                 const int8_t *w[4];
                 int32_t s0[4], s1[4];
                 for (j = 0; j < 4; j++) { /* past the group's last channel: repeat it */
                     w[j] = p->weights + (c + j < c_end ? c + j : c_end - 1) * k;
                 }
-                me_dot2x4_u8s8(windows, windows + ME_MAX_WINDOW, w, k, s0, s1);
+                me_dot2x4_u8s8(windows, windows + stride, w, k, s0, s1);
                 for (j = 0; j < 4 && c + j < c_end; j++) {
-                    acc[0][c + j] = s0[j] + bias_u[c + j];
-                    acc[1][c + j] = s1[j] + bias_u[c + j];
+                    acc0[c + j] = s0[j] + bias_u[c + j];
+                    acc1[c + j] = s1[j] + bias_u[c + j];
                 }
             }
         }
-        me_conv_output(p, &q0, acc[0], best, out);
+        me_conv_output(p, &q0, acc0, best, out);
         if (t1 != t) {
-            me_conv_output(p, &q1, acc[1], best, out);
+            me_conv_output(p, &q1, acc1, best, out);
         }
         q0 = q1;
         me_cursor_next(p, &q0);
@@ -398,15 +379,16 @@ void me_conv2d_s8(const me_conv_params *p, const int8_t *in, int8_t *out)
  * pairs transposed once per call to [pair][channel], so 4 (SSE2) or 8 (AVX2)
  * channels take one contiguous load and one PMADDWD per pair of taps.
  */
-void me_conv2d_u8_1ch(const me_conv_params *p, const uint8_t *pixels, int8_t *out)
+void me_conv2d_u8_1ch(const me_conv_params *p, const uint8_t *pixels, int8_t *out,
+                       void *buffer)
 {
     const int32_t cout = p->out_c;
     const int32_t pairs = (p->kernel_h * p->kernel_w + 1) / 2;
     const int32_t positions = p->out_h * p->out_w * p->pool_h * p->pool_w;
-    uint32_t win[ME_MAX_PIXEL_PAIRS];
-    int32_t wt[ME_MAX_PIXEL_PAIRS * ME_MAX_CHANNELS];
-    int32_t acc[ME_MAX_CHANNELS];
-    int32_t best[ME_MAX_CHANNELS];
+    int32_t *const acc = (int32_t *)buffer; /* the buffer: acc, best, win, wt */
+    int32_t *const best = acc + cout;
+    uint32_t *const win = (uint32_t *)(best + cout);
+    int32_t *const wt = (int32_t *)(win + pairs); /* [pairs][out_c] */
     me_cursor q = {0, 0, 0, 0, 0, 0};
     int32_t t, c, j;
     for (c = 0; c < cout; c++) {
@@ -421,7 +403,7 @@ void me_conv2d_u8_1ch(const me_conv_params *p, const uint8_t *pixels, int8_t *ou
             memcpy(acc, p->bias, (size_t)cout * sizeof acc[0]);
         } else {
             c = 0;
-#if ME_USE_AVX2 && ME_MAX_CHANNELS >= 8
+#if ME_USE_AVX2
             for (; c + 8 <= cout; c += 8) {
                 __m256i a = _mm256_loadu_si256((const __m256i *)(const void *)(p->bias + c));
                 for (j = 0; j < pairs; j++) {
@@ -433,7 +415,6 @@ void me_conv2d_u8_1ch(const me_conv_params *p, const uint8_t *pixels, int8_t *ou
                 _mm256_storeu_si256((__m256i *)(void *)(acc + c), a);
             }
 #endif
-#if ME_MAX_CHANNELS >= 4
             for (; c + 4 <= cout; c += 4) {
                 __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(p->bias + c));
                 for (j = 0; j < pairs; j++) {
@@ -443,7 +424,6 @@ void me_conv2d_u8_1ch(const me_conv_params *p, const uint8_t *pixels, int8_t *ou
                 }
                 _mm_storeu_si128((__m128i *)(void *)(acc + c), a);
             }
-#endif
             for (; c < cout; c++) {
                 const int16_t *w = p->pixel_weights + c * 2 * pairs;
                 int32_t a = p->bias[c];
