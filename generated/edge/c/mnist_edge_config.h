@@ -13,6 +13,6 @@
 
 #include "mnist_edge.h" /* MNIST_EDGE_REQUANT_INT */
 
-#define ME_SCRATCH_SIZE 2176 /* bytes, inside MNIST_EDGE_ARENA_SIZE */
+#define ME_SCRATCH_SIZE 3584 /* bytes, inside MNIST_EDGE_ARENA_SIZE */
 
 #endif /* MNIST_EDGE_CONFIG_H */

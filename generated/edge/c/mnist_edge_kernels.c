@@ -169,22 +169,20 @@ static int32_t me_mul_shift(int32_t acc, int32_t m, int32_t shift)
  */
 static inline int32_t me_round_f32(float v)
 {
-    uint32_t bits, mag;
+    uint32_t bits, mag, s, m;
     memcpy(&bits, &v, sizeof bits);
     mag = bits & 0x7FFFFFFFu;
-    if (mag <= 0x3F000000u) { /* |v| <= 0.5 (0.5 itself rounds to even 0) */
-        mag = 0u;
-    } else if (mag >= 0x4B000000u) { /* |v| >= 2^23: saturates anyway */
-        mag = 0x1000000u;
-    } else { /* 0.5 < |v| < 2^23: drop 1..23 fraction bits of the 24-bit mantissa */
-        const uint32_t s = 150u - (mag >> 23);
-        const uint32_t m = (mag & 0x7FFFFFu) | 0x800000u;
-        const uint32_t rem = m & ((1u << s) - 1u);
-        const uint32_t half = 1u << (s - 1u);
-        mag = m >> s;
-        mag += (uint32_t)(rem > half || (rem == half && (mag & 1u) != 0u));
+    if (mag > 0x44000000u) { /* |v| > 512 saturates int8 whatever z_y is: take 512 */
+        mag = 0x44000000u;
     }
-    return (bits >> 31) != 0u ? -(int32_t)mag : (int32_t)mag;
+    s = 150u - (mag >> 23); /* v = m * 2^-s with the 24-bit mantissa m; s >= 14 */
+    if (s > 31u) { /* |v| < 2^-8 (and 0): rounds to 0, as 2^-31 does */
+        s = 31u;
+    }
+    m = (mag & 0x7FFFFFu) | 0x800000u;
+    /* m / 2^s rounded half to even, without branches: add half - 1, plus 1 if odd */
+    m = (m + (1u << (s - 1u)) - 1u + ((m >> s) & 1u)) >> s;
+    return (bits >> 31) != 0u ? -(int32_t)m : (int32_t)m;
 }
 
 #endif
@@ -216,9 +214,10 @@ static inline int8_t me_requantize(int32_t acc, const me_requant_params *q, int3
 void me_requantize_n(const int32_t *acc, int32_t n, const me_requant_params *q,
                             int32_t c0, int8_t *dst)
 {
-    int32_t i = 0;
-    for (; i < n; i++) {
-        dst[i] = me_requantize(acc[i], q, c0 + i);
+    const me_requant_params r = *q; /* a copy the int8 stores cannot alias */
+    int32_t i;
+    for (i = 0; i < n; i++) {
+        dst[i] = me_requantize(acc[i], &r, c0 + i);
     }
 }
 
@@ -422,9 +421,16 @@ ME_INLINE void me_dot2x2_s8(const int8_t *x0, const int8_t *x1, const int8_t *w0
         w0 += 4;
         w1 += 4;
     }
+#else
+    (void)x1; /* the windows interleave: x0[2i] is window 0's byte i, x0[2i + 1] window 1's */
 #endif
     for (; n > 0; n--) {
+#if ME_USE_DSP
         const int32_t xa = *x0++, xb = *x1++;
+#else
+        const int32_t xa = x0[0], xb = x0[1];
+        x0 += 2;
+#endif
         const int32_t va = *w0++, vb = *w1++;
         a00 += xa * va;
         a01 += xa * vb;
@@ -436,6 +442,43 @@ ME_INLINE void me_dot2x2_s8(const int8_t *x0, const int8_t *x1, const int8_t *w0
     acc[2] = a10;
     acc[3] = a11;
 }
+
+#if !ME_USE_DSP
+/*
+ * The windows of two positions at (iy0, ix0) and (iy1, ix1), channels
+ * [c0, c0 + cin), interleaved byte by byte (window 0's byte i at 2i, window 1's at
+ * 2i + 1), so the portable 2 x 2 dot product walks one window pointer; padding
+ * reads as z_x.
+ */
+static void me_im2col2_s8(const me_conv_params *p, const int8_t *in, int32_t iy0,
+                          int32_t ix0, int32_t iy1, int32_t ix1, int32_t c0, int32_t cin,
+                          int8_t *dst)
+{
+    const int8_t zero = (int8_t)p->input_zero_point;
+    int32_t ky, kx, j;
+    for (ky = 0; ky < p->kernel_h; ky++) {
+        const int32_t ya = iy0 + ky, yb = iy1 + ky;
+        for (kx = 0; kx < p->kernel_w; kx++, dst += 2 * cin) {
+            const int32_t xa = ix0 + kx, xb = ix1 + kx;
+            const int32_t ina = ya >= 0 && ya < p->in_h && xa >= 0 && xa < p->in_w;
+            const int32_t inb = yb >= 0 && yb < p->in_h && xb >= 0 && xb < p->in_w;
+            const int8_t *sa = in + ((ina ? ya * p->in_w + xa : 0) * p->in_c + c0);
+            const int8_t *sb = in + ((inb ? yb * p->in_w + xb : 0) * p->in_c + c0);
+            if (ina && inb) {
+                for (j = 0; j < cin; j++) {
+                    dst[2 * j] = sa[j];
+                    dst[2 * j + 1] = sb[j];
+                }
+            } else {
+                for (j = 0; j < cin; j++) {
+                    dst[2 * j] = ina ? sa[j] : zero;
+                    dst[2 * j + 1] = inb ? sb[j] : zero;
+                }
+            }
+        }
+    }
+}
+#endif
 /* acc[c] = bias[c] + sum over j < pairs of the int16 pair products win[j] . w[c][j]. */
 ME_INLINE void me_pixel_dots(const uint32_t *win, const int16_t *w, const int32_t *bias,
                              int32_t cout, int32_t pairs, int32_t *acc)
@@ -543,12 +586,14 @@ ME_INLINE int32_t me_dot5_u16(const uint32_t *win, int32_t w01, int32_t w23, int
  * accumulators is kept and requantized once. The same sums as the generic loop.
  */
 static void me_conv2d_u8_3x3_pooled(const me_conv_params *p, const uint8_t *pixels,
-                                    int8_t *out, int32_t *best, uint32_t (*win)[5])
+                                    int8_t *out, int32_t *best, uint32_t (*win)[5],
+                                    int8_t *background)
 {
     const int32_t cout = p->out_c;
     const int32_t n = p->pool_h * p->pool_w;
     int32_t py, px, dy, dx, c, j;
     int8_t *dst = out;
+    me_requantize_n(p->bias, cout, &p->requant, 0, background); /* once per call */
     for (py = 0; py < p->out_h; py++) {
         for (px = 0; px < p->out_w; px++, dst += cout) {
             uint32_t any = 0;
@@ -561,7 +606,7 @@ static void me_conv2d_u8_3x3_pooled(const me_conv_params *p, const uint8_t *pixe
                 }
             }
             if (any == 0u) { /* background: every accumulator is its bias */
-                me_requantize_n(p->bias, cout, &p->requant, 0, dst);
+                memcpy(dst, background, (size_t)cout);
                 continue;
             }
             {
@@ -617,7 +662,8 @@ void me_conv2d_u8_1ch(const me_conv_params *p, const uint8_t *pixels, int8_t *ou
     me_cursor q = {0, 0, 0, 0, 0, 0};
     int32_t t;
     if (p->kernel_h == 3 && p->kernel_w == 3 && p->pool_first && p->pool_h * p->pool_w <= 4) {
-        me_conv2d_u8_3x3_pooled(p, pixels, out, best, (uint32_t(*)[5])(void *)win);
+        me_conv2d_u8_3x3_pooled(p, pixels, out, best, (uint32_t(*)[5])(void *)win,
+                                (int8_t *)acc);
         return;
     }
     for (t = 0; t < positions; t++, me_cursor_next(p, &q)) {
@@ -638,30 +684,41 @@ void me_conv2d_u8_1ch(const me_conv_params *p, const uint8_t *pixels, int8_t *ou
 /*
  * The window at (iy0, ix0), channels [c0, c0 + cin) with cin % 4 == 0, as q15 words
  * in SXTB16 order: every four int8 x0..x3 become {x0, x2}, {x1, x3}, as the weights
- * unpack, so the dot product needs no shuffles; padding reads as z_x. The two
- * windows of a position pair interleave: dst[0..1] here, dst[2..3] the other's,
- * then the next four taps, so one pointer walks both.
+ * unpack, so the dot product needs no shuffles; padding reads as z_x. Windows of
+ * several positions interleave: this one's two words go to dst[0..1], then `step`
+ * words on for the next four taps.
  */
 static void me_im2col_q15(const me_conv_params *p, const int8_t *in, int32_t iy0,
-                          int32_t ix0, int32_t c0, int32_t cin, int32_t *dst)
+                          int32_t ix0, int32_t c0, int32_t cin, int32_t *dst, int32_t step)
 {
     const int32_t zz = (int32_t)((uint32_t)(uint16_t)(int16_t)p->input_zero_point * 0x10001u);
+    const int32_t row_taps = p->kernel_w * cin;
+    const int32_t inside = ix0 >= 0 && ix0 + p->kernel_w <= p->in_w;
     int32_t ky, kx, j;
     for (ky = 0; ky < p->kernel_h; ky++) {
         const int32_t iy = iy0 + ky;
-        for (kx = 0; kx < p->kernel_w; kx++) {
-            const int32_t ix = ix0 + kx;
-            if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w) {
-                for (j = 0; j < cin; j += 4, dst += 4) {
-                    dst[0] = zz;
-                    dst[1] = zz;
-                }
-            } else {
-                const int8_t *src = in + (iy * p->in_w + ix) * p->in_c + c0;
-                for (j = 0; j < cin; j += 4, dst += 4) {
-                    const int32_t v = me_read_s8x4(src + j);
-                    dst[0] = me_sxtb16(v);
-                    dst[1] = me_sxtb16_ror8(v);
+        const int8_t *row = in + iy * p->in_w * p->in_c + c0;
+        if (iy < 0 || iy >= p->in_h) { /* a padding row */
+            for (j = 0; j < row_taps; j += 4, dst += step) {
+                dst[0] = zz;
+                dst[1] = zz;
+            }
+        } else if (inside && cin == p->in_c) { /* the kernel row is one run of bytes */
+            const int8_t *src = row + ix0 * cin;
+            for (j = 0; j < row_taps; j += 4, dst += step) {
+                const int32_t v = me_read_s8x4(src + j);
+                dst[0] = me_sxtb16(v);
+                dst[1] = me_sxtb16_ror8(v);
+            }
+        } else {
+            for (kx = 0; kx < p->kernel_w; kx++) {
+                const int32_t ix = ix0 + kx;
+                const int8_t *src = row + ix * p->in_c;
+                const int32_t pad = ix < 0 || ix >= p->in_w;
+                for (j = 0; j < cin; j += 4, dst += step) {
+                    const int32_t v = pad ? 0 : me_read_s8x4(src + j);
+                    dst[0] = pad ? zz : me_sxtb16(v);
+                    dst[1] = pad ? zz : me_sxtb16_ror8(v);
                 }
             }
         }
@@ -669,51 +726,123 @@ static void me_im2col_q15(const me_conv_params *p, const int8_t *in, int32_t iy0
 }
 
 /*
- * The interleaved q15 windows x of two positions against two int8 weight rows w and
- * w + d, k taps (k % 4 == 0): acc[0..3] += {x0.w0, x0.w1, x1.w0, x1.w1}. Per four
- * taps: four window words, two weight words, four SXTB16 and eight SMLAD.
+ * Four taps of me_dot4x1_q15 for one window: its words x[off], x[off + 1] (one
+ * LDRD where GCC targets Arm: it would split them into two LDRs) against we, wo.
  */
-/* Four taps of me_dot2x2_q15: window words x[0..3], weight words at w and w + d. */
-#define ME_DOT2X2_Q15_STEP(x, w, d)                                  \
-    do {                                                               \
-        const int32_t xe = (x)[0], xo = (x)[1], ye = (x)[2], yo = (x)[3]; \
-        int32_t v = me_read_s8x4(w);                                 \
-        int32_t we = me_sxtb16(v), wo = me_sxtb16_ror8(v);         \
-        a00 = me_smlad(xe, we, a00);                                 \
-        a00 = me_smlad(xo, wo, a00);                                 \
-        a10 = me_smlad(ye, we, a10);                                 \
-        a10 = me_smlad(yo, wo, a10);                                 \
-        v = me_read_s8x4((w) + (d));                                 \
-        we = me_sxtb16(v);                                           \
-        wo = me_sxtb16_ror8(v);                                      \
-        a01 = me_smlad(xe, we, a01);                                 \
-        a01 = me_smlad(xo, wo, a01);                                 \
-        a11 = me_smlad(ye, we, a11);                                 \
-        a11 = me_smlad(yo, wo, a11);                                 \
+#if defined(__GNUC__) && defined(__ARM_FEATURE_DSP) && !defined(MNIST_EDGE_NO_DSP)
+#define ME_Q15_PAIR(acc, x, off, we, wo)                                         \
+    do {                                                                           \
+        int32_t xe, xo;                                                            \
+        __asm__("ldrd %0, %1, [%2, %3]" : "=r"(xe), "=r"(xo)                       \
+                : "r"(x), "i"(4 * (off)), "m"(*(const int32_t(*)[2])((x) + (off)))); \
+        acc = me_smlad(xe, we, acc);                                             \
+        acc = me_smlad(xo, wo, acc);                                             \
+    } while (0)
+#else
+#define ME_Q15_PAIR(acc, x, off, we, wo)              \
+    do {                                                \
+        acc = me_smlad((x)[off], we, acc);            \
+        acc = me_smlad((x)[(off) + 1], wo, acc);      \
+    } while (0)
+#endif
+
+/* Four taps of me_dot4x1_q15: window words x[0..7], one weight word at w. */
+#define ME_DOT4X1_Q15_STEP(x, w)                             \
+    do {                                                       \
+        const int32_t v = me_read_s8x4(w);                   \
+        const int32_t we = me_sxtb16(v);                     \
+        const int32_t wo = me_sxtb16_ror8(v);                \
+        ME_Q15_PAIR(a0, x, 0, we, wo);                        \
+        ME_Q15_PAIR(a1, x, 2, we, wo);                        \
+        ME_Q15_PAIR(a2, x, 4, we, wo);                        \
+        ME_Q15_PAIR(a3, x, 6, we, wo);                        \
     } while (0)
 
 /*
- * The interleaved q15 windows x of two positions against two int8 weight rows w and
- * w + d, k taps (k % 4 == 0): acc[0..3] += {x0.w0, x0.w1, x1.w0, x1.w1}. Per four
- * taps: four window words, two weight words, four SXTB16 and eight SMLAD; eight
- * taps per loop turn.
+ * Four interleaved q15 windows x against one int8 weight row w, k taps (k % 4 == 0):
+ * acc[j] += x_j . w. Per four taps: one weight word, two SXTB16, four window word
+ * pairs and eight SMLAD, so each weight is loaded and unpacked once per four
+ * positions; eight taps per loop turn.
  */
-ME_INLINE void me_dot2x2_q15(const int32_t *x, const int8_t *w, int32_t d, int32_t k,
-                             int32_t acc[4])
+ME_INLINE void me_dot4x1_q15(const int32_t *x, const int8_t *w, int32_t k, int32_t acc[4])
 {
-    int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
     int32_t n;
-    for (n = k >> 3; n > 0; n--, x += 8, w += 8) {
-        ME_DOT2X2_Q15_STEP(x, w, d);
-        ME_DOT2X2_Q15_STEP(x + 4, w + 4, d);
+    for (n = k >> 3; n > 0; n--, x += 16, w += 8) {
+        ME_DOT4X1_Q15_STEP(x, w);
+        ME_DOT4X1_Q15_STEP(x + 8, w + 4);
     }
     if ((k & 4) != 0) {
-        ME_DOT2X2_Q15_STEP(x, w, d);
+        ME_DOT4X1_Q15_STEP(x, w);
     }
-    acc[0] = a00;
-    acc[1] = a01;
-    acc[2] = a10;
-    acc[3] = a11;
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
+/*
+ * conv2d_s8 on DSP cores when in_c / groups is a multiple of 4 (CMSIS-NN's im2col
+ * to q15, then a 4 x 1 block): four positions' windows are gathered once as q15,
+ * then every output channel streams its weights past all four. With a 2 x 2 max
+ * pool first, the four positions are one output pixel: the largest accumulator is
+ * requantized at once. Past the last position, the last is repeated (not stored).
+ */
+static void me_conv2d_s8_q15(const me_conv_params *p, const int8_t *in, int8_t *out,
+                             int32_t *buffer)
+{
+    const int32_t cin = p->group_in_c;
+    const int32_t cout_g = p->group_out_c;
+    const int32_t out_c = p->out_c;
+    const int32_t k = p->kernel_h * p->kernel_w * cin;
+    const int32_t positions = p->out_h * p->out_w * p->pool_h * p->pool_w;
+    const int32_t quad_pool = p->pool_first && p->pool_h * p->pool_w == 4;
+    const int8_t *const weights = p->weights;
+    const int32_t *const bias = p->bias;
+    const me_requant_params requant = p->requant;
+    int32_t *const acc = buffer;           /* [4][out_c] */
+    int32_t *const best = acc + 4 * out_c; /* [out_c] */
+    int32_t *const win = best + out_c;     /* [k / 4][4 windows][2] */
+    me_cursor cur = {0, 0, 0, 0, 0, 0};
+    me_cursor q[4];
+    int32_t t, g, c, j;
+    for (t = 0; t < positions; t += 4) {
+        const int32_t n = positions - t < 4 ? positions - t : 4;
+        int32_t iy[4], ix[4];
+        for (j = 0; j < 4; j++) {
+            q[j] = cur;
+            me_cursor_origin(p, &cur, &iy[j], &ix[j]);
+            if (t + j + 1 < positions) {
+                me_cursor_next(p, &cur);
+            }
+        }
+        for (g = 0; g < p->groups; g++) {
+            const int32_t c_end = (g + 1) * cout_g;
+            for (j = 0; j < 4; j++) {
+                me_im2col_q15(p, in, iy[j], ix[j], g * cin, cin, win + 2 * j, 8);
+            }
+            for (c = g * cout_g; c < c_end; c++) {
+                int32_t a[4];
+                a[0] = a[1] = a[2] = a[3] = bias[c];
+                me_dot4x1_q15(win, weights + c * k, k, a);
+                if (quad_pool) {
+                    const int32_t m01 = a[1] > a[0] ? a[1] : a[0];
+                    const int32_t m23 = a[3] > a[2] ? a[3] : a[2];
+                    out[q[0].pixel * out_c + c] =
+                        me_requantize(m23 > m01 ? m23 : m01, &requant, c);
+                } else {
+                    for (j = 0; j < 4; j++) {
+                        acc[j * out_c + c] = a[j];
+                    }
+                }
+            }
+        }
+        if (!quad_pool) {
+            for (j = 0; j < n; j++) {
+                me_conv_output(p, &q[j], acc + j * out_c, best, out);
+            }
+        }
+    }
 }
 #endif
 
@@ -723,9 +852,9 @@ ME_INLINE void me_dot2x2_q15(const int32_t *x, const int8_t *w, int32_t d, int32
  * z_x), then each pair of output channels is one 2 x 2 block of dot products with
  * the OHWI weights. The folded bias holds -z_x * sum(w), so every accumulator is
  * sum((x - z_x) * w) + bias exactly. An odd last position is paired with itself.
- * With the DSP extension and in_c / groups a multiple of 4, the windows are
- * gathered as q15 (CMSIS-NN's im2col). When both positions of a pair fall in one
- * pool window (pool_first, even pool_w), their maximum is taken right away.
+ * When both positions of a pair fall in one pool window (pool_first, even pool_w),
+ * their maximum is taken right away. DSP cores take the q15 kernel above when
+ * in_c / groups is a multiple of 4.
  */
 void me_conv2d_s8(const me_conv_params *p, const int8_t *in, int8_t *out,
                    void *buffer)
@@ -733,20 +862,25 @@ void me_conv2d_s8(const me_conv_params *p, const int8_t *in, int8_t *out,
     const int32_t cin = p->group_in_c;
     const int32_t cout_g = p->group_out_c;
     const int32_t k = p->kernel_h * p->kernel_w * cin;
-    const int32_t stride = (k + 3) / 4 * 4; /* window elements, rounded up to whole words */
+    const int32_t stride = (k + 3) / 4 * 4; /* window bytes, rounded up to whole words */
     const int32_t positions = p->out_h * p->out_w * p->pool_h * p->pool_w;
     const int32_t per_pixel = p->pool_h * p->pool_w;
     const int32_t pair_pool = p->pool_first && p->pool_w % 2 == 0;
+    const int8_t *const weights = p->weights;
+    const int32_t *const bias = p->bias;
     int32_t *const acc0 = (int32_t *)buffer; /* [out_c] each */
     int32_t *const acc1 = acc0 + p->out_c;
     int32_t *const best = acc1 + p->out_c;
-    int8_t *const win8 = (int8_t *)(void *)(best + p->out_c); /* [2][stride] */
-#if ME_USE_DSP
-    int32_t *const win16 = best + p->out_c; /* [k / 4][2 windows][2]: q15 pairs */
-    const int32_t q15 = cin % 4 == 0;
-#endif
+    int8_t *const win0 = (int8_t *)(void *)(best + p->out_c); /* [2][stride] */
+    int8_t *const win1 = win0 + stride; /* (without DSP both windows interleave in win0) */
     me_cursor q0 = {0, 0, 0, 0, 0, 0};
     int32_t t, g, c;
+#if ME_USE_DSP
+    if (cin % 4 == 0) {
+        me_conv2d_s8_q15(p, in, out, (int32_t *)buffer);
+        return;
+    }
+#endif
     for (t = 0; t < positions; t += 2) {
         const int32_t t1 = t + 1 < positions ? t + 1 : t;
         me_cursor q1 = q0;
@@ -759,29 +893,17 @@ void me_conv2d_s8(const me_conv_params *p, const int8_t *in, int8_t *out,
         for (g = 0; g < p->groups; g++) {
             const int32_t c_end = (g + 1) * cout_g;
 #if ME_USE_DSP
-            if (q15) {
-                me_im2col_q15(p, in, iy0, ix0, g * cin, cin, win16);
-                me_im2col_q15(p, in, iy1, ix1, g * cin, cin, win16 + 2);
-            } else
+            me_im2col_s8(p, in, iy0, ix0, g * cin, cin, win0);
+            me_im2col_s8(p, in, iy1, ix1, g * cin, cin, win1);
+#else
+            me_im2col2_s8(p, in, iy0, ix0, iy1, ix1, g * cin, cin, win0);
 #endif
-            {
-                me_im2col_s8(p, in, iy0, ix0, g * cin, cin, win8);
-                me_im2col_s8(p, in, iy1, ix1, g * cin, cin, win8 + stride);
-            }
             for (c = g * cout_g; c < c_end; c += 2) {
                 const int32_t c1 = c + 1 < c_end ? c + 1 : c; /* an odd last channel */
                 int32_t a[4];
-                a[0] = a[2] = p->bias[c];
-                a[1] = a[3] = p->bias[c1];
-#if ME_USE_DSP
-                if (q15) {
-                    me_dot2x2_q15(win16, p->weights + c * k, (c1 - c) * k, k, a);
-                } else
-#endif
-                {
-                    me_dot2x2_s8(win8, win8 + stride, p->weights + c * k, p->weights + c1 * k,
-                                 k, a);
-                }
+                a[0] = a[2] = bias[c];
+                a[1] = a[3] = bias[c1];
+                me_dot2x2_s8(win0, win1, weights + c * k, weights + c1 * k, k, a);
                 if (pair_pool) {
                     acc0[c] = a[2] > a[0] ? a[2] : a[0];
                     acc0[c1] = a[3] > a[1] ? a[3] : a[1];
@@ -828,9 +950,7 @@ void me_fully_connected_s8(const me_fc_params *p, const int8_t *in, int8_t *out)
         } else {
             me_dot2_s8(in, p->weights + c * k, p->weights + c * k, k, &acc[0], &acc[1]);
         }
-        for (j = 0; j < n; j++) {
-            out[c + j] = me_requantize(acc[j], &p->requant, c + j);
-        }
+        me_requantize_n(acc, n, &p->requant, c, out + c);
     }
 }
 

@@ -99,7 +99,7 @@ typedef struct {
  * generated model passes a region of its arena. The macros give the same sizes from
  * the shapes, for static buffers: taps = kernel_h * kernel_w (* in_c / groups).
  */
-#define ME_CONV2D_S8_BUFFER_SIZE(taps, out_c) (4 * (((taps) + 3) / 4 * 4) + 16 * (out_c))
+#define ME_CONV2D_S8_BUFFER_SIZE(taps, out_c) (8 * (((taps) + 3) / 4 * 4) + 20 * (out_c))
 #define ME_CONV2D_U8_1CH_BUFFER_SIZE(taps, out_c) \
     (4 * (((taps) + 1) / 2) * (4 + (out_c)) + 8 * (out_c))
 
