@@ -131,7 +131,7 @@ def kernel_buffer_size(graph: QGraph, step: Step) -> int:
     out_c = op.output.shape[0]
     if step.kind == "conv_u8":
         pairs = (kh * kw + 1) // 2
-        return 4 * pairs * (4 + out_c) + 8 * out_c
+        return 16 * pairs + 8 * out_c
     k = kh * kw * graph.input_of(step.conv).shape[0] // int(op.attrs.get("groups", 1))
     return 8 * ((k + 3) // 4 * 4) + 20 * out_c
 

@@ -109,8 +109,17 @@ static int32_t me_round_shift(uint32_t v, int32_t s)
     return (int32_t)q;
 }
 
+/* The number of significant bits of v (0 for 0). */
 static int32_t me_bit_length64(uint64_t v)
 {
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__ARM_FEATURE_CLZ)
+    /* the CLZ instruction (Cortex-M3 and up) */
+    const uint32_t hi = (uint32_t)(v >> 32), lo = (uint32_t)v;
+    if (hi != 0u) {
+        return 64 - __builtin_clz(hi);
+    }
+    return lo != 0u ? 32 - __builtin_clz(lo) : 0;
+#else /* Cortex-M0, RISC-V, hosts: a binary search, no library call */
     int32_t n = 0;
     uint32_t w = (uint32_t)(v >> 32);
     if (w != 0u) {
@@ -124,6 +133,7 @@ static int32_t me_bit_length64(uint64_t v)
     if ((w >> 2) != 0u) { n += 2; w >>= 2; }
     if ((w >> 1) != 0u) { n += 1; w >>= 1; }
     return n + (int32_t)w;
+#endif
 }
 
 /*
@@ -270,7 +280,7 @@ void me_conv_output(const me_conv_params *p, const me_cursor *q, const int32_t *
  * in kernel (row-major) order, taps in the padding and the odd last tap 0.
  * Returns 0 when every pixel is 0 (background).
  */
-uint32_t me_pixel_window(const me_conv_params *p, const uint8_t *pixels, int32_t iy0,
+static uint32_t me_pixel_window(const me_conv_params *p, const uint8_t *pixels, int32_t iy0,
                                 int32_t ix0, uint32_t *win)
 {
     uint32_t any = 0, pair = 0;
@@ -326,159 +336,6 @@ void me_im2col_s8(const me_conv_params *p, const int8_t *in, int32_t iy0, int32_
     }
 }
 
-/*
- * The dot-product kernels: the pixel conv, the general conv and the fully connected
- * layer. Built with MNIST_EDGE_X86 defined, mnist_edge_kernels_x86.c supplies them instead
- * (SSE2/AVX2/VNNI, x86 hosts only); every MCU builds these.
- */
-#ifndef MNIST_EDGE_X86
-
-/* --------------------------------------------------------------- dot products */
-
-#if ME_USE_DSP
-static int32_t me_read_s8x4(const int8_t *p)
-{
-    int32_t v;
-    memcpy(&v, p, sizeof v); /* one LDR: Cortex-M4 allows unaligned words */
-    return v;
-}
-#endif
-
-/*
- * acc0 += sum(x[i] * w0[i]), acc1 += sum(x[i] * w1[i]) for i < n: two output
- * channels share every input load.
- */
-static void me_dot2_s8(const int8_t *x, const int8_t *w0, const int8_t *w1, int32_t n,
-                       int32_t *acc0, int32_t *acc1)
-{
-    int32_t a0 = *acc0;
-    int32_t a1 = *acc1;
-#if ME_USE_DSP
-    for (; n >= 4; n -= 4) {
-        const int32_t xv = me_read_s8x4(x);
-        const int32_t x02 = me_sxtb16(xv);      /* x0, x2 as int16 pairs */
-        const int32_t x13 = me_sxtb16_ror8(xv); /* x1, x3 */
-        const int32_t v0 = me_read_s8x4(w0);
-        const int32_t v1 = me_read_s8x4(w1);
-        a0 = me_smlad(x02, me_sxtb16(v0), a0);
-        a0 = me_smlad(x13, me_sxtb16_ror8(v0), a0);
-        a1 = me_smlad(x02, me_sxtb16(v1), a1);
-        a1 = me_smlad(x13, me_sxtb16_ror8(v1), a1);
-        x += 4;
-        w0 += 4;
-        w1 += 4;
-    }
-#endif
-    for (; n > 0; n--) {
-        const int32_t xv = *x++;
-        a0 += xv * *w0++;
-        a1 += xv * *w1++;
-    }
-    *acc0 = a0;
-    *acc1 = a1;
-}
-
-/*
- * Four output channels whose weight rows are k bytes apart:
- * acc[j] += sum(x[i] * w[j * k + i]) for i < k.
- */
-static void me_dot4_s8(const int8_t *x, const int8_t *w, int32_t k, int32_t acc[4])
-{
-    me_dot2_s8(x, w, w + k, k, &acc[0], &acc[1]);
-    me_dot2_s8(x, w + 2 * k, w + 3 * k, k, &acc[2], &acc[3]);
-}
-
-/*
- * Two windows x0, x1 against two weight rows w0, w1, n bytes each:
- * acc[0..3] += {x0.w0, x0.w1, x1.w0, x1.w1}. Each weight word loaded serves
- * both windows and each input word both channels (CMSIS-NN's 2 x 2 block).
- */
-ME_INLINE void me_dot2x2_s8(const int8_t *x0, const int8_t *x1, const int8_t *w0,
-                            const int8_t *w1, int32_t n, int32_t acc[4])
-{
-    int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
-#if ME_USE_DSP
-    for (; n >= 4; n -= 4) {
-        const int32_t v0 = me_read_s8x4(w0);
-        const int32_t v1 = me_read_s8x4(w1);
-        const int32_t w0e = me_sxtb16(v0), w0o = me_sxtb16_ror8(v0); /* w[0,2], w[1,3] */
-        const int32_t w1e = me_sxtb16(v1), w1o = me_sxtb16_ror8(v1);
-        int32_t xv = me_read_s8x4(x0);
-        int32_t xe = me_sxtb16(xv), xo = me_sxtb16_ror8(xv);
-        a00 = me_smlad(xe, w0e, a00);
-        a00 = me_smlad(xo, w0o, a00);
-        a01 = me_smlad(xe, w1e, a01);
-        a01 = me_smlad(xo, w1o, a01);
-        xv = me_read_s8x4(x1);
-        xe = me_sxtb16(xv);
-        xo = me_sxtb16_ror8(xv);
-        a10 = me_smlad(xe, w0e, a10);
-        a10 = me_smlad(xo, w0o, a10);
-        a11 = me_smlad(xe, w1e, a11);
-        a11 = me_smlad(xo, w1o, a11);
-        x0 += 4;
-        x1 += 4;
-        w0 += 4;
-        w1 += 4;
-    }
-#else
-    (void)x1; /* the windows interleave: x0[2i] is window 0's byte i, x0[2i + 1] window 1's */
-#endif
-    for (; n > 0; n--) {
-#if ME_USE_DSP
-        const int32_t xa = *x0++, xb = *x1++;
-#else
-        const int32_t xa = x0[0], xb = x0[1];
-        x0 += 2;
-#endif
-        const int32_t va = *w0++, vb = *w1++;
-        a00 += xa * va;
-        a01 += xa * vb;
-        a10 += xb * va;
-        a11 += xb * vb;
-    }
-    acc[0] = a00;
-    acc[1] = a01;
-    acc[2] = a10;
-    acc[3] = a11;
-}
-
-#if !ME_USE_DSP
-/*
- * The windows of two positions at (iy0, ix0) and (iy1, ix1), channels
- * [c0, c0 + cin), interleaved byte by byte (window 0's byte i at 2i, window 1's at
- * 2i + 1), so the portable 2 x 2 dot product walks one window pointer; padding
- * reads as z_x.
- */
-static void me_im2col2_s8(const me_conv_params *p, const int8_t *in, int32_t iy0,
-                          int32_t ix0, int32_t iy1, int32_t ix1, int32_t c0, int32_t cin,
-                          int8_t *dst)
-{
-    const int8_t zero = (int8_t)p->input_zero_point;
-    int32_t ky, kx, j;
-    for (ky = 0; ky < p->kernel_h; ky++) {
-        const int32_t ya = iy0 + ky, yb = iy1 + ky;
-        for (kx = 0; kx < p->kernel_w; kx++, dst += 2 * cin) {
-            const int32_t xa = ix0 + kx, xb = ix1 + kx;
-            const int32_t ina = ya >= 0 && ya < p->in_h && xa >= 0 && xa < p->in_w;
-            const int32_t inb = yb >= 0 && yb < p->in_h && xb >= 0 && xb < p->in_w;
-            const int8_t *sa = in + ((ina ? ya * p->in_w + xa : 0) * p->in_c + c0);
-            const int8_t *sb = in + ((inb ? yb * p->in_w + xb : 0) * p->in_c + c0);
-            if (ina && inb) {
-                for (j = 0; j < cin; j++) {
-                    dst[2 * j] = sa[j];
-                    dst[2 * j + 1] = sb[j];
-                }
-            } else {
-                for (j = 0; j < cin; j++) {
-                    dst[2 * j] = ina ? sa[j] : zero;
-                    dst[2 * j + 1] = inb ? sb[j] : zero;
-                }
-            }
-        }
-    }
-}
-#endif
 /* acc[c] = bias[c] + sum over j < pairs of the int16 pair products win[j] . w[c][j]. */
 ME_INLINE void me_pixel_dots(const uint32_t *win, const int16_t *w, const int32_t *bias,
                              int32_t cout, int32_t pairs, int32_t *acc)
@@ -680,6 +537,159 @@ void me_conv2d_u8_1ch(const me_conv_params *p, const uint8_t *pixels, int8_t *ou
     }
 }
 
+/*
+ * The dot-product kernels of int8 activations: the general conv and the fully
+ * connected layer. Built with MNIST_EDGE_X86 defined, mnist_edge_kernels_x86.c supplies
+ * them instead (SSE2/AVX2/VNNI, x86 hosts only); every MCU builds these.
+ */
+#ifndef MNIST_EDGE_X86
+
+/* --------------------------------------------------------------- dot products */
+
+#if ME_USE_DSP
+static int32_t me_read_s8x4(const int8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, sizeof v); /* one LDR: Cortex-M4 allows unaligned words */
+    return v;
+}
+#endif
+
+/*
+ * acc0 += sum(x[i] * w0[i]), acc1 += sum(x[i] * w1[i]) for i < n: two output
+ * channels share every input load.
+ */
+static void me_dot2_s8(const int8_t *x, const int8_t *w0, const int8_t *w1, int32_t n,
+                       int32_t *acc0, int32_t *acc1)
+{
+    int32_t a0 = *acc0;
+    int32_t a1 = *acc1;
+#if ME_USE_DSP
+    for (; n >= 4; n -= 4) {
+        const int32_t xv = me_read_s8x4(x);
+        const int32_t x02 = me_sxtb16(xv);      /* x0, x2 as int16 pairs */
+        const int32_t x13 = me_sxtb16_ror8(xv); /* x1, x3 */
+        const int32_t v0 = me_read_s8x4(w0);
+        const int32_t v1 = me_read_s8x4(w1);
+        a0 = me_smlad(x02, me_sxtb16(v0), a0);
+        a0 = me_smlad(x13, me_sxtb16_ror8(v0), a0);
+        a1 = me_smlad(x02, me_sxtb16(v1), a1);
+        a1 = me_smlad(x13, me_sxtb16_ror8(v1), a1);
+        x += 4;
+        w0 += 4;
+        w1 += 4;
+    }
+#endif
+    for (; n > 0; n--) {
+        const int32_t xv = *x++;
+        a0 += xv * *w0++;
+        a1 += xv * *w1++;
+    }
+    *acc0 = a0;
+    *acc1 = a1;
+}
+
+/*
+ * Four output channels whose weight rows are k bytes apart:
+ * acc[j] += sum(x[i] * w[j * k + i]) for i < k.
+ */
+static void me_dot4_s8(const int8_t *x, const int8_t *w, int32_t k, int32_t acc[4])
+{
+    me_dot2_s8(x, w, w + k, k, &acc[0], &acc[1]);
+    me_dot2_s8(x, w + 2 * k, w + 3 * k, k, &acc[2], &acc[3]);
+}
+
+/*
+ * Two windows x0, x1 against two weight rows w0, w1, n bytes each:
+ * acc[0..3] += {x0.w0, x0.w1, x1.w0, x1.w1}. Each weight word loaded serves
+ * both windows and each input word both channels (CMSIS-NN's 2 x 2 block).
+ */
+ME_INLINE void me_dot2x2_s8(const int8_t *x0, const int8_t *x1, const int8_t *w0,
+                            const int8_t *w1, int32_t n, int32_t acc[4])
+{
+    int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
+#if ME_USE_DSP
+    for (; n >= 4; n -= 4) {
+        const int32_t v0 = me_read_s8x4(w0);
+        const int32_t v1 = me_read_s8x4(w1);
+        const int32_t w0e = me_sxtb16(v0), w0o = me_sxtb16_ror8(v0); /* w[0,2], w[1,3] */
+        const int32_t w1e = me_sxtb16(v1), w1o = me_sxtb16_ror8(v1);
+        int32_t xv = me_read_s8x4(x0);
+        int32_t xe = me_sxtb16(xv), xo = me_sxtb16_ror8(xv);
+        a00 = me_smlad(xe, w0e, a00);
+        a00 = me_smlad(xo, w0o, a00);
+        a01 = me_smlad(xe, w1e, a01);
+        a01 = me_smlad(xo, w1o, a01);
+        xv = me_read_s8x4(x1);
+        xe = me_sxtb16(xv);
+        xo = me_sxtb16_ror8(xv);
+        a10 = me_smlad(xe, w0e, a10);
+        a10 = me_smlad(xo, w0o, a10);
+        a11 = me_smlad(xe, w1e, a11);
+        a11 = me_smlad(xo, w1o, a11);
+        x0 += 4;
+        x1 += 4;
+        w0 += 4;
+        w1 += 4;
+    }
+#else
+    (void)x1; /* the windows interleave: x0[2i] is window 0's byte i, x0[2i + 1] window 1's */
+#endif
+    for (; n > 0; n--) {
+#if ME_USE_DSP
+        const int32_t xa = *x0++, xb = *x1++;
+#else
+        const int32_t xa = x0[0], xb = x0[1];
+        x0 += 2;
+#endif
+        const int32_t va = *w0++, vb = *w1++;
+        a00 += xa * va;
+        a01 += xa * vb;
+        a10 += xb * va;
+        a11 += xb * vb;
+    }
+    acc[0] = a00;
+    acc[1] = a01;
+    acc[2] = a10;
+    acc[3] = a11;
+}
+
+#if !ME_USE_DSP
+/*
+ * The windows of two positions at (iy0, ix0) and (iy1, ix1), channels
+ * [c0, c0 + cin), interleaved byte by byte (window 0's byte i at 2i, window 1's at
+ * 2i + 1), so the portable 2 x 2 dot product walks one window pointer; padding
+ * reads as z_x.
+ */
+static void me_im2col2_s8(const me_conv_params *p, const int8_t *in, int32_t iy0,
+                          int32_t ix0, int32_t iy1, int32_t ix1, int32_t c0, int32_t cin,
+                          int8_t *dst)
+{
+    const int8_t zero = (int8_t)p->input_zero_point;
+    int32_t ky, kx, j;
+    for (ky = 0; ky < p->kernel_h; ky++) {
+        const int32_t ya = iy0 + ky, yb = iy1 + ky;
+        for (kx = 0; kx < p->kernel_w; kx++, dst += 2 * cin) {
+            const int32_t xa = ix0 + kx, xb = ix1 + kx;
+            const int32_t ina = ya >= 0 && ya < p->in_h && xa >= 0 && xa < p->in_w;
+            const int32_t inb = yb >= 0 && yb < p->in_h && xb >= 0 && xb < p->in_w;
+            const int8_t *sa = in + ((ina ? ya * p->in_w + xa : 0) * p->in_c + c0);
+            const int8_t *sb = in + ((inb ? yb * p->in_w + xb : 0) * p->in_c + c0);
+            if (ina && inb) {
+                for (j = 0; j < cin; j++) {
+                    dst[2 * j] = sa[j];
+                    dst[2 * j + 1] = sb[j];
+                }
+            } else {
+                for (j = 0; j < cin; j++) {
+                    dst[2 * j] = ina ? sa[j] : zero;
+                    dst[2 * j + 1] = inb ? sb[j] : zero;
+                }
+            }
+        }
+    }
+}
+#endif
 #if ME_USE_DSP
 /*
  * The window at (iy0, ix0), channels [c0, c0 + cin) with cin % 4 == 0, as q15 words

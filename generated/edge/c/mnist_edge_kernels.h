@@ -100,8 +100,7 @@ typedef struct {
  * the shapes, for static buffers: taps = kernel_h * kernel_w (* in_c / groups).
  */
 #define ME_CONV2D_S8_BUFFER_SIZE(taps, out_c) (8 * (((taps) + 3) / 4 * 4) + 20 * (out_c))
-#define ME_CONV2D_U8_1CH_BUFFER_SIZE(taps, out_c) \
-    (4 * (((taps) + 1) / 2) * (4 + (out_c)) + 8 * (out_c))
+#define ME_CONV2D_U8_1CH_BUFFER_SIZE(taps, out_c) (16 * (((taps) + 1) / 2) + 8 * (out_c))
 
 void me_quantize_input_u8(const uint8_t *pixels, int32_t size, int8_t *out);
 int32_t me_conv2d_u8_1ch_get_buffer_size(const me_conv_params *p);
@@ -161,9 +160,6 @@ void me_requantize_n(const int32_t *acc, int32_t n, const me_requant_params *q,
 /* Fold one conv position's accumulators into the (pooled) output; best: out_c int32. */
 void me_conv_output(const me_conv_params *p, const me_cursor *q, const int32_t *acc,
                     int32_t *best, int8_t *out);
-/* The uint8 pixel window at (iy0, ix0) as 16-bit pairs; returns 0 for an all-0 window. */
-uint32_t me_pixel_window(const me_conv_params *p, const uint8_t *pixels, int32_t iy0,
-                         int32_t ix0, uint32_t *win);
 /* The int8 window at (iy0, ix0), channels [c0, c0 + cin), HWC, padding = z_x. */
 void me_im2col_s8(const me_conv_params *p, const int8_t *in, int32_t iy0, int32_t ix0,
                   int32_t c0, int32_t cin, int8_t *window);

@@ -23,7 +23,7 @@ static union {
 } me_arena;
 
 /* Each kernel's scratch fits the arena region the planner gave it (compile-time checks). */
-typedef char mnist_edge_conv0_params_buffer_fits[ME_CONV2D_U8_1CH_BUFFER_SIZE(9, 16) <= 528 ? 1 : -1];
+typedef char mnist_edge_conv0_params_buffer_fits[ME_CONV2D_U8_1CH_BUFFER_SIZE(9, 16) <= 208 ? 1 : -1];
 typedef char mnist_edge_conv4_params_buffer_fits[ME_CONV2D_S8_BUFFER_SIZE(144, 32) <= 1792 ? 1 : -1];
 typedef char mnist_edge_conv8_params_buffer_fits[ME_CONV2D_S8_BUFFER_SIZE(288, 64) <= 3584 ? 1 : -1];
 
