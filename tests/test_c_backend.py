@@ -25,6 +25,7 @@ from mnist_edge.testing import random_dag_qgraph, random_pixels, random_qgraph
 
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Wshadow", "-Wconversion", "-Werror"]
 SOURCES = ["mnist_edge_model.c", "mnist_edge_kernels.c", "mnist_edge_weights.c"]
+X86 = ["-DMNIST_EDGE_X86", "mnist_edge_kernels_x86.c"]  # the host fast path, compiled too
 CASES = [("mixed", 0), ("mixed", 3), ("dense", 1), ("dense", 4), ("dag", 0)]
 SLOW_CASES = {("mixed", 0), ("dense", 1), ("dag", 0)}  # for the slower builds (sanitizers...)
 
@@ -88,14 +89,22 @@ def test_plan_buffers_never_overlap_and_fusion_saves_arena(layout: str, seed: in
                 buf = plan.buffers[ref]
                 assert 0 <= buf.offset and buf.offset + buf.size <= plan.arena_bytes
                 assert buf.offset % 4 == 0
+    for k, s in enumerate(plan.steps):  # a kernel's scratch clashes with no live buffer
+        if not s.scratch:
+            continue
+        lo, hi = s.scratch_offset, s.scratch_offset + s.scratch
+        assert 0 <= lo and hi <= plan.arena_bytes and lo % 4 == 0
+        for j, b in enumerate(plan.buffers):
+            if b.size and life[j][0] <= k <= life[j][1]:
+                assert hi <= b.offset or b.offset + b.size <= lo, (k, j)
     assert plan.steps[0].src == PIXELS and plan.steps[-1].dst == LOGITS
-    assert plan.arena_bytes <= plan.tensor_bytes
-    if graph.is_chain:  # the arena is exactly the largest live input + output pair
-        pairs = [plan.buffers[s.src].size + plan.buffers[s.dst].size for s in plan.steps
-                 if s.src >= 0 and s.dst >= 0 and s.src != s.dst]
-        assert plan.arena_bytes - max(pairs) < 8
+    assert plan.arena_bytes <= plan.tensor_bytes + plan.scratch_bytes
+    if graph.is_chain:  # the arena is exactly the largest live input + output + scratch
+        live = [sum(plan.buffers[b].size for b in {s.src, s.dst} if b >= 0) + s.scratch
+                for s in plan.steps]
+        assert plan.arena_bytes - max(live) < 8
     else:  # branches make the planner keep tensors alive, and reuse the rest
-        assert plan.arena_bytes < plan.tensor_bytes
+        assert plan.arena_bytes < plan.tensor_bytes + plan.scratch_bytes
 
 
 def test_unfused_plan_keeps_conv_output() -> None:
@@ -182,16 +191,18 @@ def test_selftest_strict_warnings(trees, cc: str, mode: str) -> None:
     for layout, seed in CASES:
         src = trees[layout, seed, mode]
         exe = src / f"selftest-{cc}"
-        _run([compiler, *STRICT, "-O2", "-o", str(exe), "main.c", *SOURCES], cwd=src)
-        out = _run([str(exe)]).stdout
-        assert out.strip().splitlines()[-1].startswith("PASS: 8/8"), out
-        assert out.count("logits exact") == 8
+        for extra in ([], ["-march=native", *X86]):
+            _run([compiler, *STRICT, "-O2", *extra, "-o", str(exe), "main.c", *SOURCES], cwd=src)
+            out = _run([str(exe)]).stdout
+            assert out.strip().splitlines()[-1].startswith("PASS: 8/8"), (extra, out)
+            assert out.count("logits exact") == 8
 
 
 @pytest.mark.parametrize("flags", [
-    ["-DMNIST_EDGE_NO_SIMD"],  # the portable loops
-    ["-mavx2"],  # the AVX2 host path
-    ["-march=native"],  # whatever this host has (the validate default)
+    [],  # the portable loops every MCU runs
+    X86,  # the SSE2 host path
+    ["-mavx2", *X86],  # the AVX2 host path
+    ["-march=native", *X86],  # whatever this host has (the c-x86 default)
     ["-mfpmath=387"],  # x87 excess precision must not change the float path
     ["-mfma", "-ffp-contract=fast", "-std=gnu99"],  # nor FMA contraction
 ])
@@ -245,7 +256,9 @@ def test_makefile_build(trees, tmp_path: Path) -> None:
     work = tmp_path / "make"
     shutil.copytree(src, work)
     out = _run(["make", "test", "CC=gcc"], cwd=work).stdout
-    assert "PASS" in out
+    assert "PASS" in out and "x86" not in out
+    out = _run(["make", "clean", "test", "CC=gcc", "X86=1"], cwd=work).stdout
+    assert "PASS" in out and "mnist_edge_kernels_x86.c" in out
 
 
 def test_cmake_build(trees, tmp_path: Path) -> None:
@@ -254,6 +267,10 @@ def test_cmake_build(trees, tmp_path: Path) -> None:
     build = tmp_path / "cmake-build"
     _run(["cmake", "-S", str(trees["dense", 1, "int"]), "-B", str(build)])
     _run(["cmake", "--build", str(build)])
+    assert "PASS" in _run([str(build / "mnist_edge_selftest")]).stdout
+    _run(["cmake", "-S", str(trees["dense", 1, "int"]), "-B", str(build), "-DMNIST_EDGE_X86=ON"])
+    out = _run(["cmake", "--build", str(build), "--verbose"]).stdout
+    assert "mnist_edge_kernels_x86.c" in out
     assert "PASS" in _run([str(build / "mnist_edge_selftest")]).stdout
 
 
@@ -286,7 +303,7 @@ int main(void)
 
 
 @pytest.mark.parametrize("mode", ["float", "int"])
-@pytest.mark.parametrize("flags", [[], ["-DMNIST_EDGE_NO_SIMD"]])
+@pytest.mark.parametrize("flags", [[], ["-march=native"]])
 def test_c_requantize_matches_contract(trees, tmp_path: Path, mode: str,
                                        flags: list[str]) -> None:
     """The C me_requantize against requant.requantize_float on edge cases and random values,
@@ -405,8 +422,8 @@ def test_pool_first_only_with_non_decreasing_luts(tmp_path: Path, monkeypatch,
         src = generate_c(graph, tmp_path / f"{mode}-{sorted_tables}", mode, pixels)
         model = (src / "mnist_edge_model.c").read_text()
         assert model.count(".pool_first = 0,") == (0 if sorted_tables else 2)
-        for k, flags in enumerate((["-DMNIST_EDGE_NO_SIMD"], ["-DMNIST_EDGE_DSP_EMULATION"],
-                                   ["-march=native"])):
+        for k, flags in enumerate(([], ["-DMNIST_EDGE_DSP_EMULATION"],
+                                   ["-march=native", *X86])):
             exe = src / f"selftest{k}"
             _run([compiler, *STRICT, "-O2", *flags, "-o", str(exe), "main.c", *SOURCES],
                  cwd=src)

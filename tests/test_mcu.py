@@ -311,8 +311,12 @@ def test_kernel_library_is_the_same_bytes_for_every_model() -> None:
 
     trees = [render_tree(random_qgraph(5, "mixed")), render_tree(random_qgraph(2, "dense"), "int"),
              render_tree(random_qgraph(3, "mixed"), "float", random_pixels(3, 1))]
-    for name in ("mnist_edge_kernels.c", "mnist_edge_kernels.h"):
+    for name in ("mnist_edge_kernels.c", "mnist_edge_kernels.h", "mnist_edge_kernels_x86.c"):
         assert trees[0][name] == trees[1][name] == trees[2][name], name
+    portable = trees[0]["mnist_edge_kernels.c"].decode()
+    for x86 in ("_mm_", "_mm256", "__m128", "__m256", "mmintrin.h", "__SSE", "__AVX", "__x86"):
+        assert x86 not in portable, f"x86 code ({x86}) in the portable kernels"
+    assert "_mm256_madd_epi16" in trees[0]["mnist_edge_kernels_x86.c"].decode()
     assert trees[0]["mnist_edge_config.h"] != trees[1]["mnist_edge_config.h"]
 
 
@@ -340,4 +344,4 @@ def test_c_x86_and_portable_c_backends_agree_with_golden(tmp_path: Path) -> None
         f = validate_backend(run_dir, backend, random_pixels(IMAGES, 2),
                              np.zeros(IMAGES, dtype=np.uint8), {"timing_images": 0})
         assert f["exact_logit_fraction"] == 1.0, (backend, f.get("first_mismatch"))
-        assert ("MNIST_EDGE_NO_SIMD" in f["cflags"]) == (backend == "c")
+        assert ("MNIST_EDGE_X86" in f["cflags"]) == (backend == "c-x86")

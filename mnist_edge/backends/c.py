@@ -4,9 +4,11 @@
 
   mnist_edge.h            the one public header (API + sizes + QGraph hash)
   mnist_edge_model.c      the static arena and mnist_edge_predict(), one kernel call per step
-  mnist_edge_config.h     the model's sizes the kernels need (their stack scratch)
-  mnist_edge_kernels.[ch] the int8 kernels (portable C99, optional Arm DSP path, optional
-                          x86 SIMD): the same bytes for every model of one prefix
+  mnist_edge_config.h     what the kernels need to know of the model (requant mode, scratch)
+  mnist_edge_kernels.[ch] the int8 kernels (portable C99 with an optional Arm DSP path):
+                          the same bytes for every model of one prefix, what MCUs build
+  mnist_edge_kernels_x86.c the x86 host's SSE2/AVX2/VNNI dot-product kernels, compiled
+                          only by host builds (with -DMNIST_EDGE_X86)
   mnist_edge_weights.[ch] const weights, biases, requantization constants and LUTs
   test_vectors.h, main.c  a self-test against the golden logits
   Makefile, CMakeLists.txt, README.md, manifest.json
@@ -39,11 +41,14 @@ from .c_planner import LOGITS, PIXELS, STEP_KIND, ArenaPlan, Step, plan_arena
 
 REQUANT_MODES = ("float", "int")
 SOURCES = ("mnist_edge_model.c", "mnist_edge_kernels.c", "mnist_edge_weights.c")
+# The x86 host's fast path: compiled only by host builds, with -DMNIST_EDGE_X86.
+X86_SOURCES = ("mnist_edge_kernels_x86.c",)
 TEMPLATES = {  # output file -> template
     "mnist_edge.h": "mnist_edge.h.j2",
     "mnist_edge_config.h": "mnist_edge_config.h.j2",
     "mnist_edge_kernels.h": "mnist_edge_kernels.h.j2",
     "mnist_edge_kernels.c": "mnist_edge_kernels.c.j2",
+    "mnist_edge_kernels_x86.c": "mnist_edge_kernels_x86.c.j2",
     "mnist_edge_weights.h": "mnist_edge_weights.h.j2",
     "mnist_edge_weights.c": "mnist_edge_weights.c.j2",
     "mnist_edge_model.c": "mnist_edge_model.c.j2",
@@ -79,6 +84,8 @@ class Layer:
     call: str
     # Further (type, name, fields) parameter blocks: one per input of a concat.
     more_params: list[tuple[str, str, list[tuple[str, str]]]] = field(default_factory=list)
+    # The kernel's scratch: its C size macro and the arena bytes the planner gave it.
+    buffer_check: tuple[str, int] | None = None
 
 
 def _shape(t: QTensor | tuple[int, ...]) -> str:
@@ -176,6 +183,7 @@ class StepContext:
     ident: str
     names: Names
     more_params: list[tuple[str, str, list[tuple[str, str]]]] = field(default_factory=list)
+    buffer_check: tuple[str, int] | None = None  # (C size expression, bytes the plan gave)
 
     @property
     def src(self) -> str:
@@ -225,7 +233,10 @@ def _lower_conv(c: StepContext) -> Lowered:
         ("requant", _requant_fields(arrays, op.output.zero_point)),
     ]
     fn = c.fn("conv2d_u8_1ch" if step.kind == "conv_u8" else "conv2d_s8")
-    call = f"{fn}(&{c.ident}_params, {c.src}, {c.dst});"
+    call = f"{fn}(&{c.ident}_params, {c.src}, {c.dst}, arena + {step.scratch_offset});"
+    taps = kh * kw * (1 if step.kind == "conv_u8" else x.shape[0] // groups)
+    macro = f"{c.names.kernel.upper()}_{'CONV2D_U8_1CH' if step.kind == 'conv_u8' else 'CONV2D_S8'}"
+    c.buffer_check = (f"{macro}_BUFFER_SIZE({taps}, {op.output.shape[0]})", step.scratch)
     return c.ptype("conv_params"), [(k, str(v)) for k, v in fields], call
 
 
@@ -337,7 +348,8 @@ def _layer(graph: QGraph, plan: ArenaPlan, step: Step, mode: str, names: Names) 
     ptype, fields, call = STEP_LOWERING[step.kind](context)
     _annotate(graph, step, arrays)
     return Layer(title, f"{comment} [{where}]", arrays, ptype,
-                 f"{ident}_params" if ptype else None, fields, call, context.more_params)
+                 f"{ident}_params" if ptype else None, fields, call, context.more_params,
+                 context.buffer_check)
 
 
 def _annotate(graph: QGraph, step: Step, arrays: LayerArrays) -> None:
@@ -380,18 +392,6 @@ def _annotate(graph: QGraph, step: Step, arrays: LayerArrays) -> None:
                                 f"out {_quant(op.output)}")
 
 
-def _window(op: QOp, x: QTensor) -> int:
-    """Bytes of one gathered conv window, rounded up to whole words."""
-    kh, kw = op.attrs["kernel"]
-    n = int(kh) * int(kw) * x.shape[0] // int(op.attrs.get("groups", 1))
-    return (n + 3) // 4 * 4
-
-
-def _pixel_pairs(op: QOp) -> int:
-    kh, kw = op.attrs["kernel"]
-    return (int(kh) * int(kw) + 1) // 2
-
-
 def _vectors(graph: QGraph, pixels: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     if pixels is None:
         pixels = random_pixels(DEFAULT_VECTORS, seed=0)
@@ -421,12 +421,6 @@ def render_tree(graph: QGraph, requant: str = "float",
         seen[a.name] = a
     pixels, logits = _vectors(graph, vector_pixels)
     out = graph.output
-    max_channels = max([graph.ops[s.conv].output.shape[0] for s in plan.steps
-                        if s.kind in ("conv", "conv_u8")] + [1])
-    max_pairs = max([_pixel_pairs(graph.ops[s.conv]) for s in plan.steps
-                     if s.kind == "conv_u8"] + [1])
-    max_window = max([_window(graph.ops[s.conv], graph.input_of(s.conv))
-                      for s in plan.steps if s.kind == "conv"] + [4])
     ctx: dict[str, Any] = {
         "model": graph.name,
         "qhash": graph.content_hash(),
@@ -438,18 +432,12 @@ def render_tree(graph: QGraph, requant: str = "float",
         "output_scale": float_literal(out.scale),
         "output_zero_point": out.zero_point,
         "requant": requant,
-        "max_channels": max_channels,
-        "max_pixel_pairs": max_pairs,
-        "max_window": max_window,
-        # the largest of the kernels' stack arrays: conv2d_s8 (two windows, three int32
-        # per channel), the pixel conv (a packed window and two int32 per channel), and
-        # its pooled 3x3 form (four packed windows, one int32 per channel)
-        "scratch_bytes": max(2 * max_window + 12 * max_channels,
-                             4 * max_pairs + 8 * max_channels, 80 + 4 * max_channels),
+        "scratch_bytes": plan.scratch_bytes,  # the largest step's, inside the arena
         "layers": layers,
         "arrays": arrays,
         "format_values": format_values,
         "sources": [names.file(f) for f in SOURCES],
+        "x86_sources": [names.file(f) for f in X86_SOURCES],
         **names.context(),
         "vector_count": len(pixels),
         "vector_pixels": [format_values(CArray("int8_t", "", p.astype(np.int64)))
@@ -468,6 +456,7 @@ def render_tree(graph: QGraph, requant: str = "float",
         "requant": requant,
         "arena_bytes": plan.arena_bytes,
         "unfused_arena_bytes": plan.unfused_arena_bytes,
+        "scratch_bytes": plan.scratch_bytes,
         "weight_bytes": ctx["weight_bytes"],
         "fused": plan.fused,
         "test_vectors": len(pixels),

@@ -17,6 +17,11 @@ is odd, and the arena is the largest input + output pair, the least any
 non-in-place schedule can use. A DAG's buffers are placed first-fit, largest
 first, beside every buffer whose lifetime overlaps theirs. The graph input (uint8
 pixels) and the logits live in the caller's memory, not in the arena.
+
+Kernels that need scratch (the convolutions' gathered windows and accumulators,
+`kernel_buffer_size`, the C `*_get_buffer_size`) get it from the arena too: a
+region live for their step only, in the gap between that step's input and
+output (a chain), or placed first-fit like a buffer (a DAG).
 """
 
 from __future__ import annotations
@@ -53,6 +58,8 @@ class Step:
     pool: int | None = None  # index of a fused maxpool op
     flat_from: tuple[int, ...] | None = None  # linear: (C, H, W) of the flattened input
     more: list[int] = field(default_factory=list)  # add / concat: the inputs after `src`
+    scratch: int = 0  # bytes of kernel scratch (kernel_buffer_size), in the arena
+    scratch_offset: int = 0
 
     @property
     def srcs(self) -> list[int]:
@@ -74,6 +81,11 @@ class ArenaPlan:
     fused: list[str] = field(default_factory=list)
 
     @property
+    def scratch_bytes(self) -> int:
+        """The largest kernel scratch of any step (it lives inside the arena)."""
+        return max([s.scratch for s in self.steps] + [0])
+
+    @property
     def tensor_bytes(self) -> int:
         """Every arena buffer side by side: what the arena would be without reuse."""
         return sum(_align(b.size) for b in self.buffers)
@@ -82,6 +94,7 @@ class ArenaPlan:
         return {
             "arena_bytes": self.arena_bytes,
             "unfused_arena_bytes": self.unfused_arena_bytes,
+            "scratch_bytes": self.scratch_bytes,
             "tensor_bytes": self.tensor_bytes,
             "fused": list(self.fused),
             "buffers": [{"offset": b.offset, "bytes": b.size} for b in self.buffers],
@@ -105,6 +118,22 @@ def check_supported(graph: QGraph) -> None:
         if op.kind not in STEP_KIND:
             raise MnistEdgeError(f"op {op.name} ({op.kind}): the C backend does not support "
                                  f"op kind {op.kind!r}")
+
+
+def kernel_buffer_size(graph: QGraph, step: Step) -> int:
+    """Scratch bytes a step's kernel needs: the C macros ME_CONV2D_S8_BUFFER_SIZE and
+    ME_CONV2D_U8_1CH_BUFFER_SIZE (mnist_edge_kernels.h), which the generated model
+    checks against this at compile time."""
+    if step.kind not in ("conv", "conv_u8"):
+        return 0
+    op = graph.ops[step.conv]
+    kh, kw = (int(v) for v in op.attrs["kernel"])
+    out_c = op.output.shape[0]
+    if step.kind == "conv_u8":
+        pairs = (kh * kw + 1) // 2
+        return 16 * pairs + 8 * out_c
+    k = kh * kw * graph.input_of(step.conv).shape[0] // int(op.attrs.get("groups", 1))
+    return 8 * ((k + 3) // 4 * 4) + 20 * out_c
 
 
 def _fusable_pool(op: QOp) -> bool:
@@ -172,6 +201,7 @@ def _steps(graph: QGraph, fuse_overlapping: set[int]) -> tuple[list[Step], list[
                 step.kind = "conv_u8"
             if kind == "linear" and len(flat_from.get(first, ())) == 3:
                 step.flat_from = flat_from[first]
+        step.scratch = _align(kernel_buffer_size(graph, step))
         out_t = ops[group[-1]].output
         if kind != "lut" or len(readers[first]) > 1:
             step.dst = new_buffer(out_t)  # a LUT on a tensor others read cannot work in place
@@ -211,28 +241,41 @@ def _layout(steps: list[Step], buffers: list[Buffer]) -> int:
         return _layout_first_fit(steps, buffers)
     arena = max([_align(b.size) for b in buffers] + [ALIGN])
     for s in steps:
-        if s.src >= 0 and s.dst >= 0 and not s.in_place:
-            arena = max(arena, _align(buffers[s.src].size) + _align(buffers[s.dst].size))
+        live = {b for b in (s.src, s.dst) if b >= 0}
+        arena = max(arena, sum(_align(buffers[b].size) for b in live) + s.scratch)
     for k, b in enumerate(buffers):
         b.offset = 0 if k % 2 == 0 else arena - _align(b.size)
+    for s in steps:  # the scratch sits after the step's even (low) buffer, if any
+        low = [b for b in (s.src, s.dst) if b >= 0 and b % 2 == 0]
+        s.scratch_offset = _align(buffers[low[0]].size) if low else 0
     return arena
 
 
 def _layout_first_fit(steps: list[Step], buffers: list[Buffer]) -> int:
-    """Largest buffer first, each at the lowest offset clear of every buffer live with it."""
+    """Largest buffer first, each at the lowest offset clear of every buffer live with it;
+    a step's scratch is one more buffer, live for that step only."""
     life = lifetimes(steps, buffers)
+    items = list(buffers)
+    for k, s in enumerate(steps):
+        if s.scratch:
+            items.append(Buffer(s.scratch, ()))
+            life.append((k, k))
     placed: list[int] = []
-    for k in sorted(range(len(buffers)), key=lambda k: (-buffers[k].size, k)):
-        clashes = sorted((buffers[j].offset, buffers[j].offset + _align(buffers[j].size))
+    for k in sorted(range(len(items)), key=lambda k: (-items[k].size, k)):
+        clashes = sorted((items[j].offset, items[j].offset + _align(items[j].size))
                          for j in placed if life[j][0] <= life[k][1] and life[k][0] <= life[j][1])
         offset = 0
         for lo, hi in clashes:
-            if offset + _align(buffers[k].size) <= lo:
+            if offset + _align(items[k].size) <= lo:
                 break
             offset = max(offset, hi)
-        buffers[k].offset = offset
+        items[k].offset = offset
         placed.append(k)
-    return max([b.offset + _align(b.size) for b in buffers] + [ALIGN])
+    scratch = iter(items[len(buffers):])
+    for s in steps:
+        if s.scratch:
+            s.scratch_offset = next(scratch).offset
+    return max([b.offset + _align(b.size) for b in items] + [ALIGN])
 
 
 def plan_arena(graph: QGraph, fuse: bool = True) -> ArenaPlan:
@@ -277,12 +320,12 @@ def _steps_unfused(graph: QGraph) -> tuple[list[Step], list[Buffer]]:
                 out_bufs.append(Buffer(bufs[s.dst].size, bufs[s.dst].hwc))
                 remap[s.dst] = len(out_bufs) - 1
             out_steps.append(Step(s.kind, s.ops, src, remap[s.dst], s.conv, s.lut, None,
-                                  s.flat_from, [remap.get(b, b) for b in s.more]))
+                                  s.flat_from, [remap.get(b, b) for b in s.more], s.scratch))
             continue
         conv_out = graph.ops[s.ops[-2]].output
         out_bufs.append(Buffer(conv_out.size, tuple(conv_out.shape)))
         mid = len(out_bufs) - 1
-        out_steps.append(Step(s.kind, s.ops[:-1], src, mid, s.conv, s.lut))
+        out_steps.append(Step(s.kind, s.ops[:-1], src, mid, s.conv, s.lut, scratch=s.scratch))
         if s.dst >= 0:
             out_bufs.append(Buffer(bufs[s.dst].size, bufs[s.dst].hwc))
             remap[s.dst] = len(out_bufs) - 1

@@ -2,8 +2,9 @@
 
 `run_float` / `run_x86` / `run_int` are the `c` / `c-x86` / `c-int` backends of
 `mnist-edge validate`: `c` compiles the portable kernels (the code path every MCU
-runs, x86 SIMD switched off), `c-x86` the host fast path (SSE2/AVX2/VNNI, whatever
--march=native offers), `c-int` integer-only requantization with the host SIMD. They
+runs; mnist_edge_kernels_x86.c is not compiled at all), `c-x86` adds the host fast
+path (mnist_edge_kernels_x86.c: SSE2/AVX2/VNNI, whatever -march=native offers),
+`c-int` integer-only requantization with the host fast path. They
 generate the C tree into a private folder renamed to `<run>/build/c-<mode>`
 (`src/` and the `runner`), compile it with a small harness
 (templates/c/host/runner.c) that reads raw pixels and writes raw logits, and time
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backends.c import SOURCES, generate_c
+from ..backends.c import SOURCES, X86_SOURCES, generate_c
 from ..errors import MnistEdgeError
 from ..paths import TEMPLATES_DIR, atomic_dir
 from ..qgraph import QGraph
@@ -30,8 +31,9 @@ from .tools import require_tool
 RUNNER = TEMPLATES_DIR / "c" / "host" / "runner.c"
 # -march=native: the host's own SIMD, as onnxruntime picks its kernels at run time.
 DEFAULT_CFLAGS = ("-std=c99", "-O2", "-march=native")
-# The same compiler flags with the x86 SIMD paths of the kernels off: the MCU's C.
-PORTABLE_CFLAGS = (*DEFAULT_CFLAGS, "-DMNIST_EDGE_NO_SIMD")
+# The host fast path: every source sees MNIST_EDGE_X86, and mnist_edge_kernels_x86.c
+# (X86_SOURCES) replaces the portable dot-product kernels.
+X86_CFLAGS = (*DEFAULT_CFLAGS, "-DMNIST_EDGE_X86")
 TIMING_IMAGES = 1000
 REPEATS = 5
 
@@ -43,10 +45,12 @@ def find_compiler(name: str = "gcc") -> str:
 
 def compile_runner(src_dir: Path, exe: Path, cc: str = "gcc",
                    cflags: tuple[str, ...] = DEFAULT_CFLAGS) -> list[str]:
-    """Compile the generated sources plus the harness; returns the command used."""
+    """Compile the generated sources plus the harness; returns the command used.
+    With -DMNIST_EDGE_X86 in `cflags`, the x86 kernels are compiled too."""
     compiler = find_compiler(cc)
+    sources = [*SOURCES, *(X86_SOURCES if "-DMNIST_EDGE_X86" in cflags else ())]
     cmd = [compiler, *cflags, "-I", str(src_dir), "-o", str(exe), str(RUNNER),
-           *(str(src_dir / s) for s in SOURCES)]
+           *(str(src_dir / s) for s in sources)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise MnistEdgeError(f"compiling the generated C failed ({' '.join(cmd[:3])} ...):\n"
@@ -94,14 +98,14 @@ def _run(run_dir: Path, graph: QGraph, pixels: np.ndarray, options: dict[str, An
 
 def run_float(run_dir: Path, graph: QGraph, pixels: np.ndarray,
               options: dict[str, Any]) -> BackendResult:
-    return _run(run_dir, graph, pixels, options, "float", "", PORTABLE_CFLAGS)
+    return _run(run_dir, graph, pixels, options, "float", "", DEFAULT_CFLAGS)
 
 
 def run_x86(run_dir: Path, graph: QGraph, pixels: np.ndarray,
             options: dict[str, Any]) -> BackendResult:
-    return _run(run_dir, graph, pixels, options, "float", "x86-", DEFAULT_CFLAGS)
+    return _run(run_dir, graph, pixels, options, "float", "x86-", X86_CFLAGS)
 
 
 def run_int(run_dir: Path, graph: QGraph, pixels: np.ndarray,
             options: dict[str, Any]) -> BackendResult:
-    return _run(run_dir, graph, pixels, options, "int")
+    return _run(run_dir, graph, pixels, options, "int", "", X86_CFLAGS)

@@ -502,8 +502,9 @@ def format_summary(rows: list[tuple[str, str, dict[str, Any]]]) -> str:
         lines.append(f"| {name} | {core} | {f['opt']} | {f['requant']} | {f['instructions']:,} | "
                      f"{per} | {f['inference_code_bytes']:,} B | {f['weight_bytes']:,} B | "
                      f"{f['arena_bytes']:,} B | {f['stack_bytes']:,} B | {f['ram_bytes']:,} B |")
-    lines += ["", "Flash code = the functions one inference runs; the stack high-water mark "
-              "includes the kernels' scratch (their windows and accumulators live on the stack)."]
+    lines += ["", "Flash code = the functions one inference runs; the arena includes the kernels' "
+              "scratch (the convolutions take it from the caller), the stack is the high-water "
+              "mark of one whole inference."]
     return "\n".join(lines)
 
 

@@ -19,7 +19,7 @@
 
 #include <stdint.h>
 
-#include "mnist_edge_config.h" /* the model's sizes: this file is the same for every model */
+#include "mnist_edge_config.h" /* the requantization mode: this file is the same for every model */
 
 #if MNIST_EDGE_REQUANT_INT
 typedef int32_t me_mult_t; /* m, 2^23 <= m < 2^24; M = m * 2^-shift */
@@ -93,9 +93,21 @@ typedef struct {
     me_requant_params requant;
 } me_concat_params;
 
+/*
+ * Scratch: the convolutions take a word-aligned buffer of *_get_buffer_size(p) bytes
+ * from the caller, as CMSIS-NN's kernels do (no malloc, no large stack arrays); the
+ * generated model passes a region of its arena. The macros give the same sizes from
+ * the shapes, for static buffers: taps = kernel_h * kernel_w (* in_c / groups).
+ */
+#define ME_CONV2D_S8_BUFFER_SIZE(taps, out_c) (8 * (((taps) + 3) / 4 * 4) + 20 * (out_c))
+#define ME_CONV2D_U8_1CH_BUFFER_SIZE(taps, out_c) (16 * (((taps) + 1) / 2) + 8 * (out_c))
+
 void me_quantize_input_u8(const uint8_t *pixels, int32_t size, int8_t *out);
-void me_conv2d_u8_1ch(const me_conv_params *p, const uint8_t *pixels, int8_t *out);
-void me_conv2d_s8(const me_conv_params *p, const int8_t *in, int8_t *out);
+int32_t me_conv2d_u8_1ch_get_buffer_size(const me_conv_params *p);
+void me_conv2d_u8_1ch(const me_conv_params *p, const uint8_t *pixels, int8_t *out,
+                       void *buffer);
+int32_t me_conv2d_s8_get_buffer_size(const me_conv_params *p);
+void me_conv2d_s8(const me_conv_params *p, const int8_t *in, int8_t *out, void *buffer);
 void me_fully_connected_s8(const me_fc_params *p, const int8_t *in, int8_t *out);
 void me_maxpool2d_s8(const me_pool_params *p, const int8_t *in, int8_t *out);
 void me_avgpool2d_s8(const me_pool_params *p, const int8_t *in, int8_t *out);
@@ -103,5 +115,53 @@ void me_add_s8(const me_add_params *p, const int8_t *a, const int8_t *b, int8_t 
 void me_concat_s8(const me_concat_params *p, const int8_t *in, int8_t *out);
 void me_lut_s8(const int8_t *table, int32_t size, int8_t *data);
 int me_argmax_s8(const int8_t *values, int32_t size);
+
+/*
+ * Support functions the kernels share (also with mnist_edge_kernels_x86.c on x86 hosts).
+ *
+ * A conv position: output pixel (py, px), pool offset (dy, dx). Positions run in
+ * output order with the pool window innermost (pool_h * pool_w per output pixel);
+ * a cursor steps through them with additions only (a Cortex-M0 has no divider).
+ */
+typedef struct {
+    int32_t pixel, pos; /* pos = dy * pool_w + dx */
+    int32_t py, px, dy, dx;
+} me_cursor;
+
+/* The top-left input pixel of the window at cursor q (negative inside the padding). */
+static inline void me_cursor_origin(const me_conv_params *p, const me_cursor *q,
+                                    int32_t *iy0, int32_t *ix0)
+{
+    *iy0 = (q->py * p->pool_stride_h + q->dy) * p->stride_h - p->pad_top;
+    *ix0 = (q->px * p->pool_stride_w + q->dx) * p->stride_w - p->pad_left;
+}
+
+/* The next position: pool window innermost, then output pixels in row-major order. */
+static inline void me_cursor_next(const me_conv_params *p, me_cursor *q)
+{
+    q->pos++;
+    if (++q->dx == p->pool_w) {
+        q->dx = 0;
+        if (++q->dy == p->pool_h) {
+            q->dy = 0;
+            q->pos = 0;
+            q->pixel++;
+            if (++q->px == p->out_w) {
+                q->px = 0;
+                q->py++;
+            }
+        }
+    }
+}
+
+/* dst[i] = the requantized acc[i] of channel c0 + i, for i < n. */
+void me_requantize_n(const int32_t *acc, int32_t n, const me_requant_params *q,
+                     int32_t c0, int8_t *dst);
+/* Fold one conv position's accumulators into the (pooled) output; best: out_c int32. */
+void me_conv_output(const me_conv_params *p, const me_cursor *q, const int32_t *acc,
+                    int32_t *best, int8_t *out);
+/* The int8 window at (iy0, ix0), channels [c0, c0 + cin), HWC, padding = z_x. */
+void me_im2col_s8(const me_conv_params *p, const int8_t *in, int32_t iy0, int32_t ix0,
+                  int32_t c0, int32_t cin, int8_t *window);
 
 #endif /* MNIST_EDGE_KERNELS_H */
