@@ -8,8 +8,9 @@ an average pool is a depthwise all-ones QLinearConv with w_scale = float32(1/N),
 how golden defines it; a LUT is an integer Gather. Nothing is re-quantized.
 
 Activations are uint8 by default (``u = q + 128``, zero points shifted by +128): the same
-numbers, and onnxruntime's uint8 x int8 kernels are several times faster on x86 than its
-int8 x int8 ones. The uint8 input is then the raw pixel itself (p = q + 128, zero point 0).
+numbers, and onnxruntime's uint8 kernels are faster on x86 than its int8 x int8 ones. The
+weights then go as uint8 too (w + 128, zero point 128: see `_weights`). The uint8 input
+is the raw pixel itself (p = q + 128, zero point 0).
 `model.int8.qdq.onnx` (optional) is the same QGraph as QuantizeLinear/DequantizeLinear
 pairs around float ops (LUTs stay integer Gathers), for runtimes that only take QDQ. It is
 bit-exact only where the runtime fuses DequantizeLinear -> Conv -> QuantizeLinear back into
@@ -167,16 +168,30 @@ def _flatten(b: _Builder, op: QOp, h: str) -> str:
     return b.node("Unsqueeze", [flat, b.const([2, 3], np.int64)], op.name, f"{op.name}_unsqueeze")
 
 
+def _weights(q: _Quant, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weights and per-channel zero points in the type that keeps onnxruntime exact.
+
+    With uint8 activations the weights go as uint8 (w + 128, zero point 128): on x86
+    without VNNI, onnxruntime's uint8 x int8 kernels pair products in int16 with
+    saturation (VPMADDUBSW) and miss the exact sum; uint8 x uint8 widens first.
+    """
+    cout = weight.shape[0]
+    if q.activations == "uint8":
+        return ((weight.astype(np.int16) + 128).astype(np.uint8),
+                np.full(cout, 128, np.uint8))
+    return weight.astype(np.int8), np.zeros(cout, np.int8)
+
+
 def _qlinear_conv(b: _Builder, q: _Quant, graph: QGraph, i: int, h: str) -> str:
     op, x = graph.ops[i], graph.input_of(i)
     spec = _conv_like(op, x)
     xs, xz = q.params(x, h)
     ys, yz = q.params(op.output, op.name)
-    cout = spec["weight"].shape[0]
+    weight, w_zero = _weights(q, spec["weight"])
     inputs = [h, xs, xz,
-              b.init(f"{op.name}.weight", spec["weight"]),
+              b.init(f"{op.name}.weight", weight),
               b.init(f"{op.name}.w_scale", np.asarray(spec["w_scale"], np.float32)),
-              b.init(f"{op.name}.w_zero_point", np.zeros(cout, np.int8)),
+              b.init(f"{op.name}.w_zero_point", w_zero),
               ys, yz,
               b.init(f"{op.name}.bias", np.asarray(spec["bias"], np.int32))]
     return b.node("QLinearConv", inputs, op.name, op.name, **spec["attrs"])
@@ -189,18 +204,18 @@ def _qdq_conv(b: _Builder, q: _Quant, graph: QGraph, i: int, h: str) -> str:
     xs, xz = q.params(x, h)
     ys, yz = q.params(op.output, op.name)
     w_scale = np.asarray(spec["w_scale"], np.float32)
-    cout = w_scale.shape[0]
+    weight, w_zero = _weights(q, spec["weight"])
     xf = b.node("DequantizeLinear", [h, xs, xz], f"{op.name}.x_float", f"{op.name}_dq_x")
     wf = b.node("DequantizeLinear",
-                [b.init(f"{op.name}.weight", spec["weight"]),
+                [b.init(f"{op.name}.weight", weight),
                  b.init(f"{op.name}.w_scale", w_scale),
-                 b.init(f"{op.name}.w_zero_point", np.zeros(cout, np.int8))],
+                 b.init(f"{op.name}.w_zero_point", w_zero)],
                 f"{op.name}.weight_float", f"{op.name}_dq_weight", axis=0)
     bias_scale = (np.float32(x.scale) * w_scale).astype(np.float32)
     bf = b.node("DequantizeLinear",
                 [b.init(f"{op.name}.bias", np.asarray(spec["bias"], np.int32)),
                  b.init(f"{op.name}.bias_scale", bias_scale),
-                 b.init(f"{op.name}.bias_zero_point", np.zeros(cout, np.int32))],
+                 b.init(f"{op.name}.bias_zero_point", np.zeros(w_scale.shape[0], np.int32))],
                 f"{op.name}.bias_float", f"{op.name}_dq_bias", axis=0)
     yf = b.node("Conv", [xf, wf, bf], f"{op.name}.float", f"{op.name}_conv", **spec["attrs"])
     return b.node("QuantizeLinear", [yf, ys, yz], op.name, f"{op.name}_q")
