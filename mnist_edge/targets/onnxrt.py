@@ -4,10 +4,10 @@ It refuses any ONNX file that is not an mnist-edge export of *this* QGraph (the
 metadata carries the QGraph hash), so a stale or foreign model can never be
 reported as matching golden.
 
-Known limit: on x86 CPUs without VNNI, onnxruntime's uint8 x int8 GEMM kernels
-(AVX2 vpmaddubsw) add pairs of products in saturating int16, so a weight outside
-[-64, 63] next to large activations can saturate and break bit-exactness. The figures
-record whether this CPU has VNNI (`cpu_vnni`) so such a run can be recognised.
+On x86 CPUs without VNNI, onnxruntime's uint8 x int8 GEMM kernels (AVX2 vpmaddubsw)
+add pairs of products in saturating int16, which breaks bit-exactness; the export
+therefore gives uint8 activations uint8 weights (`backends.onnx._weights`), whose
+kernels widen first. The figures still record whether this CPU has VNNI (`cpu_vnni`).
 """
 
 from __future__ import annotations
