@@ -154,6 +154,20 @@ static inline void me_cursor_next(const me_conv_params *p, me_cursor *q)
     }
 }
 
+/* Kernels that take positions two at a time: q1 = the position after q0 (q0 again when
+ * q0 is the last, has_next == 0) and the window origins of both. */
+static inline void me_cursor_pair(const me_conv_params *p, const me_cursor *q0,
+                                  int32_t has_next, me_cursor *q1, int32_t *iy0,
+                                  int32_t *ix0, int32_t *iy1, int32_t *ix1)
+{
+    *q1 = *q0;
+    if (has_next) {
+        me_cursor_next(p, q1);
+    }
+    me_cursor_origin(p, q0, iy0, ix0);
+    me_cursor_origin(p, q1, iy1, ix1);
+}
+
 /* dst[i] = the requantized acc[i] of channel c0 + i, for i < n. */
 void me_requantize_n(const int32_t *acc, int32_t n, const me_requant_params *q,
                      int32_t c0, int8_t *dst);

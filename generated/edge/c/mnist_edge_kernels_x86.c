@@ -366,13 +366,9 @@ void me_conv2d_s8(const me_conv_params *p, const int8_t *in, int8_t *out,
     }
     for (t = 0; t < positions; t += 2) {
         const int32_t t1 = t + 1 < positions ? t + 1 : t;
-        me_cursor q1 = q0;
+        me_cursor q1;
         int32_t iy0, ix0, iy1, ix1;
-        if (t1 != t) {
-            me_cursor_next(p, &q1);
-        }
-        me_cursor_origin(p, &q0, &iy0, &ix0);
-        me_cursor_origin(p, &q1, &iy1, &ix1);
+        me_cursor_pair(p, &q0, t1 != t, &q1, &iy0, &ix0, &iy1, &ix1);
         for (g = 0; g < p->groups; g++) {
             const int32_t c_end = (g + 1) * cout_g;
             me_im2col_s8(p, in, iy0, ix0, g * cin, cin, windows);
