@@ -10,8 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import need
-from test_int_requant import near_half_wide_cases
+from helpers import need, requant_cases
 
 from mnist_edge import golden
 from mnist_edge.backends.c import generate_c, render_tree
@@ -314,43 +313,16 @@ def test_c_requantize_matches_contract(trees, tmp_path: Path, mode: str,
     exe = tmp_path / "h"
     _run([compiler, "-std=c99", "-O2", *flags, "-I", str(src), "-o", str(exe),
           str(tmp_path / "h.c")])
-    rng = np.random.default_rng(5)
-    p = np.int64(1) << np.arange(31)
-    half_steps = np.array([(1 << k) + (1 << (k - 24)) * j for k in range(24, 31)
-                           for j in (1, 2, 3, 5)], np.int64)
-    special = np.concatenate([[0, (1 << 24) - 1, 2**31 - 1], p, p - 1, p + 1, half_steps,
-                              half_steps + 1, half_steps - 1])
-    special = np.unique(np.concatenate([special, -special, [-(2**31)]]))
-    special = special[(special >= -(2**31)) & (special < 2**31)]
-    mults = np.concatenate([np.float32(2.0) ** -np.arange(-4, 60, dtype=np.float32),
-                            np.exp(rng.uniform(np.log(1e-9), np.log(50), 60)).astype(np.float32)])
-    lines = []
-    for mult in mults:
-        mult = np.float32(mult)
-        k = np.arange(-40, 40)
-        ties = np.clip(np.rint((k + 0.5) / float(mult)), -(1 << 24) + 1, (1 << 24) - 1)
-        mag = np.exp(rng.uniform(0, np.log((1 << 24) - 1), 400)).astype(np.int64)
-        acc = np.concatenate([special, ties.astype(np.int64), ties.astype(np.int64) + 1,
-                              np.where(rng.random(400) < 0.5, -mag, mag),
-                              rng.integers(-(2**31), 2**31, 200)])
-        zp = int(rng.integers(-128, 128))
+    lines, want = [], []
+    for mult, zp, acc in requant_cases():
         m, shift = decompose(np.array([mult]))
         lines.append(f"{float.hex(float(mult))} {m[0]} {shift[0]} {zp} {len(acc)}")
         lines.append(" ".join(str(int(a)) for a in acc))
-    for a, mult in zip(*near_half_wide_cases(3000), strict=True):  # one line per multiplier
-        m, shift = decompose(np.array([mult]))
-        lines.append(f"{float.hex(float(mult))} {m[0]} {shift[0]} 0 1")
-        lines.append(str(int(a)))
+        want.append(requantize_float(acc, np.array([mult]), zp).astype(np.int64))
     proc = subprocess.run([str(exe)], input="\n".join(lines) + "\n", capture_output=True,
                           text=True)
     assert proc.returncode == 0, proc.stderr
     got = np.array(proc.stdout.split(), dtype=np.int64)
-    want = []
-    for header, body in zip(lines[::2], lines[1::2], strict=True):
-        mhex, _, _, zp, _ = header.split()
-        mult = np.float32(float.fromhex(mhex))
-        acc = np.array(body.split(), dtype=np.int64)
-        want.append(requantize_float(acc, np.array([mult]), int(zp)).astype(np.int64))
     want = np.concatenate(want)
     assert len(got) == len(want)
     assert np.array_equal(got, want), f"{np.sum(got != want)} of {len(want)} differ"

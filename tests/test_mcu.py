@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import need
+from helpers import need, requant_cases
 
 from mnist_edge import qgraph
 from mnist_edge.errors import MnistEdgeError
@@ -249,25 +249,115 @@ def test_two_prefixed_models_link_into_one_host_program(tmp_path: Path) -> None:
     assert proc.returncode == 0 and "PASS two models" in proc.stdout, proc.stdout
 
 
+def run_on_target(folder: Path, target: str, main_c: Path, sources: list[Path],
+                  includes: list[Path], extra_flags: tuple[str, ...] = ()) -> str:
+    """Build `main_c` and `sources` with the firmware's start-up and semihosting console for
+    `target`, run it in QEMU; what it printed (its exit status must be 0)."""
+    need_target(target)
+    board = TARGETS[target]
+    files = firmware.render_firmware_files(random_qgraph(1, "mixed"), board, "qemu",
+                                           board.cpu.requant, "-O2", 5)
+    support = []
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+        if name.endswith(".c") and name != "qemu_main.c":
+            support.append(folder / name)
+    (folder / "build").mkdir(exist_ok=True)
+    cflags = [*firmware.compile_flags(board, "-O2"), *extra_flags, "-DON_TARGET",
+              *(f"-I{d}" for d in includes)]
+    subprocess.run([firmware.tool(board, "gcc"), *cflags, *firmware.link_flags(board),
+                    *map(str, [*support, main_c, *sources]), *firmware.LDLIBS, "-o", "test.elf"],
+                   cwd=folder, check=True)
+    proc = subprocess.run(firmware.qemu_command(board, "test.elf"), cwd=folder,
+                          capture_output=True, text=True, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    return out
+
+
 def test_two_prefixed_models_run_in_one_m4_firmware(tmp_path: Path) -> None:
     need_target("qemu-m4")
-    board = TARGETS["qemu-m4"]
     sources = two_prefixed_models(tmp_path)
-    files = firmware.render_firmware_files(random_qgraph(1, "mixed"), board, "qemu", "float",
-                                           "-O2", 5)
-    for name in ("link.ld", "startup.c", "startup.h", "semihost.c", "semihost.h", "console.h",
-                 "console_semihost.c", "console_common.c"):
-        (tmp_path / name).write_bytes(files[name])
-    cflags = [*firmware.compile_flags(board, "-O2"), "-DON_TARGET", "-I", str(tmp_path),
-              "-I", str(tmp_path / "alpha"), "-I", str(tmp_path / "beta")]
-    support = [tmp_path / n for n in ("startup.c", "semihost.c", "console_semihost.c",
-                                      "console_common.c", "main.c")]
-    subprocess.run(["arm-none-eabi-gcc", *cflags, *firmware.link_flags(board)[:-2],
-                    "-Wl,--no-warn-rwx-segments", *map(str, support + sources), "-lc", "-lgcc",
-                    "-o", "both.elf"], cwd=tmp_path, check=True)
-    proc = subprocess.run(firmware.qemu_command(board, "both.elf"), cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0 and "PASS two models" in proc.stdout + proc.stderr, proc.stdout
+    out = run_on_target(tmp_path, "qemu-m4", tmp_path / "main.c", sources,
+                        [tmp_path, tmp_path / "alpha", tmp_path / "beta"])
+    assert "PASS two models" in out
+
+
+REQUANT_MAIN = r"""
+#include "console.h"
+#include "mnist_edge_kernels.c"
+#include "cases.h"
+
+int main(void)
+{
+    int32_t g, i = 0;
+    for (g = 0; g < GROUPS; g++) {
+        me_requant_params q;
+#if MNIST_EDGE_REQUANT_INT
+        q.mult = &group_m[g];
+        q.shift = &group_shift[g];
+#else
+        q.mult = &group_mult[g];
+        q.shift = NULL;
+#endif
+        q.zero_point = group_zp[g];
+        q.table = NULL;
+        for (; i < group_end[g]; i++) {
+            const int8_t y = me_requantize(acc[i], &q, 0);
+            if (y != want[i]) {
+                console_write("FAIL requantize case ");
+                console_write_int(i);
+                console_write(": got ");
+                console_write_int(y);
+                console_write("\n");
+                return 1;
+            }
+        }
+    }
+    console_write("PASS requantize ");
+    console_write_int(i);
+    console_write("\n");
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("target", ["qemu-m4", "qemu-m33", "qemu-rv32imfc", "qemu-m0",
+                                    "qemu-rv32imc"])
+def test_requantize_on_target_matches_contract(tmp_path: Path, target: str) -> None:
+    """The kernels' requantization as each core compiles it (VCVTR + QADD/SSAT on Arm
+    FPU/DSP cores, FCVT.W.S rne on RISC-V F, the integer path on M0 and rv32imc) against
+    requant.requantize_float on ties, near ties, saturation and accumulators beyond 2^24."""
+    from mnist_edge.backends.c import generate_c
+    from mnist_edge.requant import decompose, requantize_float
+
+    need_target(target)
+    groups = requant_cases(per_mult=60, wide=3000)[::2]  # fits the micro:bit's 256 KB flash
+    accs = np.concatenate([acc for _, _, acc in groups])
+    want = np.concatenate([requantize_float(acc, np.array([mult]), zp)
+                           for mult, zp, acc in groups])
+    mults = np.array([mult for mult, _, _ in groups], np.float32)
+    m, shift = decompose(mults)
+    ends = np.cumsum([len(acc) for _, _, acc in groups])
+
+    def array(ctype: str, name: str, values) -> str:
+        return f"static const {ctype} {name}[] = {{{', '.join(values)}}};\n"
+
+    (tmp_path / "cases.h").write_text(
+        f"#define GROUPS {len(groups)}\n"
+        + array("float", "group_mult", (f"{float.hex(float(x))}f" for x in mults))
+        + array("int32_t", "group_m", map(str, m))
+        + array("int8_t", "group_shift", map(str, shift))
+        + array("int32_t", "group_zp", (str(zp) for _, zp, _ in groups))
+        + array("int32_t", "group_end", map(str, ends))
+        + array("int32_t", "acc", (f"(int32_t){a}" if a != -(2**31) else "INT32_MIN"
+                                   for a in accs))
+        + array("int8_t", "want", map(str, want)))
+    (tmp_path / "main.c").write_text(REQUANT_MAIN)
+    c_dir = generate_c(random_qgraph(0, "mixed"), tmp_path / "c", TARGETS[target].cpu.requant)
+    out = run_on_target(tmp_path, target, tmp_path / "main.c", [], [tmp_path, c_dir],
+                        ("-Wno-unused-function",))
+    assert f"PASS requantize {len(accs)}" in out, out
 
 
 def test_bad_prefix_is_one_line_error(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@
 #define ME_USE_DSP 1
 #define me_sxtb16(v) __sxtb16(v)
 #define me_smlad(a, b, acc) __smlad((a), (b), (acc))
+#define me_qadd(a, b) __qadd((a), (b))
 #if defined(__GNUC__)
 /* SXTB16 with its free ROR #8 (GCC's arm_acle.h has no rotating form). */
 static int32_t me_sxtb16_ror8(int32_t v)
@@ -36,8 +37,16 @@ static int32_t me_sxtb16_ror8(int32_t v)
     __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
     return r;
 }
+/* SSAT #8 (GCC 12's arm_acle.h __ssat trips -Wsign-conversion). */
+static inline int32_t me_ssat8(int32_t v)
+{
+    int32_t r;
+    __asm__("ssat %0, #8, %1" : "=r"(r) : "r"(v));
+    return r;
+}
 #else
 #define me_sxtb16_ror8(v) __sxtb16(__ror((uint32_t)(v), 8))
+#define me_ssat8(v) __ssat((v), 8)
 #endif
 #elif defined(MNIST_EDGE_DSP_EMULATION)
 /* Host test of the DSP path: SXTB16 and SMLAD written out in C. */
@@ -59,6 +68,15 @@ static int32_t me_smlad(int32_t a, int32_t b, int32_t acc)
     const uint32_t ua = (uint32_t)a, ub = (uint32_t)b;
     return acc + (int16_t)(ua & 0xFFFFu) * (int16_t)(ub & 0xFFFFu) +
            (int16_t)(ua >> 16) * (int16_t)(ub >> 16);
+}
+static int32_t me_qadd(int32_t a, int32_t b)
+{
+    const int64_t s = (int64_t)a + b;
+    return s > INT32_MAX ? INT32_MAX : s < INT32_MIN ? INT32_MIN : (int32_t)s;
+}
+static int32_t me_ssat8(int32_t v)
+{
+    return v > 127 ? 127 : v < -128 ? -128 : v;
 }
 #else
 #define ME_USE_DSP 0
@@ -171,6 +189,35 @@ static int32_t me_mul_shift(int32_t acc, int32_t m, int32_t shift)
     return acc < 0 ? -y : y;
 }
 
+#elif defined(__GNUC__) && defined(__ARM_FP) && (__ARM_FP & 4) != 0
+
+/*
+ * Arm FPU: VCVTR rounds to an integer in the FPSCR's rounding mode, round to nearest
+ * even from reset, the mode the float32 multiply before it relies on as well. Out of
+ * range it saturates at the int32 limits.
+ */
+static inline int32_t me_round_f32(float v)
+{
+    float r;
+    int32_t y;
+    __asm__("vcvtr.s32.f32 %0, %1" : "=t"(r) : "t"(v));
+    memcpy(&y, &r, sizeof y);
+    return y;
+}
+
+#elif defined(__GNUC__) && defined(__riscv_flen) && __riscv_flen >= 32
+
+/*
+ * RISC-V F: FCVT.W.S with the static rounding mode rne, whatever fcsr holds. The
+ * result is limited to +-512, which saturates int8 whatever z_y is.
+ */
+static inline int32_t me_round_f32(float v)
+{
+    int32_t y;
+    __asm__("fcvt.w.s %0, %1, rne" : "=r"(y) : "f"(v));
+    return y > 512 ? 512 : y < -512 ? -512 : y;
+}
+
 #else
 
 /*
@@ -208,12 +255,16 @@ static inline int8_t me_requantize(int32_t acc, const me_requant_params *q, int3
     const float prod = (float)acc * q->mult[c];
     y = me_round_f32(prod);
 #endif
-    y += q->zero_point;
+#if ME_USE_DSP
+    y = me_ssat8(me_qadd(y, q->zero_point));
+#else
+    y += q->zero_point; /* |y| <= 2^24: no overflow */
     if (y < -128) {
         y = -128;
     } else if (y > 127) {
         y = 127;
     }
+#endif
     if (q->table != NULL) {
         return q->table[y + 128];
     }
