@@ -198,7 +198,9 @@ def test_selftest_strict_warnings(trees, cc: str, mode: str) -> None:
 
 
 @pytest.mark.parametrize("flags", [
-    [],  # the portable loops every MCU runs
+    [],  # the portable loops RISC-V runs (interleaved windows, two taps a turn)
+    ["-DMNIST_EDGE_TWO_TAPS=0"],  # the Cortex-M0's walk: one tap a turn
+    ["-DMNIST_EDGE_TWO_WINDOWS=1"],  # the Cortex-M3's walk: two windows
     X86,  # the SSE2 host path
     ["-mavx2", *X86],  # the AVX2 host path
     ["-march=native", *X86],  # whatever this host has (the c-x86 default)

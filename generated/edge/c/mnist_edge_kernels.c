@@ -82,6 +82,33 @@ static int32_t me_ssat8(int32_t v)
 #define ME_USE_DSP 0
 #endif
 
+/*
+ * How the 2 x 2 dot product of the general conv walks its two windows without DSP.
+ * Cortex-M3 (Thumb-2) has byte loads with post-increment and MLA: two windows, four
+ * pointers, one tap a turn, as the DSP cores' tail loop. Cortex-M0 and RISC-V run
+ * short of registers for that: the windows interleave byte by byte, one pointer.
+ * RISC-V (and hosts) then take two taps a turn, with immediate-offset loads; the
+ * M0's byte loads take register offsets only, which makes unrolling cost it more
+ * than it saves. -DMNIST_EDGE_TWO_WINDOWS=0|1 and -DMNIST_EDGE_TWO_TAPS=0|1 choose
+ * another walk (the host tests run each one).
+ */
+#if ME_USE_DSP
+#define ME_TWO_WINDOWS 1
+#elif defined(MNIST_EDGE_TWO_WINDOWS)
+#define ME_TWO_WINDOWS MNIST_EDGE_TWO_WINDOWS
+#elif defined(__thumb2__)
+#define ME_TWO_WINDOWS 1
+#else
+#define ME_TWO_WINDOWS 0
+#endif
+#if defined(MNIST_EDGE_TWO_TAPS)
+#define ME_TWO_TAPS MNIST_EDGE_TWO_TAPS
+#elif defined(__thumb__)
+#define ME_TWO_TAPS 0
+#else
+#define ME_TWO_TAPS 1
+#endif
+
 /* ------------------------------------------------------------ requantization */
 
 #if MNIST_EDGE_REQUANT_INT
@@ -615,6 +642,7 @@ static void me_dot2_s8(const int8_t *x, const int8_t *w0, const int8_t *w1, int3
 {
     int32_t a0 = *acc0;
     int32_t a1 = *acc1;
+    int32_t i;
 #if ME_USE_DSP
     for (; n >= 4; n -= 4) {
         const int32_t xv = me_read_s8x4(x);
@@ -630,11 +658,19 @@ static void me_dot2_s8(const int8_t *x, const int8_t *w0, const int8_t *w1, int3
         w0 += 4;
         w1 += 4;
     }
+#elif ME_TWO_TAPS
+    for (; n >= 2; n -= 2) { /* two taps a turn, as the general conv's walk */
+        const int32_t x0 = *x++, x1 = *x++;
+        a0 += x0 * *w0++;
+        a1 += x0 * *w1++;
+        a0 += x1 * *w0++;
+        a1 += x1 * *w1++;
+    }
 #endif
-    for (; n > 0; n--) {
-        const int32_t xv = *x++;
-        a0 += xv * *w0++;
-        a1 += xv * *w1++;
+    for (i = 0; i < n; i++) { /* one index for the three rows: Thumb-1 byte loads */
+        const int32_t xv = x[i];
+        a0 += xv * w0[i];
+        a1 += xv * w1[i];
     }
     *acc0 = a0;
     *acc1 = a1;
@@ -683,11 +719,26 @@ ME_INLINE void me_dot2x2_s8(const int8_t *x0, const int8_t *x1, const int8_t *w0
         w0 += 4;
         w1 += 4;
     }
-#else
+#endif
+#if !ME_TWO_WINDOWS
     (void)x1; /* the windows interleave: x0[2i] is window 0's byte i, x0[2i + 1] window 1's */
+#if ME_TWO_TAPS
+    for (; n >= 2; n -= 2) { /* two taps: eight MACs from four window and four weight bytes */
+        const int32_t xa0 = *x0++, xb0 = *x0++, xa1 = *x0++, xb1 = *x0++;
+        const int32_t va0 = *w0++, va1 = *w0++, vb0 = *w1++, vb1 = *w1++;
+        a00 += xa0 * va0; /* one multiply-accumulate each (MLA) */
+        a01 += xa0 * vb0;
+        a10 += xb0 * va0;
+        a11 += xb0 * vb0;
+        a00 += xa1 * va1;
+        a01 += xa1 * vb1;
+        a10 += xb1 * va1;
+        a11 += xb1 * vb1;
+    }
+#endif
 #endif
     for (; n > 0; n--) {
-#if ME_USE_DSP
+#if ME_TWO_WINDOWS
         const int32_t xa = *x0++, xb = *x1++;
 #else
         const int32_t xa = x0[0], xb = x0[1];
@@ -705,7 +756,7 @@ ME_INLINE void me_dot2x2_s8(const int8_t *x0, const int8_t *x1, const int8_t *w0
     acc[3] = a11;
 }
 
-#if !ME_USE_DSP
+#if !ME_TWO_WINDOWS
 /*
  * The windows of two positions at (iy0, ix0) and (iy1, ix1), channels
  * [c0, c0 + cin), interleaved byte by byte (window 0's byte i at 2i, window 1's at
@@ -933,7 +984,7 @@ void me_conv2d_s8(const me_conv_params *p, const int8_t *in, int8_t *out,
     int32_t *const acc1 = acc0 + p->out_c;
     int32_t *const best = acc1 + p->out_c;
     int8_t *const win0 = (int8_t *)(void *)(best + p->out_c); /* [2][stride] */
-    int8_t *const win1 = win0 + stride; /* (without DSP both windows interleave in win0) */
+    int8_t *const win1 = win0 + stride; /* (unused when the windows interleave in win0) */
     me_cursor q0 = {0, 0, 0, 0, 0, 0};
     int32_t t, g, c;
 #if ME_USE_DSP
@@ -949,7 +1000,7 @@ void me_conv2d_s8(const me_conv_params *p, const int8_t *in, int8_t *out,
         me_cursor_pair(p, &q0, t1 != t, &q1, &iy0, &ix0, &iy1, &ix1);
         for (g = 0; g < p->groups; g++) {
             const int32_t c_end = (g + 1) * cout_g;
-#if ME_USE_DSP
+#if ME_TWO_WINDOWS
             me_im2col_s8(p, in, iy0, ix0, g * cin, cin, win0);
             me_im2col_s8(p, in, iy1, ix1, g * cin, cin, win1);
 #else
