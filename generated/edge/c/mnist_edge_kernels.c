@@ -909,6 +909,7 @@ static void me_conv2d_s8_q15(const me_conv_params *p, const int8_t *in, int8_t *
     const int32_t k = p->kernel_h * p->kernel_w * cin;
     const int32_t positions = p->out_h * p->out_w * p->pool_h * p->pool_w;
     const int32_t quad_pool = p->pool_first && p->pool_h * p->pool_w == 4;
+    const int32_t no_pool = p->pool_h * p->pool_w == 1;
     const int8_t *const weights = p->weights;
     const int32_t *const bias = p->bias;
     const me_requant_params requant = p->requant;
@@ -942,6 +943,10 @@ static void me_conv2d_s8_q15(const me_conv_params *p, const int8_t *in, int8_t *
                     const int32_t m23 = a[3] > a[2] ? a[3] : a[2];
                     out[q[0].pixel * out_c + c] =
                         me_requantize(m23 > m01 ? m23 : m01, &requant, c);
+                } else if (no_pool) { /* the positions are output pixels t .. t + n - 1 */
+                    for (j = 0; j < n; j++) {
+                        out[(t + j) * out_c + c] = me_requantize(a[j], &requant, c);
+                    }
                 } else {
                     for (j = 0; j < 4; j++) {
                         acc[j * out_c + c] = a[j];
@@ -949,7 +954,7 @@ static void me_conv2d_s8_q15(const me_conv_params *p, const int8_t *in, int8_t *
                 }
             }
         }
-        if (!quad_pool) {
+        if (!quad_pool && !no_pool) {
             for (j = 0; j < n; j++) {
                 me_conv_output(p, &q[j], acc + j * out_c, best, out);
             }
