@@ -1109,20 +1109,24 @@ void me_maxpool2d_s8(const me_pool_params *p, const int8_t *in, int8_t *out)
 void me_avgpool2d_s8(const me_pool_params *p, const int8_t *in, int8_t *out)
 {
     const int32_t ch = p->channels;
+    const int32_t row_step = p->in_w * ch; /* one input row, HWC */
     const int32_t offset = p->kernel_h * p->kernel_w * p->input_zero_point;
+    const me_requant_params requant = p->requant; /* a copy the int8 stores cannot alias */
     int32_t py, px, dy, dx, c;
     for (py = 0; py < p->out_h; py++) {
         for (px = 0; px < p->out_w; px++) {
-            for (c = 0; c < ch; c++) {
+            /* the window's top-left pixel, channel 0 */
+            const int8_t *corner = in + (py * p->stride_h * p->in_w + px * p->stride_w) * ch;
+            for (c = 0; c < ch; c++, out++) {
+                const int8_t *row = corner + c;
                 int32_t acc = -offset;
-                for (dy = 0; dy < p->kernel_h; dy++) {
-                    const int32_t iy = py * p->stride_h + dy;
-                    for (dx = 0; dx < p->kernel_w; dx++) {
-                        const int32_t ix = px * p->stride_w + dx;
-                        acc += in[(iy * p->in_w + ix) * ch + c];
+                for (dy = 0; dy < p->kernel_h; dy++, row += row_step) {
+                    const int8_t *src = row;
+                    for (dx = 0; dx < p->kernel_w; dx++, src += ch) {
+                        acc += *src;
                     }
                 }
-                out[(py * p->out_w + px) * ch + c] = me_requantize(acc, &p->requant, c);
+                *out = me_requantize(acc, &requant, c);
             }
         }
     }
