@@ -224,12 +224,14 @@ int main(void)
 """
 
 
-def two_prefixed_models(tmp_path: Path) -> list[Path]:
-    """Two different models generated with prefixes alpha and beta; their C sources."""
+def two_prefixed_models(tmp_path: Path, same: bool = False) -> list[Path]:
+    """Two models (or, with `same`, two builds of one model) generated with prefixes alpha
+    and beta; their C sources."""
     from mnist_edge.backends.c import generate_c
 
     sources = []
-    for prefix, seed, layout in (("alpha", 1, "mixed"), ("beta", 2, "dense")):
+    beta = (1, "mixed") if same else (2, "dense")
+    for prefix, seed, layout in (("alpha", 1, "mixed"), ("beta", *beta)):
         out = generate_c(random_qgraph(seed, layout), tmp_path / prefix, "int",
                          random_pixels(5, seed), prefix=prefix)
         assert (out / f"{prefix}.h").exists() and not (out / "mnist_edge.h").exists()
@@ -275,9 +277,10 @@ def run_on_target(folder: Path, target: str, main_c: Path, sources: list[Path],
     return out
 
 
-def test_two_prefixed_models_run_in_one_m4_firmware(tmp_path: Path) -> None:
+@pytest.mark.parametrize("same", [False, True])
+def test_two_prefixed_models_run_in_one_m4_firmware(tmp_path: Path, same: bool) -> None:
     need_target("qemu-m4")
-    sources = two_prefixed_models(tmp_path)
+    sources = two_prefixed_models(tmp_path, same)
     out = run_on_target(tmp_path, "qemu-m4", tmp_path / "main.c", sources,
                         [tmp_path, tmp_path / "alpha", tmp_path / "beta"])
     assert "PASS two models" in out
