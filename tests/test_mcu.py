@@ -92,7 +92,9 @@ def test_bench_counts_every_layer_on_new_cores(tmp_path: Path, core: str) -> Non
     assert all(r["instructions"] > 0 for r in f["layers"])
     assert 0 < f["stack_bytes"] < TARGETS[mcu_bench.BENCH_TARGET[core]].stack_bytes
     assert "| **total** |" in mcu_bench.format_table(graph.name, core, f)
-    assert f"| {core} |" in mcu_bench.format_summary([(graph.name, core, f)])
+    summary = mcu_bench.format_summary([(graph.name, core, f)])
+    assert f"| {core} |" in summary and f"| {f['instructions']:,} |" in summary
+    assert all(f"| {r['instructions']:,} |" in summary for r in f["layers"])
 
 
 def test_rvc_instruction_lengths_match_objdump(tmp_path: Path) -> None:

@@ -496,21 +496,32 @@ def format_table(name: str, core: str, f: dict[str, Any]) -> str:
 
 
 def format_summary(rows: list[tuple[str, str, dict[str, Any]]]) -> str:
-    """One Markdown table across models, cores and levels: speed, flash and RAM."""
-    lines = ["| model | core | opt | requant | instructions | instr/MAC | flash: code | "
-             "flash: weights | RAM: arena | RAM: scratch (in the arena) | "
-             "RAM: stack high water | RAM total |",
-             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for name, core, f in rows:
-        per = f"{f['instructions_per_mac']:.2f}" if f["instructions_per_mac"] else ""
-        lines.append(f"| {name} | {core} | {f['opt']} | {f['requant']} | {f['instructions']:,} | "
-                     f"{per} | {f['inference_code_bytes']:,} B | {f['weight_bytes']:,} B | "
-                     f"{f['arena_bytes']:,} B | {f['scratch_bytes']:,} B | "
-                     f"{f['stack_bytes']:,} B | {f['ram_bytes']:,} B |")
-    lines += ["", "Flash code = the functions one inference runs; the arena includes the kernels' "
-              "scratch (the convolutions take it from the caller), the stack is the high-water "
-              "mark of one whole inference."]
-    return "\n".join(lines)
+    """One Markdown table per model across cores and levels: every layer's instructions,
+    the total, flash and RAM."""
+    out: list[str] = []
+    for model in dict.fromkeys(name for name, _, _ in rows):
+        runs = [(core, f) for name, core, f in rows if name == model]
+        layers = [r["layer"] for r in runs[0][1]["layers"]]
+        out += [f"{model}:", "",
+                "| core | opt | requant | " + " | ".join(layers) + " | total | instr/MAC | "
+                "flash: code | flash: weights | RAM: arena | RAM: scratch (in the arena) | "
+                "RAM: stack high water | RAM total |",
+                "|---|---|---|" + "---:|" * (len(layers) + 8)]
+        for core, f in runs:
+            per = f"{f['instructions_per_mac']:.2f}" if f["instructions_per_mac"] else ""
+            counts = {r["layer"]: f"{r['instructions']:,}" for r in f["layers"]}
+            out.append(f"| {core} | {f['opt']} | {f['requant']} | "
+                       + " | ".join(counts.get(name, "") for name in layers)
+                       + f" | {f['instructions']:,} | {per} | {f['inference_code_bytes']:,} B | "
+                       f"{f['weight_bytes']:,} B | {f['arena_bytes']:,} B | "
+                       f"{f['scratch_bytes']:,} B | {f['stack_bytes']:,} B | "
+                       f"{f['ram_bytes']:,} B |")
+        out.append("")
+    out.append("Instructions of one inference, per layer (kernel call) and in total; flash code = "
+               "the functions one inference runs; the arena includes the kernels' scratch (the "
+               "convolutions take it from the caller), the stack is the high-water mark of one "
+               "whole inference.")
+    return "\n".join(out)
 
 
 def bench_command(args: Any) -> int:
