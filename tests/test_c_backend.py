@@ -250,6 +250,29 @@ def test_cortex_m_compiles(trees, tmp_path: Path) -> None:
         assert "smlad" in asm and "sxtb16" in asm  # the DSP path was compiled in
 
 
+# Other hosts a user may build the C on (a Raspberry Pi, an Apple or Arm laptop, a RISC-V
+# board): clang cross-compiles the kernels freestanding, memcpy/memset declared by a stub.
+OTHER_HOSTS = {
+    "aarch64": ["--target=aarch64-linux-gnu"],
+    "armv7a-thumb": ["--target=armv7a-linux-gnueabihf", "-mfpu=neon", "-mthumb"],
+    "armv7a-arm": ["--target=armv7a-linux-gnueabihf", "-mfpu=neon", "-marm"],
+    "rv64gc": ["--target=riscv64-linux-gnu", "-march=rv64gc"],
+}
+
+
+@pytest.mark.parametrize("host", sorted(OTHER_HOSTS))
+def test_kernels_compile_for_other_hosts(trees, tmp_path: Path, host: str) -> None:
+    """Arch-specific code (VCVTR, LDRD pairs, FCVT) is guarded to the states that have it."""
+    clang = need("clang")
+    (tmp_path / "string.h").write_text("#include <stddef.h>\n"
+                                       "void *memcpy(void *d, const void *s, size_t n);\n"
+                                       "void *memset(void *d, int c, size_t n);\n")
+    for mode in ("float", "int"):
+        src = trees["mixed", 0, mode]
+        _run([clang, *OTHER_HOSTS[host], "-ffreestanding", "-isystem", str(tmp_path), *STRICT,
+              "-O2", "-c", "mnist_edge_kernels.c", "-o", str(tmp_path / f"{mode}.o")], cwd=src)
+
+
 def test_makefile_build(trees, tmp_path: Path) -> None:
     need("make")
     need("gcc")

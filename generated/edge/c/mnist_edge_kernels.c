@@ -216,12 +216,12 @@ static int32_t me_mul_shift(int32_t acc, int32_t m, int32_t shift)
     return acc < 0 ? -y : y;
 }
 
-#elif defined(__GNUC__) && defined(__ARM_FP) && (__ARM_FP & 4) != 0
+#elif defined(__GNUC__) && defined(__arm__) && defined(__ARM_FP) && (__ARM_FP & 4) != 0
 
 /*
- * Arm FPU: VCVTR rounds to an integer in the FPSCR's rounding mode, round to nearest
- * even from reset, the mode the float32 multiply before it relies on as well. Out of
- * range it saturates at the int32 limits.
+ * Arm FPU (AArch32): VCVTR rounds to an integer in the FPSCR's rounding mode, round to
+ * nearest even from reset, the mode the float32 multiply before it relies on as well.
+ * Out of range it saturates at the int32 limits.
  */
 static inline int32_t me_round_f32(float v)
 {
@@ -839,9 +839,11 @@ static void me_im2col_q15(const me_conv_params *p, const int8_t *in, int32_t iy0
 
 /*
  * Four taps of me_dot4x1_q15 for one window: its words x[off], x[off + 1] (one
- * LDRD where GCC targets Arm: it would split them into two LDRs) against we, wo.
+ * LDRD where GCC targets Thumb-2: it would split them into two LDRs; the ARM state's
+ * LDRD wants an even register pair, so there the compiler chooses) against we, wo.
  */
-#if defined(__GNUC__) && defined(__ARM_FEATURE_DSP) && !defined(MNIST_EDGE_NO_DSP)
+#if defined(__GNUC__) && defined(__thumb2__) && defined(__ARM_FEATURE_DSP) && \
+    !defined(MNIST_EDGE_NO_DSP)
 #define ME_Q15_PAIR(acc, x, off, we, wo)                                         \
     do {                                                                           \
         int32_t xe, xo;                                                            \
