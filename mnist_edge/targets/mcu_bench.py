@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .. import analyze, golden, qgraph
-from ..backends.c_planner import plan_arena
+from ..backends.c_planner import ArenaPlan, plan_arena
 from ..errors import MnistEdgeError
 from ..qgraph import QGraph
 from ..report import update_report
@@ -374,11 +374,11 @@ def memory_figures(fw: Firmware) -> dict[str, int]:
 # --------------------------------------------------------------------- the benchmark
 
 
-def _step_labels(graph: QGraph) -> list[tuple[str, int]]:
+def _step_labels(graph: QGraph, plan: ArenaPlan) -> list[tuple[str, int]]:
     """(op names, MACs) of each kernel call mnist_edge_predict makes, then argmax."""
     costs = {r.name: r.macs for r in analyze.layer_costs(graph)}
     rows = []
-    for step in plan_arena(graph).steps:
+    for step in plan.steps:
         names = [graph.ops[i].name for i in step.ops] or ["input"]
         rows.append(("+".join(names), sum(costs.get(n, 0) for n in names)))
     rows.append(("argmax", 0))
@@ -402,7 +402,8 @@ def bench(run_dir: Path, graph: QGraph, core: str, size: bool = False,
     if not np.array_equal(trace.logits[:expected.size], expected):
         raise MnistEdgeError(f"{core}: logits in the instruction-set emulator differ from golden")
     macs = analyze.summarize(graph)["macs"]
-    labels = _step_labels(graph)
+    plan = plan_arena(graph)
+    labels = _step_labels(graph, plan)
     layers = []
     if len(labels) == len(trace.steps):
         for i, ((label, layer_macs), (func, n)) in enumerate(zip(labels, trace.steps,
@@ -427,7 +428,7 @@ def bench(run_dir: Path, graph: QGraph, core: str, size: bool = False,
         **({"estimated_cycles_m4_model": trace.cycles} if trace.cycles is not None else {}),
         "functions": dict(sorted(trace.functions.items(), key=lambda kv: -kv[1])),
         "inference_code_bytes": inference_code, **mem,
-        "arena_bytes": arena, "scratch_bytes": plan_arena(graph).scratch_bytes,
+        "arena_bytes": arena, "scratch_bytes": plan.scratch_bytes,
         "stack_bytes": trace.stack_bytes,
         "ram_bytes": arena + trace.stack_bytes,
     }
