@@ -726,7 +726,7 @@ ME_INLINE void me_dot2x2_s8(const int8_t *x0, const int8_t *x1, const int8_t *w0
     for (; n >= 2; n -= 2) { /* two taps: eight MACs from four window and four weight bytes */
         const int32_t xa0 = *x0++, xb0 = *x0++, xa1 = *x0++, xb1 = *x0++;
         const int32_t va0 = *w0++, va1 = *w0++, vb0 = *w1++, vb1 = *w1++;
-        a00 += xa0 * va0; /* one multiply-accumulate each (MLA) */
+        a00 += xa0 * va0; /* one product at a time, not a sum of two added after */
         a01 += xa0 * vb0;
         a10 += xb0 * va0;
         a11 += xb0 * vb0;
