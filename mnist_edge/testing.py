@@ -31,7 +31,56 @@ LAYOUTS: dict[str, list[tuple[str, dict]]] = {
         ("lut", {}),
         ("linear", {"cout": 10}),
     ],
+    # Every op kind as the first op: each must read the pixels' int8 form q = p - 128
+    # (only a conv that is their sole reader takes the raw pixels). "from" names the
+    # tensors an op reads (default: the op before it).
+    "linear-first": [
+        ("flatten", {}),
+        ("linear", {"cout": 24}),
+        ("lut", {}),
+        ("linear", {"cout": 10}),
+    ],
+    "maxpool-first": [
+        ("maxpool2d", {"kernel": [2, 2], "stride": [2, 2]}),
+        ("conv2d", {"cout": 3, "kernel": [3, 3], "stride": [1, 1], "padding": [1, 1, 1, 1]}),
+        ("flatten", {}),
+        ("linear", {"cout": 10}),
+    ],
+    "avgpool-first": [
+        ("avgpool2d", {"kernel": [3, 3], "stride": [2, 2]}),
+        ("conv2d", {"cout": 4, "kernel": [3, 3], "stride": [2, 2], "padding": [1, 1, 1, 1]}),
+        ("global_avgpool", {}),
+        ("flatten", {}),
+        ("linear", {"cout": 10}),
+    ],
+    "gap-first": [
+        ("global_avgpool", {}),
+        ("flatten", {}),
+        ("linear", {"cout": 10}),
+    ],
+    "lut-first": [  # then a 9x9 conv on one int8 channel: the generic kernel
+        ("lut", {}),
+        ("conv2d", {"cout": 3, "kernel": [9, 9], "stride": [2, 2], "padding": [0, 1, 1, 0]}),
+        ("flatten", {}),
+        ("linear", {"cout": 10}),
+    ],
+    "add-first": [
+        ("lut", {}),
+        ("add", {"from": ["input", "lut0"]}),
+        ("conv2d", {"cout": 2, "kernel": [5, 5], "stride": [3, 3], "padding": [0, 0, 0, 0]}),
+        ("flatten", {}),
+        ("linear", {"cout": 10}),
+    ],
+    "concat-first": [
+        ("concat", {"from": ["input", "input"]}),
+        ("conv2d", {"cout": 3, "kernel": [3, 3], "stride": [2, 2], "padding": [1, 1, 1, 1],
+                    "groups": 1}),
+        ("flatten", {}),
+        ("lut", {}),
+        ("linear", {"cout": 10}),
+    ],
 }
+FIRST_OP_LAYOUTS = tuple(k for k in LAYOUTS if k.endswith("-first"))
 
 
 def _accumulators(op: QOp, x: QTensor, h: np.ndarray) -> np.ndarray:
@@ -49,12 +98,17 @@ def _scale(rng: np.random.Generator, lo: float, hi: float) -> float:
 def random_qgraph(seed: int = 0, layout: str = "mixed") -> QGraph:
     """A QGraph with random weights, scales and zero points that passes validate()."""
     rng = np.random.default_rng(seed)
-    x = QTensor((1, 28, 28), INPUT_SCALE, INPUT_ZERO_POINT)
+    graph_input = QTensor((1, 28, 28), INPUT_SCALE, INPUT_ZERO_POINT)
+    tensors = {"input": graph_input}
+    values = {"input": golden.pixels_to_int8(random_pixels(32, seed))}
+    previous = "input"
     ops: list[QOp] = []
-    h = golden.pixels_to_int8(random_pixels(32, seed))
     for i, (kind, spec) in enumerate(LAYOUTS[layout]):
         name = f"{kind}{i}"
-        attrs = {k: v for k, v in spec.items() if k != "cout"}
+        inputs = list(spec.get("from", [previous]))
+        ins = [tensors[n] for n in inputs]
+        x, h = ins[0], values[inputs[0]]
+        attrs = {k: v for k, v in spec.items() if k not in ("cout", "from")}
         arrays: dict[str, np.ndarray] = {}
         if kind in ("conv2d", "linear"):
             cout = spec["cout"]
@@ -75,20 +129,22 @@ def random_qgraph(seed: int = 0, layout: str = "mixed") -> QGraph:
             real = spread * x.scale * float(np.median(arrays["w_scale"]))
             out_scale = _scale(rng, real / 150, real / 60)
             zp = int(rng.integers(-60, 60))
-        elif kind in ("avgpool2d", "global_avgpool"):
-            out_scale, zp = _scale(rng, x.scale * 0.5, x.scale * 2), int(rng.integers(-128, 128))
+        elif kind in ("avgpool2d", "global_avgpool", "add", "concat"):
+            widest = max(t.scale for t in ins)
+            out_scale = _scale(rng, widest * 0.5, widest * 2)
+            zp = int(rng.integers(-128, 128))
         elif kind == "lut":
             arrays = {"table": rng.integers(-128, 128, size=256).astype(np.int8)}
             out_scale, zp = _scale(rng, 0.01, 0.1), int(rng.integers(-128, 128))
         else:
             out_scale, zp = x.scale, x.zero_point
-        op = QOp(name, kind, QTensor((), out_scale, zp), attrs, arrays)
-        op.output.shape = expected_output_shape(op, x)
+        op = QOp(name, kind, QTensor((), out_scale, zp), attrs, arrays, inputs)
+        op.output.shape = expected_output_shape(op, ins)
         ops.append(op)
-        h = REGISTRY[kind].golden(op, [h], [x])
-        x = op.output
-    graph = QGraph(f"random-{layout}-{seed}", QTensor((1, 28, 28), INPUT_SCALE,
-                                                       INPUT_ZERO_POINT), ops)
+        values[name] = REGISTRY[kind].golden(op, [values[n] for n in inputs], ins)
+        tensors[name] = op.output
+        previous = name
+    graph = QGraph(f"random-{layout}-{seed}", graph_input, ops)
     graph.validate()
     return graph
 
@@ -140,3 +196,18 @@ def random_dag_qgraph(seed: int = 0) -> QGraph:
 
     fg = random_dag_fgraph(seed)
     return quantize_graph(fg, calibrate(fg, random_pixels(64, seed), "minmax"))
+
+
+def seeded_zoo_qgraph(name: str, calibration: np.ndarray, seed: int = 0) -> QGraph:
+    """Zoo model `name` with seeded random weights, folded, calibrated on `calibration`
+    (uint8 pixels) and quantized: a real QGraph of the zoo's shape without a training run."""
+    import torch
+
+    from .models import build_model
+    from .quantize.calibrate import calibrate
+    from .quantize.fold import fold_model
+    from .quantize.ptq import quantize_graph
+
+    torch.manual_seed(seed)
+    folded = fold_model(build_model(name).eval(), name)
+    return quantize_graph(folded, calibrate(folded, calibration, "minmax"))

@@ -31,6 +31,7 @@ BACKENDS: dict[str, str] = {
     "c-x86": "mnist_edge.targets.host_c:run_x86",
     "c-int": "mnist_edge.targets.host_c:run_int",
     "hls": "mnist_edge.targets.hls_csim:run",
+    "wasm": "mnist_edge.targets.wasm:run",
     "qemu-m4": "mnist_edge.targets.qemu:run_m4",
     "qemu-m3": "mnist_edge.targets.qemu:run_m3",
     "qemu-m7": "mnist_edge.targets.qemu:run_m7",

@@ -40,6 +40,9 @@ from .c_arrays import CArray, LayerArrays, data_symbol, float_literal, format_va
 from .c_planner import LOGITS, PIXELS, STEP_KIND, ArenaPlan, Step, plan_arena
 
 REQUANT_MODES = ("float", "int")
+# The warnings every build of the generated C turns into errors, on the host, on every MCU
+# and in emscripten alike: code one compiler refuses must not run on another.
+C_WARNINGS = ("-Wall", "-Wextra", "-Wpedantic", "-Wshadow", "-Wconversion", "-Werror")
 SOURCES = ("mnist_edge_model.c", "mnist_edge_kernels.c", "mnist_edge_weights.c")
 # The x86 host's fast path: compiled only by host builds, with -DMNIST_EDGE_X86.
 X86_SOURCES = ("mnist_edge_kernels_x86.c",)
@@ -272,7 +275,7 @@ def _lower_pool(c: StepContext) -> Lowered:
 
 def _lower_lut(c: StepContext) -> Lowered:
     size = c.graph.ops[c.step.ops[0]].output.size
-    return None, [], f"{c.fn('lut_s8')}({c.arrays.table.name}, {size}, {c.dst});"
+    return None, [], f"{c.fn('lut_s8')}({c.arrays.table.name}, {size}, {c.src}, {c.dst});"
 
 
 def _lower_input(c: StepContext) -> Lowered:

@@ -149,6 +149,13 @@ def _steps(graph: QGraph, fuse_overlapping: set[int]) -> tuple[list[Step], list[
     ops = graph.ops
     readers = {INPUT_NAME: graph.consumers(INPUT_NAME)}
     readers.update({op.name: graph.consumers(op.name) for op in ops})
+    # A flatten is a view: its readers read the storage of the tensor it flattens.
+    storage = {INPUT_NAME: INPUT_NAME}
+    for op in ops:
+        storage[op.name] = storage[op.inputs[0]] if op.kind == "flatten" else op.name
+    storage_readers = {name: [j for j, o in enumerate(ops) if o.kind != "flatten"
+                              and any(storage[n] == name for n in o.inputs)]
+                       for name in set(storage.values())}
     steps: list[Step] = []
     buffers: list[Buffer] = []
     where: dict[str, int] = {INPUT_NAME: PIXELS}  # tensor -> buffer holding it
@@ -164,9 +171,13 @@ def _steps(graph: QGraph, fuse_overlapping: set[int]) -> tuple[list[Step], list[
         return nxt[0] if len(nxt) == 1 and nxt[0] == i + 1 and ops[i + 1].kind == kind else None
 
     def int8_input() -> None:
-        if where[INPUT_NAME] == PIXELS:
-            where[INPUT_NAME] = new_buffer(graph.input)
-            steps.append(Step("input", [], PIXELS, where[INPUT_NAME]))
+        """Quantize the pixels into the arena once; every name for them (the input and its
+        flattened views) then refers to that int8 buffer."""
+        buf = new_buffer(graph.input)
+        steps.append(Step("input", [], PIXELS, buf))
+        for name, ref in where.items():
+            if ref == PIXELS:
+                where[name] = buf
 
     i = 0
     while i < len(ops):
@@ -179,8 +190,10 @@ def _steps(graph: QGraph, fuse_overlapping: set[int]) -> tuple[list[Step], list[
             flat_from[op.name] = flat_from.get(first, tuple(src_t.shape))
             i += 1
             continue
+        # Only a conv that is the pixels' sole reader takes them raw (conv_u8); any other op
+        # reading the pixels, directly or through a flatten, reads their int8 form q = p - 128.
         u8_conv = op.kind == "conv2d" and first == INPUT_NAME and len(readers[INPUT_NAME]) == 1
-        if first == INPUT_NAME and not u8_conv:
+        if not u8_conv and any(where[n] == PIXELS for n in op.inputs):
             int8_input()
         group = [i]
         step = Step(kind, group, where[first], where[first],
@@ -201,9 +214,17 @@ def _steps(graph: QGraph, fuse_overlapping: set[int]) -> tuple[list[Step], list[
                 step.kind = "conv_u8"
             if kind == "linear" and len(flat_from.get(first, ())) == 3:
                 step.flat_from = flat_from[first]
+        if kind in ("lut", "add"):  # elementwise: a flattened input's HWC order carries over
+            layouts = {flat_from.get(n) for n in op.inputs}
+            if len(layouts) > 1:
+                raise MnistEdgeError(f"op {op.name} ({op.kind}): its inputs are a flattened "
+                                     "CxHxW tensor (HWC in C) and a vector of another order; "
+                                     "the C backend cannot combine them")
+            if layouts != {None}:
+                flat_from[op.name] = layouts.pop()
         step.scratch = _align(kernel_buffer_size(graph, step))
         out_t = ops[group[-1]].output
-        if kind != "lut" or len(readers[first]) > 1:
+        if kind != "lut" or len(storage_readers[storage[first]]) > 1:
             step.dst = new_buffer(out_t)  # a LUT on a tensor others read cannot work in place
         steps.append(step)
         where[ops[group[-1]].name] = step.dst

@@ -34,13 +34,13 @@ from ..errors import MnistEdgeError
 from ..paths import TEMPLATES_DIR, template_env, write_tree
 from ..qgraph import QGraph
 from ..targets.tools import require_tool
-from .c import SOURCES, generate_c
+from .c import C_WARNINGS, SOURCES, generate_c
 
 WASM_FILE = "mnist_edge.wasm"
 JS_FILE = "mnist_edge.js"
 SHIM = TEMPLATES_DIR / "web" / "web_main.c"
 EXPORTS = ("_web_input", "_web_logits", "_web_predict")
-EMCC_FLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic",
+EMCC_FLAGS = ("-std=c99", "-O2", *C_WARNINGS,
               "-sSTANDALONE_WASM", "--no-entry")
 # Debian's emcc runs its JS tools with the system node, which finds their modules
 # (acorn, ...) only through NODE_PATH.

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from ..backends.c import C_WARNINGS
 from ..errors import MnistEdgeError
 from ..paths import TEMPLATES_DIR, atomic_dir, template_env, write_manifest
 from ..qgraph import QGraph
@@ -73,7 +74,7 @@ def compile_flags(board: Board, opt: str) -> list[str]:
     # picolibc's headers (stdint.h, string.h) come with its specs file, at compile time too.
     libc = ["--specs=picolibc.specs"] if board.cpu.arch == "riscv" else []
     return [*board.cpu.cflags, *libc, opt, "-std=c99", "-ffunction-sections", "-fdata-sections",
-            "-Wall", "-Wextra", "-Werror", f"-DRUNNER_BATCH={board.runner_batch}", "-I.", "-Ic"]
+            *C_WARNINGS, f"-DRUNNER_BATCH={board.runner_batch}", "-I.", "-Ic"]
 
 
 def tool(board: Board, name: str) -> str:
@@ -152,6 +153,23 @@ def _run(cmd: list[str], cwd: Path, what: str) -> None:
         raise MnistEdgeError(f"{what} failed: {detail}")
 
 
+def check_fits(graph: QGraph, board: Board) -> None:
+    """Say before building, in one line, when the model's constants or arena alone exceed the
+    part's flash or RAM (the linker would say it only after a full build, in its own words)."""
+    from ..analyze import summarize
+    from ..backends.c_planner import plan_arena
+
+    weights = summarize(graph)["weight_bytes"]
+    ram = plan_arena(graph).arena_bytes + board.stack_bytes
+    for what, need, have in (("flash", weights, board.flash_size),
+                             ("RAM", ram, board.ram_size)):
+        if need > have:
+            detail = ("its weights, biases and tables alone" if what == "flash"
+                      else f"its arena plus a {board.stack_bytes:,} B stack")
+            raise MnistEdgeError(f"model {graph.name} does not fit {board.name} ({board.title}): "
+                                 f"{detail} need {need:,} B of {what}, the part has {have:,} B")
+
+
 def build_firmware(graph: QGraph, board: Board, out_dir: Path, app: str = "qemu",
                    opt: str = "-O2", requant: str | None = None,
                    vector_pixels: np.ndarray | None = None) -> Firmware:
@@ -165,6 +183,7 @@ def build_firmware(graph: QGraph, board: Board, out_dir: Path, app: str = "qemu"
     requant = requant or board.cpu.requant
     if requant == "float" and not board.cpu.has_fpu:
         raise MnistEdgeError(f"{board.name} ({board.core}) has no FPU: use integer requantization")
+    check_fits(graph, board)
     gcc, objcopy = require_tool(tool(board, "gcc")), require_tool(tool(board, "objcopy"))
     vectors = 0 if vector_pixels is None else len(vector_pixels)
     out_dir = Path(out_dir)

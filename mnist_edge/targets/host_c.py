@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backends.c import SOURCES, X86_SOURCES, generate_c
+from ..backends.c import C_WARNINGS, SOURCES, X86_SOURCES, generate_c
 from ..errors import MnistEdgeError
 from ..paths import TEMPLATES_DIR, atomic_dir
 from ..qgraph import QGraph
@@ -30,7 +30,7 @@ from .tools import require_tool
 
 RUNNER = TEMPLATES_DIR / "c" / "host" / "runner.c"
 # -march=native: the host's own SIMD, as onnxruntime picks its kernels at run time.
-DEFAULT_CFLAGS = ("-std=c99", "-O2", "-march=native")
+DEFAULT_CFLAGS = ("-std=c99", "-O2", "-march=native", *C_WARNINGS)
 # The host fast path: every source sees MNIST_EDGE_X86, and mnist_edge_kernels_x86.c
 # (X86_SOURCES) replaces the portable dot-product kernels.
 X86_CFLAGS = (*DEFAULT_CFLAGS, "-DMNIST_EDGE_X86")

@@ -73,20 +73,27 @@ void Default_Handler(void)
     console_halt(0);
 }
 
-/* Core exceptions only: the firmware enables no interrupts. */
+/* Core exceptions only: the firmware enables no interrupts. Entry 0 is the initial
+ * stack pointer, a data address: a union keeps the table ISO C (no object-to-function
+ * pointer cast). */
+typedef union {
+    void (*handler)(void);
+    const void *stack_top;
+} vector_entry;
+
 __attribute__((section(".isr_vector"), used))
-static void (*const vector_table[16])(void) = {
-    (void (*)(void))__stack_top__, /* initial stack pointer */
-    Reset_Handler,
-    Default_Handler, /* NMI */
-    HardFault_Handler,
-    HardFault_Handler, /* MemManage */
-    HardFault_Handler, /* BusFault */
-    HardFault_Handler, /* UsageFault */
-    0, 0, 0, 0,
-    Default_Handler, /* SVCall */
-    Default_Handler, /* DebugMonitor */
-    0,
-    Default_Handler, /* PendSV */
-    Default_Handler, /* SysTick */
+static const vector_entry vector_table[16] = {
+    {.stack_top = __stack_top__},
+    {Reset_Handler},
+    {Default_Handler}, /* NMI */
+    {HardFault_Handler},
+    {HardFault_Handler}, /* MemManage */
+    {HardFault_Handler}, /* BusFault */
+    {HardFault_Handler}, /* UsageFault */
+    {0}, {0}, {0}, {0},
+    {Default_Handler}, /* SVCall */
+    {Default_Handler}, /* DebugMonitor */
+    {0},
+    {Default_Handler}, /* PendSV */
+    {Default_Handler}, /* SysTick */
 };

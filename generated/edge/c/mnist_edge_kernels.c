@@ -1134,7 +1134,6 @@ void me_avgpool2d_s8(const me_pool_params *p, const int8_t *in, int8_t *out)
     }
 }
 
-/* In place: y = table[x + 128]. */
 void me_add_s8(const me_add_params *p, const int8_t *a, const int8_t *b, int8_t *out)
 {
     int32_t i;
@@ -1162,11 +1161,12 @@ void me_concat_s8(const me_concat_params *p, const int8_t *in, int8_t *out)
     }
 }
 
-void me_lut_s8(const int8_t *table, int32_t size, int8_t *data)
+/* y = table[x + 128]; in may equal out (in place: each byte is read before it is written). */
+void me_lut_s8(const int8_t *table, int32_t size, const int8_t *in, int8_t *out)
 {
     int32_t i;
     for (i = 0; i < size; i++) {
-        data[i] = table[data[i] + 128];
+        out[i] = table[in[i] + 128];
     }
 }
 

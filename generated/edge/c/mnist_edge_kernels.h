@@ -113,7 +113,7 @@ void me_maxpool2d_s8(const me_pool_params *p, const int8_t *in, int8_t *out);
 void me_avgpool2d_s8(const me_pool_params *p, const int8_t *in, int8_t *out);
 void me_add_s8(const me_add_params *p, const int8_t *a, const int8_t *b, int8_t *out);
 void me_concat_s8(const me_concat_params *p, const int8_t *in, int8_t *out);
-void me_lut_s8(const int8_t *table, int32_t size, int8_t *data);
+void me_lut_s8(const int8_t *table, int32_t size, const int8_t *in, int8_t *out);
 int me_argmax_s8(const int8_t *values, int32_t size);
 
 /*
