@@ -54,6 +54,7 @@ DOWNLOAD_TIMEOUT = 30.0
 NPM_TIMEOUT = 300.0
 
 IMAGES_MAGIC = 0x00000803
+MNIST_SHAPE = (1, 28, 28)  # the input of a model that reads MNIST images (C, H, W)
 LABELS_MAGIC = 0x00000801
 _MAGIC = {"images": IMAGES_MAGIC, "labels": LABELS_MAGIC}
 _GZIP_MAGIC = b"\x1f\x8b"

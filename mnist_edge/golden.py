@@ -32,14 +32,10 @@ def run_op(graph: QGraph, index: int, xs: list[np.ndarray]) -> np.ndarray:
 
 
 def pixels_to_int8(pixels: np.ndarray) -> np.ndarray:
-    """uint8 pixels [N,28,28] or [N,1,28,28] -> int8 q = p - 128, shape [N,1,28,28]."""
+    """uint8 bytes [N, ...] -> int8 q = p - 128 (the uint8 input encoding), same shape."""
     p = np.asarray(pixels)
     if p.dtype != np.uint8:
         raise ValueError(f"pixels must be uint8, got {p.dtype}")
-    if p.ndim == 3:
-        p = p[:, None]
-    if p.shape[1:] != (1, 28, 28):
-        raise ValueError(f"pixels must be [N,28,28] or [N,1,28,28], got {p.shape}")
     return (p.astype(np.int16) - 128).astype(np.int8)
 
 
@@ -69,10 +65,11 @@ def run_batched(x: np.ndarray, ops: Sequence, apply: Callable[[int, list[np.ndar
     return result
 
 
-def run_int8(graph: QGraph, pixels: np.ndarray, trace: bool = False):
-    """int8 logits [N, classes] for uint8 pixels; with trace, also every op's output."""
+def run_int8(graph: QGraph, inputs: np.ndarray, trace: bool = False):
+    """int8 outputs [N, size] for a batch in the graph's input encoding (uint8 pixels for
+    image models); with trace, also every op's output."""
     graph.link_chain_inputs()
-    return run_batched(pixels_to_int8(pixels), graph.ops, partial(run_op, graph), trace,
+    return run_batched(graph.input_to_int8(inputs), graph.ops, partial(run_op, graph), trace,
                        np.zeros((0, graph.output.size), np.int8))
 
 

@@ -1,12 +1,15 @@
 """QGraph: the int8 model, the single source of truth for every backend.
 
 A QGraph is a graph of ops over named int8 tensors, listed in topological order.
-The graph input is the tensor ``input`` (raw pixels as ``q = p - 128``); each op
-reads the tensors it names in ``inputs`` and writes one tensor named after the op;
-the last op's output is the logits. Each tensor carries its shape (CHW or flat, no
-batch) and its quantization ``real = scale * (q - zero_point)``. What each op kind
-means, which attributes it takes and what it must satisfy lives in the op
-registry (`mnist_edge.ops`), the one definition every backend lowers from.
+The graph input is the tensor ``input``: a vector (features) or CxHxW, with its own
+quantization, which callers hand over in one of two encodings: ``uint8`` (raw bytes p
+such as pixels, ``q = p - 128``) or ``int8`` (q itself, as feature extractors and
+TFLite models give it). Each op reads the tensors it names in ``inputs`` and writes
+one tensor named after the op; the last op's output (any vector) is the result.
+Each tensor carries its shape (CHW or flat, no batch) and its quantization
+``real = scale * (q - zero_point)``. What each op kind means, which attributes it
+takes and what it must satisfy lives in the op registry (`mnist_edge.ops`), the one
+definition every backend lowers from.
 
 It is stored as ``<stem>.qgraph.json`` (structure, exact scales, schema version,
 content hash) and ``<stem>.qgraph.npz`` (arrays, never pickled). Schema version 2
@@ -36,8 +39,12 @@ SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 OP_KINDS = ops.OP_KINDS
 INPUT_NAME = "input"
+# The zoo's image input: raw pixels p in the uint8 encoding, real p / 255.
 INPUT_SCALE = float(np.float32(1.0 / 255.0))
 INPUT_ZERO_POINT = -128
+# How callers give the input: "uint8" bytes p with q = p - 128, or "int8" q itself.
+INPUT_ENCODINGS = ("uint8", "int8")
+DEFAULT_ENCODING = "uint8"
 INT32_LIMIT = 1 << 31  # accumulators are int32: a larger worst case cannot be computed
 
 
@@ -108,6 +115,7 @@ class QGraph:
     input: QTensor
     ops: list[QOp]
     meta: dict[str, Any] = field(default_factory=dict)
+    input_encoding: str = DEFAULT_ENCODING
 
     def __post_init__(self) -> None:
         self.link_chain_inputs()
@@ -164,7 +172,7 @@ class QGraph:
         return op.spec.acc_bound(op, self.inputs_of(index))
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc = {
             "schema": SCHEMA,
             "version": SCHEMA_VERSION,
             "name": self.name,
@@ -172,6 +180,9 @@ class QGraph:
             "input": self.input.to_json(),
             "ops": [op.to_json() for op in self.ops],
         }
+        if self.input_encoding != DEFAULT_ENCODING:  # older graphs keep their hash
+            doc["input_encoding"] = self.input_encoding
+        return doc
 
     def content_hash(self) -> str:
         """sha256 over the canonical structure and every array's dtype, shape and bytes."""
@@ -182,8 +193,13 @@ class QGraph:
         """Check every invariant a backend relies on; raise MnistEdgeError naming the op."""
         self.link_chain_inputs()
         _check_quant(self.input, "input")
-        if self.input.shape != (1, 28, 28) or self.input.zero_point != INPUT_ZERO_POINT:
-            raise MnistEdgeError("QGraph input must be 1x28x28 pixels with zero point -128")
+        if len(self.input.shape) not in (1, 3) or not all(
+                _is_int(d) and d > 0 for d in self.input.shape):
+            raise MnistEdgeError(f"QGraph input shape {self.input.shape}: must be a vector (N) "
+                                 "or an image CxHxW of positive sizes")
+        if self.input_encoding not in INPUT_ENCODINGS:
+            raise MnistEdgeError(f"QGraph input encoding {self.input_encoding!r}: must be one "
+                                 f"of {', '.join(INPUT_ENCODINGS)}")
         if not self.ops:
             raise MnistEdgeError("QGraph has no ops")
         known = {INPUT_NAME}
@@ -200,8 +216,31 @@ class QGraph:
         if unread:
             raise MnistEdgeError(f"op {unread[0]}: its output is never read (dead op)")
         if len(self.output.shape) != 1:
-            raise MnistEdgeError(f"QGraph output must be a vector of logits, "
-                                 f"got {self.output.shape}")
+            raise MnistEdgeError(f"QGraph output must be a vector, got {self.output.shape}")
+
+    # ------------------------------------------------------------------ input
+    @property
+    def input_dtype(self) -> np.dtype:
+        """The dtype callers hand the input over in (the encoding)."""
+        return np.dtype(self.input_encoding)
+
+    def input_to_int8(self, x: np.ndarray) -> np.ndarray:
+        """A batch in the graph's encoding, [N, *input.shape] (an image of one channel
+        also as [N, H, W]) -> the int8 input q, [N, *input.shape]."""
+        x = np.asarray(x)
+        shape = tuple(self.input.shape)
+        if x.dtype != self.input_dtype:
+            raise MnistEdgeError(f"model {self.name} takes {self.input_encoding} input, "
+                                 f"got {x.dtype}")
+        if len(shape) == 3 and shape[0] == 1 and x.ndim == 3:
+            x = x[:, None]
+        if x.ndim < 1 or tuple(x.shape[1:]) != shape:
+            want = ",".join(map(str, shape))
+            raise MnistEdgeError(f"model {self.name} takes input of shape [N,{want}], "
+                                 f"got {list(x.shape)}")
+        if self.input_encoding == "int8":
+            return x
+        return (x.astype(np.int16) - 128).astype(np.int8)
 
 
 def pool_window(op: QOp, x: QTensor) -> int:
@@ -368,8 +407,11 @@ def load(stem: str | Path) -> QGraph:
         meta = doc.get("meta", {})
         if not isinstance(meta, dict):
             raise TypeError("'meta' must be an object")
+        encoding = doc.get("input_encoding", DEFAULT_ENCODING)
+        if not isinstance(encoding, str):
+            raise TypeError("'input_encoding' must be a string")
         graph = QGraph(name=str(doc["name"]), input=QTensor.from_json(doc["input"]), ops=ops_,
-                       meta=dict(meta))
+                       meta=dict(meta), input_encoding=encoding)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise MnistEdgeError(f"{json_path}: malformed QGraph ({exc!r})") from None
     graph.validate()

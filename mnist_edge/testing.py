@@ -81,6 +81,45 @@ LAYOUTS: dict[str, list[tuple[str, dict]]] = {
     ],
 }
 FIRST_OP_LAYOUTS = tuple(k for k in LAYOUTS if k.endswith("-first"))
+# Inputs other than 1x28x28 pixels: (shape, encoding, zero point; None: raw pixels).
+LAYOUT_INPUTS: dict[str, tuple[tuple[int, ...], str, int | None]] = {
+    "rgb": ((3, 20, 18), "uint8", 17),  # channels that differ, an odd width
+    "features": ((1, 49, 10), "int8", -7),  # audio features, int8 with a zero point
+    "vector": ((40,), "int8", 5),  # a feature vector
+    "rgb-lut": ((3, 12, 12), "uint8", -128),  # raw RGB pixels, normalised by a LUT
+}
+LAYOUTS.update({
+    "rgb": [
+        ("conv2d", {"cout": 5, "kernel": [3, 3], "stride": [1, 1], "padding": [1, 1, 1, 1]}),
+        ("maxpool2d", {"kernel": [2, 2], "stride": [2, 2]}),
+        ("conv2d", {"cout": 6, "kernel": [3, 3], "stride": [2, 2], "padding": [1, 1, 1, 1],
+                    "groups": 1}),
+        ("flatten", {}),
+        ("linear", {"cout": 7}),
+    ],
+    "features": [
+        ("conv2d", {"cout": 4, "kernel": [10, 4], "stride": [2, 2], "padding": [4, 1, 5, 2]}),
+        ("conv2d", {"cout": 4, "kernel": [3, 3], "stride": [1, 1], "padding": [1, 1, 1, 1],
+                    "groups": 4}),
+        ("conv2d", {"cout": 6, "kernel": [1, 1], "stride": [1, 1], "padding": [0, 0, 0, 0]}),
+        ("avgpool2d", {"kernel": [5, 5], "stride": [5, 5]}),
+        ("flatten", {}),
+        ("linear", {"cout": 12}),
+    ],
+    "vector": [
+        ("linear", {"cout": 16}),
+        ("lut", {}),
+        ("linear", {"cout": 40}),
+    ],
+    "rgb-lut": [
+        ("lut", {}),
+        ("conv2d", {"cout": 4, "kernel": [3, 3], "stride": [1, 1], "padding": [1, 1, 1, 1]}),
+        ("global_avgpool", {}),
+        ("flatten", {}),
+        ("linear", {"cout": 3}),
+    ],
+})
+SHAPE_LAYOUTS = tuple(LAYOUT_INPUTS)
 
 
 def _accumulators(op: QOp, x: QTensor, h: np.ndarray) -> np.ndarray:
@@ -98,9 +137,14 @@ def _scale(rng: np.random.Generator, lo: float, hi: float) -> float:
 def random_qgraph(seed: int = 0, layout: str = "mixed") -> QGraph:
     """A QGraph with random weights, scales and zero points that passes validate()."""
     rng = np.random.default_rng(seed)
-    graph_input = QTensor((1, 28, 28), INPUT_SCALE, INPUT_ZERO_POINT)
+    shape, encoding, zero_point = LAYOUT_INPUTS.get(layout, ((1, 28, 28), "uint8", None))
+    if zero_point is None:  # raw pixels: real p / 255
+        graph_input = QTensor(shape, INPUT_SCALE, INPUT_ZERO_POINT)
+    else:
+        graph_input = QTensor(shape, _scale(rng, 0.01, 0.1), zero_point)
     tensors = {"input": graph_input}
-    values = {"input": golden.pixels_to_int8(random_pixels(32, seed))}
+    raw = random_input_values(shape, encoding, 32, seed)
+    values = {"input": raw if encoding == "int8" else golden.pixels_to_int8(raw)}
     previous = "input"
     ops: list[QOp] = []
     for i, (kind, spec) in enumerate(LAYOUTS[layout]):
@@ -144,16 +188,31 @@ def random_qgraph(seed: int = 0, layout: str = "mixed") -> QGraph:
         values[name] = REGISTRY[kind].golden(op, [values[n] for n in inputs], ins)
         tensors[name] = op.output
         previous = name
-    graph = QGraph(f"random-{layout}-{seed}", graph_input, ops)
+    graph = QGraph(f"random-{layout}-{seed}", graph_input, ops, input_encoding=encoding)
     graph.validate()
     return graph
 
 
-def random_pixels(n: int, seed: int = 0) -> np.ndarray:
-    """MNIST-like pixels: mostly 0 with bright strokes, plus the extremes 0 and 255."""
+def random_pixels(n: int, seed: int = 0, hw: tuple[int, ...] = (28, 28)) -> np.ndarray:
+    """MNIST-like pixels [n, *hw]: mostly 0 with bright strokes, plus the extremes 0 and 255."""
     rng = np.random.default_rng(seed)
-    p = np.where(rng.random((n, 28, 28)) < 0.2, rng.integers(0, 256, (n, 28, 28)), 0)
+    shape = (n, *hw)
+    p = np.where(rng.random(shape) < 0.2, rng.integers(0, 256, shape), 0)
     return p.astype(np.uint8)
+
+
+def random_inputs(graph: QGraph, n: int, seed: int = 0) -> np.ndarray:
+    """Seeded inputs [n, *input shape] in the graph's encoding."""
+    return random_input_values(tuple(graph.input.shape), graph.input_encoding, n, seed)
+
+
+def random_input_values(shape: tuple[int, ...], encoding: str, n: int,
+                        seed: int = 0) -> np.ndarray:
+    """MNIST-like strokes for one-channel uint8 images, uniform bytes otherwise."""
+    if encoding == "uint8" and len(shape) == 3 and shape[0] == 1:
+        return random_pixels(n, seed, shape[1:])[:, None]
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, *shape), dtype=np.uint8).view(np.dtype(encoding))
 
 
 def random_dag_fgraph(seed: int = 0) -> FloatGraph:

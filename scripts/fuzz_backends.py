@@ -148,10 +148,12 @@ class Runner:
         if self.name == "onnxruntime":
             from mnist_edge.targets import onnxrt
 
-            return onnxrt.run_logits(self.session, pixels)
+            return onnxrt.run_logits(self.session, self.graph, pixels)
+        from mnist_edge.backends.c import c_inputs
         from mnist_edge.targets import host_c
 
-        return host_c.run_runner(self.exe, pixels, self.graph.output.size, 0)[0]
+        return host_c.run_runner(self.exe, c_inputs(self.graph, pixels), self.graph.output.size,
+                                 0)[0]
 
 
 def fuzz(run_dir: Path, images: int, backends: list[str], seed: int = 0, chunk: int = 20000,

@@ -22,7 +22,9 @@ from mnist_edge.requant import decompose, requantize_float
 from mnist_edge.targets import host_c
 from mnist_edge.testing import (
     FIRST_OP_LAYOUTS,
+    SHAPE_LAYOUTS,
     random_dag_qgraph,
+    random_inputs,
     random_pixels,
     random_qgraph,
 )
@@ -33,8 +35,10 @@ X86 = ["-DMNIST_EDGE_X86", "mnist_edge_kernels_x86.c"]  # the host fast path, co
 CASES = [("mixed", 0), ("mixed", 3), ("dense", 1), ("dense", 4), ("dag", 0)]
 # Every op kind first: each reads the pixels as int8 (a conv alone takes them raw).
 FIRST_CASES = [(layout, 0) for layout in FIRST_OP_LAYOUTS]
+# Inputs of other shapes and encodings: RGB (HWC in C), int8 features, a vector.
+SHAPE_CASES = [(layout, 1) for layout in SHAPE_LAYOUTS]
 SLOW_CASES = {("mixed", 0), ("dense", 1), ("dag", 0),  # for the slower builds (sanitizers...)
-              ("linear-first", 0), ("add-first", 0)}
+              ("linear-first", 0), ("add-first", 0), ("rgb", 1), ("features", 1)}
 
 
 def random_graph(seed: int, layout: str) -> QGraph:
@@ -153,11 +157,11 @@ def test_regenerating_replaces_the_tree(tmp_path: Path) -> None:
 def trees(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, int, str], Path]:
     root = tmp_path_factory.mktemp("ctrees")
     out = {}
-    for layout, seed in CASES + FIRST_CASES:
+    for layout, seed in CASES + FIRST_CASES + SHAPE_CASES:
         for mode in ("float", "int"):
-            out[layout, seed, mode] = generate_c(random_graph(seed, layout),
-                                                 root / f"{layout}{seed}-{mode}", mode,
-                                                 random_pixels(8, seed + 100))
+            graph = random_graph(seed, layout)
+            out[layout, seed, mode] = generate_c(graph, root / f"{layout}{seed}-{mode}", mode,
+                                                 random_inputs(graph, 8, seed + 100))
     return out
 
 
@@ -165,7 +169,7 @@ def trees(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, int, str]
 @pytest.mark.parametrize("mode", ["float", "int"])
 def test_selftest_strict_warnings(trees, cc: str, mode: str) -> None:
     compiler = need(cc)
-    for layout, seed in CASES + FIRST_CASES:
+    for layout, seed in CASES + FIRST_CASES + SHAPE_CASES:
         src = trees[layout, seed, mode]
         exe = src / f"selftest-{cc}"
         for extra in ([], ["-march=native", *X86]):
@@ -332,7 +336,7 @@ def test_c_requantize_matches_contract(trees, tmp_path: Path, mode: str,
 
 
 # ---------------------------------------------------------- host validation
-@pytest.mark.parametrize("layout,seed", CASES + FIRST_CASES)
+@pytest.mark.parametrize("layout,seed", CASES + FIRST_CASES + SHAPE_CASES)
 def test_host_runner_bit_exact(tmp_path: Path, layout: str, seed: int) -> None:
     """c, c-x86 and c-int on 300 images; the first-op cases failed while a linear layer
     (or any op but a conv) read the raw uint8 pixels as int8."""
@@ -340,7 +344,7 @@ def test_host_runner_bit_exact(tmp_path: Path, layout: str, seed: int) -> None:
     graph = random_graph(seed, layout)
     if layout in FIRST_OP_LAYOUTS:
         assert plan_arena(graph).steps[0].kind == "input"
-    pixels = random_pixels(300, seed + 1)
+    pixels = random_inputs(graph, 300, seed + 1)
     reference = golden.run_int8(graph, pixels)
     for run in (host_c.run_float, host_c.run_x86, host_c.run_int):
         result = run(tmp_path, graph, pixels, {"timing_images": 50, "repeats": 3})

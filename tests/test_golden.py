@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from mnist_edge import golden
+from mnist_edge.errors import MnistEdgeError
 from mnist_edge.qgraph import QGraph, pool_window
-from mnist_edge.testing import LAYOUTS, random_pixels, random_qgraph
+from mnist_edge.testing import LAYOUTS, random_inputs, random_pixels, random_qgraph
 
 
 def requant_scalar(acc: int, mult: np.float32, zp: int) -> int:
@@ -57,14 +58,18 @@ def loop_op(graph: QGraph, i: int, x: np.ndarray) -> np.ndarray:
     return out.astype(np.int8)
 
 
-@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+# The loops read one tensor per op: the chain layouts (add and concat: test_op_registry).
+CHAIN_LAYOUTS = sorted(k for k, ops in LAYOUTS.items() if all("from" not in s for _, s in ops))
+
+
+@pytest.mark.parametrize("layout", CHAIN_LAYOUTS)
 @pytest.mark.parametrize("seed", [0, 1])
 def test_golden_matches_loops_on_random_qgraphs(layout: str, seed: int) -> None:
     graph = random_qgraph(seed, layout)
-    pixels = random_pixels(2, seed + 10)
+    pixels = random_inputs(graph, 2, seed + 10)
     logits, trace = golden.run_int8(graph, pixels, trace=True)
     for n in range(len(pixels)):
-        x = golden.pixels_to_int8(pixels[n : n + 1])[0]
+        x = graph.input_to_int8(pixels[n : n + 1])[0]
         for i in range(len(graph.ops)):
             x = loop_op(graph, i, x)
             np.testing.assert_array_equal(trace[i][n], x, err_msg=f"op {graph.ops[i].name}")
@@ -84,8 +89,19 @@ def test_batching_does_not_change_results() -> None:
     np.testing.assert_array_equal(whole[[0, 600, 506]], parts)
 
 
-def test_pixels_must_be_uint8_28x28() -> None:
+def test_inputs_must_have_the_graphs_encoding_and_shape() -> None:
+    graph = random_qgraph(0, "mixed")
     with pytest.raises(ValueError):
         golden.pixels_to_int8(np.zeros((1, 28, 28), dtype=np.float32))
-    with pytest.raises(ValueError):
-        golden.pixels_to_int8(np.zeros((1, 27, 28), dtype=np.uint8))
+    for bad in (np.zeros((1, 28, 28), np.float32), np.zeros((1, 27, 28), np.uint8),
+                np.zeros((1, 28, 28), np.int8), np.zeros((1, 2, 28, 28), np.uint8)):
+        with pytest.raises(MnistEdgeError, match="takes"):
+            golden.run_int8(graph, bad)
+    features = random_qgraph(0, "features")  # int8 [N,1,49,10]; [N,49,10] is the same
+    x = random_inputs(features, 3)
+    assert x.dtype == np.int8 and x.shape == (3, 1, 49, 10)
+    np.testing.assert_array_equal(golden.run_int8(features, x), golden.run_int8(features, x[:, 0]))
+    with pytest.raises(MnistEdgeError, match="takes int8 input"):
+        golden.run_int8(features, x.view(np.uint8))
+    with pytest.raises(MnistEdgeError, match=r"\[N,1,49,10\]"):
+        golden.run_int8(features, x[:, :, :48])

@@ -212,12 +212,12 @@ int main(void)
     int i, bad = 0;
     for (i = 0; i < ALPHA_K_TEST_VECTORS; i++) {
         int8_t out[ALPHA_CLASSES];
-        bad += alpha_predict(alpha_k_test_pixels[i], out) != alpha_k_test_classes[i] ||
+        bad += alpha_predict(alpha_k_test_inputs[i], out) != alpha_k_test_classes[i] ||
                memcmp(out, alpha_k_test_logits[i], sizeof out) != 0;
     }
     for (i = 0; i < BETA_K_TEST_VECTORS; i++) {
         int8_t out[BETA_CLASSES];
-        bad += beta_predict(beta_k_test_pixels[i], out) != beta_k_test_classes[i] ||
+        bad += beta_predict(beta_k_test_inputs[i], out) != beta_k_test_classes[i] ||
                memcmp(out, beta_k_test_logits[i], sizeof out) != 0;
     }
     SAY(bad ? "FAIL two models\n" : "PASS two models\n");

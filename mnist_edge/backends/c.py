@@ -13,7 +13,7 @@
   test_vectors.h, main.c  a self-test against the golden logits
   Makefile, CMakeLists.txt, README.md, manifest.json
 
-The output is a pure function of (QGraph, requant mode, test pixels): no
+The output is a pure function of (QGraph, requant mode, test inputs): no
 timestamps, no absolute paths, so regenerating gives byte-identical files.
 """
 
@@ -35,7 +35,7 @@ from ..ops.elementwise import add_weights
 from ..ops.layout import concat_multipliers
 from ..paths import template_env, write_tree
 from ..qgraph import QGraph, QOp, QTensor
-from ..testing import random_pixels
+from ..testing import random_inputs
 from .c_arrays import CArray, LayerArrays, data_symbol, float_literal, format_values, step_arrays
 from .c_planner import LOGITS, PIXELS, STEP_KIND, ArenaPlan, Step, plan_arena
 
@@ -102,7 +102,7 @@ def _quant(t: QTensor) -> str:
 
 def _buf(plan: ArenaPlan, ref: int) -> str:
     if ref == PIXELS:
-        return "pixels"
+        return "input"
     if ref == LOGITS:
         return "logits"
     return f"arena + {plan.buffers[ref].offset}"
@@ -279,7 +279,7 @@ def _lower_lut(c: StepContext) -> Lowered:
 
 
 def _lower_input(c: StepContext) -> Lowered:
-    return None, [], f"{c.fn('quantize_input_u8')}(pixels, {c.names.upper}_INPUT_SIZE, {c.dst});"
+    return None, [], f"{c.fn('quantize_input_u8')}(input, {c.names.upper}_INPUT_SIZE, {c.dst});"
 
 
 def _lower_add(c: StepContext) -> Lowered:
@@ -395,16 +395,40 @@ def _annotate(graph: QGraph, step: Step, arrays: LayerArrays) -> None:
                                 f"out {_quant(op.output)}")
 
 
-def _vectors(graph: QGraph, pixels: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    if pixels is None:
-        pixels = random_pixels(DEFAULT_VECTORS, seed=0)
-    pixels = np.asarray(pixels)
-    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[1:] != (28, 28):
-        raise MnistEdgeError(f"test vector pixels must be uint8 [N,28,28], got "
-                             f"{pixels.dtype} {pixels.shape}")
-    if len(pixels) == 0:
+def input_doc(graph: QGraph) -> str:
+    """The C API's input, in words: its encoding and layout."""
+    what = ("uint8 bytes p (q = p - 128)" if graph.input_encoding == "uint8"
+            else "int8 values q")
+    shape = graph.input.shape
+    if len(shape) == 1:
+        return f"{shape[0]} {what}"
+    c, h, w = shape
+    if c == 1:
+        return f"{h}x{w} {what}, row-major: input[y * {w} + x]"
+    return (f"{h}x{w}x{c} {what}, HWC (channels interleaved, as TFLite and CMSIS-NN): "
+            f"input[(y * {w} + x) * {c} + c]")
+
+
+def c_inputs(graph: QGraph, inputs: np.ndarray) -> np.ndarray:
+    """A batch in the QGraph's layout ([N, C, H, W] or [N, K], its encoding) -> the rows the
+    C API reads, [N, INPUT_SIZE], HWC for images: what every C harness writes."""
+    graph.input_to_int8(inputs)  # checks dtype and shape
+    x = np.asarray(inputs).reshape(-1, *graph.input.shape)
+    if x.ndim == 4:
+        x = x.transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(x).reshape(len(x), -1)
+
+
+def _vectors(graph: QGraph, inputs: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    if inputs is None:
+        inputs = random_inputs(graph, DEFAULT_VECTORS, seed=0)
+    try:
+        rows = c_inputs(graph, inputs)
+    except MnistEdgeError as exc:
+        raise MnistEdgeError(f"test vectors: {exc}") from None
+    if len(rows) == 0:
         raise MnistEdgeError("at least one test vector is needed for the self-test")
-    return pixels, golden.run_int8(graph, pixels)
+    return rows, golden.run_int8(graph, inputs)
 
 
 def render_tree(graph: QGraph, requant: str = "float",
@@ -422,13 +446,20 @@ def render_tree(graph: QGraph, requant: str = "float",
         if a.name in seen:
             raise MnistEdgeError(f"two ops map to the same C name {a.name}; rename one")
         seen[a.name] = a
-    pixels, logits = _vectors(graph, vector_pixels)
-    out = graph.output
+    rows, logits = _vectors(graph, vector_pixels)
+    out, x = graph.output, graph.input
+    dims = dict(zip("CHW", x.shape, strict=True)) if len(x.shape) == 3 else {}
     ctx: dict[str, Any] = {
         "model": graph.name,
         "qhash": graph.content_hash(),
         "version": __version__,
         "classes": out.size,
+        "input_doc": input_doc(graph),
+        "input_ctype": f"{graph.input_encoding}_t",
+        "input_dims": list(dims.items()),
+        "input_size": x.size,
+        "input_scale": float_literal(x.scale),
+        "input_zero_point": x.zero_point,
         "arena_bytes": plan.arena_bytes,
         "unfused_arena_bytes": plan.unfused_arena_bytes,
         "weight_bytes": sum(a.nbytes for a in arrays),
@@ -442,9 +473,9 @@ def render_tree(graph: QGraph, requant: str = "float",
         "sources": [names.file(f) for f in SOURCES],
         "x86_sources": [names.file(f) for f in X86_SOURCES],
         **names.context(),
-        "vector_count": len(pixels),
-        "vector_pixels": [format_values(CArray("int8_t", "", p.astype(np.int64)))
-                          for p in pixels],
+        "vector_count": len(rows),
+        "vector_pixels": [format_values(CArray("int8_t", "", r.astype(np.int64)))
+                          for r in rows],
         "vector_logits": [", ".join(str(int(v)) for v in row) for row in logits],
         "vector_classes": [int(c) for c in golden.predict(logits)],
         "fused": plan.fused,
@@ -462,7 +493,7 @@ def render_tree(graph: QGraph, requant: str = "float",
         "scratch_bytes": plan.scratch_bytes,
         "weight_bytes": ctx["weight_bytes"],
         "fused": plan.fused,
-        "test_vectors": len(pixels),
+        "test_vectors": len(rows),
         **({"prefix": prefix} if prefix != DEFAULT_PREFIX else {}),
         "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())},
     }

@@ -15,8 +15,9 @@ time (a step's input and its output), so they ping-pong between the two ends of
 the arena: buffer k sits at offset 0 when k is even and at the arena's end when k
 is odd, and the arena is the largest input + output pair, the least any
 non-in-place schedule can use. A DAG's buffers are placed first-fit, largest
-first, beside every buffer whose lifetime overlaps theirs. The graph input (uint8
-pixels) and the logits live in the caller's memory, not in the arena.
+first, beside every buffer whose lifetime overlaps theirs. The graph input and the
+logits live in the caller's memory, not in the arena; uint8 input is copied in as
+int8 (q = p - 128) unless a one-channel conv reads the pixels themselves.
 
 Kernels that need scratch (the convolutions' gathered windows and accumulators,
 `kernel_buffer_size`, the C `*_get_buffer_size`) get it from the arena too: a
@@ -170,6 +171,11 @@ def _steps(graph: QGraph, fuse_overlapping: set[int]) -> tuple[list[Step], list[
         nxt = readers[ops[i].name]
         return nxt[0] if len(nxt) == 1 and nxt[0] == i + 1 and ops[i + 1].kind == kind else None
 
+    uint8_input = graph.input_encoding == "uint8"
+    # The conv_u8 kernel reads one channel of pixels p with q - z_x = p (z_x = -128).
+    raw_pixels = (uint8_input and graph.input.zero_point == -128 and len(graph.input.shape) == 3
+                  and graph.input.shape[0] == 1)
+
     def int8_input() -> None:
         """Quantize the pixels into the arena once; every name for them (the input and its
         flattened views) then refers to that int8 buffer."""
@@ -191,9 +197,11 @@ def _steps(graph: QGraph, fuse_overlapping: set[int]) -> tuple[list[Step], list[
             i += 1
             continue
         # Only a conv that is the pixels' sole reader takes them raw (conv_u8); any other op
-        # reading the pixels, directly or through a flatten, reads their int8 form q = p - 128.
-        u8_conv = op.kind == "conv2d" and first == INPUT_NAME and len(readers[INPUT_NAME]) == 1
-        if not u8_conv and any(where[n] == PIXELS for n in op.inputs):
+        # reading uint8 input, directly or through a flatten, reads its int8 form q = p - 128.
+        # int8 input is read where the caller keeps it.
+        u8_conv = (op.kind == "conv2d" and first == INPUT_NAME and raw_pixels
+                   and len(readers[INPUT_NAME]) == 1)
+        if uint8_input and not u8_conv and any(where[n] == PIXELS for n in op.inputs):
             int8_input()
         group = [i]
         step = Step(kind, group, where[first], where[first],
@@ -224,8 +232,9 @@ def _steps(graph: QGraph, fuse_overlapping: set[int]) -> tuple[list[Step], list[
                 flat_from[op.name] = layouts.pop()
         step.scratch = _align(kernel_buffer_size(graph, step))
         out_t = ops[group[-1]].output
-        if kind != "lut" or len(storage_readers[storage[first]]) > 1:
-            step.dst = new_buffer(out_t)  # a LUT on a tensor others read cannot work in place
+        if kind != "lut" or len(storage_readers[storage[first]]) > 1 or where[first] == PIXELS:
+            # A LUT works in place only on an arena tensor nothing else reads.
+            step.dst = new_buffer(out_t)
         steps.append(step)
         where[ops[group[-1]].name] = step.dst
         i = group[-1] + 1

@@ -27,12 +27,12 @@ from ..ops.layout import concat_multipliers
 from ..paths import atomic_dir, template_env
 from ..qgraph import INPUT_NAME, QGraph
 from ..testing import random_pixels
+from .inputs import require_pixel_image
 from .memfiles import WRITERS, requant_words
 
 DEFAULT_PART = "xc7z020clg400-1"  # Zynq-7020, as on the PYNQ-Z2
 DEFAULT_PARALLEL = 4  # output channels computed side by side in conv2d / linear
 CLOCK_NS = 10.0
-PIXELS = 28 * 28
 
 # Assumed pipeline depths (cycles) for the latency model. Vitis's scheduler sets
 # the real ones; csynth's report gives them, these only make the estimate explicit.
@@ -357,10 +357,11 @@ def latency_model(graph: QGraph, layers: list[Layer] | None = None,
                   parallel: int = DEFAULT_PARALLEL) -> dict[str, Any]:
     """Cycles per image implied by the emitted loops (II=1 pipelined inner loops)."""
     layers = build_layers(graph, parallel) if layers is None else layers
-    io_in = PIXELS + DEPTH["copy"] - 1
+    pixels = graph.input.size
+    io_in = pixels + DEPTH["copy"] - 1
     io_out = graph.output.size + DEPTH["copy"] - 1
-    rows = [{"layer": "read_pixels", "kind": "input", "lanes": 1, "outer": 1, "trip": PIXELS,
-             "formula": f"{PIXELS} + {DEPTH['copy']} - 1", "cycles": io_in}]
+    rows = [{"layer": "read_pixels", "kind": "input", "lanes": 1, "outer": 1, "trip": pixels,
+             "formula": f"{pixels} + {DEPTH['copy']} - 1", "cycles": io_in}]
     rows += [{"layer": layer.name, "kind": layer.kind, "lanes": layer.lanes,
               "outer": layer.outer, "trip": layer.trip, "formula": layer.formula,
               "cycles": layer.cycles} for layer in layers]
@@ -392,15 +393,17 @@ def generate_hls(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
 
     `parallel` is the most output channels a conv2d / linear layer computes side by side.
     """
+    height, width = require_pixel_image(graph, "HLS")
     layers = build_layers(graph, parallel)
     if not re.fullmatch(r"[A-Za-z0-9_-]+", part):
         raise MnistEdgeError(f"FPGA part {part!r} is not a valid part name")
     if vector_pixels is None:
-        vector_pixels = random_pixels(20, seed=0)
-        vector_source = "synthetic (mnist_edge.testing.random_pixels(20, seed=0))"
+        vector_pixels = random_pixels(20, 0, (height, width))
+        vector_source = (f"synthetic (mnist_edge.testing.random_pixels(20, 0, "
+                         f"({height}, {width})))")
     else:
         vector_source = "caller-supplied images"
-    vector_pixels = np.ascontiguousarray(vector_pixels, dtype=np.uint8).reshape(-1, 28, 28)
+    vector_pixels = np.ascontiguousarray(vector_pixels).reshape(-1, height, width)
     golden_logits = golden.run_int8(graph, vector_pixels)
     latency = latency_model(graph, layers, parallel)
     params = [p for layer in layers for p in layer.params]
@@ -419,7 +422,9 @@ def generate_hls(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
         "parallel": parallel,
         "last_buf": layers[-1].y_buf,
         "classes": graph.output.size,
-        "pixels": PIXELS,
+        "pixels": height * width,
+        "height": height,
+        "width": width,
         "latency": latency,
         "part": part,
         "clock_ns": CLOCK_NS,
@@ -467,7 +472,8 @@ def generate_hls(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
             "parallel": parallel,
             "interface": {
                 "pixels": {"direction": "in", "protocol": "AXI4-Stream", "width": 8,
-                           "count": PIXELS, "order": "row-major 28x28, uint8 0..255"},
+                           "count": height * width,
+                           "order": f"row-major {height}x{width}, uint8 0..255"},
                 "logits": {"direction": "out", "protocol": "AXI4-Stream", "width": 8,
                            "count": graph.output.size, "signed": True,
                            "scale": graph.output.scale,

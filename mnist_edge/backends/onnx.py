@@ -100,16 +100,22 @@ class _Quant:
         zp = self.b.init(f"{tensor}.zero_point", np.array(t.zero_point + self.offset, self.dtype))
         return scale, zp
 
-    def input(self) -> str:
-        """The model input as the activation type: pixels as-is (uint8) or p - 128 (int8)."""
-        if self.activations == "uint8":
-            return INPUT_NAME
+    def input(self, graph: QGraph) -> str:
+        """The model input in the activation type, 4-D: uint8 bytes p (q = p - 128) or int8 q,
+        each kept or shifted by 128 to the other type; a vector becomes [N, K, 1, 1]."""
         b = self.b
-        wide = b.node("Cast", [INPUT_NAME], "pixels.int32", "pixels_to_int32",
-                      to=TensorProto.INT32)
-        centred = b.node("Sub", [wide, b.const(128, np.int32)], "pixels.centred",
-                         "pixels_minus_128")
-        return b.node("Cast", [centred], "input.q", "pixels_to_int8", to=TensorProto.INT8)
+        h = INPUT_NAME
+        if graph.input_encoding != self.activations:
+            shift = -128 if graph.input_encoding == "uint8" else 128
+            wide = b.node("Cast", [h], "input.int32", "input_to_int32", to=TensorProto.INT32)
+            moved = b.node("Add", [wide, b.const(shift, np.int32)], "input.shifted",
+                           f"input_{'minus' if shift < 0 else 'plus'}_128")
+            h = b.node("Cast", [moved], "input.q", f"input_to_{self.activations}",
+                       to=_ONNX_TYPE[self.activations])
+        if len(graph.input.shape) == 1:
+            h = b.node("Unsqueeze", [h, b.const([2, 3], np.int64)], "input.4d",
+                       "input_unsqueeze")
+        return h
 
     def to_int8(self, x: str, name: str) -> str:
         """uint8 u -> int8 q = u - 128, exactly (int8 passes through)."""
@@ -300,7 +306,7 @@ LOWERING: dict[str, Lowering] = {
 def _int8_graph(graph: QGraph, activations: str, qdq: bool) -> onnx.GraphProto:
     b = _Builder()
     q = _Quant(b, activations)
-    names = {QGRAPH_INPUT: q.input()}
+    names = {QGRAPH_INPUT: q.input(graph)}
     for i, op in enumerate(graph.ops):
         if op.kind not in LOWERING:
             raise MnistEdgeError(f"op {op.name}: ONNX export does not support {op.kind!r}")
@@ -317,7 +323,8 @@ def _int8_graph(graph: QGraph, activations: str, qdq: bool) -> onnx.GraphProto:
     classes = out.shape[0]
     return helper.make_graph(
         b.nodes, graph.name,
-        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.UINT8, [BATCH, 1, 28, 28])],
+        [helper.make_tensor_value_info(INPUT_NAME, _ONNX_TYPE[graph.input_encoding],
+                                       [BATCH, *graph.input.shape])],
         [helper.make_tensor_value_info(LOGITS_NAME, TensorProto.INT8, [BATCH, classes]),
          helper.make_tensor_value_info(PROBS_NAME, TensorProto.FLOAT, [BATCH, classes])],
         b.inits,
@@ -348,8 +355,11 @@ def build_int8(graph: QGraph, activations: str = "uint8", qdq: bool = False) -> 
     """The int8 ONNX model of `graph` (QOperator format, or QDQ with `qdq=True`)."""
     graph.validate()
     fmt = "qdq" if qdq else "qoperator"
+    what = ("raw uint8 bytes p, q = p - 128" if graph.input_encoding == "uint8"
+            else "int8 q")
     doc = (f"mnist-edge int8 model {graph.name} ({fmt}, {activations} activations). "
-           "Input: raw uint8 pixels. Outputs: int8 logits, softmax probabilities.")
+           f"Input: {what}, scale {graph.input.scale!r}, zero point {graph.input.zero_point}. "
+           "Outputs: int8 logits, softmax probabilities.")
     meta = _metadata(graph.name, graph.content_hash(), format=fmt, activations=activations,
                      logits_scale=repr(graph.output.scale),
                      logits_zero_point=str(graph.output.zero_point))

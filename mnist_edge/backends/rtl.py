@@ -32,9 +32,9 @@ from ..paths import TEMPLATES_DIR, atomic_dir, template_env
 from ..qgraph import QGraph, pool_window
 from ..requant import ACC_LIMIT
 from ..testing import random_pixels
+from .inputs import require_pixel_image
 from .memfiles import mem_text, packed_mem_text, requant_words
 
-PIXELS = 28 * 28
 MODE_MAC, MODE_SUM, MODE_MAX = 0, 1, 2
 MODE_NAMES = {MODE_MAC: "MAC", MODE_SUM: "SUM", MODE_MAX: "MAX"}
 
@@ -359,9 +359,9 @@ def _byte_hex(value: int) -> str:
     return f"{value & 0xFF:02X}"
 
 
-def cycle_model(low: Lowering) -> int:
+def cycle_model(low: Lowering, pixels: int) -> int:
     """A lower bound on cycles per image (issue cycles plus I/O); simulation measures the truth."""
-    total = PIXELS + 3 * low.layers[-1].out_size
+    total = pixels + 3 * low.layers[-1].out_size
     for layer in low.layers:
         total += layer.groups * layer.ohw * layer.cin * layer.kh * layer.kw + 12
     return total
@@ -387,14 +387,15 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
     if fpga not in FPGAS:
         raise MnistEdgeError(f"unknown FPGA {fpga!r}; choose from: {', '.join(FPGAS)}")
     device = FPGAS[fpga]
+    height, width = require_pixel_image(graph, "RTL")
     lanes = int(lanes or device["lanes"])
     low = lower(graph, lanes)
     if vector_pixels is None:
-        vector_pixels = random_pixels(20, seed=0)
-    vector_pixels = np.ascontiguousarray(vector_pixels, dtype=np.uint8).reshape(-1, 28, 28)
+        vector_pixels = random_pixels(20, 0, (height, width))
+    vector_pixels = np.ascontiguousarray(vector_pixels).reshape(-1, height, width)
     golden_logits = golden.run_int8(graph, vector_pixels)
 
-    sizes = [PIXELS, 1]
+    sizes = [height * width, 1]
     for d in low.layers:
         out = 1 - d.in_buf
         sizes[out] = max(sizes[out], d.out_size)
@@ -415,6 +416,9 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
         "dsp_lanes": min(lanes, device["dsp_lanes"]),
         "layers": layer_context(low),
         "classes": graph.output.size,
+        "pixels": height * width,
+        "height": height,
+        "width": width,
         "act_depth": sizes,
         "act_addr_bits": [_bits(n) for n in sizes],
         "out_buf": low.buf,
@@ -428,7 +432,7 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
         "fpga": fpga,
         "device": device,
         "clock_mhz": device["clock_mhz"],
-        "cycle_bound": cycle_model(low),
+        "cycle_bound": cycle_model(low, height * width),
         "macs": sum(d.macs for d in low.layers),
         "weight_bytes": weight_bytes,
         "rom_bits": {"weights": len(weights) * 8 * lanes, "bias": len(bias) * 32,
@@ -477,7 +481,7 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
             "classes": graph.output.size,
             "layers": [{"index": d.index, "ops": d.ops, "mode": MODE_NAMES[d.mode],
                         "summary": d.summary} for d in low.layers],
-            "cycle_lower_bound": cycle_model(low),
+            "cycle_lower_bound": cycle_model(low, height * width),
             "rom_bits": context["rom_bits"],
             "activation_bytes": sizes,
         }

@@ -41,18 +41,19 @@ def _prepare_onnxruntime(graph: qgraph.QGraph, run_dir: Path, work: Path) -> Run
         path = onnx_export.export_int8(graph, work / onnx_export.INT8_FILE)
     onnxrt.check_int8_model(path, graph)
     sess = onnxrt.session(path, threads=1)
-    return lambda pixels: onnxrt.run_logits(sess, pixels)
+    return lambda pixels: onnxrt.run_logits(sess, graph, pixels)
 
 
 def _prepare_host_c(mode: str) -> Callable[[qgraph.QGraph, Path, Path], Runner]:
     def prepare(graph: qgraph.QGraph, run_dir: Path, work: Path) -> Runner:
-        from ..backends.c import generate_c
+        from ..backends.c import c_inputs, generate_c
         from ..targets import host_c
 
         src = generate_c(graph, work / f"c-{mode}" / "src", mode)
         exe = work / f"c-{mode}" / "runner"
         host_c.compile_runner(src, exe)
-        return lambda pixels: host_c.run_runner(exe, pixels, graph.output.size)[0]
+        return lambda pixels: host_c.run_runner(exe, c_inputs(graph, pixels),
+                                                graph.output.size)[0]
     return prepare
 
 
@@ -67,6 +68,7 @@ def _prepare_hls(graph: qgraph.QGraph, run_dir: Path, work: Path) -> Runner:
 
 def _prepare_qemu(target: str) -> Callable[[qgraph.QGraph, Path, Path], Runner]:
     def prepare(graph: qgraph.QGraph, run_dir: Path, work: Path) -> Runner:
+        from ..backends.c import c_inputs
         from ..targets import qemu
         from ..targets.boards import get_target
         from ..targets.firmware import build_firmware
@@ -74,7 +76,8 @@ def _prepare_qemu(target: str) -> Callable[[qgraph.QGraph, Path, Path], Runner]:
 
         require_tool("qemu-system-arm")
         fw = build_firmware(graph, get_target(target), work / target, "qemu")
-        return lambda pixels: qemu.run_firmware(fw, pixels, None, graph.output.size)[0]
+        return lambda pixels: qemu.run_firmware(fw, c_inputs(graph, pixels), None,
+                                                graph.output.size)[0]
     return prepare
 
 

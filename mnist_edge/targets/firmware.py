@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..backends.c import C_WARNINGS
+from ..backends.c import C_WARNINGS, c_inputs
 from ..errors import MnistEdgeError
 from ..paths import TEMPLATES_DIR, atomic_dir, template_env, write_manifest
 from ..qgraph import QGraph
@@ -160,12 +160,14 @@ def check_fits(graph: QGraph, board: Board) -> None:
     from ..backends.c_planner import plan_arena
 
     weights = summarize(graph)["weight_bytes"]
-    ram = plan_arena(graph).arena_bytes + board.stack_bytes
+    runner = board.runner_batch * (graph.input.size + graph.output.size)
+    ram = plan_arena(graph).arena_bytes + board.stack_bytes + runner
     for what, need, have in (("flash", weights, board.flash_size),
                              ("RAM", ram, board.ram_size)):
         if need > have:
             detail = ("its weights, biases and tables alone" if what == "flash"
-                      else f"its arena plus a {board.stack_bytes:,} B stack")
+                      else f"its arena, a {board.stack_bytes:,} B stack and the runner's "
+                           f"{runner:,} B of inputs and outputs")
             raise MnistEdgeError(f"model {graph.name} does not fit {board.name} ({board.title}): "
                                  f"{detail} need {need:,} B of {what}, the part has {have:,} B")
 
@@ -268,7 +270,7 @@ def flash_command(args: Any) -> int:
     pixels, labels = _test_pixels(args.data, args.limit, with_labels=True)
     from .. import golden
 
-    logits, seconds = qemu.run_firmware(fw, pixels)
+    logits, seconds = qemu.run_firmware(fw, c_inputs(graph, pixels))
     reference = golden.run_int8(graph, pixels)
     exact = float(np.mean(logits == reference))
     acc = float(np.mean(golden.predict(logits) == labels))

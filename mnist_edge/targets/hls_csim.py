@@ -49,7 +49,7 @@ def compile_csim(src_dir: Path, exe: Path, main: str = "csim_main.cpp") -> Path:
 
 def run_csim(exe: Path, pixels: np.ndarray, classes: int, jobs: int | None = None) -> np.ndarray:
     """Stream images through the runner, split over `jobs` processes; int8 logits [N, classes]."""
-    pixels = np.ascontiguousarray(pixels, dtype=np.uint8).reshape(-1, 28 * 28)
+    pixels = np.ascontiguousarray(pixels, dtype=np.uint8).reshape(len(pixels), -1)
     jobs = max(1, min(jobs or os.cpu_count() or 1, 8, -(-len(pixels) // 256)))
     chunks = np.array_split(np.arange(len(pixels)), jobs)
     with tempfile.TemporaryDirectory(prefix="mnist-edge-hls-") as tmp:

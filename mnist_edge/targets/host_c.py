@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backends.c import C_WARNINGS, SOURCES, X86_SOURCES, generate_c
+from ..backends.c import C_WARNINGS, SOURCES, X86_SOURCES, c_inputs, generate_c
 from ..errors import MnistEdgeError
 from ..paths import TEMPLATES_DIR, atomic_dir
 from ..qgraph import QGraph
@@ -60,8 +60,9 @@ def compile_runner(src_dir: Path, exe: Path, cc: str = "gcc",
 
 def run_runner(exe: Path, pixels: np.ndarray, classes: int, timing_images: int = 0,
                repeats: int = REPEATS) -> tuple[np.ndarray, float | None]:
-    """Logits [N, classes] for uint8 pixels [N,28,28], and the median µs per image."""
-    pixels = np.ascontiguousarray(pixels, dtype=np.uint8).reshape(len(pixels), 784)
+    """Logits [N, classes] for N inputs in the C API's layout and encoding
+    (`backends.c.c_inputs`), and the median µs per image."""
+    pixels = np.ascontiguousarray(pixels).reshape(len(pixels), -1)
     with tempfile.TemporaryDirectory(prefix="mnist-edge-c-") as tmp:
         pix, out = Path(tmp) / "pixels.bin", Path(tmp) / "logits.bin"
         pix.write_bytes(pixels.tobytes())
@@ -89,7 +90,7 @@ def _run(run_dir: Path, graph: QGraph, pixels: np.ndarray, options: dict[str, An
         exe = work / "runner"
         cmd = compile_runner(src, exe, cc, cflags)
         timing = min(len(pixels), int(options.get("timing_images", TIMING_IMAGES)))
-        logits, latency = run_runner(exe, pixels, graph.output.size, timing,
+        logits, latency = run_runner(exe, c_inputs(graph, pixels), graph.output.size, timing,
                                      int(options.get("repeats", REPEATS)))
     extra = {"compiler": Path(cmd[0]).name, "cflags": " ".join(cflags), "requant": mode,
              "latency_images": timing}

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from .. import analyze, golden, qgraph
+from ..backends.c import c_inputs
 from ..backends.c_planner import ArenaPlan, plan_arena
 from ..errors import MnistEdgeError
 from ..qgraph import QGraph
@@ -215,8 +216,8 @@ class _Cpu:
 
 
 def emulate_predict(fw: Firmware, pixels: np.ndarray, timing: bool = False) -> Trace:
-    """Run mnist_edge_predict once in unicorn on one image (uint8 [28,28]); with `timing`,
-    also the Cortex-M4 cycle estimate per step."""
+    """Run mnist_edge_predict once in unicorn on one input, as bytes in the C API's layout
+    (`backends.c.c_inputs`); with `timing`, also the Cortex-M4 cycle estimate per step."""
     import unicorn
 
     segments, symbols = _elf_image(fw.elf)
@@ -230,9 +231,11 @@ def emulate_predict(fw: Firmware, pixels: np.ndarray, timing: bool = False) -> T
     uc.mem_map(board.ram_origin, board.ram_size)
     for addr, data in segments:
         uc.mem_write(addr, data)
-    io = 0x60000000  # host-side buffers for the image and the logits, outside every board's map
-    uc.mem_map(io, 0x1000)
-    uc.mem_write(io, np.ascontiguousarray(pixels, dtype=np.uint8).tobytes())
+    io = 0x60000000  # host-side buffers for the input and the logits, outside every board's map
+    data = np.ascontiguousarray(pixels).tobytes()
+    out = io + (len(data) + 15) // 16 * 16
+    uc.mem_map(io, (out - io + 1024 + 0xFFF) // 0x1000 * 0x1000)
+    uc.mem_write(io, data)
     lo, hi = symbols["__stack_limit__"].addr, symbols["__stack_top__"].addr
     uc.mem_write(lo, PAINT.to_bytes(4, "little") * ((hi - lo) // 4))
 
@@ -285,7 +288,7 @@ def emulate_predict(fw: Firmware, pixels: np.ndarray, timing: bool = False) -> T
             ran[funcs[i][1]] = ran.get(funcs[i][1], 0) + n
 
     stop = board.flash_origin + board.flash_size - 16  # mapped, never executed
-    cpu.setup_call(symbols, hi, io, io + 0x400, stop)
+    cpu.setup_call(symbols, hi, io, out, stop)
     uc.hook_add(unicorn.UC_HOOK_BLOCK, on_block)
     try:
         uc.emu_start(p_lo | cpu.thumb, stop, timeout=120 * 1_000_000)
@@ -303,7 +306,7 @@ def emulate_predict(fw: Firmware, pixels: np.ndarray, timing: bool = False) -> T
             break
     else:
         used = 0
-    logits = np.frombuffer(bytes(uc.mem_read(io + 0x400, 64)), dtype=np.int8)
+    logits = np.frombuffer(bytes(uc.mem_read(out, 1024)), dtype=np.int8)
     ran["mnist_edge_predict"] = state["glue"]
     return Trace(logits, state["total"], state["glue"], [(s[0], s[1]) for s in steps], used, ran,
                  clock["cycles"] if timing else None,
@@ -394,10 +397,10 @@ def bench(run_dir: Path, graph: QGraph, core: str, size: bool = False,
     board = get_target(BENCH_TARGET[core])
     fw = build_firmware(graph, board, Path(run_dir) / "firmware" / f"bench-{core}{opt}",
                         "qemu", opt=opt)
-    image_source = "the given image"
+    image_source = "the given input"
     if pixels is None:
-        pixels, image_source = _first_test_image(data_dir)
-    trace = emulate_predict(fw, pixels, timing=core == "cortex-m4")
+        pixels, image_source = _first_test_image(graph, data_dir)
+    trace = emulate_predict(fw, c_inputs(graph, pixels[None])[0], timing=core == "cortex-m4")
     expected = golden.run_int8(graph, pixels[None])[0]
     if not np.array_equal(trace.logits[:expected.size], expected):
         raise MnistEdgeError(f"{core}: logits in the instruction-set emulator differ from golden")
@@ -438,17 +441,19 @@ def bench(run_dir: Path, graph: QGraph, core: str, size: bool = False,
     return figures
 
 
-def _first_test_image(data_dir: str | None = None) -> tuple[np.ndarray, str]:
-    """MNIST test image 0 if the files are at hand (never downloads), else random pixels."""
+def _first_test_image(graph: QGraph, data_dir: str | None = None) -> tuple[np.ndarray, str]:
+    """MNIST test image 0 for a 1x28x28 pixel model if the files are at hand (never
+    downloads), else a seeded random input."""
     from .. import data
+    from ..testing import random_inputs
 
-    try:
-        images, _ = data.load_mnist("test", data.resolve_data_dir(data_dir, download=False))
-        return images[0], "MNIST test image 0"
-    except MnistEdgeError:
-        from ..testing import random_pixels
-
-        return random_pixels(1, 0)[0], "random pixels (MNIST files not found)"
+    if graph.input_encoding == "uint8" and tuple(graph.input.shape) == data.MNIST_SHAPE:
+        try:
+            images, _ = data.load_mnist("test", data.resolve_data_dir(data_dir, download=False))
+            return images[0][None], "MNIST test image 0"
+        except MnistEdgeError:
+            pass
+    return random_inputs(graph, 1, 0)[0], "a seeded random input (random_inputs(graph, 1, 0))"
 
 
 def _gcc_version(fw: Firmware) -> str:

@@ -21,7 +21,6 @@ import numpy as np
 
 from ..backends import onnx as onnx_export
 from ..errors import MnistEdgeError
-from ..golden import pixels_to_int8
 from ..qgraph import QGraph
 from ..validate import BackendResult
 
@@ -57,12 +56,14 @@ def check_int8_model(path: Path, graph: QGraph) -> dict[str, str]:
     if meta.get("format") not in ("qoperator", "qdq"):
         raise MnistEdgeError(f"{path}: not an int8 model (format {meta.get('format')!r}); "
                              "validate model.int8.onnx or model.int8.qdq.onnx")
-    want_in = (onnx.TensorProto.UINT8, [None, 1, 28, 28])
+    in_type = onnx.helper.np_dtype_to_tensor_dtype(graph.input_dtype)
+    want_in = (in_type, [None, *graph.input.shape])
     want_out = (onnx.TensorProto.INT8, [None, graph.output.shape[0]])
     if (len(g.input) != 1 or _signature(g.input[0]) != want_in
             or _signature(g.output[0]) != want_out):
-        raise MnistEdgeError(f"{path}: expected input uint8 [N,1,28,28] and first output int8 "
-                             f"[N,{graph.output.shape[0]}]")
+        shape = ",".join(map(str, graph.input.shape))
+        raise MnistEdgeError(f"{path}: expected input {graph.input_encoding} [N,{shape}] and "
+                             f"first output int8 [N,{graph.output.shape[0]}]")
     if meta.get("qgraph_hash") != graph.content_hash():
         raise MnistEdgeError(f"{path}: exported from a different QGraph (hash mismatch); "
                              "re-run `mnist-edge export onnx`")
@@ -90,27 +91,24 @@ def session(path: Path, threads: int | None = None):
         raise MnistEdgeError(f"{path}: onnxruntime cannot load it ({first})") from None
 
 
-def model_input(pixels: np.ndarray) -> np.ndarray:
-    """The model's input: the raw uint8 pixels as [N,1,28,28] (shape and dtype checked)."""
-    try:
-        pixels_to_int8(pixels)
-    except ValueError as exc:
-        raise MnistEdgeError(str(exc)) from None
-    return np.asarray(pixels).reshape(-1, 1, 28, 28)
+def model_input(graph: QGraph, inputs: np.ndarray) -> np.ndarray:
+    """The ONNX model's input: the batch in the graph's encoding as [N, *input shape]."""
+    graph.input_to_int8(inputs)  # checks dtype and shape
+    return np.asarray(inputs).reshape(-1, *graph.input.shape)
 
 
-def run_logits(sess, pixels: np.ndarray) -> np.ndarray:
-    """int8 logits for uint8 pixels [N,28,28] or [N,1,28,28], in batches."""
-    x = model_input(pixels)
+def run_logits(sess, graph: QGraph, inputs: np.ndarray) -> np.ndarray:
+    """int8 outputs [N, size] for a batch in the graph's input encoding, in batches."""
+    x = model_input(graph, inputs)
     name = sess.get_inputs()[0].name
     out = [sess.run([onnx_export.LOGITS_NAME], {name: x[i : i + BATCH]})[0]
            for i in range(0, len(x), BATCH)]
-    return np.concatenate(out) if out else np.zeros((0, sess.get_outputs()[0].shape[1]), np.int8)
+    return np.concatenate(out) if out else np.zeros((0, graph.output.size), np.int8)
 
 
-def latency_us(sess, pixels: np.ndarray, runs: int = LATENCY_RUNS) -> float:
+def latency_us(sess, graph: QGraph, inputs: np.ndarray, runs: int = LATENCY_RUNS) -> float:
     """Median wall time of one single-image inference, after warm-up, in microseconds."""
-    feed = {sess.get_inputs()[0].name: model_input(pixels[:1])}
+    feed = {sess.get_inputs()[0].name: model_input(graph, inputs[:1])}
     for _ in range(WARMUP_RUNS):
         sess.run([onnx_export.LOGITS_NAME], feed)
     times = []
@@ -132,7 +130,7 @@ def float_figures(run_dir: Path, graph: QGraph, pixels: np.ndarray) -> dict[str,
             onnx_export.export_float(fg, path, graph.content_hash())
     except MnistEdgeError as exc:
         return {"float_max_abs_diff_vs_pytorch": None, "float_note": str(exc)}
-    images = model_input(pixels).astype(np.float32) / np.float32(255)
+    images = model_input(graph, pixels).astype(np.float32) / np.float32(255)
     sess = session(path)
     name = sess.get_inputs()[0].name
     onnx_logits = np.concatenate([sess.run(None, {name: images[i:i + BATCH]})[0]
@@ -180,12 +178,12 @@ def run(run_dir: Path, graph: QGraph, pixels: np.ndarray, options: dict[str, Any
     if not model_file and not path.exists():
         onnx_export.export_int8(graph, path, options.get("activations", "uint8"))
     meta = check_int8_model(path, graph)
-    logits = run_logits(session(path), pixels)
-    latency = latency_us(session(path, threads=1), pixels) if len(pixels) else None
+    logits = run_logits(session(path), graph, pixels)
+    latency = latency_us(session(path, threads=1), graph, pixels) if len(pixels) else None
     extra: dict[str, Any] = {"model_file": path.name, "format": meta.get("format"),
                              "activations": meta.get("activations"),
                              "onnxruntime_version": _import_ort().__version__,
                              "cpu_vnni": cpu_has_vnni()}
-    if not options.get("skip_float"):
+    if not options.get("skip_float") and graph.input_encoding == "uint8":  # float: pixels
         extra.update(float_figures(run_dir, graph, pixels))
     return BackendResult(logits=logits, latency_us=latency, extra=extra)

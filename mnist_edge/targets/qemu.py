@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backends.c import c_inputs
 from ..errors import MnistEdgeError
 from ..paths import atomic_dir
 from ..qgraph import QGraph
@@ -33,14 +34,17 @@ TIMEOUT_PER_IMAGE_S = 0.25
 
 def run_firmware(fw: Firmware, pixels: np.ndarray, timeout: float | None = None,
                  classes: int = 10) -> tuple[np.ndarray, float]:
-    """Run a semihosting firmware on `pixels` (uint8 [N,28,28]); returns (logits, seconds)."""
+    """Run a semihosting firmware on N inputs already in the C API's layout and encoding
+    (`backends.c.c_inputs`; one-channel uint8 images may stay [N, H, W]); returns
+    (logits, seconds)."""
     if not fw.board.emulated:
         raise MnistEdgeError(f"{fw.board.name} is a real board, not a QEMU target")
     cmd = qemu_command(fw.board, fw.elf.resolve())
     require_tool(cmd[0])
-    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
-    if pixels.ndim != 3 or pixels.shape[1:] != (28, 28):
-        raise MnistEdgeError(f"pixels must be uint8 [N,28,28], got {pixels.shape}")
+    pixels = np.ascontiguousarray(pixels)
+    if pixels.dtype.itemsize != 1 or pixels.ndim < 2:
+        raise MnistEdgeError(f"inputs must be bytes [N, ...], got {pixels.dtype} {pixels.shape}")
+    pixels = pixels.reshape(len(pixels), -1)
     if timeout is None:
         timeout = TIMEOUT_BASE_S + TIMEOUT_PER_IMAGE_S * len(pixels)
     with tempfile.TemporaryDirectory(prefix="mnist-edge-qemu-") as tmp:
@@ -78,7 +82,8 @@ def run_target(target: str, run_dir: Path, graph: QGraph, pixels: np.ndarray,
     with atomic_dir(Path(run_dir) / "firmware" / board.name) as work:
         fw = build_firmware(graph, board, work, "qemu", opt=options.get("opt", "-O2"),
                             requant=options.get("requant"))
-        logits, seconds = run_firmware(fw, pixels, options.get("timeout"), graph.output.size)
+        logits, seconds = run_firmware(fw, c_inputs(graph, pixels), options.get("timeout"),
+                                       graph.output.size)
     extra = {"qemu_seconds": round(seconds, 2), "qemu_machine": board.qemu_machine,
              "requant": fw.requant, "images_per_second": round(len(pixels) / seconds, 1)}
     # Wall time per image in QEMU says nothing about the chip: no latency_us here.

@@ -73,7 +73,7 @@ def simulate(binary: Path, rtl_dir: Path, pixels: np.ndarray,
     Runs in rtl_dir, where $readmemh finds mem/: point it at a copy with edited ROM
     images to simulate those without rebuilding.
     """
-    pixels = np.ascontiguousarray(pixels, dtype=np.uint8).reshape(-1, 28 * 28)
+    pixels = np.ascontiguousarray(pixels, dtype=np.uint8).reshape(len(pixels), -1)
     with tempfile.TemporaryDirectory(prefix="mnist-edge-sim-") as tmp:
         px, out = Path(tmp) / "pixels.bin", Path(tmp) / "out.bin"
         px.write_bytes(pixels.tobytes())

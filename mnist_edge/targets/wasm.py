@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backends.c import c_inputs
 from ..backends.web import WASM_FILE, build_wasm
 from ..errors import MnistEdgeError
 from ..qgraph import QGraph
@@ -44,9 +45,9 @@ WebAssembly.instantiate(fs.readFileSync(wasmPath), {}).then(({ instance }) => {
 
 
 def run_wasm(wasm: Path, pixels: np.ndarray, classes: int) -> np.ndarray:
-    """int8 logits [N, classes] of the module for uint8 pixels [N, ...]."""
+    """int8 logits [N, classes] of the module for N inputs in the C API's layout."""
     node = require_tool("node", "install Node.js (scripts/setup.sh installs it)", "Node.js")
-    flat = np.ascontiguousarray(pixels, dtype=np.uint8).reshape(len(pixels), -1)
+    flat = np.ascontiguousarray(pixels).reshape(len(pixels), -1)
     with tempfile.TemporaryDirectory(prefix="mnist-edge-wasm-") as tmp:
         pix, out = Path(tmp) / "pixels.bin", Path(tmp) / "logits.bin"
         pix.write_bytes(flat.tobytes())
@@ -64,6 +65,6 @@ def run(run_dir: Path, graph: QGraph, pixels: np.ndarray, options: dict[str, Any
     with tempfile.TemporaryDirectory(prefix="mnist-edge-wasm-") as tmp:
         wasm = Path(tmp) / WASM_FILE
         wasm.write_bytes(wasm_bytes)
-        logits = run_wasm(wasm, pixels, graph.output.size)
+        logits = run_wasm(wasm, c_inputs(graph, pixels), graph.output.size)
     return BackendResult(logits, None, {"emcc": emcc, "requant": requant,
                                         "wasm_bytes": len(wasm_bytes)})

@@ -29,7 +29,7 @@ int main(void)
     for (i = 0; i < ME_TEST_VECTORS; i++) {
         int8_t logits[MNIST_EDGE_CLASSES];
         const uint32_t start = DWT_CYCCNT;
-        const int cls = mnist_edge_predict(me_test_pixels[i], logits);
+        const int cls = mnist_edge_predict(me_test_inputs[i], logits);
         const uint32_t cycles = DWT_CYCCNT - start;
         const int same = memcmp(logits, me_test_logits[i], sizeof logits) == 0 &&
                          cls == me_test_classes[i];

@@ -1,8 +1,8 @@
 /*
- * qemu_main.c - semihosting runner: classifies every image the host provides.
+ * qemu_main.c - semihosting runner: runs the model on every input the host provides.
  *
- * Reads images.bin (N x 784 uint8 pixels, row-major) from the host's working
- * directory, runs mnist_edge_predict() on each and writes the int8 logits to
+ * Reads images.bin (N inputs of MNIST_EDGE_INPUT_SIZE bytes, the C API's encoding and
+ * layout) from the host's working directory, runs mnist_edge_predict() on each and writes the int8 logits to
  * logits.bin (N x MNIST_EDGE_CLASSES bytes). Exits with status 0 when done;
  * any I/O error prints one line and exits with status 1.
  *
@@ -21,7 +21,7 @@
 #endif
 #define BATCH RUNNER_BATCH
 
-static uint8_t pixels[BATCH][MNIST_EDGE_INPUT_SIZE];
+static mnist_edge_input_t inputs[BATCH][MNIST_EDGE_INPUT_SIZE];
 static int8_t logits[BATCH][MNIST_EDGE_CLASSES];
 
 static int fail(const char *what)
@@ -41,7 +41,7 @@ int main(void)
     }
     size = sh_flen(in);
     if (size < 0 || size % MNIST_EDGE_INPUT_SIZE != 0) {
-        return fail("images.bin is not a whole number of 784-byte images");
+        return fail("images.bin is not a whole number of inputs");
     }
     out = sh_open("logits.bin", SH_MODE_WB);
     if (out < 0) {
@@ -51,11 +51,11 @@ int main(void)
     for (done = 0; done < count;) {
         const int32_t n = count - done < BATCH ? count - done : BATCH;
         int32_t i;
-        if (sh_read(in, pixels, (uint32_t)(n * MNIST_EDGE_INPUT_SIZE)) != 0) {
+        if (sh_read(in, inputs, (uint32_t)(n * MNIST_EDGE_INPUT_SIZE)) != 0) {
             return fail("short read from images.bin");
         }
         for (i = 0; i < n; i++) {
-            (void)mnist_edge_predict(pixels[i], logits[i]);
+            (void)mnist_edge_predict(inputs[i], logits[i]);
         }
         if (sh_write(out, logits, (uint32_t)(n * MNIST_EDGE_CLASSES)) != 0) {
             return fail("short write to logits.bin");

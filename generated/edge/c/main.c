@@ -15,7 +15,7 @@ int main(void)
     int i, failures = 0;
     for (i = 0; i < ME_TEST_VECTORS; i++) {
         int8_t logits[MNIST_EDGE_CLASSES];
-        const int cls = mnist_edge_predict(me_test_pixels[i], logits);
+        const int cls = mnist_edge_predict(me_test_inputs[i], logits);
         const int same = memcmp(logits, me_test_logits[i], sizeof logits) == 0 &&
                          cls == me_test_classes[i];
         printf("image %2d: class %d, golden %d, logits %s\n", i, cls, me_test_classes[i],

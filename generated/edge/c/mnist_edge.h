@@ -1,5 +1,5 @@
 /*
- * mnist_edge.h - handwritten digit classifier "edge", int8 (public API).
+ * mnist_edge.h - model "edge", int8 (public API).
  *
  * Bit-exact with the mnist-edge golden model for QGraph ff4f1e5ac1f5d063.
  * Not reentrant: the model uses one static arena of MNIST_EDGE_ARENA_SIZE bytes.
@@ -18,10 +18,20 @@ extern "C" {
 #define MNIST_EDGE_MODEL_NAME "edge"
 #define MNIST_EDGE_QGRAPH_HASH "ff4f1e5ac1f5d063b0840467d565e7e7a5659f5f6e6c8196de6656703b81ab46"
 
+/*
+ * The input: 28x28 uint8 bytes p (q = p - 128), row-major: input[y * 28 + x]
+ * real = MNIST_EDGE_INPUT_SCALE * (q - MNIST_EDGE_INPUT_ZERO_POINT)
+ */
+typedef uint8_t mnist_edge_input_t;
+#define MNIST_EDGE_INPUT_C 1
 #define MNIST_EDGE_INPUT_H 28
 #define MNIST_EDGE_INPUT_W 28
-#define MNIST_EDGE_INPUT_SIZE 784 /* uint8 pixels, row-major, 0 = background */
-#define MNIST_EDGE_CLASSES 10
+#define MNIST_EDGE_INPUT_SIZE 784
+#define MNIST_EDGE_INPUT_SCALE 0x1.010102p-8f
+#define MNIST_EDGE_INPUT_ZERO_POINT (-128)
+/* The output: an int8 vector (the logits of a classifier). */
+#define MNIST_EDGE_OUTPUT_SIZE 10
+#define MNIST_EDGE_CLASSES MNIST_EDGE_OUTPUT_SIZE
 
 /* RAM: activations of every layer, laid out by the mnist-edge planner. */
 #define MNIST_EDGE_ARENA_SIZE 6496
@@ -36,10 +46,10 @@ extern "C" {
 #define MNIST_EDGE_REQUANT_INT 0
 
 /*
- * Classify one 28x28 image. Writes the int8 logits and returns the class
- * (ties go to the lowest index).
+ * Run the model on one input. Writes the int8 output and returns the index of its
+ * largest value, the class (ties go to the lowest index).
  */
-int mnist_edge_predict(const uint8_t pixels[MNIST_EDGE_INPUT_SIZE],
+int mnist_edge_predict(const mnist_edge_input_t input[MNIST_EDGE_INPUT_SIZE],
                        int8_t logits[MNIST_EDGE_CLASSES]);
 
 #ifdef __cplusplus

@@ -27,7 +27,7 @@ typedef char mnist_edge_conv0_params_buffer_fits[ME_CONV2D_U8_1CH_BUFFER_SIZE(9,
 typedef char mnist_edge_conv4_params_buffer_fits[ME_CONV2D_S8_BUFFER_SIZE(144, 32) <= 1792 ? 1 : -1];
 typedef char mnist_edge_conv8_params_buffer_fits[ME_CONV2D_S8_BUFFER_SIZE(288, 64) <= 3584 ? 1 : -1];
 
-/* conv0 + maxpool3: conv2d 1x28x28 -> 16x28x28, 3x3 stride 1x1 pad 1,1,1,1; maxpool2d 2x2 stride 2x2 -> 16x14x14 [pixels -> arena + 0] */
+/* conv0 + maxpool3: conv2d 1x28x28 -> 16x28x28, 3x3 stride 1x1 pad 1,1,1,1; maxpool2d 2x2 stride 2x2 -> 16x14x14 [input -> arena + 0] */
 static const me_conv_params mnist_edge_conv0_params = {
     .in_h = 28,
     .in_w = 28,
@@ -123,13 +123,13 @@ static const me_fc_params mnist_edge_fc14_params = {
     .requant = {.mult = mnist_edge_fc14_mult, .shift = NULL, .zero_point = 12, .table = NULL},
 };
 
-int mnist_edge_predict(const uint8_t pixels[MNIST_EDGE_INPUT_SIZE],
+int mnist_edge_predict(const mnist_edge_input_t input[MNIST_EDGE_INPUT_SIZE],
                        int8_t logits[MNIST_EDGE_CLASSES])
 {
     int8_t *const arena = me_arena.bytes;
 
     /* conv0 + maxpool3 */
-    me_conv2d_u8_1ch(&mnist_edge_conv0_params, pixels, arena + 0, arena + 3136);
+    me_conv2d_u8_1ch(&mnist_edge_conv0_params, input, arena + 0, arena + 3136);
 
     /* conv4 + maxpool7 */
     me_conv2d_s8(&mnist_edge_conv4_params, arena + 0, arena + 4928, arena + 3136);

@@ -13,7 +13,7 @@
 
 #define ME_TEST_VECTORS 20
 
-static const uint8_t me_test_pixels[ME_TEST_VECTORS][MNIST_EDGE_INPUT_SIZE] = {
+static const mnist_edge_input_t me_test_inputs[ME_TEST_VECTORS][MNIST_EDGE_INPUT_SIZE] = {
     {
            0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,
            0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,

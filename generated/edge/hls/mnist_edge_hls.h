@@ -13,7 +13,7 @@
 // the predicted digit is the index of the largest logit (the lowest index on ties).
 #define MNIST_EDGE_OUTPUT_ZERO_POINT (12)
 
-// One image in: 784 uint8 pixels, row-major 28x28 (0 = background).
+// One image in: 784 uint8 pixels, row-major 28x28.
 // 10 int8 logits out. Both ports are AXI4-Stream in synthesis, the
 // block control (start/done) is AXI4-Lite.
 void mnist_edge_top(const uint8_t pixels[MNIST_EDGE_PIXELS], int8_t logits[MNIST_EDGE_CLASSES]);

@@ -1,10 +1,10 @@
 /*
  * runner.c - host harness for validating generated C (not part of the generated tree).
  *
- *   runner PIXELS LOGITS [TIMING_IMAGES] [REPEATS]
+ *   runner INPUTS LOGITS [TIMING_IMAGES] [REPEATS]
  *
- * Reads N images of 784 uint8 pixels from PIXELS, writes N x MNIST_EDGE_CLASSES int8
- * logits to LOGITS, then times mnist_edge_predict on the first TIMING_IMAGES images
+ * Reads N inputs of MNIST_EDGE_INPUT_SIZE bytes (the C API's encoding and layout) from
+ * INPUTS, writes N x MNIST_EDGE_CLASSES int8 logits to LOGITS, then times mnist_edge_predict on the first TIMING_IMAGES images
  * REPEATS times (batch 1, one thread) and prints the median microseconds per image.
  */
 #define _POSIX_C_SOURCE 199309L
@@ -31,12 +31,12 @@ int main(int argc, char **argv)
 {
     FILE *f;
     long n, i, timed, r, repeats;
-    uint8_t *pixels;
+    mnist_edge_input_t *inputs;
     int8_t *logits;
     double *runs;
     volatile int sink = 0;
     if (argc < 3) {
-        fprintf(stderr, "usage: %s PIXELS LOGITS [TIMING_IMAGES] [REPEATS]\n", argv[0]);
+        fprintf(stderr, "usage: %s INPUTS LOGITS [TIMING_IMAGES] [REPEATS]\n", argv[0]);
         return 2;
     }
     f = fopen(argv[1], "rb");
@@ -46,16 +46,16 @@ int main(int argc, char **argv)
     }
     n = ftell(f) / MNIST_EDGE_INPUT_SIZE;
     rewind(f);
-    pixels = malloc((size_t)(n * MNIST_EDGE_INPUT_SIZE) + 1);
+    inputs = malloc((size_t)(n * MNIST_EDGE_INPUT_SIZE) + 1);
     logits = malloc((size_t)(n * MNIST_EDGE_CLASSES) + 1);
-    if (pixels == NULL || logits == NULL ||
-        fread(pixels, MNIST_EDGE_INPUT_SIZE, (size_t)n, f) != (size_t)n) {
+    if (inputs == NULL || logits == NULL ||
+        fread(inputs, MNIST_EDGE_INPUT_SIZE, (size_t)n, f) != (size_t)n) {
         fprintf(stderr, "%s: cannot read %ld images\n", argv[1], n);
         return 2;
     }
     fclose(f);
     for (i = 0; i < n; i++) {
-        sink += mnist_edge_predict(pixels + i * MNIST_EDGE_INPUT_SIZE,
+        sink += mnist_edge_predict(inputs + i * MNIST_EDGE_INPUT_SIZE,
                                    logits + i * MNIST_EDGE_CLASSES);
     }
     f = fopen(argv[2], "wb");
@@ -75,7 +75,7 @@ int main(int argc, char **argv)
         for (r = 0; r < repeats; r++) {
             const double t0 = now_us();
             for (i = 0; i < timed; i++) {
-                sink += mnist_edge_predict(pixels + i * MNIST_EDGE_INPUT_SIZE, out);
+                sink += mnist_edge_predict(inputs + i * MNIST_EDGE_INPUT_SIZE, out);
             }
             runs[r] = (now_us() - t0) / (double)timed;
         }
@@ -83,7 +83,7 @@ int main(int argc, char **argv)
         printf("latency_us %.3f\n", runs[repeats / 2]);
         free(runs);
     }
-    free(pixels);
+    free(inputs);
     free(logits);
     return sink < 0;
 }

@@ -1,0 +1,18 @@
+"""Which graph inputs a backend's generated hardware interface can take."""
+
+from __future__ import annotations
+
+from ..errors import MnistEdgeError
+from ..qgraph import QGraph
+
+
+def require_pixel_image(graph: QGraph, backend: str) -> tuple[int, int]:
+    """(H, W) of a graph whose input is one channel of uint8 pixels, the stream the HLS and
+    RTL interfaces read today; any other input is refused by name, before any work."""
+    shape = tuple(graph.input.shape)
+    if graph.input_encoding != "uint8" or len(shape) != 3 or shape[0] != 1:
+        dims = "x".join(map(str, shape))
+        raise MnistEdgeError(f"the {backend} backend reads one channel of uint8 pixels (1xHxW); "
+                             f"model {graph.name} takes {graph.input_encoding} {dims}: use the "
+                             "C, WebAssembly or ONNX backends for it")
+    return shape[1], shape[2]
