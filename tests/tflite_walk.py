@@ -101,6 +101,47 @@ def run_op(model: TFLiteModel, op: Operator, args: list[np.ndarray | None]) -> n
         return _softmax(model, op, x)
     if op.op in ("RESHAPE", "SQUEEZE"):
         return K.reshape(x, out.shape)
+    return _elementwise(model, op, args)
+
+
+def _elementwise(model: TFLiteModel, op: Operator, args: list) -> np.ndarray:
+    t_in, out = model.tensors[op.inputs[0]], model.tensors[op.outputs[0]]
+    x = args[0]
+    if op.op == "QUANTIZE":
+        s, z = _q(out)
+        return K.quantize(x, scale=s, zero_point=z)
+    if op.op == "DEQUANTIZE":
+        s, z = _q(t_in)
+        return K.dequantize(x, scale=s, zero_point=z)
+    s_in, z_in = _q(t_in)
+    if op.op in ("LOGISTIC", "TANH"):
+        m, ls, radius = P.sigmoid_tanh_params(s_in)
+        fn = K.logistic if op.op == "LOGISTIC" else K.tanh
+        return fn(x, input_zp=z_in, input_range_radius=radius, input_multiplier=m,
+                  input_left_shift=ls)
+    if op.op == "RELU":
+        m, sh = P.relu_params(s_in, _q(out)[0])
+        return K.relu(x, input_zp=z_in, output_zp=_q(out)[1], mult=m, shift=sh,
+                      act=P.activation_range("RELU", *_q(out)))
+    if op.op == "RELU6":
+        return K.relu6(x, zero=z_in, six=P.quantize_value(6.0, s_in, z_in))
+    if op.op == "MUL":
+        t2 = model.tensors[op.inputs[1]]
+        m, sh = P.mul_params(s_in, _q(t2)[0], _q(out)[0])
+        return K.mul(x, args[1], input1_zp=z_in, input2_zp=_q(t2)[1], output_zp=_q(out)[1],
+                     mult=m, shift=sh, act=_act(op, out))
+    if op.op == "CONCATENATION":
+        axis = op.options["axis"] % len(out.shape)
+        if axis == 0:
+            raise NotImplementedError("concatenation along the batch axis")
+        return K.concatenation(args, axis)
+    if op.op in ("PAD", "PADV2"):
+        pads = model.tensors[op.inputs[1]].data
+        if np.any(pads[0] != 0):
+            raise NotImplementedError("padding of the batch axis")
+        value = _q(out)[1] if op.op == "PAD" or len(op.inputs) < 3 or op.inputs[2] < 0 \
+            else int(model.tensors[op.inputs[2]].data.ravel()[0])
+        return K.pad(x, pads, value)
     raise NotImplementedError(f"{op.label()} has no walker entry")
 
 

@@ -183,3 +183,78 @@ def softmax(x: np.ndarray, *, input_multiplier: int, input_left_shift: int, diff
 def reshape(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """RESHAPE / SQUEEZE: a copy of the bytes with the new shape (leading batch kept)."""
     return x.reshape((x.shape[0], *shape[1:])) if shape else x.reshape(x.shape[0])
+
+
+def _lut_fixed_point(x: np.ndarray, input_zp: int, radius: int, mult: int, left_shift: int,
+                     fn, out_shift: int, out_offset: int) -> np.ndarray:
+    """The int8 LOGISTIC / TANH loop: saturate beyond the input radius, else rescale to
+    Q4.27, evaluate gemmlowp's function in Q0.31 and shift down to int8."""
+    v = x.astype(np.int64) - input_zp
+    q4 = multiply_by_quantized_multiplier(np.clip(v, -radius, radius), mult, left_shift)
+    out = g.rounding_divide_by_pot(fn(q4, 4), out_shift) + out_offset
+    out = np.clip(out, INT8_MIN, INT8_MAX)
+    return np.where(v <= -radius, INT8_MIN, np.where(v >= radius, INT8_MAX, out)
+                    ).astype(np.int8)
+
+
+def logistic(x: np.ndarray, *, input_zp: int, input_range_radius: int, input_multiplier: int,
+             input_left_shift: int) -> np.ndarray:
+    """LOGISTIC int8 (output scale 1/256, zero point -128): gemmlowp::logistic on Q4.27,
+    the result's Q0.31 divided by 2**23 with rounding, minus 128."""
+    return _lut_fixed_point(x, input_zp, input_range_radius, input_multiplier,
+                            input_left_shift, g.logistic, 23, INT8_MIN)
+
+
+def tanh(x: np.ndarray, *, input_zp: int, input_range_radius: int, input_multiplier: int,
+         input_left_shift: int) -> np.ndarray:
+    """TANH int8 (output scale 1/128, zero point 0): gemmlowp::tanh on Q4.27, divided
+    by 2**24 with rounding."""
+    return _lut_fixed_point(x, input_zp, input_range_radius, input_multiplier,
+                            input_left_shift, g.tanh, 24, 0)
+
+
+def relu(x: np.ndarray, *, input_zp: int, output_zp: int, mult: int, shift: int,
+         act: tuple[int, int]) -> np.ndarray:
+    """RELU / RELU_N1_TO_1 int8 (ReluQuantized): rescale (x - z_in) to the output scale,
+    add z_out, clamp to the activation range of the output."""
+    out = multiply_by_quantized_multiplier(x.astype(np.int64) - input_zp, mult, shift)
+    return _clamp8(out + output_zp, *act)
+
+
+def relu6(x: np.ndarray, *, zero: int, six: int) -> np.ndarray:
+    """RELU6 int8 (Relu6Quantized): a plain clamp to [q(0), q(6)] in the input's own
+    quantization (TFLM requires the output's to be the same)."""
+    return _clamp8(x, zero, six)
+
+
+def mul(a: np.ndarray, b: np.ndarray, *, input1_zp: int, input2_zp: int, output_zp: int,
+        mult: int, shift: int, act: tuple[int, int]) -> np.ndarray:
+    """MUL int8 (MulElementwise), broadcasting: (a - z1) * (b - z2) rescaled once."""
+    prod = _wrap32((a.astype(np.int64) - input1_zp) * (b.astype(np.int64) - input2_zp))
+    return _clamp8(multiply_by_quantized_multiplier(prod, mult, shift) + output_zp, *act)
+
+
+def concatenation(xs: list[np.ndarray], axis: int) -> np.ndarray:
+    """CONCATENATION int8: a byte copy along `axis` (TFLM requires equal quantization of
+    every input and the output, so no requantization happens)."""
+    return np.concatenate(xs, axis=axis)
+
+
+def pad(x: np.ndarray, paddings: np.ndarray, value: int) -> np.ndarray:
+    """PAD / PADV2 int8: `paddings` [rank, 2] (before, after); PAD fills with the output
+    zero point, PADV2 with its constant-value input."""
+    return np.pad(x, [(int(a), int(b)) for a, b in paddings], constant_values=value)
+
+
+def quantize(x: np.ndarray, *, scale: float, zero_point: int) -> np.ndarray:
+    """QUANTIZE float32 -> int8 (AffineQuantize): round(x / scale) in float32, half away
+    from zero, plus the zero point, saturated."""
+    q = np.asarray(x, dtype=np.float32) / np.float32(scale)
+    r = np.sign(q) * np.floor(np.abs(q) + np.float32(0.5))
+    return np.clip(r.astype(np.int64) + zero_point, INT8_MIN, INT8_MAX).astype(np.int8)
+
+
+def dequantize(x: np.ndarray, *, scale: float, zero_point: int) -> np.ndarray:
+    """DEQUANTIZE int8 -> float32: scale * (q - zero_point), computed in float32."""
+    return (np.float32(scale) * (x.astype(np.int64) - zero_point).astype(np.float32)
+            ).astype(np.float32)

@@ -117,3 +117,26 @@ def softmax_params(beta: float, input_scale: float) -> tuple[int, int, int]:
     radius = math.floor(1.0 * ((1 << SOFTMAX_SCALED_DIFF_BITS) - 1)
                         * (1 << (31 - SOFTMAX_SCALED_DIFF_BITS)) / (1 << left_shift))
     return m, left_shift, -radius
+
+
+def sigmoid_tanh_params(input_scale: float) -> tuple[int, int, int]:
+    """LOGISTIC / TANH int8 Prepare: (multiplier, left shift, input range radius).
+
+    The real multiplier s_in * 2**27 (Q4.27 input) is split with a bare frexp and a
+    round half away from zero (not QuantizeMultiplier); the radius is
+    CalculateInputRadius(4, left_shift, 31)."""
+    q, left_shift = math.frexp(float(np.float32(input_scale)) * float(1 << 27))
+    m = int(_round_away(q * float(1 << 31)))
+    radius = math.floor(1.0 * 15 * (1 << 27) / 2.0 ** left_shift)
+    return m, left_shift, radius
+
+
+def relu_params(input_scale: float, output_scale: float) -> tuple[int, int]:
+    """CalculateReluOpData: s_in / s_out (float32 scales, the ratio in double)."""
+    return quantize_multiplier(float(np.float32(input_scale)) / float(np.float32(output_scale)))
+
+
+def quantize_value(f: float, scale: float, zero_point: int) -> int:
+    """FloatToQuantizedType<int8>: zero_point + round(f / scale) in float32, saturated."""
+    q = zero_point + int(_round_away(float(np.float32(f) / np.float32(scale))))
+    return max(INT8_MIN, min(INT8_MAX, q))
