@@ -123,6 +123,10 @@ def _elementwise(model: TFLiteModel, op: Operator, args: list) -> np.ndarray:
         m, sh = P.relu_params(s_in, _q(out)[0])
         return K.relu(x, input_zp=z_in, output_zp=_q(out)[1], mult=m, shift=sh,
                       act=P.activation_range("RELU", *_q(out)))
+    if op.op == "LEAKY_RELU":
+        mi, si, ma, sa = P.leaky_relu_params(s_in, _q(out)[0], op.options["alpha"])
+        return K.leaky_relu(x, input_zp=z_in, output_zp=_q(out)[1], mult_identity=mi,
+                            shift_identity=si, mult_alpha=ma, shift_alpha=sa)
     if op.op == "RELU6":
         return K.relu6(x, zero=z_in, six=P.quantize_value(6.0, s_in, z_in))
     if op.op == "MUL":

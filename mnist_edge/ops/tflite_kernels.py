@@ -258,3 +258,13 @@ def dequantize(x: np.ndarray, *, scale: float, zero_point: int) -> np.ndarray:
     """DEQUANTIZE int8 -> float32: scale * (q - zero_point), computed in float32."""
     return (np.float32(scale) * (x.astype(np.int64) - zero_point).astype(np.float32)
             ).astype(np.float32)
+
+
+def leaky_relu(x: np.ndarray, *, input_zp: int, output_zp: int, mult_identity: int,
+               shift_identity: int, mult_alpha: int, shift_alpha: int) -> np.ndarray:
+    """LEAKY_RELU int8 (QuantizeLeakyRelu): (x - z_in) >= 0 rescaled by s_in/s_out, below
+    zero by s_in*alpha/s_out (a negative alpha gives a negative Q31 multiplier)."""
+    v = x.astype(np.int64) - input_zp
+    pos = multiply_by_quantized_multiplier(v, mult_identity, shift_identity)
+    neg = multiply_by_quantized_multiplier(v, mult_alpha, shift_alpha)
+    return _clamp8(np.where(v >= 0, pos, neg) + output_zp, INT8_MIN, INT8_MAX)

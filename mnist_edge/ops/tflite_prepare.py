@@ -140,3 +140,13 @@ def quantize_value(f: float, scale: float, zero_point: int) -> int:
     """FloatToQuantizedType<int8>: zero_point + round(f / scale) in float32, saturated."""
     q = zero_point + int(_round_away(float(np.float32(f) / np.float32(scale))))
     return max(INT8_MIN, min(INT8_MAX, q))
+
+
+def leaky_relu_params(input_scale: float, output_scale: float, alpha: float
+                      ) -> tuple[int, int, int, int]:
+    """CalculateOpDataLeakyRelu: (m_identity, shift_identity, m_alpha, shift_alpha), both
+    ratios computed in float32 (s_in * alpha / s_out and s_in / s_out) before widening."""
+    s_in, s_out, a = np.float32(input_scale), np.float32(output_scale), np.float32(alpha)
+    mi, si = quantize_multiplier(float(np.float32(s_in / s_out)))
+    ma, sa = quantize_multiplier(float(np.float32(np.float32(s_in * a) / s_out)))
+    return mi, si, ma, sa
