@@ -95,3 +95,105 @@ def requantize_int(acc: np.ndarray, m: np.ndarray, shift: np.ndarray,
     right = np.minimum(np.maximum(shift, 0), 62)  # |p| < 2**62: larger shifts round to 0
     y = _round_shift_rne(p << left, np.broadcast_to(right, p.shape)) + int(zero_point)
     return np.clip(y, INT8_MIN, INT8_MAX).astype(np.int8)
+
+
+# ----------------------------------------------------------------------------------------
+# The `tflite` arithmetic: TensorFlow Lite Micro's integer requantization, bit for bit.
+#
+# A real multiplier M becomes (m, shift) with M ~= m * 2**(shift - 31), m a Q31 int32
+# (QuantizeMultiplier). An int32 accumulator is scaled with MultiplyByQuantizedMultiplier:
+# a saturating rounding doubling high multiply by m, then a rounding (half away from zero)
+# divide by 2**-shift. All functions below work on NumPy int64 arrays holding int32 values,
+# vectorized, and reproduce TFLM's C++ including its int32 wrap-around where TFLM has one.
+# ----------------------------------------------------------------------------------------
+
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+
+
+def _wrap32(x: np.ndarray) -> np.ndarray:
+    """Two's-complement int32 wrap of int64 values (what C++ int32 arithmetic does)."""
+    return ((np.asarray(x, dtype=np.int64) + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+
+
+def quantize_multiplier(real: float) -> tuple[int, int]:
+    """TFLM's QuantizeMultiplier: the Q31 mantissa and the exponent of a real multiplier.
+
+    frexp of the double gives q in [0.5, 1) and the exponent; q * 2**31 is rounded half
+    away from zero (TfLiteRound); a mantissa that rounds up to 2**31 is halved and the
+    exponent raised; an exponent below -31 flushes the multiplier to (0, 0). The result
+    satisfies real ~= m * 2**(shift - 31). The default (double-rounding) build does not
+    cap the shift; TFLITE_SINGLE_ROUNDING would cap it at 30.
+    """
+    import math
+
+    real = float(real)
+    if real == 0.0:
+        return 0, 0
+    if not math.isfinite(real):
+        raise ValueError(f"requantization multiplier {real!r} is not finite")
+    q, shift = math.frexp(real)
+    q_fixed = int(math.floor(abs(q) * (1 << 31) + 0.5))  # TfLiteRound: half away from zero
+    q_fixed = -q_fixed if q < 0 else q_fixed
+    if q_fixed == (1 << 31):
+        q_fixed //= 2
+        shift += 1
+    if shift < -31:
+        return 0, 0
+    return q_fixed, shift
+
+
+def saturating_rounding_doubling_high_mul(a: np.ndarray, b: np.ndarray | int) -> np.ndarray:
+    """gemmlowp's SaturatingRoundingDoublingHighMul (ARM VQRDMULH) on int32 values.
+
+    (a * b + nudge) / 2**31 with C++ truncating division, nudge = 2**30 for a non-negative
+    product and 1 - 2**30 otherwise; INT32_MIN * INT32_MIN saturates to INT32_MAX.
+    """
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    overflow = (a == b) & (a == INT32_MIN)
+    ab = a * b  # |ab| <= 2**62: exact in int64
+    nudge = np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+    num = ab + nudge
+    q = np.abs(num) >> 31  # truncating division toward zero
+    q = np.where(num < 0, -q, q)
+    return np.where(overflow, INT32_MAX, _wrap32(q))
+
+
+def rounding_divide_by_pot(x: np.ndarray, exponent: np.ndarray | int) -> np.ndarray:
+    """gemmlowp's RoundingDivideByPOT: x / 2**exponent rounded half away from zero."""
+    x = np.asarray(x, dtype=np.int64)
+    exponent = np.asarray(exponent, dtype=np.int64)
+    mask = (np.int64(1) << exponent) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (x < 0)
+    return (x >> exponent) + (remainder > threshold)
+
+
+def multiply_by_quantized_multiplier(acc: np.ndarray, m: np.ndarray | int,
+                                     shift: np.ndarray | int) -> np.ndarray:
+    """TFLM's MultiplyByQuantizedMultiplier(int32 x, int32 m, int shift), default build.
+
+    This is the double-rounding variant (SaturatingRoundingDoublingHighMul, then
+    RoundingDivideByPOT) that TFLM and CMSIS-NN use unless TFLITE_SINGLE_ROUNDING=1, which
+    replaces both roundings by one 64-bit (x * m + round) >> (31 - shift). `m` and `shift`
+    broadcast against `acc` (per-channel arrays go on the channel axis). A positive shift
+    multiplies x by 2**shift first, in int32 (wrapping as C++ does).
+    """
+    shift = np.asarray(shift, dtype=np.int64)
+    left = np.maximum(shift, 0)
+    right = np.maximum(-shift, 0)
+    x = _wrap32(np.asarray(acc, dtype=np.int64) << left)
+    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, m), right)
+
+
+def multiply_by_quantized_multiplier_smaller_than_one(x: np.ndarray, m: int,
+                                                      shift: int) -> np.ndarray:
+    """TFLM's MultiplyByQuantizedMultiplierSmallerThanOneExp (shift <= 0), default build."""
+    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, m), -int(shift))
+
+
+def multiply_by_quantized_multiplier_greater_than_one(x: np.ndarray, m: int,
+                                                      left_shift: int) -> np.ndarray:
+    """TFLM's MultiplyByQuantizedMultiplierGreaterThanOne (left_shift >= 0), default build."""
+    x = _wrap32(np.asarray(x, dtype=np.int64) << int(left_shift))
+    return saturating_rounding_doubling_high_mul(x, m)
