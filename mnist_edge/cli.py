@@ -6,18 +6,29 @@ import signal
 import sys
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is so that every `finally` and atomic write cleans
+    up on the way out, as for Ctrl-C."""
+
+
 def _interrupted_early(signum, frame) -> None:
-    """Ctrl-C before main() takes over (imports, parsing): a quiet exit, no traceback."""
-    raise SystemExit(_usage_interrupted())
+    """Ctrl-C or SIGTERM before main() takes over (imports, parsing): a quiet exit."""
+    raise SystemExit(_usage_interrupted(signum == signal.SIGTERM))
 
 
-def _usage_interrupted() -> int:
-    print("mnist-edge: interrupted", file=sys.stderr)
-    return 130
+def _terminate(signum, frame) -> None:
+    raise Terminated()
+
+
+def _usage_interrupted(terminated: bool = False) -> int:
+    print(f"mnist-edge: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+    return 143 if terminated else 130
 
 
 if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when ignored
     signal.signal(signal.SIGINT, _interrupted_early)
+if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+    signal.signal(signal.SIGTERM, _interrupted_early)
 
 import argparse  # noqa: E402  (after the handler: Ctrl-C while importing stays quiet)
 import importlib  # noqa: E402
@@ -281,9 +292,11 @@ def main(argv: list[str] | None = None) -> int:
         # write cleans up on the way out.
         if signal.getsignal(signal.SIGINT) is _interrupted_early:
             signal.signal(signal.SIGINT, signal.default_int_handler)
+        if signal.getsignal(signal.SIGTERM) is _interrupted_early:
+            signal.signal(signal.SIGTERM, _terminate)
         return int(_resolve(args.handler)(args) or 0)
-    except KeyboardInterrupt:
-        return _usage_interrupted()
+    except KeyboardInterrupt as exc:
+        return _usage_interrupted(isinstance(exc, Terminated))
     except Exception as exc:  # the one error path: no traceback reaches a user
         return _fail(exc)
 

@@ -431,10 +431,12 @@ def test_model_names_are_the_zoo() -> None:
     assert tuple(models.ZOO) == model_names.MODEL_NAMES
 
 
-@pytest.mark.parametrize("delay", [0.3, 0.6, 1.0])
-def test_ctrl_c_early_prints_no_traceback(run: Path, delay: float) -> None:
-    """Ctrl-C during imports, parsing or work: one line, exit 130 (Python's own start-up,
-    the first ~0.1 s before any mnist-edge code runs, is outside the CLI's reach)."""
+@pytest.mark.parametrize("signum,delay", [("SIGINT", 0.3), ("SIGINT", 0.6), ("SIGINT", 1.0),
+                                          ("SIGTERM", 0.3), ("SIGTERM", 1.0)])
+def test_ctrl_c_early_prints_no_traceback(run: Path, signum: str, delay: float) -> None:
+    """Ctrl-C (SIGINT) or SIGTERM during imports, parsing or work: one line, exit 130 or 143,
+    no temporary folder left (Python's own start-up, the first ~0.1 s before any
+    mnist-edge code runs, is outside the CLI's reach)."""
     import signal
     import time
 
@@ -443,11 +445,12 @@ def test_ctrl_c_early_prints_no_traceback(run: Path, delay: float) -> None:
                           "--backend", "c"], stdout=subprocess.PIPE,  # all 10,000: > 1 s
                          stderr=subprocess.PIPE, text=True, env=env)
     time.sleep(delay)
-    p.send_signal(signal.SIGINT)
+    p.send_signal(getattr(signal, signum))
     _, err = p.communicate(timeout=120)
     if p.returncode == 0:
         pytest.skip("the command finished before the signal")
-    assert p.returncode == 130 and err.strip() == "mnist-edge: interrupted", err
+    code, word = (130, "interrupted") if signum == "SIGINT" else (143, "terminated")
+    assert p.returncode == code and err.strip() == f"mnist-edge: {word}", err
     assert no_temporaries(run) == []
 
 

@@ -90,3 +90,18 @@ def test_zoo_model_is_exact_on_backend(zoo: dict[str, Path], mnist_dir: Path, mo
     assert figures["images"] == n
     assert figures["exact_logit_fraction"] == 1.0, figures.get("first_mismatch")
     assert np.isfinite(figures["accuracy"])
+
+
+def test_demo_engine_is_exact_on_the_mlp(zoo: dict[str, Path], mnist_dir: Path) -> None:
+    """The demo's every backend on the mlp (the Gradio seed's model, whose first layer is
+    fully connected): the page marks the answer bit-exact across all of them."""
+    from mnist_edge.demo.engine import DEMO_BACKENDS, Engine
+
+    engine = Engine(zoo["mlp"], DEMO_BACKENDS)
+    try:
+        assert not engine.missing, engine.missing
+        for image in data.load_mnist("test", str(mnist_dir))[0][:3]:
+            panel = engine.panel(image, trace=False)
+            assert panel.exact_backends == len(DEMO_BACKENDS), panel.first_difference
+    finally:
+        engine.close()
