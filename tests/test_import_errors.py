@@ -100,6 +100,27 @@ def test_missing_external_data(tmp_path: Path, mnist_dir: Path, capsys) -> None:
     _refused(tmp_path, mnist_dir, src / "model.onnx", "model.onnx.data", "not found", capsys=capsys)
 
 
+def test_external_data_outside_the_folder(tmp_path: Path, mnist_dir: Path, capsys) -> None:
+    """A model whose external data points outside its folder is refused in one line (onnx
+    itself refuses it too, which was reported as an internal error, exit 3)."""
+    import onnx
+
+    model = onnx.load(str(E.exported("plain", "torchscript", str(mnist_dir))))
+    src = tmp_path / "src"
+    src.mkdir()
+    onnx.save_model(model, str(src / "model.onnx"), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="model.onnx.data", size_threshold=0)
+    (src / "model.onnx.data").rename(tmp_path / "secret.data")
+    model = onnx.load(str(src / "model.onnx"), load_external_data=False)
+    for tensor in model.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = "../secret.data"
+    onnx.save(model, str(src / "model.onnx"))
+    _refused(tmp_path, mnist_dir, src / "model.onnx", "outside the model's folder",
+             capsys=capsys)
+
+
 def test_wrong_import_is_refused_by_the_float_check(tmp_path: Path, mnist_dir: Path) -> None:
     """A float graph that does not match the file (here: weights off by 1 %) is refused."""
     import onnx

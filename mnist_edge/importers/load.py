@@ -27,6 +27,10 @@ def _external_files(model, base: Path) -> None:
             continue
         info = ExternalDataInfo(tensor)
         target = (base / info.location).resolve()
+        if not target.is_relative_to(base.resolve()):
+            raise MnistEdgeError(f"initializer {tensor.name!r}: external data file "
+                                 f"{info.location!r} lies outside the model's folder {base}; "
+                                 "refused (a model file may only read files beside it)")
         if not target.is_file():
             raise MnistEdgeError(f"initializer {tensor.name!r}: external data file "
                                  f"{info.location!r} not found in {base}; copy it next to "
@@ -58,7 +62,7 @@ def load_onnx(path: str | Path):
     _external_files(model, path.parent)
     try:
         onnx.load_external_data_for_model(model, str(path.parent))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, onnx.checker.ValidationError) as exc:
         raise MnistEdgeError(f"{path}: cannot read its external data ({exc})") from None
     version = opset_of(model)
     if not OPSETS[0] <= version <= OPSETS[1]:
