@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from mnist_edge.errors import MnistEdgeError
 from mnist_edge.models import MODEL_NAMES
 from mnist_edge.pipeline import evaluate_run, validate_run
 from mnist_edge.quantize import quantize_run
@@ -41,10 +42,15 @@ def run_model(name: str, runs: Path, backends: list[str], reuse: bool, data: str
         from mnist_edge.backends.onnx import export_run
 
         export_run(run_dir)
+    refused = {}
     for backend in backends:
         slow = backend.startswith(SLOW_PREFIXES)
-        validate_run(run_dir, [backend], data, limits[1] if slow else limits[0])
-    return load_report(run_dir)
+        try:
+            validate_run(run_dir, [backend], data, limits[1] if slow else limits[0])
+        except MnistEdgeError as exc:  # a model the target cannot take: say why in the table
+            print(f"{backend}: refused: {exc}", flush=True)
+            refused[backend] = str(exc)
+    return {**load_report(run_dir), "refused": refused}
 
 
 def table(reports: dict[str, dict], backends: list[str]) -> str:
@@ -55,8 +61,11 @@ def table(reports: dict[str, dict], backends: list[str]) -> str:
         cells = ""
         for b in backends:
             f = r.get("backends", {}).get(b, {})
-            cells += (f" {f['exact_logit_fraction']:.2%} of {f['images']:,} |" if f
-                      else " not run |")
+            if b in r.get("refused", {}):
+                cells += f" refused: {r['refused'][b].split(': ', 1)[-1]} |"
+            else:
+                cells += (f" {f['exact_logit_fraction']:.2%} of {f['images']:,} |" if f
+                          else " not run |")
         rows.append(f"| {name} | {r['params']:,} | {r['macs']:,} | {r['weight_bytes']:,} | "
                     f"{r['peak_activation_bytes']:,} | {r['float_accuracy']:.2%} | "
                     f"{r['int8_accuracy']:.2%} | {r['int8_float_agreement']:.2%} |{cells}")
