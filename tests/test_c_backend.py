@@ -179,6 +179,23 @@ def test_selftest_strict_warnings(trees, cc: str, mode: str) -> None:
             assert out.count("logits exact") == 8
 
 
+@pytest.mark.parametrize("x86", [False, True])
+def test_strictest_compilers(trees, tmp_path: Path, x86: bool) -> None:
+    """clang -Weverything and gcc -fanalyzer, as errors, on the portable and the x86 builds.
+    -Wpadded is off: on LP64 hosts the int32 fields before a pointer pad the parameter
+    structs, by design of their layout, which has no padding on the 32-bit cores."""
+    clang, gcc = need("clang"), need("gcc")
+    src = trees["mixed", 0, "float"]
+    extra = ["-march=native", "-DMNIST_EDGE_X86"] if x86 else []
+    sources = [*SOURCES, "main.c", *(["mnist_edge_kernels_x86.c"] if x86 else [])]
+    for name in sources:
+        _run([clang, "-std=c99", "-Weverything", "-Wno-padded", "-Werror", "-O2", *extra,
+              "-c", name, "-o", str(tmp_path / f"{name}.o")], cwd=src)
+    kernels = "mnist_edge_kernels_x86.c" if x86 else "mnist_edge_kernels.c"
+    _run([gcc, "-std=c99", "-O2", "-fanalyzer", "-Werror", *extra, "-c", kernels, "-o",
+          str(tmp_path / "analyzed.o")], cwd=src)
+
+
 @pytest.mark.parametrize("flags", [
     [],  # the portable loops RISC-V runs (interleaved windows, two taps a turn)
     ["-DMNIST_EDGE_TWO_TAPS=0"],  # the Cortex-M0's walk: one tap a turn

@@ -92,6 +92,7 @@ static int32_t me_ssat8(int32_t v)
  * than it saves. -DMNIST_EDGE_TWO_WINDOWS=0|1 and -DMNIST_EDGE_TWO_TAPS=0|1 choose
  * another walk (the host tests run each one).
  */
+#ifndef MNIST_EDGE_X86 /* only the portable dot products use the walks */
 #if ME_USE_DSP
 #define ME_TWO_WINDOWS 1
 #elif defined(MNIST_EDGE_TWO_WINDOWS)
@@ -108,6 +109,7 @@ static int32_t me_ssat8(int32_t v)
 #else
 #define ME_TWO_TAPS 1
 #endif
+#endif /* !MNIST_EDGE_X86 */
 
 /* ------------------------------------------------------------ requantization */
 
@@ -741,8 +743,7 @@ ME_INLINE void me_dot2x2_s8(const int8_t *x0, const int8_t *x1, const int8_t *w0
 #if ME_TWO_WINDOWS
         const int32_t xa = *x0++, xb = *x1++;
 #else
-        const int32_t xa = x0[0], xb = x0[1];
-        x0 += 2;
+        const int32_t xa = *x0++, xb = *x0++; /* interleaved: one pointer */
 #endif
         const int32_t va = *w0++, vb = *w1++;
         a00 += xa * va;

@@ -264,11 +264,9 @@ ME_INLINE int32_t me_dot2x4_wide(const int8_t *u0, const int8_t *u1, const int8_
 ME_INLINE int32_t me_dot2x4_wide(const int8_t *u0, const int8_t *u1, const int8_t *const w[4],
                                  int32_t n, __m128i *r0, __m128i *r1)
 {
-    __m256i a[4], b[4];
+    const __m256i zero = _mm256_setzero_si256();
+    __m256i a[4] = {zero, zero, zero, zero}, b[4] = {zero, zero, zero, zero};
     int32_t i = 0, j;
-    for (j = 0; j < 4; j++) {
-        a[j] = b[j] = _mm256_setzero_si256();
-    }
     for (; i + 16 <= n; i += 16) {
         const __m256i ua = _mm256_cvtepu8_epi16(me_load16(u0 + i)); /* 0..255 as int16 */
         const __m256i ub = _mm256_cvtepu8_epi16(me_load16(u1 + i));
@@ -298,11 +296,8 @@ ME_INLINE int32_t me_dot2x4_wide(const int8_t *u0, const int8_t *u1, const int8_
                                  int32_t n, __m128i *r0, __m128i *r1)
 {
     const __m128i zero = _mm_setzero_si128();
-    __m128i a[4], b[4];
+    __m128i a[4] = {zero, zero, zero, zero}, b[4] = {zero, zero, zero, zero};
     int32_t i = 0, j;
-    for (j = 0; j < 4; j++) {
-        a[j] = b[j] = zero;
-    }
     for (; i + 8 <= n; i += 8) {
         const __m128i ua = _mm_unpacklo_epi8(me_load8(u0 + i), zero); /* 0..255 as int16 */
         const __m128i ub = _mm_unpacklo_epi8(me_load8(u1 + i), zero);
