@@ -235,7 +235,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 
 def _add_import_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--normalize", metavar="MEAN,STD",
-                   help="the model expects (pixel/255 - MEAN)/STD, e.g. 0.1307,0.3081")
+                   help="the model expects (pixel/255 - MEAN)/STD, e.g. 0.1307,0.3081, or per "
+                   "channel M1,M2,M3/S1,S2,S3")
     p.add_argument("--layout", choices=["auto", "nchw", "nhwc"], default="auto",
                    help="input layout of an image model (auto: from its first node, else NHWC "
                    "when only the last dim is 1 or 3)")

@@ -255,3 +255,63 @@ def test_bad_data(tmp_path: Path, capsys, request, rgb_run: Path, kind: str,
     before = sorted(p.name for p in rgb_run.iterdir())
     _refused(capsys, tmp_path, ["quantize", str(rgb_run), "--data", str(data)], *words)
     assert sorted(p.name for p in rgb_run.iterdir()) == before
+
+
+def _nhwc_cnn():
+    """Takes channels-last [N,32,32,3] and permutes first, as Keras/tf2onnx files do."""
+    import torch
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2), nn.ReLU(), nn.Flatten(),
+                                      nn.Linear(4 * 15 * 15, 5))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.body(x.permute(0, 3, 1, 2))
+
+    return Net()
+
+
+def _row_mlp():
+    from torch import nn
+
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.Tanh(), nn.Linear(16, 1))
+
+
+@pytest.mark.parametrize("build,shape,layout,ir_shape", [
+    (_nhwc_cnn, (32, 32, 3), "nhwc", (3, 32, 32)),
+    (_row_mlp, (1, 64), "flat", (64,)),
+])
+def test_layouts_import(tmp_path: Path, build, shape: tuple[int, ...], layout: str,
+                        ir_shape: tuple[int, ...]) -> None:
+    """NHWC detected from the first node (a Transpose); [N,1,K] is a vector; a one-value
+    output is a vector too. The float check runs on seeded random inputs."""
+    from mnist_edge.importers import import_onnx
+
+    path = _export(tmp_path, build, shape, "m")
+    run_dir, doc = import_onnx(path, tmp_path / "runs", "m", check_images=CHECK)
+    assert doc["layout"] == layout and tuple(doc["input_shape"]) == ir_shape
+    assert doc["float_check"]["relative_diff"] <= 1e-4
+    assert "random" in doc["float_check"]["data"]
+    assert fgraph.load(fgraph.find_in_run(run_dir)).input_shape == ir_shape
+
+
+def test_per_channel_normalize_option(tmp_path: Path, capsys) -> None:
+    """--normalize M1,M2,M3/S1,S2,S3 (torchvision's Normalize outside the model) is checked
+    against onnxruntime and quantizes to a depthwise 1x1 conv on the pixels."""
+    path = _export(tmp_path, _nhwc_cnn, (32, 32, 3), "n")
+    runs = tmp_path / "runs"
+    code, out, err = _cli(capsys, "import", str(path), "--name", "n", "--runs", str(runs),
+                          "--normalize", "0.5,0.4,0.3/0.2,0.25,0.3")
+    assert code == 0, err
+    rng = np.random.default_rng(4)
+    npz = tmp_path / "n.npz"
+    np.savez(npz, x=rng.integers(0, 256, (30, 3, 32, 32), dtype=np.uint8))
+    assert main(["quantize", str(runs / "n"), "--data", str(npz), "--calib-images", "30"]) == 0
+    graph = qgraph.load_run(runs / "n")
+    assert graph.ops[0].kind == "conv2d" and graph.ops[0].attrs["groups"] == 3
+    assert main(["validate", str(runs / "n"), "--data", str(npz), "--backend", "c"]) == 0
+    _refused(capsys, tmp_path, ["import", str(path), "--name", "n2", "--runs", str(runs),
+                                "--normalize", "0.5,0.4/0.2"], "M1,M2,M3/S1,S2,S3")

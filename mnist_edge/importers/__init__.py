@@ -24,16 +24,22 @@ LAYOUTS = ("auto", "nchw", "nhwc")
 CHECK_IMAGES = 1000
 
 
-def parse_normalize(text: str | None) -> tuple[float, float] | None:
-    """'MEAN,STD' -> (mean, std), as in torchvision's Normalize((mean,), (std,))."""
+def parse_normalize(text: str | None) -> tuple[Any, Any] | None:
+    """'MEAN,STD' -> (mean, std), as torchvision's Normalize((mean,), (std,)); per channel
+    'M1,M2,M3/S1,S2,S3' -> ((m1, m2, m3), (s1, s2, s3)), as Normalize(mean, std)."""
     if text is None:
         return None
     try:
-        mean, std = (float(v) for v in text.split(","))
+        if "/" in text:
+            mean, std = (tuple(float(v) for v in part.split(",")) for part in text.split("/"))
+            if len(mean) != len(std):
+                raise ValueError
+        else:
+            mean, std = (float(v) for v in text.split(","))
     except ValueError:
-        raise MnistEdgeError(f"--normalize {text!r}: expected MEAN,STD, e.g. 0.1307,0.3081"
-                             ) from None
-    if not std > 0:
+        raise MnistEdgeError(f"--normalize {text!r}: expected MEAN,STD (e.g. 0.1307,0.3081) "
+                             "or one per channel, M1,M2,M3/S1,S2,S3") from None
+    if not all(s > 0 for s in (std if isinstance(std, tuple) else (std,))):
         raise MnistEdgeError(f"--normalize {text!r}: STD must be positive")
     return mean, std
 

@@ -12,13 +12,16 @@ from ..fgraph import FloatGraph, float_input, run_float
 TOLERANCE = 1e-4  # max |logit difference| relative to the logit range of the original
 
 
-def model_input(x: np.ndarray, info: dict[str, Any], normalize: tuple[float, float] | None
+def model_input(x: np.ndarray, info: dict[str, Any], normalize: tuple[Any, Any] | None
                 ) -> np.ndarray:
     """What `run_float` takes ([N, *input_shape]: pixels in 0..1 or features) -> what the
     original file's input expects (its layout, its own shape, --normalize applied)."""
     x = x.astype(np.float32)
-    if normalize is not None:
-        x = ((x - np.float32(normalize[0])) / np.float32(normalize[1])).astype(np.float32)
+    if normalize is not None:  # floats, or one per channel of the [N,C,H,W] batch
+        shape = (-1,) + (1,) * (x.ndim - 2)
+        mean, std = (np.asarray(v, np.float32).reshape(shape) if np.ndim(v) else np.float32(v)
+                     for v in normalize)
+        x = ((x - mean) / std).astype(np.float32)
     if info["layout"] == "nhwc":
         x = x.transpose(0, 2, 3, 1)
     return np.ascontiguousarray(x.reshape(len(x), *info["onnx_shape"]))
@@ -59,7 +62,7 @@ def run_original(model, info: dict[str, Any], x: np.ndarray) -> tuple[np.ndarray
 
 
 def float_check(model, graph: FloatGraph, info: dict[str, Any], inputs: np.ndarray,
-                normalize: tuple[float, float] | None) -> dict[str, Any]:
+                normalize: tuple[Any, Any] | None) -> dict[str, Any]:
     """Refuse the import when the float graph does not reproduce the original's logits on
     `inputs` (raw data: uint8 pixels or float features, [N, *input_shape] or as MNIST
     gives one-channel images, [N,H,W])."""

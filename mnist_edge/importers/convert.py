@@ -103,7 +103,7 @@ class Converter:
     """One pass over the nodes; `run()` returns the FloatGraph and what was dropped/folded."""
 
     def __init__(self, model, name: str, layout: str = "auto",
-                 normalize: tuple[float, float] | None = None,
+                 normalize: tuple[Any, Any] | None = None,
                  input_kind: str = "pixels") -> None:
         from .load import opset_of
 
@@ -124,8 +124,8 @@ class Converter:
         # normalizes each channel of an image differently
         self.norm_scale: float | np.ndarray = 1.0
         self.norm_shift: float | np.ndarray = 0.0
-        if normalize is not None:
-            mean, std = normalize
+        if normalize is not None:  # floats, or one per channel
+            mean, std = (np.asarray(v, np.float64) for v in normalize)
             self.norm_scale, self.norm_shift = 1.0 / std, -mean / std
         self.presoftmax: str | None = None
         self.batch: int | None = None
@@ -980,7 +980,7 @@ class Converter:
 
 
 def convert(model, name: str, layout: str = "auto",
-            normalize: tuple[float, float] | None = None,
+            normalize: tuple[Any, Any] | None = None,
             input_kind: str = "pixels") -> tuple[FloatGraph, dict[str, Any]]:
     """The float graph and what the import did (layout, dropped and folded nodes)."""
     conv = Converter(model, name, layout, normalize, input_kind)
