@@ -242,9 +242,10 @@ def synthetic(spec: InputSpec, count: int, seed: int = 0) -> np.ndarray:
     return rng.standard_normal((count, *spec.shape)).astype(np.float32)
 
 
-def check_set(data: str | Path | None, spec: InputSpec, count: int) -> tuple[np.ndarray, str]:
-    """Inputs for the import's float check: `data` (MNIST test images by default) when the
-    model reads them, else seeded random inputs."""
+def sample(data: str | Path | None, spec: InputSpec, count: int) -> tuple[np.ndarray, str]:
+    """`count` inputs where any will do (the import's float check, generated test vectors):
+    `data` (MNIST test images by default) when the model reads them, else seeded random
+    inputs; and where they came from."""
     if data is None and not _mnist_shaped(spec):
         return synthetic(spec, count), f"{count} seeded random inputs"
     ds = load(data, spec, "test")

@@ -120,8 +120,8 @@ def generate(run_dir: Path, target: str, out: str | None = None, requant: str = 
     graph = qgraph.load_run(run_dir)
     if prefix is not None and target != "c":
         raise MnistEdgeError("--prefix applies to `generate c` only")
-    pixels = (inputs.graph_input(graph, test_set(data_dir, vectors, graph)[0])
-              if vectors > 0 else None)
+    pixels = (inputs.graph_input(graph, inputs.sample(data_dir, inputs.spec_of(graph),
+                                                      vectors)[0]) if vectors > 0 else None)
     if target == "c":
         from .backends.c import DEFAULT_PREFIX, check_prefix, generate_c
 

@@ -84,7 +84,7 @@ def import_onnx(path: str | Path, runs: str | Path = "runs", name: str | None = 
     if normalize is not None and input_kind != "pixels":
         raise MnistEdgeError("--normalize applies to pixel inputs, not to --input features")
     graph, info = convert(model, name, layout, normalize, input_kind)
-    check_x, check_source = inputs.check_set(data_dir, inputs.spec_of(graph), check_images)
+    check_x, check_source = inputs.sample(data_dir, inputs.spec_of(graph), check_images)
     check = float_check(model, graph, info, check_x, normalize)
     check["data"] = check_source
     doc = {

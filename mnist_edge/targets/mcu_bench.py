@@ -450,7 +450,7 @@ def _first_test_image(graph: QGraph, data_dir: str | None = None) -> tuple[np.nd
 
     if data_dir is not None:
         ds = inputs.load(data_dir, inputs.spec_of(graph), "test")
-        return inputs.graph_input(graph, ds.x[:1]), f"input 0 of {ds.source}"
+        return inputs.graph_input(graph, ds.x[:1])[0], f"input 0 of {ds.source}"
     if graph.input_encoding == "uint8" and tuple(graph.input.shape) == data.MNIST_SHAPE:
         try:
             images, _ = data.load_mnist("test", data.resolve_data_dir(data_dir, download=False))
