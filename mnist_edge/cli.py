@@ -69,8 +69,10 @@ def _add_run(p: argparse.ArgumentParser) -> None:
 
 
 def _add_data(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", help="folder with the MNIST IDX files (else $MNIST_EDGE_DATA, "
-                   "the cache, then download)")
+    p.add_argument("--data", help="the data: a folder with the MNIST IDX files (default: "
+                   "$MNIST_EDGE_DATA, the cache, then download), an .npz with x (inputs in the "
+                   "model's layout, uint8 pixels or float features) and optional y (labels), "
+                   "or an image folder class_name/*.png|jpg (resized, PIL bilinear)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -233,9 +235,14 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 
 def _add_import_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--normalize", metavar="MEAN,STD",
-                   help="the model expects (pixel/255 - MEAN)/STD, e.g. 0.1307,0.3081")
+                   help="the model expects (pixel/255 - MEAN)/STD, e.g. 0.1307,0.3081, or per "
+                   "channel M1,M2,M3/S1,S2,S3")
     p.add_argument("--layout", choices=["auto", "nchw", "nhwc"], default="auto",
-                   help="input layout of the ONNX model (auto: from its input shape)")
+                   help="input layout of an image model (auto: from its first node, else NHWC "
+                   "when only the last dim is 1 or 3)")
+    p.add_argument("--input", choices=["pixels", "features"], default="pixels",
+                   help="what the model reads: uint8 pixels (it sees pixel/255) or float "
+                   "features (quantized with a calibrated scale and zero point)")
 
 
 def _add_quant_args(p: argparse.ArgumentParser) -> None:

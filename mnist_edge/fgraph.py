@@ -30,6 +30,14 @@ LAYER_KINDS = ("conv2d", "linear", "maxpool2d", "avgpool2d", "global_avgpool", "
 MULTI_INPUT = ("add", "concat")
 INPUT = "input"  # the graph input tensor; every op's output tensor is named by the op
 SCHEMA = "mnist-edge.fgraph"
+# What the model's input is. "pixels": uint8 bytes p, the float model reads p/255 (or an
+# affine normalization of it); "features": float values, quantized to int8 with a scale and
+# zero point calibrated like any other tensor.
+INPUT_KINDS = ("pixels", "features")
+DEFAULT_INPUT_SHAPE = (1, 28, 28)  # what files written before the input spec existed hold
+DEFAULT_INPUT_KIND = "pixels"
+# (mean, std): a float each, or one float per channel (an RGB model's Normalize).
+Norm = tuple[float | tuple[float, ...], float | tuple[float, ...]]
 # Attributes each parametrized activation needs, with the defaults ONNX and PyTorch use.
 ACTIVATION_DEFAULTS: dict[str, dict[str, float]] = {
     "leaky_relu": {"alpha": 0.01}, "elu": {"alpha": 1.0},
@@ -95,13 +103,16 @@ class FOp:
 class FloatGraph:
     """Ops in topological order; the last op's output is the logits [N, classes].
 
-    `input_norm = (mean, std)` when the model expects `(p/255 - mean)/std`; `run_float` still
-    takes images in 0..1 and normalizes them itself.
+    The input is `input_shape` (C,H,W or K) of `input_kind` ("pixels" or "features").
+    `input_norm = (mean, std)` (floats, or one per channel) when a pixel model expects
+    `(p/255 - mean)/std`; `run_float` still takes pixels in 0..1 and normalizes them itself.
     """
 
     name: str
     ops: list[FOp]
-    input_norm: tuple[float, float] | None = None
+    input_norm: Norm | None = None
+    input_shape: tuple[int, ...] = DEFAULT_INPUT_SHAPE
+    input_kind: str = DEFAULT_INPUT_KIND
 
     def __post_init__(self) -> None:
         previous = INPUT
@@ -110,12 +121,30 @@ class FloatGraph:
                 op.inputs = [previous]
             op.inputs = [str(t) for t in op.inputs]
             previous = op.name
+        self.input_shape = tuple(int(d) for d in self.input_shape)
         if self.input_norm is not None:
-            self.input_norm = (float(self.input_norm[0]), float(self.input_norm[1]))
+            self.input_norm = (_norm_value(self.input_norm[0]), _norm_value(self.input_norm[1]))
         self.check()
 
     def check(self) -> None:
-        """Every input names the graph input or an earlier op; names are unique."""
+        """The input spec is coherent; every input names the graph input or an earlier op;
+        names are unique."""
+        if self.input_kind not in INPUT_KINDS:
+            raise MnistEdgeError(f"float graph {self.name}: input kind {self.input_kind!r}; "
+                                 f"choose from {', '.join(INPUT_KINDS)}")
+        if len(self.input_shape) not in (1, 3) or min(self.input_shape) < 1:
+            raise MnistEdgeError(f"float graph {self.name}: input shape {list(self.input_shape)}"
+                                 " is neither a vector (K) nor an image (C,H,W)")
+        if self.input_norm is not None:
+            if self.input_kind != "pixels":
+                raise MnistEdgeError(f"float graph {self.name}: an input normalization applies "
+                                     "to pixel inputs only")
+            for v in self.input_norm:
+                if isinstance(v, tuple) and (len(self.input_shape) != 3
+                                             or len(v) != self.input_shape[0]):
+                    raise MnistEdgeError(f"float graph {self.name}: per-channel normalization "
+                                         f"of {len(v)} values does not fit input "
+                                         f"{list(self.input_shape)}")
         known = {INPUT}
         for op in self.ops:
             if op.name in known:
@@ -132,14 +161,53 @@ class FloatGraph:
                                      f"{need} tensors, not {count}")
             known.add(op.name)
 
+    @property
+    def per_channel_norm(self) -> bool:
+        return self.input_norm is not None and any(isinstance(v, tuple)
+                                                   for v in self.input_norm)
+
     def to_json(self) -> dict[str, Any]:
-        return {
+        norm = None if self.input_norm is None else [
+            list(v) if isinstance(v, tuple) else v for v in self.input_norm]
+        doc: dict[str, Any] = {
             "schema": SCHEMA,
             "name": self.name,
-            "input_norm": list(self.input_norm) if self.input_norm is not None else None,
+            "input_norm": norm,
             "ops": [{"name": o.name, "kind": o.kind, "attrs": o.attrs, "inputs": o.inputs,
                      "arrays": sorted(o.arrays)} for o in self.ops],
         }
+        # Written only when not the MNIST default, so that older files load and read the same.
+        if self.input_shape != DEFAULT_INPUT_SHAPE or self.input_kind != DEFAULT_INPUT_KIND:
+            doc["input"] = {"shape": list(self.input_shape), "kind": self.input_kind}
+        return doc
+
+
+def _norm_value(v: Any) -> float | tuple[float, ...]:
+    """A mean or std as stored: a float, or a tuple of per-channel floats (one value of a
+    per-channel list collapses to a float)."""
+    if isinstance(v, (list, tuple, np.ndarray)):
+        values = tuple(float(x) for x in np.asarray(v, np.float64).reshape(-1))
+        if len(set(values)) == 1:
+            return values[0]
+        return values
+    return float(v)
+
+
+def norm_arrays(graph: FloatGraph) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) as float64 arrays broadcasting against [N, *input_shape]."""
+    assert graph.input_norm is not None
+    shape = (-1,) + (1,) * (len(graph.input_shape) - 1)
+    return tuple(np.asarray(v, np.float64).reshape(shape) if isinstance(v, tuple)
+                 else np.float64(v) for v in graph.input_norm)  # type: ignore[return-value]
+
+
+def float_input(graph: FloatGraph, raw: np.ndarray) -> np.ndarray:
+    """Raw data as the loaders give it (uint8 pixels, float features) -> what `run_float`
+    takes: pixels / 255 in 0..1, features as float32."""
+    raw = np.asarray(raw)
+    if graph.input_kind == "pixels":
+        return raw.astype(np.float32) / np.float32(255.0)
+    return raw.astype(np.float32)
 
 
 def normalize_input(graph: FloatGraph, images: np.ndarray) -> np.ndarray:
@@ -147,15 +215,23 @@ def normalize_input(graph: FloatGraph, images: np.ndarray) -> np.ndarray:
     x = np.asarray(images, dtype=np.float32)
     if graph.input_norm is None:
         return x
-    mean, std = graph.input_norm
-    return ((x - np.float32(mean)) / np.float32(std)).astype(np.float32)
+    if not graph.per_channel_norm:
+        mean, std = graph.input_norm
+        return ((x - np.float32(mean)) / np.float32(std)).astype(np.float32)
+    mean, std = (a.astype(np.float32) for a in norm_arrays(graph))
+    return ((x - mean) / std).astype(np.float32)
 
 
-def run_float(graph: FloatGraph, images: np.ndarray, trace: bool = False):
-    """Float32 logits for inputs in 0..1 ([N,1,28,28]); with trace, every op's output too."""
-    x = np.asarray(images, dtype=np.float32)
-    if x.ndim == 3:
+def run_float(graph: FloatGraph, inputs: np.ndarray, trace: bool = False):
+    """Float32 logits for a batch [N, *input_shape] (pixels in 0..1, see `float_input`; a
+    one-channel image also as [N,H,W]); with trace, every op's output too."""
+    x = np.asarray(inputs, dtype=np.float32)
+    shape = graph.input_shape
+    if len(shape) == 3 and shape[0] == 1 and x.ndim == 3:
         x = x[:, None]
+    if tuple(x.shape[1:]) != shape:
+        raise MnistEdgeError(f"float graph {graph.name} takes input [N,"
+                             f"{','.join(map(str, shape))}], got {list(x.shape)}")
     return run_batched(normalize_input(graph, x), graph.ops,
                        lambda i, ins: _float_op(graph.ops[i], *ins), trace)
 
@@ -215,8 +291,11 @@ def load(stem: str | Path) -> FloatGraph:
                    {k: stored[f"{o['name']}.{k}"] for k in o["arrays"]}, o.get("inputs"))
                for o in doc["ops"]]
         norm = doc.get("input_norm")
+        spec = doc.get("input") or {}
         return FloatGraph(str(doc.get("name", "")), ops,
-                          tuple(norm) if norm is not None else None)
+                          tuple(norm) if norm is not None else None,
+                          tuple(spec.get("shape", DEFAULT_INPUT_SHAPE)),
+                          str(spec.get("kind", DEFAULT_INPUT_KIND)))
     except (KeyError, ValueError, TypeError) as exc:
         raise MnistEdgeError(f"{stem}.fgraph.json: malformed float graph ({exc!r})") from None
 

@@ -8,56 +8,65 @@ from typing import Any
 
 import numpy as np
 
-from . import analyze, data, fgraph, golden, qgraph
+from . import analyze, data, fgraph, golden, inputs, qgraph
 from .errors import MnistEdgeError
 from .paths import check_output_dir
 from .report import check_run_files, load_report, update_report
 from .validate import BACKENDS, mismatch_message, validate_backend
 
 
-def test_set(data_dir: str | None, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    images, labels = data.load_mnist("test", data_dir)
-    if limit is not None:
-        if limit <= 0:
-            raise MnistEdgeError("--limit must be positive")
-        images, labels = images[:limit], labels[:limit]
-    return images, labels
+def test_set(data_dir: str | None, limit: int | None = None, graph=None
+             ) -> tuple[np.ndarray, np.ndarray | None]:
+    """The first `limit` inputs of `--data` for `graph` (a QGraph or FloatGraph; default the
+    MNIST model), raw (uint8 pixels, float features), and their labels (None if it has none).
+    """
+    spec = inputs.spec_of(graph) if graph is not None else inputs.InputSpec(
+        data.MNIST_SHAPE, "pixels")
+    ds = inputs.load(data_dir, spec, "test").head(limit)
+    return ds.x, ds.y
 
 
 def evaluate_run(run_dir: Path, data_dir: str | None = None,
                  limit: int | None = None) -> dict[str, Any]:
-    """Float (folded graph) and int8 (golden) accuracy, agreement, and the model's costs."""
-    images, labels = test_set(data_dir, limit)
+    """Float (folded graph) and int8 (golden) accuracy, agreement, and the model's costs.
+    Without labels, accuracy is left out and the int8/float agreement is still measured."""
     graph = qgraph.load_run(run_dir)
     folded = fgraph.load(fgraph.find_in_run(run_dir))
+    images, labels = test_set(data_dir, limit, folded)
     start = time.time()
-    q_logits = golden.run_int8(graph, images)
+    q_logits = golden.run_int8(graph, inputs.graph_input(graph, images))
     golden_seconds = time.time() - start
-    f_logits = fgraph.run_float(folded, images[:, None] / np.float32(255.0))
+    f_logits = fgraph.run_float(folded, fgraph.float_input(folded, images))
     q_pred, f_pred = golden.predict(q_logits), np.argmax(f_logits, axis=1)
     costs = analyze.summarize(graph)
     figures = {
         "model": graph.name,
-        "test_images": int(len(labels)),
-        "float_accuracy": float(np.mean(f_pred == labels)),
-        "int8_accuracy": float(np.mean(q_pred == labels)),
+        "test_images": int(len(images)),
         "int8_float_agreement": float(np.mean(q_pred == f_pred)),
         "golden_seconds": round(golden_seconds, 2),
         **{k: costs[k] for k in ("params", "macs", "weight_bytes", "peak_activation_bytes")},
     }
+    if labels is not None:
+        figures["float_accuracy"] = float(np.mean(f_pred == labels))
+        figures["int8_accuracy"] = float(np.mean(q_pred == labels))
     if "c_arena_bytes" in costs:
         figures["c_arena_bytes"] = costs["c_arena_bytes"]
-    confusion = np.zeros((10, 10), dtype=np.int64)
-    np.add.at(confusion, (labels, q_pred), 1)
-    figures["int8_confusion"] = confusion.tolist()
+    if labels is not None:
+        classes = max(graph.output.size, int(labels.max(initial=0)) + 1)
+        confusion = np.zeros((classes, classes), dtype=np.int64)
+        np.add.at(confusion, (labels, q_pred), 1)
+        figures["int8_confusion"] = confusion.tolist()
     update_report(run_dir, figures)
+    if labels is None:
+        return figures
     from .report_html import plot_confusion
 
     plot_confusion(confusion, run_dir / "confusion.png", graph.name)
     wrong = np.flatnonzero(q_pred != labels)[:32]
-    if len(wrong):
-        data.save_grid(images[wrong], labels[wrong], run_dir / "misclassified.png",
-                       predictions=q_pred[wrong])
+    shape = folded.input_shape
+    if len(wrong) and folded.input_kind == "pixels" and len(shape) == 3 and shape[0] == 1:
+        data.save_grid(images[wrong].reshape(-1, *shape[1:]), labels[wrong],
+                       run_dir / "misclassified.png", predictions=q_pred[wrong])
     return figures
 
 
@@ -73,9 +82,10 @@ def run_folder(path: str) -> Path:
 
 def evaluate_command(args: Any) -> int:
     f = evaluate_run(run_folder(args.run), args.data, args.limit)
-    print(f"{f['model']}: float {f['float_accuracy']:.2%}  int8 {f['int8_accuracy']:.2%}  "
-          f"agreement {f['int8_float_agreement']:.2%} on {f['test_images']:,} test images "
-          f"(golden {f['golden_seconds']} s)")
+    accuracy = (f"float {f['float_accuracy']:.2%}  int8 {f['int8_accuracy']:.2%}  "
+                if "int8_accuracy" in f else "no labels: accuracy not measured; ")
+    print(f"{f['model']}: {accuracy}agreement {f['int8_float_agreement']:.2%} on "
+          f"{f['test_images']:,} inputs (golden {f['golden_seconds']} s)")
     return 0
 
 
@@ -110,7 +120,8 @@ def generate(run_dir: Path, target: str, out: str | None = None, requant: str = 
     graph = qgraph.load_run(run_dir)
     if prefix is not None and target != "c":
         raise MnistEdgeError("--prefix applies to `generate c` only")
-    pixels = test_set(data_dir, vectors)[0] if vectors > 0 else None
+    pixels = (inputs.graph_input(graph, inputs.sample(data_dir, inputs.spec_of(graph),
+                                                      vectors)[0]) if vectors > 0 else None)
     if target == "c":
         from .backends.c import DEFAULT_PREFIX, check_prefix, generate_c
 
@@ -141,7 +152,9 @@ def validate_run(run_dir: Path, backends: list[str], data_dir: str | None = None
                  rtl_options: dict[str, Any] | None = None) -> bool:
     """Validate each backend; print one line each. True when every one is bit-exact."""
     backends = backend_list(backends, model_file)
-    images, labels = test_set(data_dir, limit)
+    graph = qgraph.load_run(run_dir)
+    images, labels = test_set(data_dir, limit, graph)
+    images = inputs.graph_input(graph, images)
     all_exact = True
     for name in backends:
         start = time.time()
@@ -152,7 +165,8 @@ def validate_run(run_dir: Path, backends: list[str], data_dir: str | None = None
         update_report(run_dir, {"seconds": {f"validate_{name}": seconds}})
         latency = (f" latency {f['latency_us_per_image']:.1f} us/image"
                    if f.get("latency_us_per_image") is not None else "")
-        print(f"{name}: accuracy {f['accuracy']:.2%}, exact logits "
+        accuracy = f"accuracy {f['accuracy']:.2%}" if "accuracy" in f else "no labels"
+        print(f"{name}: {accuracy}, exact logits "
               f"{f['exact_logit_fraction']:.4%}, max |diff| {f['max_abs_logit_diff']} LSB on "
               f"{f['images']:,} images{latency} ({seconds} s)")
         if f["exact_logit_fraction"] != 1.0:
@@ -220,11 +234,12 @@ def build_command(args: Any) -> int:
     else:
         run_dir = Path(args.runs) / (args.name or args.model)
     check_run_files(run_dir)
-    data.resolve_data_dir(args.data)
+    if not from_onnx:  # an imported model may read the user's data (inputs.load)
+        data.resolve_data_dir(args.data)
     if from_onnx:
         print(f"[1/7] importing {args.from_onnx} into {run_dir}")
         import_onnx(args.from_onnx, args.runs, run_dir.name, parse_normalize(args.normalize),
-                    args.layout, args.data)
+                    args.layout, args.data, input_kind=args.input)
     else:
         print(f"[1/7] training {args.model} into {run_dir}")
         _timed(run_dir, "train", train_model, args.model, run_dir, args.data,
@@ -233,7 +248,9 @@ def build_command(args: Any) -> int:
     quantize_run(run_dir, args.data, args.calibration, args.calib_images, args.qat_epochs)
     print("[3/7] evaluating (float and golden int8, full test set)")
     f = _timed(run_dir, "evaluate", evaluate_run, run_dir, args.data)
-    print(f"      float {f['float_accuracy']:.2%}, int8 {f['int8_accuracy']:.2%}, "
+    accuracy = (f"float {f['float_accuracy']:.2%}, int8 {f['int8_accuracy']:.2%}"
+                if "int8_accuracy" in f else "no labels")
+    print(f"      {accuracy}, "
           f"{f['weight_bytes']:,} B weights, {f['peak_activation_bytes']:,} B peak activations, "
           f"{f['macs']:,} MACs")
     print("[4/7] exporting ONNX")

@@ -146,11 +146,13 @@ def torch_model(key: str, data_dir: str | None = None):
     return _TRAINED[key]
 
 
-def export_torch(model, path: Path, exporter: str, opset: int | None = None) -> Path:
-    """torch.onnx.export with a dynamic batch axis, as a user would call it."""
+def export_torch(model, path: Path, exporter: str, opset: int | None = None,
+                 shape: tuple[int, ...] = (1, 28, 28)) -> Path:
+    """torch.onnx.export with a dynamic batch axis, as a user would call it; `shape` is the
+    input without the batch."""
     import torch
 
-    x = torch.zeros(2, 1, 28, 28)
+    x = torch.zeros(2, *shape)
     if exporter == "torchscript":
         torch.onnx.export(model, (x,), str(path), dynamo=False, input_names=["input"],
                           output_names=["logits"], opset_version=opset or 17,

@@ -85,7 +85,7 @@ def test_output_not_classes(tmp_path: Path, mnist_dir: Path, capsys) -> None:
                         {"w": rng.normal(size=(4, 1, 3, 3))}, out_shape=(None, 4, 26, 26))
     path = tmp_path / "map.onnx"
     onnx.save(model, str(path))
-    _refused(tmp_path, mnist_dir, path, "[N,4x26x26]", "[N, classes]", capsys=capsys)
+    _refused(tmp_path, mnist_dir, path, "[N,4x26x26]", "a vector [N, K]", capsys=capsys)
 
 
 def test_missing_external_data(tmp_path: Path, mnist_dir: Path, capsys) -> None:

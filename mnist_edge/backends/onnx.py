@@ -411,11 +411,12 @@ def _float_node(b: _Builder, op: fgraph_mod.FOp, ins: list[str]) -> str:
 
 
 def build_float(fg: fgraph_mod.FloatGraph, qgraph_hash: str | None = None) -> onnx.ModelProto:
-    """The float model (BatchNorm folded): float32 [N,1,28,28] in 0..1 -> logits [N,classes]."""
+    """The float model (BatchNorm folded): float32 [N, *input_shape] (pixels in 0..1, or
+    features) -> logits [N,classes]."""
     b = _Builder()
     names = {QGRAPH_INPUT: FLOAT_INPUT_NAME}
     if fg.input_norm:
-        mean, std = fg.input_norm
+        mean, std = fgraph_mod.norm_arrays(fg)
         centred = b.node("Sub", [FLOAT_INPUT_NAME, b.const(mean, np.float32)], "images.centred",
                          "normalize_sub_mean")
         names[QGRAPH_INPUT] = b.node("Div", [centred, b.const(std, np.float32)],
@@ -427,12 +428,14 @@ def build_float(fg: fgraph_mod.FloatGraph, qgraph_hash: str | None = None) -> on
                        if op.kind in ("linear", "conv2d")))
     g = helper.make_graph(
         b.nodes, fg.name,
-        [helper.make_tensor_value_info(FLOAT_INPUT_NAME, TensorProto.FLOAT, [BATCH, 1, 28, 28])],
+        [helper.make_tensor_value_info(FLOAT_INPUT_NAME, TensorProto.FLOAT,
+                                       [BATCH, *fg.input_shape])],
         [helper.make_tensor_value_info(LOGITS_NAME, TensorProto.FLOAT, [BATCH, classes])],
         b.inits,
     )
+    what = "pixels / 255" if fg.input_kind == "pixels" else "features"
     doc = (f"mnist-edge float model {fg.name} (BatchNorm folded). "
-           "Input: pixels / 255 as float32. Output: logits.")
+           f"Input: {what} as float32. Output: logits.")
     return _finish(g, _metadata(fg.name, qgraph_hash, format="float"), doc)
 
 

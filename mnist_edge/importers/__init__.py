@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import data, fgraph
+from .. import fgraph, inputs
 from ..errors import MnistEdgeError
 from ..paths import atomic_dir, atomic_write
 from ..report import update_report
@@ -24,16 +24,22 @@ LAYOUTS = ("auto", "nchw", "nhwc")
 CHECK_IMAGES = 1000
 
 
-def parse_normalize(text: str | None) -> tuple[float, float] | None:
-    """'MEAN,STD' -> (mean, std), as in torchvision's Normalize((mean,), (std,))."""
+def parse_normalize(text: str | None) -> tuple[Any, Any] | None:
+    """'MEAN,STD' -> (mean, std), as torchvision's Normalize((mean,), (std,)); per channel
+    'M1,M2,M3/S1,S2,S3' -> ((m1, m2, m3), (s1, s2, s3)), as Normalize(mean, std)."""
     if text is None:
         return None
     try:
-        mean, std = (float(v) for v in text.split(","))
+        if "/" in text:
+            mean, std = (tuple(float(v) for v in part.split(",")) for part in text.split("/"))
+            if len(mean) != len(std):
+                raise ValueError
+        else:
+            mean, std = (float(v) for v in text.split(","))
     except ValueError:
-        raise MnistEdgeError(f"--normalize {text!r}: expected MEAN,STD, e.g. 0.1307,0.3081"
-                             ) from None
-    if not std > 0:
+        raise MnistEdgeError(f"--normalize {text!r}: expected MEAN,STD (e.g. 0.1307,0.3081) "
+                             "or one per channel, M1,M2,M3/S1,S2,S3") from None
+    if not all(s > 0 for s in (std if isinstance(std, tuple) else (std,))):
         raise MnistEdgeError(f"--normalize {text!r}: STD must be positive")
     return mean, std
 
@@ -53,8 +59,8 @@ def default_name(path: str | Path) -> str:
 
 def import_onnx(path: str | Path, runs: str | Path = "runs", name: str | None = None,
                 normalize: tuple[float, float] | None = None, layout: str = "auto",
-                data_dir: str | None = None, check_images: int = CHECK_IMAGES
-                ) -> tuple[Path, dict[str, Any]]:
+                data_dir: str | None = None, check_images: int = CHECK_IMAGES,
+                input_kind: str = "pixels") -> tuple[Path, dict[str, Any]]:
     """Import `path` into `<runs>/<name>`; returns the run folder and import.json's content."""
     from .check import float_check
     from .convert import convert
@@ -72,15 +78,22 @@ def import_onnx(path: str | Path, runs: str | Path = "runs", name: str | None = 
         raise MnistEdgeError(f"{run_dir} exists and is not an imported run; choose another "
                              "--name or remove it")
     model = load_onnx(path)
-    graph, info = convert(model, name, layout, normalize)
-    pixels, _ = data.load_mnist("test", data_dir)
-    check = float_check(model, graph, info, pixels[:check_images], normalize)
+    if input_kind not in fgraph.INPUT_KINDS:
+        raise MnistEdgeError(f"--input {input_kind!r}: choose from "
+                             f"{', '.join(fgraph.INPUT_KINDS)}")
+    if normalize is not None and input_kind != "pixels":
+        raise MnistEdgeError("--normalize applies to pixel inputs, not to --input features")
+    graph, info = convert(model, name, layout, normalize, input_kind)
+    check_x, check_source = inputs.sample(data_dir, inputs.spec_of(graph), check_images)
+    check = float_check(model, graph, info, check_x, normalize)
+    check["data"] = check_source
     doc = {
         "source": str(path.resolve()), "sha256": sha256(path),
         "producer": f"{model.producer_name} {model.producer_version}".strip(),
         "opset": opset_of(model), "layout": info["layout"], "input": info["input_name"],
+        "input_shape": list(graph.input_shape), "input_kind": graph.input_kind,
         "normalize": list(normalize) if normalize else None,
-        "input_norm": list(graph.input_norm) if graph.input_norm else None,
+        "input_norm": graph.to_json()["input_norm"],
         "dropped": info["dropped"], "folded": info["folded"],
         "ops": [op.kind for op in graph.ops], "float_check": check,
         "argmax_unchanged": bool(info["presoftmax"]) or None,
@@ -102,12 +115,16 @@ def import_onnx(path: str | Path, runs: str | Path = "runs", name: str | None = 
 
 def import_command(args: Any) -> int:
     run_dir, doc = import_onnx(args.model, args.runs, args.name, parse_normalize(args.normalize),
-                               args.layout, args.data)
+                               args.layout, args.data,
+                               input_kind=getattr(args, "input", None) or "pixels")
     c = doc["float_check"]
     dropped = ", ".join(sorted({d["op_type"] for d in doc["dropped"]})) or "nothing"
     print(f"imported {args.model} -> {run_dir}: {len(doc['ops'])} ops "
-          f"({', '.join(dict.fromkeys(doc['ops']))}), layout {doc['layout']}, "
+          f"({', '.join(dict.fromkeys(doc['ops']))}), input "
+          f"[N,{','.join(map(str, doc['input_shape']))}] {doc['input_kind']}, "
+          f"layout {doc['layout']}, "
           f"input norm {doc['input_norm'] or 'none'}, dropped {dropped}; float check vs "
           f"onnxruntime: max |diff| {c['max_abs_logit_diff']:.2e} "
-          f"({c['relative_diff']:.1e} of the logit range) on {c['images']} images")
+          f"({c['relative_diff']:.1e} of the logit range) on {c['images']} inputs "
+          f"({c['data']})")
     return 0

@@ -69,9 +69,12 @@ class Value:
     sole: bool = True  # no other path reads the tensor: folding into its producer is safe
     softmax: bool = False
     pad: tuple[int, int, int, int] | None = None  # a zero Pad waiting for the Conv that reads it
+    units: tuple[int, ...] | None = None  # a vector seen as [N,K,1] or [N,1,K]: the ONNX shape
 
     @property
     def onnx_shape(self) -> tuple[int, ...]:
+        if self.units is not None:
+            return self.units
         full = (0, *self.shape)
         return tuple(full[p] for p in self.perm[1:])
 
@@ -100,13 +103,15 @@ class Converter:
     """One pass over the nodes; `run()` returns the FloatGraph and what was dropped/folded."""
 
     def __init__(self, model, name: str, layout: str = "auto",
-                 normalize: tuple[float, float] | None = None) -> None:
+                 normalize: tuple[Any, Any] | None = None,
+                 input_kind: str = "pixels") -> None:
         from .load import opset_of
 
         self.model = model
         self.graph = model.graph
         self.name = name
         self.layout_option = layout
+        self.input_kind = input_kind
         self.opset = opset_of(model)
         self.consts: dict[str, np.ndarray] = {}
         self.values: dict[str, Value] = {}
@@ -115,14 +120,18 @@ class Converter:
         self.read: set[str] = set()  # IR tensors some op reads
         self.dropped: list[dict[str, str]] = []
         self.folded: list[dict[str, str]] = []
-        self.norm_scale, self.norm_shift = 1.0, 0.0  # model input = a*(p/255) + b
-        if normalize is not None:
-            mean, std = normalize
+        # model input = a*(p/255) + b; a and b become per-channel arrays when the model
+        # normalizes each channel of an image differently
+        self.norm_scale: float | np.ndarray = 1.0
+        self.norm_shift: float | np.ndarray = 0.0
+        if normalize is not None:  # floats, or one per channel
+            mean, std = (np.asarray(v, np.float64) for v in normalize)
             self.norm_scale, self.norm_shift = 1.0 / std, -mean / std
         self.presoftmax: str | None = None
         self.batch: int | None = None
         self.layout = ""
         self.input_name = ""
+        self.values_input_shape: tuple[int, ...] = ()  # the input's ONNX shape without batch
         self.consumers: Counter[str] = Counter(t for n in self.graph.node for t in n.input if t)
         for out in self.graph.output:
             self.consumers[out.name] += 1
@@ -143,10 +152,10 @@ class Converter:
         if out_name in self.consts:
             raise MnistEdgeError(f"output {out_name!r} is a constant")
         v = self._materialize(self.values[out_name], "the output")
-        if len(v.shape) != 1 or v.fperm is not None or v.shape[0] < 2:
+        if len(v.shape) != 1 or v.fperm is not None or v.units is not None:
             shape = "x".join(str(d) for d in v.onnx_shape)
             raise MnistEdgeError(f"output {out_name!r} has shape [N,{shape}]; expected "
-                                 "[N, classes] (logits or probabilities of at least 2 classes)")
+                                 "a vector [N, K] (logits, probabilities, any values)")
         if v.tensor == INPUT:
             raise MnistEdgeError("the model computes nothing: its output is its input")
         self._prune(v.tensor)
@@ -155,10 +164,22 @@ class Converter:
                 if not np.all(np.isfinite(arr)):
                     raise MnistEdgeError(f"op {op.name}: {key} contains NaN or infinity")
                 op.arrays[key] = np.asarray(arr, np.float64).astype(np.float32)
-        norm = None
-        if (self.norm_scale, self.norm_shift) != (1.0, 0.0):
-            norm = (-self.norm_shift / self.norm_scale, 1.0 / self.norm_scale)
-        return FloatGraph(self.name, self.ops, norm)
+        return FloatGraph(self.name, self.ops, self._norm(), self.shapes[INPUT], self.input_kind)
+
+    def _norm(self) -> tuple[Any, Any] | None:
+        """(mean, std) of the model's input normalization (floats or per channel), or None."""
+        a = np.asarray(self.norm_scale, np.float64)
+        b = np.asarray(self.norm_shift, np.float64)
+        if np.all(a == 1.0) and np.all(b == 0.0):
+            return None
+        if self.input_kind != "pixels":
+            raise MnistEdgeError("the model normalizes its feature input (an affine map before "
+                                 "the first layer); supported for pixel inputs only: normalize "
+                                 "the features before the model, or import without --input "
+                                 "features")
+        a, b = np.broadcast_arrays(a, b)
+        return tuple(float(v) for v in (-b / a).reshape(-1)), tuple(
+            float(v) for v in (1.0 / a).reshape(-1))
 
     def _prune(self, out: str) -> None:
         """Drop ops the output does not depend on, and make the output the last op."""
@@ -171,46 +192,79 @@ class Converter:
             raise MnistEdgeError("internal: the output op is not last")
 
     def _input(self) -> None:
+        """The one float input: [N,C,H,W] or [N,H,W,C] (an image) or [N,K], [N,K,1], [N,1,K]
+        (a vector); every size static except the batch."""
         from onnx import TensorProto
 
         inputs = [i for i in self.graph.input if i.name not in self.consts]
         if len(inputs) != 1:
             raise MnistEdgeError(f"the model has {len(inputs)} inputs "
-                                 f"({', '.join(i.name for i in inputs)}); expected one image input")
+                                 f"({', '.join(i.name for i in inputs)}); expected one input")
         inp = inputs[0]
         self.input_name = inp.name
         tt = inp.type.tensor_type
         if tt.elem_type != TensorProto.FLOAT:
             raise MnistEdgeError(f"input {inp.name!r} is not float32 (elem_type {tt.elem_type})")
-        dims: list[int | None] = [d.dim_value if d.HasField("dim_value") else None
-                                  for d in tt.shape.dim]
+        dims: list[int | None] = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0
+                                  else None for d in tt.shape.dim]
+        text = ",".join("?" if d is None else str(d) for d in dims)
         self.batch = dims[0] if dims and dims[0] else None
         rest = dims[1:]
+        if not 1 <= len(rest) <= 3:
+            raise MnistEdgeError(f"input {inp.name!r} has shape [{text}]; supported: a vector "
+                                 "[N,K] ([N,K,1], [N,1,K]) or an image [N,C,H,W] / [N,H,W,C] "
+                                 f"(not a rank-{len(dims)} tensor)")
+        if None in rest:
+            raise MnistEdgeError(f"input {inp.name!r} has shape [{text}]: dynamic sizes other "
+                                 "than the batch are not supported; export with a fixed input "
+                                 "size")
+        sizes = [int(d) for d in rest if d is not None]
+        if len(sizes) == 2 and 1 not in sizes:
+            raise MnistEdgeError(f"input {inp.name!r} has shape [{text}]: neither a vector "
+                                 "([N,K], [N,K,1], [N,1,K]) nor an image with channels "
+                                 "([N,C,H,W], [N,H,W,C])")
+        vector = len(sizes) == 1 or len(sizes) == 2
         option = self.layout_option
-        if rest == [784]:
-            layout = "flat"
-        elif rest == [1, 28, 28]:
-            layout = "nchw"
-        elif rest == [28, 28, 1]:
-            layout = "nhwc"
-        elif len(rest) == 3 and option in ("nchw", "nhwc") and None in rest:
-            layout = option
-        else:
-            shape = ",".join("?" if d is None else str(d) for d in dims)
-            raise MnistEdgeError(f"input {inp.name!r} has shape [{shape}]; supported: "
-                                 "[N,1,28,28] (NCHW), [N,28,28,1] (NHWC), [N,784] "
-                                 "(with unknown sizes, pass --layout nchw|nhwc)")
-        if option in ("nchw", "nhwc") and layout != option:
-            raise MnistEdgeError(f"--layout {option}: but input {inp.name!r} is {layout.upper()}"
-                                 f" ({[d if d else '?' for d in dims]})")
+        if vector:
+            if option in ("nchw", "nhwc"):
+                raise MnistEdgeError(f"--layout {option}: but input {inp.name!r} is a vector "
+                                     f"([{text}])")
+            k = int(np.prod(sizes))
+            self.layout = "flat"
+            self.shapes[INPUT] = (k,)
+            self.values[inp.name] = Value(INPUT, (k,), (0, 1),
+                                          units=tuple(sizes) if len(sizes) == 2 else None)
+            self.values_input_shape = tuple(sizes)
+            return
+        layout = self._image_layout(inp.name, sizes, option)
+        c, h, w = sizes if layout == "nchw" else (sizes[2], sizes[0], sizes[1])
         self.layout = layout
-        if layout == "flat":
-            fop = FOp(self._fresh("flatten"), "flatten", inputs=[INPUT])
-            self._append(fop, (784,))
-            self.values[inp.name] = Value(fop.name, (784,), (0, 1))
-        else:
-            perm = (0, 1, 2, 3) if layout == "nchw" else (0, 2, 3, 1)
-            self.values[inp.name] = Value(INPUT, (1, 28, 28), perm)
+        self.shapes[INPUT] = (c, h, w)
+        perm = (0, 1, 2, 3) if layout == "nchw" else (0, 2, 3, 1)
+        self.values[inp.name] = Value(INPUT, (c, h, w), perm)
+        self.values_input_shape = tuple(sizes)
+
+    def _image_layout(self, name: str, sizes: list[int], option: str) -> str:
+        """NCHW or NHWC. The first node that reads the input decides when it can: an NCHW op
+        (Conv, pooling) reads NCHW; a Transpose to NCHW (Keras, tf2onnx) reads NHWC. Otherwise
+        --layout, else NHWC when only the last dim looks like a channel count (1 or 3)."""
+        readers = [n for n in self.graph.node if name in n.input]
+        said = None
+        if readers and readers[0].op_type in ("Conv", "MaxPool", "AveragePool",
+                                              "GlobalAveragePool", "BatchNormalization"):
+            said = "nchw"
+        elif readers and readers[0].op_type == "Transpose":
+            perm = [int(p) for p in _attrs(readers[0]).get("perm", [])]
+            said = {(0, 3, 1, 2): "nhwc", (0, 1, 2, 3): "nchw"}.get(tuple(perm))
+        if option in ("nchw", "nhwc"):
+            if said is not None and said != option:
+                raise MnistEdgeError(f"--layout {option}: but input {name!r} is "
+                                     f"{said.upper()} ([N,{','.join(map(str, sizes))}]; its "
+                                     f"first node, {readers[0].op_type}, reads it so)")
+            return option
+        if said is not None:
+            return said
+        return "nhwc" if sizes[2] in (1, 3) and sizes[0] not in (1, 3) else "nchw"
 
     def _node(self, node) -> None:
         where = f"node {node.name or node.output[0]!r} ({node.op_type})"
@@ -374,6 +428,10 @@ class Converter:
     def _layer_input(self, node, where: str, rank: int, i: int = 0,
                      allow_pad: bool = False) -> Value:
         v = self._materialize(self._value(node, where, i, allow_pad), where)
+        if v.units is not None:
+            raise MnistEdgeError(f"{where}: reads the input as [N,{','.join(map(str, v.units))}]"
+                                 "; supported: a vector input flattened (Flatten, Reshape, "
+                                 "Squeeze) before its first layer")
         if len(v.shape) + 1 != rank:
             raise MnistEdgeError(f"{where}: expects a {rank}-D input, got "
                                  f"[N,{','.join(str(d) for d in v.onnx_shape)}]")
@@ -582,7 +640,7 @@ class Converter:
 
     def _flatten(self, v: Value, where: str) -> Value:
         if len(v.shape) == 1:
-            return v
+            return replace(v, units=None)
         v = self._materialize(v, where)
         size = int(np.prod(v.shape))
         order = np.arange(size).reshape(v.shape).transpose([p - 1 for p in v.perm[1:]])
@@ -824,6 +882,10 @@ class Converter:
         per_channel = self._per_channel(c, v, where) if producer is not None else None
         if producer is not None and per_channel is not None:
             return self._fold_affine(node, v, producer, per_channel, op, swapped, where)
+        if c.size != 1 and v.tensor == INPUT and INPUT not in self.read:
+            per = self._per_channel(c, v, where)
+            if per is not None:
+                return self._normalize_channels(node, v, per, op, swapped, where)
         if c.size != 1:
             raise MnistEdgeError(f"{where}: {op} of a constant of shape {list(c.shape)} is "
                                  "supported only on the output of a Conv/Gemm/MatMul that "
@@ -833,6 +895,32 @@ class Converter:
                "Sub": (lambda t: k - t) if swapped else (lambda t: t - k),
                "Div": (lambda t: k / t) if swapped else (lambda t: t / k)}
         return self._unary(node, where, op, fn=fns[op])
+
+    def _normalize_channels(self, node, v: Value, c: np.ndarray, kind: str, swapped: bool,
+                            where: str) -> Value:
+        """A per-channel constant applied to the raw input (torchvision's Normalize with one
+        mean and std per channel, inside the model): it joins the input normalization."""
+        v = self._materialize(v, where)  # a scalar affine before it joins first
+        if v.tensor != INPUT:
+            raise MnistEdgeError(f"{where}: a per-channel {kind} after an activation of the "
+                                 "input is not supported")
+        a = np.broadcast_to(np.asarray(self.norm_scale, np.float64), c.shape).copy()
+        b = np.broadcast_to(np.asarray(self.norm_shift, np.float64), c.shape).copy()
+        if kind == "Add":
+            b = b + c
+        elif kind == "Sub":
+            a, b = (-a, c - b) if swapped else (a, b - c)
+        elif kind == "Mul":
+            a, b = a * c, b * c
+        elif not swapped:
+            a, b = a / c, b / c
+        else:
+            raise MnistEdgeError(f"{where}: dividing a constant by the input is not supported")
+        if not np.all(np.isfinite(a)) or np.any(a == 0) or not np.all(np.isfinite(b)):
+            raise MnistEdgeError(f"{where}: the input normalization is not invertible")
+        self.norm_scale, self.norm_shift = a, b
+        self._drop(node, "per-channel input normalization")
+        return self._alias(node, v)
 
     def _fold_affine(self, node, v: Value, op: FOp, c: np.ndarray, kind: str, swapped: bool,
                      where: str) -> Value:
@@ -892,10 +980,12 @@ class Converter:
 
 
 def convert(model, name: str, layout: str = "auto",
-            normalize: tuple[float, float] | None = None) -> tuple[FloatGraph, dict[str, Any]]:
+            normalize: tuple[Any, Any] | None = None,
+            input_kind: str = "pixels") -> tuple[FloatGraph, dict[str, Any]]:
     """The float graph and what the import did (layout, dropped and folded nodes)."""
-    conv = Converter(model, name, layout, normalize)
+    conv = Converter(model, name, layout, normalize, input_kind)
     graph = conv.run()
     info = {"layout": conv.layout, "input_name": conv.input_name, "batch": conv.batch,
+            "onnx_shape": list(conv.values_input_shape),
             "dropped": conv.dropped, "folded": conv.folded, "presoftmax": conv.presoftmax}
     return graph, info

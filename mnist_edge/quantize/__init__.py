@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import data, fgraph, qgraph
+from .. import data, fgraph, inputs, qgraph
 from ..errors import MnistEdgeError
 from ..fgraph import FloatGraph
 from ..report import update_report
@@ -18,13 +18,12 @@ from .ptq import quantize_graph
 from .qat import qat_finetune
 
 
-def calibration_images(data_dir: str | None, count: int, seed: int = 0) -> np.ndarray:
-    """A seeded random subset of the training images (validation split excluded)."""
-    images, _ = data.load_mnist("train", data_dir)
-    pool = images[:-5000] if len(images) > 5000 else images
-    rng = np.random.default_rng(seed)
-    idx = np.sort(rng.choice(len(pool), size=min(count, len(pool)), replace=False))
-    return pool[idx]
+def calibration_images(data_dir: str | None, count: int, seed: int = 0,
+                       spec: inputs.InputSpec | None = None) -> np.ndarray:
+    """A seeded random subset of `--data` for a model reading `spec` (default: MNIST's
+    training images, validation split excluded)."""
+    spec = spec or inputs.InputSpec(data.MNIST_SHAPE, "pixels")
+    return inputs.calibration_set(data_dir, spec, count, seed)
 
 
 def _ptq(model, name: str, ranges: dict[str, tuple[float, float]] | None, calib: np.ndarray,
@@ -90,7 +89,7 @@ def _quantize_imported(run_dir: Path, data_dir: str | None, method: str, calib_i
                              "checkpoint; an imported model is quantized post-training only "
                              "(--qat-epochs 0)")
     folded = fgraph.load(fgraph.find_in_run(run_dir))
-    calib = calibration_images(data_dir, calib_images)
+    calib = calibration_images(data_dir, calib_images, spec=inputs.spec_of(folded))
     graph = quantize_graph(folded, calibrate(folded, calib, method))
     graph.meta = {"model": folded.name, "calibration": method, "calibration_images": calib_images,
                   "qat_epochs": 0, "imported": True}

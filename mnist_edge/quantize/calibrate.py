@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import MnistEdgeError
-from ..fgraph import FloatGraph, run_float
+from ..fgraph import INPUT, FloatGraph, float_input, run_float
 
 METHODS = ("minmax", "percentile")
 PERCENTILE = 99.99  # of |values| on each side; clips rare outliers that would waste range
@@ -27,17 +27,22 @@ def tensor_range(values: np.ndarray, method: str) -> tuple[float, float]:
     return min(lo, 0.0), max(hi, 0.0)
 
 
-def calibrate(graph: FloatGraph, images: np.ndarray, method: str) -> dict[str, tuple[float, float]]:
+def calibrate(graph: FloatGraph, inputs: np.ndarray, method: str) -> dict[str, tuple[float, float]]:
     """One range per op output, by op name. The logits use min/max: clipping them makes ties.
 
+    `inputs` are raw data (uint8 pixels, float features; see `fgraph.float_input`). A
+    feature input gets its own range under the name "input": its int8 quantization is
+    calibrated like any tensor (pixels need none: q = p - 128 is exact).
     The input of a saturating activation is clamped where the activation is flat, but only
     when nothing else reads that tensor (a residual branch needs its full range).
     """
-    if len(images) == 0:
-        raise MnistEdgeError("calibration needs at least one image")
-    x = images.astype(np.float32)[:, None] / np.float32(255.0)
+    if len(inputs) == 0:
+        raise MnistEdgeError("calibration needs at least one input")
+    x = float_input(graph, inputs)
     _, outs = run_float(graph, x, trace=True)
     ranges = {op.name: tensor_range(o, method) for op, o in zip(graph.ops, outs, strict=True)}
+    if graph.input_kind == "features":
+        ranges[INPUT] = tensor_range(x, method)
     ranges[graph.ops[-1].name] = tensor_range(outs[-1], "minmax")
     readers: dict[str, int] = {}
     for op in graph.ops:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import MnistEdgeError
-from ..fgraph import ACTIVATIONS, FloatGraph, FOp, activation_fn
+from ..fgraph import ACTIVATIONS, INPUT, FloatGraph, FOp, activation_fn, norm_arrays
 from ..qgraph import (
     INPUT_SCALE,
     INPUT_ZERO_POINT,
@@ -58,18 +58,51 @@ def build_lut(fn_name: str, x: QTensor, y_scale: float, y_zp: int,
     return lut_table(activation_fn(fn_name, attrs or None), x, y_scale, y_zp)
 
 
-def input_norm_op(mean: float, std: float) -> QOp:
+def input_norm_op(mean: float, std: float, shape: tuple[int, ...]) -> QOp:
     """Raw pixels -> the normalized int8 domain as a table: exact, and its zero point is real 0.
 
     The input q = p - 128 has scale 1/255 and zero point -128, so lut_table's f sees p/255.
     """
     lo, hi = (0.0 - mean) / std, (1.0 - mean) / std
     y_scale, y_zp = qparams(min(lo, hi, 0.0), max(lo, hi, 0.0))
-    x = QTensor((1, 28, 28), INPUT_SCALE, INPUT_ZERO_POINT)
+    x = QTensor(shape, INPUT_SCALE, INPUT_ZERO_POINT)
     table = lut_table(lambda v: (np.rint(v * 255.0) / 255.0 - mean) / std, x, y_scale, y_zp)
-    return QOp("input_norm", "lut", QTensor((1, 28, 28), y_scale, y_zp),
+    return QOp("input_norm", "lut", QTensor(shape, y_scale, y_zp),
                {"activation": "normalize", "params": {"mean": mean, "std": std}},
                {"table": table})
+
+
+def channel_norm_op(graph: FloatGraph, x: QTensor) -> QOp:
+    """Per-channel (p/255 - mean[c]) / std[c] as a depthwise 1x1 conv on the pixels.
+
+    One table cannot hold a different function per channel; a depthwise 1x1 conv computes
+    exactly this affine map in float terms (weight 1/std[c], bias -mean[c]/std[c], input
+    real p/255) and quantizes like every conv. Its output range is known without data.
+    """
+    mean, std = (np.broadcast_to(a.reshape(-1), (graph.input_shape[0],))
+                 for a in norm_arrays(graph))
+    ends = np.stack([(0.0 - mean) / std, (1.0 - mean) / std])
+    conv = FOp("input_norm", "conv2d",
+               {"kernel": [1, 1], "stride": [1, 1], "padding": [0, 0, 0, 0],
+                "groups": int(graph.input_shape[0])},
+               {"weight": (1.0 / std).reshape(-1, 1, 1, 1), "bias": -mean / std})
+    qop = _linear_like(conv, x, qparams(min(float(ends.min()), 0.0),
+                                        max(float(ends.max()), 0.0)), None)
+    qop.output.shape = tuple(graph.input_shape)
+    return qop
+
+
+def graph_input(graph: FloatGraph, ranges: dict[str, tuple[float, float]]
+                ) -> tuple[QTensor, str]:
+    """The QGraph input and its encoding. Pixels: uint8 bytes, q = p - 128 at scale 1/255
+    (exact, and zero padding stays real 0). Features: int8 at the calibrated scale."""
+    shape = tuple(graph.input_shape)
+    if graph.input_kind == "pixels":
+        return QTensor(shape, INPUT_SCALE, INPUT_ZERO_POINT), "uint8"
+    if INPUT not in ranges:
+        raise MnistEdgeError(f"float graph {graph.name}: a feature input needs a calibrated "
+                             "range (calibrate() gives it)")
+    return QTensor(shape, *qparams(*ranges[INPUT])), "int8"
 
 
 def _linear_like(op: FOp, x: QTensor, out: tuple[float, int], act: str | None) -> QOp:
@@ -99,12 +132,17 @@ def quantize_graph(graph: FloatGraph, ranges: dict[str, tuple[float, float]]) ->
         for name in op.inputs:
             readers.setdefault(name, []).append(op)
     ops: list[QOp] = []
-    tensor: dict[str, QTensor] = {"input": QTensor((1, 28, 28), INPUT_SCALE, INPUT_ZERO_POINT)}
+    graph_in, encoding = graph_input(graph, ranges)
+    tensor: dict[str, QTensor] = {INPUT: graph_in}
     alias: dict[str, str] = {}  # float tensor -> the QGraph tensor holding it
     if graph.input_norm:
-        ops.append(input_norm_op(*graph.input_norm))
+        if graph.per_channel_norm:
+            ops.append(channel_norm_op(graph, graph_in))
+            ops[-1].inputs = [INPUT]
+        else:
+            ops.append(input_norm_op(*graph.input_norm, graph_in.shape))  # type: ignore[misc]
         tensor["input_norm"] = ops[-1].output
-        alias["input"] = "input_norm"
+        alias[INPUT] = "input_norm"
     fused: set[str] = set()
     for op in graph.ops:
         if op.name in fused:
@@ -141,6 +179,6 @@ def quantize_graph(graph: FloatGraph, ranges: dict[str, tuple[float, float]]) ->
         if fuse_relu:
             fused.add(out_name)
             alias[out_name] = qop.name
-    qgraph = QGraph(graph.name, QTensor((1, 28, 28), INPUT_SCALE, INPUT_ZERO_POINT), ops)
+    qgraph = QGraph(graph.name, graph_in, ops, input_encoding=encoding)
     qgraph.validate()
     return qgraph

@@ -442,11 +442,15 @@ def bench(run_dir: Path, graph: QGraph, core: str, size: bool = False,
 
 
 def _first_test_image(graph: QGraph, data_dir: str | None = None) -> tuple[np.ndarray, str]:
-    """MNIST test image 0 for a 1x28x28 pixel model if the files are at hand (never
-    downloads), else a seeded random input."""
-    from .. import data
+    """Input 0 of `--data` when given (an .npz, an image folder, MNIST); else MNIST test
+    image 0 for a 1x28x28 pixel model if the files are at hand (never downloads), else a
+    seeded random input."""
+    from .. import data, inputs
     from ..testing import random_inputs
 
+    if data_dir is not None:
+        ds = inputs.load(data_dir, inputs.spec_of(graph), "test")
+        return inputs.graph_input(graph, ds.x[:1])[0], f"input 0 of {ds.source}"
     if graph.input_encoding == "uint8" and tuple(graph.input.shape) == data.MNIST_SHAPE:
         try:
             images, _ = data.load_mnist("test", data.resolve_data_dir(data_dir, download=False))

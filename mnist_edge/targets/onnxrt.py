@@ -130,7 +130,11 @@ def float_figures(run_dir: Path, graph: QGraph, pixels: np.ndarray) -> dict[str,
             onnx_export.export_float(fg, path, graph.content_hash())
     except MnistEdgeError as exc:
         return {"float_max_abs_diff_vs_pytorch": None, "float_note": str(exc)}
-    images = model_input(graph, pixels).astype(np.float32) / np.float32(255)
+    x = model_input(graph, pixels).astype(np.float32)
+    if graph.input_encoding == "int8":  # features: the float model reads their real values
+        images = (x - np.float32(graph.input.zero_point)) * np.float32(graph.input.scale)
+    else:
+        images = x / np.float32(255)
     sess = session(path)
     name = sess.get_inputs()[0].name
     onnx_logits = np.concatenate([sess.run(None, {name: images[i:i + BATCH]})[0]
