@@ -7,4 +7,6 @@ if [ -z "${MNIST_EDGE_DATA:-}" ] && [ -d ../shared/mnist ]; then
   MNIST_EDGE_DATA="$(cd ../shared/mnist && pwd)"; export MNIST_EDGE_DATA
 fi
 ruff check mnist_edge tests scripts
-exec python3 -m pytest -q -rs "$@"
+# Two workers (the machine's two cores); each test file stays on one worker, so a module's
+# fixtures (trained runs, generated trees) are built once.
+exec python3 -m pytest -q -rs -n 2 --dist loadfile "$@"
