@@ -72,7 +72,9 @@ def _onnx_pool_check(op, ins) -> None:
 
 
 def _tflite_pool_check(op, ins) -> None:
-    if (op.output.scale, op.output.zero_point) != (ins[0].scale, ins[0].zero_point):
+    """TFLM's pooling Prepare: scales within 1e-6, equal zero points (no rescale happens)."""
+    if (abs(op.output.scale - ins[0].scale) > 1e-6
+            or op.output.zero_point != ins[0].zero_point):
         raise InvalidOp("must keep its input's scale and zero point (TFLM's pools do not "
                         "rescale)")
 
