@@ -11,6 +11,7 @@ import numpy as np
 from . import analyze, data, fgraph, golden, qgraph
 from .errors import MnistEdgeError
 from .paths import check_output_dir
+from .probe_inputs import parse_inputs_spec, probe_batch
 from .report import check_run_files, load_report, update_report
 from .validate import BACKENDS, mismatch_message, validate_backend
 
@@ -108,6 +109,9 @@ def generate(run_dir: Path, target: str, out: str | None = None, requant: str = 
     out_dir = Path(out) if out is not None else default
     check_output_dir(out_dir, force=force, explicit=out is not None, protect=(run_dir,))
     graph = qgraph.load_run(run_dir)
+    from .backends.inputs import require_arithmetic
+
+    require_arithmetic(graph, {"c": "C", "hls": "HLS", "rtl": "RTL", "web": "web"}[target])
     if prefix is not None and target != "c":
         raise MnistEdgeError("--prefix applies to `generate c` only")
     pixels = test_set(data_dir, vectors)[0] if vectors > 0 else None
@@ -138,10 +142,18 @@ def generate_command(args: Any) -> int:
 
 def validate_run(run_dir: Path, backends: list[str], data_dir: str | None = None,
                  limit: int | None = None, model_file: str | None = None,
-                 rtl_options: dict[str, Any] | None = None) -> bool:
-    """Validate each backend; print one line each. True when every one is bit-exact."""
+                 rtl_options: dict[str, Any] | None = None, inputs: np.ndarray | None = None,
+                 labels: np.ndarray | None = None) -> bool:
+    """Validate each backend; print one line each. True when every one is bit-exact.
+
+    `inputs` (in the graph's input encoding; `labels` optional) replaces the MNIST test
+    images, for models that have no data set here."""
     backends = backend_list(backends, model_file)
-    images, labels = test_set(data_dir, limit)
+    if inputs is None:
+        images, labels = test_set(data_dir, limit)
+    else:
+        images = inputs if limit is None else inputs[:limit]
+        labels = None if labels is None else labels[:len(images)]
     all_exact = True
     for name in backends:
         start = time.time()
@@ -152,9 +164,10 @@ def validate_run(run_dir: Path, backends: list[str], data_dir: str | None = None
         update_report(run_dir, {"seconds": {f"validate_{name}": seconds}})
         latency = (f" latency {f['latency_us_per_image']:.1f} us/image"
                    if f.get("latency_us_per_image") is not None else "")
-        print(f"{name}: accuracy {f['accuracy']:.2%}, exact logits "
+        accuracy = "n/a" if f["accuracy"] is None else f"{f['accuracy']:.2%}"
+        print(f"{name}: accuracy {accuracy}, exact logits "
               f"{f['exact_logit_fraction']:.4%}, max |diff| {f['max_abs_logit_diff']} LSB on "
-              f"{f['images']:,} images{latency} ({seconds} s)")
+              f"{f['images']:,} inputs{latency} ({seconds} s)")
         if f["exact_logit_fraction"] != 1.0:
             print(mismatch_message(name, f))
             all_exact = False
@@ -182,8 +195,13 @@ def validate_command(args: Any) -> int:
     backends = backend_list(args.backend, args.model_file)
     rtl_options = {k: v for k, v in (("fpga", getattr(args, "fpga", None)),
                                      ("lanes", getattr(args, "lanes", None))) if v}
-    ok = validate_run(run_folder(args.run), backends, args.data, args.limit, args.model_file,
-                      rtl_options)
+    run_dir = run_folder(args.run)
+    inputs = None
+    kind, count = parse_inputs_spec(getattr(args, "inputs", None) or "mnist")
+    if kind == "random":
+        inputs = probe_batch(qgraph.load_run(run_dir), count, seed=getattr(args, "seed", 0))
+    ok = validate_run(run_dir, backends, args.data, args.limit, args.model_file, rtl_options,
+                      inputs)
     return 0 if ok else 1
 
 

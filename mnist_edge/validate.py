@@ -26,6 +26,7 @@ class BackendResult:
 # name -> "module:function"; each function is run(run_dir, graph, pixels, options) -> BackendResult
 BACKENDS: dict[str, str] = {
     "golden": "mnist_edge.validate:run_golden",
+    "tflm": "mnist_edge.targets.tflm:run",
     "onnxruntime": "mnist_edge.targets.onnxrt:run",
     "c": "mnist_edge.targets.host_c:run_float",
     "c-x86": "mnist_edge.targets.host_c:run_x86",
@@ -57,16 +58,18 @@ def get_runner(name: str):
     return getattr(importlib.import_module(module), func)
 
 
-def compare(reference: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
-    """The figures every backend reports, plus the first mismatch for debugging."""
+def compare(reference: np.ndarray, logits: np.ndarray, labels: np.ndarray | None
+            ) -> dict[str, Any]:
+    """The figures every backend reports, plus the first mismatch for debugging; without
+    labels (probe inputs of a model that has no data set here) accuracy is None."""
     if logits.shape != reference.shape:
         raise MnistEdgeError(f"backend returned logits of shape {logits.shape}, "
                              f"golden has {reference.shape}")
     diff = np.abs(logits.astype(np.int16) - reference.astype(np.int16))
     pred, ref_pred = golden.predict(logits), golden.predict(reference)
     figures: dict[str, Any] = {
-        "images": int(len(labels)),
-        "accuracy": float(np.mean(pred == labels)),
+        "images": int(len(reference)),
+        "accuracy": None if labels is None else float(np.mean(pred == labels)),
         "top1_agreement_with_golden": float(np.mean(pred == ref_pred)),
         "exact_logit_fraction": float(np.mean(diff == 0)),
         "max_abs_logit_diff": int(diff.max(initial=0)),
@@ -86,7 +89,8 @@ def mismatch_message(name: str, figures: dict[str, Any]) -> str:
             f"image {m['image']}, logit {m['logit']}: golden {m['golden']}, {name} {m['backend']}")
 
 
-def validate_backend(run_dir: str | Path, backend: str, pixels: np.ndarray, labels: np.ndarray,
+def validate_backend(run_dir: str | Path, backend: str, pixels: np.ndarray,
+                     labels: np.ndarray | None,
                      options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run one backend on `pixels`, compare with golden, merge the figures into report.json."""
     run_dir = Path(run_dir)
