@@ -149,6 +149,7 @@ def validate_run(run_dir: Path, backends: list[str], data_dir: str | None = None
     `inputs` (in the graph's input encoding; `labels` optional) replaces the MNIST test
     images, for models that have no data set here."""
     backends = backend_list(backends, model_file)
+    what = "images" if inputs is None else "inputs"
     if inputs is None:
         images, labels = test_set(data_dir, limit)
     else:
@@ -167,7 +168,7 @@ def validate_run(run_dir: Path, backends: list[str], data_dir: str | None = None
         accuracy = "n/a" if f["accuracy"] is None else f"{f['accuracy']:.2%}"
         print(f"{name}: accuracy {accuracy}, exact logits "
               f"{f['exact_logit_fraction']:.4%}, max |diff| {f['max_abs_logit_diff']} LSB on "
-              f"{f['images']:,} inputs{latency} ({seconds} s)")
+              f"{f['images']:,} {what}{latency} ({seconds} s)")
         if f["exact_logit_fraction"] != 1.0:
             print(mismatch_message(name, f))
             all_exact = False
