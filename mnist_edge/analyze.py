@@ -63,6 +63,8 @@ def summarize(graph: QGraph) -> dict[str, Any]:
         from .backends.c_planner import plan_arena
     except ImportError:
         return summary
+    if graph.arithmetic != "onnx":  # the C backend does not implement it yet: no C arena
+        return summary
     plan = plan_arena(graph)
     summary["c_arena_bytes"] = plan.arena_bytes
     summary["c_tensor_bytes"] = plan.tensor_bytes
@@ -81,7 +83,10 @@ def format_table(graph: QGraph) -> str:
     lines.append(f"total: {s['params']:,} params, {s['macs']:,} MACs, "
                  f"{s['weight_bytes']:,} B weights+biases+LUTs, "
                  f"{s['peak_activation_bytes']:,} B peak activations (largest input+output)")
-    if any(r["exact_integer_sum"] for r in s["layers"]):
+    if graph.arithmetic == "tflite" and any(r["exact_integer_sum"] for r in s["layers"]):
+        lines.append("* accumulators can pass 2^24: int32 sums, requantized with TFLM's Q31 "
+                     "multipliers (the tflite arithmetic)")
+    elif any(r["exact_integer_sum"] for r in s["layers"]):
         lines.append("* accumulators can pass 2^24: summed exactly in integers, rounded to "
                      "float32 before requantization (as onnxruntime does)")
     if "c_arena_bytes" in s:

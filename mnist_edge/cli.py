@@ -91,9 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     data.cli_args(p)
 
     p = command("import", "mnist_edge.importers:import_command",
-                "import a float ONNX model (PyTorch, Keras) into runs/<name>")
-    p.add_argument("model", metavar="MODEL.onnx", help="the float ONNX file")
-    p.add_argument("--name", help="run name (default: the file name without .onnx)")
+                "import a float ONNX model (PyTorch, Keras) or an int8 .tflite into runs/<name>")
+    p.add_argument("model", metavar="MODEL", help="the float .onnx file, or an int8 .tflite "
+                   "(taken as it is: a QGraph in the tflite arithmetic, no calibration)")
+    p.add_argument("--name", help="run name (default: the file name without .onnx/.tflite)")
     p.add_argument("--runs", default="runs", help="folder holding the run folders")
     _add_data(p)
     _add_import_args(p)
@@ -147,9 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(p)
     _add_data(p)
     p.add_argument("--backend", action="append", required=True,
-                   help="onnxruntime, c, c-x86, c-int, hls, qemu-m4, qemu-m3, qemu-m7, qemu-m0, "
-                   "qemu-m33, qemu-rv32imc, qemu-rv32imfc, rtl, rtl-uart, rtl-netlist (repeatable)")
+                   help="tflm, onnxruntime, c, c-x86, c-int, hls, qemu-m4, qemu-m3, qemu-m7, "
+                   "qemu-m0, qemu-m33, qemu-rv32imc, qemu-rv32imfc, rtl, rtl-uart, rtl-netlist "
+                   "(repeatable)")
     p.add_argument("--limit", type=positive_int, help="only the first N test images")
+    p.add_argument("--inputs", default="mnist", help="mnist (the test images) or random:N "
+                   "(N seeded random and structured inputs: all -128, all 127, ramps, "
+                   "checkerboards; for models without a data set here, e.g. a .tflite)")
+    p.add_argument("--seed", type=int, default=0, help="seed of --inputs random:N")
     p.add_argument("--model-file", help="ONNX file to validate instead of <run>/model.int8.onnx")
     _add_fpga(p, required=False)
 

@@ -25,10 +25,16 @@ __all__ = ["conv_sum", "pad_hw", "windows", "run_int8", "run_batched", "predict"
            "dequantize", "pixels_to_int8", "run_op"]
 
 
-def run_op(graph: QGraph, index: int, xs: list[np.ndarray]) -> np.ndarray:
-    """Op `index` of `graph` on its batched int8 inputs, by its registry entry."""
+def run_op(graph: QGraph, index: int, xs: list[np.ndarray],
+           constants: list[dict] | None = None) -> np.ndarray:
+    """Op `index` of `graph` on its batched int8 inputs, by its registry entry, in the
+    graph's arithmetic (`constants`: every op's `graph.prepare`, when already derived)."""
     op = graph.ops[index]
-    return REGISTRY[op.kind].golden(op, xs, graph.inputs_of(index))
+    spec = REGISTRY[op.kind]
+    if graph.arithmetic == "tflite":
+        c = constants[index] if constants is not None else graph.prepare(index)
+        return spec.tflite.golden(op, xs, graph.inputs_of(index), c)
+    return spec.golden(op, xs, graph.inputs_of(index))
 
 
 def pixels_to_int8(pixels: np.ndarray) -> np.ndarray:
@@ -69,7 +75,10 @@ def run_int8(graph: QGraph, inputs: np.ndarray, trace: bool = False):
     """int8 outputs [N, size] for a batch in the graph's input encoding (uint8 pixels for
     image models); with trace, also every op's output."""
     graph.link_chain_inputs()
-    return run_batched(graph.input_to_int8(inputs), graph.ops, partial(run_op, graph), trace,
+    constants = ([graph.prepare(i) for i in range(len(graph.ops))]
+                 if graph.arithmetic == "tflite" else None)
+    return run_batched(graph.input_to_int8(inputs), graph.ops,
+                       partial(run_op, graph, constants=constants), trace,
                        np.zeros((0, graph.output.size), np.int8))
 
 

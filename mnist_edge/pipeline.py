@@ -8,9 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from . import analyze, data, fgraph, golden, inputs, qgraph
+from . import analyze, data, fgraph, golden, qgraph
+from . import inputs as input_data
 from .errors import MnistEdgeError
 from .paths import check_output_dir
+from .probe_inputs import parse_inputs_spec, probe_batch
 from .report import check_run_files, load_report, update_report
 from .validate import BACKENDS, mismatch_message, validate_backend
 
@@ -20,9 +22,9 @@ def test_set(data_dir: str | None, limit: int | None = None, graph=None
     """The first `limit` inputs of `--data` for `graph` (a QGraph or FloatGraph; default the
     MNIST model), raw (uint8 pixels, float features), and their labels (None if it has none).
     """
-    spec = inputs.spec_of(graph) if graph is not None else inputs.InputSpec(
+    spec = input_data.spec_of(graph) if graph is not None else input_data.InputSpec(
         data.MNIST_SHAPE, "pixels")
-    ds = inputs.load(data_dir, spec, "test").head(limit)
+    ds = input_data.load(data_dir, spec, "test").head(limit)
     return ds.x, ds.y
 
 
@@ -34,7 +36,7 @@ def evaluate_run(run_dir: Path, data_dir: str | None = None,
     folded = fgraph.load(fgraph.find_in_run(run_dir))
     images, labels = test_set(data_dir, limit, folded)
     start = time.time()
-    q_logits = golden.run_int8(graph, inputs.graph_input(graph, images))
+    q_logits = golden.run_int8(graph, input_data.graph_input(graph, images))
     golden_seconds = time.time() - start
     f_logits = fgraph.run_float(folded, fgraph.float_input(folded, images))
     q_pred, f_pred = golden.predict(q_logits), np.argmax(f_logits, axis=1)
@@ -118,9 +120,12 @@ def generate(run_dir: Path, target: str, out: str | None = None, requant: str = 
     out_dir = Path(out) if out is not None else default
     check_output_dir(out_dir, force=force, explicit=out is not None, protect=(run_dir,))
     graph = qgraph.load_run(run_dir)
+    from .backends.inputs import require_arithmetic
+
+    require_arithmetic(graph, {"c": "C", "hls": "HLS", "rtl": "RTL", "web": "web"}[target])
     if prefix is not None and target != "c":
         raise MnistEdgeError("--prefix applies to `generate c` only")
-    pixels = (inputs.graph_input(graph, inputs.sample(data_dir, inputs.spec_of(graph),
+    pixels = (input_data.graph_input(graph, input_data.sample(data_dir, input_data.spec_of(graph),
                                                       vectors)[0]) if vectors > 0 else None)
     if target == "c":
         from .backends.c import DEFAULT_PREFIX, check_prefix, generate_c
@@ -149,12 +154,21 @@ def generate_command(args: Any) -> int:
 
 def validate_run(run_dir: Path, backends: list[str], data_dir: str | None = None,
                  limit: int | None = None, model_file: str | None = None,
-                 rtl_options: dict[str, Any] | None = None) -> bool:
-    """Validate each backend; print one line each. True when every one is bit-exact."""
+                 rtl_options: dict[str, Any] | None = None, inputs: np.ndarray | None = None,
+                 labels: np.ndarray | None = None) -> bool:
+    """Validate each backend; print one line each. True when every one is bit-exact.
+
+    `inputs` (in the graph's input encoding; `labels` optional) replaces the MNIST test
+    images, for models that have no data set here."""
     backends = backend_list(backends, model_file)
-    graph = qgraph.load_run(run_dir)
-    images, labels = test_set(data_dir, limit, graph)
-    images = inputs.graph_input(graph, images)
+    what = "images" if inputs is None else "inputs"
+    if inputs is None:
+        graph = qgraph.load_run(run_dir)
+        images, labels = test_set(data_dir, limit, graph)
+        images = input_data.graph_input(graph, images)
+    else:
+        images = inputs if limit is None else inputs[:limit]
+        labels = None if labels is None else labels[:len(images)]
     all_exact = True
     for name in backends:
         start = time.time()
@@ -168,7 +182,7 @@ def validate_run(run_dir: Path, backends: list[str], data_dir: str | None = None
         accuracy = f"accuracy {f['accuracy']:.2%}" if "accuracy" in f else "no labels"
         print(f"{name}: {accuracy}, exact logits "
               f"{f['exact_logit_fraction']:.4%}, max |diff| {f['max_abs_logit_diff']} LSB on "
-              f"{f['images']:,} images{latency} ({seconds} s)")
+              f"{f['images']:,} {what}{latency} ({seconds} s)")
         if f["exact_logit_fraction"] != 1.0:
             print(mismatch_message(name, f))
             all_exact = False
@@ -196,8 +210,13 @@ def validate_command(args: Any) -> int:
     backends = backend_list(args.backend, args.model_file)
     rtl_options = {k: v for k, v in (("fpga", getattr(args, "fpga", None)),
                                      ("lanes", getattr(args, "lanes", None))) if v}
-    ok = validate_run(run_folder(args.run), backends, args.data, args.limit, args.model_file,
-                      rtl_options)
+    run_dir = run_folder(args.run)
+    inputs = None
+    kind, count = parse_inputs_spec(getattr(args, "inputs", None) or "mnist")
+    if kind == "random":
+        inputs = probe_batch(qgraph.load_run(run_dir), count, seed=getattr(args, "seed", 0))
+    ok = validate_run(run_dir, backends, args.data, args.limit, args.model_file, rtl_options,
+                      inputs)
     return 0 if ok else 1
 
 
@@ -234,7 +253,7 @@ def build_command(args: Any) -> int:
     else:
         run_dir = Path(args.runs) / (args.name or args.model)
     check_run_files(run_dir)
-    if not from_onnx:  # an imported model may read the user's data (inputs.load)
+    if not from_onnx:  # an imported model may read the user's data (input_data.load)
         data.resolve_data_dir(args.data)
     if from_onnx:
         print(f"[1/7] importing {args.from_onnx} into {run_dir}")

@@ -50,3 +50,24 @@ def probe_inputs(shape: tuple[int, ...], n: int, seed: int = 0, zero_point: int 
         else:
             out.append(np.clip(np.rint(rng.normal(zero_point, 24, size=shape)), -128, 127))
     return np.array(out, dtype=np.int8).reshape(n, *shape)
+
+
+def parse_inputs_spec(spec: str) -> tuple[str, int]:
+    """`--inputs mnist` or `--inputs random:N` -> (kind, N); N is 0 for mnist."""
+    from .errors import MnistEdgeError
+
+    if spec == "mnist":
+        return "mnist", 0
+    kind, _, count = spec.partition(":")
+    if kind == "random" and count.isdigit() and int(count) > 0:
+        return "random", int(count)
+    raise MnistEdgeError(f"--inputs {spec!r}: use mnist (the test images) or random:N (N "
+                         "seeded random and structured inputs)")
+
+
+def probe_batch(graph, n: int, seed: int = 0) -> np.ndarray:
+    """`probe_inputs` for a QGraph's input, in the graph's input encoding."""
+    q = probe_inputs(tuple(graph.input.shape), n, seed, graph.input.zero_point)
+    if graph.input_encoding == "uint8":
+        return (q.astype(np.int16) + 128).astype(np.uint8)
+    return q

@@ -45,6 +45,10 @@ INPUT_ZERO_POINT = -128
 # How callers give the input: "uint8" bytes p with q = p - 128, or "int8" q itself.
 INPUT_ENCODINGS = ("uint8", "int8")
 DEFAULT_ENCODING = "uint8"
+# The integer arithmetic every op of a graph follows: "onnx" (what onnxruntime computes, our
+# quantizer's) or "tflite" (what TensorFlow Lite Micro's reference kernels compute).
+ARITHMETICS = ("onnx", "tflite")
+DEFAULT_ARITHMETIC = "onnx"
 INT32_LIMIT = 1 << 31  # accumulators are int32: a larger worst case cannot be computed
 
 
@@ -116,6 +120,7 @@ class QGraph:
     ops: list[QOp]
     meta: dict[str, Any] = field(default_factory=dict)
     input_encoding: str = DEFAULT_ENCODING
+    arithmetic: str = DEFAULT_ARITHMETIC
 
     def __post_init__(self) -> None:
         self.link_chain_inputs()
@@ -166,6 +171,16 @@ class QGraph:
             raise ValueError(f"op {op.name} ({op.kind}) has no requantization")
         return op.spec.multiplier(op, self.inputs_of(index))
 
+    def prepare(self, index: int) -> dict[str, Any]:
+        """Op `index`'s constants in the graph's arithmetic, derived from its scales by its
+        registry entry (TFLM's Prepare for `tflite`: Q31 multipliers and shifts, offsets,
+        clamps). The one place they are computed; golden and every backend read them here.
+        The `onnx` arithmetic's constants are the float32 `multiplier`."""
+        op = self.ops[index]
+        if self.arithmetic != "tflite":
+            return {"multiplier": self.multiplier(index)} if op.spec.multiplier else {}
+        return op.spec.tflite.prepare(op, self.inputs_of(index))
+
     def max_accumulator(self, index: int) -> int:
         """The exact worst-case |acc| of op `index` over every int8 input."""
         op = self.ops[index]
@@ -182,6 +197,8 @@ class QGraph:
         }
         if self.input_encoding != DEFAULT_ENCODING:  # older graphs keep their hash
             doc["input_encoding"] = self.input_encoding
+        if self.arithmetic != DEFAULT_ARITHMETIC:  # likewise
+            doc["arithmetic"] = self.arithmetic
         return doc
 
     def content_hash(self) -> str:
@@ -200,6 +217,9 @@ class QGraph:
         if self.input_encoding not in INPUT_ENCODINGS:
             raise MnistEdgeError(f"QGraph input encoding {self.input_encoding!r}: must be one "
                                  f"of {', '.join(INPUT_ENCODINGS)}")
+        if self.arithmetic not in ARITHMETICS:
+            raise MnistEdgeError(f"QGraph arithmetic {self.arithmetic!r}: must be one of "
+                                 f"{', '.join(ARITHMETICS)}")
         if not self.ops:
             raise MnistEdgeError("QGraph has no ops")
         known = {INPUT_NAME}
@@ -210,7 +230,7 @@ class QGraph:
             if missing:
                 raise MnistEdgeError(f"op {op.name} ({op.kind}): reads {missing[0]!r}, which "
                                      "no earlier op writes (ops must be in topological order)")
-            _check_op(op, [self.tensor(n) for n in op.inputs])
+            _check_op(op, [self.tensor(n) for n in op.inputs], self.arithmetic)
             known.add(op.name)
         unread = [op.name for op in self.ops[:-1] if not self.consumers(op.name)]
         if unread:
@@ -277,11 +297,14 @@ def _check_quant(t: QTensor, what: str) -> None:
         raise MnistEdgeError(f"{what}: zero point {t.zero_point} outside int8")
 
 
-def _check_op(op: QOp, ins: list[QTensor]) -> None:
+def _check_op(op: QOp, ins: list[QTensor], arithmetic: str = DEFAULT_ARITHMETIC) -> None:
     """Every rule of the op's registry entry, in an order where each check can rely on the last."""
     where = f"op {op.name} ({op.kind})"
     try:
         spec = op.spec
+        if arithmetic not in spec.arithmetics:
+            raise ops.InvalidOp(f"has no {arithmetic} arithmetic (the kind is defined in "
+                                f"{', '.join(spec.arithmetics)} only)")
         if spec.arity and len(ins) != spec.arity or not spec.arity and len(ins) < 2:
             want = spec.arity or "two or more"
             raise ops.InvalidOp(f"reads {len(ins)} input(s), takes {want}")
@@ -294,6 +317,9 @@ def _check_op(op: QOp, ins: list[QTensor]) -> None:
         _check_quant(op.output, where)
         if spec.check is not None:
             spec.check(op, ins)
+        extra = spec.onnx_check if arithmetic == "onnx" else spec.tflite.check
+        if extra is not None:
+            extra(op, ins)
         shape = tuple(spec.infer_shape(op, ins))
         if tuple(op.output.shape) != shape:
             raise ops.InvalidOp(f"output shape {op.output.shape} but inputs give {shape}")
@@ -306,7 +332,12 @@ def _check_op(op: QOp, ins: list[QTensor]) -> None:
     if acc >= INT32_LIMIT:
         raise MnistEdgeError(f"{where}: accumulators could reach {acc} >= 2^31, beyond int32; "
                              "use fewer inputs per output or a narrower input range")
-    if spec.multiplier is not None:
+    if arithmetic == "tflite":
+        try:
+            spec.tflite.prepare(op, ins)
+        except (ValueError, ops.InvalidOp) as exc:
+            raise MnistEdgeError(f"{where}: {exc}") from None
+    elif spec.multiplier is not None:
         mult = spec.multiplier(op, ins)
         if not np.all(np.isfinite(mult)) or np.any(mult < 0):
             raise MnistEdgeError(f"{where}: requantization multiplier {mult} is not a "
@@ -393,6 +424,10 @@ def load(stem: str | Path) -> QGraph:
             zipfile.BadZipFile, zlib.error) as exc:  # numpy parses a broken header with ast
         why = str(exc) or type(exc).__name__
         raise MnistEdgeError(f"{npz_path}: unreadable arrays ({why})") from None
+    arithmetic = doc.get("arithmetic", DEFAULT_ARITHMETIC)
+    if not isinstance(arithmetic, str) or arithmetic not in ARITHMETICS:
+        raise MnistEdgeError(f"{json_path}: arithmetic {arithmetic!r} is unknown (this "
+                             f"mnist-edge implements {', '.join(ARITHMETICS)})")
     op_docs = doc.get("ops")
     if not isinstance(op_docs, list) or not all(isinstance(o, dict) for o in op_docs):
         raise MnistEdgeError(f"{json_path}: malformed QGraph (ops must be a list of objects)")
@@ -411,7 +446,7 @@ def load(stem: str | Path) -> QGraph:
         if not isinstance(encoding, str):
             raise TypeError("'input_encoding' must be a string")
         graph = QGraph(name=str(doc["name"]), input=QTensor.from_json(doc["input"]), ops=ops_,
-                       meta=dict(meta), input_encoding=encoding)
+                       meta=dict(meta), input_encoding=encoding, arithmetic=arithmetic)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise MnistEdgeError(f"{json_path}: malformed QGraph ({exc!r})") from None
     graph.validate()

@@ -197,3 +197,12 @@ def multiply_by_quantized_multiplier_greater_than_one(x: np.ndarray, m: int,
     """TFLM's MultiplyByQuantizedMultiplierGreaterThanOne (left_shift >= 0), default build."""
     x = _wrap32(np.asarray(x, dtype=np.int64) << int(left_shift))
     return saturating_rounding_doubling_high_mul(x, m)
+
+
+def requantize_tflite(acc: np.ndarray, m: np.ndarray | int, shift: np.ndarray | int,
+                      zero_point: int, act: tuple[int, int]) -> np.ndarray:
+    """The `tflite` arithmetic's output stage of CONV_2D, DEPTHWISE_CONV_2D and
+    FULLY_CONNECTED: MultiplyByQuantizedMultiplier of the int32 accumulator, plus the output
+    zero point, clamped to the fused activation's range `act` (within int8)."""
+    out = multiply_by_quantized_multiplier(_wrap32(acc), m, shift) + int(zero_point)
+    return np.clip(out, act[0], act[1]).astype(np.int8)

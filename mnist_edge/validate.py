@@ -26,6 +26,7 @@ class BackendResult:
 # name -> "module:function"; each function is run(run_dir, graph, pixels, options) -> BackendResult
 BACKENDS: dict[str, str] = {
     "golden": "mnist_edge.validate:run_golden",
+    "tflm": "mnist_edge.targets.tflm:run",
     "onnxruntime": "mnist_edge.targets.onnxrt:run",
     "c": "mnist_edge.targets.host_c:run_float",
     "c-x86": "mnist_edge.targets.host_c:run_x86",
@@ -60,7 +61,7 @@ def get_runner(name: str):
 def compare(reference: np.ndarray, logits: np.ndarray, labels: np.ndarray | None
             ) -> dict[str, Any]:
     """The figures every backend reports, plus the first mismatch for debugging; accuracy
-    only when there are labels."""
+    only when there are labels (a user's data set without them, probe inputs)."""
     if logits.shape != reference.shape:
         raise MnistEdgeError(f"backend returned logits of shape {logits.shape}, "
                              f"golden has {reference.shape}")

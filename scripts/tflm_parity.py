@@ -1,7 +1,9 @@
-"""Figures for issue 24: NumPy TFLM kernels vs TensorFlow Lite Micro on the MLPerf Tiny models.
+"""Figures for issue 24: golden (the imported QGraph) and the NumPy TFLM kernels vs TensorFlow
+Lite Micro on the MLPerf Tiny models.
 
-For each model: N inputs (8 structured patterns, then seeded random), our walker's output
-against TFLM's, byte for byte. With --litert, also LiteRT's reference (BUILTIN_REF) and
+For each model: N inputs (8 structured patterns, then seeded random), TFLM's output against
+golden's (the model imported as a QGraph in the tflite arithmetic) and our test walker's,
+byte for byte. With --litert, also LiteRT's reference (BUILTIN_REF) and
 optimized (BUILTIN, XNNPACK off) kernels against TFLM: the share of inputs that differ,
 the first operator whose output differs and by how many LSB.
 
@@ -22,9 +24,15 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from tflite_walk import run  # noqa: E402
 
+from mnist_edge import golden  # noqa: E402
+from mnist_edge.importers.tflite_qgraph import tflite_to_qgraph  # noqa: E402
 from mnist_edge.importers.tflite_reader import read_tflite  # noqa: E402
 from mnist_edge.probe_inputs import probe_inputs  # noqa: E402
-from mnist_edge.targets.tflm import run_tflm, tflm_interpreter  # noqa: E402
+from mnist_edge.targets.tflm import (  # noqa: E402
+    from_tflite_output,
+    run_tflm,
+    tflm_interpreter,
+)
 
 MODELS = ("pretrainedResnet_quant.tflite", "kws_ref_model.tflite", "vww_96_int8.tflite",
           "ad01_int8.tflite")
@@ -35,15 +43,23 @@ def _rows_differ(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.any((a != b).reshape(len(a), -1), axis=1)
 
 
-def walker_vs_tflm(path: Path, x: np.ndarray) -> tuple[int, float]:
+def walker_and_golden_vs_tflm(path: Path, x: np.ndarray) -> tuple[int, int, float]:
+    """(inputs where the walker differs, where golden differs, seconds). `x` is in the
+    file's NHWC layout; golden reads the same int8 values as CxHxW."""
     model = read_tflite(path)
+    graph, _ = tflite_to_qgraph(model, path.stem)
+    t_out = model.tensors[model.outputs[0]]
     it = tflm_interpreter(path)
-    bad = 0
+    bad_walker = bad_golden = 0
     t0 = time.time()
     for i in range(0, len(x), CHUNK):
         chunk = x[i:i + CHUNK]
-        bad += int(_rows_differ(run(model, chunk), run_tflm(path, chunk, it)).sum())
-    return bad, time.time() - t0
+        ref = run_tflm(path, chunk, it)
+        bad_walker += int(_rows_differ(run(model, chunk), ref).sum())
+        q = np.ascontiguousarray(chunk.transpose(0, 3, 1, 2) if chunk.ndim == 4 else chunk)
+        bad_golden += int(_rows_differ(golden.run_int8(graph, q),
+                                       from_tflite_output(graph, ref, t_out)).sum())
+    return bad_walker, bad_golden, time.time() - t0
 
 
 def _litert(path: Path, resolver: str, preserve: bool = False):
@@ -120,10 +136,11 @@ def main() -> int:
         t_in = model.tensors[model.inputs[0]]
         x = probe_inputs(t_in.shape[1:], args.n, seed=2024,
                          zero_point=int(t_in.quantization.zero_point[0]))
-        bad, secs = walker_vs_tflm(path, x)
-        failed |= bad > 0
-        print(f"{name}: numpy kernels vs TFLM: {args.n - bad}/{args.n} inputs equal on every "
-              f"output byte ({secs:.1f} s)", flush=True)
+        bad_walker, bad_golden, secs = walker_and_golden_vs_tflm(path, x)
+        failed |= bad_walker > 0 or bad_golden > 0
+        print(f"{name}: golden (QGraph, tflite arithmetic) vs TFLM: {args.n - bad_golden}/"
+              f"{args.n} inputs equal on every output byte; test walker vs TFLM: "
+              f"{args.n - bad_walker}/{args.n} ({secs:.1f} s)", flush=True)
         if args.litert:
             xl = x[:args.litert_n]
             for resolver in ("reference", "optimized"):

@@ -34,6 +34,8 @@ IMAGES = {"golden": HOST_IMAGES, "onnxruntime": HOST_IMAGES, "onnxruntime-qdq": 
 LEFT_OUT = {
     "rtl-uart": "the UART top around the same engine: tests/test_rtl.py, 3 images",
     "rtl-netlist": "a gate-level simulation of minutes per image, iCE40 only: tests/test_rtl.py",
+    "tflm": "runs the .tflite a run was imported from (zoo models are not): "
+            "tests/test_tflite_qgraph.py",
 }
 # The matrix's columns beyond the backend names: the onnxruntime backend on the QDQ export.
 COLUMNS = {"onnxruntime-qdq": "onnxruntime"}

@@ -38,6 +38,7 @@ from ..qgraph import QGraph, QOp, QTensor
 from ..testing import random_inputs
 from .c_arrays import CArray, LayerArrays, data_symbol, float_literal, format_values, step_arrays
 from .c_planner import LOGITS, PIXELS, STEP_KIND, ArenaPlan, Step, plan_arena
+from .inputs import require_arithmetic
 
 REQUANT_MODES = ("float", "int")
 # The warnings every build of the generated C turns into errors, on the host, on every MCU
@@ -435,6 +436,7 @@ def render_tree(graph: QGraph, requant: str = "float",
                 vector_pixels: np.ndarray | None = None,
                 prefix: str = DEFAULT_PREFIX) -> dict[str, bytes]:
     """Every generated file's bytes, keyed by file name (manifest.json included)."""
+    require_arithmetic(graph, "C")
     if requant not in REQUANT_MODES:
         raise MnistEdgeError(f"requant mode {requant!r}: choose float or int")
     names = check_prefix(prefix)

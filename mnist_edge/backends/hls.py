@@ -27,7 +27,7 @@ from ..ops.layout import concat_multipliers
 from ..paths import atomic_dir, template_env
 from ..qgraph import INPUT_NAME, QGraph
 from ..testing import random_pixels
-from .inputs import require_pixel_image
+from .inputs import require_arithmetic, require_pixel_image
 from .memfiles import WRITERS, requant_words
 
 DEFAULT_PART = "xc7z020clg400-1"  # Zynq-7020, as on the PYNQ-Z2
@@ -310,6 +310,7 @@ LOWERING: dict[str, Callable[[_Site], Layer]] = {
 def build_layers(graph: QGraph, parallel: int = DEFAULT_PARALLEL) -> list[Layer]:
     """The ops as kernel calls, buffers and loop trip counts (one buffer per op output)."""
     graph.validate()
+    require_arithmetic(graph, "HLS")
     if not 1 <= parallel <= 64:
         raise MnistEdgeError(f"parallel lanes must be 1..64, got {parallel}")
     taken = {"pixels", "logits", "x0"}
@@ -393,6 +394,7 @@ def generate_hls(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
 
     `parallel` is the most output channels a conv2d / linear layer computes side by side.
     """
+    require_arithmetic(graph, "HLS")
     height, width = require_pixel_image(graph, "HLS")
     layers = build_layers(graph, parallel)
     if not re.fullmatch(r"[A-Za-z0-9_-]+", part):

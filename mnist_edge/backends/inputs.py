@@ -1,4 +1,4 @@
-"""Which graph inputs a backend's generated hardware interface can take."""
+"""Which graphs a backend can take: its arithmetic, and the inputs its interface reads."""
 
 from __future__ import annotations
 
@@ -16,3 +16,12 @@ def require_pixel_image(graph: QGraph, backend: str) -> tuple[int, int]:
                              f"model {graph.name} takes {graph.input_encoding} {dims}: use the "
                              "C, WebAssembly or ONNX backends for it")
     return shape[1], shape[2]
+
+
+def require_arithmetic(graph: QGraph, backend: str, implemented: tuple[str, ...] = ("onnx",)
+                       ) -> None:
+    """Refuse, by name, a graph whose arithmetic the backend does not implement, so that no
+    backend ever lowers a `tflite` graph with the `onnx` arithmetic (or the reverse)."""
+    if graph.arithmetic not in implemented:
+        raise MnistEdgeError(f"the {backend} backend does not implement the "
+                             f"{graph.arithmetic} arithmetic yet")

@@ -38,6 +38,7 @@ from ..ops.layout import concat_multipliers
 from ..paths import atomic_write
 from ..qgraph import INPUT_NAME as QGRAPH_INPUT
 from ..qgraph import QGraph, QOp, QTensor, load_run, pool_weight_scale
+from .inputs import require_arithmetic
 
 OPSET = 21  # Gelu (20) and every quantized op we use; fully supported by onnxruntime 1.31
 IR_VERSION = 10  # the IR version that goes with opset 21
@@ -354,6 +355,7 @@ def _finish(g: onnx.GraphProto, meta: dict[str, str], doc: str) -> onnx.ModelPro
 def build_int8(graph: QGraph, activations: str = "uint8", qdq: bool = False) -> onnx.ModelProto:
     """The int8 ONNX model of `graph` (QOperator format, or QDQ with `qdq=True`)."""
     graph.validate()
+    require_arithmetic(graph, "ONNX-export")
     fmt = "qdq" if qdq else "qoperator"
     what = ("raw uint8 bytes p, q = p - 128" if graph.input_encoding == "uint8"
             else "int8 q")

@@ -32,7 +32,7 @@ from ..paths import TEMPLATES_DIR, atomic_dir, template_env
 from ..qgraph import QGraph, pool_window
 from ..requant import ACC_LIMIT
 from ..testing import random_pixels
-from .inputs import require_pixel_image
+from .inputs import require_arithmetic, require_pixel_image
 from .memfiles import mem_text, packed_mem_text, requant_words
 
 MODE_MAC, MODE_SUM, MODE_MAX = 0, 1, 2
@@ -318,6 +318,7 @@ REFUSED = {
 def lower(graph: QGraph, lanes: int) -> Lowering:
     """The QGraph as descriptor entries and ROM contents, via `LOWERING`."""
     graph.validate()
+    require_arithmetic(graph, "RTL")
     if not 1 <= lanes <= 64:
         raise MnistEdgeError(f"--lanes must be 1..64, got {lanes}")
     low = Lowering(lanes)
@@ -387,6 +388,7 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
     if fpga not in FPGAS:
         raise MnistEdgeError(f"unknown FPGA {fpga!r}; choose from: {', '.join(FPGAS)}")
     device = FPGAS[fpga]
+    require_arithmetic(graph, "RTL")
     height, width = require_pixel_image(graph, "RTL")
     lanes = int(lanes or device["lanes"])
     low = lower(graph, lanes)

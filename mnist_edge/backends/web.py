@@ -35,6 +35,7 @@ from ..paths import TEMPLATES_DIR, template_env, write_tree
 from ..qgraph import QGraph
 from ..targets.tools import require_tool
 from .c import C_WARNINGS, SOURCES, generate_c
+from .inputs import require_arithmetic
 
 WASM_FILE = "mnist_edge.wasm"
 JS_FILE = "mnist_edge.js"
@@ -78,6 +79,7 @@ def compile_wasm(src_dir: Path, out: Path) -> list[str]:
 
 def render_site(graph: QGraph, wasm: bytes, requant: str, emcc: str) -> dict[str, bytes]:
     """index.html, mnist_edge.js, mnist_edge.wasm and manifest.json, as bytes."""
+    require_arithmetic(graph, "web")
     out = graph.output
     model = {"name": graph.name, "classes": int(out.size), "outputScale": float(out.scale),
              "outputZeroPoint": int(out.zero_point), "wasmFile": WASM_FILE,
@@ -107,6 +109,7 @@ def render_site(graph: QGraph, wasm: bytes, requant: str, emcc: str) -> dict[str
 def build_wasm(graph: QGraph, requant: str = "float",
                vector_pixels: np.ndarray | None = None) -> tuple[bytes, str]:
     """(wasm bytes, emcc version) of the generated C for `graph`."""
+    require_arithmetic(graph, "web")
     with tempfile.TemporaryDirectory(prefix="mnist-edge-web-") as tmp:
         src = generate_c(graph, Path(tmp) / "c", requant, vector_pixels)
         wasm = Path(tmp) / WASM_FILE

@@ -1,9 +1,14 @@
-"""Bring your own model: a float ONNX file (PyTorch, Keras, tf2onnx) -> a run folder.
+"""Bring your own model: a float ONNX file (PyTorch, Keras, tf2onnx) or an int8 `.tflite`
+-> a run folder.
 
 `import_onnx` loads the file (external data too), maps it to the FloatGraph the zoo's
 folding produces (`convert`), checks it against onnxruntime on test images (`check`) and
 writes `runs/<name>/` atomically: `<name>.fgraph.*`, `import.json`, `report.json`.
 After that every command that starts from a float graph works on the run.
+
+`import_tflite` reads an int8 `.tflite` (already quantized: no float graph, no
+calibration) straight into `<name>.qgraph.*` in the `tflite` arithmetic, plus
+`import.json` (the source's path and sha256, which `validate --backend tflm` runs).
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ def load_import_info(run_dir: str | Path) -> dict[str, Any]:
 
 
 def default_name(path: str | Path) -> str:
-    stem = Path(path).name.removesuffix(".onnx")
+    stem = Path(path).name.removesuffix(".onnx").removesuffix(".tflite")
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-.") or "imported"
 
 
@@ -70,13 +75,7 @@ def import_onnx(path: str | Path, runs: str | Path = "runs", name: str | None = 
         raise MnistEdgeError(f"--layout {layout!r}: choose from {', '.join(LAYOUTS)}")
     start = time.time()
     path = Path(path)
-    name = name or default_name(path)
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name.startswith("."):
-        raise MnistEdgeError(f"--name {name!r}: use letters, digits, '_', '-', '.'")
-    run_dir = Path(runs) / name
-    if run_dir.exists() and any(run_dir.iterdir()) and not is_imported(run_dir):
-        raise MnistEdgeError(f"{run_dir} exists and is not an imported run; choose another "
-                             "--name or remove it")
+    name, run_dir = _run_for(path, runs, name)
     model = load_onnx(path)
     if input_kind not in fgraph.INPUT_KINDS:
         raise MnistEdgeError(f"--input {input_kind!r}: choose from "
@@ -113,7 +112,72 @@ def import_onnx(path: str | Path, runs: str | Path = "runs", name: str | None = 
     return run_dir, doc
 
 
+def _run_for(path: Path, runs: str | Path, name: str | None) -> tuple[str, Path]:
+    """The run's name and folder, checked before any work."""
+    name = name or default_name(path)
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name.startswith("."):
+        raise MnistEdgeError(f"--name {name!r}: use letters, digits, '_', '-', '.'")
+    run_dir = Path(runs) / name
+    if run_dir.exists() and any(run_dir.iterdir()) and not is_imported(run_dir):
+        raise MnistEdgeError(f"{run_dir} exists and is not an imported run; choose another "
+                             "--name or remove it")
+    return name, run_dir
+
+
+def import_tflite(path: str | Path, runs: str | Path = "runs", name: str | None = None
+                  ) -> tuple[Path, dict[str, Any]]:
+    """Import an int8 `.tflite` into `<runs>/<name>`: the QGraph and import.json, written
+    only when the whole file mapped (a refused or hostile file leaves nothing behind)."""
+    from .. import qgraph
+    from .load import sha256
+    from .tflite_qgraph import tflite_to_qgraph
+    from .tflite_reader import read_tflite
+
+    start = time.time()
+    path = Path(path)
+    name, run_dir = _run_for(path, runs, name)
+    model = read_tflite(path)
+    graph, mapped = tflite_to_qgraph(model, name)
+    t_in, t_out = (model.tensors[model.inputs[0]], model.tensors[model.outputs[0]])
+    doc = {
+        "format": "tflite", "source": str(path.resolve()), "sha256": sha256(path),
+        "arithmetic": graph.arithmetic, "description": model.description,
+        "input": {"tflite_shape": list(t_in.shape), "dtype": t_in.dtype,
+                  "qgraph_shape": list(graph.input.shape), "encoding": graph.input_encoding},
+        "output": {"tflite_shape": list(t_out.shape), "dtype": t_out.dtype,
+                   "qgraph_shape": list(graph.output.shape)},
+        "float_edges": graph.meta.get("float_edges"),
+        "ops": mapped,
+    }
+    with atomic_dir(run_dir) as tmp:
+        qgraph.save(graph, tmp / name)
+        with atomic_write(tmp / IMPORT_FILE, "w") as f:
+            json.dump(doc, f, indent=2, sort_keys=True)
+            f.write("\n")
+        update_report(tmp, {"model": name, "imported_from": doc["source"],
+                            "import": {"format": "tflite", "arithmetic": graph.arithmetic,
+                                       "operators": len(model.operators),
+                                       "qgraph_ops": len(graph.ops)},
+                            "seconds": {"import": round(time.time() - start, 2)}})
+    return run_dir, doc
+
+
+def is_tflite_run(run_dir: str | Path) -> bool:
+    return is_imported(run_dir) and load_import_info(run_dir).get("format") == "tflite"
+
+
 def import_command(args: Any) -> int:
+    if str(args.model).lower().endswith(".tflite"):
+        if args.normalize or args.layout != "auto":
+            raise MnistEdgeError("--normalize and --layout apply to ONNX models; a .tflite "
+                                 "keeps its own input quantization and layout")
+        run_dir, doc = import_tflite(args.model, args.runs, args.name)
+        kinds = [k for entry in doc["ops"] for k in entry["qgraph"] if not k.startswith("(")]
+        print(f"imported {args.model} -> {run_dir}: {len(doc['ops'])} TFLite operators -> "
+              f"{len(kinds)} QGraph ops in the tflite arithmetic, input "
+              f"{doc['input']['encoding']} {'x'.join(map(str, doc['input']['qgraph_shape']))}"
+              f", output {doc['output']['qgraph_shape'][0]} values")
+        return 0
     run_dir, doc = import_onnx(args.model, args.runs, args.name, parse_normalize(args.normalize),
                                args.layout, args.data,
                                input_kind=getattr(args, "input", None) or "pixels")

@@ -31,6 +31,7 @@ import numpy as np
 from ..errors import MnistEdgeError
 from ..fgraph import INPUT, SELU_ALPHA, SELU_SCALE, FloatGraph, FOp
 from ..fgraph import activation_fn as _act
+from .layout import flatten_order, is_identity, permute_columns
 
 BATCH = 987_654_321  # stands for the batch dimension inside folded shape arithmetic
 SUPPORTED = ("Conv, Gemm, MatMul, Add, Sub, Mul, Div, BatchNormalization, Relu, Clip, LeakyRelu, "
@@ -538,10 +539,7 @@ class Converter:
         if weight.shape[1] != v.shape[0]:
             raise MnistEdgeError(f"{where}: weight [{weight.shape[1]} inputs] does not fit "
                                  f"{v.shape[0]} features")
-        if v.fperm is not None:
-            w = np.empty_like(weight)
-            w[:, v.fperm] = weight
-            weight = w
+        weight = permute_columns(weight, v.fperm)
         return self._emit("linear", {}, {"weight": weight.astype(np.float64),
                                          "bias": bias.astype(np.float64)},
                           [replace(v, fperm=None)], (int(weight.shape[0]),))
@@ -643,10 +641,9 @@ class Converter:
             return replace(v, units=None)
         v = self._materialize(v, where)
         size = int(np.prod(v.shape))
-        order = np.arange(size).reshape(v.shape).transpose([p - 1 for p in v.perm[1:]])
-        fperm = order.reshape(-1)
+        fperm = flatten_order(v.shape, tuple(p - 1 for p in v.perm[1:]))
         out = self._emit("flatten", {}, {}, [v], (size,))
-        out.fperm = None if np.array_equal(fperm, np.arange(size)) else fperm
+        out.fperm = None if is_identity(fperm) else fperm
         return out
 
     def _op_Flatten(self, node, where: str, a: dict[str, Any]) -> Value:

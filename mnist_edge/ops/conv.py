@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..requant import multiplier, requantize_float
+from ..requant import multiplier, requantize_float, requantize_tflite
 from .numeric import accumulator_dtype, conv_sum, pad_hw
 from .registry import (
     ACTIVATION,
+    DILATION,
     GROUPS,
     PADDING,
     PAIR,
     STRIDE,
     InvalidOp,
     OpSpec,
+    TfliteSemantics,
     centred_range,
     register,
 )
+from .tflite_prepare import activation_range, conv_multipliers
 
 WEIGHTS = {"weight": "int8", "bias": "int32", "w_scale": "float32"}
 
@@ -24,8 +27,10 @@ WEIGHTS = {"weight": "int8", "bias": "int32", "w_scale": "float32"}
 def conv_output_hw(h: int, w: int, attrs: dict) -> tuple[int, int]:
     kh, kw = attrs["kernel"]
     sh, sw = attrs.get("stride", [1, 1])
+    dh, dw = attrs.get("dilation", [1, 1])
     pt, pl, pb, pr = attrs.get("padding", [0, 0, 0, 0])
-    return (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1
+    return ((h + pt + pb - (kh - 1) * dh - 1) // sh + 1,
+            (w + pl + pr - (kw - 1) * dw - 1) // sw + 1)
 
 
 def windowed_shape(op, ins) -> tuple[int, int, int]:
@@ -100,31 +105,87 @@ def requantize_channels(acc: np.ndarray, mult: np.ndarray, zero_point: int) -> n
 
 
 def _conv_golden(op, xs, ins):
+    return requantize_channels(_conv_accumulator(op, xs, ins), _weighted_multiplier(op, ins),
+                               op.output.zero_point)
+
+
+def _linear_golden(op, xs, ins):
+    return requantize_channels(_linear_accumulator(op, xs, ins),
+                               _weighted_multiplier(op, ins), op.output.zero_point)
+
+
+def _onnx_conv_check(op, ins) -> None:
+    if list(op.attrs.get("dilation", [1, 1])) != [1, 1]:
+        raise InvalidOp("dilation is defined in the tflite arithmetic only")
+
+
+def tflite_activation(op) -> str:
+    """The fused activation of an op in TFLite's naming (the `activation` attribute)."""
+    return str(op.attrs.get("activation") or "none").upper()
+
+
+def _tflite_weighted_check(op, ins) -> None:
+    groups = op.attrs.get("groups", 1)
+    if groups not in (1, ins[0].shape[0]):
+        raise InvalidOp(f"groups {groups}: TFLite convolves with groups 1 (CONV_2D) or one "
+                        "group per input channel (DEPTHWISE_CONV_2D)")
+
+
+def _tflite_weighted_prepare(op, ins) -> dict:
+    """CalculateOpDataConv / FULLY_CONNECTED's Prepare: per output channel a Q31 multiplier
+    and shift of s_x * s_w[c] / s_y, and the fused activation's clamp."""
+    ws = op.arrays["w_scale"]
+    mult, shift = conv_multipliers(ins[0].scale, ws, op.output.scale, ws.size)
+    act = activation_range(tflite_activation(op), op.output.scale, op.output.zero_point)
+    return {"mult": mult, "shift": shift, "act": act}
+
+
+def _on_channels(values: np.ndarray, ndim: int) -> np.ndarray:
+    shape = [1] * ndim
+    shape[1] = -1
+    return np.asarray(values).reshape(shape)
+
+
+def _tflite_requant(acc: np.ndarray, op, c: dict) -> np.ndarray:
+    return requantize_tflite(acc, _on_channels(c["mult"], acc.ndim),
+                             _on_channels(c["shift"], acc.ndim), op.output.zero_point, c["act"])
+
+
+def _conv_accumulator(op, xs, ins) -> np.ndarray:
+    """Σ (q_x - z_x) w + bias, exact; out-of-image taps are z_x (TFLM skips them: the same)."""
     dt = accumulator_dtype(weighted_bound(op, ins))
     centred = pad_hw(xs[0].astype(dt) - dt(ins[0].zero_point), op.attrs.get("padding",
                                                                           [0, 0, 0, 0]))
     acc = conv_sum(centred, op.arrays["weight"], op.attrs).astype(np.int64)
-    acc += op.arrays["bias"].astype(np.int64)[None, :, None, None]
-    return requantize_channels(acc, _weighted_multiplier(op, ins), op.output.zero_point)
+    return acc + op.arrays["bias"].astype(np.int64)[None, :, None, None]
 
 
-def _linear_golden(op, xs, ins):
+def _linear_accumulator(op, xs, ins) -> np.ndarray:
     dt = accumulator_dtype(weighted_bound(op, ins))
     centred = xs[0].astype(dt) - dt(ins[0].zero_point)
     acc = (centred @ op.arrays["weight"].astype(dt).T).astype(np.int64)
-    acc += op.arrays["bias"].astype(np.int64)[None, :]
-    return requantize_channels(acc, _weighted_multiplier(op, ins), op.output.zero_point)
+    return acc + op.arrays["bias"].astype(np.int64)[None, :]
+
+
+def _conv_tflite(op, xs, ins, c):
+    return _tflite_requant(_conv_accumulator(op, xs, ins), op, c)
+
+
+def _linear_tflite(op, xs, ins, c):
+    return _tflite_requant(_linear_accumulator(op, xs, ins), op, c)
 
 
 register(OpSpec(
     "conv2d", "2-D convolution (groups = channels: depthwise), zero-point padding", 1,
     _conv_shape, _conv_golden,
     attrs={"kernel": PAIR, "stride": STRIDE, "padding": PADDING, "groups": GROUPS,
-           "activation": ACTIVATION},
+           "dilation": DILATION, "activation": ACTIVATION},
     arrays=WEIGHTS, check=_check_weights, acc_bound=weighted_bound,
-    multiplier=_weighted_multiplier))
+    multiplier=_weighted_multiplier, onnx_check=_onnx_conv_check,
+    tflite=TfliteSemantics(_tflite_weighted_prepare, _conv_tflite, _tflite_weighted_check)))
 
 register(OpSpec(
     "linear", "fully connected layer over a flat input", 1, _linear_shape, _linear_golden,
     attrs={"activation": ACTIVATION}, arrays=WEIGHTS, check=_check_weights,
-    acc_bound=weighted_bound, multiplier=_weighted_multiplier))
+    acc_bound=weighted_bound, multiplier=_weighted_multiplier,
+    tflite=TfliteSemantics(_tflite_weighted_prepare, _linear_tflite)))

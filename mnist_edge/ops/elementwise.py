@@ -1,4 +1,10 @@
-"""Elementwise ops: `lut` (any unary activation as a 256-entry table) and `add` (two tensors).
+"""Elementwise ops: `lut` (any unary activation as a 256-entry table), `add` (two tensors),
+and, in the tflite arithmetic only, `sub` and `mul`.
+
+A `lut` means the same in both arithmetics: the table is the op. A TFLite activation whose
+int8 result is a function of the int8 input alone (LOGISTIC, TANH, RELU, RELU6,
+LEAKY_RELU...) is imported as the table of TFLM's kernel over all 256 inputs, exact by
+construction.
 
 `add` has its own integer semantics, chosen so that every backend, with or without an
 FPU, and onnxruntime through standard ops compute it exactly: each input is scaled by an
@@ -18,7 +24,20 @@ from __future__ import annotations
 import numpy as np
 
 from ..requant import multiplier, requantize_float
-from .registry import ACTIVATION, PARAMS, InvalidOp, OpSpec, centred_range, register
+from . import tflite_kernels as tfk
+from .conv import tflite_activation
+from .registry import (
+    ACTIVATION,
+    PARAMS,
+    InvalidOp,
+    OpSpec,
+    TfliteSemantics,
+    centred_range,
+    no_constants,
+    register,
+    same_golden,
+)
+from .tflite_prepare import activation_range, add_sub_params, mul_params
 
 ADD_WEIGHT_BITS = 14
 
@@ -63,9 +82,45 @@ def _add_golden(op, xs, ins):
     return requantize_float(acc, mult, op.output.zero_point)
 
 
+def _act(op) -> tuple[int, int]:
+    return activation_range(tflite_activation(op), op.output.scale, op.output.zero_point)
+
+
+def _tflite_add_prepare(op, ins) -> dict:
+    """CalculateOpDataAdd / Sub (int8): both inputs shifted left by 20 and rescaled to twice
+    the larger input scale, the sum rescaled to the output; offsets and the clamp."""
+    p = add_sub_params(ins[0].scale, ins[1].scale, op.output.scale)
+    p.update(input1_offset=-ins[0].zero_point, input2_offset=-ins[1].zero_point,
+             output_offset=op.output.zero_point, act=_act(op))
+    return p
+
+
+def _tflite_mul_prepare(op, ins) -> dict:
+    """CalculateOpDataMul: one multiplier s_a * s_b / s_y, the zero points and the clamp."""
+    m, shift = mul_params(ins[0].scale, ins[1].scale, op.output.scale)
+    return {"mult": m, "shift": shift, "input1_zp": ins[0].zero_point,
+            "input2_zp": ins[1].zero_point, "output_zp": op.output.zero_point, "act": _act(op)}
+
+
+def _mul_bound(op, ins) -> int:
+    (lo_a, hi_a), (lo_b, hi_b) = centred_range(ins[0]), centred_range(ins[1])
+    return max(abs(a * b) for a in (lo_a, hi_a) for b in (lo_b, hi_b))
+
+
 register(OpSpec("lut", "unary activation as LUT[q + 128], built in float64 at quantization", 1,
                 _same_shape, _lut_golden, attrs={"activation": ACTIVATION, "params": PARAMS},
-                arrays={"table": "int8"}, check=_lut_check))
+                arrays={"table": "int8"}, check=_lut_check,
+                tflite=TfliteSemantics(no_constants, same_golden(_lut_golden))))
 register(OpSpec("add", "sum of two tensors of one shape, each weighted by its scale", 2,
                 _same_shape, _add_golden, attrs={"activation": ACTIVATION},
-                acc_bound=_add_bound, multiplier=_add_multiplier))
+                acc_bound=_add_bound, multiplier=_add_multiplier,
+                tflite=TfliteSemantics(_tflite_add_prepare,
+                                       lambda op, xs, ins, c: tfk.add(xs[0], xs[1], c))))
+register(OpSpec("sub", "difference of two tensors of one shape (TFLite's SUB)", 2, _same_shape,
+                None, attrs={"activation": ACTIVATION},
+                tflite=TfliteSemantics(_tflite_add_prepare,
+                                       lambda op, xs, ins, c: tfk.sub(xs[0], xs[1], c))))
+register(OpSpec("mul", "product of two tensors of one shape (TFLite's MUL)", 2, _same_shape,
+                None, attrs={"activation": ACTIVATION}, acc_bound=_mul_bound,
+                tflite=TfliteSemantics(_tflite_mul_prepare,
+                                       lambda op, xs, ins, c: tfk.mul(xs[0], xs[1], **c))))

@@ -13,7 +13,15 @@ import math
 import numpy as np
 
 from ..requant import multiplier, requantize_float
-from .registry import InvalidOp, OpSpec, centred_range, register
+from .registry import (
+    InvalidOp,
+    OpSpec,
+    TfliteSemantics,
+    centred_range,
+    no_constants,
+    register,
+    same_golden,
+)
 
 
 def _flatten_shape(op, ins):
@@ -56,8 +64,17 @@ def _concat_golden(op, xs, ins):
     return np.concatenate(parts, axis=1)
 
 
+def _tflite_concat_check(op, ins) -> None:
+    if any((t.scale, t.zero_point) != (op.output.scale, op.output.zero_point) for t in ins):
+        raise InvalidOp("every input must have the output's scale and zero point (TFLM's "
+                        "CONCATENATION copies bytes)")
+
+
 register(OpSpec("flatten", "CxHxW -> C*H*W in C order (no arithmetic)", 1, _flatten_shape,
-                _flatten_golden, keeps_quant=True))
+                _flatten_golden, keeps_quant=True,
+                tflite=TfliteSemantics(no_constants, same_golden(_flatten_golden))))
 register(OpSpec("concat", "inputs side by side along channels, requantized to the output", 0,
                 _concat_shape, _concat_golden, acc_bound=_concat_bound,
-                multiplier=_concat_multiplier))
+                multiplier=_concat_multiplier,
+                tflite=TfliteSemantics(no_constants, same_golden(_concat_golden),
+                                       _tflite_concat_check)))

@@ -7,10 +7,14 @@ import numpy as np
 from ..requant import ACC_LIMIT
 
 
-def windows(x: np.ndarray, kernel: list[int], stride: list[int]) -> np.ndarray:
-    """[N, C, H, W] -> [N, C, OH, OW, kh, kw] view of every pooling/conv window."""
-    v = np.lib.stride_tricks.sliding_window_view(x, tuple(kernel), axis=(2, 3))
-    return v[:, :, :: stride[0], :: stride[1]]
+def windows(x: np.ndarray, kernel: list[int], stride: list[int],
+            dilation: list[int] | tuple[int, int] = (1, 1)) -> np.ndarray:
+    """[N, C, H, W] -> [N, C, OH, OW, kh, kw] view of every pooling/conv window (taps
+    `dilation` apart)."""
+    dh, dw = dilation
+    span = ((kernel[0] - 1) * dh + 1, (kernel[1] - 1) * dw + 1)
+    v = np.lib.stride_tricks.sliding_window_view(x, span, axis=(2, 3))
+    return v[:, :, :: stride[0], :: stride[1], ::dh, ::dw]
 
 
 def pad_hw(x: np.ndarray, padding: list[int], value: float = 0) -> np.ndarray:
@@ -32,7 +36,8 @@ def conv_sum(x: np.ndarray, weight: np.ndarray, attrs: dict) -> np.ndarray:
     og = cout // groups
     for g in range(groups):
         xg = x[:, g * cin_g : (g + 1) * cin_g]
-        win = windows(xg, [kh, kw], attrs.get("stride", [1, 1]))  # N,Cg,OH,OW,kh,kw
+        win = windows(xg, [kh, kw], attrs.get("stride", [1, 1]),
+                      attrs.get("dilation", [1, 1]))  # N,Cg,OH,OW,kh,kw
         n, _, oh, ow = win.shape[:4]
         cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n, oh, ow, cin_g * kh * kw)
         wg = weight[g * og : (g + 1) * og].reshape(og, -1).astype(x.dtype)

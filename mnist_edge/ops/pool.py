@@ -5,9 +5,20 @@ from __future__ import annotations
 import numpy as np
 
 from ..requant import multiplier
-from .conv import requantize_channels, windowed_shape
+from . import tflite_kernels as tfk
+from .conv import requantize_channels, tflite_activation, windowed_shape
 from .numeric import windows
-from .registry import ACTIVATION, PAIR, InvalidOp, OpSpec, centred_range, register
+from .registry import (
+    ACTIVATION,
+    PADDING,
+    PAIR,
+    InvalidOp,
+    OpSpec,
+    TfliteSemantics,
+    centred_range,
+    register,
+)
+from .tflite_prepare import activation_range
 
 
 def pool_window(op, x) -> int:
@@ -54,13 +65,50 @@ def _gap_golden(op, xs, ins):
     return requantize_channels(acc, _avg_multiplier(op, ins), op.output.zero_point)
 
 
-POOL_ATTRS = {"kernel": PAIR, "stride": PAIR, "activation": ACTIVATION}
+def _onnx_pool_check(op, ins) -> None:
+    if any(op.attrs.get("padding", [0, 0, 0, 0])):
+        raise InvalidOp("padded pools (windows over fewer taps at the border) are defined in "
+                        "the tflite arithmetic only")
+
+
+def _tflite_pool_check(op, ins) -> None:
+    """TFLM's pooling Prepare: scales within 1e-6, equal zero points (no rescale happens)."""
+    if (abs(op.output.scale - ins[0].scale) > 1e-6
+            or op.output.zero_point != ins[0].zero_point):
+        raise InvalidOp("must keep its input's scale and zero point (TFLM's pools do not "
+                        "rescale)")
+
+
+def _tflite_pool_prepare(op, ins) -> dict:
+    """The pool's Prepare: only the fused activation's clamp (no rescale)."""
+    return {"act": activation_range(tflite_activation(op), op.output.scale,
+                                    op.output.zero_point)}
+
+
+def _tflite_pool(kernel):
+    """AVERAGE_POOL_2D / MAX_POOL_2D over the in-image taps of each window (TFLM's padding
+    is no value: a border window averages, or maxes, fewer taps)."""
+    def run(op, xs, ins, c):
+        pad = op.attrs.get("padding", [0, 0, 0, 0])
+        out_hw = tuple(op.output.shape[1:])
+        y = kernel(xs[0].transpose(0, 2, 3, 1), filt=tuple(op.attrs["kernel"]),
+                   stride=tuple(op.attrs["stride"]), pad=(pad[0], pad[1]), out_hw=out_hw,
+                   act=c["act"])
+        return np.ascontiguousarray(y.transpose(0, 3, 1, 2))
+    return run
+
+
+POOL_ATTRS = {"kernel": PAIR, "stride": PAIR, "padding": PADDING, "activation": ACTIVATION}
 
 register(OpSpec("maxpool2d", "max over each window, on int8 (scale kept)", 1, windowed_shape,
-                _maxpool_golden, attrs=POOL_ATTRS, keeps_quant=True))
+                _maxpool_golden, attrs=POOL_ATTRS, keeps_quant=True,
+                onnx_check=_onnx_pool_check,
+                tflite=TfliteSemantics(_tflite_pool_prepare, _tflite_pool(tfk.max_pool_2d))))
 register(OpSpec("avgpool2d", "mean over each window: int32 sum, requantized by s_x/(N s_y)", 1,
                 windowed_shape, _avgpool_golden, attrs=POOL_ATTRS, acc_bound=_avg_bound,
-                multiplier=_avg_multiplier))
+                multiplier=_avg_multiplier, onnx_check=_onnx_pool_check,
+                tflite=TfliteSemantics(_tflite_pool_prepare, _tflite_pool(tfk.average_pool_2d),
+                                       _tflite_pool_check)))
 register(OpSpec("global_avgpool", "mean over all positions of each channel", 1, _gap_shape,
                 _gap_golden, attrs={"activation": ACTIVATION}, acc_bound=_avg_bound,
                 multiplier=_avg_multiplier))

@@ -2,8 +2,10 @@
 
 An entry holds the kind's attributes (with defaults and the checks that make a
 hostile file a one-line error), the arrays it carries, shape inference, extra
-invariants, the worst-case accumulator bound and the golden semantics. The QGraph
-validates from it, golden executes from it, and every backend keeps a lowering
+invariants, the worst-case accumulator bound and the golden semantics in each
+arithmetic the kind exists in: `onnx` (`golden`, today's contract) and `tflite`
+(`tflite`: TFLM's Prepare, which derives the op's constants once, and its Eval). The
+QGraph validates from it, golden executes from it, and every backend keeps a lowering
 table keyed by the same kinds (tests/test_op_registry.py fails when one is missing).
 """
 
@@ -55,7 +57,37 @@ PARAMS = Attr(lambda v: isinstance(v, dict) and all(
     isinstance(k, str) and isinstance(x, int | float) and not isinstance(x, bool)
     and np.isfinite(x) for k, x in v.items()), "a mapping of names to finite numbers", None)
 
+DILATION = Attr(PAIR.check, PAIR.what, [1, 1])
+
 Inputs = list["QTensor"]
+Constants = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TfliteSemantics:
+    """An op kind in the `tflite` arithmetic, split as TFLM splits a kernel.
+
+    `prepare` derives every per-op constant (Q31 multipliers and shifts, clamp ranges,
+    offsets) from the scales once, as TFLM's Prepare does (CalculateOpDataConv...), and is
+    what every backend lays out; `golden` is the Eval over batched CxHxW int8 tensors;
+    `check` adds the invariants TFLM's Prepare enforces for this kind.
+    """
+
+    prepare: Callable[[QOp, Inputs], Constants]
+    golden: Callable[[QOp, list[np.ndarray], Inputs, Constants], np.ndarray]
+    check: Callable[[QOp, Inputs], None] | None = None
+
+
+def no_constants(op: QOp, ins: Inputs) -> Constants:
+    """The prepare step of a kind whose Eval needs no derived constant."""
+    return {}
+
+
+def same_golden(golden: Callable[[QOp, list[np.ndarray], Inputs], np.ndarray]
+                ) -> Callable[[QOp, list[np.ndarray], Inputs, Constants], np.ndarray]:
+    """The tflite Eval of a kind that computes the same in both arithmetics (tables,
+    moves, max)."""
+    return lambda op, xs, ins, constants: golden(op, xs, ins)
 
 
 @dataclass(frozen=True)
@@ -66,13 +98,21 @@ class OpSpec:
     summary: str
     arity: int  # number of inputs; 0 means two or more
     infer_shape: Callable[[QOp, Inputs], tuple[int, ...]]
-    golden: Callable[[QOp, list[np.ndarray], Inputs], np.ndarray]
+    golden: Callable[[QOp, list[np.ndarray], Inputs], np.ndarray] | None  # None: not in onnx
     attrs: dict[str, Attr] = field(default_factory=dict)
     arrays: dict[str, str] = field(default_factory=dict)  # name -> dtype
     check: Callable[[QOp, Inputs], None] | None = None
     acc_bound: Callable[[QOp, Inputs], int] = lambda op, ins: 0
     multiplier: Callable[[QOp, Inputs], np.ndarray] | None = None
     keeps_quant: bool = False  # output scale and zero point must equal the input's
+    onnx_check: Callable[[QOp, Inputs], None] | None = None  # invariants of onnx only
+    tflite: TfliteSemantics | None = None  # None: the kind has no tflite arithmetic
+
+    @property
+    def arithmetics(self) -> tuple[str, ...]:
+        """The arithmetics this kind is defined in."""
+        return tuple(a for a, there in (("onnx", self.golden is not None),
+                                        ("tflite", self.tflite is not None)) if there)
 
     def attr(self, op: QOp, name: str) -> Any:
         """The attribute's value, or its default when the op leaves it out."""

@@ -18,6 +18,7 @@ from ..requant import (
     multiply_by_quantized_multiplier,
     multiply_by_quantized_multiplier_greater_than_one,
     multiply_by_quantized_multiplier_smaller_than_one,
+    requantize_tflite,
 )
 from . import gemmlowp as g
 
@@ -49,9 +50,7 @@ def _pad_hw(x: np.ndarray, pad: tuple[int, int], k: tuple[int, int], stride: tup
                   constant_values=value)
 
 
-def _requant(acc: np.ndarray, mult, shift, zp: int, act: tuple[int, int]) -> np.ndarray:
-    out = multiply_by_quantized_multiplier(_wrap32(acc), mult, shift) + int(zp)
-    return _clamp8(out, *act)
+_requant = requantize_tflite
 
 
 def conv_2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, *, input_zp: int,

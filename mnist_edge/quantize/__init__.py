@@ -53,8 +53,11 @@ def quantize_run(run_dir: str | Path, data_dir: str | None = None, method: str =
 
     run_dir = Path(run_dir)
     start = time.time()
-    from ..importers import is_imported
+    from ..importers import is_imported, is_tflite_run
 
+    if is_tflite_run(run_dir):
+        raise MnistEdgeError(f"{run_dir} was imported from an int8 .tflite: it is already "
+                             "quantized (its QGraph keeps the file's numbers); skip quantize")
     if is_imported(run_dir):
         return _quantize_imported(run_dir, data_dir, method, calib_images, qat_epochs, start)
     name = model_name_of(run_dir)

@@ -2,10 +2,13 @@
 
 TFLM is the reference of the `tflite` arithmetic: its reference kernels are what the
 golden model reproduces. The interpreter runs one input at a time (batch 1, as on a chip).
+As the validate backend `tflm` it runs the `.tflite` a run was imported from, with the
+QGraph's layouts converted at the edges (CxHxW <-> NHWC, float edges <-> int8).
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -39,3 +42,65 @@ def run_tflm(model: str | Path | bytes, x: np.ndarray, interpreter=None) -> np.n
         it.invoke()
         outs.append(np.array(it.get_output(0))[0])
     return np.stack(outs)
+
+
+def tflite_source(run_dir: str | Path, model_file: str | None = None) -> Path:
+    """The `.tflite` a run was imported from (recorded in import.json), checked unchanged."""
+    from ..importers import IMPORT_FILE, is_tflite_run, load_import_info
+    from ..importers.load import sha256
+
+    if model_file is not None:
+        return Path(model_file)
+    if not is_tflite_run(run_dir):
+        raise MnistEdgeError(f"{run_dir}: the tflm backend runs the .tflite a run was imported "
+                             "from; this run was not imported from one")
+    info = load_import_info(run_dir)
+    path = Path(info["source"])
+    if not path.is_file():
+        raise MnistEdgeError(f"{path}: the imported .tflite is gone (recorded in "
+                             f"{Path(run_dir) / IMPORT_FILE})")
+    if sha256(path) != info["sha256"]:
+        raise MnistEdgeError(f"{path} changed since it was imported (sha256 differs); import "
+                             "it again")
+    return path
+
+
+def to_tflite_input(graph, q: np.ndarray, t_in) -> np.ndarray:
+    """The graph's int8 inputs [N, C, H, W] or [N, D] as the file takes them: NHWC, and
+    dequantized (TFLite's own formula) where the file's input is float."""
+    x = q.transpose(0, 2, 3, 1) if q.ndim == 4 else q
+    x = np.ascontiguousarray(x).reshape(len(q), *t_in.shape[1:])
+    if t_in.dtype == "float32":
+        from ..ops.tflite_kernels import dequantize
+
+        return dequantize(x, scale=graph.input.scale, zero_point=graph.input.zero_point)
+    return x
+
+
+def from_tflite_output(graph, y: np.ndarray, t_out) -> np.ndarray:
+    """TFLM's outputs as the graph gives them: int8 (a float output quantized back with the
+    DEQUANTIZE's own scale, which is exact) and CHW-flattened."""
+    if t_out.dtype == "float32":
+        from ..ops.tflite_kernels import quantize
+
+        y = quantize(y, scale=graph.output.scale, zero_point=graph.output.zero_point)
+    if y.ndim == 4:
+        y = y.transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(y).reshape(len(y), -1)
+
+
+def run(run_dir: Path, graph, inputs: np.ndarray, options: dict):
+    """The validate backend `tflm`: the run's original `.tflite` in TFLite Micro."""
+    from ..importers.tflite_reader import read_tflite
+    from ..validate import BackendResult
+
+    path = tflite_source(run_dir, options.get("model_file"))
+    model = read_tflite(path)
+    t_in, t_out = model.tensors[model.inputs[0]], model.tensors[model.outputs[0]]
+    x = to_tflite_input(graph, graph.input_to_int8(inputs), t_in)
+    start = time.perf_counter()
+    y = run_tflm(path, x) if len(x) else np.zeros((0, *t_out.shape[1:]), np.int8)
+    seconds = time.perf_counter() - start
+    return BackendResult(from_tflite_output(graph, y, t_out),
+                         latency_us=1e6 * seconds / max(len(x), 1),
+                         extra={"tflite": str(path)})
