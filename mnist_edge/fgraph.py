@@ -9,9 +9,6 @@ channel `concat`); a chain written without inputs still loads.
 from __future__ import annotations
 
 import math
-import tokenize
-import zipfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +17,7 @@ import numpy as np
 
 from .errors import MnistEdgeError
 from .golden import conv_sum, pad_hw, run_batched, windows
+from .npz import read_npz
 from .paths import atomic_write
 from .qgraph import canonical_json, npz_bytes
 
@@ -279,13 +277,7 @@ def load(stem: str | Path) -> FloatGraph:
         raise MnistEdgeError(f"{stem}.fgraph.json: unreadable float graph ({exc})") from None
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         raise MnistEdgeError(f"{stem}.fgraph.json: not a mnist-edge float graph")
-    try:
-        with np.load(stem + ".fgraph.npz", allow_pickle=False) as npz:
-            stored = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, EOFError, KeyError, SyntaxError, tokenize.TokenError,
-            zipfile.BadZipFile, zlib.error) as exc:  # numpy parses a broken header with ast
-        why = str(exc) or type(exc).__name__
-        raise MnistEdgeError(f"{stem}.fgraph.npz: unreadable arrays ({why})") from None
+    stored = read_npz(stem + ".fgraph.npz")
     try:
         ops = [FOp(str(o["name"]), str(o["kind"]), dict(o["attrs"]),
                    {k: stored[f"{o['name']}.{k}"] for k in o["arrays"]}, o.get("inputs"))

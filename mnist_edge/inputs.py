@@ -20,7 +20,6 @@ split). Without labels, accuracy is left out and exactness is still measured.
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import numpy as np
 
 from . import data as mnist
 from .errors import MnistEdgeError
+from .npz import read_npz
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 RESIZE = "PIL bilinear"  # the stated resize method of image folders
@@ -146,21 +146,11 @@ def _load_mnist(data: str | Path | None, spec: InputSpec, split: str) -> Dataset
 
 
 def _load_npz(path: Path, spec: InputSpec) -> Dataset:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            keys = list(npz.files)
-            if "x" not in keys:
-                raise MnistEdgeError(f"{path}: no array 'x' (found: {', '.join(keys) or 'none'}"
-                                     "); expected x (inputs) and optionally y (labels)")
-            x, y = npz["x"], npz["y"] if "y" in keys else None
-    except FileNotFoundError:
-        raise MnistEdgeError(f"{path}: no such file") from None
-    except ValueError as exc:  # object arrays (pickles), malformed headers
-        why = "holds Python objects (pickles are refused)" if "pickle" in str(exc) else str(exc)
-        raise MnistEdgeError(f"{path}: unreadable .npz ({why})") from None
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise MnistEdgeError(f"{path}: unreadable .npz ({type(exc).__name__}: "
-                             f"{str(exc) or 'truncated'})") from None
+    arrays = read_npz(path, ".npz")
+    if "x" not in arrays:
+        raise MnistEdgeError(f"{path}: no array 'x' (found: {', '.join(arrays) or 'none'}); "
+                             "expected x (inputs) and optionally y (labels)")
+    x, y = arrays["x"], arrays.get("y")
     x = _fit(x, spec, f"{path}: x")
     return Dataset(x, _labels(y, len(x), path), str(path))
 

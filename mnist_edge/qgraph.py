@@ -21,9 +21,7 @@ import hashlib
 import io
 import json
 import math
-import tokenize
 import zipfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +30,7 @@ import numpy as np
 
 from . import ops
 from .errors import MnistEdgeError
+from .npz import read_npz
 from .paths import atomic_write
 
 SCHEMA = "mnist-edge.qgraph"
@@ -415,15 +414,9 @@ def load(stem: str | Path) -> QGraph:
     if version not in READABLE_VERSIONS:
         raise MnistEdgeError(f"{json_path}: schema version {version} (this mnist-edge reads "
                              f"versions {', '.join(map(str, READABLE_VERSIONS))})")
-    try:
-        with np.load(npz_path, allow_pickle=False) as npz:
-            stored = {k: npz[k] for k in npz.files}
-    except FileNotFoundError:
-        raise MnistEdgeError(f"{npz_path}: missing (a QGraph needs its .npz)") from None
-    except (OSError, ValueError, EOFError, KeyError, SyntaxError, tokenize.TokenError,
-            zipfile.BadZipFile, zlib.error) as exc:  # numpy parses a broken header with ast
-        why = str(exc) or type(exc).__name__
-        raise MnistEdgeError(f"{npz_path}: unreadable arrays ({why})") from None
+    if not npz_path.exists():
+        raise MnistEdgeError(f"{npz_path}: missing (a QGraph needs its .npz)")
+    stored = read_npz(npz_path)
     arithmetic = doc.get("arithmetic", DEFAULT_ARITHMETIC)
     if not isinstance(arithmetic, str) or arithmetic not in ARITHMETICS:
         raise MnistEdgeError(f"{json_path}: arithmetic {arithmetic!r} is unknown (this "
