@@ -203,3 +203,60 @@ def test_netlist_simulation_refuses_ecp5(tiny_run: Path, mnist_dir: Path) -> Non
     images, labels = data.load_mnist("test", str(mnist_dir))
     with pytest.raises(MnistEdgeError, match="no gate-level simulation for ecp5-25k"):
         validate_backend(tiny_run, "rtl-netlist", images[:1], labels[:1], {"fpga": "ecp5-25k"})
+
+
+MUL8X2_TB = r"""
+#include <cstdint>
+#include <cstdio>
+#include "Vmnist_edge_mul8x2.h"
+// Every int8 pair (a, b) = (k >> 8, k & 255) on the top product and the pair
+// (k & 255, ~k >> 8) on the bottom one in the same cycle, one pair a cycle; the products
+// come out two clock edges later. Writes uint16 p_hi, p_lo per k.
+int main() {
+    Vmnist_edge_mul8x2 t;
+    static uint16_t out[65536 * 2];
+    t.clk = 0;
+    t.eval();
+    for (int i = 0; i <= 65536; i++) {
+        const int k = i < 65536 ? i : 0;
+        t.a_hi = k >> 8; t.b_hi = k & 0xFF; t.a_lo = k & 0xFF; t.b_lo = (~k >> 8) & 0xFF;
+        t.clk = 1; t.eval(); t.clk = 0; t.eval();
+        if (i >= 1) { out[2 * (i - 1)] = t.p_hi; out[2 * (i - 1) + 1] = t.p_lo; }
+    }
+    std::fwrite(out, sizeof out, 1, stdout);
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("model", ["sb_mac16", "rtl"])
+def test_dsp_wrapper_every_int8_pair(model: str, tmp_path: Path) -> None:
+    """mnist_edge_mul8x2.v: the explicit SB_MAC16 in dual 8x8 mode, simulated with yosys's
+    own SB_MAC16 model (ice40/cells_sim.v), and its plain-Verilog twin, on all 2^16 int8
+    pairs in both product halves: p = (a + 128)(b + 128), so a*b = p - 128(a + 128) -
+    128(b + 128) + 16384 exactly."""
+    exe = need("verilator")
+    sources = [str(TEMPLATES_DIR / "rtl" / "mnist_edge_mul8x2.v")]
+    defines = []
+    if model == "sb_mac16":
+        need("yosys")
+        from mnist_edge.targets.fpga_synth import cell_models
+
+        cells, cell_defines = cell_models("ice40-up5k")
+        sources.append(str(cells))
+        defines = [f"-D{d}" for d in ("MNIST_EDGE_ICE40_DSP", *cell_defines)]
+    (tmp_path / "tb.cpp").write_text(MUL8X2_TB)
+    subprocess.run([exe, "--cc", "--exe", "--build", "-Wno-fatal", "-O2", *defines,
+                    "--top-module", "mnist_edge_mul8x2", *sources, "tb.cpp", "-o", "tb"],
+                   cwd=tmp_path, check=True, capture_output=True)
+    raw = subprocess.run([str(tmp_path / "obj_dir" / "tb")], capture_output=True,
+                         check=True).stdout
+    p = np.frombuffer(raw, "<u2").reshape(65536, 2).astype(np.int64)
+    k = np.arange(65536)
+    a = (k >> 8).astype(np.uint8).astype(np.int8).astype(np.int64)
+    b = (k & 255).astype(np.uint8).astype(np.int8).astype(np.int64)
+    c = ((~k >> 8) & 255).astype(np.uint8).astype(np.int8).astype(np.int64)
+    for prod, x, y in ((p[:, 0], a, b), (p[:, 1], b, c)):
+        assert np.array_equal(prod, (x + 128) * (y + 128))
+        assert np.array_equal(prod - 128 * (x + 128) - 128 * (y + 128) + 16384, x * y)
+    assert len(np.unique(a * 256 + b)) == len(np.unique(b * 256 + c)) == 65536

@@ -87,6 +87,14 @@ def synth_netlist(rtl_dir: Path, fpga: str) -> tuple[Path, list[str]]:
     return _yosys_share(yosys) / cells, sim_defines
 
 
+def cell_models(fpga: str) -> tuple[Path, list[str]]:
+    """The device's yosys simulation models and the Verilator defines that read them."""
+    if fpga not in NETLIST_CELLS:
+        raise MnistEdgeError(f"no yosys cell models for {fpga}")
+    cells, defines = NETLIST_CELLS[fpga]
+    return _yosys_share(_tool(FLOWS[fpga]["yosys"])) / cells, list(defines)
+
+
 def _yosys_share(yosys: str) -> Path:
     """yosys's data folder (cell models): `yosys-config --datdir`, else beside the binary."""
     config = shutil.which("yosys-config")
