@@ -87,16 +87,20 @@ def test_random_graphs_every_op_kind(layout: str, tmp_path: Path) -> None:
 REQUANT_TB = r"""
 #include <cstdio>
 #include "Vmnist_edge_requant.h"
+// one value every SPACING cycles (the digit-serial product takes 24 / DIGIT)
 int main() {
     Vmnist_edge_requant t;
-    long acc, m, shift, zy, sent = 0, got = 0;
+    long acc, m, shift, zy, sent = 0, got = 0, cycle = 0;
+    int ok = 1;
     t.clk = 0; t.in_valid = 0; t.bypass = 0; t.eval();
-    for (;;) {
-        int ok = std::scanf("%ld %ld %ld %ld", &acc, &m, &shift, &zy) == 4;
-        t.in_valid = ok; t.acc = (unsigned)acc; t.m = m; t.shift = shift; t.zy = zy & 0xFF;
+    for (;; cycle++) {
+        const bool slot = cycle % SPACING == 0;
+        if (slot && ok) ok = std::scanf("%ld %ld %ld %ld", &acc, &m, &shift, &zy) == 4;
+        t.in_valid = slot && ok;
+        t.acc = (unsigned)acc; t.m = m; t.shift = shift; t.zy = zy & 0xFF;
         t.clk = 1; t.eval(); t.clk = 0; t.eval();
         if (t.out_valid) { std::printf("%d\n", (signed char)t.out_y); got++; }
-        if (ok) sent++;
+        if (slot && ok) sent++;
         if (!ok && got == sent) break;
     }
     return 0;
@@ -104,8 +108,11 @@ int main() {
 """
 
 
-def test_requant_unit_matches_the_integer_contract(tmp_path: Path) -> None:
-    """mnist_edge_requant.v against requant.requantize_int: edge cases, ties, random values."""
+@pytest.mark.parametrize("digit", [0, 8, 12])
+def test_requant_unit_matches_the_integer_contract(digit: int, tmp_path: Path) -> None:
+    """mnist_edge_requant.v against requant.requantize_int: edge cases, ties, random values;
+    the product in one cycle (DIGIT 0) and digit by digit in logic (the UP5K's, whose DSPs
+    all multiply lanes), one value every 24 / DIGIT cycles."""
     exe = need("verilator")
     rng = np.random.default_rng(0)
     mult = np.concatenate([np.float32([1.0 - 2**-24, 0.5, 0.25 + 2**-20, 2**-30, 2**-200]),
@@ -124,8 +131,10 @@ def test_requant_unit_matches_the_integer_contract(tmp_path: Path) -> None:
     cases = np.concatenate(rows)
     (tmp_path / "tb.cpp").write_text(REQUANT_TB)
     shutil.copy(TEMPLATES_DIR / "rtl" / "mnist_edge_requant.v", tmp_path)
-    subprocess.run([exe, "--cc", "--exe", "--build", "-Wno-fatal", "-O2", "--top-module",
-                    "mnist_edge_requant", "mnist_edge_requant.v", "tb.cpp", "-o", "tb"],
+    spacing = 24 // digit if digit else 1
+    subprocess.run([exe, "--cc", "--exe", "--build", "-Wno-fatal", "-O2", f"-GDIGIT={digit}",
+                    "-CFLAGS", f"-DSPACING={spacing}", "--top-module", "mnist_edge_requant",
+                    "mnist_edge_requant.v", "tb.cpp", "-o", "tb"],
                    cwd=tmp_path, check=True, capture_output=True)
     text = "\n".join(" ".join(str(int(v)) for v in row) for row in cases) + "\n"
     proc = subprocess.run([str(tmp_path / "obj_dir" / "tb")], input=text, capture_output=True,

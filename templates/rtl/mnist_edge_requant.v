@@ -8,10 +8,15 @@
 // Each round-half-even shift keeps q = v >> s, the guard bit v[s-1] and the sticky OR of
 // the bits below it: it rounds up when guard && (sticky || q odd).
 // With `bypass` set (max pooling) the low byte of acc passes through unchanged.
+// Latency: 8 cycles, plus 24 / DIGIT when the product is computed digit by digit.
 `default_nettype none
 
 module mnist_edge_requant #(
-    parameter TAG_W = 16
+    parameter TAG_W = 16,
+    // 0: the 24 x 24 product in one cycle (`*`, DSP blocks); 8 or 12: in 24 / DIGIT cycles,
+    // one DIGIT-bit digit of m per cycle in logic (no DSP block), and then in_valid must
+    // come at most once every 24 / DIGIT cycles
+    parameter DIGIT = 0
 ) (
     input  wire             clk,
     input  wire             in_valid,
@@ -27,9 +32,10 @@ module mnist_edge_requant #(
 );
     // values that ride along every stage unchanged
     localparam SIDE_W = 1 + 1 + 8 + 8 + TAG_W;  // bypass, sign, zy, low byte, tag
-    reg [6:0] v;                                 // valid of stages 1..7
-    reg [SIDE_W-1:0] side [1:7];
-    reg [7:0] shift_d [1:3];
+    localparam E = (DIGIT == 0) ? 0 : 24 / DIGIT;  // extra cycles of the product stage
+    reg [6+E:0] v;                               // valid of stages 1..7+E
+    reg [SIDE_W-1:0] side [1:7+E];
+    reg [7:0] shift_d [1:3+E];
 
     // ---- stage 1: sign and magnitude
     wire [31:0] acc_abs = acc[31] ? (~acc + 32'd1) : acc;
@@ -40,9 +46,34 @@ module mnist_edge_requant #(
         s1_m   <= m;
     end
 
-    // ---- stage 2: the exact 48-bit product (DSP multipliers)
+    // ---- stage 2: the exact 48-bit product
     reg [47:0] s2_p;
-    always @(posedge clk) s2_p <= s1_mag * s1_m;
+    generate
+        if (DIGIT == 0) begin : full  // one cycle (DSP multipliers)
+            always @(posedge clk) s2_p <= s1_mag * s1_m;
+        end else begin : digits
+            // m's digits top first: pp = |acc| * digit (registered), then P = P * 2^DIGIT +
+            // pp; the first digit's product starts the cycle stage 1 holds the value, the
+            // last one is added E cycles later, so P is ready E + 1 cycles after stage 1
+            reg [23:0]         mag;
+            reg [23:0]         rest;   // the digits not multiplied yet, top aligned
+            reg [DIGIT+23:0]   pp;
+            reg                pp_first;
+            wire [DIGIT-1:0]   dig = v[0] ? s1_m[23 -: DIGIT] : rest[23 -: DIGIT];
+            wire [23:0]        mag_now = v[0] ? s1_mag : mag;
+            always @(posedge clk) begin
+                if (v[0]) begin
+                    mag  <= s1_mag;
+                    rest <= s1_m << DIGIT;
+                end else begin
+                    rest <= rest << DIGIT;
+                end
+                pp       <= {{DIGIT{1'b0}}, mag_now} * {24'd0, dig};
+                pp_first <= v[0];
+                s2_p     <= (pp_first ? 48'd0 : s2_p << DIGIT) + {{(24-DIGIT){1'b0}}, pp};
+            end
+        end
+    endgenerate
 
     // ---- stage 3: bits to drop for 24 significant bits = bit length of P[47:24] (0..24),
     // found by halving (a log-depth leading-one search, not a 24-deep priority chain)
@@ -80,7 +111,7 @@ module mnist_edge_requant #(
         s4_q      <= q4[24:0];
         s4_guard  <= guard4;
         s4_sticky <= sticky4;
-        s4_t      <= $signed({2'b00, shift_d[3]}) - $signed({5'b00000, s3_drop});
+        s4_t      <= $signed({2'b00, shift_d[3+E]}) - $signed({5'b00000, s3_drop});
     end
 
     // ---- stage 5: R = rne(P / 2^drop) <= 2^24; how the remaining shift t applies
@@ -116,18 +147,18 @@ module mnist_edge_requant #(
 
     // ---- stage 7: rounded magnitude with the sign
     reg signed [31:0] s7_y;
-    wire              neg6 = side[6][SIDE_W-2];
+    wire              neg6 = side[6+E][SIDE_W-2];
     wire [31:0]       mag6 = s6_q + {31'd0, s6_up};
     always @(posedge clk) s7_y <= neg6 ? -$signed(mag6) : $signed(mag6);
 
     // ---- stage 8: + z_y, saturate to int8
-    wire              byp7 = side[7][SIDE_W-1];
-    wire [7:0]        zy7  = side[7][SIDE_W-3 -: 8];
-    wire [7:0]        low7 = side[7][TAG_W +: 8];
+    wire              byp7 = side[7+E][SIDE_W-1];
+    wire [7:0]        zy7  = side[7+E][SIDE_W-3 -: 8];
+    wire [7:0]        low7 = side[7+E][TAG_W +: 8];
     wire signed [31:0] z7  = s7_y + {{24{zy7[7]}}, zy7};
     always @(posedge clk) begin
-        out_valid <= v[6];
-        out_tag   <= side[7][TAG_W-1:0];
+        out_valid <= v[6+E];
+        out_tag   <= side[7+E][TAG_W-1:0];
         if (byp7)
             out_y <= low7;
         else if (z7 > 32'sd127)
@@ -140,11 +171,11 @@ module mnist_edge_requant #(
 
     integer k;
     always @(posedge clk) begin
-        v <= {v[5:0], in_valid};
+        v <= {v[5+E:0], in_valid};
         side[1] <= {bypass, acc[31], zy, acc[7:0], in_tag};
-        for (k = 2; k <= 7; k = k + 1) side[k] <= side[k - 1];
+        for (k = 2; k <= 7 + E; k = k + 1) side[k] <= side[k - 1];
         shift_d[1] <= shift;
-        for (k = 2; k <= 3; k = k + 1) shift_d[k] <= shift_d[k - 1];
+        for (k = 2; k <= 3 + E; k = k + 1) shift_d[k] <= shift_d[k - 1];
     end
 endmodule
 
