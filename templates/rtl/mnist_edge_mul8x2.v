@@ -9,9 +9,10 @@
 //
 //   a * b = p - 128 * (a + 128) - 128 * (b + 128) + 16384
 //
-// and a dot product needs no per-product correction: sum(a*b) = sum(p) - 128 * sum(a + 128)
-// - 128 * sum(b + 128), whose last term is a constant of the weights (folded into the
-// bias) and whose middle term is one sum shared by every lane that reads the same input.
+// and a dot product of n terms needs no per-product correction (the n * 16384 cancel):
+// sum(a*b) = sum(p) - 128 * sum(a + 128) - 128 * sum(b), whose last term is a constant of
+// the weights (folded into the bias) and whose middle term is one sum shared by every lane
+// that reads the same input.
 //
 // Why unsigned operands: the DSP is configured unsigned (A_SIGNED = B_SIGNED = 0), where
 // every source agrees on what the bottom 8x8 product computes. With A_SIGNED/B_SIGNED set,

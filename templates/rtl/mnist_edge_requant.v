@@ -8,7 +8,7 @@
 // Each round-half-even shift keeps q = v >> s, the guard bit v[s-1] and the sticky OR of
 // the bits below it: it rounds up when guard && (sticky || q odd).
 // With `bypass` set (max pooling) the low byte of acc passes through unchanged.
-// Latency: 8 cycles, plus 24 / DIGIT when the product is computed digit by digit.
+// Latency: 8 cycles, plus 24 / DIGIT + 1 when the product is computed digit by digit.
 `default_nettype none
 
 module mnist_edge_requant #(
@@ -32,7 +32,7 @@ module mnist_edge_requant #(
 );
     // values that ride along every stage unchanged
     localparam SIDE_W = 1 + 1 + 8 + 8 + TAG_W;  // bypass, sign, zy, low byte, tag
-    localparam E = (DIGIT == 0) ? 0 : 24 / DIGIT;  // extra cycles of the product stage
+    localparam E = (DIGIT == 0) ? 0 : 24 / DIGIT + 1;  // extra cycles of the product
     reg [6+E:0] v;                               // valid of stages 1..7+E
     reg [SIDE_W-1:0] side [1:7+E];
     reg [7:0] shift_d [1:3+E];
@@ -52,13 +52,16 @@ module mnist_edge_requant #(
         if (DIGIT == 0) begin : full  // one cycle (DSP multipliers)
             always @(posedge clk) s2_p <= s1_mag * s1_m;
         end else begin : digits
-            // m's digits top first: pp = |acc| * digit (registered), then P = P * 2^DIGIT +
-            // pp; the first digit's product starts the cycle stage 1 holds the value, the
-            // last one is added E cycles later, so P is ready E + 1 cycles after stage 1
+            // m's digits top first: pp = |acc| * digit, in two registered halves (pa, pb)
+            // then summed (pp), then P = P * 2^DIGIT + pp; the first digit's product starts
+            // the cycle stage 1 holds the value, the last one is added E - 1 cycles later,
+            // so P is ready E + 1 cycles after stage 1
+            localparam H = DIGIT / 2;
             reg [23:0]         mag;
             reg [23:0]         rest;   // the digits not multiplied yet, top aligned
+            reg [H+23:0]       pa, pb; // |acc| * the digit's low and high half
             reg [DIGIT+23:0]   pp;
-            reg                pp_first;
+            reg                pa_first, pp_first;
             wire [DIGIT-1:0]   dig = v[0] ? s1_m[23 -: DIGIT] : rest[23 -: DIGIT];
             wire [23:0]        mag_now = v[0] ? s1_mag : mag;
             always @(posedge clk) begin
@@ -68,8 +71,11 @@ module mnist_edge_requant #(
                 end else begin
                     rest <= rest << DIGIT;
                 end
-                pp       <= {{DIGIT{1'b0}}, mag_now} * {24'd0, dig};
-                pp_first <= v[0];
+                pa       <= {{H{1'b0}}, mag_now} * {24'd0, dig[H-1:0]};
+                pb       <= {{H{1'b0}}, mag_now} * {24'd0, dig[DIGIT-1:H]};
+                pa_first <= v[0];
+                pp       <= {{H{1'b0}}, pa} + {pb, {H{1'b0}}};
+                pp_first <= pa_first;
                 s2_p     <= (pp_first ? 48'd0 : s2_p << DIGIT) + {{(24-DIGIT){1'b0}}, pp};
             end
         end
