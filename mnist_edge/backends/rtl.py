@@ -357,6 +357,18 @@ def lower(graph: QGraph, lanes: int, offset: bool = False) -> Lowering:
     return low
 
 
+def ice40_pll(clock_mhz: float, ref_mhz: float = 12.0) -> dict[str, int]:
+    """SB_PLL40 settings (SIMPLE feedback, DIVR 0) for clock_mhz from the 12 MHz oscillator:
+    clock = ref * (DIVF + 1) / 2^DIVQ with the VCO in 533..1066 MHz, as icepll picks them."""
+    for divq in range(1, 7):
+        divf = clock_mhz * 2**divq / ref_mhz - 1
+        if divf == int(divf) and 0 <= divf <= 127 and 533 <= ref_mhz * (divf + 1) <= 1066:
+            return {"divr": 0, "divf": int(divf), "divq": divq, "filter_range": 1,
+                    "vco_mhz": int(ref_mhz * (divf + 1))}
+    raise MnistEdgeError(f"the iCE40 PLL cannot make exactly {clock_mhz} MHz from {ref_mhz} MHz "
+                         "(DIVR 0): choose a multiple of 0.375 MHz between 16.7 and 66 MHz")
+
+
 def _bits(n: int) -> int:
     return max(1, (max(n, 1) - 1).bit_length())
 
@@ -466,6 +478,10 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
         "fpga": fpga,
         "device": device,
         "clock_mhz": device["clock_mhz"],
+        # the iCEBreaker top (written for every design) runs at the iCE40 clock
+        "ice40_clock_mhz": FPGAS["ice40-up5k"]["clock_mhz"],
+        "pll": ice40_pll(FPGAS["ice40-up5k"]["clock_mhz"]),
+        "ice40_uart_clks_per_bit": round(FPGAS["ice40-up5k"]["clock_mhz"] * 1e6 / 115200),
         "cycle_bound": cycle_model(low, rq_cycles),
         "macs": sum(d.macs for d in low.layers),
         "weight_bytes": weight_bytes,

@@ -8,7 +8,7 @@
 // Each round-half-even shift keeps q = v >> s, the guard bit v[s-1] and the sticky OR of
 // the bits below it: it rounds up when guard && (sticky || q odd).
 // With `bypass` set (max pooling) the low byte of acc passes through unchanged.
-// Latency: 8 cycles, plus 24 / DIGIT + 1 when the product is computed digit by digit.
+// Latency: 8 cycles, plus 24 / DIGIT + 2 when the product is computed digit by digit.
 `default_nettype none
 
 module mnist_edge_requant #(
@@ -32,7 +32,7 @@ module mnist_edge_requant #(
 );
     // values that ride along every stage unchanged
     localparam SIDE_W = 1 + 1 + 8 + 8 + TAG_W;  // bypass, sign, zy, low byte, tag
-    localparam E = (DIGIT == 0) ? 0 : 24 / DIGIT + 1;  // extra cycles of the product
+    localparam E = (DIGIT == 0) ? 0 : 24 / DIGIT + 2;  // extra stages with DIGIT
     reg [6+E:0] v;                               // valid of stages 1..7+E
     reg [SIDE_W-1:0] side [1:7+E];
     reg [7:0] shift_d [1:3+E];
@@ -57,22 +57,22 @@ module mnist_edge_requant #(
             // the cycle stage 1 holds the value, the last one is added E - 1 cycles later,
             // so P is ready E + 1 cycles after stage 1
             localparam H = DIGIT / 2;
-            reg [23:0]         mag;
+            reg [23:0]         mag;    // |acc|, loaded beside stage 1
             reg [23:0]         rest;   // the digits not multiplied yet, top aligned
             reg [H+23:0]       pa, pb; // |acc| * the digit's low and high half
             reg [DIGIT+23:0]   pp;
             reg                pa_first, pp_first;
-            wire [DIGIT-1:0]   dig = v[0] ? s1_m[23 -: DIGIT] : rest[23 -: DIGIT];
-            wire [23:0]        mag_now = v[0] ? s1_mag : mag;
+            wire [DIGIT-1:0]   dig = rest[23 -: DIGIT];
+            wire               unused_s1 = &{1'b0, s1_mag, s1_m};  // stage 1 as `mag`, `rest`
             always @(posedge clk) begin
-                if (v[0]) begin
-                    mag  <= s1_mag;
-                    rest <= s1_m << DIGIT;
+                if (in_valid) begin
+                    mag  <= acc_abs[23:0];
+                    rest <= m;
                 end else begin
                     rest <= rest << DIGIT;
                 end
-                pa       <= {{H{1'b0}}, mag_now} * {24'd0, dig[H-1:0]};
-                pb       <= {{H{1'b0}}, mag_now} * {24'd0, dig[DIGIT-1:H]};
+                pa       <= {{H{1'b0}}, mag} * {24'd0, dig[H-1:0]};
+                pb       <= {{H{1'b0}}, mag} * {24'd0, dig[DIGIT-1:H]};
                 pa_first <= v[0];
                 pp       <= {{H{1'b0}}, pa} + {pb, {H{1'b0}}};
                 pp_first <= pa_first;
@@ -81,25 +81,44 @@ module mnist_edge_requant #(
         end
     endgenerate
 
-    // ---- stage 3: bits to drop for 24 significant bits = bit length of P[47:24] (0..24),
-    // found by halving (a log-depth leading-one search, not a 24-deep priority chain)
-    reg [4:0]  drop3;
-    reg [23:0] top3;
-    always @(*) begin
-        top3  = s2_p[47:24];
-        drop3 = 5'd0;
-        if (top3[23:16] != 8'd0) begin drop3 = drop3 + 5'd16; top3 = top3 >> 16; end
-        if (top3[15:8] != 8'd0) begin drop3 = drop3 + 5'd8; top3 = top3 >> 8; end
-        if (top3[7:4] != 4'd0) begin drop3 = drop3 + 5'd4; top3 = top3 >> 4; end
-        if (top3[3:2] != 2'd0) begin drop3 = drop3 + 5'd2; top3 = top3 >> 2; end
-        if (top3[1]) begin drop3 = drop3 + 5'd1; top3 = top3 >> 1; end
-        drop3 = drop3 + {4'd0, top3[0]};
-    end
+    // ---- stage 3: bits to drop for 24 significant bits = bit length of P[47:24] (0..24):
+    // each byte's bit length, then the highest nonzero byte's (two LUT levels each, not a
+    // 24-deep priority chain). With DIGIT, a register splits the two steps (a stage more).
+    wire [23:0] top2 = s2_p[47:24];
+    wire [11:0] blen2;  // byte b's bit length (0..8) at [4*b +: 4]
+    genvar gb;
+    generate
+        for (gb = 0; gb < 3; gb = gb + 1) begin : byte_len
+            wire [7:0] x = top2[8*gb +: 8];
+            assign blen2[4*gb +: 4] = x[7] ? 4'd8 : x[6] ? 4'd7 : x[5] ? 4'd6 : x[4] ? 4'd5 :
+                                      x[3] ? 4'd4 : x[2] ? 4'd3 : x[1] ? 4'd2 : {3'd0, x[0]};
+        end
+    endgenerate
+    reg [47:0] p3in;
+    reg [1:0]  nz3;   // P[47:40] != 0, P[39:32] != 0
+    reg [11:0] blen3;
+    generate
+        if (DIGIT == 0) begin : lz_now
+            always @(*) begin
+                p3in  = s2_p;
+                nz3   = {|top2[23:16], |top2[15:8]};
+                blen3 = blen2;
+            end
+        end else begin : lz_reg
+            always @(posedge clk) begin
+                p3in  <= s2_p;
+                nz3   <= {|top2[23:16], |top2[15:8]};
+                blen3 <= blen2;
+            end
+        end
+    endgenerate
+    wire [4:0] drop3 = nz3[1] ? 5'd16 + {1'b0, blen3[11:8]} :
+                       nz3[0] ? 5'd8 + {1'b0, blen3[7:4]} : {1'b0, blen3[3:0]};
     reg [47:0] s3_p;
     reg [4:0]  s3_drop, s3_dm1;  // drop and drop - 1
     reg        s3_dnz;           // drop != 0
     always @(posedge clk) begin
-        s3_p    <= s2_p;
+        s3_p    <= p3in;
         s3_drop <= drop3;
         s3_dm1  <= drop3 - 5'd1;
         s3_dnz  <= drop3 != 5'd0;
@@ -151,25 +170,27 @@ module mnist_edge_requant #(
         end
     end
 
-    // ---- stage 7: rounded magnitude with the sign
-    reg signed [31:0] s7_y;
+    // ---- stage 7: rounded magnitude with the sign. A magnitude of 384 or more saturates
+    // whatever z_y (-128..127) adds, so it is clamped to 511 first: 11-bit values onwards.
+    reg signed [10:0] s7_y;
     wire              neg6 = side[6+E][SIDE_W-2];
-    wire [31:0]       mag6 = s6_q + {31'd0, s6_up};
-    always @(posedge clk) s7_y <= neg6 ? -$signed(mag6) : $signed(mag6);
+    wire [8:0]        q6   = (|s6_q[31:9]) ? 9'd511 : s6_q[8:0];
+    wire [9:0]        mag6 = {1'b0, q6} + {9'd0, s6_up};
+    always @(posedge clk) s7_y <= neg6 ? -$signed({1'b0, mag6}) : $signed({1'b0, mag6});
 
     // ---- stage 8: + z_y, saturate to int8
     wire              byp7 = side[7+E][SIDE_W-1];
     wire [7:0]        zy7  = side[7+E][SIDE_W-3 -: 8];
     wire [7:0]        low7 = side[7+E][TAG_W +: 8];
-    wire signed [31:0] z7  = s7_y + {{24{zy7[7]}}, zy7};
+    wire signed [11:0] z7  = {s7_y[10], s7_y} + {{4{zy7[7]}}, zy7};
     always @(posedge clk) begin
         out_valid <= v[6+E];
         out_tag   <= side[7+E][TAG_W-1:0];
         if (byp7)
             out_y <= low7;
-        else if (z7 > 32'sd127)
+        else if (z7 > 12'sd127)
             out_y <= 8'h7F;
-        else if (z7 < -32'sd128)
+        else if (z7 < -12'sd128)
             out_y <= 8'h80;
         else
             out_y <= z7[7:0];
