@@ -172,11 +172,11 @@ module mnist_edge_requant #(
 
     // ---- stage 7: rounded magnitude with the sign. A magnitude of 384 or more saturates
     // whatever z_y (-128..127) adds, so it is clamped to 511 first: 11-bit values onwards.
+    // One adder for both signs: -(q + up) = ~q + !up.
     reg signed [10:0] s7_y;
     wire              neg6 = side[6+E][SIDE_W-2];
     wire [8:0]        q6   = (|s6_q[31:9]) ? 9'd511 : s6_q[8:0];
-    wire [9:0]        mag6 = {1'b0, q6} + {9'd0, s6_up};
-    always @(posedge clk) s7_y <= neg6 ? -$signed({1'b0, mag6}) : $signed({1'b0, mag6});
+    always @(posedge clk) s7_y <= ({2'b00, q6} ^ {11{neg6}}) + {10'd0, s6_up ^ neg6};
 
     // ---- stage 8: + z_y, saturate to int8
     wire              byp7 = side[7+E][SIDE_W-1];
