@@ -46,10 +46,13 @@ MODE_NAMES = {MODE_MAC: "MAC", MODE_SUM: "SUM", MODE_MAX: "MAX"}
 # SB_MAC16 in dual 8x8 mode, two lanes per DSP (templates/rtl/mnist_edge_mul8x2.v; no
 # inference: yosys 0.23's `synth_ice40 -dsp` on the lanes gave a netlist with wrong logits),
 # so the UP5K's 8 SB_MAC16 give 16 lanes, and the requantizer computes its product in
-# logic, rq_digit bits of m a cycle (24 / rq_digit cycles per value; 0: `*` in one cycle).
+# logic, rq_digit bits of m a cycle (24 / rq_digit cycles per value; 0: `*` in one cycle;
+# 8 rather than 12: 230 fewer LUT4 and a shorter path, for 6,300 more gapnet cycles).
+# The UP5K clock: 33.75 MHz (the PLL's 12 MHz x 45 / 16) is what gapnet needs for 4.5 ms
+# and what its design meets on every nextpnr seed tried (docs/BENCHMARKS.md).
 FPGAS: dict[str, dict[str, Any]] = {
     "ice40-up5k": {"lanes": 16, "dsp_lanes": 0, "mul8x2": True, "rq_digit": 8,
-                   "clock_mhz": 27.0, "board": "iCEBreaker"},
+                   "clock_mhz": 33.75, "board": "iCEBreaker"},
     "ecp5-25k": {"lanes": 32, "dsp_lanes": 24, "mul8x2": False, "rq_digit": 0,
                  "clock_mhz": 50.0, "board": "ULX3S"},
 }
