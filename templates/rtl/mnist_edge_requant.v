@@ -81,39 +81,49 @@ module mnist_edge_requant #(
         end
     endgenerate
 
-    // ---- stage 3: bits to drop for 24 significant bits = bit length of P[47:24] (0..24):
-    // each byte's bit length, then the highest nonzero byte's (two LUT levels each, not a
-    // 24-deep priority chain). With DIGIT, a register splits the two steps (a stage more).
-    wire [23:0] top2 = s2_p[47:24];
-    wire [11:0] blen2;  // byte b's bit length (0..8) at [4*b +: 4]
-    genvar gb;
-    generate
-        for (gb = 0; gb < 3; gb = gb + 1) begin : byte_len
-            wire [7:0] x = top2[8*gb +: 8];
-            assign blen2[4*gb +: 4] = x[7] ? 4'd8 : x[6] ? 4'd7 : x[5] ? 4'd6 : x[4] ? 4'd5 :
-                                      x[3] ? 4'd4 : x[2] ? 4'd3 : x[1] ? 4'd2 : {3'd0, x[0]};
-        end
-    endgenerate
+    // ---- stage 3: bits to drop for 24 significant bits = bit length of P[47:24] (0..24).
+    // DIGIT 0: found by halving (a log-depth leading-one search). With DIGIT: each byte's
+    // bit length, registered (a stage more), then the highest nonzero byte's; on the iCE40
+    // this took the search off the critical path, on the ECP5 (DIGIT 0) the byte form
+    // synthesized to 2,000 more LUT4 in the whole design.
     reg [47:0] p3in;
-    reg [1:0]  nz3;   // P[47:40] != 0, P[39:32] != 0
-    reg [11:0] blen3;
+    reg [4:0]  drop3;
     generate
-        if (DIGIT == 0) begin : lz_now
+        if (DIGIT == 0) begin : lz_halving
+            reg [23:0] top3;
             always @(*) begin
                 p3in  = s2_p;
-                nz3   = {|top2[23:16], |top2[15:8]};
-                blen3 = blen2;
+                top3  = s2_p[47:24];
+                drop3 = 5'd0;
+                if (top3[23:16] != 8'd0) begin drop3 = drop3 + 5'd16; top3 = top3 >> 16; end
+                if (top3[15:8] != 8'd0) begin drop3 = drop3 + 5'd8; top3 = top3 >> 8; end
+                if (top3[7:4] != 4'd0) begin drop3 = drop3 + 5'd4; top3 = top3 >> 4; end
+                if (top3[3:2] != 2'd0) begin drop3 = drop3 + 5'd2; top3 = top3 >> 2; end
+                if (top3[1]) begin drop3 = drop3 + 5'd1; top3 = top3 >> 1; end
+                drop3 = drop3 + {4'd0, top3[0]};
             end
-        end else begin : lz_reg
+        end else begin : lz_bytes
+            wire [23:0] top2 = s2_p[47:24];
+            wire [11:0] blen2;  // byte b's bit length (0..8) at [4*b +: 4]
+            genvar gb;
+            for (gb = 0; gb < 3; gb = gb + 1) begin : byte_len
+                wire [7:0] x = top2[8*gb +: 8];
+                assign blen2[4*gb +: 4] = x[7] ? 4'd8 : x[6] ? 4'd7 : x[5] ? 4'd6 :
+                                          x[4] ? 4'd5 : x[3] ? 4'd4 : x[2] ? 4'd3 :
+                                          x[1] ? 4'd2 : {3'd0, x[0]};
+            end
+            reg [1:0]  nz3;   // P[47:40] != 0, P[39:32] != 0
+            reg [11:0] blen3;
             always @(posedge clk) begin
                 p3in  <= s2_p;
                 nz3   <= {|top2[23:16], |top2[15:8]};
                 blen3 <= blen2;
             end
+            always @(*)
+                drop3 = nz3[1] ? 5'd16 + {1'b0, blen3[11:8]} :
+                        nz3[0] ? 5'd8 + {1'b0, blen3[7:4]} : {1'b0, blen3[3:0]};
         end
     endgenerate
-    wire [4:0] drop3 = nz3[1] ? 5'd16 + {1'b0, blen3[11:8]} :
-                       nz3[0] ? 5'd8 + {1'b0, blen3[7:4]} : {1'b0, blen3[3:0]};
     reg [47:0] s3_p;
     reg [4:0]  s3_drop, s3_dm1;  // drop and drop - 1
     reg        s3_dnz;           // drop != 0
