@@ -209,11 +209,11 @@ def test_synth_ice40_fits_and_meets_timing(tmp_path: Path) -> None:
 
     graph = random_qgraph(3, "mixed")
     qgraph.save(graph, tmp_path / "run" / graph.name)
-    r = synth(tmp_path / "run", "ice40-up5k", lanes=4)
+    r = synth(tmp_path / "run", "ice40-up5k", lanes=4, seeds=(1, 2))  # 2 seeds: CI time
     assert Path(r["bitstream_path"]).stat().st_size > 100_000
     assert r["timing_met"] and r["fmax_mhz"] >= r["clock_mhz"]
     seeds = r["fmax_mhz_by_seed"]  # one place and route per seed: the timing margin
-    assert len(seeds) == 3 and r["fmax_mhz"] == max(seeds.values())
+    assert len(seeds) == 2 and r["fmax_mhz"] == max(seeds.values())
     assert r["fmax_mhz_min"] == min(seeds.values()) <= r["fmax_mhz_median"] <= r["fmax_mhz"]
     for name, res in r["resources"].items():
         assert 0 <= res["used"] <= res["available"], name
