@@ -7,7 +7,7 @@ logits, measured cycles per image and per layer, lane utilization per layer),
 pack) for resources, Fmax (per seed: min, median) and latency. Prints Markdown tables for
 docs/BENCHMARKS.md and writes runs/bench_rtl.json.
 
-    python3 scripts/bench_rtl.py --pair runs/gapnet:ice40-up5k --pair runs/edge:ecp5-25k
+    python3 scripts/bench_rtl.py --pair runs/gapnet-e8:ice40-up5k --pair runs/edge:ecp5-25k
 """
 
 from __future__ import annotations
