@@ -216,7 +216,7 @@ def _add_fpga(p: argparse.ArgumentParser, required: bool) -> None:
     p.add_argument("--fpga", choices=["ice40-up5k", "ecp5-25k"], required=required,
                    help="RTL target device (default for generate/validate: ecp5-25k)")
     p.add_argument("--lanes", type=int, help="RTL: parallel MAC lanes (default: per device, "
-                   "8 on the UP5K, 32 on the ECP5)")
+                   "16 on the UP5K: even, at most 16, two per SB_MAC16; 32 on the ECP5)")
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:

@@ -2,11 +2,12 @@
 """RTL benchmark: every test image in Verilator, the UART top on 3, and the open FPGA flow.
 
 For each (run, device) pair: `validate --backend rtl` on all 10,000 test images (exact
-logits and measured cycles per image), `validate --backend rtl-uart` on 3 images, then
-`synth` (yosys + nextpnr + pack) for resources, Fmax and latency. Prints one Markdown
-table for docs/BENCHMARKS.md and writes runs/bench_rtl.json.
+logits, measured cycles per image and per layer, lane utilization per layer),
+`validate --backend rtl-uart` on 3 images, then `synth` (yosys + nextpnr with 3 seeds +
+pack) for resources, Fmax (per seed: min, median) and latency. Prints Markdown tables for
+docs/BENCHMARKS.md and writes runs/bench_rtl.json.
 
-    python3 scripts/bench_rtl.py --pair runs/gapnet:ice40-up5k --pair runs/edge:ecp5-25k
+    python3 scripts/bench_rtl.py --pair runs/gapnet-e8:ice40-up5k --pair runs/edge:ecp5-25k
 """
 
 from __future__ import annotations
@@ -40,22 +41,43 @@ def bench(run: Path, fpga: str, limit: int | None, do_synth: bool) -> dict:
 
 def table(rows: list[dict]) -> str:
     lines = ["| model | device | lanes | images | exact logits | accuracy | cycles/image | "
-             "LUT4 | FF | EBR | SPRAM | DSP | Fmax (MHz) | latency at Fmax | UART (3 images) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "LUT4 | FF | EBR | SPRAM | DSP | Fmax (MHz), bitstream seed | Fmax min / median "
+             "(3 seeds) | latency at the clock | latency at Fmax | UART (3 images) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         v, u, s = r["rtl"], r["rtl_uart"], r.get("synth")
         res = s["resources"] if s else {}
         cells = {name: f"{res[name]['used']}/{res[name]['available']}" if name in res else "–"
                  for name in ("LUT4", "FF", "EBR", "SPRAM", "DSP")}
         lat = f"{s['latency_ms_at_fmax']} ms" if s else "–"
-        fmax = f"{s['fmax_mhz']}" if s else "–"
+        lat_clock = (f"{s['latency_ms_at_clock']} ms at {s['clock_mhz']} MHz "
+                     f"({'met' if s['timing_met'] else 'missed'})" if s else "–")
+        fmax = f"{s['fmax_mhz']} (seed {s['seed']})" if s else "–"
+        spread = (f"{s['fmax_mhz_min']} / {s['fmax_mhz_median']} "
+                  f"({s['seeds_meeting_clock']} of {len(s['fmax_mhz_by_seed'])} meet)"
+                  if s else "–")
         lines.append(
             f"| {Path(r['run']).name} | {r['fpga']} | {v['lanes']} | {v['images']:,} | "
             f"{v['exact_logit_fraction']:.4%} | {v['accuracy']:.2%} | "
             f"{v['cycles_per_image']:,} | {cells['LUT4']} | {cells['FF']} | {cells['EBR']} | "
-            f"{cells['SPRAM']} | {cells['DSP']} | {fmax} | {lat} | "
+            f"{cells['SPRAM']} | {cells['DSP']} | {fmax} | {spread} | {lat_clock} | {lat} | "
             f"{u['exact_logit_fraction']:.0%} exact |")
     return "\n".join(lines)
+
+
+def layer_tables(rows: list[dict]) -> str:
+    """Per pair: each layer's measured cycles per image and lane utilization."""
+    out = []
+    for r in rows:
+        layers = r["rtl"].get("layers") or []
+        if not layers:
+            continue
+        out += [f"\n{Path(r['run']).name} on {r['fpga']} ({r['rtl']['lanes']} lanes), "
+                f"{r['rtl']['images']:,} images:\n",
+                "| layer | mode | cycles / image | lane utilization |", "|---|---|---:|---:|"]
+        out += [f"| {x['summary']} | {x['mode']} | {x['cycles_per_image']:,} | "
+                f"{x['lane_utilization']:.1%} |" for x in layers]
+    return "\n".join(out)
 
 
 def main() -> int:
@@ -74,6 +96,7 @@ def main() -> int:
         rows.append(bench(Path(run), fpga, args.limit, not args.no_synth))
     Path(args.out).write_text(json.dumps(rows, indent=1, sort_keys=True) + "\n")
     print(table(rows))
+    print(layer_tables(rows))
     return 0 if all(r["all_exact"] for r in rows) else 1
 
 

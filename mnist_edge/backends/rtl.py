@@ -40,20 +40,27 @@ MODE_NAMES = {MODE_MAC: "MAC", MODE_SUM: "SUM", MODE_MAX: "MAX"}
 
 # Devices the generator sizes a design for: default lanes and the clock the board top
 # runs the engine at (the synth flow checks timing against it).
-# dsp_lanes: how many lanes multiply on DSP blocks, leaving the requantization's 24 x 24
-# product its share (ECP5-25F: 28 MULT18X18D, 4 for the product). On the iCE40 every
-# lane multiplies in logic: yosys 0.23's SB_MAC16 inference (`synth_ice40 -dsp`) on the
-# lanes gives a netlist that computes wrong logits in gate-level simulation, and drops
-# most of the weight ROM on the way (`tests/test_rtl.py` checks the netlist).
-# 8 lanes fill 94 % of the UP5K's logic cells; 27 MHz keeps gapnet under 10 ms.
+# dsp_lanes: how many lanes multiply on DSP blocks with `*`, leaving the requantization's
+# 24 x 24 product its share (ECP5-25F: 28 MULT18X18D, 4 for the product); the others
+# multiply in logic. mul8x2 (iCE40): every lane multiplies on an explicitly instantiated
+# SB_MAC16 in dual 8x8 mode, two lanes per DSP (templates/rtl/mnist_edge_mul8x2.v; no
+# inference: yosys 0.23's `synth_ice40 -dsp` on the lanes gave a netlist with wrong logits),
+# so the UP5K's 8 SB_MAC16 give 16 lanes, and the requantizer computes its product in
+# logic, rq_digit bits of m a cycle (24 / rq_digit cycles per value; 0: `*` in one cycle;
+# 8 rather than 12: 230 fewer LUT4 and a shorter path, for 6,300 more gapnet cycles).
+# The UP5K clock: 33.75 MHz (the PLL's 12 MHz x 45 / 16) is what gapnet needs for 4.5 ms
+# and what its design meets on every nextpnr seed tried (docs/BENCHMARKS.md).
 FPGAS: dict[str, dict[str, Any]] = {
-    "ice40-up5k": {"lanes": 8, "dsp_lanes": 0, "clock_mhz": 27.0, "board": "iCEBreaker"},
-    "ecp5-25k": {"lanes": 32, "dsp_lanes": 24, "clock_mhz": 50.0, "board": "ULX3S"},
+    "ice40-up5k": {"lanes": 16, "dsp_lanes": 0, "mul8x2": True, "rq_digit": 8,
+                   "clock_mhz": 33.75, "board": "iCEBreaker"},
+    "ecp5-25k": {"lanes": 32, "dsp_lanes": 24, "mul8x2": False, "rq_digit": 0,
+                 "clock_mhz": 50.0, "board": "ULX3S"},
 }
+ICE40_DSPS = 8  # SB_MAC16 on the UP5K
 DEFAULT_FPGA = "ecp5-25k"
 
-STATIC_FILES = ("mnist_edge_requant.v", "mnist_edge_act_ram.v", "mnist_edge_uart_rx.v",
-                "mnist_edge_uart_tx.v")
+STATIC_FILES = ("mnist_edge_requant.v", "mnist_edge_act_ram.v", "mnist_edge_mul8x2.v",
+                "mnist_edge_uart_rx.v", "mnist_edge_uart_tx.v")
 TEMPLATE_FILES = {
     "mnist_edge_engine.v.j2": "mnist_edge_engine.v",
     "mnist_edge_layers.vh.j2": "mnist_edge_layers.vh",
@@ -65,7 +72,8 @@ TEMPLATE_FILES = {
     "tb_mnist_edge.cpp.j2": "tb_mnist_edge.cpp",
     "README.md.j2": "README.md",
 }
-ENGINE_SOURCES = ("mnist_edge_engine.v", "mnist_edge_requant.v", "mnist_edge_act_ram.v")
+ENGINE_SOURCES = ("mnist_edge_engine.v", "mnist_edge_requant.v", "mnist_edge_act_ram.v",
+                  "mnist_edge_mul8x2.v")
 UART_SOURCES = (*ENGINE_SOURCES, "mnist_edge_uart_rx.v", "mnist_edge_uart_tx.v",
                 "mnist_edge_uart_top.v")
 BOARD_TOPS = {"ice40-up5k": ("top_icebreaker", "top_icebreaker.v", "icebreaker.pcf"),
@@ -121,6 +129,7 @@ class Lowering:
     """What the ops lower into: descriptor entries and the contents of every ROM."""
 
     lanes: int
+    offset: bool = False  # lanes multiply (x + 128)(w + 128): fold -128 * sum(w)
     layers: list[Layer] = field(default_factory=list)
     weights: list[np.ndarray] = field(default_factory=list)  # [words, lanes] int8 blocks
     bias: list[np.ndarray] = field(default_factory=list)
@@ -181,6 +190,8 @@ def _mac_layer(low: Lowering, graph: QGraph, i: int, dw: bool, w2: np.ndarray,
     m, shift = (a[channels] for a in requant_words(graph, i, "RTL"))
     bias = (op.arrays["bias"][channels].astype(np.int64)
             - x.zero_point * w2.astype(np.int64).sum(axis=1))
+    if low.offset:  # the engine sums (x + 128)(w + 128) and takes 128 * sum(x + 128) off
+        bias = bias - 128 * w2.astype(np.int64).sum(axis=1)
     cout = w2.shape[0]
     if dw:  # lane 0 carries channel c's taps in group c
         words = np.zeros((w2.size, low.lanes), np.int64)
@@ -315,13 +326,15 @@ REFUSED = {
 }
 
 
-def lower(graph: QGraph, lanes: int) -> Lowering:
-    """The QGraph as descriptor entries and ROM contents, via `LOWERING`."""
+def lower(graph: QGraph, lanes: int, offset: bool = False) -> Lowering:
+    """The QGraph as descriptor entries and ROM contents, via `LOWERING`.
+
+    offset: the lanes multiply offset operands (x + 128)(w + 128) (mnist_edge_mul8x2)."""
     graph.validate()
     require_arithmetic(graph, "RTL")
     if not 1 <= lanes <= 64:
         raise MnistEdgeError(f"--lanes must be 1..64, got {lanes}")
-    low = Lowering(lanes)
+    low = Lowering(lanes, offset)
     for i, op in enumerate(graph.ops):
         if op.kind not in LOWERING:
             why = f" ({REFUSED[op.kind]})" if op.kind in REFUSED else ""
@@ -348,6 +361,18 @@ def lower(graph: QGraph, lanes: int) -> Lowering:
     return low
 
 
+def ice40_pll(clock_mhz: float, ref_mhz: float = 12.0) -> dict[str, int]:
+    """SB_PLL40 settings (SIMPLE feedback, DIVR 0) for clock_mhz from the 12 MHz oscillator:
+    clock = ref * (DIVF + 1) / 2^DIVQ with the VCO in 533..1066 MHz, as icepll picks them."""
+    for divq in range(1, 7):
+        divf = clock_mhz * 2**divq / ref_mhz - 1
+        if divf == int(divf) and 0 <= divf <= 127 and 533 <= ref_mhz * (divf + 1) <= 1066:
+            return {"divr": 0, "divf": int(divf), "divq": divq, "filter_range": 1,
+                    "vco_mhz": int(ref_mhz * (divf + 1))}
+    raise MnistEdgeError(f"the iCE40 PLL cannot make exactly {clock_mhz} MHz from {ref_mhz} MHz "
+                         "(DIVR 0): choose a multiple of 0.375 MHz between 16.7 and 66 MHz")
+
+
 def _bits(n: int) -> int:
     return max(1, (max(n, 1) - 1).bit_length())
 
@@ -360,12 +385,30 @@ def _byte_hex(value: int) -> str:
     return f"{value & 0xFF:02X}"
 
 
-def cycle_model(low: Lowering, pixels: int) -> int:
+def layer_cycle_bound(layer: Layer, lanes: int, rq_cycles: int = 1) -> int:
+    """Cycles a layer takes at least: each reduction issues its taps, and waits while the
+    previous one's n channels drain through the requantizer one every rq_cycles cycles
+    (its last tap issues n + 1 cycles after the previous one's; n * rq_cycles when
+    rq_cycles > 1, which also spaces the requantizer's inputs)."""
+    taps = layer.cin * layer.kh * layer.kw
+    total = 0
+    for g in range(layer.groups):
+        n = 1 if layer.dw or layer.mode != MODE_MAC else min(lanes, layer.cout - g * lanes)
+        total += layer.ohw * max(taps, n + 1 if rq_cycles == 1 else n * rq_cycles)
+    return total + 12
+
+
+def cycle_model(low: Lowering, pixels: int, rq_cycles: int = 1) -> int:
     """A lower bound on cycles per image (issue cycles plus I/O); simulation measures the truth."""
     total = pixels + 3 * low.layers[-1].out_size
     for layer in low.layers:
-        total += layer.groups * layer.ohw * layer.cin * layer.kh * layer.kw + 12
+        total += layer_cycle_bound(layer, low.lanes, rq_cycles)
     return total
+
+
+def lane_ops(layer: Layer) -> int:
+    """Useful lane operations of a layer: one per MAC, pool tap or table pass value."""
+    return layer.cout * layer.ohw * layer.cin * layer.kh * layer.kw
 
 
 def layer_context(low: Lowering) -> list[dict[str, Any]]:
@@ -391,7 +434,12 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
     require_arithmetic(graph, "RTL")
     height, width = require_pixel_image(graph, "RTL")
     lanes = int(lanes or device["lanes"])
-    low = lower(graph, lanes)
+    if device["mul8x2"] and (lanes % 2 or lanes > 2 * ICE40_DSPS):
+        raise MnistEdgeError(f"--lanes on {fpga} must be even and at most {2 * ICE40_DSPS}: "
+                             f"two lanes per SB_MAC16, {ICE40_DSPS} SB_MAC16; got {lanes}")
+    rq_digit = int(device["rq_digit"])
+    rq_cycles = 24 // rq_digit if rq_digit else 1
+    low = lower(graph, lanes, offset=bool(device["mul8x2"]))
     if vector_pixels is None:
         vector_pixels = random_pixels(20, 0, (height, width))
     vector_pixels = np.ascontiguousarray(vector_pixels).reshape(-1, height, width)
@@ -407,6 +455,8 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
     mult = np.concatenate(low.mult) if chan else np.zeros(1, np.int64)
     shift = np.concatenate(low.shift) if chan else np.zeros(1, np.int64)
     luts = np.concatenate(low.luts) if low.luts else np.zeros(256, np.int64)
+    if low.offset:  # the engine adds the bias modulo 2^25 (ACC_W): keep the ROM words short
+        bias = (bias + (1 << 24)) % (1 << 25) - (1 << 24)
     if np.abs(bias).max() >= 1 << 31:
         raise MnistEdgeError("a folded bias does not fit 32 bits")
     weight_bytes = int(sum(b.size for b in (graph.ops[i].arrays.get("weight") for i in
@@ -416,6 +466,9 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
         "qgraph_hash": graph.content_hash(),
         "lanes": lanes,
         "dsp_lanes": min(lanes, device["dsp_lanes"]),
+        "mul8x2": bool(device["mul8x2"]),
+        "rq_digit": rq_digit,
+        "rq_cycles": rq_cycles,
         "layers": layer_context(low),
         "classes": graph.output.size,
         "pixels": height * width,
@@ -434,7 +487,11 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
         "fpga": fpga,
         "device": device,
         "clock_mhz": device["clock_mhz"],
-        "cycle_bound": cycle_model(low, height * width),
+        # the iCEBreaker top (written for every design) runs at the iCE40 clock
+        "ice40_clock_mhz": FPGAS["ice40-up5k"]["clock_mhz"],
+        "pll": ice40_pll(FPGAS["ice40-up5k"]["clock_mhz"]),
+        "ice40_uart_clks_per_bit": round(FPGAS["ice40-up5k"]["clock_mhz"] * 1e6 / 115200),
+        "cycle_bound": cycle_model(low, height * width, rq_cycles),
         "macs": sum(d.macs for d in low.layers),
         "weight_bytes": weight_bytes,
         "rom_bits": {"weights": len(weights) * 8 * lanes, "bias": len(bias) * 32,
@@ -483,7 +540,10 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
             "classes": graph.output.size,
             "layers": [{"index": d.index, "ops": d.ops, "mode": MODE_NAMES[d.mode],
                         "summary": d.summary} for d in low.layers],
-            "cycle_lower_bound": cycle_model(low, height * width),
+            "cycle_lower_bound": cycle_model(low, height * width, rq_cycles),
+            "requant_cycles_per_value": rq_cycles,
+            "layer_cycle_bounds": [layer_cycle_bound(d, lanes, rq_cycles) for d in low.layers],
+            "layer_lane_ops": [lane_ops(d) for d in low.layers],
             "rom_bits": context["rom_bits"],
             "activation_bytes": sizes,
         }

@@ -42,10 +42,11 @@ def lint(rtl_dir: Path) -> str:
 
 
 def build(rtl_dir: Path, uart: bool = False, sources: tuple[str, ...] | None = None,
-          defines: tuple[str, ...] = ()) -> Path:
+          defines: tuple[str, ...] = (), stats: bool = False) -> Path:
     """Compile the testbench with Verilator into rtl_dir/obj_<top>; returns the binary.
 
     `sources` replaces the engine's Verilog (a gate-level netlist and its cell models).
+    `stats`: the testbench also counts cycles and busy lanes per layer (RTL engine only).
     """
     verilator = require_tool("verilator")
     top = "mnist_edge_uart_top" if uart else "mnist_edge_engine"
@@ -59,6 +60,8 @@ def build(rtl_dir: Path, uart: bool = False, sources: tuple[str, ...] | None = N
     if uart:
         cmd[1:1] = [f"-GCLKS_PER_BIT={UART_SIM_CLKS_PER_BIT}", "-CFLAGS",
                     f"-DUART_TOP -DCLKS_PER_BIT={UART_SIM_CLKS_PER_BIT}"]
+    elif stats:
+        cmd[1:1] = ["-CFLAGS", "-DLAYER_STATS"]
     proc = subprocess.run(cmd, cwd=rtl_dir, capture_output=True, text=True)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-20:])
@@ -66,22 +69,35 @@ def build(rtl_dir: Path, uart: bool = False, sources: tuple[str, ...] | None = N
     return rtl_dir / obj / "tb"
 
 
-def simulate(binary: Path, rtl_dir: Path, pixels: np.ndarray,
-             classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def simulate(binary: Path, rtl_dir: Path, pixels: np.ndarray, classes: int,
+             layer_stats: list[dict[str, int]] | None = None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(logits [N, classes], class [N], cycles [N]) from the compiled testbench.
 
     Runs in rtl_dir, where $readmemh finds mem/: point it at a copy with edited ROM
-    images to simulate those without rebuilding.
+    images to simulate those without rebuilding. A binary built with `stats` fills
+    `layer_stats` (when given) with each layer's cycles and busy lane-cycles, summed over
+    the images.
     """
     pixels = np.ascontiguousarray(pixels, dtype=np.uint8).reshape(len(pixels), -1)
     with tempfile.TemporaryDirectory(prefix="mnist-edge-sim-") as tmp:
         px, out = Path(tmp) / "pixels.bin", Path(tmp) / "out.bin"
+        stats = Path(tmp) / "stats.bin"
         px.write_bytes(pixels.tobytes())
-        proc = subprocess.run([str(binary), str(px), str(len(pixels)), str(out)], cwd=rtl_dir,
-                              capture_output=True, text=True)
+        args = [str(binary), str(px), str(len(pixels)), str(out)]
+        if layer_stats is not None:
+            args.append(str(stats))
+        proc = subprocess.run(args, cwd=rtl_dir, capture_output=True, text=True)
         if proc.returncode != 0:
             raise MnistEdgeError(f"RTL simulation failed: {proc.stderr.strip()[-500:]}")
         raw = np.frombuffer(out.read_bytes(), dtype=np.uint8)
+        if layer_stats is not None:
+            if not stats.exists():
+                raise MnistEdgeError("the testbench wrote no layer statistics (build it "
+                                     "with stats=True)")
+            counts = np.frombuffer(stats.read_bytes(), dtype="<u8").reshape(-1, 2)
+            layer_stats[:] = [{"cycles": int(c), "busy_lane_cycles": int(b)}
+                              for c, b in counts]
     rec = classes + 1 + 4
     if raw.size != rec * len(pixels):
         raise MnistEdgeError(f"RTL simulation returned {raw.size} bytes, expected "
@@ -121,10 +137,11 @@ def _run(run_dir: Path, graph: QGraph, pixels: np.ndarray, options: dict[str, An
             cells, defines = synth_netlist(rtl_dir, manifest["fpga"])
             binary = build(rtl_dir, sources=(NETLIST_NAME, str(cells)), defines=tuple(defines))
         else:
-            binary = build(rtl_dir, uart)
+            binary = build(rtl_dir, uart, stats=not uart)
         build_s = time.time() - start
         start = time.time()
-        logits, cls, cycles = simulate(binary, rtl_dir, pixels, manifest["classes"])
+        stats: list[dict[str, int]] | None = None if uart or netlist else []
+        logits, cls, cycles = simulate(binary, rtl_dir, pixels, manifest["classes"], stats)
         sim_s = time.time() - start
     finally:
         if not os.environ.get("MNIST_EDGE_KEEP_RTL_BUILD"):
@@ -138,6 +155,8 @@ def _run(run_dir: Path, graph: QGraph, pixels: np.ndarray, options: dict[str, An
         "verilator_build_seconds": round(build_s, 1),
         "simulation_seconds": round(sim_s, 1),
     }
+    if stats:
+        extra["layers"] = layer_table(manifest, stats, len(pixels))
     latency = None
     if netlist:
         extra["note"] = ("the yosys netlist (before place and route) with yosys's cell models: "
@@ -150,6 +169,22 @@ def _run(run_dir: Path, graph: QGraph, pixels: np.ndarray, options: dict[str, An
         extra["latency_note"] = (f"measured cycles at the design clock {manifest['clock_mhz']} "
                                  "MHz; `synth` reports the latency at the achieved Fmax")
     return BackendResult(logits, latency, extra)
+
+
+def layer_table(manifest: dict[str, Any], stats: list[dict[str, int]],
+                images: int) -> list[dict[str, Any]]:
+    """Per layer: measured cycles per image and lane utilization (busy lane-cycles over
+    lanes x cycles), beside the useful lane operations the layer needs."""
+    lanes = manifest["lanes"]
+    rows = []
+    for layer, st in zip(manifest["layers"], stats, strict=True):
+        rows.append({
+            "index": layer["index"], "mode": layer["mode"],
+            "summary": layer["summary"],
+            "cycles_per_image": round(st["cycles"] / max(images, 1)),
+            "lane_utilization": round(st["busy_lane_cycles"] / max(lanes * st["cycles"], 1), 4),
+        })
+    return rows
 
 
 def run(run_dir: Path, graph: QGraph, pixels: np.ndarray,
