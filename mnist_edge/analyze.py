@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from . import qgraph
 from .qgraph import QGraph
 from .requant import ACC_LIMIT
 
@@ -93,12 +91,3 @@ def format_table(graph: QGraph) -> str:
         lines.append(f"C arena (planned, with buffer reuse): {s['c_arena_bytes']:,} B "
                      f"(every buffer side by side: {s['c_tensor_bytes']:,} B)")
     return "\n".join(lines)
-
-
-def analyze_command(args: Any) -> int:
-    graph = qgraph.load_run(args.run)
-    if args.json:
-        print(json.dumps(summarize(graph), indent=2))
-    else:
-        print(format_table(graph))
-    return 0

@@ -1,4 +1,4 @@
-"""`mnist-edge`: one thin entry point. Parses arguments and calls the modules."""
+"""`mnist-edge`: one thin entry point; it parses arguments and calls the Python API."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ import importlib  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 
 from . import __version__  # noqa: E402
-from .errors import MnistEdgeError  # noqa: E402
+from .errors import one_line  # noqa: E402
 
 # Each command names "module:function"; modules load lazily so `--help` stays fast.
 Handler = str
@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     data.cli_args(p)
 
-    p = command("import", "mnist_edge.importers:import_command",
+    p = command("import", "mnist_edge.commands:import_command",
                 "import a float ONNX model (PyTorch, Keras) or an int8 .tflite into runs/<name>")
     p.add_argument("model", metavar="MODEL", help="the float .onnx file, or an int8 .tflite "
                    "(taken as it is: a QGraph in the tflite arithmetic, no calibration)")
@@ -99,27 +99,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(p)
     _add_import_args(p)
 
-    p = command("train", "mnist_edge.train:train_command", "train a zoo model (float)")
+    p = command("train", "mnist_edge.commands:train_command", "train a zoo model (float)")
     _add_train_args(p)
 
-    p = command("quantize", "mnist_edge.quantize:quantize_command",
+    p = command("quantize", "mnist_edge.commands:quantize_command",
                 "fold BatchNorm, calibrate, quantize to an int8 QGraph")
     _add_run(p)
     _add_data(p)
     _add_quant_args(p)
 
-    p = command("analyze", "mnist_edge.analyze:analyze_command",
+    p = command("analyze", "mnist_edge.commands:analyze_command",
                 "per-layer parameters, MACs, flash and RAM")
     _add_run(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
-    p = command("evaluate", "mnist_edge.pipeline:evaluate_command",
+    p = command("evaluate", "mnist_edge.commands:evaluate_command",
                 "float and int8 (golden) accuracy on the test set")
     _add_run(p)
     _add_data(p)
     p.add_argument("--limit", type=positive_int, help="only the first N test images")
 
-    p = command("export", "mnist_edge.backends.onnx:export_command", "export ONNX models")
+    p = command("export", "mnist_edge.commands:export_command", "export ONNX models")
     p.add_argument("target", choices=["onnx"])
     _add_run(p)
     p.add_argument("--format", choices=["qoperator", "qdq"], default="qoperator",
@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--activations", choices=["uint8", "int8"], default="uint8",
                    help="activation type in the int8 ONNX (uint8 runs faster on x86)")
 
-    p = command("generate", "mnist_edge.pipeline:generate_command",
+    p = command("generate", "mnist_edge.commands:generate_command",
                 "generate C (MCU), HLS C++ (FPGA), RTL or a WebAssembly page from the QGraph")
     p.add_argument("target", choices=["c", "hls", "rtl", "web"])
     _add_run(p)
@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prefix", help="C: put every exported symbol, macro and file name under "
                    "this prefix (default mnist_edge), so that two models link together")
 
-    p = command("validate", "mnist_edge.pipeline:validate_command",
+    p = command("validate", "mnist_edge.commands:validate_command",
                 "run a backend on the test set and compare with golden bit for bit")
     _add_run(p)
     _add_data(p)
@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the commands, keep the images")
     p.add_argument("--limit", type=positive_int, default=20, help="test images to run in QEMU")
 
-    p = command("bench", "mnist_edge.targets.mcu_bench:bench_command",
+    p = command("bench", "mnist_edge.commands:bench_command",
                 "exact instruction counts, flash and RAM for a Cortex-M or RISC-V core")
     _add_run(p)
     _add_data(p)
@@ -186,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "cortex-m33", "rv32imc", "rv32imfc"], default="cortex-m4")
     p.add_argument("--size", action="store_true", help="build with -Os instead of -O2")
 
-    p = command("report", "mnist_edge.pipeline:report_command",
+    p = command("report", "mnist_edge.commands:report_command",
                 "write report.md / report.html from report.json")
     _add_run(p)
 
@@ -200,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backends", help="comma-separated backends to offer (default: all that "
                    "this machine can run)")
 
-    p = command("build", "mnist_edge.pipeline:build_command",
+    p = command("build", "mnist_edge.commands:build_command",
                 "everything: data, train, quantize, evaluate, export, generate, validate")
     _add_train_args(p)
     _add_quant_args(p)
@@ -263,28 +263,6 @@ def _resolve(handler: Handler) -> Callable[[argparse.Namespace], int]:
     return getattr(importlib.import_module(module), func)
 
 
-def _describe(exc: BaseException) -> tuple[str, int]:
-    """The one line (and exit code) for an exception that reached the top."""
-    import json
-    import pickle
-    import zipfile
-
-    from .paths import os_error_message
-
-    if isinstance(exc, MnistEdgeError):
-        return str(exc), 2
-    if isinstance(exc, OSError):
-        return os_error_message(exc), 2
-    if isinstance(exc, json.JSONDecodeError):
-        return f"not valid JSON ({exc})", 2
-    if isinstance(exc, UnicodeDecodeError):
-        return f"not a text file ({exc.reason} at byte {exc.start})", 2
-    if isinstance(exc, (zipfile.BadZipFile, pickle.UnpicklingError, EOFError)):
-        return f"unreadable file ({type(exc).__name__}: {exc or 'truncated'})", 2
-    return (f"internal error ({type(exc).__name__}: {exc}); this is a bug in mnist-edge: "
-            "rerun with MNIST_EDGE_DEBUG=1 for the traceback and report it"), 3
-
-
 def _fail(exc: BaseException) -> int:
     import os
 
@@ -292,7 +270,7 @@ def _fail(exc: BaseException) -> int:
         import traceback
 
         traceback.print_exception(exc)
-    message, code = _describe(exc)
+    message, code = one_line(exc)
     print(f"mnist-edge: error: {' '.join(message.split())}", file=sys.stderr)
     return code
 

@@ -9,6 +9,7 @@ everywhere:
 - `FILE.npz` with `x` (N x the model's input: C,H,W or H,W,C, H,W for one channel, K for
   a vector) as uint8 pixels or float features, and optional integer labels `y`. Loaded
   with `allow_pickle=False`: a file holding Python objects is refused, never unpickled;
+- from Python (the API), arrays: `x`, `(x, y)` or a `Dataset`, shaped as in an `.npz`;
 - a folder of `class_name/*.png|jpg` (the layout torchvision's ImageFolder and Keras's
   image_dataset_from_directory read): each image converted to grey or RGB per the model's
   channels and resized to its H x W with PIL's bilinear filter; labels are the class
@@ -75,9 +76,15 @@ def spec_of(graph) -> InputSpec:
     return InputSpec(tuple(graph.input.shape), kind)
 
 
-def load(data: str | Path | None, spec: InputSpec, split: str = "test") -> Dataset:
+# What `--data` (or the API's `data=`) may be: a path, arrays, or None for MNIST.
+DataSource = str | Path | np.ndarray | tuple | Dataset | None
+
+
+def load(data: DataSource, spec: InputSpec, split: str = "test") -> Dataset:
     """The data set `data` names (see the module docstring), shaped for `spec`: [N, *shape]
     (MNIST keeps its [N,28,28] for a 1x28x28 model, as every stage always had it)."""
+    if _is_arrays(data):
+        return _from_arrays(data, spec)
     source = _source(data, spec)
     if source == "npz":
         return _load_npz(Path(str(data)).expanduser(), spec)
@@ -86,12 +93,12 @@ def load(data: str | Path | None, spec: InputSpec, split: str = "test") -> Datas
     return _load_mnist(data, spec, split)
 
 
-def calibration_set(data: str | Path | None, spec: InputSpec, count: int,
+def calibration_set(data: DataSource, spec: InputSpec, count: int,
                     seed: int = 0) -> np.ndarray:
     """A seeded random subset of `count` inputs (MNIST: of the training images, validation
     split excluded)."""
     x = load(data, spec, "train").x
-    if _source(data, spec) == "mnist" and len(x) > CALIBRATION_HOLDOUT:
+    if not _is_arrays(data) and _source(data, spec) == "mnist" and len(x) > CALIBRATION_HOLDOUT:
         x = x[:-CALIBRATION_HOLDOUT]
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(len(x), size=min(count, len(x)), replace=False))
@@ -110,6 +117,25 @@ def graph_input(graph, x: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ sources
+def _is_arrays(data: object) -> bool:
+    return isinstance(data, (np.ndarray, tuple, list, Dataset))
+
+
+def _from_arrays(data: np.ndarray | tuple | list | Dataset, spec: InputSpec) -> Dataset:
+    """Arrays handed over from Python, checked exactly as an `.npz` is."""
+    if isinstance(data, Dataset):
+        x, y = data.x, data.y
+    elif isinstance(data, (tuple, list)):
+        if len(data) != 2:
+            raise MnistEdgeError(f"data: expected x or (x, y), got a sequence of {len(data)}")
+        x, y = data
+    else:
+        x, y = data, None
+    x = _fit(np.asarray(x), spec, "data x")
+    labels = None if y is None else _labels(np.asarray(y), len(x), Path("data"))
+    return Dataset(x, labels, f"{len(x):,} inputs from Python")
+
+
 def _source(data: str | Path | None, spec: InputSpec) -> str:
     """"mnist", "npz" or "folder": what `--data` names. A folder without the MNIST files is
     an image folder when it has class folders or the model cannot read MNIST anyway."""
@@ -232,7 +258,7 @@ def synthetic(spec: InputSpec, count: int, seed: int = 0) -> np.ndarray:
     return rng.standard_normal((count, *spec.shape)).astype(np.float32)
 
 
-def sample(data: str | Path | None, spec: InputSpec, count: int) -> tuple[np.ndarray, str]:
+def sample(data: DataSource, spec: InputSpec, count: int) -> tuple[np.ndarray, str]:
     """`count` inputs where any will do (the import's float check, generated test vectors):
     `data` (MNIST test images by default) when the model reads them, else seeded random
     inputs; and where they came from."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +12,9 @@ import numpy as np
 from . import analyze, data, fgraph, golden, qgraph
 from . import inputs as input_data
 from .errors import MnistEdgeError
+from .inputs import DataSource
 from .paths import check_output_dir
-from .probe_inputs import parse_inputs_spec, probe_batch
-from .report import check_run_files, load_report, update_report
+from .report import check_run_files, update_report
 from .validate import BACKENDS, mismatch_message, validate_backend
 
 
@@ -82,15 +83,6 @@ def run_folder(path: str) -> Path:
     return run_dir
 
 
-def evaluate_command(args: Any) -> int:
-    f = evaluate_run(run_folder(args.run), args.data, args.limit)
-    accuracy = (f"float {f['float_accuracy']:.2%}  int8 {f['int8_accuracy']:.2%}  "
-                if "int8_accuracy" in f else "no labels: accuracy not measured; ")
-    print(f"{f['model']}: {accuracy}agreement {f['int8_float_agreement']:.2%} on "
-          f"{f['test_images']:,} inputs (golden {f['golden_seconds']} s)")
-    return 0
-
-
 # Each generate target and its default folder inside the run.
 GENERATED_FOLDER = {"c": "c", "hls": "fpga/hls", "rtl": "fpga/rtl-{fpga}", "web": "web"}
 
@@ -144,24 +136,18 @@ def generate(run_dir: Path, target: str, out: str | None = None, requant: str = 
     return generate_web(graph, out_dir, requant)
 
 
-def generate_command(args: Any) -> int:
-    out = generate(Path(args.run), args.target, args.out, args.requant, args.vectors,
-                   force=args.force, fpga=args.fpga, lanes=args.lanes,
-                   prefix=getattr(args, "prefix", None))
-    print(f"generated {args.target} -> {out}")
-    return 0
-
-
-def validate_run(run_dir: Path, backends: list[str], data_dir: str | None = None,
+def validate_run(run_dir: Path, backends: list[str], data_dir: DataSource = None,
                  limit: int | None = None, model_file: str | None = None,
                  rtl_options: dict[str, Any] | None = None, inputs: np.ndarray | None = None,
-                 labels: np.ndarray | None = None) -> bool:
-    """Validate each backend; print one line each. True when every one is bit-exact.
+                 labels: np.ndarray | None = None,
+                 on_result: Callable[[str, dict[str, Any]], None] | None = None
+                 ) -> dict[str, dict[str, Any]]:
+    """Validate each backend against golden; its figures by backend name (each with
+    `seconds`), in order. `on_result(name, figures)` is called as each one finishes.
 
-    `inputs` (in the graph's input encoding; `labels` optional) replaces the MNIST test
-    images, for models that have no data set here."""
+    `inputs` (in the graph's input encoding; `labels` optional) replaces the test set,
+    for models that have no data set here."""
     backends = backend_list(backends, model_file)
-    what = "images" if inputs is None else "inputs"
     if inputs is None:
         graph = qgraph.load_run(run_dir)
         images, labels = test_set(data_dir, limit, graph)
@@ -169,24 +155,36 @@ def validate_run(run_dir: Path, backends: list[str], data_dir: str | None = None
     else:
         images = inputs if limit is None else inputs[:limit]
         labels = None if labels is None else labels[:len(images)]
-    all_exact = True
+    results: dict[str, dict[str, Any]] = {}
     for name in backends:
         start = time.time()
         options: dict[str, Any] = {"model_file": model_file} if model_file else {}
         options.update(rtl_options or {})
         f = validate_backend(run_dir, name, images, labels, options)
-        seconds = round(time.time() - start, 2)
-        update_report(run_dir, {"seconds": {f"validate_{name}": seconds}})
-        latency = (f" latency {f['latency_us_per_image']:.1f} us/image"
-                   if f.get("latency_us_per_image") is not None else "")
-        accuracy = f"accuracy {f['accuracy']:.2%}" if "accuracy" in f else "no labels"
-        print(f"{name}: {accuracy}, exact logits "
-              f"{f['exact_logit_fraction']:.4%}, max |diff| {f['max_abs_logit_diff']} LSB on "
-              f"{f['images']:,} {what}{latency} ({seconds} s)")
-        if f["exact_logit_fraction"] != 1.0:
-            print(mismatch_message(name, f))
-            all_exact = False
-    return all_exact
+        f["seconds"] = round(time.time() - start, 2)
+        update_report(run_dir, {"seconds": {f"validate_{name}": f["seconds"]}})
+        results[name] = f
+        if on_result is not None:
+            on_result(name, f)
+    return results
+
+
+def all_exact(results: dict[str, dict[str, Any]]) -> bool:
+    """True when every validated backend reproduced golden's logits bit for bit."""
+    return bool(results) and all(f["exact_logit_fraction"] == 1.0 for f in results.values())
+
+
+def validation_line(name: str, f: dict[str, Any], what: str = "inputs") -> str:
+    """The one line `validate` prints per backend (and a second on a mismatch)."""
+    latency = (f" latency {f['latency_us_per_image']:.1f} us/image"
+               if f.get("latency_us_per_image") is not None else "")
+    accuracy = f"accuracy {f['accuracy']:.2%}" if "accuracy" in f else "no labels"
+    line = (f"{name}: {accuracy}, exact logits {f['exact_logit_fraction']:.4%}, max |diff| "
+            f"{f['max_abs_logit_diff']} LSB on {f['images']:,} {what}{latency} "
+            f"({f['seconds']} s)")
+    if f["exact_logit_fraction"] != 1.0:
+        line += "\n" + mismatch_message(name, f)
+    return line
 
 
 def backend_list(specs: list[str], model_file: str | None = None,
@@ -204,84 +202,3 @@ def backend_list(specs: list[str], model_file: str | None = None,
         raise MnistEdgeError(f"--model-file is an ONNX file for the onnxruntime backend only, "
                              f"not for {other!r}; validate {other} in a separate command")
     return list(dict.fromkeys(backends))
-
-
-def validate_command(args: Any) -> int:
-    backends = backend_list(args.backend, args.model_file)
-    rtl_options = {k: v for k, v in (("fpga", getattr(args, "fpga", None)),
-                                     ("lanes", getattr(args, "lanes", None))) if v}
-    run_dir = run_folder(args.run)
-    inputs = None
-    kind, count = parse_inputs_spec(getattr(args, "inputs", None) or "mnist")
-    if kind == "random":
-        inputs = probe_batch(qgraph.load_run(run_dir), count, seed=getattr(args, "seed", 0))
-    ok = validate_run(run_dir, backends, args.data, args.limit, args.model_file, rtl_options,
-                      inputs)
-    return 0 if ok else 1
-
-
-def report_command(args: Any) -> int:
-    from .report_html import write_reports
-
-    paths = write_reports(run_folder(args.run))
-    print("wrote " + ", ".join(str(p) for p in paths))
-    return 0
-
-
-def _timed(run_dir: Path, stage: str, fn, *a, **kw):
-    start = time.time()
-    result = fn(*a, **kw)
-    update_report(run_dir, {"seconds": {stage: round(time.time() - start, 2)}})
-    return result
-
-
-def build_command(args: Any) -> int:
-    """data -> train (or import --from) -> quantize -> evaluate -> export ONNX -> generate C ->
-    validate -> report."""
-    backends = backend_list([args.backends], option="--backends")  # before torch loads
-    from .backends.onnx import export_run
-    from .quantize import quantize_run
-    from .report_html import write_reports
-    from .train import train_model, train_options
-
-    start = time.time()
-    from_onnx = getattr(args, "from_onnx", None)
-    if from_onnx:
-        from .importers import default_name, import_onnx, parse_normalize
-
-        run_dir = Path(args.runs) / (args.name or default_name(from_onnx))
-    else:
-        run_dir = Path(args.runs) / (args.name or args.model)
-    check_run_files(run_dir)
-    if not from_onnx:  # an imported model may read the user's data (input_data.load)
-        data.resolve_data_dir(args.data)
-    if from_onnx:
-        print(f"[1/7] importing {args.from_onnx} into {run_dir}")
-        import_onnx(args.from_onnx, args.runs, run_dir.name, parse_normalize(args.normalize),
-                    args.layout, args.data, input_kind=args.input)
-    else:
-        print(f"[1/7] training {args.model} into {run_dir}")
-        _timed(run_dir, "train", train_model, args.model, run_dir, args.data,
-               **train_options(args))
-    print("[2/7] quantizing")
-    quantize_run(run_dir, args.data, args.calibration, args.calib_images, args.qat_epochs)
-    print("[3/7] evaluating (float and golden int8, full test set)")
-    f = _timed(run_dir, "evaluate", evaluate_run, run_dir, args.data)
-    accuracy = (f"float {f['float_accuracy']:.2%}, int8 {f['int8_accuracy']:.2%}"
-                if "int8_accuracy" in f else "no labels")
-    print(f"      {accuracy}, "
-          f"{f['weight_bytes']:,} B weights, {f['peak_activation_bytes']:,} B peak activations, "
-          f"{f['macs']:,} MACs")
-    print("[4/7] exporting ONNX")
-    _timed(run_dir, "export_onnx", export_run, run_dir)
-    print("[5/7] generating C")
-    _timed(run_dir, "generate_c", generate, run_dir, "c", None, "float", 20, args.data)
-    print(f"[6/7] validating {', '.join(backends)} against golden")
-    ok = validate_run(run_dir, backends, args.data)
-    print("[7/7] writing reports")
-    update_report(run_dir, {"seconds": {"build_total": round(time.time() - start, 2)}})
-    for p in write_reports(run_dir):
-        print(f"      {p}")
-    report = load_report(run_dir)
-    print(f"done in {report['seconds']['build_total']:.0f} s: {run_dir}")
-    return 0 if ok else 1

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mnist_edge.pipeline import validate_run  # noqa: E402
+from mnist_edge.pipeline import all_exact, validate_run  # noqa: E402
 from mnist_edge.report import load_report  # noqa: E402
 from mnist_edge.targets.fpga_synth import synth  # noqa: E402
 
@@ -28,8 +28,8 @@ from mnist_edge.targets.fpga_synth import synth  # noqa: E402
 def bench(run: Path, fpga: str, limit: int | None, do_synth: bool) -> dict:
     start = time.time()
     options = {"fpga": fpga}
-    exact = validate_run(run, ["rtl"], limit=limit, rtl_options=options)
-    exact_uart = validate_run(run, ["rtl-uart"], limit=3, rtl_options=options)
+    exact = all_exact(validate_run(run, ["rtl"], limit=limit, rtl_options=options))
+    exact_uart = all_exact(validate_run(run, ["rtl-uart"], limit=3, rtl_options=options))
     backends = load_report(run)["backends"]
     row = {"run": str(run), "fpga": fpga, "rtl": backends["rtl"],
            "rtl_uart": backends["rtl-uart"], "all_exact": exact and exact_uart}

@@ -22,7 +22,7 @@ from mnist_edge.models import MODEL_NAMES
 from mnist_edge.pipeline import evaluate_run, validate_run
 from mnist_edge.quantize import quantize_run
 from mnist_edge.report import load_report, update_report
-from mnist_edge.train import CHECKPOINT, train_model
+from mnist_edge.trainer import CHECKPOINT, train_model
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
 SLOW_PREFIXES = ("qemu-", "rtl")  # emulated cores and simulations: --qemu-limit images

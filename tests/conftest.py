@@ -25,7 +25,7 @@ def mnist_dir() -> Path:
 def tiny_run(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A trained and quantized `tiny` run on 3,000 images (about 10 s): a real QGraph."""
     from mnist_edge.quantize import quantize_run
-    from mnist_edge.train import train_model
+    from mnist_edge.trainer import train_model
 
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
     train_model("tiny", run_dir, str(mnist_dir), epochs=1, train_limit=3000, quiet=True,

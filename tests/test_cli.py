@@ -52,7 +52,7 @@ def test_train_quantize_evaluate_analyze_report(tmp_path: Path, mnist_dir: Path)
 def test_training_is_reproducible(tmp_path: Path, mnist_dir: Path) -> None:
     import torch
 
-    from mnist_edge.train import train_model
+    from mnist_edge.trainer import train_model
 
     for name in ("a", "b"):
         train_model("tiny", tmp_path / name, str(mnist_dir), epochs=1, train_limit=500,

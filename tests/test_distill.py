@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from mnist_edge.errors import MnistEdgeError
-from mnist_edge.train import (
+from mnist_edge.trainer import (
     CHECKPOINT,
     DISTILL_WEIGHT,
     distillation_loss,

@@ -219,7 +219,7 @@ def test_os_errors_reaching_the_top_are_one_line(monkeypatch: pytest.MonkeyPatch
     import pickle
     import zipfile
 
-    from mnist_edge import cli
+    from mnist_edge import cli, errors
 
     monkeypatch.delenv("MNIST_EDGE_DEBUG", raising=False)
     cases = [OSError(errno.ENOSPC, "No space left on device", "/x/report.json"),
@@ -233,7 +233,7 @@ def test_os_errors_reaching_the_top_are_one_line(monkeypatch: pytest.MonkeyPatch
         assert cli.main(["report", "x"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("mnist-edge: error: "), err
-    assert cli._describe(cases[0])[0] == "/x/report.json: cannot access (No space left on device)"
+    assert errors.one_line(cases[0])[0] == "/x/report.json: cannot access (No space left on device)"
 
 
 def _without_override() -> list[str]:

@@ -226,8 +226,8 @@ def test_end_to_end(tmp_path: Path, mnist_dir: Path, key: str, exporter: str) ->
         backends.append("hls")
     if (key, exporter) in QEMU and shutil.which("qemu-system-arm") and shutil.which(
             "arm-none-eabi-gcc"):
-        assert pipeline.validate_run(run_dir, ["qemu-m4"], str(mnist_dir), 20)
-    assert pipeline.validate_run(run_dir, backends, str(mnist_dir), 100)
+        assert pipeline.all_exact(pipeline.validate_run(run_dir, ["qemu-m4"], str(mnist_dir), 20))
+    assert pipeline.all_exact(pipeline.validate_run(run_dir, backends, str(mnist_dir), 100))
 
 
 # ------------------------------------------------------------------ FloatGraph v2

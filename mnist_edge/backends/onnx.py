@@ -21,7 +21,6 @@ QuantizeLinear divides by y_scale instead of multiplying by M, so rare logits ar
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -476,9 +475,3 @@ def export_run(run_dir: str | Path, fmt: str = "qoperator",
     if fmt == "qdq":
         written.append(export_qdq(graph, run_dir / QDQ_FILE, activations))
     return written
-
-
-def export_command(args: argparse.Namespace) -> int:
-    for path in export_run(args.run, args.format, args.activations):
-        print(f"wrote {path}")
-    return 0

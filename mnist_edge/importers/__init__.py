@@ -164,31 +164,3 @@ def import_tflite(path: str | Path, runs: str | Path = "runs", name: str | None 
 
 def is_tflite_run(run_dir: str | Path) -> bool:
     return is_imported(run_dir) and load_import_info(run_dir).get("format") == "tflite"
-
-
-def import_command(args: Any) -> int:
-    if str(args.model).lower().endswith(".tflite"):
-        if args.normalize or args.layout != "auto":
-            raise MnistEdgeError("--normalize and --layout apply to ONNX models; a .tflite "
-                                 "keeps its own input quantization and layout")
-        run_dir, doc = import_tflite(args.model, args.runs, args.name)
-        kinds = [k for entry in doc["ops"] for k in entry["qgraph"] if not k.startswith("(")]
-        print(f"imported {args.model} -> {run_dir}: {len(doc['ops'])} TFLite operators -> "
-              f"{len(kinds)} QGraph ops in the tflite arithmetic, input "
-              f"{doc['input']['encoding']} {'x'.join(map(str, doc['input']['qgraph_shape']))}"
-              f", output {doc['output']['qgraph_shape'][0]} values")
-        return 0
-    run_dir, doc = import_onnx(args.model, args.runs, args.name, parse_normalize(args.normalize),
-                               args.layout, args.data,
-                               input_kind=getattr(args, "input", None) or "pixels")
-    c = doc["float_check"]
-    dropped = ", ".join(sorted({d["op_type"] for d in doc["dropped"]})) or "nothing"
-    print(f"imported {args.model} -> {run_dir}: {len(doc['ops'])} ops "
-          f"({', '.join(dict.fromkeys(doc['ops']))}), input "
-          f"[N,{','.join(map(str, doc['input_shape']))}] {doc['input_kind']}, "
-          f"layout {doc['layout']}, "
-          f"input norm {doc['input_norm'] or 'none'}, dropped {dropped}; float check vs "
-          f"onnxruntime: max |diff| {c['max_abs_logit_diff']:.2e} "
-          f"({c['relative_diff']:.1e} of the logit range) on {c['images']} inputs "
-          f"({c['data']})")
-    return 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -43,7 +42,7 @@ def quantize_run(run_dir: str | Path, data_dir: str | None = None, method: str =
     checkpoint.qat.pt, then the weights are quantized again with the same activation ranges.
     """
     from ..models import defaults
-    from ..train import (
+    from ..trainer import (
         QAT_CHECKPOINT,
         load_model,
         model_name_of,
@@ -102,11 +101,3 @@ def _quantize_imported(run_dir: Path, data_dir: str | None, method: str, calib_i
     update_report(run_dir, {"model": folded.name, "qgraph_hash": graph.content_hash(),
                             "seconds": {"quantize": round(time.time() - start, 2)}})
     return graph
-
-
-def quantize_command(args: Any) -> int:
-    graph = quantize_run(args.run, args.data, args.calibration, args.calib_images,
-                         args.qat_epochs)
-    print(f"quantized {graph.name}: {len(graph.ops)} ops, hash {graph.content_hash()[:16]} "
-          f"-> {qgraph.find_in_run(args.run)}")
-    return 0

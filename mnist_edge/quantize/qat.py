@@ -15,10 +15,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from ..qgraph import QGraph
-from ..train import VALIDATION_IMAGES, augment, seed_everything, to_float
+from ..trainer import VALIDATION_IMAGES, augment, seed_everything, to_float
 
 
 def quant_points(model: nn.Sequential, graph: QGraph) -> dict[int, tuple[float, int]]:

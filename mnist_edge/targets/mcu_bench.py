@@ -24,12 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from .. import analyze, golden, qgraph
+from .. import analyze, golden
 from ..backends.c import c_inputs
 from ..backends.c_planner import ArenaPlan, plan_arena
 from ..errors import MnistEdgeError
 from ..qgraph import QGraph
-from ..report import update_report
 from .boards import BENCH_TARGET, CORES, get_target
 from .firmware import Firmware, build_firmware, tool
 from .tools import require_tool
@@ -532,13 +531,3 @@ def format_summary(rows: list[tuple[str, str, dict[str, Any]]]) -> str:
                "convolutions take it from the caller), the stack is the high-water mark of one "
                "whole inference.")
     return "\n".join(out)
-
-
-def bench_command(args: Any) -> int:
-    run_dir = Path(args.run)
-    graph = qgraph.load_run(run_dir)
-    figures = bench(run_dir, graph, args.mcu, args.size, data_dir=getattr(args, "data", None))
-    key = args.mcu + ("-Os" if args.size else "")
-    update_report(run_dir, {"mcu_bench": {key: figures}})
-    print(format_table(graph.name, args.mcu, figures))
-    return 0

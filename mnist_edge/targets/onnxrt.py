@@ -149,7 +149,7 @@ def _float_reference(run_dir: Path, images: np.ndarray) -> tuple[np.ndarray, str
     try:
         import torch
 
-        from ..train import load_model
+        from ..trainer import load_model
 
         model = load_model(run_dir)
     except (ImportError, AttributeError, FileNotFoundError, MnistEdgeError):

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from . import data
 from .errors import MnistEdgeError
@@ -101,11 +101,14 @@ def train_model(model_name: str, run_dir: Path, data_dir: str | None = None, *,
                 epochs: int | None = None, lr: float | None = None, batch_size: int = 128,
                 seed: int = 0, patience: int = 4, augment_data: bool | None = None,
                 train_limit: int | None = None, threads: int | None = None,
-                teacher: str | Path | None = None, quiet: bool = False) -> dict[str, Any]:
+                teacher: str | Path | None = None, quiet: bool = False,
+                progress: bool | None = None) -> dict[str, Any]:
     """Train one zoo model into `run_dir`; returns the history dictionary.
 
     `teacher` is a run folder to distil from, 'none', or None for the model's default.
+    `quiet` drops the per-epoch lines; `progress` the bar (default: shown unless quiet).
     """
+    progress = not quiet if progress is None else progress
     cfg = defaults(model_name)
     epochs = epochs or cfg.epochs
     lr = lr or cfg.lr
@@ -140,7 +143,7 @@ def train_model(model_name: str, run_dir: Path, data_dir: str | None = None, *,
         order = torch.randperm(len(x_train), generator=gen)
         total_loss, seen = 0.0, 0
         bar = tqdm(range(steps_per_epoch), desc=f"{model_name} epoch {epoch}/{epochs}",
-                   disable=True if quiet else None, leave=False, unit="batch", mininterval=2.0)
+                   disable=None if progress else True, leave=False, unit="batch", mininterval=2.0)
         for step in bar:
             idx = order[step * batch_size : (step + 1) * batch_size]
             xb, yb = x_train[idx], y_train[idx]
@@ -275,18 +278,3 @@ def plot_curves(history: dict[str, Any], path: Path) -> None:
     ax2.set_ylabel("validation accuracy (%)")
     fig.suptitle(f"{history['model']}: training curves")
     save_figure(fig, path)
-
-
-def train_options(args) -> dict[str, Any]:
-    """train_model's keyword arguments from the options `train` and `build` share."""
-    return {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
-            "seed": args.seed, "patience": args.patience,
-            "augment_data": False if args.no_augment else None,
-            "train_limit": args.train_limit, "threads": args.threads, "teacher": args.teacher}
-
-
-def train_command(args) -> int:
-    run_dir = Path(args.runs) / (args.name or args.model)
-    train_model(args.model, run_dir, args.data, **train_options(args))
-    print(f"trained {args.model} -> {run_dir / CHECKPOINT}")
-    return 0
