@@ -89,7 +89,7 @@ def usage(parser: argparse.ArgumentParser) -> str:
 
 
 def command_markdown(name: str, parser: argparse.ArgumentParser) -> str:
-    lines = [f"## mnist-edge {name}", "", md_text(parser.description or ""), "",
+    lines = [f"### mnist-edge {name}", "", md_text(parser.description or ""), "",
              "```text", usage(parser), "```", ""]
     args = arguments(parser)
     if args:

@@ -13,10 +13,11 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import cli_reference  # beside this file: MkDocs puts this folder on sys.path while loading
+import docs_tables
 from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File
 
@@ -24,9 +25,6 @@ SCRIPTS = Path(__file__).resolve().parent
 REPO = SCRIPTS.parent
 EXAMPLES = REPO / "examples"
 NOTEBOOKS_PAGE = "notebooks.md"
-
-if str(SCRIPTS) not in sys.path:
-    sys.path.insert(0, str(SCRIPTS))
 
 
 def notebooks() -> list[Path]:
@@ -80,9 +78,6 @@ def notebook_list() -> str:
 
 def _generated() -> dict[str, Callable[[], str]]:
     """Marker comment in a page -> the function whose Markdown replaces it."""
-    import cli_reference
-    import docs_tables
-
     return {"cli-reference": cli_reference.cli_markdown,
             "op-kinds": docs_tables.op_kinds_markdown,
             "targets": docs_tables.targets_markdown,

@@ -9,18 +9,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from cli_reference import md_text  # beside this file (on sys.path for the docs hooks)
+
 REPO = Path(__file__).resolve().parent.parent
 
 
 def _import_repo() -> None:
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
-
-
-def md_text(text: str) -> str:
-    from cli_reference import md_text
-
-    return md_text(text)
 
 
 def op_kinds_markdown() -> str:
@@ -42,9 +38,9 @@ def targets_markdown() -> str:
     def size(n: int) -> str:
         return f"{n // (1 << 20)} MB" if n >= 1 << 20 else f"{n // 1024} KB"
 
-    rows = ["| target | what it is | core | requantization | flash / RAM |",
-            "| --- | --- | --- | --- | --- |"]
+    rows = ["| target | option | what it is | core | requantization | flash / RAM |",
+            "| --- | --- | --- | --- | --- | --- |"]
     for boards, how in ((TARGETS, "`--target`"), (BOARDS, "`--board`")):
-        rows += [f"| `{b.name}` ({how}) | {b.title} | {b.core} | {CORES[b.core].requant} | "
+        rows += [f"| `{b.name}` | {how} | {b.title} | {b.core} | {CORES[b.core].requant} | "
                  f"{size(b.flash_size)} / {size(b.ram_size)} |" for b in boards.values()]
     return "\n".join(rows) + "\n"
