@@ -5,7 +5,7 @@
   and the firmware targets come from their registries the same way (scripts/docs_tables.py).
   A page asks for one with a `<!-- generated: NAME -->` comment.
 * The notebooks live in examples/ (where a user runs them), not in docs/: every
-  examples/*.ipynb is added to the build as notebooks/<name>.ipynb (mkdocs-jupyter renders
+  examples/*.ipynb is added to the build at that same path (mkdocs-jupyter renders
   it, unexecuted), listed on docs/notebooks.md and put into the nav under "Notebooks".
   With no notebook yet, the page says they are coming, and the build passes either way.
 """
@@ -54,15 +54,19 @@ def on_config(config):
     for i, entry in enumerate(config.nav or []):
         if isinstance(entry, dict) and entry.get("Notebooks") == NOTEBOOKS_PAGE and found:
             config.nav[i] = {"Notebooks": [{"Overview": NOTEBOOKS_PAGE}] + [
-                {notebook_title(p): f"notebooks/{p.name}"} for p in found]}
+                {notebook_title(p): f"examples/{p.name}"} for p in found]}
     return config
 
 
 @event_priority(100)  # before mkdocs-jupyter's on_files, which picks the notebooks up
 def on_files(files, config):
+    """Each notebook as a file of the site at its path in the repository: a File whose
+    source folder is the repository root (mkdocs-jupyter reads notebooks through
+    `src_dir`, so a `File.generated` one would not render)."""
     for path in notebooks():
-        files.append(File.generated(config, f"notebooks/{path.name}",
-                                    abs_src_path=str(path)))
+        files.append(File(f"examples/{path.name}", src_dir=str(REPO),
+                          dest_dir=config.site_dir,
+                          use_directory_urls=config.use_directory_urls))
     return files
 
 
@@ -72,7 +76,7 @@ def notebook_list() -> str:
         return ("!!! note \"Coming soon\"\n    No notebook is in `examples/` yet: the "
                 "notebooks that walk through the Python API are coming. Each "
                 "`examples/*.ipynb` appears here by itself once it exists.\n")
-    return "\n".join(f"- [{notebook_title(p)}](notebooks/{p.name}) (`examples/{p.name}`)"
+    return "\n".join(f"- [{notebook_title(p)}](examples/{p.name}) (`examples/{p.name}`)"
                      for p in found) + "\n"
 
 
