@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import threading
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -23,12 +24,16 @@ def load_parser() -> argparse.ArgumentParser:
     put back so that `mkdocs serve` still stops on Ctrl-C as usual."""
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
+    if "mnist_edge.cli" in sys.modules or threading.current_thread() is not threading.main_thread():
+        from mnist_edge.cli import build_parser  # (only the main thread may set handlers)
+
+        return build_parser()
     saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         from mnist_edge.cli import build_parser
     finally:
         for sig, handler in saved.items():
-            if handler is not None:
+            if handler is not None and signal.getsignal(sig) is not handler:
                 signal.signal(sig, handler)
     return build_parser()
 
