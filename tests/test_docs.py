@@ -94,8 +94,10 @@ def _mkdocs() -> None:
 
 
 def build_site(root: Path, out: Path) -> subprocess.CompletedProcess:
+    """`mkdocs build --strict` (not -q: quiet mode stops counting the warnings that
+    --strict turns into a failure)."""
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-    return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q",
+    return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict",
                            "-f", str(root / "mkdocs.yml"), "-d", str(out)],
                           capture_output=True, text=True, env=env, timeout=300)
 
@@ -140,14 +142,20 @@ def test_site_builds_strict_with_every_page(site: Path) -> None:
             assert f'id="{obj.__module__}.{obj.__qualname__}"' in api, name
 
 
-def test_strict_build_fails_on_a_missing_api_reference(tmp_path: Path) -> None:
+@pytest.mark.parametrize("page, line, named", [
+    ("api.md", "::: mnist_edge.api.NoSuchThing", "NoSuchThing"),
+    ("web.md", "[a figure](BENCHMARKS.md#no-such-section)", "no-such-section"),
+    ("web.md", "[a page](no-such-page.md)", "no-such-page.md"),
+])
+def test_strict_build_fails_on_a_broken_reference(tmp_path: Path, page: str, line: str,
+                                                   named: str) -> None:
     _mkdocs()
     root = copy_tree(tmp_path / "repo")
-    api = root / "docs" / "api.md"
-    api.write_text(api.read_text() + "\n::: mnist_edge.api.NoSuchThing\n")
+    path = root / "docs" / page
+    path.write_text(path.read_text() + f"\n{line}\n")
     result = build_site(root, tmp_path / "site")
     assert result.returncode != 0
-    assert "NoSuchThing" in result.stdout + result.stderr
+    assert named in result.stdout + result.stderr
 
 
 def test_notebooks_in_examples_join_the_site(tmp_path: Path) -> None:
