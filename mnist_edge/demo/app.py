@@ -32,29 +32,6 @@ PREVIEW_SCALE = 8
 
 
 # ------------------------------------------------------------------ inputs -> ink
-def ink_from_rgba(rgba: np.ndarray) -> np.ndarray:
-    """uint8 ink [H, W] (0 = background) of an RGB(A)/grey image, whatever its polarity.
-
-    Composited over white, ink = 255 - luminance; if most of the image is dark (a white
-    digit on black, as MNIST stores them), the polarity is flipped. The background level
-    (the median) is then subtracted so that paper grain does not widen the ink's box.
-    """
-    a = np.asarray(rgba)
-    if a.ndim == 2:
-        grey = a.astype(np.int64)
-    else:
-        rgb = a[..., :3].astype(np.int64)
-        grey = (299 * rgb[..., 0] + 587 * rgb[..., 1] + 114 * rgb[..., 2] + 500) // 1000
-        if a.shape[-1] == 4:
-            alpha = a[..., 3].astype(np.int64)
-            grey = (alpha * grey + (255 - alpha) * 255 + 127) // 255
-    ink = 255 - grey
-    if np.median(ink) > 127:
-        ink = 255 - ink
-    ink = np.clip(ink - int(np.median(ink)), 0, 255)
-    return ink.astype(np.uint8)
-
-
 def load_upload(path: str | Path) -> np.ndarray:
     """An uploaded file -> ink bitmap; every bad upload becomes a one-line MnistEdgeError."""
     from PIL import Image, UnidentifiedImageError
@@ -77,7 +54,7 @@ def load_upload(path: str | Path) -> np.ndarray:
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
         raise MnistEdgeError("the uploaded file is not an image this demo can read "
                              "(PNG, JPEG, GIF, BMP, WebP)") from None
-    return ink_from_rgba(rgba)
+    return pp.ink_from_rgba(rgba)
 
 
 def parse_strokes(payload: Any) -> tuple[list, int, int]:
