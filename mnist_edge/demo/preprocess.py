@@ -255,3 +255,14 @@ def image_from_rgba(rgba: np.ndarray, channels: int, size: tuple[int, int]) -> n
     rgb = _over_white(rgba)
     img = (_grey(rgb)[..., None] if channels == 1 else rgb).astype(np.uint8)
     return area_resize(img, size)
+
+
+# ------------------------------------------------------------------ what a model takes
+def image_shape(graph) -> tuple[int, int, int] | None:
+    """(C, H, W) of a QGraph whose input is an image of uint8 pixels with 1 (grey) or 3
+    (RGB) channels: it can be uploaded, and drawn when C is 1. None for features and
+    vectors: those take test data only."""
+    shape = tuple(graph.input.shape)
+    if graph.input_encoding == "uint8" and len(shape) == 3 and shape[0] in (1, 3):
+        return int(shape[0]), int(shape[1]), int(shape[2])
+    return None
