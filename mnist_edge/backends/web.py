@@ -94,7 +94,8 @@ def page_input(graph: QGraph) -> dict:
     c, h, w = img if img is not None else (0, 0, 0)
     dims = (*x.shape[1:], x.shape[0]) if len(x.shape) == 3 else tuple(x.shape)
     return {"layout": "&times;".join(str(int(d)) for d in dims)
-            + (" (H&times;W&times;C)" if len(x.shape) == 3 else ""),"shape": [int(d) for d in x.shape], "encoding": graph.input_encoding,
+            + (" (H&times;W&times;C)" if len(x.shape) == 3 else ""),
+            "shape": [int(d) for d in x.shape], "encoding": graph.input_encoding,
             "size": int(x.size), "image": img is not None, "draw": img is not None and c == 1,
             "channels": c, "height": h, "width": w, "doc": input_doc(graph)}
 
