@@ -115,7 +115,7 @@ def test_bad_inputs_give_a_message_never_a_traceback(demo_app, tmp_path: Path) -
              (demo.on_strokes, {"strokes": []}, "empty"),
              (demo.on_strokes, "{not json", "could not be read"),
              (demo.on_strokes, {"strokes": [[[1, 2]]], "width": 10 ** 6}, "outside"),
-             (demo.on_test_image, "abc", "not a test image")]
+             (demo.on_test_image, "abc", "not a test input")]
     for fn, arg, words in cases:
         image, page, fmap = fn(arg)
         assert image is None and fmap is None
