@@ -3,6 +3,7 @@ Gradio server itself: drawn in Chromium, bound to 127.0.0.1, 100 requests with f
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -179,19 +180,18 @@ def _listening_addresses(port: int) -> set[str]:
     return found
 
 
-@pytest.fixture(scope="module")
-def server(tiny_run: Path, mnist_dir: Path):
-    """`mnist-edge demo` in a subprocess on a free port; yields (url, process)."""
+@contextlib.contextmanager
+def serve(run: Path, backends: str, data_dir: Path | None = None):
+    """`mnist-edge demo RUN` in a subprocess on a free port; yields (url, process, port)."""
     pytest.importorskip("gradio")
     port = _free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO), "GRADIO_ANALYTICS_ENABLED": "False",
-           "MNIST_EDGE_DATA": str(mnist_dir)}
-    log = tiny_run.parent / "demo-server.log"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "GRADIO_ANALYTICS_ENABLED": "False"}
+    if data_dir is not None:
+        env["MNIST_EDGE_DATA"] = str(data_dir)
+    log = run.parent / "demo-server.log"
     with open(log, "w") as out:
-        # The host-side backends only: hls and qemu-m4 are checked through the engine above,
-        # and leaving their subprocesses out keeps 110 requests within the time budget.
-        proc = subprocess.Popen([sys.executable, "-m", "mnist_edge.cli", "demo", str(tiny_run),
-                                 "--port", str(port), "--backends", SERVER_BACKENDS],
+        proc = subprocess.Popen([sys.executable, "-m", "mnist_edge.cli", "demo", str(run),
+                                 "--port", str(port), "--backends", backends],
                                 stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
     url = f"http://127.0.0.1:{port}/"
     try:
@@ -217,6 +217,15 @@ def server(tiny_run: Path, mnist_dir: Path):
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_run: Path, mnist_dir: Path):
+    """`mnist-edge demo` of the tiny run; yields (url, process, port)."""
+    # The host-side backends only: hls and qemu-m4 are checked through the engine above,
+    # and leaving their subprocesses out keeps 110 requests within the time budget.
+    with serve(tiny_run, SERVER_BACKENDS, mnist_dir) as running:
+        yield running
 
 
 def test_server_binds_to_localhost_and_prints_its_address(server, tiny_run: Path) -> None:
@@ -451,3 +460,63 @@ def test_a_features_model_shows_only_its_test_data(other_demos, tmp_path: Path) 
     assert tabs == ["Test data"]
     assert not [b for b in blocks.blocks.values() if isinstance(b, (gr.File, gr.HTML))
                 and getattr(b, "elem_id", "") in ("demo-upload", "demo-canvas")]
+
+
+def demo_rows(driver) -> dict[str, list[int]]:
+    from selenium.webdriver.common.by import By
+
+    rows = {}
+    for row in driver.find_elements(By.CSS_SELECTOR, "#demo-backends tr[data-backend]"):
+        cells = row.find_elements(By.CSS_SELECTOR, "td[data-logit]")
+        if cells:
+            rows[row.get_attribute("data-backend")] = [int(c.text) for c in cells]
+    return rows
+
+
+def test_other_models_on_the_gradio_page_in_chromium(tmp_path_factory: pytest.TempPathFactory,
+                                                     tmp_path: Path) -> None:
+    """A 1x32x32 model drawn, a 3x20x18 model uploaded, through the served page."""
+    need("chromium")
+    need("chromedriver")
+    pytest.importorskip("selenium")
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+
+    from mnist_edge.targets.browser import chromium
+
+    driver = chromium(1100, 1400)
+    try:
+        run = _other_run(tmp_path_factory, "grey32")
+        graph = qgraph.load_run(run)
+        with serve(run, "golden,c") as (url, _, _):
+            driver.get(url)
+            wait_for(lambda: driver.execute_script(
+                "return !!window.mnistEdgeDemo && !!document.querySelector('#me-canvas')"), 60)
+            draw(driver, driver.find_element(By.ID, "me-canvas"), SEVEN)
+            el = wait_for(lambda: driver.find_elements(By.ID, "demo-input"), 60)[0]
+            recorded = driver.execute_script("return window.mnistEdgeDemo.strokes")
+            pixels = np.frombuffer(bytes.fromhex(el.get_attribute("data-pixels")), np.uint8)
+            want = pp.preprocess_strokes(recorded, size=(32, 32))
+            np.testing.assert_array_equal(pixels.reshape(32, 32), want)
+            reference = golden.run_int8(graph, want[None])[0].tolist()
+            assert demo_rows(driver) == {"golden": reference, "c": reference}
+        run = _other_run(tmp_path_factory, "rgb")
+        graph = qgraph.load_run(run)
+        with serve(run, "golden,c") as (url, _, _):
+            driver.get(url)
+            field = wait_for(lambda: driver.find_elements(
+                By.CSS_SELECTOR, "#demo-upload input[type=file]"), 60)[0]
+            assert not driver.find_elements(By.ID, "me-canvas")
+            photo = np.random.default_rng(2).integers(0, 256, (31, 26, 3)).astype(np.uint8)
+            path = tmp_path / "photo.png"
+            Image.fromarray(photo).save(path)
+            field.send_keys(str(path))
+            el = wait_for(lambda: driver.find_elements(By.ID, "demo-input"), 60)[0]
+            pixels = np.frombuffer(bytes.fromhex(el.get_attribute("data-pixels")), np.uint8)
+            want = pp.image_from_rgba(np.asarray(Image.open(path).convert("RGBA")), 3,
+                                      (20, 18)).transpose(2, 0, 1)
+            np.testing.assert_array_equal(pixels.reshape(3, 20, 18), want)
+            reference = golden.run_int8(graph, want[None])[0].tolist()
+            assert demo_rows(driver) == {"golden": reference, "c": reference}
+    finally:
+        driver.quit()
