@@ -135,7 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--requant", choices=["float", "int"], default="float",
                    help="C requantization: float32 (FPU) or integer-only")
     p.add_argument("--vectors", type=positive_int, default=20,
-                   help="test images in test_vectors (at least 1: the self-test runs them)")
+                   help="test inputs in test_vectors (at least 1: the self-test runs them; "
+                   "the web page embeds them): the first of --data, else MNIST for a 1x28x28 "
+                   "model, seeded random inputs for any other")
+    _add_data(p)
     p.add_argument("--force", action="store_true",
                    help="replace an --out folder holding an earlier mnist-edge output "
                    "(a folder without mnist-edge's manifest.json is never replaced)")

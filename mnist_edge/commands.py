@@ -112,7 +112,8 @@ def export_command(args: Any) -> int:
 def generate_command(args: Any) -> int:
     out = api.load(args.run).generate(args.target, args.out, prefix=args.prefix,
                                       requant=args.requant, vectors=args.vectors,
-                                      force=args.force, fpga=args.fpga, lanes=args.lanes)
+                                      data=args.data, force=args.force, fpga=args.fpga,
+                                      lanes=args.lanes)
     print(f"generated {args.target} -> {out}")
     return 0
 

@@ -133,7 +133,7 @@ def generate(run_dir: Path, target: str, out: str | None = None, requant: str = 
         return generate_rtl(graph, out_dir, pixels, fpga, lanes)
     from .backends.web import generate_web
 
-    return generate_web(graph, out_dir, requant)
+    return generate_web(graph, out_dir, requant, pixels)
 
 
 def validate_run(run_dir: Path, backends: list[str], data_dir: DataSource = None,

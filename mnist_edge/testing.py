@@ -87,6 +87,7 @@ LAYOUT_INPUTS: dict[str, tuple[tuple[int, ...], str, int | None]] = {
     "features": ((1, 49, 10), "int8", -7),  # audio features, int8 with a zero point
     "vector": ((40,), "int8", 5),  # a feature vector
     "rgb-lut": ((3, 12, 12), "uint8", -128),  # raw RGB pixels, normalised by a LUT
+    "grey32": ((1, 32, 32), "uint8", None),  # one channel of raw pixels, not 28x28
 }
 LAYOUTS.update({
     "rgb": [
@@ -119,7 +120,16 @@ LAYOUTS.update({
         ("linear", {"cout": 3}),
     ],
 })
-SHAPE_LAYOUTS = tuple(LAYOUT_INPUTS)
+LAYOUTS["grey32"] = [
+    ("conv2d", {"cout": 4, "kernel": [3, 3], "stride": [1, 1], "padding": [1, 1, 1, 1]}),
+    ("maxpool2d", {"kernel": [2, 2], "stride": [2, 2]}),
+    ("conv2d", {"cout": 6, "kernel": [3, 3], "stride": [2, 2], "padding": [1, 1, 1, 1]}),
+    ("flatten", {}),
+    ("linear", {"cout": 5}),
+]
+# The layouts whose inputs are not MNIST's image format (grey32 is, at another size: the
+# demo and the web page test it).
+SHAPE_LAYOUTS = ("rgb", "features", "vector", "rgb-lut")
 
 
 def _accumulators(op: QOp, x: QTensor, h: np.ndarray) -> np.ndarray:

@@ -3,6 +3,7 @@ Gradio server itself: drawn in Chromium, bound to 127.0.0.1, 100 requests with f
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -115,7 +116,7 @@ def test_bad_inputs_give_a_message_never_a_traceback(demo_app, tmp_path: Path) -
              (demo.on_strokes, {"strokes": []}, "empty"),
              (demo.on_strokes, "{not json", "could not be read"),
              (demo.on_strokes, {"strokes": [[[1, 2]]], "width": 10 ** 6}, "outside"),
-             (demo.on_test_image, "abc", "not a test image")]
+             (demo.on_test_image, "abc", "not a test input")]
     for fn, arg, words in cases:
         image, page, fmap = fn(arg)
         assert image is None and fmap is None
@@ -179,19 +180,18 @@ def _listening_addresses(port: int) -> set[str]:
     return found
 
 
-@pytest.fixture(scope="module")
-def server(tiny_run: Path, mnist_dir: Path):
-    """`mnist-edge demo` in a subprocess on a free port; yields (url, process)."""
+@contextlib.contextmanager
+def serve(run: Path, backends: str, data_dir: Path | None = None):
+    """`mnist-edge demo RUN` in a subprocess on a free port; yields (url, process, port)."""
     pytest.importorskip("gradio")
     port = _free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO), "GRADIO_ANALYTICS_ENABLED": "False",
-           "MNIST_EDGE_DATA": str(mnist_dir)}
-    log = tiny_run.parent / "demo-server.log"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "GRADIO_ANALYTICS_ENABLED": "False"}
+    if data_dir is not None:
+        env["MNIST_EDGE_DATA"] = str(data_dir)
+    log = run.parent / "demo-server.log"
     with open(log, "w") as out:
-        # The host-side backends only: hls and qemu-m4 are checked through the engine above,
-        # and leaving their subprocesses out keeps 110 requests within the time budget.
-        proc = subprocess.Popen([sys.executable, "-m", "mnist_edge.cli", "demo", str(tiny_run),
-                                 "--port", str(port), "--backends", SERVER_BACKENDS],
+        proc = subprocess.Popen([sys.executable, "-m", "mnist_edge.cli", "demo", str(run),
+                                 "--port", str(port), "--backends", backends],
                                 stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
     url = f"http://127.0.0.1:{port}/"
     try:
@@ -217,6 +217,15 @@ def server(tiny_run: Path, mnist_dir: Path):
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_run: Path, mnist_dir: Path):
+    """`mnist-edge demo` of the tiny run; yields (url, process, port)."""
+    # The host-side backends only: hls and qemu-m4 are checked through the engine above,
+    # and leaving their subprocesses out keeps 110 requests within the time budget.
+    with serve(tiny_run, SERVER_BACKENDS, mnist_dir) as running:
+        yield running
 
 
 def test_server_binds_to_localhost_and_prints_its_address(server, tiny_run: Path) -> None:
@@ -306,5 +315,208 @@ def test_draw_on_the_gradio_page_in_chromium(server, tiny_run: Path, tmp_path: P
             assert "bit-exact across" in driver.find_element(By.ID, "demo-exact").text
         time.sleep(0.5)   # let the feature-map image paint before the screenshot
         save_screenshot(driver, tmp_path, "demo_page.png")
+    finally:
+        driver.quit()
+
+
+# ------------------------------------------------------------------ models of other inputs
+OTHER_BACKENDS = ["golden", "onnxruntime", "c", "hls"]
+
+
+def _other_run(tmp_path_factory: pytest.TempPathFactory, layout: str) -> Path:
+    from mnist_edge.testing import random_qgraph
+
+    graph = random_qgraph(1, layout)
+    run = tmp_path_factory.mktemp("runs") / layout
+    qgraph.save(graph, run / graph.name)
+    return run
+
+
+@pytest.fixture(scope="module")
+def other_demos(tmp_path_factory: pytest.TempPathFactory):
+    """Demos of a 1x32x32 model (5 classes), a 3x20x18 one (7) and a 1x49x10 int8 features
+    one (12, with an .npz of float features and labels as --data)."""
+    from mnist_edge.demo.app import Demo
+    from mnist_edge.demo.engine import Engine
+
+    demos, engines = {}, []
+    for layout in ("grey32", "rgb", "features"):
+        run = _other_run(tmp_path_factory, layout)
+        engine = Engine(run, OTHER_BACKENDS)
+        engines.append(engine)
+        data_arg = None
+        if layout == "features":
+            rng = np.random.default_rng(3)
+            data_arg = str(run / "features.npz")
+            np.savez(data_arg, x=rng.standard_normal((9, 1, 49, 10)).astype(np.float32) * 0.5,
+                     y=rng.integers(0, 12, 9))
+        demos[layout] = Demo(engine, data_arg)
+    yield demos
+    for engine in engines:
+        engine.close()
+
+
+def shown(page: str) -> tuple[np.ndarray, dict[str, list[int]]]:
+    """The input bytes and every backend's logits, read from the results HTML."""
+    import re
+
+    hexed = re.search(r"data-pixels='([0-9a-f]*)'", page).group(1)
+    rows = {}
+    for name, body in re.findall(r"<tr data-backend='([^']+)'>(.*?)</tr>", page, re.S):
+        rows[name] = [int(v) for v in re.findall(r"<td data-logit='\d+'[^>]*>(-?\d+)</td>",
+                                                 body)]
+    return np.frombuffer(bytes.fromhex(hexed), np.uint8), rows
+
+
+def assert_exact(demo, page: str, want: np.ndarray) -> None:
+    """The page's input is `want` (its bytes) and every backend that ran shows golden's
+    logits for it."""
+    graph = demo.engine.graph
+    got, rows = shown(page)
+    np.testing.assert_array_equal(got, np.ascontiguousarray(want).view(np.uint8).reshape(-1))
+    x = got.view(graph.input_dtype).reshape(1, *graph.input.shape)
+    reference = golden.run_int8(graph, x)[0].tolist()
+    assert len(reference) == graph.output.size
+    ran = [name for name in demo.engine.backends if name in demo.engine.runners]
+    assert sorted(rows) == sorted(ran) and len(ran) >= 3, rows
+    for name in ran:
+        assert rows[name] == reference, name
+    assert "bit-exact across" in page
+
+
+def test_a_32x32_model_is_drawn_and_uploaded_at_its_own_size(other_demos,
+                                                             tmp_path: Path) -> None:
+    from PIL import Image
+
+    demo = other_demos["grey32"]
+    assert demo.tabs == ["Draw", "Upload", "Test data"]
+    assert "hls" in demo.engine.runners        # one channel of uint8 pixels: HLS takes it
+    for strokes in (SEVEN, FOUR):
+        payload = {"strokes": [[[140 + x, 140 + y] for x, y in s] for s in strokes]}
+        image, page, fmap = demo.on_strokes(payload)
+        want = pp.preprocess_strokes(payload["strokes"], size=(32, 32))
+        assert_exact(demo, page, want)
+        assert image.shape == (32 * 7, 32 * 7) and fmap.ndim == 3
+        answer = json.loads(demo.api_strokes(json.dumps(payload)))
+        assert answer["input"] == bytes(want.reshape(-1)).hex()
+    paper = np.full((50, 30, 3), 230, np.uint8)
+    paper[5:45, 12:17] = 20
+    path = tmp_path / "one.png"
+    Image.fromarray(paper).save(path)
+    rgba = np.asarray(Image.open(path).convert("RGBA"))
+    _, page, _ = demo.on_upload(str(path))                  # as a drawing, by default
+    assert_exact(demo, page, pp.preprocess(pp.ink_from_rgba(rgba), (32, 32)))
+    _, page, _ = demo.on_upload(str(path), "whole")
+    assert_exact(demo, page, pp.image_from_rgba(rgba, 1, (32, 32))[..., 0])
+    _, page, _ = demo.on_test_image(2)                       # seeded random: no MNIST here
+    assert "seeded random" in demo.source and demo.labels is None
+    assert_exact(demo, page, demo.inputs[2])
+
+
+def test_an_rgb_model_takes_uploads_whole(other_demos, tmp_path: Path) -> None:
+    from PIL import Image
+
+    demo = other_demos["rgb"]
+    assert demo.tabs == ["Upload", "Test data"]
+    assert "hls" in demo.engine.missing       # HLS reads one channel: said, not hidden
+    rng = np.random.default_rng(8)
+    photo = rng.integers(0, 256, (33, 41, 3)).astype(np.uint8)
+    photo[:, :10, 2] = 255
+    path = tmp_path / "photo.png"
+    Image.fromarray(photo).save(path)
+    image, page, fmap = demo.on_upload(str(path))
+    want = pp.image_from_rgba(np.asarray(Image.open(path).convert("RGBA")), 3, (20, 18))
+    assert_exact(demo, page, want.transpose(2, 0, 1))
+    assert image.shape == (20 * 11, 18 * 11, 3) and fmap.ndim == 3
+    for fn, arg in ((demo.on_strokes, {"strokes": [[[5, 5], [50, 50]]]}),
+                    (demo.on_upload, None)):
+        image, page, _ = fn(arg)
+        assert image is None and "id='demo-message'" in page
+    assert "reads 3 channels" in demo.on_strokes({"strokes": [[[5, 5]]]})[1]
+    assert "drawing" in demo.on_upload(str(path), "drawing")[1]
+
+
+def test_a_features_model_shows_only_its_test_data(other_demos, tmp_path: Path) -> None:
+    from mnist_edge import inputs as input_data
+
+    demo = other_demos["features"]
+    assert demo.tabs == ["Test data"]
+    assert demo.labels is not None and len(demo.inputs) == 9
+    for i in (0, 4, 8):
+        image, page, fmap = demo.on_test_image(i)
+        assert image is None and fmap.ndim == 3      # no picture of features; the maps
+        q = input_data.graph_input(demo.engine.graph, demo.inputs[i][None])[0]
+        assert_exact(demo, page, q)
+        assert f"label <b id='demo-label'>{demo.labels[i]}</b>" in page
+    for fn, arg in ((demo.on_strokes, {"strokes": [[[5, 5]]]}),
+                    (demo.on_upload, str(tmp_path / "x.png"))):
+        _, page, _ = fn(arg)
+        assert "takes [N,1,49,10] float features, not an image" in page
+    gr = pytest.importorskip("gradio")
+    from mnist_edge.demo.app import build_app
+
+    blocks = build_app(demo)
+    tabs = [b.label for b in blocks.blocks.values() if isinstance(b, gr.Tab)]
+    assert tabs == ["Test data"]
+    assert not [b for b in blocks.blocks.values() if isinstance(b, (gr.File, gr.HTML))
+                and getattr(b, "elem_id", "") in ("demo-upload", "demo-canvas")]
+
+
+def demo_rows(driver) -> dict[str, list[int]]:
+    from selenium.webdriver.common.by import By
+
+    rows = {}
+    for row in driver.find_elements(By.CSS_SELECTOR, "#demo-backends tr[data-backend]"):
+        cells = row.find_elements(By.CSS_SELECTOR, "td[data-logit]")
+        if cells:
+            rows[row.get_attribute("data-backend")] = [int(c.text) for c in cells]
+    return rows
+
+
+def test_other_models_on_the_gradio_page_in_chromium(tmp_path_factory: pytest.TempPathFactory,
+                                                     tmp_path: Path) -> None:
+    """A 1x32x32 model drawn, a 3x20x18 model uploaded, through the served page."""
+    need("chromium")
+    need("chromedriver")
+    pytest.importorskip("selenium")
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+
+    from mnist_edge.targets.browser import chromium
+
+    driver = chromium(1100, 1400)
+    try:
+        run = _other_run(tmp_path_factory, "grey32")
+        graph = qgraph.load_run(run)
+        with serve(run, "golden,c") as (url, _, _):
+            driver.get(url)
+            wait_for(lambda: driver.execute_script(
+                "return !!window.mnistEdgeDemo && !!document.querySelector('#me-canvas')"), 60)
+            draw(driver, driver.find_element(By.ID, "me-canvas"), SEVEN)
+            el = wait_for(lambda: driver.find_elements(By.ID, "demo-input"), 60)[0]
+            recorded = driver.execute_script("return window.mnistEdgeDemo.strokes")
+            pixels = np.frombuffer(bytes.fromhex(el.get_attribute("data-pixels")), np.uint8)
+            want = pp.preprocess_strokes(recorded, size=(32, 32))
+            np.testing.assert_array_equal(pixels.reshape(32, 32), want)
+            reference = golden.run_int8(graph, want[None])[0].tolist()
+            assert demo_rows(driver) == {"golden": reference, "c": reference}
+        run = _other_run(tmp_path_factory, "rgb")
+        graph = qgraph.load_run(run)
+        with serve(run, "golden,c") as (url, _, _):
+            driver.get(url)
+            field = wait_for(lambda: driver.find_elements(
+                By.CSS_SELECTOR, "#demo-upload input[type=file]"), 60)[0]
+            assert not driver.find_elements(By.ID, "me-canvas")
+            photo = np.random.default_rng(2).integers(0, 256, (31, 26, 3)).astype(np.uint8)
+            path = tmp_path / "photo.png"
+            Image.fromarray(photo).save(path)
+            field.send_keys(str(path))
+            el = wait_for(lambda: driver.find_elements(By.ID, "demo-input"), 60)[0]
+            pixels = np.frombuffer(bytes.fromhex(el.get_attribute("data-pixels")), np.uint8)
+            want = pp.image_from_rgba(np.asarray(Image.open(path).convert("RGBA")), 3,
+                                      (20, 18)).transpose(2, 0, 1)
+            np.testing.assert_array_equal(pixels.reshape(3, 20, 18), want)
+            reference = golden.run_int8(graph, want[None])[0].tolist()
+            assert demo_rows(driver) == {"golden": reference, "c": reference}
     finally:
         driver.quit()

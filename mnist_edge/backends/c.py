@@ -420,7 +420,9 @@ def c_inputs(graph: QGraph, inputs: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x).reshape(len(x), -1)
 
 
-def _vectors(graph: QGraph, inputs: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def self_test_vectors(graph: QGraph, inputs: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(rows the C reads, golden int8 logits) of the self-test's inputs (seeded random when
+    `inputs` is None)."""
     if inputs is None:
         inputs = random_inputs(graph, DEFAULT_VECTORS, seed=0)
     try:
@@ -448,7 +450,7 @@ def render_tree(graph: QGraph, requant: str = "float",
         if a.name in seen:
             raise MnistEdgeError(f"two ops map to the same C name {a.name}; rename one")
         seen[a.name] = a
-    rows, logits = _vectors(graph, vector_pixels)
+    rows, logits = self_test_vectors(graph, vector_pixels)
     out, x = graph.output, graph.input
     dims = dict(zip("CHW", x.shape, strict=True)) if len(x.shape) == 3 else {}
     ctx: dict[str, Any] = {

@@ -4,9 +4,15 @@ The web backend has no lowering table of its own: it is the C backend's output
 (`backends.c.generate_c`, unchanged, so every op kind the C backend lowers works here)
 compiled by emscripten into a module with no imports, plus templates/web/:
 
-  index.html        the page: canvas, the 28x28 model input, class and int8 logits
-  mnist_edge.js     MNIST-style preprocessing (preprocess.js, the same integer algorithm
-                    as mnist_edge/demo/preprocess.py), the UI (app.js) and the loader
+  index.html        the page: what the model takes (H x W x C as the C reads it), a drawing
+                    canvas (models of one channel of pixels, preprocessed MNIST-style to
+                    the model's own H x W), an image upload (grey or RGB models: read as a
+                    drawing, or taken whole and area-resized), the test vectors (every
+                    model; the only input of a features or vector model), the model's
+                    input, class and int8 logits (classes are indices)
+  mnist_edge.js     preprocessing (preprocess.js, the same integer algorithms as
+                    mnist_edge/demo/preprocess.py), the test vectors with their golden
+                    logits, the UI (app.js) and the loader
   mnist_edge.wasm   the model; over http(s) the page fetches it, from file:// (where
                     browsers refuse to fetch files) it uses the same bytes embedded in
                     mnist_edge.js as base64
@@ -29,18 +35,21 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..demo.preprocess import CANVAS
+from ..demo.preprocess import CANVAS, image_shape
 from ..errors import MnistEdgeError
 from ..paths import TEMPLATES_DIR, template_env, write_tree
 from ..qgraph import QGraph
 from ..targets.tools import require_tool
-from .c import C_WARNINGS, SOURCES, generate_c
+from .c import C_WARNINGS, SOURCES, generate_c, input_doc, self_test_vectors
 from .inputs import require_arithmetic
 
 WASM_FILE = "mnist_edge.wasm"
 JS_FILE = "mnist_edge.js"
 SHIM = TEMPLATES_DIR / "web" / "web_main.c"
 EXPORTS = ("_web_input", "_web_logits", "_web_predict")
+# The test vectors embedded in the page: the C self-test's, as many as fit in this many
+# input bytes (at least one), so that a large input does not make a huge page.
+MAX_VECTOR_BYTES = 2 * 1024 * 1024
 EMCC_FLAGS = ("-std=c99", "-O2", *C_WARNINGS,
               "-sSTANDALONE_WASM", "--no-entry")
 # Debian's emcc runs its JS tools with the system node, which finds their modules
@@ -77,16 +86,45 @@ def compile_wasm(src_dir: Path, out: Path) -> list[str]:
     return cmd
 
 
-def render_site(graph: QGraph, wasm: bytes, requant: str, emcc: str) -> dict[str, bytes]:
+def page_input(graph: QGraph) -> dict:
+    """What the page offers for the graph's input: draw (one channel of pixels), upload
+    (grey or RGB pixels), and always the test vectors."""
+    x = graph.input
+    img = image_shape(graph)
+    c, h, w = img if img is not None else (0, 0, 0)
+    dims = (*x.shape[1:], x.shape[0]) if len(x.shape) == 3 else tuple(x.shape)
+    return {"layout": "&times;".join(str(int(d)) for d in dims)
+            + (" (H&times;W&times;C)" if len(x.shape) == 3 else ""),
+            "shape": [int(d) for d in x.shape], "encoding": graph.input_encoding,
+            "size": int(x.size), "image": img is not None, "draw": img is not None and c == 1,
+            "channels": c, "height": h, "width": w, "doc": input_doc(graph)}
+
+
+def page_vectors(rows: np.ndarray, logits: np.ndarray) -> dict:
+    """The test vectors as the page embeds them: each input's bytes (the C's layout, int8
+    as two's complement) in base64, and golden's int8 logits."""
+    rows = np.ascontiguousarray(rows).reshape(len(rows), -1)
+    keep = max(1, min(len(rows), MAX_VECTOR_BYTES // max(1, rows.shape[1])))
+    return {"inputs": [base64.b64encode(r.tobytes()).decode() for r in rows[:keep]],
+            "logits": np.asarray(logits[:keep], np.int64).tolist()}
+
+
+def render_site(graph: QGraph, wasm: bytes, requant: str, emcc: str,
+                vectors: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, bytes]:
     """index.html, mnist_edge.js, mnist_edge.wasm and manifest.json, as bytes."""
     require_arithmetic(graph, "web")
     out = graph.output
+    rows, logits = vectors if vectors is not None else self_test_vectors(graph, None)
+    page = page_input(graph)
+    embedded = page_vectors(rows, logits)
     model = {"name": graph.name, "classes": int(out.size), "outputScale": float(out.scale),
              "outputZeroPoint": int(out.zero_point), "wasmFile": WASM_FILE,
-             "canvas": CANVAS, "qgraphHash": graph.content_hash()}
+             "canvas": CANVAS, "qgraphHash": graph.content_hash(), "input": page,
+             "vectors": embedded}
     sha = hashlib.sha256(wasm).hexdigest()
     ctx = {"model": graph.name, "qhash": graph.content_hash(), "version": __version__,
-           "classes": int(out.size), "canvas": CANVAS, "requant": requant,
+           "classes": int(out.size), "canvas": CANVAS, "requant": requant, "input": page,
+           "vector_count": len(embedded["inputs"]),
            "model_json": json.dumps(model, sort_keys=True), "wasm_sha256": sha,
            "wasm_base64": base64.b64encode(wasm).decode()}
     env = template_env("web")
@@ -100,6 +138,8 @@ def render_site(graph: QGraph, wasm: bytes, requant: str, emcc: str) -> dict[str
         "requant": requant,
         "emcc": emcc,
         "emcc_flags": list(EMCC_FLAGS),
+        "input": page["doc"],
+        "test_vectors": len(embedded["inputs"]),
         "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())},
     }
     files["manifest.json"] = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
@@ -121,5 +161,5 @@ def generate_web(graph: QGraph, out_dir: Path, requant: str = "float",
                  vector_pixels: np.ndarray | None = None) -> Path:
     """Write the static site to `out_dir` atomically."""
     wasm, emcc = build_wasm(graph, requant, vector_pixels)
-    files = render_site(graph, wasm, requant, emcc)
+    files = render_site(graph, wasm, requant, emcc, self_test_vectors(graph, vector_pixels))
     return write_tree(out_dir, files)

@@ -1,10 +1,19 @@
 """`mnist-edge demo RUN`: draw a digit, see every backend's int8 logits side by side.
 
-A Gradio page (bound to 127.0.0.1 unless --host says otherwise) with a drawing canvas
-whose strokes are rasterized in Python by the same integer algorithm as the static
-page (demo/preprocess.py), an image upload, the MNIST-style 28x28 input, the logits
-of every backend the machine can run (built once at start-up by demo.engine), the
-float model's probabilities, the int8 feature maps, and a test-set browser.
+A Gradio page (bound to 127.0.0.1 unless --host says otherwise) with, depending on what
+the model takes:
+
+- one channel of uint8 pixels (any H x W): a drawing canvas whose strokes are rasterized
+  in Python by the same integer algorithm as the static page (demo/preprocess.py) and
+  preprocessed MNIST-style to the model's own H x W;
+- grey or RGB pixels: an image upload, read as a drawing (one channel) or taken whole
+  (converted to grey or RGB, resized to H x W by an integer area filter);
+- anything, features and vectors included: the test data (`--data`: MNIST, an .npz or an
+  image folder; else MNIST for a 1x28x28 model, seeded random inputs for any other);
+
+then the model's input, the logits of every backend the machine can run (built once at
+start-up by demo.engine), the float model's probabilities and the int8 feature maps.
+Classes are shown by index.
 
 Gradio is imported only here, and only when the command runs: it is slow to import.
 """
@@ -28,35 +37,13 @@ from .engine import DEMO_BACKENDS, Engine, Panel
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_UPLOAD_PIXELS = pp.MAX_SIDE * pp.MAX_SIDE
-PREVIEW_SCALE = 8
+PREVIEW_SIDE = 224   # the preview of the model input, about this many pixels a side
 
 
 # ------------------------------------------------------------------ inputs -> ink
-def ink_from_rgba(rgba: np.ndarray) -> np.ndarray:
-    """uint8 ink [H, W] (0 = background) of an RGB(A)/grey image, whatever its polarity.
-
-    Composited over white, ink = 255 - luminance; if most of the image is dark (a white
-    digit on black, as MNIST stores them), the polarity is flipped. The background level
-    (the median) is then subtracted so that paper grain does not widen the ink's box.
-    """
-    a = np.asarray(rgba)
-    if a.ndim == 2:
-        grey = a.astype(np.int64)
-    else:
-        rgb = a[..., :3].astype(np.int64)
-        grey = (299 * rgb[..., 0] + 587 * rgb[..., 1] + 114 * rgb[..., 2] + 500) // 1000
-        if a.shape[-1] == 4:
-            alpha = a[..., 3].astype(np.int64)
-            grey = (alpha * grey + (255 - alpha) * 255 + 127) // 255
-    ink = 255 - grey
-    if np.median(ink) > 127:
-        ink = 255 - ink
-    ink = np.clip(ink - int(np.median(ink)), 0, 255)
-    return ink.astype(np.uint8)
-
-
 def load_upload(path: str | Path) -> np.ndarray:
-    """An uploaded file -> ink bitmap; every bad upload becomes a one-line MnistEdgeError."""
+    """An uploaded file -> its RGBA pixels uint8 [h, w, 4]; every bad upload becomes a
+    one-line MnistEdgeError."""
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
@@ -77,7 +64,7 @@ def load_upload(path: str | Path) -> np.ndarray:
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
         raise MnistEdgeError("the uploaded file is not an image this demo can read "
                              "(PNG, JPEG, GIF, BMP, WebP)") from None
-    return ink_from_rgba(rgba)
+    return rgba
 
 
 def parse_strokes(payload: Any) -> tuple[list, int, int]:
@@ -103,8 +90,9 @@ def _fmt_ms(ms: float | None) -> str:
 def results_html(panel: Panel, label: int | None = None, strokes: int | None = None) -> str:
     """The side-by-side table: one row per backend, differing logits in red.
 
-    The hidden #demo-input carries the 28x28 bytes (hex) and the number of strokes they
-    were made from, for tests and scripts reading the page."""
+    The hidden #demo-input carries the input's bytes (hex, the QGraph's layout: C,H,W or
+    K) and the number of strokes they were made from, for tests and scripts reading the
+    page."""
     esc = html.escape
     ref = panel.golden
     ran = [r for r in panel.rows if r.logits is not None]
@@ -162,9 +150,16 @@ def message_html(text: str) -> str:
     return f"<div id='demo-message' class='me-message'>{html.escape(text)}</div>"
 
 
-def preview(pixels: np.ndarray) -> np.ndarray:
-    """The 28x28 input, upscaled, dark ink on white (what the model sees)."""
-    return 255 - pp.upscale(pixels, PREVIEW_SCALE)
+def preview(pixels: np.ndarray) -> np.ndarray | None:
+    """The model's input as it sees it, upscaled to about 224 px: grey ink dark on white,
+    RGB as it is; None for features and vectors (the feature maps show those)."""
+    px = np.asarray(pixels)
+    if px.dtype != np.uint8 or px.ndim != 3 or px.shape[0] not in (1, 3):
+        return None
+    scale = max(1, PREVIEW_SIDE // max(px.shape[1:]))
+    if px.shape[0] == 1:
+        return 255 - pp.upscale(px[0], scale)
+    return pp.upscale(px.transpose(1, 2, 0), scale)
 
 
 def panel_json(panel: Panel) -> dict[str, Any]:
@@ -181,30 +176,93 @@ def panel_json(panel: Panel) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ the app
+UPLOAD_MODES = {"drawing": "read as a drawing (MNIST-style)",
+                "whole": "the whole image (area resize)"}
+RANDOM_INPUTS = 100
+
+
 class Demo:
     """The page's callbacks, over one Engine (plain Python: testable without Gradio)."""
 
     def __init__(self, engine: Engine, data_dir: str | None = None) -> None:
+        from .. import inputs as input_data
+
         self.engine = engine
-        self.images: np.ndarray | None = None
+        graph = engine.graph
+        self.spec = input_data.spec_of(graph)
+        self.image = pp.image_shape(graph)           # (C, H, W) of an image model, or None
+        self.can_draw = self.image is not None and self.image[0] == 1
+        self.inputs: np.ndarray | None = None        # the test data, as the loaders give it
         self.labels: np.ndarray | None = None
         self.wrong: list[int] = []
         self.test_note = ""
+        self.source = ""
         try:
-            from .. import data, golden
-
-            # Only MNIST files already here: the demo never downloads anything.
-            local = data.resolve_data_dir(data_dir, download=False)
-            self.images, self.labels = data.load_mnist("test", local)
-            pred = golden.predict(golden.run_int8(engine.graph, self.images))
-            self.wrong = [int(i) for i in np.flatnonzero(pred != self.labels)]
+            self._load_test_data(data_dir)
         except MnistEdgeError as exc:
-            self.test_note = f"test set unavailable: {exc}"
+            self.test_note = f"test data unavailable: {exc}"
 
-    def _show(self, pixels: np.ndarray, label: int | None = None, strokes: int | None = None):
+    def _load_test_data(self, data_dir: str | None) -> None:
+        from .. import data, golden
+        from .. import inputs as input_data
+
+        graph = self.engine.graph
+        if input_data._source(data_dir, self.spec) == "mnist":
+            if not input_data._mnist_shaped(self.spec) and data_dir is None:
+                self.inputs = input_data.synthetic(self.spec, RANDOM_INPUTS)
+                self.source = (f"{RANDOM_INPUTS} seeded random inputs (the model does not "
+                               "read MNIST; pass --data for real ones)")
+                return
+            # Only MNIST files already here: the demo never downloads anything.
+            data_dir = str(data.resolve_data_dir(data_dir, download=False))
+        ds = input_data.load(data_dir, self.spec, "test")
+        self.inputs, self.labels, self.source = ds.x, ds.y, ds.source
+        if self.labels is not None:
+            pred = golden.predict(golden.run_int8(graph, input_data.graph_input(graph, ds.x)))
+            self.wrong = [int(i) for i in np.flatnonzero(pred != self.labels)]
+
+    @property
+    def images(self) -> np.ndarray | None:   # the name before other inputs were taken
+        return self.inputs
+
+    @property
+    def tabs(self) -> list[str]:
+        """The page's input tabs, for this model."""
+        return (["Draw"] if self.can_draw else []) + (["Upload"] if self.image else []) + [
+            "Test data"]
+
+    def size(self) -> tuple[int, int]:
+        if self.image is None:
+            raise MnistEdgeError(f"model {self.engine.graph.name} takes "
+                                 f"{self.spec.describe()}, not an image: use the test data")
+        return self.image[1], self.image[2]
+
+    def drawing(self, strokes, width: int, height: int) -> np.ndarray:
+        """Strokes -> the model's input [1, H, W], MNIST-style at its own H x W."""
+        size = self.size()
+        if not self.can_draw:
+            raise MnistEdgeError(f"model {self.engine.graph.name} reads {self.image[0]} "
+                                 "channels: a drawing gives one; upload an image")
+        return pp.preprocess(pp.rasterize(strokes, width, height), size)[None]
+
+    def from_upload(self, path: str, mode: str | None = None) -> np.ndarray:
+        """An uploaded file -> the model's input [C, H, W]: read as a drawing (one channel,
+        the default there) or taken whole (grey or RGB, integer area resize)."""
+        size = self.size()
+        mode = mode or ("drawing" if self.can_draw else "whole")
+        if mode not in UPLOAD_MODES or (mode == "drawing" and not self.can_draw):
+            raise MnistEdgeError(f"upload mode {mode!r}: choose "
+                                 + ("drawing or whole" if self.can_draw else "whole"))
+        rgba = load_upload(path)
+        if mode == "drawing":
+            return pp.preprocess(pp.ink_from_rgba(rgba), size)[None]
+        return pp.image_from_rgba(rgba, self.image[0], size).transpose(2, 0, 1)
+
+    def _show(self, x: np.ndarray, label: int | None = None, strokes: int | None = None,
+              features: np.ndarray | None = None):
         from .features import feature_figure, figure_rgb
 
-        panel = self.engine.panel(pixels)
+        panel = self.engine.panel(x, features=features)
         fmap = figure_rgb(feature_figure(self.engine.graph, panel.pixels, panel.trace))
         return preview(panel.pixels), results_html(panel, label, strokes), fmap
 
@@ -220,34 +278,41 @@ class Demo:
     def on_strokes(self, payload: Any):
         def run():
             strokes, w, h = parse_strokes(payload)
-            return self._show(pp.preprocess(pp.rasterize(strokes, w, h)), strokes=len(strokes))
+            return self._show(self.drawing(strokes, w, h), strokes=len(strokes))
         return self._guard(run)
 
-    def on_upload(self, path: str | None):
+    def on_upload(self, path: str | None, mode: str | None = None):
         def run():
             if not path:
                 raise MnistEdgeError("no file uploaded")
-            return self._show(pp.preprocess(load_upload(path)))
+            return self._show(self.from_upload(path, mode))
         return self._guard(run)
 
     def on_test_image(self, index: Any):
         def run():
-            if self.images is None:
+            from .. import inputs as input_data
+
+            if self.inputs is None:
                 raise MnistEdgeError(self.test_note)
             try:
                 i = int(str(index).split()[0])
             except (ValueError, IndexError):
-                raise MnistEdgeError(f"not a test image index: {index!r}") from None
-            if not 0 <= i < len(self.images):
-                raise MnistEdgeError(f"test image index {i} is outside 0..{len(self.images) - 1}")
-            return self._show(self.images[i], int(self.labels[i]))
+                raise MnistEdgeError(f"not a test input index: {index!r}") from None
+            if not 0 <= i < len(self.inputs):
+                raise MnistEdgeError(f"test input index {i} is outside "
+                                     f"0..{len(self.inputs) - 1}")
+            x = self.inputs[i]
+            q = input_data.graph_input(self.engine.graph, x[None])[0]
+            features = x if self.spec.kind == "features" else None
+            label = None if self.labels is None else int(self.labels[i])
+            return self._show(q, label, features=features)
         return self._guard(run)
 
     def api_strokes(self, payload: str) -> str:
         """JSON in, JSON out: the strokes -> every backend's logits (for scripts and tests)."""
         try:
             strokes, w, h = parse_strokes(payload)
-            panel = self.engine.panel(pp.preprocess(pp.rasterize(strokes, w, h)), trace=False)
+            panel = self.engine.panel(self.drawing(strokes, w, h), trace=False)
             return json.dumps(panel_json(panel))
         except MnistEdgeError as exc:
             return json.dumps({"error": str(exc)})
@@ -320,58 +385,90 @@ paint();
 def build_app(demo: Demo):
     import gradio as gr
 
+    from ..backends.c import input_doc
+
     head = f"<script>{(TEMPLATES_DIR / 'web' / 'preprocess.js').read_text()}</script>"
     graph = demo.engine.graph
     missing = ", ".join(f"{k} ({v})" for k, v in demo.engine.missing.items())
+    if demo.can_draw:
+        h, w = demo.size()
+        intro = (f"Draw a digit: it is preprocessed as MNIST was (ink box scaled to 20/28 of "
+                 f"each side, centre of mass in the middle of the model's {h}x{w}) and run "
+                 "through every backend this machine can run, bit for bit. Or upload an "
+                 "image, or pick a test input.")
+    elif demo.image is not None:
+        intro = ("Upload an image: it is converted to RGB and resized to the model's "
+                 f"{demo.image[1]}x{demo.image[2]} by an integer area filter, then run "
+                 "through every backend this machine can run, bit for bit. Or pick a test "
+                 "input.")
+    else:
+        intro = ("This model takes features, not an image: pick a test input and see it "
+                 "run through every backend this machine can run, bit for bit.")
     with gr.Blocks(title=f"mnist-edge: {graph.name}", analytics_enabled=False) as blocks:
-        gr.Markdown(f"## mnist-edge demo: {graph.name}\nDraw a digit: it is preprocessed "
-                    "as MNIST was (ink box scaled to 20 px, centre of mass in 28x28) and run "
-                    "through every backend this machine can run, bit for bit."
+        gr.Markdown(f"## mnist-edge demo: {graph.name}\n{intro}\n\nModel input: "
+                    f"{input_doc(graph)} (as the C reads it). Classes are shown by index."
                     + (f"\n\nMissing here: {missing}." if missing else ""))
         with gr.Row():
             with gr.Column(scale=1):
-                with gr.Tab("Draw"):
-                    canvas = gr.HTML(CANVAS_HTML, js_on_load=CANVAS_JS, head=head,
-                                     elem_id="demo-canvas")
-                    clear = gr.Button("Clear", elem_id="demo-clear")
-                with gr.Tab("Upload"):
-                    upload = gr.File(label="an image of a digit", file_count="single",
-                                     type="filepath", elem_id="demo-upload")
-                with gr.Tab("Test set"):
-                    count = 0 if demo.images is None else len(demo.images)
-                    index = gr.Number(label=f"test image index (0..{count - 1})", value=0,
+                canvas = clear = upload = mode = None
+                if demo.can_draw:
+                    with gr.Tab("Draw"):
+                        canvas = gr.HTML(CANVAS_HTML, js_on_load=CANVAS_JS, head=head,
+                                         elem_id="demo-canvas")
+                        clear = gr.Button("Clear", elem_id="demo-clear")
+                if demo.image is not None:
+                    with gr.Tab("Upload"):
+                        upload = gr.File(label="an image", file_count="single",
+                                         type="filepath", elem_id="demo-upload")
+                        if demo.can_draw:
+                            mode = gr.Radio([(v, k) for k, v in UPLOAD_MODES.items()],
+                                            value="drawing", label="read the image",
+                                            elem_id="demo-upload-mode")
+                with gr.Tab("Test data"):
+                    count = 0 if demo.inputs is None else len(demo.inputs)
+                    index = gr.Number(label=f"test input index (0..{count - 1})", value=0,
                                       precision=0, elem_id="demo-index")
                     show = gr.Button("Show", elem_id="demo-show")
-                    wrong = gr.Dropdown(
-                        label=f"misclassified by the int8 model ({len(demo.wrong)})",
-                        choices=[f"{i} (label {int(demo.labels[i])})" for i in demo.wrong]
-                        if demo.labels is not None else [], elem_id="demo-wrong")
-                    if demo.test_note:
-                        gr.Markdown(demo.test_note)
-            with gr.Column(scale=1):
-                pixels = gr.Image(label="model input (28x28)", interactive=False,
+                    wrong = None
+                    if demo.labels is not None:
+                        wrong = gr.Dropdown(
+                            label=f"misclassified by the int8 model ({len(demo.wrong)})",
+                            choices=[f"{i} (label {int(demo.labels[i])})" for i in demo.wrong],
+                            elem_id="demo-wrong")
+                    gr.Markdown(demo.test_note or f"from {demo.source}")
+            with gr.Column(scale=1, visible=demo.image is not None):
+                size = "x".join(map(str, demo.image[1:])) if demo.image else ""
+                pixels = gr.Image(label=f"model input ({size})", interactive=False,
                                   height=240, elem_id="demo-pixels")
         results = gr.HTML(message_html("draw a digit"), elem_id="demo-results")
         fmap = gr.Image(label="int8 feature maps (golden, dequantized)", interactive=False,
                         elem_id="demo-features")
         outputs = [pixels, results, fmap]
 
-        def strokes_event(evt):
-            return demo.on_strokes(getattr(evt, "_data", None))
-        # A real annotation object (this module's are strings): Gradio finds EventData by it.
-        strokes_event.__annotations__ = {"evt": gr.EventData}
+        if canvas is not None:
+            def strokes_event(evt):
+                return demo.on_strokes(getattr(evt, "_data", None))
+            # A real annotation object (this module's are strings): Gradio finds EventData
+            # by it.
+            strokes_event.__annotations__ = {"evt": gr.EventData}
 
-        # always_last: a stroke finished while the previous one is still being answered is
-        # not dropped; the page ends up showing the whole drawing.
-        canvas.click(strokes_event, None, outputs, api_visibility="private",
-                     trigger_mode="always_last")
-        clear.click(lambda: (None, message_html("draw a digit"), None), None, outputs,
-                    js="() => { window.mnistEdgeDemo && window.mnistEdgeDemo.clear(); }",
-                    api_visibility="private")
-        upload.upload(demo.on_upload, upload, outputs, api_visibility="private")
+            # always_last: a stroke finished while the previous one is still being answered
+            # is not dropped; the page ends up showing the whole drawing.
+            canvas.click(strokes_event, None, outputs, api_visibility="private",
+                         trigger_mode="always_last")
+            clear.click(lambda: (None, message_html("draw a digit"), None), None, outputs,
+                        js="() => { window.mnistEdgeDemo && window.mnistEdgeDemo.clear(); }",
+                        api_visibility="private")
+            gr.api(demo.api_strokes, api_name="predict_strokes", queue=False)
+        if upload is not None:
+            if mode is not None:
+                upload.upload(demo.on_upload, [upload, mode], outputs, api_visibility="private")
+                mode.change(demo.on_upload, [upload, mode], outputs, api_visibility="private")
+            else:
+                upload.upload(demo.on_upload, upload, outputs, api_visibility="private")
         show.click(demo.on_test_image, index, outputs, api_visibility="private")
-        wrong.change(demo.on_test_image, wrong, outputs, api_visibility="private")
-        gr.api(demo.api_strokes, api_name="predict_strokes", queue=False)
+        if wrong is not None:
+            wrong.change(demo.on_test_image, wrong, outputs, api_visibility="private")
     return blocks
 
 

@@ -1,11 +1,15 @@
-"""One 28x28 input through every backend this machine can run, without rebuilding.
+"""One input through every backend this machine can run, without rebuilding.
 
 `mnist-edge validate` builds each backend per call; a demo answering one drawing at a
 time cannot wait for gcc or QEMU firmware builds. `Engine` builds every backend once,
 at start-up, into one temporary folder with the same building blocks the validation
 runners use (generate_c + compile_runner, generate_hls + compile_csim, build_firmware,
 the onnxruntime export), then each request only runs them. A backend whose tool is
-missing stays in the table with the reason, so the page can say so.
+missing stays in the table with the reason, so the page can say so (the HLS backend,
+for one, takes one channel of uint8 pixels only).
+
+An input is one row in the QGraph's layout and encoding: uint8 [C, H, W] pixels of any
+size, int8 [C, H, W] features or an int8 vector [K]; the C runners get it HWC.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from ..errors import MnistEdgeError
 
 # The backends the demo offers, in display order (names as in validate.BACKENDS).
 DEMO_BACKENDS = ("golden", "onnxruntime", "c", "c-int", "hls", "qemu-m4")
-Runner = Callable[[np.ndarray], np.ndarray]   # uint8 [N,28,28] -> int8 logits [N, classes]
+# A batch [N, *input shape] in the graph's encoding -> int8 logits [N, classes].
+Runner = Callable[[np.ndarray], np.ndarray]
 
 
 def _prepare_golden(graph: qgraph.QGraph, run_dir: Path, work: Path) -> Runner:
@@ -106,7 +111,8 @@ class BackendRow:
 
 @dataclass
 class Panel:
-    """Everything the page shows for one 28x28 input."""
+    """Everything the page shows for one input (`pixels`: in the QGraph's layout and
+    encoding, [C, H, W] or [K])."""
 
     pixels: np.ndarray
     rows: list[BackendRow]
@@ -127,7 +133,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 class Engine:
-    """Every demo backend built once; `panel(pixels)` runs one 28x28 input through all."""
+    """Every demo backend built once; `panel(x)` runs one input through all."""
 
     def __init__(self, run_dir: Path, backends: tuple[str, ...] | list[str] = DEMO_BACKENDS,
                  log: Callable[[str], None] | None = None) -> None:
@@ -161,13 +167,31 @@ class Engine:
     def close(self) -> None:
         shutil.rmtree(self.work, ignore_errors=True)
 
+    def float_input(self, px: np.ndarray, features: np.ndarray | None) -> np.ndarray:
+        """What the float model reads for the batch `px`: pixels / 255, float features as
+        given (or the int8 ones dequantized)."""
+        if features is not None:
+            return np.asarray(features, np.float32).reshape(px.shape)
+        if self.graph.input_encoding == "uint8":
+            return fgraph.float_input(self.float_graph, px)
+        return golden.dequantize(px, self.graph.input)
+
     def logit_probabilities(self, logits: np.ndarray) -> np.ndarray:
         out = self.graph.output
         return softmax(np.float64(out.scale) * (np.asarray(logits, np.float64) - out.zero_point))
 
-    def panel(self, pixels: np.ndarray, trace: bool = True) -> Panel:
-        """Run one uint8 [28, 28] input through every backend; golden first."""
-        px = np.ascontiguousarray(pixels, dtype=np.uint8).reshape(1, 28, 28)
+    def panel(self, pixels: np.ndarray, trace: bool = True,
+              features: np.ndarray | None = None) -> Panel:
+        """Run one input (the QGraph's layout and encoding: uint8 pixels, int8 features)
+        through every backend; golden first. `features`: the same input as float
+        features, for the float model (else the int8 one, dequantized)."""
+        shape = tuple(self.graph.input.shape)
+        x = np.asarray(pixels)
+        if x.dtype != self.graph.input_dtype or x.size != self.graph.input.size:
+            raise MnistEdgeError(f"model {self.graph.name} takes {self.graph.input_encoding} "
+                                 f"[{','.join(map(str, shape))}], got {x.dtype} "
+                                 f"[{','.join(map(str, x.shape))}]")
+        px = np.ascontiguousarray(x).reshape(1, *shape)
         rows: list[BackendRow] = []
         traced: list[np.ndarray] = []
         for name in self.backends:
@@ -202,6 +226,6 @@ class Engine:
                          "value": row.logits[diff[0]]}
         float_probs = None
         if self.float_graph is not None:
-            f_logits = fgraph.run_float(self.float_graph, px[:, None] / np.float32(255.0))
+            f_logits = fgraph.run_float(self.float_graph, self.float_input(px, features))
             float_probs = [float(p) for p in softmax(f_logits[0])]
         return Panel(px[0], rows, float_probs, exact, first, [t[0] for t in traced])

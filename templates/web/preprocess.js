@@ -1,6 +1,8 @@
-// MNIST-style preprocessing: strokes -> ink bitmap -> 28x28 uint8 pixels.
+// MNIST-style preprocessing: strokes -> ink bitmap -> H x W uint8 pixels (28x28 by
+// default: the box is BOX/SIZE of each side, 20x20 in 28x28), and uploaded images taken
+// whole (grey or RGB, integer area resize to H x W).
 // The same integer algorithm as mnist_edge/demo/preprocess.py, step for step, so that
-// both give the same bytes for the same stroke list (tests/test_web.py checks it).
+// both give the same bytes for the same stroke list or image (tests/test_web.py checks it).
 // Every value is an integer below 2^53, where JavaScript numbers are exact.
 "use strict";
 
@@ -87,27 +89,86 @@ const MnistPreprocess = (() => {
     return ink;
   }
 
-  // [nOut * nSrc] integer overlaps of output cell i with source pixel k (units 1/nOut).
-  function weights(nSrc, nOut) {
-    const w = new Array(nOut * nSrc).fill(0);
+  function checkOut(outH, outW) {
+    if (!(Number.isInteger(outH) && Number.isInteger(outW) && outH > 0 && outH <= MAX_SIDE &&
+          outW > 0 && outW <= MAX_SIDE)) {
+      throw new Error(`model input ${outH}x${outW} is outside 1..${MAX_SIDE} a side`);
+    }
+  }
+
+  // Source pixels overlapping output cell i (of nOut over nSrc) and their integer overlaps
+  // (units 1/nOut): cell i covers [i*nSrc, (i+1)*nSrc), source k covers [k*nOut, (k+1)*nOut).
+  function spans(nSrc, nOut) {
+    const out = [];
     for (let i = 0; i < nOut; i++) {
-      for (let k = 0; k < nSrc; k++) {
+      const first = floorDiv(i * nSrc, nOut);
+      const last = floorDiv((i + 1) * nSrc - 1, nOut);
+      const ks = [];
+      const ws = [];
+      for (let k = first; k <= last; k++) {
         const lo = Math.max(i * nSrc, k * nOut);
         const hi = Math.min((i + 1) * nSrc, (k + 1) * nOut);
-        if (hi > lo) w[i * nSrc + k] = hi - lo;
+        if (hi > lo) { ks.push(k); ws.push(hi - lo); }
+      }
+      out.push([ks, ws]);
+    }
+    return out;
+  }
+
+  // Integer area (box) filter, as area_resize in Python: the h x w x ch region of `src`
+  // starting at (r0, c0) (row stride `stride` pixels) -> Uint8Array(outH * outW * ch), HWC.
+  function areaResizeRegion(src, stride, ch, r0, c0, h, w, outH, outW) {
+    const sr = spans(h, outH);
+    const sc = spans(w, outW);
+    // Columns first: tmp[k][j][c] = sum_l wc[j][l] * src[k][l][c]; then rows.
+    const tmp = new Array(h * outW * ch).fill(0);
+    for (let k = 0; k < h; k++) {
+      const row = ((r0 + k) * stride + c0) * ch;
+      for (let j = 0; j < outW; j++) {
+        const [ls, ws] = sc[j];
+        for (let c = 0; c < ch; c++) {
+          let s = 0;
+          for (let t = 0; t < ls.length; t++) s += ws[t] * src[row + ls[t] * ch + c];
+          tmp[(k * outW + j) * ch + c] = s;
+        }
       }
     }
-    return w;
+    const out = new Uint8Array(outH * outW * ch);
+    for (let i = 0; i < outH; i++) {
+      const [ks, ws] = sr[i];
+      for (let j = 0; j < outW; j++) {
+        for (let c = 0; c < ch; c++) {
+          let s = 0;
+          for (let t = 0; t < ks.length; t++) s += ws[t] * tmp[(ks[t] * outW + j) * ch + c];
+          out[(i * outW + j) * ch + c] = divRound(s, h * w);
+        }
+      }
+    }
+    return out;
   }
 
-  function boxSize(h, w) {
-    if (h >= w) return [BOX, Math.max(1, divRound(w * BOX, h))];
-    return [Math.max(1, divRound(h * BOX, w)), BOX];
+  // uint8 image h x w x ch (HWC) -> outH x outW x ch, as area_resize in Python.
+  function areaResize(src, h, w, ch, outH, outW) {
+    checkSize(w, h);
+    checkOut(outH, outW);
+    return areaResizeRegion(src, w, ch, 0, 0, h, w, outH, outW);
   }
 
-  // ink: Uint8Array of width*height (0 = background) -> Uint8Array(784). Throws on empty.
-  function preprocess(ink, width, height) {
+  // The digit's box in an outH x outW input: BOX/SIZE of each side, rounded half up.
+  function boxLimits(outH, outW) {
+    return [Math.max(1, divRound(outH * BOX, SIZE)), Math.max(1, divRound(outW * BOX, SIZE))];
+  }
+
+  function boxSize(h, w, bh, bw) {
+    if (h * bw >= w * bh) return [bh, Math.max(1, divRound(w * bh, h))];
+    return [Math.max(1, divRound(h * bw, w)), bw];
+  }
+
+  // ink: Uint8Array of width*height (0 = background) -> Uint8Array(outH * outW), 28x28
+  // by default. Throws on an empty drawing.
+  function preprocess(ink, width, height, outH = SIZE, outW = SIZE) {
     checkSize(width, height);
+    checkOut(outH, outW);
     let r0 = height, r1 = -1, c0 = width, c1 = -1;
     for (let y = 0; y < height; y++) {
       for (let x = 0; x < width; x++) {
@@ -122,33 +183,13 @@ const MnistPreprocess = (() => {
     if (r1 < 0) throw new Error("the drawing is empty: draw a digit first");
     const h = r1 - r0 + 1;
     const w = c1 - c0 + 1;
-    const [oh, ow] = boxSize(h, w);
-    const wr = weights(h, oh);
-    const wc = weights(w, ow);
-    // Columns first: tmp[k][j] = sum_l wc[j][l] * crop[k][l]; then rows.
-    const tmp = new Array(h * ow).fill(0);
-    for (let k = 0; k < h; k++) {
-      const row = (r0 + k) * width + c0;
-      for (let j = 0; j < ow; j++) {
-        let s = 0;
-        for (let l = 0; l < w; l++) {
-          const wt = wc[j * w + l];
-          if (wt !== 0) s += wt * ink[row + l];
-        }
-        tmp[k * ow + j] = s;
-      }
-    }
-    const box = new Array(oh * ow).fill(0);
+    const [bh, bw] = boxLimits(outH, outW);
+    const [oh, ow] = boxSize(h, w, bh, bw);
+    const box = areaResizeRegion(ink, width, 1, r0, c0, h, w, oh, ow);
     let total = 0, rowM = 0, colM = 0;
     for (let i = 0; i < oh; i++) {
       for (let j = 0; j < ow; j++) {
-        let s = 0;
-        for (let k = 0; k < h; k++) {
-          const wt = wr[i * h + k];
-          if (wt !== 0) s += wt * tmp[k * ow + j];
-        }
-        const v = divRound(s, h * w);
-        box[i * ow + j] = v;
+        const v = box[i * ow + j];
         total += v;
         rowM += (2 * i + 1) * v;
         colM += (2 * j + 1) * v;
@@ -156,26 +197,91 @@ const MnistPreprocess = (() => {
     }
     let top, left;
     if (total === 0) {
-      top = Math.floor((SIZE - oh) / 2);
-      left = Math.floor((SIZE - ow) / 2);
+      top = Math.floor((outH - oh) / 2);
+      left = Math.floor((outW - ow) / 2);
     } else {
-      top = divRound(SIZE * total - rowM, 2 * total);
-      left = divRound(SIZE * total - colM, 2 * total);
-      top = Math.min(Math.max(top, 0), SIZE - oh);
-      left = Math.min(Math.max(left, 0), SIZE - ow);
+      top = divRound(outH * total - rowM, 2 * total);
+      left = divRound(outW * total - colM, 2 * total);
+      top = Math.min(Math.max(top, 0), outH - oh);
+      left = Math.min(Math.max(left, 0), outW - ow);
     }
-    const out = new Uint8Array(SIZE * SIZE);
+    const out = new Uint8Array(outH * outW);
     for (let i = 0; i < oh; i++) {
-      for (let j = 0; j < ow; j++) out[(top + i) * SIZE + left + j] = box[i * ow + j];
+      for (let j = 0; j < ow; j++) out[(top + i) * outW + left + j] = box[i * ow + j];
     }
     return out;
   }
 
-  function preprocessStrokes(strokes, width, height) {
-    return preprocess(rasterize(strokes, width, height), width, height);
+  // RGBA bytes (4 per pixel) -> RGB composited over white, as _over_white in Python.
+  function overWhite(rgba, n) {
+    const rgb = new Uint8Array(3 * n);
+    for (let p = 0; p < n; p++) {
+      const a = rgba[4 * p + 3];
+      for (let c = 0; c < 3; c++) {
+        rgb[3 * p + c] = Math.floor((a * rgba[4 * p + c] + (255 - a) * 255 + 127) / 255);
+      }
+    }
+    return rgb;
   }
 
-  return { BOX, SIZE, brushRadius, rasterize, drawStroke, preprocess, preprocessStrokes };
+  function luma(rgb, p) {
+    return Math.floor((299 * rgb[3 * p] + 587 * rgb[3 * p + 1] + 114 * rgb[3 * p + 2] + 500)
+                      / 1000);
+  }
+
+  // Twice the median of bytes (the mean of the middle two for an even count).
+  function median2(values) {
+    const hist = new Array(256).fill(0);
+    for (let i = 0; i < values.length; i++) hist[values[i]]++;
+    const n = values.length;
+    const at = (rank) => {   // the rank-th smallest value (0-based)
+      let seen = 0;
+      for (let v = 0; v < 256; v++) {
+        seen += hist[v];
+        if (seen > rank) return v;
+      }
+      return 255;
+    };
+    return n % 2 ? 2 * at((n - 1) / 2) : at(n / 2 - 1) + at(n / 2);
+  }
+
+  // An uploaded image read as a drawing, as ink_from_rgba in Python: RGBA (4 bytes a
+  // pixel, width x height) -> ink Uint8Array (0 = background), either polarity.
+  function inkFromRGBA(rgba, width, height) {
+    checkSize(width, height);
+    const n = width * height;
+    const rgb = overWhite(rgba, n);
+    const ink = new Uint8Array(n);
+    for (let p = 0; p < n; p++) ink[p] = 255 - luma(rgb, p);
+    if (median2(ink) > 254) for (let p = 0; p < n; p++) ink[p] = 255 - ink[p];
+    const bg = Math.floor(median2(ink) / 2);
+    for (let p = 0; p < n; p++) ink[p] = Math.max(0, ink[p] - bg);
+    return ink;
+  }
+
+  // An uploaded image taken whole, as image_from_rgba in Python: grey (channels 1) or RGB
+  // (3), area-resized to outH x outW -> Uint8Array HWC (the C's layout).
+  function imageFromRGBA(rgba, width, height, channels, outH, outW) {
+    checkSize(width, height);
+    if (channels !== 1 && channels !== 3) {
+      throw new Error(`an image gives 1 (grey) or 3 (RGB) channels, not ${channels}`);
+    }
+    const n = width * height;
+    const rgb = overWhite(rgba, n);
+    let img = rgb;
+    if (channels === 1) {
+      img = new Uint8Array(n);
+      for (let p = 0; p < n; p++) img[p] = luma(rgb, p);
+    }
+    return areaResize(img, height, width, channels, outH, outW);
+  }
+
+  function preprocessStrokes(strokes, width, height, outH = SIZE, outW = SIZE) {
+    return preprocess(rasterize(strokes, width, height), width, height, outH, outW);
+  }
+
+  return { BOX, SIZE, MAX_SIDE, brushRadius, rasterize, drawStroke, preprocess,
+           preprocessStrokes, areaResize, boxLimits, inkFromRGBA, imageFromRGBA };
 })();
 
 if (typeof module !== "undefined") module.exports = MnistPreprocess;
