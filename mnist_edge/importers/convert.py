@@ -15,7 +15,13 @@ The converter walks the nodes in order and keeps, for every ONNX tensor, either 
   model's input normalization.
 
 Constants added to or multiplying a Conv/Gemm/MatMul output fold into its bias and weights;
-BatchNormalization folds the same way. Anything else is refused by node name and op type.
+BatchNormalization folds the same way. Where nothing precedes to fold into (a BatchNormalization
+after a ReLU or a pool, tf2onnx's per-channel Mul/Add), the per-channel affine stays pending on
+the view and folds forward into the next Conv or Gemm/MatMul when that is exact (no padding
+between: padded zeros would enter after the affine); otherwise it becomes an op of its own,
+a depthwise 1x1 conv or a diagonal linear. Anything else is refused by node name and op type;
+operators that no pattern can make supported (LayerNormalization, recurrent layers, Resize,
+ai.onnx.ml) are refused before the walk, so the message names them whatever comes first.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ BATCH = 987_654_321  # stands for the batch dimension inside folded shape arithm
 SUPPORTED = ("Conv, Gemm, MatMul, Add, Sub, Mul, Div, BatchNormalization, Relu, Clip, LeakyRelu, "
              "Sigmoid, Tanh, Elu, Selu, Gelu, Erf (GELU pattern), HardSigmoid, HardSwish, "
              "MaxPool, AveragePool, GlobalAveragePool, ReduceMean (spatial), Flatten, Reshape, "
-             "Squeeze, Transpose, Pad (zeros, before a Conv), Concat (channels), "
+             "Squeeze, Transpose, Pad (zeros, before a Conv or AveragePool), Concat (channels), "
              "Softmax/LogSoftmax (last node), Dropout, Identity, Cast (to float), Constant and "
              "shape arithmetic on constants")
 OP_PREFIX = {"conv2d": "conv", "linear": "fc", "maxpool2d": "maxpool", "avgpool2d": "avgpool",
@@ -897,8 +903,9 @@ class Converter:
         return self._alias(node, self._value(node, where, allow_pad=True))
 
     def _op_Pad(self, node, where: str, a: dict[str, Any]) -> Value:
-        """Zero padding of H and W (Keras writes one before every asymmetric 'same' Conv)."""
-        v = self._materialize(self._value(node, where), where)
+        """Zero padding of H and W (Keras writes one before every asymmetric 'same' Conv), for
+        the Conv or AveragePool that reads it; pads all zero are the identity anywhere."""
+        v = self._value(node, where)
         if _str(a.get("mode", "constant")) != "constant":
             raise MnistEdgeError(f"{where}: mode {_str(a['mode'])} is not supported "
                                  "(supported: constant zero padding)")
@@ -919,6 +926,7 @@ class Converter:
         if not any(pads):
             self._drop(node, "pads all zero: the identity")
             return self._alias(node, v)
+        v = self._materialize(v, where)
         if value != 0.0 or rank != 4:
             raise MnistEdgeError(f"{where}: only zero padding of image tensors is supported")
         begin, end = [0] * 4, [0] * 4
