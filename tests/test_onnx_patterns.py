@@ -26,7 +26,7 @@ from mnist_edge.importers import import_onnx  # noqa: E402
 from mnist_edge.quantize import quantize_run  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-CHECK = 200  # images of the float check
+CHECK = 100  # images of the float check
 BACKENDS = ["onnxruntime", "c", "c-x86", "c-int"] + (["hls"] if shutil.which("g++") else [])
 
 
@@ -100,8 +100,8 @@ def _through(tmp_path: Path, mnist_dir: Path, model, name: str) -> tuple[Path, d
     run_dir, doc = import_onnx(path, tmp_path / "runs", name, data_dir=str(mnist_dir),
                                check_images=CHECK)
     assert doc["float_check"]["relative_diff"] <= 1e-4
-    quantize_run(run_dir, str(mnist_dir), "percentile", 200)
-    results = pipeline.validate_run(run_dir, BACKENDS, str(mnist_dir), 100)
+    quantize_run(run_dir, str(mnist_dir), "percentile", 100)
+    results = pipeline.validate_run(run_dir, BACKENDS, str(mnist_dir), 60)
     assert pipeline.all_exact(results), {b: f["exact_logit_fraction"] for b, f in results.items()}
     assert list(results) == BACKENDS
     return run_dir, doc
@@ -171,9 +171,9 @@ def test_all_defects_through_the_cli(tmp_path: Path, mnist_dir: Path, capsys) ->
     line = capsys.readouterr().out
     assert "repaired: default domain spelled 'ai.onnx'; empty graph name; output listed " \
            "twice; nodes out of topological order" in line, line
-    quantize_run(runs / "messy", str(mnist_dir), "percentile", 200)
+    quantize_run(runs / "messy", str(mnist_dir), "percentile", 100)
     assert pipeline.all_exact(pipeline.validate_run(runs / "messy", BACKENDS, str(mnist_dir),
-                                                    100))
+                                                    60))
 
 
 # ------------------------------------------------------------------ BatchNormalization
