@@ -49,6 +49,9 @@ def _onnx_import_line(source: str, m: api.Model) -> str:
     doc = load_import_info(m.run_dir)
     c = doc["float_check"]
     dropped = ", ".join(sorted({d["op_type"] for d in doc["dropped"]})) or "nothing"
+    repaired = "; ".join(r["repair"] for r in doc.get("repaired") or [])
+    if repaired:  # what the file needed before onnx.checker took it
+        dropped += f" (repaired: {repaired})"
     return (f"imported {source} -> {m.run_dir}: {len(doc['ops'])} ops "
             f"({', '.join(dict.fromkeys(doc['ops']))}), input "
             f"[N,{','.join(map(str, doc['input_shape']))}] {doc['input_kind']}, "

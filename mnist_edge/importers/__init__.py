@@ -69,14 +69,15 @@ def import_onnx(path: str | Path, runs: str | Path = "runs", name: str | None = 
     """Import `path` into `<runs>/<name>`; returns the run folder and import.json's content."""
     from .check import float_check
     from .convert import convert
-    from .load import load_onnx, opset_of, sha256
+    from .load import opset_of, read_onnx, sha256
 
     if layout not in LAYOUTS:
         raise MnistEdgeError(f"--layout {layout!r}: choose from {', '.join(LAYOUTS)}")
     start = time.time()
     path = Path(path)
     name, run_dir = _run_for(path, runs, name)
-    model = load_onnx(path)
+    loaded = read_onnx(path)
+    model = loaded.model
     if input_kind not in fgraph.INPUT_KINDS:
         raise MnistEdgeError(f"--input {input_kind!r}: choose from "
                              f"{', '.join(fgraph.INPUT_KINDS)}")
@@ -84,7 +85,8 @@ def import_onnx(path: str | Path, runs: str | Path = "runs", name: str | None = 
         raise MnistEdgeError("--normalize applies to pixel inputs, not to --input features")
     graph, info = convert(model, name, layout, normalize, input_kind)
     check_x, check_source = inputs.sample(data_dir, inputs.spec_of(graph), check_images)
-    check = float_check(model, graph, info, check_x, normalize)
+    # onnxruntime runs the file as stored: the check covers the repairs too
+    check = float_check(loaded.original, graph, info, check_x, normalize)
     check["data"] = check_source
     doc = {
         "source": str(path.resolve()), "sha256": sha256(path),
@@ -93,7 +95,7 @@ def import_onnx(path: str | Path, runs: str | Path = "runs", name: str | None = 
         "input_shape": list(graph.input_shape), "input_kind": graph.input_kind,
         "normalize": list(normalize) if normalize else None,
         "input_norm": graph.to_json()["input_norm"],
-        "dropped": info["dropped"], "folded": info["folded"],
+        "dropped": info["dropped"], "folded": info["folded"], "repaired": loaded.repaired,
         "ops": [op.kind for op in graph.ops], "float_check": check,
         "argmax_unchanged": bool(info["presoftmax"]) or None,
     }

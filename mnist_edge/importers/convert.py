@@ -15,7 +15,13 @@ The converter walks the nodes in order and keeps, for every ONNX tensor, either 
   model's input normalization.
 
 Constants added to or multiplying a Conv/Gemm/MatMul output fold into its bias and weights;
-BatchNormalization folds the same way. Anything else is refused by node name and op type.
+BatchNormalization folds the same way. Where nothing precedes to fold into (a BatchNormalization
+after a ReLU or a pool, tf2onnx's per-channel Mul/Add), the per-channel affine stays pending on
+the view and folds forward into the next Conv or Gemm/MatMul when that is exact (no padding
+between: padded zeros would enter after the affine); otherwise it becomes an op of its own,
+a depthwise 1x1 conv or a diagonal linear. Anything else is refused by node name and op type;
+operators that no pattern can make supported (LayerNormalization, recurrent layers, Resize,
+ai.onnx.ml) are refused before the walk, so the message names them whatever comes first.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ BATCH = 987_654_321  # stands for the batch dimension inside folded shape arithm
 SUPPORTED = ("Conv, Gemm, MatMul, Add, Sub, Mul, Div, BatchNormalization, Relu, Clip, LeakyRelu, "
              "Sigmoid, Tanh, Elu, Selu, Gelu, Erf (GELU pattern), HardSigmoid, HardSwish, "
              "MaxPool, AveragePool, GlobalAveragePool, ReduceMean (spatial), Flatten, Reshape, "
-             "Squeeze, Transpose, Pad (zeros, before a Conv), Concat (channels), "
+             "Squeeze, Transpose, Pad (zeros, before a Conv or AveragePool), Concat (channels), "
              "Softmax/LogSoftmax (last node), Dropout, Identity, Cast (to float), Constant and "
              "shape arithmetic on constants")
 OP_PREFIX = {"conv2d": "conv", "linear": "fc", "maxpool2d": "maxpool", "avgpool2d": "avgpool",
@@ -48,6 +54,21 @@ CANDIDATES: list[tuple[str, dict[str, float]]] = [
     ("selu", {}), ("elu", {"alpha": 1.0}), ("hardsigmoid", {"alpha": 1 / 6, "beta": 0.5}),
     ("hardsigmoid", {"alpha": 0.2, "beta": 0.5}), ("clip", {"min": 0.0, "max": 6.0}),
 ]
+# Operators refused before the walk, whatever their place in the graph, with the reason.
+REFUSED = {
+    "LayerNormalization": "it normalizes by the mean and variance of each input, statistics "
+                          "computed from the data at run time, which no fixed int8 scale can "
+                          "follow (BatchNormalization, with stored statistics, folds)",
+    "MeanVarianceNormalization": "it normalizes by the mean and variance of each input, "
+                                 "statistics computed from the data at run time, which no "
+                                 "fixed int8 scale can follow",
+    "LSTM": "recurrent layers are not supported (the targets run feed-forward CNNs and MLPs)",
+    "GRU": "recurrent layers are not supported (the targets run feed-forward CNNs and MLPs)",
+    "RNN": "recurrent layers are not supported (the targets run feed-forward CNNs and MLPs)",
+    "Resize": "resizing inside the model is not supported; resize the images before the model",
+    "Upsample": "resizing inside the model is not supported; resize the images before the "
+                "model",
+}
 GRID = np.concatenate([np.linspace(-12.0, 12.0, 4801), [-1e3, -50.0, 50.0, 1e3]])
 F32_MAX = float(np.finfo(np.float32).max)
 
@@ -71,6 +92,11 @@ class Value:
     softmax: bool = False
     pad: tuple[int, int, int, int] | None = None  # a zero Pad waiting for the Conv that reads it
     units: tuple[int, ...] | None = None  # a vector seen as [N,K,1] or [N,1,K]: the ONNX shape
+    # a pending per-channel affine x*k + b (IR channel order), from a BatchNormalization or a
+    # per-channel Mul/Add that no producer could absorb; the next Conv/Gemm takes it into its
+    # weights where that is exact, anything else gets it as an op of its own
+    affine: tuple[np.ndarray, np.ndarray] | None = None
+    affine_nodes: list[dict[str, str]] = field(default_factory=list)  # where it came from
 
     @property
     def onnx_shape(self) -> tuple[int, ...]:
@@ -88,6 +114,31 @@ def _same_fperm(a: np.ndarray | None, b: np.ndarray | None) -> bool:
     if a is None or b is None:
         return a is None and b is None
     return bool(np.array_equal(a, b))
+
+
+def _fold_forward_conv(w: np.ndarray, bias: np.ndarray, groups: int, k: np.ndarray,
+                       b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """conv(x*k + b) = conv'(x) for an unpadded conv: each weight w[o, j] reads input
+    channel g(o)*Cg + j, so it scales by that channel's k, and the b of the channels it
+    reads adds a constant to the bias."""
+    out, per_group = w.shape[0], w.shape[1]
+    channel = (np.arange(out)[:, None] // (out // groups)) * per_group + np.arange(per_group)
+    bias = bias + (w * b[channel][:, :, None, None]).sum(axis=(1, 2, 3))
+    return w * k[channel][:, :, None, None], bias
+
+
+def _axis_move(shape: tuple[int, ...], target: list[int]) -> tuple[int, ...] | None:
+    """The transpose perm (batch axis included) that a reshape of `shape` to `target`
+    (both without the batch) is, when it only moves size-1 axes: the other sizes keep their
+    order, so the data does not move ([N,28,28,1] -> [N,1,28,28] is NHWC -> NCHW); None
+    otherwise."""
+    if len(shape) != len(target) or [d for d in shape if d != 1] != [d for d in target
+                                                                      if d != 1]:
+        return None
+    ones = [i for i, d in enumerate(shape) if d == 1]
+    rest = [i for i, d in enumerate(shape) if d != 1]
+    order = [(ones if d == 1 else rest).pop(0) for d in target]
+    return (0, *(i + 1 for i in order))
 
 
 def _attrs(node) -> dict[str, Any]:
@@ -141,6 +192,7 @@ class Converter:
     def run(self) -> FloatGraph:
         from onnx import numpy_helper
 
+        self._refuse_early()
         for init in self.graph.initializer:
             self.consts[init.name] = numpy_helper.to_array(init)
         self._input()
@@ -166,6 +218,19 @@ class Converter:
                     raise MnistEdgeError(f"op {op.name}: {key} contains NaN or infinity")
                 op.arrays[key] = np.asarray(arr, np.float64).astype(np.float32)
         return FloatGraph(self.name, self.ops, self._norm(), self.shapes[INPUT], self.input_kind)
+
+    def _refuse_early(self) -> None:
+        """Operators no later node can make supported are refused before anything else is
+        looked at (an LSTM's [T,N,F] input would otherwise be refused as an input shape,
+        without naming the node that is the reason)."""
+        for node in self.graph.node:
+            where = f"node {node.name or node.output[0]!r} ({node.op_type})"
+            if node.domain == "ai.onnx.ml":
+                raise MnistEdgeError(f"{where}: ai.onnx.ml operators (classical machine "
+                                     "learning: trees, scalers, classifiers) are not supported; "
+                                     "supported: neural network operators of the default domain")
+            if node.domain in ("", "ai.onnx") and node.op_type in REFUSED:
+                raise MnistEdgeError(f"{where} is not supported: {REFUSED[node.op_type]}")
 
     def _norm(self) -> tuple[Any, Any] | None:
         """(mean, std) of the model's input normalization (floats or per channel), or None."""
@@ -318,7 +383,8 @@ class Converter:
         v = self.values[name]
         if v.pad is not None and not allow_pad:
             raise MnistEdgeError(f"{where}: reads a zero-padded tensor; supported: Pad only "
-                                 "right before a Conv (it becomes the Conv's padding)")
+                                 "right before a Conv or an AveragePool (it becomes their "
+                                 "padding)")
         return getattr(v, "_done", None) or v  # once emitted, later readers see the op
 
     def _const(self, node, where: str, i: int, what: str) -> np.ndarray | None:
@@ -349,12 +415,21 @@ class Converter:
         self.consts[node.output[0]] = arr
 
     def _fold_constant(self, node, where: str) -> None:
-        """Shape arithmetic and weight preprocessing on constants: the ONNX reference runs it."""
+        """Shape arithmetic and weight preprocessing on constants: the ONNX reference runs it,
+        as a one-node model of the file's opset (given a bare node, the evaluator picks each
+        operator's newest version: opset 11's Unsqueeze with an `axes` attribute failed)."""
+        from onnx import helper
         from onnx.reference import ReferenceEvaluator
 
         try:
-            ev = ReferenceEvaluator(node, opsets={"": self.opset})
             feeds = {t: self.consts[t] for t in node.input if t}
+            graph = helper.make_graph(
+                [node], "fold",
+                [helper.make_tensor_value_info(t, helper.np_dtype_to_tensor_dtype(a.dtype), None)
+                 for t, a in feeds.items()],
+                [helper.make_empty_tensor_value_info(t) for t in node.output if t])
+            model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset)])
+            ev = ReferenceEvaluator(model)
             outs = ev.run(None, feeds)
         except Exception as exc:  # the reference evaluator raises many types
             raise MnistEdgeError(f"{where}: cannot evaluate this constant subgraph "
@@ -373,6 +448,8 @@ class Converter:
 
     def _materialize(self, v: Value, what: str) -> Value:
         """A view with no pending function: emit the activation (or fold the normalization)."""
+        if v.affine is not None:
+            return self._flush_affine(v)
         if v.fn is None:
             return v
         cached = getattr(v, "_done", None)
@@ -395,6 +472,51 @@ class Converter:
             result.fperm = v.fperm
         v._done = result  # type: ignore[attr-defined]
         return result
+
+    def _flush_affine(self, v: Value) -> Value:
+        """A pending per-channel affine that no layer absorbs, as an op of its own: on an
+        image a depthwise 1x1 conv (weight k, bias b per channel), on a vector a linear
+        with the diagonal weight diag(k). Both are exact and every backend runs them."""
+        if v.affine is None:
+            return v
+        cached = getattr(v, "_done", None)
+        if cached is not None:
+            return cached
+        k, b = v.affine
+        plain = replace(v, affine=None, affine_nodes=[])
+        if len(v.shape) == 3:
+            c = v.shape[0]
+            out = self._emit("conv2d", {"kernel": [1, 1], "stride": [1, 1],
+                                        "padding": [0, 0, 0, 0], "groups": c},
+                             {"weight": k.reshape(c, 1, 1, 1), "bias": b}, [plain], v.shape,
+                             v.perm)
+        else:
+            out = self._emit("linear", {}, {"weight": np.diag(k), "bias": b}, [plain],
+                             v.shape, v.perm)
+        out.fperm = v.fperm
+        self._absorbed(v, out.tensor, "kept as a per-channel affine op")
+        v._done = out  # type: ignore[attr-defined]
+        return out
+
+    def _absorbed(self, v: Value, into: str, how: str) -> None:
+        for entry in v.affine_nodes:
+            self.folded.append({**entry, "into": into, "how": how})
+
+    def _pending_affine(self, node, v: Value, k: np.ndarray, b: np.ndarray,
+                        where: str) -> Value:
+        """v*k + b per IR channel, left pending: composed with an affine already pending."""
+        if v.units is not None or len(v.shape) not in (1, 3):
+            raise MnistEdgeError(f"{where}: a per-channel {node.op_type} is supported on "
+                                 "[N,C,H,W] and [N,K] tensors only")
+        if v.pad is not None:
+            raise MnistEdgeError(f"{where}: reads a zero-padded tensor; supported: Pad only "
+                                 "right before a Conv or an AveragePool")
+        v = self._materialize(v, where) if v.fn is not None else v
+        if v.affine is not None:
+            k0, b0 = v.affine
+            k, b = k * k0, k * b0 + b
+        entry = {"node": node.name or node.output[0], "op_type": node.op_type}
+        return self._alias(node, v, affine=(k, b), affine_nodes=[*v.affine_nodes, entry])
 
     @staticmethod
     def _affine(fn: Callable[[np.ndarray], np.ndarray]) -> bool:
@@ -427,8 +549,12 @@ class Converter:
                              "tanh, selu, elu, hardsigmoid, clip) nor an input normalization")
 
     def _layer_input(self, node, where: str, rank: int, i: int = 0,
-                     allow_pad: bool = False) -> Value:
-        v = self._materialize(self._value(node, where, i, allow_pad), where)
+                     allow_pad: bool = False, keep_affine: bool = False) -> Value:
+        """The input of a layer, materialized; with keep_affine a pending affine stays on the
+        view, for the layer to absorb (or flush)."""
+        v = self._value(node, where, i, allow_pad)
+        if not (keep_affine and v.affine is not None):
+            v = self._materialize(v, where)
         if v.units is not None:
             raise MnistEdgeError(f"{where}: reads the input as [N,{','.join(map(str, v.units))}]"
                                  "; supported: a vector input flattened (Flatten, Reshape, "
@@ -452,7 +578,8 @@ class Converter:
 
     def _producer(self, v: Value, onnx_name: str) -> FOp | None:
         """The Conv/Gemm op that made v, when a constant may fold into it."""
-        if (v.fn is not None or not v.sole or self.consumers[onnx_name] != 1
+        if (v.fn is not None or v.affine is not None or not v.sole
+                or self.consumers[onnx_name] != 1
                 or v.tensor in self.read or v.tensor == INPUT):
             return None
         op = next(o for o in self.ops if o.name == v.tensor)
@@ -483,7 +610,7 @@ class Converter:
 
     # ------------------------------------------------------------------ layers
     def _op_Conv(self, node, where: str, a: dict[str, Any]) -> Value:
-        v = self._layer_input(node, where, 4, allow_pad=True)
+        v = self._layer_input(node, where, 4, allow_pad=True, keep_affine=True)
         w = self._const(node, where, 1, "the weight")
         b = self._const(node, where, 2, "the bias")
         if w is None or w.ndim != 4:
@@ -510,11 +637,18 @@ class Converter:
         ow = (wd + pads[1] + pads[3] - kw) // stride[1] + 1
         if oh < 1 or ow < 1:
             raise MnistEdgeError(f"{where}: output would be empty")
+        w = w.astype(np.float64)
         bias = b.astype(np.float64) if b is not None else np.zeros(w.shape[0])
+        if v.affine is not None and any(pads):
+            # the padding zeros would enter after the affine, x*k+b, not before: not exact
+            v = self._flush_affine(v)
+        if v.affine is not None:
+            w, bias = _fold_forward_conv(w, bias, groups, *v.affine)
+            self._absorbed(v, self._fresh("conv"), "folded forward into the next Conv")
+            v = replace(v, affine=None, affine_nodes=[])
         return self._emit("conv2d", {"kernel": [kh, kw], "stride": stride, "padding": pads,
                                      "groups": groups},
-                          {"weight": w.astype(np.float64), "bias": bias}, [v],
-                          (int(w.shape[0]), oh, ow))
+                          {"weight": w, "bias": bias}, [v], (int(w.shape[0]), oh, ow))
 
     @staticmethod
     def _pads(a: dict[str, Any], where: str, hw: tuple[int, int], k: tuple[int, int],
@@ -539,13 +673,18 @@ class Converter:
         if weight.shape[1] != v.shape[0]:
             raise MnistEdgeError(f"{where}: weight [{weight.shape[1]} inputs] does not fit "
                                  f"{v.shape[0]} features")
-        weight = permute_columns(weight, v.fperm)
-        return self._emit("linear", {}, {"weight": weight.astype(np.float64),
-                                         "bias": bias.astype(np.float64)},
-                          [replace(v, fperm=None)], (int(weight.shape[0]),))
+        weight = permute_columns(weight, v.fperm).astype(np.float64)
+        bias = bias.astype(np.float64)
+        if v.affine is not None:  # columns are in the IR order now, as the affine is
+            k, b = v.affine
+            weight, bias = weight * k[None, :], bias + weight @ b
+            self._absorbed(v, self._fresh("fc"), "folded forward into the next Gemm/MatMul")
+        return self._emit("linear", {}, {"weight": weight, "bias": bias},
+                          [replace(v, fperm=None, affine=None, affine_nodes=[])],
+                          (int(weight.shape[0]),))
 
     def _op_Gemm(self, node, where: str, a: dict[str, Any]) -> Value:
-        v = self._layer_input(node, where, 2)
+        v = self._layer_input(node, where, 2, keep_affine=True)
         b = self._const(node, where, 1, "B (the weight)")
         c = self._const(node, where, 2, "C (the bias)")
         if int(a.get("transA", 0)):
@@ -563,7 +702,7 @@ class Converter:
         return self._linear(v, weight, bias, where)
 
     def _op_MatMul(self, node, where: str, a: dict[str, Any]) -> Value:
-        v = self._layer_input(node, where, 2)
+        v = self._layer_input(node, where, 2, keep_affine=True)
         b = self._const(node, where, 1, "the weight (second input)")
         if b is None or b.ndim != 2:
             raise MnistEdgeError(f"{where}: the weight must be a 2-D constant")
@@ -574,31 +713,46 @@ class Converter:
         if int(a.get("training_mode", 0)):
             raise MnistEdgeError(f"{where}: training_mode=1 is not supported; export in eval "
                                  "mode")
-        op = self._producer(v, node.input[0])
-        if op is None or v.perm[1] != 1:
-            raise MnistEdgeError(f"{where}: BatchNormalization is supported only right after "
-                                 "a Conv, Gemm or MatMul whose output nothing else reads")
         scale, bias, mean, var = (self._const(node, where, i, n).astype(np.float64)
                                   for i, n in enumerate(("scale", "B", "mean", "var"), 1))
         k = scale / np.sqrt(var + float(a.get("epsilon", 1e-5)))
+        rank = len(v.perm)
+        per_k, per_b = (self._per_channel(x.reshape((-1,) + (1,) * (rank - 2)), v, where)
+                        if rank >= 2 else None for x in (k, bias - mean * k))
+        if per_k is None or per_b is None:
+            raise MnistEdgeError(f"{where}: its axis 1 is not the channels of "
+                                 f"[N,{','.join(map(str, v.onnx_shape))}] (an NHWC tensor "
+                                 "without a Transpose?)")
+        op = self._producer(v, node.input[0])
+        if op is None:  # after a ReLU, a pool, a shared output: fold forward, or an op
+            return self._pending_affine(node, v, per_k, per_b, where)
         shape = (-1,) + (1,) * (op.arrays["weight"].ndim - 1)
-        op.arrays["weight"] = op.arrays["weight"] * k.reshape(shape)
-        op.arrays["bias"] = (op.arrays["bias"] - mean) * k + bias
+        op.arrays["weight"] = op.arrays["weight"] * per_k.reshape(shape)
+        op.arrays["bias"] = op.arrays["bias"] * per_k + per_b
         self.folded.append({"node": node.name or node.output[0], "op_type": node.op_type,
                             "into": op.name})
         return replace(v, sole=True)
 
     def _pool(self, node, where: str, a: dict[str, Any], kind: str) -> Value:
-        v = self._layer_input(node, where, 4)
+        """Unpadded pooling; an average whose padding counts as zeros (a Pad node before it,
+        or its own pads with count_include_pad=1) is a depthwise conv of weight 1/(kh*kw):
+        exact, and every backend has it (padded pools exist in the tflite arithmetic only)."""
+        average = kind == "avgpool2d"
+        v = self._layer_input(node, where, 4, allow_pad=average)
         k = [int(x) for x in a["kernel_shape"]]
         s = [int(x) for x in a.get("strides", [1, 1])]
         if any(d != 1 for d in a.get("dilations", [1, 1])):
             raise MnistEdgeError(f"{where}: dilated pooling is not supported")
         pads = self._pads(a, where, v.shape[1:], tuple(k), s)
-        if any(pads):
+        zeros_counted = average and int(a.get("count_include_pad", 0))
+        if any(pads) and not zeros_counted:
             raise MnistEdgeError(f"{where}: padded pooling (pads {pads}) is not supported; "
-                                 "supported: pads 0")
+                                 "supported: pads 0, or an average that counts the padding "
+                                 "(count_include_pad=1, or a Pad before it)")
+        if v.pad is not None:
+            pads = [p + q for p, q in zip(pads, v.pad, strict=True)]
         c, h, w = v.shape
+        h, w = h + pads[0] + pads[2], w + pads[1] + pads[3]
         oh, ow = (h - k[0]) // s[0] + 1, (w - k[1]) // s[1] + 1
         if int(a.get("ceil_mode", 0)):
             ceil = (-(-(h - k[0]) // s[0]) + 1, -(-(w - k[1]) // s[1]) + 1)
@@ -607,6 +761,12 @@ class Converter:
                                      "supported: ceil_mode 0")
         if oh < 1 or ow < 1:
             raise MnistEdgeError(f"{where}: output would be empty")
+        if any(pads):
+            weight = np.full((c, 1, k[0], k[1]), 1.0 / (k[0] * k[1]))
+            return self._emit("conv2d", {"kernel": k, "stride": s, "padding": pads,
+                                         "groups": c},
+                              {"weight": weight, "bias": np.zeros(c)},
+                              [replace(v, pad=None)], (c, oh, ow))
         return self._emit(kind, {"kernel": k, "stride": s}, {}, [v], (c, oh, ow))
 
     def _op_MaxPool(self, node, where: str, a: dict[str, Any]) -> Value:
@@ -639,11 +799,16 @@ class Converter:
     def _flatten(self, v: Value, where: str) -> Value:
         if len(v.shape) == 1:
             return replace(v, units=None)
-        v = self._materialize(v, where)
+        affine = v.affine
+        v = self._materialize(replace(v, affine=None) if affine is not None else v, where)
         size = int(np.prod(v.shape))
         fperm = flatten_order(v.shape, tuple(p - 1 for p in v.perm[1:]))
         out = self._emit("flatten", {}, {}, [v], (size,))
         out.fperm = None if is_identity(fperm) else fperm
+        if affine is not None:  # per channel -> per feature (the IR flattens C,H,W)
+            spatial = size // v.shape[0]
+            out.affine = (np.repeat(affine[0], spatial), np.repeat(affine[1], spatial))
+            out.affine_nodes = v.affine_nodes
         return out
 
     def _op_Flatten(self, node, where: str, a: dict[str, Any]) -> Value:
@@ -682,6 +847,9 @@ class Converter:
             return self._alias(node, v)
         if len(rest) == 1:
             return self._flatten(v, where)
+        perm = _axis_move(v.onnx_shape, rest) if v.units is None else None
+        if perm is not None:  # tf2onnx's Transpose that moves only a size-1 axis
+            return self._alias(node, v, perm=tuple(v.perm[p] for p in perm))
         raise MnistEdgeError(f"{where}: reshape [N,{','.join(map(str, v.onnx_shape))}] -> "
                              f"[N,{','.join(map(str, rest))}] is not supported (supported: "
                              "flatten to [N, features])")
@@ -735,8 +903,9 @@ class Converter:
         return self._alias(node, self._value(node, where, allow_pad=True))
 
     def _op_Pad(self, node, where: str, a: dict[str, Any]) -> Value:
-        """Zero padding of H and W (Keras writes one before every asymmetric 'same' Conv)."""
-        v = self._materialize(self._value(node, where), where)
+        """Zero padding of H and W (Keras writes one before every asymmetric 'same' Conv), for
+        the Conv or AveragePool that reads it; pads all zero are the identity anywhere."""
+        v = self._value(node, where)
         if _str(a.get("mode", "constant")) != "constant":
             raise MnistEdgeError(f"{where}: mode {_str(a['mode'])} is not supported "
                                  "(supported: constant zero padding)")
@@ -754,6 +923,10 @@ class Converter:
                 for j, ax in enumerate(axes):
                     full[ax], full[rank + ax] = pads[j], pads[len(axes) + j]
                 pads = full
+        if not any(pads):
+            self._drop(node, "pads all zero: the identity")
+            return self._alias(node, v)
+        v = self._materialize(v, where)
         if value != 0.0 or rank != 4:
             raise MnistEdgeError(f"{where}: only zero padding of image tensors is supported")
         begin, end = [0] * 4, [0] * 4
@@ -807,7 +980,7 @@ class Converter:
     # ------------------------------------------------------------------ elementwise
     def _unary(self, node, where: str, kind: str, attrs: dict[str, float] | None = None,
                fn: Callable[[np.ndarray], np.ndarray] | None = None) -> Value:
-        v = self._value(node, where)
+        v = self._flush_affine(self._value(node, where))
         if fn is None and v.fn is not None and self._settled(v):
             v = self._materialize(v, where)  # an activation of an activation: two ops
         f = fn or _act(kind, attrs)
@@ -883,6 +1056,13 @@ class Converter:
             per = self._per_channel(c, v, where)
             if per is not None:
                 return self._normalize_channels(node, v, per, op, swapped, where)
+        per = self._per_channel(c, v, where) if c.size != 1 else None
+        if per is not None and not (op == "Div" and swapped) and v.units is None:
+            # a BatchNormalization exported as Mul and Add (tf2onnx) after a ReLU
+            one, zero = np.ones_like(per), np.zeros_like(per)
+            k, b = {"Add": (one, per), "Sub": (-one, per) if swapped else (one, -per),
+                    "Mul": (per, zero), "Div": (1.0 / per, zero)}[op]
+            return self._pending_affine(node, v, k, b, where)
         if c.size != 1:
             raise MnistEdgeError(f"{where}: {op} of a constant of shape {list(c.shape)} is "
                                  "supported only on the output of a Conv/Gemm/MatMul that "
@@ -939,7 +1119,7 @@ class Converter:
         return replace(v, sole=True)
 
     def _two_values(self, node, where: str, op: str) -> Value:
-        a, b = self._value(node, where, 0), self._value(node, where, 1)
+        a, b = (self._flush_affine(self._value(node, where, i)) for i in (0, 1))
         if a.same_view(b):
             fa = a.fn or (lambda t: t)
             fb = b.fn or (lambda t: t)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import MnistEdgeError
 
@@ -42,10 +44,28 @@ def _external_files(model, base: Path) -> None:
                                  f"{(info.offset or 0) + info.length})")
 
 
+@dataclass
+class Loaded:
+    """A model file as read: `model` repaired and checked, `original` as stored (what
+    onnxruntime runs in the float check), `repaired` what `repair.repair` changed."""
+
+    model: Any
+    original: Any
+    repaired: list[dict[str, Any]] = field(default_factory=list)
+
+
 def load_onnx(path: str | Path):
-    """The model with all weights in memory, checked; one-line errors for what users get wrong."""
+    """The model with all weights in memory, repaired and checked; one-line errors for what
+    users get wrong."""
+    return read_onnx(path).model
+
+
+def read_onnx(path: str | Path) -> Loaded:
+    """`load_onnx`, keeping the file's own graph and what was repaired."""
     import onnx
     from google.protobuf.message import DecodeError
+
+    from .repair import repair
 
     path = Path(path)
     if not path.is_file():
@@ -68,12 +88,15 @@ def load_onnx(path: str | Path):
     if not OPSETS[0] <= version <= OPSETS[1]:
         raise MnistEdgeError(f"{path}: opset {version} is not supported (supported: "
                              f"{OPSETS[0]}..{OPSETS[1]}); re-export with opset_version=18")
+    original = onnx.ModelProto()
+    original.CopyFrom(model)
+    repaired = repair(model, path.stem or "main")
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
         raise MnistEdgeError(f"{path}: invalid ONNX model "
                              f"({str(exc).strip().splitlines()[0]})") from None
-    return model
+    return Loaded(model, original if repaired else model, repaired)
 
 
 def opset_of(model) -> int:
