@@ -158,16 +158,16 @@ def _check_layer(layer: dict[str, Any], where: str, found: list[str], depth: int
     config = layer.get("config")
     if not isinstance(config, dict):
         raise MnistEdgeError(f"{where}: {what} ({cls}) has no config")
+    for key, value in layer.items():  # inbound_nodes, build_config, ...
+        if key not in ("class_name", "module", "registered_name", "config"):
+            _check_value(value, where, what, depth + 1)
+    _check_value(config, where, what, depth + 1)  # refuses functions and custom objects
     activation = config.get("activation")
     if activation is not None and (not isinstance(activation, str)
                                    or activation not in ACTIVATIONS):
         shown = activation if isinstance(activation, str) else _class_of(activation)
         raise MnistEdgeError(f"{where}: {what} ({cls}) uses activation {shown!r}, which "
                              f"cannot be imported; supported: {', '.join(sorted(ACTIVATIONS))}")
-    for key, value in layer.items():
-        if key not in ("class_name", "module", "registered_name", "config"):
-            _check_value(value, where, what, depth + 1)
-    _check_value(config, where, what, depth + 1)
     found.append(f"{name} ({cls})")
 
 
@@ -178,11 +178,14 @@ def _check_value(value: Any, where: str, what: str, depth: int) -> None:
     if isinstance(value, dict):
         if "class_name" in value:
             cls = value["class_name"]
-            if cls in CODE_CLASSES or cls in LAYERS or cls in MODELS or cls not in OBJECTS:
-                label = CODE_CLASSES.get(cls, f"an object of class {cls!r}")
-                raise MnistEdgeError(f"{where}: {what} holds {label}: refused, never loaded "
-                                     "or run")
-            _check_identity(value, where, what)
+            if cls in CODE_CLASSES:
+                raise MnistEdgeError(f"{where}: {what} holds {CODE_CLASSES[cls]}: refused, "
+                                     "never loaded or run")
+            _check_identity(value, where, what, nested=True)
+            if cls not in OBJECTS:
+                raise MnistEdgeError(f"{where}: {what} holds an object of class {cls!r}, not "
+                                     "a built-in initializer, regularizer, constraint or "
+                                     "dtype policy: refused, never loaded or run")
         for item in value.values():
             _check_value(item, where, what, depth + 1)
     elif isinstance(value, list):
@@ -193,18 +196,20 @@ def _check_value(value: Any, where: str, what: str, depth: int) -> None:
 
 
 def _check_identity(obj: dict[str, Any], where: str, what: str,
-                    allow_models: bool = False) -> None:
-    """A built-in's identity: `module` keras or keras.*, no custom `registered_name`."""
+                    allow_models: bool = False, nested: bool = False) -> None:
+    """A built-in's identity: `module` keras or keras.*, no custom `registered_name`.
+    `nested`: `obj` is a value inside `what` (an initializer, ...), not `what` itself."""
     cls = obj.get("class_name")
     module, registered = obj.get("module"), obj.get("registered_name")
     if not isinstance(cls, str) or not cls.replace("_", "").isalnum():
         raise MnistEdgeError(f"{where}: {what} has a malformed class name {cls!r}")
+    subject = f"{what} holds {cls!r}," if nested else f"{what} ({cls}) is"
     if module is not None and (not isinstance(module, str)
                                or not (module == "keras" or module.startswith("keras."))):
-        raise MnistEdgeError(f"{where}: {what} ({cls}) is a custom class from module "
-                             f"{module!r}: refused, never loaded or run")
+        raise MnistEdgeError(f"{where}: {subject} a custom class from module {module!r}: "
+                             "refused, never loaded or run")
     if registered is not None and registered != cls:
-        raise MnistEdgeError(f"{where}: {what} ({cls}) is a custom object registered as "
+        raise MnistEdgeError(f"{where}: {subject} a custom object registered as "
                              f"{registered!r}: refused, never loaded or run")
     if not allow_models and cls in MODELS:
         raise MnistEdgeError(f"{where}: {what} holds a model: refused")
@@ -259,7 +264,7 @@ def _walk_h5(group: Any, where: str, what: str, depth: int) -> None:
     for key in group:
         link = group.get(key, getlink=True)
         if not isinstance(link, h5py.HardLink):
-            raise MnistEdgeError(f"{where}: {what} holds a {type(link).__name__} "
+            raise MnistEdgeError(f"{where}: {what} holds an HDF5 {type(link).__name__} "
                                  f"({group.name}/{key}): refused")
         item = group[key]
         if isinstance(item, h5py.Group):
@@ -291,6 +296,8 @@ def _check_dataset(ds: Any, where: str, what: str) -> None:
 
 
 def _read_bounded(path: Path) -> bytes:
+    if not path.is_file():
+        raise MnistEdgeError(f"{path}: no such file")
     with open(path, "rb") as f:
         data = f.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
