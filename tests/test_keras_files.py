@@ -351,6 +351,32 @@ def test_hostile_file_runs_nothing(files: dict, mnist_dir: Path, tmp_path: Path,
         assert marker.read_text() == "ran"
 
 
+def test_every_allowed_layer_imports(mnist_dir: Path, tmp_path: Path) -> None:
+    """The layers `LAYERS` allows that the other models do not use, from a .keras file."""
+    from mnist_edge.importers.keras_file import LAYERS, check_file, import_keras
+
+    keras = E._keras()
+    L = keras.layers
+    keras.utils.set_random_seed(2)
+    model = keras.Sequential([
+        keras.Input((28, 28, 1)), L.Normalization(mean=0.1307, variance=0.3081 ** 2),
+        L.ZeroPadding2D(1), L.SeparableConv2D(4, 3, strides=2), L.LeakyReLU(0.1),
+        L.Conv2D(4, 3, strides=2, activation="elu"), L.ELU(), L.Reshape((6 * 6 * 4,)),
+        L.Dense(10), L.Softmax()])
+    model.save(tmp_path / "more.keras")
+    info = check_file(tmp_path / "more.keras")
+    seen = {entry.split(" (")[1].rstrip(")") for entry in info.layers}
+    used = {"InputLayer", "Conv2D", "DepthwiseConv2D", "Dense", "MaxPooling2D",
+            "AveragePooling2D", "GlobalAveragePooling2D", "Flatten", "Dropout",
+            "BatchNormalization", "Activation", "ReLU", "Add", "Concatenate", "Rescaling"}
+    assert seen | used == set(LAYERS)  # with the models above, every allowed layer
+    run_dir, doc = import_keras(tmp_path / "more.keras", tmp_path / "runs",
+                                data_dir=str(mnist_dir), check_images=CHECK)
+    assert doc["input_norm"] == [0.1307000070810318, 0.30810001492500305]
+    assert "Softmax" in {d["op_type"] for d in doc["dropped"]}
+    assert {"leaky_relu", "elu"} <= set(doc["ops"])
+
+
 def test_unmapped_layer_is_named(files: dict, mnist_dir: Path, tmp_path: Path, capsys) -> None:
     keras = E._keras()
     L = keras.layers
