@@ -474,46 +474,28 @@ def from_torch(module: Any, example_input: Any, name: str = "torch-model",
                               opset_version=17)
         except Exception as exc:  # torch's exporter errors are long: the first line
             raise MnistEdgeError(f"torch.onnx.export failed: {_first_line(exc)}") from exc
-        return _import_exported(path, name, runs, normalize, input, data)
+        from .importers import import_exported
+
+        run_dir, _ = import_exported(path, runs, name, normalize, input, data)
+        return Model(run_dir)
 
 
 @_user_errors
-def from_keras(model: Any, name: str = "keras-model", runs: str | Path = "runs", *,
+def from_keras(model: Any, name: str | None = None, runs: str | Path = "runs", *,
                normalize: tuple[Any, Any] | None = None, input: str = "pixels",
                data: DataSource = None) -> Model:
-    """A Keras 3 model (run Keras on the torch backend: KERAS_BACKEND=torch), exported with
-    its own `model.export(format="onnx")` and imported as `from_onnx` would (channels-last
-    inputs are found from the graph). The ONNX file is kept in the run as source.onnx."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"{name}.onnx"
-        try:
-            model.export(str(path), format="onnx", verbose=False)
-        except Exception as exc:
-            raise MnistEdgeError(f"Keras export to ONNX failed: {_first_line(exc)}") from exc
-        return _import_exported(path, name, runs, normalize, input, data)
+    """A Keras 3 model, or the path of a `.keras` / legacy `.h5` file (checked before Keras
+    reads it: only built-in layers the importer maps, no Lambda or custom objects). Keras
+    runs on the torch backend (KERAS_BACKEND=torch); the model is exported with its own
+    `model.export(format="onnx")` and imported as `from_onnx` would (channels-last inputs
+    are found from the graph). The ONNX file is kept in the run as source.onnx. `name`
+    defaults to the file's name, or "keras-model"."""
+    from .importers.keras_file import import_keras
+
+    run_dir, _ = import_keras(model, runs, name, normalize, input, data)
+    return Model(run_dir)
 
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _import_exported(path: Path, name: str, runs: str | Path, normalize: Any, input: str,
-                     data: DataSource) -> Model:
-    """Import a freshly exported ONNX file and keep it beside the run's files."""
-    import json
-
-    from .importers import IMPORT_FILE, import_onnx
-    from .paths import atomic_write
-
-    run_dir, doc = import_onnx(path, runs, name, normalize, "auto", data, input_kind=input)
-    kept = run_dir / "source.onnx"
-    shutil.copyfile(path, kept)
-    for extra in path.parent.glob("*.data"):  # external weights, if the exporter wrote any
-        shutil.copyfile(extra, run_dir / extra.name)
-    doc["source"] = str(kept.resolve())
-    with atomic_write(run_dir / IMPORT_FILE, "w") as f:
-        json.dump(doc, f, indent=2, sort_keys=True)
-        f.write("\n")
-    return Model(run_dir)
-

@@ -91,10 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     data.cli_args(p)
 
     p = command("import", "mnist_edge.commands:import_command",
-                "import a float ONNX model (PyTorch, Keras) or an int8 .tflite into runs/<name>")
-    p.add_argument("model", metavar="MODEL", help="the float .onnx file, or an int8 .tflite "
-                   "(taken as it is: a QGraph in the tflite arithmetic, no calibration)")
-    p.add_argument("--name", help="run name (default: the file name without .onnx/.tflite)")
+                "import a float ONNX model (PyTorch, Keras), a Keras .keras/.h5 file or an int8 "
+                ".tflite into runs/<name>")
+    p.add_argument("model", metavar="MODEL", help="the float .onnx file; a Keras .keras or "
+                   "legacy .h5 file (built-in layers only: a Lambda or custom object is "
+                   "refused, never run; loaded by Keras 3 on the torch backend and exported to "
+                   "ONNX); or an int8 .tflite (taken as it is: a QGraph in the tflite "
+                   "arithmetic, no calibration)")
+    p.add_argument("--name", help="run name (default: the file name without its extension)")
     p.add_argument("--runs", default="runs", help="folder holding the run folders")
     _add_data(p)
     _add_import_args(p)

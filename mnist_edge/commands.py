@@ -25,9 +25,19 @@ def import_command(args: Any) -> int:
         print(_tflite_import_line(args.model, m))
         return 0
     from .importers import parse_normalize
+    from .importers.keras_file import is_keras_file
 
-    m = api.from_onnx(args.model, args.name, args.runs, normalize=parse_normalize(args.normalize),
-                      layout=args.layout, input=args.input, data=args.data)
+    if is_keras_file(args.model):
+        if args.layout != "auto":
+            raise MnistEdgeError("--layout applies to ONNX models; a Keras model's layout is "
+                                 "found from its export")
+        m = api.from_keras(args.model, args.name, args.runs,
+                           normalize=parse_normalize(args.normalize), input=args.input,
+                           data=args.data)
+    else:
+        m = api.from_onnx(args.model, args.name, args.runs,
+                          normalize=parse_normalize(args.normalize), layout=args.layout,
+                          input=args.input, data=args.data)
     print(_onnx_import_line(args.model, m))
     return 0
 

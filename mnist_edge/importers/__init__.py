@@ -1,5 +1,5 @@
-"""Bring your own model: a float ONNX file (PyTorch, Keras, tf2onnx) or an int8 `.tflite`
--> a run folder.
+"""Bring your own model: a float ONNX file (PyTorch, Keras, tf2onnx), a Keras file (`.keras`,
+legacy `.h5`: see `keras_file`) or an int8 `.tflite` -> a run folder.
 
 `import_onnx` loads the file (external data too), maps it to the FloatGraph the zoo's
 folding produces (`convert`), checks it against onnxruntime on test images (`check`) and
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from ..paths import atomic_dir, atomic_write
 from ..report import update_report
 
 IMPORT_FILE = "import.json"
+SOURCE_ONNX = "source.onnx"
 LAYOUTS = ("auto", "nchw", "nhwc")
 CHECK_IMAGES = 1000
 
@@ -57,16 +59,27 @@ def load_import_info(run_dir: str | Path) -> dict[str, Any]:
     return json.loads((Path(run_dir) / IMPORT_FILE).read_text())
 
 
+SUFFIXES = (".onnx", ".tflite", ".keras", ".h5", ".hdf5")
+
+
 def default_name(path: str | Path) -> str:
-    stem = Path(path).name.removesuffix(".onnx").removesuffix(".tflite")
+    stem = Path(path).name
+    for suffix in SUFFIXES:
+        stem = stem.removesuffix(suffix)
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-.") or "imported"
 
 
 def import_onnx(path: str | Path, runs: str | Path = "runs", name: str | None = None,
                 normalize: tuple[float, float] | None = None, layout: str = "auto",
                 data_dir: str | None = None, check_images: int = CHECK_IMAGES,
-                input_kind: str = "pixels") -> tuple[Path, dict[str, Any]]:
-    """Import `path` into `<runs>/<name>`; returns the run folder and import.json's content."""
+                input_kind: str = "pixels", keep_source: bool = False,
+                extra: dict[str, Any] | None = None) -> tuple[Path, dict[str, Any]]:
+    """Import `path` into `<runs>/<name>`; returns the run folder and import.json's content.
+
+    `keep_source` copies the file (and `*.data` external weights beside it) into the run as
+    `source.onnx`, which import.json then names: for files exported into a temporary folder
+    (`import_exported`). `extra` adds entries to import.json (and its `imported_from`,
+    if it has one, to report.json)."""
     from .check import float_check
     from .convert import convert
     from .load import opset_of, read_onnx, sha256
@@ -98,13 +111,21 @@ def import_onnx(path: str | Path, runs: str | Path = "runs", name: str | None = 
         "dropped": info["dropped"], "folded": info["folded"], "repaired": loaded.repaired,
         "ops": [op.kind for op in graph.ops], "float_check": check,
         "argmax_unchanged": bool(info["presoftmax"]) or None,
+        **(extra or {}),
     }
+    imported_from = doc.pop("imported_from", None)
+    if keep_source:
+        doc["source"] = str((run_dir / SOURCE_ONNX).resolve())
     with atomic_dir(run_dir) as tmp:
+        if keep_source:
+            shutil.copyfile(path, tmp / SOURCE_ONNX)
+            for extra_data in path.parent.glob("*.data"):  # external weights, if any
+                shutil.copyfile(extra_data, tmp / extra_data.name)
         fgraph.save(graph, tmp / name)
         with atomic_write(tmp / IMPORT_FILE, "w") as f:
             json.dump(doc, f, indent=2, sort_keys=True)
             f.write("\n")
-        update_report(tmp, {"model": name, "imported_from": doc["source"],
+        update_report(tmp, {"model": name, "imported_from": imported_from or doc["source"],
                             "import": {"float_max_abs_diff_vs_onnxruntime":
                                        check["max_abs_logit_diff"],
                                        "float_relative_diff": check["relative_diff"],
@@ -112,6 +133,16 @@ def import_onnx(path: str | Path, runs: str | Path = "runs", name: str | None = 
                                        "layout": info["layout"]},
                             "seconds": {"import": round(time.time() - start, 2)}})
     return run_dir, doc
+
+
+def import_exported(path: str | Path, runs: str | Path, name: str,
+                    normalize: tuple[Any, Any] | None = None, input_kind: str = "pixels",
+                    data_dir: Any = None, extra: dict[str, Any] | None = None,
+                    check_images: int = CHECK_IMAGES) -> tuple[Path, dict[str, Any]]:
+    """Import an ONNX file just exported into a temporary folder (torch.onnx, Keras) and
+    keep it in the run as source.onnx."""
+    return import_onnx(path, runs, name, normalize, "auto", data_dir, check_images,
+                       input_kind, keep_source=True, extra=extra)
 
 
 def _run_for(path: Path, runs: str | Path, name: str | None) -> tuple[str, Path]:
