@@ -141,6 +141,9 @@ def test_from_torch_imports_and_is_exact(tmp_path: Path, mnist_dir: Path) -> Non
     assert info["source"] == str((m.run_dir / "source.onnx").resolve())
     m.quantize(calib_images=100, data=str(mnist_dir), progress=False)
     assert m.validate("c", data=str(mnist_dir), limit=50, progress=False).all_exact
+    # a notebook cell run twice imports again under the same name: a fresh run
+    again = me.from_torch(net, torch.zeros(1, 1, 28, 28), "net", tmp_path, data=str(mnist_dir))
+    assert again.run_dir == m.run_dir and not again.quantized
 
 
 def test_from_tflite(tmp_path: Path) -> None:

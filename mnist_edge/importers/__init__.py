@@ -22,7 +22,7 @@ from typing import Any
 
 from .. import fgraph, inputs
 from ..errors import MnistEdgeError
-from ..paths import atomic_dir, atomic_write
+from ..paths import atomic_dir, atomic_write, write_manifest
 from ..report import update_report
 
 IMPORT_FILE = "import.json"
@@ -117,6 +117,7 @@ def import_onnx(path: str | Path, runs: str | Path = "runs", name: str | None = 
     if keep_source:
         doc["source"] = str((run_dir / SOURCE_ONNX).resolve())
     with atomic_dir(run_dir) as tmp:
+        write_manifest(tmp, {"imported_from": doc["source"]})  # a re-import replaces it
         if keep_source:
             shutil.copyfile(path, tmp / SOURCE_ONNX)
             for extra_data in path.parent.glob("*.data"):  # external weights, if any
@@ -183,6 +184,7 @@ def import_tflite(path: str | Path, runs: str | Path = "runs", name: str | None 
         "ops": mapped,
     }
     with atomic_dir(run_dir) as tmp:
+        write_manifest(tmp, {"imported_from": doc["source"]})  # a re-import replaces it
         qgraph.save(graph, tmp / name)
         with atomic_write(tmp / IMPORT_FILE, "w") as f:
             json.dump(doc, f, indent=2, sort_keys=True)
