@@ -484,7 +484,12 @@ def from_keras(model: Any, name: str = "keras-model", runs: str | Path = "runs",
     """A Keras 3 model (run Keras on the torch backend: KERAS_BACKEND=torch), exported with
     its own `model.export(format="onnx")` and imported as `from_onnx` would (channels-last
     inputs are found from the graph). The ONNX file is kept in the run as source.onnx."""
-    with tempfile.TemporaryDirectory() as tmp:
+    import warnings
+
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        # on the torch backend the export traces the model: Keras's own shape arithmetic
+        # raises TracerWarnings that say nothing about the user's model (as in from_torch)
+        warnings.simplefilter("ignore")
         path = Path(tmp) / f"{name}.onnx"
         try:
             model.export(str(path), format="onnx", verbose=False)
