@@ -315,15 +315,15 @@ class Model:
         from . import inputs as input_data
         from .validate import get_runner
 
-        graph = self.qgraph
-        spec = input_data.spec_of(graph)
-        batch = input_data.load((np.asarray(x), None), spec).x
-        if backend == "float":
+        if backend == "float":  # needs only the float graph: an import, before quantize
             folded = self.float_graph
+            batch = input_data.load((np.asarray(x), None), input_data.spec_of(folded)).x
             scores = fgraph.run_float(folded, fgraph.float_input(folded, batch))
             scores = np.asarray(scores, np.float32)
             return Prediction("float", None, scores,
                               np.argmax(scores, axis=1))
+        graph = self.qgraph
+        batch = input_data.load((np.asarray(x), None), input_data.spec_of(graph)).x
         q = input_data.graph_input(graph, batch)
         if backend == "golden":
             logits = golden.run_int8(graph, q)

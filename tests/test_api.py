@@ -137,6 +137,13 @@ def test_from_torch_imports_and_is_exact(tmp_path: Path, mnist_dir: Path) -> Non
                               torch.nn.Flatten(), torch.nn.Linear(4 * 13 * 13, 10))
     m = me.from_torch(net, torch.zeros(1, 1, 28, 28), "net", tmp_path, data=str(mnist_dir))
     assert (m.run_dir / "source.onnx").is_file()
+    # the float graph answers before quantization: the import can be checked first
+    from mnist_edge import data
+
+    images = data.load_mnist("test", str(mnist_dir))[0][:8]
+    with torch.no_grad():
+        expected = net(torch.from_numpy(images[:, None].astype(np.float32) / 255)).numpy()
+    assert np.allclose(m.predict(images, backend="float").scores, expected, atol=1e-4)
     info = json.loads((m.run_dir / "import.json").read_text())
     assert info["source"] == str((m.run_dir / "source.onnx").resolve())
     m.quantize(calib_images=100, data=str(mnist_dir), progress=False)

@@ -427,6 +427,8 @@ def load_file(path: str | Path) -> tuple[Any, KerasFile]:
 def export_onnx(model: Any, path: Path) -> None:
     """Keras 3's own ONNX export (through torch.onnx on the torch backend). A model never
     called (a loaded file, or built but not trained) is first called once on zeros."""
+    import warnings
+
     import numpy as np
 
     try:
@@ -434,9 +436,13 @@ def export_onnx(model: Any, path: Path) -> None:
     except Exception:  # not a built functional/Sequential model: let export say why
         shape = None
     try:
-        if shape is not None and all(isinstance(d, int) for d in shape):
-            model(np.zeros((1, *shape), np.float32), training=False)
-        model.export(str(path), format="onnx", verbose=False)
+        with warnings.catch_warnings():
+            # on the torch backend the export traces the model: Keras's own shape arithmetic
+            # raises TracerWarnings that say nothing about the user's model
+            warnings.simplefilter("ignore")
+            if shape is not None and all(isinstance(d, int) for d in shape):
+                model(np.zeros((1, *shape), np.float32), training=False)
+            model.export(str(path), format="onnx", verbose=False)
     except MnistEdgeError:
         raise
     except Exception as exc:
