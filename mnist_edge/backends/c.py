@@ -252,6 +252,9 @@ def _lower_conv(c: StepContext) -> Lowered:
         ("requant", _requant_fields(arrays, op.output.zero_point, _act(graph, step.conv))),
     ]
     fn = c.fn("conv2d_u8_1ch" if step.kind == "conv_u8" else "conv2d_s8")
+    if (graph.arithmetic == "tflite" and groups > 1 and groups == x.shape[0]
+            == op.output.shape[0] and step.pool is None and step.kind == "conv"):
+        fn = c.fn("tfl_depthwise_conv2d_s8")  # channels innermost: one run per tap
     call = f"{fn}(&{c.ident}_params, {c.src}, {c.dst}, arena + {step.scratch_offset});"
     taps = kh * kw * (1 if step.kind == "conv_u8" else x.shape[0] // groups)
     macro = f"{c.names.kernel.upper()}_{'CONV2D_U8_1CH' if step.kind == 'conv_u8' else 'CONV2D_S8'}"
