@@ -137,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(p)
     p.add_argument("--out", help="output folder (default: <run>/c, <run>/fpga/..., <run>/web)")
     p.add_argument("--requant", choices=["float", "int"], default="float",
-                   help="C requantization: float32 (FPU) or integer-only")
+                   help="C requantization: float32 (FPU) or integer-only (a tflite graph is "
+                   "always TFLM's integer arithmetic: the option does not apply)")
     p.add_argument("--vectors", type=positive_int, default=20,
                    help="test inputs in test_vectors (at least 1: the self-test runs them; "
                    "the web page embeds them): the first of --data, else MNIST for a 1x28x28 "

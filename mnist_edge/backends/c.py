@@ -109,11 +109,23 @@ def _buf(plan: ArenaPlan, ref: int) -> str:
     return f"arena + {plan.buffers[ref].offset}"
 
 
-def _requant_fields(arrays: LayerArrays, zero_point: int) -> str:
+def _requant_fields(arrays: LayerArrays, zero_point: int,
+                    act: tuple[int, int] | None = None) -> str:
+    """A requant_params initializer; `act` (the tflite arithmetic's fused activation clamp,
+    from `QGraph.prepare`) adds act_min and act_max."""
     shift = arrays.shift.name if arrays.shift is not None else "NULL"
     table = arrays.table.name if arrays.table is not None else "NULL"
+    clamp = f".act_min = {act[0]}, .act_max = {act[1]}, " if act is not None else ""
     return (f"{{.mult = {arrays.mult.name}, .shift = {shift}, .zero_point = {zero_point}, "
-            f".table = {table}}}")
+            f"{clamp}.table = {table}}}")
+
+
+def _act(graph: QGraph, index: int) -> tuple[int, int] | None:
+    """The op's fused activation clamp in the tflite arithmetic, None in the onnx one."""
+    if graph.arithmetic != "tflite":
+        return None
+    lo, hi = graph.prepare(index)["act"]
+    return int(lo), int(hi)
 
 
 def _op_summary(op: QOp, x: QTensor) -> str:
@@ -140,7 +152,10 @@ def _op_summary(op: QOp, x: QTensor) -> str:
 
 def _pool_first(graph: QGraph, step: Step) -> bool:
     """Max-pooling accumulators before requantizing is exact when y(acc) never decreases:
-    M > 0 always, so only a fused LUT that is not non-decreasing (GELU) forbids it."""
+    M > 0 always, so only a fused LUT that is not non-decreasing (GELU) forbids it. In the
+    tflite arithmetic a positive shift multiplies acc by 2^shift in int32, which wraps."""
+    if graph.arithmetic == "tflite" and np.any(graph.prepare(step.conv)["shift"] > 0):
+        return False
     if step.lut is None:
         return True
     return bool(np.all(np.diff(graph.ops[step.lut].arrays["table"].astype(np.int64)) >= 0))
@@ -234,9 +249,12 @@ def _lower_conv(c: StepContext) -> Lowered:
         ("weights", "NULL" if step.kind == "conv_u8" else arrays.weights.name),
         ("pixel_weights", arrays.weights.name if step.kind == "conv_u8" else "NULL"),
         ("bias", arrays.bias.name),
-        ("requant", _requant_fields(arrays, op.output.zero_point)),
+        ("requant", _requant_fields(arrays, op.output.zero_point, _act(graph, step.conv))),
     ]
     fn = c.fn("conv2d_u8_1ch" if step.kind == "conv_u8" else "conv2d_s8")
+    if (graph.arithmetic == "tflite" and groups > 1 and groups == x.shape[0]
+            == op.output.shape[0] and step.pool is None and step.kind == "conv"):
+        fn = c.fn("tfl_depthwise_conv2d_s8")  # channels innermost: one run per tap
     call = f"{fn}(&{c.ident}_params, {c.src}, {c.dst}, arena + {step.scratch_offset});"
     taps = kh * kw * (1 if step.kind == "conv_u8" else x.shape[0] // groups)
     macro = f"{c.names.kernel.upper()}_{'CONV2D_U8_1CH' if step.kind == 'conv_u8' else 'CONV2D_S8'}"
@@ -249,12 +267,15 @@ def _lower_linear(c: StepContext) -> Lowered:
     fields = [("in_features", str(c.graph.input_of(c.step.conv).size)),
               ("out_features", str(op.output.size)),
               ("weights", c.arrays.weights.name), ("bias", c.arrays.bias.name),
-              ("requant", _requant_fields(c.arrays, op.output.zero_point))]
+              ("requant", _requant_fields(c.arrays, op.output.zero_point,
+                                          _act(c.graph, c.step.conv)))]
     call = f"{c.fn('fully_connected_s8')}(&{c.ident}_params, {c.src}, {c.dst});"
     return c.ptype("fc_params"), fields, call
 
 
 def _lower_pool(c: StepContext) -> Lowered:
+    if c.graph.arithmetic == "tflite":
+        return _lower_tfl_pool(c)
     step = c.step
     i = step.conv if step.kind == "avgpool" else step.ops[0]
     op, x = c.graph.ops[i], c.graph.input_of(i)
@@ -274,6 +295,61 @@ def _lower_pool(c: StepContext) -> Lowered:
     return c.ptype("pool_params"), fields, f"{fn}(&{c.ident}_params, {c.src}, {c.dst});"
 
 
+def _lower_tfl_pool(c: StepContext) -> Lowered:
+    """TFLM's AVERAGE_POOL_2D / MAX_POOL_2D: in-image taps only, no rescale, the clamp."""
+    i = c.step.conv if c.step.kind == "avgpool" else c.step.ops[0]
+    op, x = c.graph.ops[i], c.graph.input_of(i)
+    (kh, kw), (sh, sw) = op.attrs["kernel"], op.attrs["stride"]
+    pt, pl = op.attrs.get("padding", [0, 0, 0, 0])[:2]
+    act_min, act_max = _act(c.graph, i)
+    table = c.arrays.table.name if c.arrays.table is not None else "NULL"
+    fields = [("in_h", x.shape[1]), ("in_w", x.shape[2]), ("channels", x.shape[0]),
+              ("kernel_h", kh), ("kernel_w", kw), ("stride_h", sh), ("stride_w", sw),
+              ("pad_top", pt), ("pad_left", pl),
+              ("out_h", op.output.shape[1]), ("out_w", op.output.shape[2]),
+              ("act_min", act_min), ("act_max", act_max), ("table", table)]
+    fn = c.fn("tfl_maxpool2d_s8" if c.step.kind == "maxpool" else "tfl_avgpool2d_s8")
+    return (c.ptype("tfl_pool_params"), [(k, str(v)) for k, v in fields],
+            f"{fn}(&{c.ident}_params, {c.src}, {c.dst});")
+
+
+def _lower_tfl_add(c: StepContext) -> Lowered:
+    """TFLM's ADD / SUB: the constants of CalculateOpDataAdd, from `QGraph.prepare`."""
+    op = c.graph.ops[c.step.conv]
+    p = c.graph.prepare(c.step.conv)
+    fields = [("size", op.output.size), ("subtract", int(op.kind == "sub")),
+              ("left_shift", p["left_shift"])]
+    fields += [(f"{name}_{what}", p[f"{name}_{what}"]) for name in ("input1", "input2", "output")
+               for what in ("offset", "multiplier", "shift")]
+    fields += [("act_min", p["act"][0]), ("act_max", p["act"][1])]
+    other = _buf(c.plan, c.step.more[0])
+    return (c.ptype("tfl_add_params"), [(k, str(int(v))) for k, v in fields],
+            f"{c.fn('tfl_add_s8')}(&{c.ident}_params, {c.src}, {other}, {c.dst});")
+
+
+def _lower_mul(c: StepContext) -> Lowered:
+    """TFLM's MUL (tflite arithmetic only): CalculateOpDataMul's constants."""
+    op = c.graph.ops[c.step.conv]
+    p = c.graph.prepare(c.step.conv)
+    fields = [("size", op.output.size), ("input1_offset", -p["input1_zp"]),
+              ("input2_offset", -p["input2_zp"]), ("output_offset", p["output_zp"]),
+              ("output_multiplier", p["mult"]), ("output_shift", p["shift"]),
+              ("act_min", p["act"][0]), ("act_max", p["act"][1])]
+    other = _buf(c.plan, c.step.more[0])
+    return (c.ptype("tfl_mul_params"), [(k, str(int(v))) for k, v in fields],
+            f"{c.fn('tfl_mul_s8')}(&{c.ident}_params, {c.src}, {other}, {c.dst});")
+
+
+def _lower_softmax(c: StepContext) -> Lowered:
+    """TFLM's int8 SOFTMAX (tflite arithmetic only): CalculateSoftmaxParams' constants."""
+    op = c.graph.ops[c.step.conv]
+    p = c.graph.prepare(c.step.conv)
+    fields = [("size", op.output.size), ("input_multiplier", p["input_multiplier"]),
+              ("input_left_shift", p["input_left_shift"]), ("diff_min", p["diff_min"])]
+    return (c.ptype("softmax_params"), [(k, str(int(v))) for k, v in fields],
+            f"{c.fn('softmax_s8')}(&{c.ident}_params, {c.src}, {c.dst});")
+
+
 def _lower_lut(c: StepContext) -> Lowered:
     size = c.graph.ops[c.step.ops[0]].output.size
     return None, [], f"{c.fn('lut_s8')}({c.arrays.table.name}, {size}, {c.src}, {c.dst});"
@@ -285,6 +361,8 @@ def _lower_input(c: StepContext) -> Lowered:
 
 def _lower_add(c: StepContext) -> Lowered:
     """The registry's add: k_a (a - z_a) + k_b (b - z_b), one requantization."""
+    if c.graph.arithmetic == "tflite":
+        return _lower_tfl_add(c)
     op, (a, b) = c.graph.ops[c.step.conv], c.graph.inputs_of(c.step.conv)
     (ka, kb), _ = add_weights([a, b], op.output)
     fields = [("size", str(op.output.size)), ("a_zero_point", str(a.zero_point)),
@@ -330,6 +408,8 @@ STEP_LOWERING: dict[str, Callable[[StepContext], Lowered]] = {
     "lut": _lower_lut,
     "add": _lower_add,
     "concat": _lower_concat,
+    "mul": _lower_mul,
+    "softmax": _lower_softmax,
 }
 # QGraph op kind -> the planner step that computes it (tests/test_op_registry.py checks
 # that every registered kind has one, and every step kind a lowering). conv2d on the raw
@@ -358,7 +438,7 @@ def _layer(graph: QGraph, plan: ArenaPlan, step: Step, mode: str, names: Names) 
 
 def _annotate(graph: QGraph, step: Step, arrays: LayerArrays) -> None:
     """The comment above each array: what it is, its shape and its quantization."""
-    if step.conv is not None:
+    if step.conv is not None and arrays.mult is not None:
         op = graph.ops[step.conv]
         x = graph.input_of(step.conv)
         quant = f"in {_quant(x)}; out {_quant(op.output)}"
@@ -383,7 +463,8 @@ def _annotate(graph: QGraph, step: Step, arrays: LayerArrays) -> None:
         else:
             arrays.mult.comment = f"{op.name}: {op.kind} sum of (x - z_x); {quant}"
         what = "M = s_x * s_w / s_y as float32" if arrays.shift is None else \
-            "m of M = m * 2^-shift"
+            "m of M = m * 2^-shift" if graph.arithmetic != "tflite" else \
+            "Q31 m of M ~= m * 2^(shift - 31) (TFLM's QuantizeMultiplier)"
         arrays.mult.comment = (arrays.mult.comment + "\n" if arrays.mult.comment else "") + \
             f"{op.name}: requantization, {what}"
         if arrays.shift is not None:
@@ -438,9 +519,11 @@ def render_tree(graph: QGraph, requant: str = "float",
                 vector_pixels: np.ndarray | None = None,
                 prefix: str = DEFAULT_PREFIX) -> dict[str, bytes]:
     """Every generated file's bytes, keyed by file name (manifest.json included)."""
-    require_arithmetic(graph, "C")
+    require_arithmetic(graph, "C", ("onnx", "tflite"))
     if requant not in REQUANT_MODES:
         raise MnistEdgeError(f"requant mode {requant!r}: choose float or int")
+    if graph.arithmetic == "tflite":
+        requant = "int"  # TFLM's requantization is integer only: --requant does not apply
     names = check_prefix(prefix)
     plan = plan_arena(graph)
     layers = [_layer(graph, plan, s, requant, names) for s in plan.steps]
@@ -470,6 +553,7 @@ def render_tree(graph: QGraph, requant: str = "float",
         "output_scale": float_literal(out.scale),
         "output_zero_point": out.zero_point,
         "requant": requant,
+        "tflite": graph.arithmetic == "tflite",
         "scratch_bytes": plan.scratch_bytes,  # the largest step's, inside the arena
         "layers": layers,
         "arrays": arrays,

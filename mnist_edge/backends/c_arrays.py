@@ -9,7 +9,8 @@
   a plain int8 dot product (the pixel conv reads ``p = q - z_x`` directly and keeps
   the bias as is);
 * requantization constants are float32 M (float mode) or (m, shift) (integer mode),
-  from `QGraph.multiplier` and `requant.decompose` only.
+  from `QGraph.multiplier` and `requant.decompose` only; in the tflite arithmetic, the
+  Q31 multipliers and shifts of `QGraph.prepare` (TFLM's Prepare), laid out as they are.
 """
 
 from __future__ import annotations
@@ -80,6 +81,10 @@ def float_literal(value: float) -> str:
 
 def requant_arrays(graph: QGraph, index: int, ident: str, mode: str) -> tuple[CArray,
                                                                              CArray | None]:
+    if graph.arithmetic == "tflite":  # the mode does not apply: TFLM's integers, as prepared
+        c = graph.prepare(index)
+        return (CArray("int32_t", f"{ident}_mult", np.asarray(c["mult"], np.int64)),
+                CArray("int8_t", f"{ident}_shift", np.asarray(c["shift"], np.int64)))
     mult = graph.multiplier(index)
     if mode == "float":
         return CArray("float", f"{ident}_mult", mult.astype(np.float32)), None
@@ -140,7 +145,10 @@ def step_arrays(graph: QGraph, step: Step, mode: str, prefix: str = DATA_PREFIX)
             ctype = "int16_t" if step.kind == "conv_u8" else "int8_t"
             out.weights = CArray(ctype, f"{ident}_weights", laid.astype(np.int64))
             out.bias = CArray("int32_t", f"{ident}_bias", bias)
-        out.mult, out.shift = requant_arrays(graph, i, ident, mode)
+        # In the tflite arithmetic only convolutions and fully connected layers take
+        # per-channel arrays; the other ops' constants are scalars in their parameters.
+        if graph.arithmetic != "tflite" or op.kind in ("conv2d", "linear"):
+            out.mult, out.shift = requant_arrays(graph, i, ident, mode)
     lut_index = step.lut if step.lut is not None else (
         step.ops[0] if step.kind == "lut" else None)
     if lut_index is not None:

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..errors import MnistEdgeError
 from ..qgraph import INPUT_NAME, QGraph, QOp, QTensor
 
@@ -106,19 +108,65 @@ def _align(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
-# The QGraph kinds the planner schedules, and the step kind each starts.
+# The QGraph kinds the planner schedules, and the step kind each starts (sub, mul and
+# softmax exist in the tflite arithmetic only; sub is the add kernel with a minus sign).
 STEP_KIND = {"conv2d": "conv", "linear": "linear", "avgpool2d": "avgpool",
              "global_avgpool": "avgpool", "maxpool2d": "maxpool", "lut": "lut",
-             "flatten": "flatten", "add": "add", "concat": "concat"}
+             "flatten": "flatten", "add": "add", "concat": "concat", "sub": "add",
+             "mul": "mul", "softmax": "softmax"}
+INT32_LIMIT = 1 << 31
 
 
 def check_supported(graph: QGraph) -> None:
     """Refuse, naming the op, anything the C kernels do not implement."""
     graph.validate()  # the registry has checked every attribute
-    for op in graph.ops:
+    for i, op in enumerate(graph.ops):
         if op.kind not in STEP_KIND:
             raise MnistEdgeError(f"op {op.name} ({op.kind}): the C backend does not support "
                                  f"op kind {op.kind!r}")
+        if graph.arithmetic == "tflite":
+            reason = _tflite_refusal(graph, i)
+            if reason:
+                raise MnistEdgeError(f"op {op.name} ({op.kind}): the C backend does not "
+                                     f"implement {reason} in the tflite arithmetic")
+
+
+def _tflite_refusal(graph: QGraph, i: int) -> str | None:
+    """Why the C kernels cannot compute op i of a tflite graph exactly, or None. Each limit
+    is where TFLM's own C++ would overflow or shift by 32 or more (undefined behaviour)."""
+    op = graph.ops[i]
+    c = graph.prepare(i)
+    if op.kind == "conv2d" and list(op.attrs.get("dilation", [1, 1])) != [1, 1]:
+        return f"dilation {op.attrs['dilation']}"
+    if op.kind in ("conv2d", "linear"):
+        if c["shift"].min() < -31 or c["shift"].max() > 30:
+            return "a requantization shift outside -31..30"
+        w = op.arrays["weight"].astype(np.int64).reshape(op.arrays["weight"].shape[0], -1)
+        bound = np.abs(op.arrays["bias"].astype(np.int64)) + 256 * np.abs(w).sum(axis=1)
+        if bound.max() >= INT32_LIMIT:
+            return "accumulators that may pass int32"
+    if op.kind in ("add", "sub") and max(c["input1_shift"], c["input2_shift"],
+                                         c["output_shift"]) > 0:
+        return "an ADD/SUB multiplier of one or more"
+    if op.kind == "mul" and not -31 <= c["shift"] <= 30:
+        return "a requantization shift outside -31..30"
+    if op.kind == "softmax" and (op.output.size >= 512 or c["input_left_shift"] > 30):
+        return "a softmax over 512 values or more, or with an input shift above 30"
+    if op.kind in ("avgpool2d", "maxpool2d") and not _windows_touch_input(graph, i):
+        return "a pool window entirely in the padding"
+    return None
+
+
+def _windows_touch_input(graph: QGraph, i: int) -> bool:
+    """Every window of a padded pool holds at least one in-image tap (TFLM's count > 0)."""
+    op, x = graph.ops[i], graph.input_of(i)
+    pad = op.attrs.get("padding", [0, 0, 0, 0])
+    for axis in (0, 1):
+        k, s, size = op.attrs["kernel"][axis], op.attrs["stride"][axis], x.shape[1 + axis]
+        origins = np.arange(op.output.shape[1 + axis]) * s - pad[axis]
+        if np.any(origins + k <= 0) or np.any(origins >= size):
+            return False
+    return True
 
 
 def kernel_buffer_size(graph: QGraph, step: Step) -> int:
@@ -139,6 +187,14 @@ def kernel_buffer_size(graph: QGraph, step: Step) -> int:
 
 def _fusable_pool(op: QOp) -> bool:
     return op.kind == "maxpool2d"
+
+
+def _fusable_tflite_pool(graph: QGraph, i: int) -> bool:
+    """A tflite max pool fuses into the conv before it only when it is unpadded and has no
+    clamp of its own (the fused kernel takes every window whole and clamps once)."""
+    op = graph.ops[i]
+    return (not any(op.attrs.get("padding", [0, 0, 0, 0]))
+            and tuple(graph.prepare(i)["act"]) == (-128, 127))
 
 
 def _non_overlapping(op: QOp) -> bool:
@@ -206,7 +262,7 @@ def _steps(graph: QGraph, fuse_overlapping: set[int]) -> tuple[list[Step], list[
         group = [i]
         step = Step(kind, group, where[first], where[first],
                     more=[where[n] for n in op.inputs[1:]])
-        if kind in ("add", "concat"):
+        if kind in ("add", "concat", "mul", "softmax"):
             step.conv = i  # they requantize too: their multipliers are the step's
         if kind in ("conv", "linear", "avgpool"):
             step.conv = i
@@ -215,6 +271,9 @@ def _steps(graph: QGraph, fuse_overlapping: set[int]) -> tuple[list[Step], list[
                 step.lut = lut
                 group.append(lut)
             pool = sole_reader(group[-1], "maxpool2d") if op.kind == "conv2d" else None
+            if pool is not None and graph.arithmetic == "tflite" and not \
+                    _fusable_tflite_pool(graph, pool):
+                pool = None
             if pool is not None and (_non_overlapping(ops[pool]) or pool in fuse_overlapping):
                 step.pool = pool
                 group.append(pool)
@@ -222,7 +281,9 @@ def _steps(graph: QGraph, fuse_overlapping: set[int]) -> tuple[list[Step], list[
                 step.kind = "conv_u8"
             if kind == "linear" and len(flat_from.get(first, ())) == 3:
                 step.flat_from = flat_from[first]
-        if kind in ("lut", "add"):  # elementwise: a flattened input's HWC order carries over
+        if kind in ("lut", "add", "mul", "softmax"):
+            # elementwise (softmax: per element, once the row's max and sum are known): a
+            # flattened input's HWC order carries over
             layouts = {flat_from.get(n) for n in op.inputs}
             if len(layouts) > 1:
                 raise MnistEdgeError(f"op {op.name} ({op.kind}): its inputs are a flattened "

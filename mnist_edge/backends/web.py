@@ -148,8 +148,9 @@ def render_site(graph: QGraph, wasm: bytes, requant: str, emcc: str,
 
 def build_wasm(graph: QGraph, requant: str = "float",
                vector_pixels: np.ndarray | None = None) -> tuple[bytes, str]:
-    """(wasm bytes, emcc version) of the generated C for `graph`."""
-    require_arithmetic(graph, "web")
+    """(wasm bytes, emcc version) of the generated C for `graph` (either arithmetic: the
+    `wasm` validation backend runs it; the page itself, `render_site`, is onnx only)."""
+    require_arithmetic(graph, "WebAssembly", ("onnx", "tflite"))
     with tempfile.TemporaryDirectory(prefix="mnist-edge-web-") as tmp:
         src = generate_c(graph, Path(tmp) / "c", requant, vector_pixels)
         wasm = Path(tmp) / WASM_FILE

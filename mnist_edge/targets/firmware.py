@@ -183,6 +183,8 @@ def build_firmware(graph: QGraph, board: Board, out_dir: Path, app: str = "qemu"
     if opt not in OPT_LEVELS:
         raise MnistEdgeError(f"unsupported optimization level {opt!r}")
     requant = requant or board.cpu.requant
+    if graph.arithmetic == "tflite":  # TFLM's requantization is integer only: no FPU needed
+        requant = "int"
     if requant == "float" and not board.cpu.has_fpu:
         raise MnistEdgeError(f"{board.name} ({board.core}) has no FPU: use integer requantization")
     check_fits(graph, board)

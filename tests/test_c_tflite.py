@@ -1,0 +1,329 @@
+"""The generated C in the tflite arithmetic: bit-exact with golden (hence TFLM).
+
+* the four MLPerf Tiny models (../shared/models/mlperf-tiny): import -> C on the host
+  (`c`, `c-int`) on structured + random inputs, a few inputs in QEMU on a Cortex-M4,
+  and the self-test under ASan + UBSan with the strict warnings and -pedantic;
+* the C requantization (TFLM's MultiplyByQuantizedMultiplier and the output stage)
+  against `requant.py` over edge cases: INT32_MIN/MAX, every shift -31..30, exact ties;
+* each kernel on its own: the single-op TFLite fixtures of test_tflite_fixtures, and
+  small two-branch models for ADD/SUB/MUL/CONCATENATION, fused and padded max pools
+  and SOFTMAX; what the C kernels do not implement is refused by name.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import need
+from tflite_build import build
+
+from mnist_edge import qgraph
+from mnist_edge.backends.c import C_WARNINGS, generate_c, render_tree
+from mnist_edge.errors import MnistEdgeError
+from mnist_edge.importers import import_tflite
+from mnist_edge.probe_inputs import probe_batch
+from mnist_edge.requant import multiply_by_quantized_multiplier, requantize_tflite
+from mnist_edge.testing import random_inputs
+from mnist_edge.validate import validate_backend
+
+MLPERF = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "mlperf-tiny"
+MODELS = {"ad": "ad01_int8", "kws": "kws_ref_model", "resnet": "pretrainedResnet_quant",
+          "vww": "vww_96_int8"}
+SOURCES = ["mnist_edge_model.c", "mnist_edge_kernels.c", "mnist_edge_weights.c"]
+STRICT = ["-std=c99", *C_WARNINGS, "-pedantic"]
+SANITIZE = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
+
+
+def _inputs(graph: qgraph.QGraph, n: int, seed: int = 0) -> np.ndarray:
+    """Structured probes (extremes, ramps, checkerboards...) then seeded random inputs."""
+    return np.concatenate([probe_batch(graph, n // 2, seed),
+                           random_inputs(graph, n - n // 2, seed=seed + 1)])
+
+
+@pytest.fixture(scope="module")
+def mlperf_runs(tmp_path_factory) -> dict[str, Path]:
+    """Each MLPerf Tiny model present in ../shared, imported once for the module."""
+    runs = tmp_path_factory.mktemp("mlperf")
+    out = {}
+    for key, stem in MODELS.items():
+        path = MLPERF / f"{stem}.tflite"
+        if path.exists():
+            out[key] = import_tflite(path, runs, None)[0]
+    return out
+
+
+def _run(mlperf_runs: dict[str, Path], key: str) -> Path:
+    if key not in mlperf_runs:
+        reason = f"{MLPERF / MODELS[key]}.tflite is absent: MLPerf model {key} not tested"
+        print(reason)
+        pytest.skip(reason)
+    return mlperf_runs[key]
+
+
+def _exact(run_dir: Path, backend: str, inputs: np.ndarray) -> None:
+    f = validate_backend(run_dir, backend, inputs, None)
+    assert f["exact_logit_fraction"] == 1.0, (backend, f)
+    assert f["images"] == len(inputs)
+
+
+@pytest.mark.parametrize("backend", ["c", "c-int"])
+@pytest.mark.parametrize("key", sorted(MODELS))
+def test_mlperf_host_c_exact(mlperf_runs, key: str, backend: str) -> None:
+    run_dir = _run(mlperf_runs, key)
+    _exact(run_dir, backend, _inputs(qgraph.load_run(run_dir), 24))
+
+
+@pytest.mark.parametrize("key", sorted(MODELS))
+def test_mlperf_qemu_m4_exact(mlperf_runs, key: str) -> None:
+    need("arm-none-eabi-gcc")
+    need("qemu-system-arm")
+    run_dir = _run(mlperf_runs, key)
+    _exact(run_dir, "qemu-m4", _inputs(qgraph.load_run(run_dir), 4, seed=3))
+
+
+def _selftest(src: Path, flags: list[str], exe: str = "selftest") -> str:
+    gcc = need("gcc")
+    proc = subprocess.run([gcc, *STRICT, *flags, "-o", exe, "main.c", *SOURCES], cwd=src,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = subprocess.run([str(src / exe)], cwd=src, capture_output=True, text=True)
+    assert run.returncode == 0 and "PASS" in run.stdout, (run.stdout[-800:], run.stderr[-2000:])
+    return run.stdout
+
+
+@pytest.mark.parametrize("key", sorted(MODELS))
+def test_mlperf_selftest_strict_and_sanitized(mlperf_runs, key: str, tmp_path: Path) -> None:
+    """-Wall -Wextra -Wpedantic -Wshadow -Wconversion -Werror -pedantic, then the self-test
+    under ASan + UBSan, portable and with the emulated Arm DSP path."""
+    run_dir = _run(mlperf_runs, key)
+    graph = qgraph.load_run(run_dir)
+    src = generate_c(graph, tmp_path / "c", "int", _inputs(graph, 8, seed=7))
+    _selftest(src, SANITIZE)
+    _selftest(src, [*SANITIZE, "-DMNIST_EDGE_DSP_EMULATION"], "selftest_dsp")
+
+
+def test_requant_option_does_not_apply_to_tflite(mlperf_runs) -> None:
+    graph = qgraph.load_run(_run(mlperf_runs, "kws"))
+    pixels = _inputs(graph, 4)
+    assert render_tree(graph, "float", pixels) == render_tree(graph, "int", pixels)
+
+
+# ------------------------------------------------------------- the C requantization
+
+HARNESS = r"""
+#include <stdio.h>
+#include "mnist_edge_kernels.c" /* the static helpers, as the kernels use them */
+
+int main(void)
+{
+    long long x, m, shift, zp, lo, hi;
+    while (scanf("%lld %lld %lld %lld %lld %lld", &x, &m, &shift, &zp, &lo, &hi) == 6) {
+        const int32_t mult = (int32_t)m;
+        const int8_t sh = (int8_t)shift;
+        const me_requant_params q = {&mult, &sh, (int32_t)zp, (int32_t)lo, (int32_t)hi, NULL};
+        printf("%ld %d\n", (long)me_mul_by_quantized_multiplier((int32_t)x, (int32_t)m,
+                                                                (int32_t)shift),
+               (int)me_requantize((int32_t)x, &q, 0));
+    }
+    return 0;
+}
+"""
+
+
+def _requant_cases(seed: int = 11) -> np.ndarray:
+    """(x, m, shift, z_y, act_min, act_max) rows: the int32 limits, powers of two and their
+    neighbours, exact ties of the final rounding for every right shift, random values."""
+    rng = np.random.default_rng(seed)
+    p = np.int64(1) << np.arange(31)
+    xs = np.unique(np.concatenate([[0, 1, -1, 2**31 - 1, -(2**31), -(2**31) + 1], p, -p, p - 1,
+                                   -p + 1, p + 1, rng.integers(-(2**31), 2**31, 40)]))
+    ms = np.array([0, 1, 1 << 30, (1 << 30) + 1, 2**31 - 1, 1518500250, 1073741823,
+                   -(1 << 30), -(2**31), *rng.integers(1 << 30, 2**31, 6)], np.int64)
+    rows = []
+    for shift in range(-31, 31):
+        for m in ms:
+            for x in xs:
+                rows.append((x, m, shift))
+    # ties: with m = 2^30 the high multiply halves x exactly when x is even; x/2 then sits
+    # halfway between two multiples of 2^r for x = (2k + 1) * 2^r, both signs
+    for r in range(1, 31):
+        k = rng.integers(-(2**(30 - r)), 2**(30 - r), 8)
+        for x in np.unique((2 * k + 1) << r):
+            if -(2**31) <= x < 2**31:
+                rows.append((x, 1 << 30, -r))
+    rows = np.array(rows, np.int64)
+    zp = rng.integers(-128, 128, len(rows))
+    lo = rng.integers(-128, 0, len(rows))
+    lo[::3] = -128
+    hi = rng.integers(0, 128, len(rows))
+    hi[::3] = 127
+    return np.column_stack([rows, zp, lo, hi])
+
+
+def test_c_requantization_matches_requant_py(mlperf_runs, tmp_path: Path) -> None:
+    """me_mul_by_quantized_multiplier == multiply_by_quantized_multiplier and the output
+    stage (zero point, clamp) == requantize_tflite, on every case, under ASan + UBSan."""
+    gcc = need("gcc")
+    graph = qgraph.load_run(_run(mlperf_runs, "kws"))
+    src = generate_c(graph, tmp_path / "c", "int", _inputs(graph, 2))
+    (src / "harness.c").write_text(HARNESS)
+    cases = _requant_cases()
+    for extra in ([], ["-DMNIST_EDGE_DSP_EMULATION"]):
+        exe = src / "harness"
+        proc = subprocess.run([gcc, "-std=c99", *C_WARNINGS, *SANITIZE, *extra, "-o", str(exe),
+                               "harness.c"], cwd=src, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        text = "\n".join(" ".join(str(int(v)) for v in row) for row in cases) + "\n"
+        run = subprocess.run([str(exe)], input=text, capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr[-2000:]
+        got = np.array(run.stdout.split(), np.int64).reshape(-1, 2)
+        x, m, shift, zp, lo, hi = cases.T
+        want = multiply_by_quantized_multiplier(x, m, shift)
+        bad = np.flatnonzero(got[:, 0] != want)
+        assert not len(bad), (f"{len(bad)} differ; first x={x[bad[0]]} m={m[bad[0]]} "
+                              f"shift={shift[bad[0]]}: C {got[bad[0], 0]} python {want[bad[0]]}")
+        want8 = np.array([requantize_tflite(np.array([a]), b, c, int(d), (int(e), int(f)))[0]
+                          for a, b, c, d, e, f in cases[:20000]])
+        np.testing.assert_array_equal(got[:20000, 1], want8)
+
+
+# ------------------------------------------------------------- each kernel on its own
+
+def _act(name: str, shape: list[int], scale: float, zp: int) -> dict:
+    return dict(name=name, shape=shape, dtype="int8", scale=scale, zero_point=zp)
+
+
+def _conv1x1(rng, name: str, cin: int, cout: int, s_in: float) -> list[dict]:
+    scales = rng.uniform(0.004, 0.02, cout)
+    return [dict(name=f"{name}_w", shape=[cout, 1, 1, cin], dtype="int8", scale=scales,
+                 zero_point=[0] * cout, axis=0,
+                 data=rng.integers(-127, 128, (cout, 1, 1, cin)).astype(np.int8)),
+            dict(name=f"{name}_b", shape=[cout], dtype="int32", scale=scales * s_in,
+                 zero_point=[0] * cout, data=rng.integers(-500, 500, cout).astype(np.int32))]
+
+
+def _two_branch(op: str, activation: str = "NONE", same_quant: bool = False) -> bytes:
+    """x -> CONV_2D 1x1 = a; OP(x, a) -> y: a binary op on one graph input."""
+    rng = np.random.default_rng(len(op) + len(activation))
+    shape = [1, 5, 6, 4]
+    a_q = (0.05, -7) if same_quant else (0.11, 9)
+    y_q = (0.05, -7) if same_quant else (0.09, 3)
+    tensors = [_act("x", shape, 0.05, -7), *_conv1x1(rng, "c", 4, 4, 0.05),
+               _act("a", shape, *a_q),
+               _act("y", [1, 5, 6, 8] if op == "CONCATENATION" else shape, *y_q)]
+    ops = [dict(op="CONV_2D", inputs=[0, 1, 2], outputs=[3],
+                options=dict(padding="SAME", stride_w=1, stride_h=1,
+                             fused_activation="NONE")),
+           dict(op=op, inputs=[0, 3], outputs=[4],
+                options=dict(axis=3) if op == "CONCATENATION"
+                else dict(fused_activation=activation))]
+    return build(tensors, ops, [0], [4])
+
+
+def _conv_pool(padding: str, kernel: int, stride: int) -> bytes:
+    """x -> CONV_2D 1x1 (RELU) -> MAX_POOL_2D: fused when unpadded, its own kernel else."""
+    rng = np.random.default_rng(kernel * 10 + stride)
+    out = (8 + stride - 1) // stride if padding == "SAME" else (8 - kernel) // stride + 1
+    tensors = [_act("x", [1, 8, 8, 3], 0.05, 2), *_conv1x1(rng, "c", 3, 6, 0.05),
+               _act("a", [1, 8, 8, 6], 0.07, -128), _act("y", [1, out, out, 6], 0.07, -128)]
+    ops = [dict(op="CONV_2D", inputs=[0, 1, 2], outputs=[3],
+                options=dict(padding="SAME", stride_w=1, stride_h=1, fused_activation="RELU")),
+           dict(op="MAX_POOL_2D", inputs=[3], outputs=[4],
+                options=dict(padding=padding, stride_w=stride, stride_h=stride,
+                             filter_w=kernel, filter_h=kernel, fused_activation="NONE"))]
+    return build(tensors, ops, [0], [4])
+
+
+def _fc_softmax(units: int) -> bytes:
+    rng = np.random.default_rng(units)
+    w = rng.integers(-127, 128, (units, 16)).astype(np.int8)
+    tensors = [_act("x", [1, 16], 0.05, 3),
+               dict(name="w", shape=[units, 16], dtype="int8", scale=0.02, zero_point=0, data=w),
+               _act("z", [1, units], 0.12, -4), _act("y", [1, units], 1 / 256, -128)]
+    ops = [dict(op="FULLY_CONNECTED", inputs=[0, 1, -1], outputs=[2],
+                options=dict(fused_activation="NONE")),
+           dict(op="SOFTMAX", inputs=[2], outputs=[3], options=dict(beta=1.0))]
+    return build(tensors, ops, [0], [3])
+
+
+def _fixture_cases() -> dict:
+    import test_tflite_fixtures as fx
+
+    cases = {k: v for k, v in fx.CASES.items() if k not in (
+        "add_broadcast", "mul_broadcast_relu6", "sub", "mul", "concat", "softmax", "pad",
+        "padv2", "conv_dilated")}
+    cases.update({
+        "add_relu6": lambda: _two_branch("ADD", "RELU6"),
+        "sub_two_branch": lambda: _two_branch("SUB"),
+        "mul_relu": lambda: _two_branch("MUL", "RELU"),
+        "concat_two_branch": lambda: _two_branch("CONCATENATION", same_quant=True),
+        "conv_maxpool_fused": lambda: _conv_pool("VALID", 2, 2),
+        "conv_maxpool_overlapping": lambda: _conv_pool("VALID", 3, 2),
+        "conv_maxpool_same_padded": lambda: _conv_pool("SAME", 3, 2),
+        "fc_softmax_10": lambda: _fc_softmax(10),
+        "fc_softmax_300": lambda: _fc_softmax(300),
+    })
+    return cases
+
+
+CASES = _fixture_cases()
+
+
+def _import(tmp_path: Path, case: str, data: bytes) -> Path:
+    path = tmp_path / f"{case}.tflite"
+    path.write_bytes(data)
+    return import_tflite(path, tmp_path / "runs", None)[0]
+
+
+def _hwc_order(graph: qgraph.QGraph, logits: np.ndarray) -> np.ndarray:
+    """Golden's output in the C buffer's order: these one-op models end in a flatten of a
+    CxHxW tensor, which golden flattens in CHW order and the C arena holds in HWC."""
+    last = graph.ops[-1]
+    shape = graph.input_of(len(graph.ops) - 1).shape
+    if last.kind != "flatten" or len(shape) != 3:
+        return logits
+    return logits.reshape(len(logits), *shape).transpose(0, 2, 3, 1).reshape(len(logits), -1)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_single_op_kernel_exact(case: str, tmp_path: Path) -> None:
+    from mnist_edge import golden
+    from mnist_edge.backends.c import c_inputs
+    from mnist_edge.targets import host_c
+
+    graph = qgraph.load_run(_import(tmp_path, case, CASES[case]()))
+    assert graph.arithmetic == "tflite"
+    x = _inputs(graph, 40, seed=len(case))
+    src = generate_c(graph, tmp_path / "c", "int", x[:4])
+    exe = tmp_path / "runner"
+    host_c.compile_runner(src, exe, cflags=("-std=c99", "-O1", *C_WARNINGS, *SANITIZE[1:]))
+    got, _ = host_c.run_runner(exe, c_inputs(graph, x), graph.output.size)
+    want = _hwc_order(graph, golden.run_int8(graph, x))
+    bad = np.flatnonzero(np.any(got != want, axis=1))
+    assert not len(bad), (f"{case}: {len(bad)}/{len(x)} inputs differ; first {bad[0]}: C "
+                          f"{got[bad[0]][:12]} golden {want[bad[0]][:12]}")
+
+
+def test_dilated_conv_is_refused_by_name(tmp_path: Path) -> None:
+    import test_tflite_fixtures as fx
+
+    graph = qgraph.load_run(_import(tmp_path, "dilated", fx.CASES["conv_dilated"]()))
+    with pytest.raises(MnistEdgeError, match=r"conv2d.*dilation \[2, 2\] in the tflite"):
+        render_tree(graph)
+
+
+def test_other_backends_still_refuse_tflite(mlperf_runs, tmp_path: Path) -> None:
+    from mnist_edge.backends.hls import generate_hls
+    from mnist_edge.backends.onnx import export_int8
+    from mnist_edge.backends.web import render_site
+
+    graph = qgraph.load_run(_run(mlperf_runs, "ad"))
+    for call, name in ((lambda: generate_hls(graph, tmp_path / "hls"), "HLS"),
+                       (lambda: render_site(graph, b"", "int", "emcc"), "web"),
+                       (lambda: export_int8(graph, tmp_path / "m.onnx"), "ONNX-export")):
+        with pytest.raises(MnistEdgeError, match=f"{name} backend does not implement the "
+                                                 "tflite arithmetic"):
+            call()
