@@ -191,6 +191,24 @@ def test_96x96_image_model(tmp_path: Path, capsys) -> None:
     assert graph.input.shape == (1, 96, 96) and graph.output.shape == (2,)
 
 
+def _conv_head():
+    """Ends on a flattened 3x13x13 conv output (no linear): the C holds it HWC, the QGraph
+    (and ONNX) CHW, so the generated predict() must reorder it."""
+    from torch import nn
+
+    return nn.Sequential(nn.Conv2d(1, 3, 3, stride=2), nn.ReLU(), nn.Flatten())
+
+
+def test_convolutional_output_in_chw_order(tmp_path: Path, capsys) -> None:
+    path = _export(tmp_path, _conv_head, (1, 28, 28), "head")
+    rng = np.random.default_rng(5)
+    npz = tmp_path / "head.npz"
+    np.savez(npz, x=rng.integers(0, 256, (40, 28, 28), dtype=np.uint8))
+    _through(tmp_path, capsys, path, "head", npz, npz, "--data", str(npz), cores="qemu-m4")
+    graph = qgraph.load_run(tmp_path / "runs" / "head")
+    assert graph.output.size == 3 * 13 * 13
+
+
 def test_mlp_vector_input(tmp_path: Path, capsys) -> None:
     """[N,784,1]: a vector input of 784 pixels; npz given as [N,784]."""
     path = _export(tmp_path, _mlp, (784, 1), "mlp")

@@ -359,6 +359,11 @@ def _lower_input(c: StepContext) -> Lowered:
     return None, [], f"{c.fn('quantize_input_u8')}(input, {c.names.upper}_INPUT_SIZE, {c.dst});"
 
 
+def _lower_to_chw(c: StepContext) -> Lowered:
+    ch, h, w = c.step.flat_from or ()
+    return None, [], f"{c.fn('hwc_to_chw_s8')}({c.src}, {ch}, {h}, {w}, {c.dst});"
+
+
 def _lower_add(c: StepContext) -> Lowered:
     """The registry's add: k_a (a - z_a) + k_b (b - z_b), one requantization."""
     if c.graph.arithmetic == "tflite":
@@ -410,6 +415,7 @@ STEP_LOWERING: dict[str, Callable[[StepContext], Lowered]] = {
     "concat": _lower_concat,
     "mul": _lower_mul,
     "softmax": _lower_softmax,
+    "to_chw": _lower_to_chw,
 }
 # QGraph op kind -> the planner step that computes it (tests/test_op_registry.py checks
 # that every registered kind has one, and every step kind a lowering). conv2d on the raw
@@ -420,12 +426,15 @@ LOWERING: dict[str, str] = dict(STEP_KIND)
 
 def _layer(graph: QGraph, plan: ArenaPlan, step: Step, mode: str, names: Names) -> Layer:
     arrays = step_arrays(graph, step, mode, names.prefix + "_")
-    title = " + ".join(graph.ops[i].name for i in step.ops) or "input"
+    title = " + ".join(graph.ops[i].name for i in step.ops) or (
+        "output" if step.kind == "to_chw" else "input")
     parts = [_op_summary(graph.ops[i], graph.input_of(i)) for i in step.ops]
     where = f"{_buf(plan, step.src)} -> {_buf(plan, step.dst)}"
-    comment = "; ".join(parts) if parts else "pixels p -> int8 q = p - 128"
+    comment = "; ".join(parts) if parts else (
+        f"HWC -> CHW, the QGraph's order of its {_shape(step.flat_from or ())} output"
+        if step.kind == "to_chw" else "pixels p -> int8 q = p - 128")
     ident = (data_symbol(graph.ops[step.ops[0]].name, names.prefix + "_") if step.ops
-             else f"{names.prefix}_input")
+             else f"{names.prefix}_{'output' if step.kind == 'to_chw' else 'input'}")
     if step.kind not in STEP_LOWERING:
         raise MnistEdgeError(f"the C backend has no lowering for step kind {step.kind!r}")
     context = StepContext(graph, plan, step, arrays, ident, names)

@@ -27,6 +27,7 @@ output (a chain), or placed first-fit like a buffer (a DAG).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -52,7 +53,7 @@ class Buffer:
 class Step:
     """One kernel call: `kind` names the kernel, `ops` the QGraph ops it computes."""
 
-    kind: str  # input | conv_u8 | conv | maxpool | avgpool | linear | lut | add | concat
+    kind: str  # input | conv_u8 | conv | maxpool | avgpool | linear | lut | add | concat | to_chw
     ops: list[int]
     src: int
     dst: int
@@ -299,8 +300,23 @@ def _steps(graph: QGraph, fuse_overlapping: set[int]) -> tuple[list[Step], list[
         steps.append(step)
         where[ops[group[-1]].name] = step.dst
         i = group[-1] + 1
+    _output_in_chw(graph, steps, buffers, where, flat_from, new_buffer)
     _route_logits(steps, buffers)
     return steps, buffers
+
+
+def _output_in_chw(graph: QGraph, steps: list[Step], buffers: list[Buffer],
+                   where: dict[str, int], flat_from: dict[str, tuple[int, ...]],
+                   new_buffer: Callable[[QTensor], int]) -> None:
+    """The caller's output array holds the graph's output in the QGraph's order: a CxHxW
+    tensor (flattened or not) is CHW there, while the arena holds it HWC, so a model that
+    ends on one (a fully convolutional head, a single-op test model) ends with a copy that
+    reorders it. Nothing is added when one of C or HxW is 1: both orders agree."""
+    name = graph.ops[-1].name
+    hwc = flat_from.get(name) or tuple(graph.output.shape)
+    if len(hwc) != 3 or hwc[0] == 1 or hwc[1] * hwc[2] == 1 or where[name] == PIXELS:
+        return
+    steps.append(Step("to_chw", [], where[name], new_buffer(graph.output), flat_from=hwc))
 
 
 def _route_logits(steps: list[Step], buffers: list[Buffer]) -> None:

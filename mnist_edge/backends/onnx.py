@@ -425,8 +425,10 @@ def build_float(fg: fgraph_mod.FloatGraph, qgraph_hash: str | None = None) -> on
     for op in fg.ops:
         names[op.name] = _float_node(b, op, [names[n] for n in op.inputs])
     b.node("Identity", [names[fg.ops[-1].name]], LOGITS_NAME, "logits")
-    classes = int(next(op.arrays["weight"].shape[0] for op in reversed(fg.ops)
-                       if op.kind in ("linear", "conv2d")))
+    # The output's size, whatever the last op is (a fully convolutional head too): one
+    # zero input through the float graph gives it.
+    zero = np.zeros((1, *fg.input_shape), np.float32)
+    classes = int(np.asarray(fgraph_mod.run_float(fg, zero)).reshape(1, -1).shape[1])
     g = helper.make_graph(
         b.nodes, fg.name,
         [helper.make_tensor_value_info(FLOAT_INPUT_NAME, TensorProto.FLOAT,

@@ -321,6 +321,18 @@ void me_quantize_input_u8(const uint8_t *pixels, int32_t size, int8_t *out)
     }
 }
 
+void me_hwc_to_chw_s8(const int8_t *in, int32_t channels, int32_t height, int32_t width,
+                          int8_t *out)
+{
+    const int32_t pixels = height * width;
+    int32_t c, p;
+    for (p = 0; p < pixels; p++) {
+        for (c = 0; c < channels; c++) {
+            out[c * pixels + p] = in[p * channels + c];
+        }
+    }
+}
+
 /*
  * Fold the accumulators of the conv position at cursor q into the output.
  * With pool_first the requantization (and LUT) is non-decreasing, so the max pool

@@ -103,6 +103,9 @@ typedef struct {
 #define ME_CONV2D_U8_1CH_BUFFER_SIZE(taps, out_c) (16 * (((taps) + 1) / 2) + 8 * (out_c))
 
 void me_quantize_input_u8(const uint8_t *pixels, int32_t size, int8_t *out);
+/* An HWC activation (the arena's order) -> CHW (the QGraph's order of a CxHxW output). */
+void me_hwc_to_chw_s8(const int8_t *in, int32_t channels, int32_t height, int32_t width,
+                          int8_t *out);
 int32_t me_conv2d_u8_1ch_get_buffer_size(const me_conv_params *p);
 void me_conv2d_u8_1ch(const me_conv_params *p, const uint8_t *pixels, int8_t *out,
                        void *buffer);
