@@ -204,7 +204,8 @@ def test_convolutional_output_in_chw_order(tmp_path: Path, capsys) -> None:
     rng = np.random.default_rng(5)
     npz = tmp_path / "head.npz"
     np.savez(npz, x=rng.integers(0, 256, (40, 28, 28), dtype=np.uint8))
-    _through(tmp_path, capsys, path, "head", npz, npz, "--data", str(npz), cores="qemu-m4")
+    _through(tmp_path, capsys, path, "head", npz, npz, "--data", str(npz),
+             backends=BACKENDS + ",hls", cores="qemu-m4")
     graph = qgraph.load_run(tmp_path / "runs" / "head")
     assert graph.output.size == 3 * 13 * 13
 
