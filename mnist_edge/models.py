@@ -24,6 +24,13 @@ class TrainDefaults:
     augment: bool = True
     qat_epochs: int = 0
     teacher: str | None = None  # zoo model whose run (next to this one) is distilled in
+    batch_size: int = 128
+    weight_decay: float = 0.0  # decoupled (AdamW); 0 = plain Adam
+    label_smoothing: float = 0.0
+    ema: float = 0.0  # decay of the weight average kept as the result; 0 = none
+    max_shift: float = 2.0  # augmentation: pixels
+    max_degrees: float = 10.0  # augmentation: rotation
+    max_scale: float = 0.0  # augmentation: relative zoom, e.g. 0.1 = 0.9x..1.1x
 
 
 def _conv(cin: int, cout: int, k: int = 3, pad: int = 1, bn: bool = True) -> list[nn.Module]:
