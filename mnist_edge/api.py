@@ -407,12 +407,16 @@ def load(run_dir: str | Path) -> Model:
 @_user_errors
 def train(model: str = "edge", name: str | None = None, runs: str | Path = "runs",
           data: str | None = None, *, epochs: int | None = None, lr: float | None = None,
-          batch_size: int = 128, seed: int = 0, patience: int = 4,
+          batch_size: int | None = None, seed: int = 0, patience: int | None = None,
           augment: bool | None = None, teacher: str | None = None,
           train_limit: int | None = None, threads: int | None = None,
+          ema: float | None = None, weight_decay: float | None = None,
+          label_smoothing: float | None = None, max_shift: float | None = None,
+          max_degrees: float | None = None, max_scale: float | None = None,
           progress: bool = True, verbose: bool = False) -> Model:
-    """Train a zoo model (e.g. "edge", the default) into `<runs>/<name>`; options default
-    to the model's own (see `mnist_edge.models`)."""
+    """Train a zoo model (e.g. "edge", the default) into `<runs>/<name>`; every option left
+    None takes the model's own default (`mnist_edge.models.ZOO`). `ema` keeps a moving
+    average of the weights as the result."""
     from .model_names import MODEL_NAMES
 
     if model not in MODEL_NAMES:
@@ -425,6 +429,8 @@ def train(model: str = "edge", name: str | None = None, runs: str | Path = "runs
     history = train_model(model, run_dir, data, epochs=epochs, lr=lr, batch_size=batch_size,
                           seed=seed, patience=patience, augment_data=augment,
                           train_limit=train_limit, threads=threads, teacher=teacher,
+                          ema=ema, weight_decay=weight_decay, label_smoothing=label_smoothing,
+                          max_shift=max_shift, max_degrees=max_degrees, max_scale=max_scale,
                           quiet=not verbose, progress=progress)
     update_report(run_dir, {"seconds": {"train": history["train_seconds"]}})
     return Model(run_dir)

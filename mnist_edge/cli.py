@@ -235,11 +235,26 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs", default="runs", help="folder holding the run folders")
     _add_data(p)
     p.add_argument("--epochs", type=positive_int, help="maximum epochs (default: per model)")
-    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--batch-size", type=positive_int, help="default: per model (128)")
     p.add_argument("--lr", type=float, help="peak learning rate (default: per model)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--patience", type=int, default=4, help="early-stopping patience (epochs)")
+    p.add_argument("--patience", type=int, help="early-stopping patience in epochs (default: "
+                   "per model)")
     p.add_argument("--no-augment", action="store_true", help="disable shift/rotate augmentation")
+    p.add_argument("--max-shift", type=float, metavar="PIXELS",
+                   help="augmentation: largest random shift (default: per model)")
+    p.add_argument("--max-degrees", type=float, metavar="DEGREES",
+                   help="augmentation: largest random rotation (default: per model)")
+    p.add_argument("--max-scale", type=float, metavar="FRACTION",
+                   help="augmentation: largest random zoom, e.g. 0.1 = 0.9x to 1.1x "
+                   "(default: per model; 0 = none)")
+    p.add_argument("--ema", type=float, metavar="DECAY",
+                   help="keep an exponential moving average of the weights (e.g. 0.999) and "
+                   "validate and save it instead of the last step's (default: per model; 0 = off)")
+    p.add_argument("--label-smoothing", type=float, metavar="EPS",
+                   help="cross-entropy label smoothing (default: per model; 0 = off)")
+    p.add_argument("--weight-decay", type=float, metavar="WD",
+                   help="decoupled weight decay, AdamW (default: per model; 0 = plain Adam)")
     p.add_argument("--teacher", metavar="RUN", help="distil from this run's float model "
                    "('none' to train on labels only; default: per model)")
     p.add_argument("--train-limit", type=positive_int,

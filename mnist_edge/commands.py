@@ -76,7 +76,10 @@ def _train_options(args: Any) -> dict[str, Any]:
     return {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
             "seed": args.seed, "patience": args.patience,
             "augment": False if args.no_augment else None, "train_limit": args.train_limit,
-            "threads": args.threads, "teacher": args.teacher}
+            "threads": args.threads, "teacher": args.teacher, "ema": args.ema,
+            "weight_decay": args.weight_decay, "label_smoothing": args.label_smoothing,
+            "max_shift": args.max_shift, "max_degrees": args.max_degrees,
+            "max_scale": args.max_scale}
 
 
 def train_command(args: Any) -> int:

@@ -24,6 +24,14 @@ class TrainDefaults:
     augment: bool = True
     qat_epochs: int = 0
     teacher: str | None = None  # zoo model whose run (next to this one) is distilled in
+    batch_size: int = 128
+    weight_decay: float = 0.0  # decoupled (AdamW); 0 = plain Adam
+    label_smoothing: float = 0.0
+    ema: float = 0.0  # decay of the weight average kept as the result; 0 = none
+    max_shift: float = 2.0  # augmentation: pixels
+    max_degrees: float = 10.0  # augmentation: rotation
+    patience: int = 4  # epochs without a better validation figure before stopping early
+    max_scale: float = 0.0  # augmentation: relative zoom, e.g. 0.1 = 0.9x..1.1x
 
 
 def _conv(cin: int, cout: int, k: int = 3, pad: int = 1, bn: bool = True) -> list[nn.Module]:
@@ -105,7 +113,9 @@ def tiny() -> nn.Sequential:
 
 
 ZOO = {
-    "edge": (edge, TrainDefaults(epochs=10, lr=3e-3)),
+    # 30 epochs with a weight average: 99.66 % int8 on the validation split (10 epochs:
+    # 99.56 %); patience covers the whole run so the schedule's low-LR end is reached.
+    "edge": (edge, TrainDefaults(epochs=30, lr=3e-3, ema=0.999, patience=30)),
     "gapnet": (gapnet, TrainDefaults(epochs=30, lr=5e-3, augment=False, teacher="edge")),
     "simplecnn": (simplecnn, TrainDefaults(epochs=8, lr=2e-3)),
     "kerascnn": (kerascnn, TrainDefaults(epochs=8, lr=2e-3)),

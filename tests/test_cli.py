@@ -62,7 +62,32 @@ def test_training_is_reproducible(tmp_path: Path, mnist_dir: Path) -> None:
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_weight_average_and_recipe_options_are_seeded_and_recorded(
+        tmp_path: Path, mnist_dir: Path) -> None:
+    """EMA, label smoothing, AdamW and zoom augmentation keep training reproducible; the
+    saved weights are the average's, and the history says which recipe ran."""
+    import torch
+
+    from mnist_edge.trainer import train_model
+
+    recipe = {"ema": 0.99, "label_smoothing": 0.1, "weight_decay": 1e-4, "max_scale": 0.1,
+              "max_degrees": 8.0}
+    for name in ("a", "b"):
+        history = train_model("tiny", tmp_path / name, str(mnist_dir), epochs=1,
+                              train_limit=500, quiet=True, threads=1, augment_data=True,
+                              **recipe)
+    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    saved = json.loads((tmp_path / "a" / "history.json").read_text())
+    assert saved["ema"] == 0.99 and saved["label_smoothing"] == 0.1
+    assert saved["augmentation"] == {"max_shift": 2.0, "max_degrees": 8.0, "max_scale": 0.1}
+    assert "raw_val_accuracy" in saved["epochs"][0]
+    assert history["best_val_accuracy"] == saved["epochs"][0]["val_accuracy"]
+
+
 @pytest.mark.parametrize(("args", "message"), [
+    (["train", "--model", "tiny", "--runs", "{tmp}", "--ema", "1"], "EMA"),
     (["quantize", "{tmp}"], "checkpoint"),
     (["analyze", "{tmp}"], "no QGraph"),
     (["validate", "{tmp}", "--backend", "tpu"], "unknown backend"),
