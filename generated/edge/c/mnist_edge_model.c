@@ -120,7 +120,7 @@ static const me_fc_params mnist_edge_fc14_params = {
     .out_features = 10,
     .weights = mnist_edge_fc14_weights,
     .bias = mnist_edge_fc14_bias,
-    .requant = {.mult = mnist_edge_fc14_mult, .shift = NULL, .zero_point = 12, .table = NULL},
+    .requant = {.mult = mnist_edge_fc14_mult, .shift = NULL, .zero_point = 18, .table = NULL},
 };
 
 int mnist_edge_predict(const mnist_edge_input_t input[MNIST_EDGE_INPUT_SIZE],
