@@ -322,9 +322,14 @@ def _lower_tfl_add(c: StepContext) -> Lowered:
     fields += [(f"{name}_{what}", p[f"{name}_{what}"]) for name in ("input1", "input2", "output")
                for what in ("offset", "multiplier", "shift")]
     fields += [("act_min", p["act"][0]), ("act_max", p["act"][1])]
+    return _binary_call(c, "tfl_add", fields)
+
+
+def _binary_call(c: StepContext, kernel: str, fields: list[tuple[str, Any]]) -> Lowered:
+    """A two-input elementwise kernel's parameter block (integer fields) and call."""
     other = _buf(c.plan, c.step.more[0])
-    return (c.ptype("tfl_add_params"), [(k, str(int(v))) for k, v in fields],
-            f"{c.fn('tfl_add_s8')}(&{c.ident}_params, {c.src}, {other}, {c.dst});")
+    return (c.ptype(f"{kernel}_params"), [(k, str(int(v))) for k, v in fields],
+            f"{c.fn(kernel + '_s8')}(&{c.ident}_params, {c.src}, {other}, {c.dst});")
 
 
 def _lower_mul(c: StepContext) -> Lowered:
@@ -335,9 +340,7 @@ def _lower_mul(c: StepContext) -> Lowered:
               ("input2_offset", -p["input2_zp"]), ("output_offset", p["output_zp"]),
               ("output_multiplier", p["mult"]), ("output_shift", p["shift"]),
               ("act_min", p["act"][0]), ("act_max", p["act"][1])]
-    other = _buf(c.plan, c.step.more[0])
-    return (c.ptype("tfl_mul_params"), [(k, str(int(v))) for k, v in fields],
-            f"{c.fn('tfl_mul_s8')}(&{c.ident}_params, {c.src}, {other}, {c.dst});")
+    return _binary_call(c, "tfl_mul", fields)
 
 
 def _lower_softmax(c: StepContext) -> Lowered:
