@@ -17,7 +17,6 @@ is the line the CLI prints; nothing here exits, parses arguments or prints.
 
 from __future__ import annotations
 
-import base64
 import functools
 import html
 import shutil
@@ -29,7 +28,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from .errors import MnistEdgeError, one_line
+from .errors import MnistEdgeError, first_line, one_line
 from .inputs import DataSource
 
 __all__ = [
@@ -68,18 +67,19 @@ def _table_html(rows: Iterable[Iterable[Any]], header: Iterable[str]) -> str:
 
 
 def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4%}" if 0 <= value <= 1 else f"{value:,.2f}"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}"
-    return "" if value is None else str(value)
+    from .report_html import format_value
+
+    if value is None or isinstance(value, bool):
+        return "" if value is None else str(value)
+    return format_value(value)
 
 
 def _png_html(path: Path, title: str) -> str:
+    from .report_html import png_data_uri
+
     if not path.is_file():
         return ""
-    b64 = base64.b64encode(path.read_bytes()).decode()
-    return f"<p><b>{html.escape(title)}</b><br><img src='data:image/png;base64,{b64}'></p>"
+    return f"<p><b>{html.escape(title)}</b><br><img src='{png_data_uri(path)}'></p>"
 
 
 @dataclass
@@ -479,7 +479,7 @@ def from_torch(module: Any, example_input: Any, name: str = "torch-model",
                               dynamic_axes={"input": {0: "N"}, "output": {0: "N"}},
                               opset_version=17)
         except Exception as exc:  # torch's exporter errors are long: the first line
-            raise MnistEdgeError(f"torch.onnx.export failed: {_first_line(exc)}") from exc
+            raise MnistEdgeError(f"torch.onnx.export failed: {first_line(exc)}") from exc
         from .importers import import_exported
 
         run_dir, _ = import_exported(path, runs, name, normalize, input, data)
@@ -501,7 +501,3 @@ def from_keras(model: Any, name: str | None = None, runs: str | Path = "runs", *
     run_dir, _ = import_keras(model, runs, name, normalize, input, data)
     return Model(run_dir)
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

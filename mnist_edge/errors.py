@@ -9,6 +9,12 @@ class MnistEdgeError(Exception):
     """A problem with the user's input, files or tools (not a bug)."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (a library's own errors can run to pages)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def one_line(exc: BaseException) -> tuple[str, int]:
     """The one line a user sees for `exc`, and the CLI's exit code: 2 for their input, files
     or tools; 3 for a bug. The CLI prints it; the Python API raises it as MnistEdgeError."""

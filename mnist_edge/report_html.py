@@ -39,7 +39,9 @@ def plot_confusion(confusion: np.ndarray, path: Path, title: str) -> None:
     save_figure(fig, path)
 
 
-def _fmt(value: Any) -> str:
+def format_value(value: Any) -> str:
+    """A figure as the reports show it: a share as a percentage, counts with thousands
+    separators (the API's HTML tables use it too)."""
     if isinstance(value, float):
         return f"{value:.4%}" if 0 <= value <= 1 else f"{value:,.2f}"
     if isinstance(value, int):
@@ -60,12 +62,12 @@ def training_rows(run_dir: Path) -> list[tuple[str, str]]:
             ("teacher (distillation)", h.get("teacher") or "none"), ("seed", h.get("seed")),
             ("best validation accuracy", h.get("best_val_accuracy")),
             ("training seconds", h.get("train_seconds"))]
-    return [(k, _fmt(v)) for k, v in rows if v is not None]
+    return [(k, format_value(v)) for k, v in rows if v is not None]
 
 
 def _rows(report: dict[str, Any]) -> tuple[list[tuple[str, str]], list[list[str]]]:
-    summary = [(k, _fmt(report[k])) for k in SUMMARY_KEYS if k in report]
-    backends = [[name] + [_fmt(figs.get(k, "")) for k in BACKEND_KEYS]
+    summary = [(k, format_value(report[k])) for k in SUMMARY_KEYS if k in report]
+    backends = [[name] + [format_value(figs.get(k, "")) for k in BACKEND_KEYS]
                 for name, figs in sorted(report.get("backends", {}).items())]
     return summary, backends
 
@@ -111,10 +113,14 @@ def html_page(report: dict[str, Any], run_dir: Path, training: list[tuple[str, s
     for name, title in PLOTS:
         png = run_dir / name
         if png.exists():
-            b64 = base64.b64encode(png.read_bytes()).decode()
             parts.append(f"<h2>{esc(title)}</h2><img alt='{esc(title)}' "
-                         f"src='data:image/png;base64,{b64}'>")
+                         f"src='{png_data_uri(png)}'>")
     return "\n".join(parts) + "\n"
+
+
+def png_data_uri(path: Path) -> str:
+    """A PNG embedded in a page (report.html, the API's Jupyter views): no file beside it."""
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
 
 
 def plot_feature_maps(run_dir: Path) -> Path | None:

@@ -19,7 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import data
-from .errors import MnistEdgeError
+from .errors import MnistEdgeError, first_line
 from .models import build_model, count_params, defaults
 from .paths import atomic_write, save_figure
 from .report import HISTORY_NAME, load_history
@@ -285,13 +285,8 @@ def load_model(run_dir: str | Path, finetuned: bool = True) -> nn.Module:
         model.load_state_dict(ckpt["state_dict"])
     except (RuntimeError, KeyError, TypeError, ValueError) as exc:
         raise MnistEdgeError(f"{path}: checkpoint does not fit its model "
-                             f"({_first_line(exc)})") from None
+                             f"({first_line(exc)})") from None
     return model.eval()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _load_checkpoint(path: Path) -> dict:
@@ -309,7 +304,7 @@ def _load_checkpoint(path: Path) -> dict:
                              "tensors: unpickling refused)") from None
     except (RuntimeError, EOFError, ValueError, KeyError, AttributeError, IndexError,
             zipfile.BadZipFile, UnicodeDecodeError) as exc:
-        why = _first_line(exc).split(". ")[0]
+        why = first_line(exc).split(". ")[0]
         raise MnistEdgeError(f"{path}: unreadable checkpoint ({why})") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "state_dict" not in ckpt:
         raise MnistEdgeError(f"{path}: not a mnist-edge checkpoint (no model/state_dict)")

@@ -221,22 +221,9 @@ def test_static_page_in_chromium_matches_golden(web_site: Path, tiny_run: Path, 
     browser.get(file_url(web_site / "index.html"))
     wait_for(lambda: browser.execute_script("return document.body.dataset.ready === '1'"))
     assert browser.execute_script("return MnistEdge.state.source") == "embedded"
-    canvas = browser.find_element(By.ID, "draw")
     for strokes in (SEVEN, FOUR):
-        browser.find_element(By.ID, "clear").click()
-        draw(browser, canvas, strokes)
-        last = wait_for(lambda: browser.execute_script("return MnistEdge.state.last"))
-        recorded = browser.execute_script("return MnistEdge.state.strokes")
+        recorded = draw_and_compare(browser, graph, strokes)
         assert len(recorded) == len(strokes)
-        pixels = np.array(last["input"], dtype=np.uint8).reshape(1, 28, 28)
-        # The page's 28x28 input is Python's preprocessing of the strokes it recorded ...
-        np.testing.assert_array_equal(pixels[0], pp.preprocess_strokes(recorded))
-        # ... and the class and logits it shows are golden's on that input.
-        reference = golden.run_int8(graph, pixels)[0]
-        shown = [int(browser.find_element(By.ID, f"logit-{c}").text)
-                 for c in range(graph.output.size)]
-        assert shown == reference.tolist()
-        assert int(browser.find_element(By.ID, "class").text) == int(np.argmax(reference))
     save_screenshot(browser, tmp_path, "web_page.png")
     browser.find_element(By.ID, "clear").click()
     assert browser.find_element(By.ID, "logit-0").text == ""
@@ -404,6 +391,25 @@ def page_input(result: dict, graph) -> np.ndarray:
     return np.array(result["input"], np.uint8).reshape(1, h, w, c).transpose(0, 3, 1, 2)
 
 
+def draw_and_compare(browser, graph, strokes) -> list:
+    """Draw `strokes` on a cleared canvas; the page's input must be Python's preprocessing
+    of the strokes it recorded, at the model's own size, and the logits and class it shows
+    golden's on that input. Returns the recorded strokes."""
+    from selenium.webdriver.common.by import By
+
+    browser.find_element(By.ID, "clear").click()
+    draw(browser, browser.find_element(By.ID, "draw"), strokes)
+    last = wait_for(lambda: browser.execute_script("return MnistEdge.state.last"))
+    recorded = browser.execute_script("return MnistEdge.state.strokes")
+    pixels = page_input(last, graph)
+    size = tuple(graph.input.shape[1:])
+    np.testing.assert_array_equal(pixels[0, 0], pp.preprocess_strokes(recorded, size=size))
+    reference = golden.run_int8(graph, pixels)[0]
+    assert shown_logits(browser, graph.output.size) == reference.tolist()
+    assert int(browser.find_element(By.ID, "class").text) == int(np.argmax(reference))
+    return recorded
+
+
 def upload(browser, path: Path, mode: str | None = None) -> dict:
     """Choose `path` in the page's file input (and the upload mode): what a person does."""
     from selenium.webdriver.common.by import By
@@ -453,18 +459,8 @@ def test_a_32x32_page_draws_and_uploads_at_its_own_size(grey32_site, browser,
     assert "32&times;32&times;1" in (site / "index.html").read_text()
     assert "input[y * 32 + x]" in browser.find_element(By.ID, "input-layout").text
     assert len(browser.find_elements(By.CSS_SELECTOR, "#logits tr[id^=row-]")) == 5
-    canvas = browser.find_element(By.ID, "draw")
     for strokes in (SEVEN, FOUR):
-        browser.find_element(By.ID, "clear").click()
-        draw(browser, canvas, strokes)
-        last = wait_for(lambda: browser.execute_script("return MnistEdge.state.last"))
-        recorded = browser.execute_script("return MnistEdge.state.strokes")
-        pixels = page_input(last, graph)
-        np.testing.assert_array_equal(pixels[0, 0],
-                                      pp.preprocess_strokes(recorded, size=(32, 32)))
-        reference = golden.run_int8(graph, pixels)[0]
-        assert shown_logits(browser, 5) == reference.tolist()
-        assert int(browser.find_element(By.ID, "class").text) == int(np.argmax(reference))
+        draw_and_compare(browser, graph, strokes)
     # An upload: a dark digit on light paper, at an odd size; as a drawing and whole.
     rng = np.random.default_rng(4)
     paper = rng.integers(200, 256, (61, 47, 3)).astype(np.uint8)
