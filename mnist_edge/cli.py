@@ -212,8 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
                 "everything: data, train, quantize, evaluate, export, generate, validate")
     _add_train_args(p)
     _add_quant_args(p)
-    p.add_argument("--from", dest="from_onnx", metavar="MODEL.onnx",
-                   help="import this float ONNX model instead of training a zoo model")
+    p.add_argument("--from", dest="from_file", metavar="MODEL",
+                   help="import this float model (.onnx, or Keras .keras/.h5) instead of "
+                        "training a zoo model")
     _add_import_args(p)
     p.add_argument("--backends", default="onnxruntime,c,c-int",
                    help="backends validated at the end (comma-separated)")

@@ -24,22 +24,25 @@ def import_command(args: Any) -> int:
         m = api.from_tflite(args.model, args.name, args.runs)
         print(_tflite_import_line(args.model, m))
         return 0
+    m = _import_float_model(args.model, args.name, args)
+    print(_onnx_import_line(args.model, m))
+    return 0
+
+
+def _import_float_model(path: str, name: str | None, args: Any) -> api.Model:
+    """A float model file (Keras `.keras`/`.h5`, else ONNX) through the API, with the
+    import options `import` and `build --from` share."""
     from .importers import parse_normalize
     from .importers.keras_file import is_keras_file
 
-    if is_keras_file(args.model):
+    if is_keras_file(path):
         if args.layout != "auto":
             raise MnistEdgeError("--layout applies to ONNX models; a Keras model's layout is "
                                  "found from its export")
-        m = api.from_keras(args.model, args.name, args.runs,
-                           normalize=parse_normalize(args.normalize), input=args.input,
-                           data=args.data)
-    else:
-        m = api.from_onnx(args.model, args.name, args.runs,
-                          normalize=parse_normalize(args.normalize), layout=args.layout,
-                          input=args.input, data=args.data)
-    print(_onnx_import_line(args.model, m))
-    return 0
+        return api.from_keras(path, name, args.runs, normalize=parse_normalize(args.normalize),
+                              input=args.input, data=args.data)
+    return api.from_onnx(path, name, args.runs, normalize=parse_normalize(args.normalize),
+                         layout=args.layout, input=args.input, data=args.data)
 
 
 def _tflite_import_line(source: str, m: api.Model) -> str:
@@ -172,18 +175,20 @@ def build_command(args: Any) -> int:
 
     backends = backend_list([args.backends], option="--backends")  # before torch loads
     start = time.time()
-    if args.from_onnx:
-        from .importers import default_name, parse_normalize
+    if args.from_file:
+        from .importers import default_name
 
-        run_dir = Path(args.runs) / (args.name or default_name(args.from_onnx))
+        if str(args.from_file).lower().endswith(".tflite"):
+            raise MnistEdgeError(f"{args.from_file}: build --from takes a float model (.onnx, "
+                                 ".keras, .h5) to quantize; an int8 .tflite is already "
+                                 "quantized: mnist-edge import it, then generate and validate")
+        run_dir = Path(args.runs) / (args.name or default_name(args.from_file))
     else:
         run_dir = Path(args.runs) / (args.name or args.model)
     check_run_files(run_dir)
-    if args.from_onnx:
-        print(f"[1/7] importing {args.from_onnx} into {run_dir}")
-        m = api.from_onnx(args.from_onnx, run_dir.name, args.runs,
-                          normalize=parse_normalize(args.normalize), layout=args.layout,
-                          input=args.input, data=args.data)
+    if args.from_file:
+        print(f"[1/7] importing {args.from_file} into {run_dir}")
+        m = _import_float_model(args.from_file, run_dir.name, args)
     else:
         from . import data
 

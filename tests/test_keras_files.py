@@ -475,3 +475,66 @@ def test_options_and_lazy_imports(files: dict, mnist_dir: Path, tmp_path: Path,
                          check=True).stdout
     assert ".keras" in out and ".h5" in out
     assert out.strip().splitlines()[-1] == "[]", out
+
+
+def test_hdf5_crash_is_a_refusal(files: dict, mnist_dir: Path, tmp_path: Path, capsys,
+                                 monkeypatch, keras_never_loads) -> None:
+    """libhdf5 parses the untrusted bytes in a child process: if it dies on a signal (as a
+    libhdf5 bug on malformed input would), the import is refused in one line."""
+    from mnist_edge.importers import keras_file
+
+    monkeypatch.setattr(keras_file, "_CHILD", "import os, signal; os.kill(os.getpid(), "
+                                              "signal.SIGSEGV)")
+    _refused(capsys, tmp_path, mnist_dir, files["folder"] / "simple.h5", "libhdf5 crashed",
+             "SIGSEGV")
+    assert not keras_never_loads
+
+
+def test_mutated_h5_never_escapes(files: dict, tmp_path: Path) -> None:
+    """Byte-flipped and truncated .h5 files: the isolated check answers each with a
+    KerasFile or one MnistEdgeError line, never a crash of this process or a traceback."""
+    from mnist_edge.errors import MnistEdgeError
+    from mnist_edge.importers.keras_file import check_file_isolated
+
+    data = (files["folder"] / "simple.h5").read_bytes()
+    rng = np.random.default_rng(7)
+    outcomes = {"ok": 0, "refused": 0}
+    for i in range(24):
+        mutated = bytearray(data)
+        if i % 4 == 3:
+            mutated = mutated[: int(rng.integers(8, len(data)))]
+        else:
+            for at in rng.integers(0, len(data), 1 + i % 8):
+                mutated[at] ^= 1 << int(rng.integers(0, 8))
+        path = tmp_path / f"m{i}.h5"
+        path.write_bytes(bytes(mutated))
+        copy = tmp_path / f"copy{i}"
+        copy.mkdir()
+        try:
+            check_file_isolated(path, copy)
+            outcomes["ok"] += 1
+        except MnistEdgeError as exc:
+            assert "\n" not in str(exc) and "Traceback" not in str(exc), exc
+            outcomes["refused"] += 1
+    print(outcomes)
+    assert outcomes["refused"] > 0
+
+
+def test_build_from_keras_file(files: dict, mnist_dir: Path, tmp_path: Path, capsys) -> None:
+    """`build --from model.keras` takes the same import route as `import`, then the whole
+    build; a .tflite is refused there (already int8) in one line, before any work."""
+    runs = tmp_path / "runs"
+    code, out, err = _cli(capsys, "build", "--from", str(files["folder"] / "simple.keras"),
+                          "--runs", str(runs), "--calib-images", "200", "--backends", "c-int",
+                          "--data", str(mnist_dir))
+    assert code == 0, out + err
+    assert "[1/7] importing" in out
+    info = json.loads((runs / "simple" / "import.json").read_text())
+    assert info["keras"]["format"] == "keras"
+    report = json.loads((runs / "simple" / "report.json").read_text())
+    assert report["backends"]["c-int"]["exact_logit_fraction"] == 1.0
+    tflite = tmp_path / "m.tflite"
+    tflite.write_bytes(b"TFL3")
+    code, out, err = _cli(capsys, "build", "--from", str(tflite), "--runs", str(runs))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "already" in err, err
+    assert not (runs / "m").exists()

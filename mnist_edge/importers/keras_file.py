@@ -27,6 +27,9 @@ file reaches Keras before this module has read it itself, with the standard libr
 * every HDF5 file (the .keras weights, the .h5) is walked without following links:
   soft or external links, external or virtual datasets, non-numeric datasets, filters
   other than the built-in compressors and datasets over the size bound are refused;
+* the checks run in a child process (`check_file_isolated`): a crash of libhdf5 on
+  malformed bytes kills the child, not mnist-edge, and is refused in one line; Keras
+  then reads only bytes libhdf5 has already walked in full without crashing;
 * then Keras loads the copy with `safe_mode=True, compile=False`.
 
 Refusals are `MnistEdgeError` one-liners naming the file and, for layers, the layer.
@@ -39,6 +42,9 @@ import hashlib
 import io
 import json
 import os
+import signal
+import subprocess
+import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -390,6 +396,54 @@ def check_file(path: str | Path, copy_to: Path | None = None) -> KerasFile:
                      digest)
 
 
+CHECK_TIMEOUT_S = 120.0
+
+_CHILD = """
+import json, sys
+from pathlib import Path
+from mnist_edge.errors import MnistEdgeError
+from mnist_edge.importers.keras_file import check_file
+request = json.load(sys.stdin)
+try:
+    info = check_file(request["path"], Path(request["copy_to"]))
+except MnistEdgeError as exc:
+    json.dump({"error": str(exc)}, sys.stdout)
+else:
+    json.dump({"format": info.format, "keras_version": info.keras_version,
+               "layers": info.layers, "sha256": info.sha256}, sys.stdout)
+"""
+
+
+def check_file_isolated(path: str | Path, copy_to: Path) -> KerasFile:
+    """`check_file` in a child Python: libhdf5 is C code parsing untrusted bytes, and a
+    crash there (a segfault, an abort, a hang) must end in a one-line refusal, not take
+    the importing process down."""
+    path = Path(path)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
+    request = json.dumps({"path": str(path), "copy_to": str(copy_to)})
+    try:
+        child = subprocess.run([sys.executable, "-c", _CHILD], input=request, text=True,
+                               capture_output=True, timeout=CHECK_TIMEOUT_S, env=env)
+    except subprocess.TimeoutExpired:
+        raise MnistEdgeError(f"{path}: reading the HDF5 structure took over "
+                             f"{CHECK_TIMEOUT_S:.0f} s: refused") from None
+    if child.returncode < 0:
+        name = signal.Signals(-child.returncode).name
+        raise MnistEdgeError(f"{path}: libhdf5 crashed reading the file ({name}): a "
+                             "malformed HDF5 file, refused")
+    try:
+        answer = json.loads(child.stdout)
+    except ValueError:
+        last = (child.stderr.strip().splitlines() or ["no output"])[-1]
+        raise MnistEdgeError(f"{path}: checking the file failed (exit {child.returncode}: "
+                             f"{_short(last)})") from None
+    if "error" in answer:
+        raise MnistEdgeError(answer["error"])
+    return KerasFile(path, answer["format"], answer["keras_version"], answer["layers"],
+                     answer["sha256"])
+
+
 # ---------------------------------------------------------------------------- Keras
 def keras_module() -> Any:
     """Keras 3 on the torch backend (chosen before its first import)."""
@@ -413,7 +467,7 @@ def load_file(path: str | Path) -> tuple[Any, KerasFile]:
     """The Keras model in a checked file, loaded by Keras 3 (safe_mode, not compiled)."""
     path = Path(path)
     with tempfile.TemporaryDirectory(prefix="mnist-edge-keras-") as tmp:
-        info = check_file(path, Path(tmp))
+        info = check_file_isolated(path, Path(tmp))
         keras = keras_module()
         copy = Path(tmp) / ("model.keras" if info.format == "keras" else "model.h5")
         try:
