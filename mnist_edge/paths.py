@@ -149,8 +149,8 @@ def check_output_dir(path: Path, *, force: bool = False, explicit: bool = True,
         raise MnistEdgeError(f"{path}: folder is not empty and has no mnist-edge {MANIFEST_NAME}, "
                              "so it is not replaced; choose an empty or new output folder")
     if explicit and not force:
-        raise MnistEdgeError(f"{path}: holds an earlier mnist-edge output; pass --force to "
-                             "replace it")
+        raise MnistEdgeError(f"{path}: holds an earlier mnist-edge output; pass --force "
+                             "(force=True from Python) to replace it")
 
 
 @contextmanager
