@@ -256,13 +256,15 @@ class Model:
     @_user_errors
     def quantize(self, calibration: str = "percentile", calib_images: int = 2000,
                  qat_epochs: int | None = None, data: DataSource = None,
-                 progress: bool = True) -> Model:
+                 progress: bool = True, arithmetic: str = "onnx") -> Model:
         """Fold BatchNorm, calibrate on `data` (default: MNIST's training images) and
-        quantize to an int8 QGraph; QAT epochs default to the model's."""
+        quantize to an int8 QGraph; QAT epochs default to the model's. `arithmetic`
+        "tflite" quantizes as TFLite's converter does, for TFLite Micro's integer contract
+        (then `export_tflite`)."""
         from .quantize import quantize_run
 
         quantize_run(self.run_dir, data, calibration, calib_images, qat_epochs,
-                     quiet=not progress)
+                     quiet=not progress, arithmetic=arithmetic)
         return self
 
     @_user_errors
@@ -350,6 +352,14 @@ class Model:
         from .backends.onnx import export_run
 
         return export_run(self.run_dir, format, activations)
+
+    @_user_errors
+    def export_tflite(self, out: str | Path | None = None) -> Path:
+        """The QGraph (tflite arithmetic) as an int8 .tflite that TFLite Micro runs with
+        golden's numbers; default `<run>/model.int8.tflite`. Written atomically."""
+        from .backends.tflite import export_run
+
+        return export_run(self.run_dir, out)
 
     @_user_errors
     def bench(self, mcu: str = "cortex-m4", size: bool = False,

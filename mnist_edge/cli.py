@@ -111,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(p)
     _add_data(p)
     _add_quant_args(p)
+    p.add_argument("--arithmetic", choices=["onnx", "tflite"], default="onnx",
+                   help="the QGraph's integer contract: onnx (onnxruntime's) or tflite "
+                   "(TFLite Micro's, quantized as TFLite's converter does; then "
+                   "`export tflite`)")
 
     p = command("analyze", "mnist_edge.commands:analyze_command",
                 "per-layer parameters, MACs, flash and RAM")
@@ -123,13 +127,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(p)
     p.add_argument("--limit", type=positive_int, help="only the first N test images")
 
-    p = command("export", "mnist_edge.commands:export_command", "export ONNX models")
-    p.add_argument("target", choices=["onnx"])
+    p = command("export", "mnist_edge.commands:export_command",
+                "export ONNX models, or an int8 .tflite (tflite-arithmetic QGraph)")
+    p.add_argument("target", choices=["onnx", "tflite"])
     _add_run(p)
-    p.add_argument("--format", choices=["qoperator", "qdq"], default="qoperator",
-                   help="int8 ONNX flavour; qdq also writes model.int8.qdq.onnx")
-    p.add_argument("--activations", choices=["uint8", "int8"], default="uint8",
-                   help="activation type in the int8 ONNX (uint8 runs faster on x86)")
+    p.add_argument("--format", choices=["qoperator", "qdq"],
+                   help="onnx: int8 ONNX flavour (default qoperator); qdq also writes "
+                   "model.int8.qdq.onnx")
+    p.add_argument("--activations", choices=["uint8", "int8"],
+                   help="onnx: activation type in the int8 ONNX (default uint8, which runs "
+                   "faster on x86)")
+    p.add_argument("-o", "--out", help="tflite: the file to write (default: "
+                   "RUN/model.int8.tflite)")
 
     p = command("generate", "mnist_edge.commands:generate_command",
                 "generate C (MCU), HLS C++ (FPGA), RTL or a WebAssembly page from the QGraph")

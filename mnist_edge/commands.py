@@ -94,12 +94,12 @@ def train_command(args: Any) -> int:
 
 def quantize_command(args: Any) -> int:
     m = api.load(args.run).quantize(args.calibration, args.calib_images, args.qat_epochs,
-                                    args.data)
+                                    args.data, arithmetic=args.arithmetic)
     graph = m.qgraph
     from .qgraph import find_in_run
 
-    print(f"quantized {graph.name}: {len(graph.ops)} ops, hash {graph.content_hash()[:16]} "
-          f"-> {find_in_run(m.run_dir)}")
+    print(f"quantized {graph.name}: {len(graph.ops)} ops, {graph.arithmetic} arithmetic, "
+          f"hash {graph.content_hash()[:16]} -> {find_in_run(m.run_dir)}")
     return 0
 
 
@@ -123,7 +123,17 @@ def _evaluation_line(e: api.Evaluation) -> str:
 
 
 def export_command(args: Any) -> int:
-    for path in api.load(args.run).export_onnx(args.format, args.activations):
+    model = api.load(args.run)
+    if args.target == "tflite":
+        if args.format or args.activations:
+            raise MnistEdgeError("--format and --activations apply to export onnx; a .tflite "
+                                 "is int8 as its QGraph says")
+        print(f"wrote {model.export_tflite(args.out)}")
+        return 0
+    if args.out:
+        raise MnistEdgeError("-o/--out applies to export tflite; export onnx writes into the "
+                             "run folder")
+    for path in model.export_onnx(args.format or "qoperator", args.activations or "uint8"):
         print(f"wrote {path}")
     return 0
 

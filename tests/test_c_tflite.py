@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import need
-from tflite_build import build
 
 from mnist_edge import qgraph
 from mnist_edge.backends.c import C_WARNINGS, generate_c, render_tree
+from mnist_edge.backends.tflite_flatbuffer import build
 from mnist_edge.errors import MnistEdgeError
 from mnist_edge.importers import import_tflite
 from mnist_edge.probe_inputs import probe_batch

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tflite_build import build
 from tflite_walk import run
 
+from mnist_edge.backends.tflite_flatbuffer import build
 from mnist_edge.importers.tflite_reader import parse_tflite
 from mnist_edge.probe_inputs import probe_inputs
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_tflite_fixtures import CASES, _act
-from tflite_build import build
 
 from mnist_edge import golden, qgraph
+from mnist_edge.backends.tflite_flatbuffer import build
 from mnist_edge.errors import MnistEdgeError
 from mnist_edge.importers.tflite_qgraph import tflite_to_qgraph
 from mnist_edge.importers.tflite_reader import parse_tflite, read_tflite

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tflite_build import build
 from tflite_fuzz import fuzz
 
+from mnist_edge.backends.tflite_flatbuffer import build
 from mnist_edge.errors import MnistEdgeError
 from mnist_edge.importers.tflite_reader import parse_tflite, read_tflite
 

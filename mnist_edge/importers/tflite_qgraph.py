@@ -65,8 +65,8 @@ def _activation(op: Operator) -> dict[str, Any]:
     return {} if act == "NONE" else {"activation": act.lower()}
 
 
-def _same_padding(padding: str, size: int, k: int, stride: int, dilation: int
-                  ) -> tuple[int, int]:
+def same_padding(padding: str, size: int, k: int, stride: int, dilation: int
+                 ) -> tuple[int, int]:
     """(leading, trailing) padding of one axis as TFLM computes it (the odd pixel trails)."""
     lead, out = P.window_padding(padding, size, k, stride, dilation)
     total = max((out - 1) * stride + (k - 1) * dilation + 1 - size, 0)
@@ -228,8 +228,8 @@ class _Mapper:
         else:
             weight = np.ascontiguousarray(w.data.transpose(0, 3, 1, 2))  # OHWI -> OIHW
         kh, kw = weight.shape[2:]
-        top, bottom = _same_padding(o["padding"], x.shape[1], kh, o["stride_h"], o["dilation_h"])
-        left, right = _same_padding(o["padding"], x.shape[2], kw, o["stride_w"],
+        top, bottom = same_padding(o["padding"], x.shape[1], kh, o["stride_h"], o["dilation_h"])
+        left, right = same_padding(o["padding"], x.shape[2], kw, o["stride_w"],
                                     o["dilation_w"])
         pad = [top + v.pad[0], left + v.pad[1], bottom + v.pad[2], right + v.pad[3]]
         attrs: dict[str, Any] = {"kernel": [kh, kw], "stride": [o["stride_h"], o["stride_w"]],
@@ -292,8 +292,8 @@ class _Mapper:
     def _op_AVERAGE_POOL_2D(self, op: Operator) -> None:
         v = self.view(op, 0, feature_map=True)
         x, o = self.t(op.inputs[0]), op.options
-        top, bottom = _same_padding(o["padding"], x.shape[1], o["filter_h"], o["stride_h"], 1)
-        left, right = _same_padding(o["padding"], x.shape[2], o["filter_w"], o["stride_w"], 1)
+        top, bottom = same_padding(o["padding"], x.shape[1], o["filter_h"], o["stride_h"], 1)
+        left, right = same_padding(o["padding"], x.shape[2], o["filter_w"], o["stride_w"], 1)
         attrs = {"kernel": [o["filter_h"], o["filter_w"]],
                  "stride": [o["stride_h"], o["stride_w"]], **_activation(op)}
         if any((top, left, bottom, right)):
@@ -368,34 +368,46 @@ class _Mapper:
 
 
 def tflm_table(op: Operator, x: QTensor, y: QTensor) -> tuple[np.ndarray, dict[str, float]]:
-    """The 256-entry table of a TFLite activation: TFLM's int8 kernel run on every input
-    (exact by construction), and the attributes that name it."""
+    """The 256-entry table of a TFLite activation operator, and the attributes that name
+    it."""
+    alpha = float(np.float32(op.options["alpha"])) if op.op == "LEAKY_RELU" else None
+    try:
+        table = activation_table(op.op, x, y, alpha)
+    except MnistEdgeError as exc:
+        raise MnistEdgeError(f"{op.label()}: {exc}") from None
+    return table, ({"alpha": alpha} if alpha is not None else {})
+
+
+def activation_table(builtin: str, x: QTensor, y: QTensor, alpha: float | None = None
+                     ) -> np.ndarray:
+    """TFLM's int8 kernel of `builtin` (LOGISTIC, TANH, RELU, RELU6, LEAKY_RELU) run on
+    every input from x's quantization to y's: exact by construction. The importer, the
+    quantizer's tflite arithmetic and the exporter's check all take tables from here."""
     q = np.arange(-128, 128, dtype=np.int8)[None]
     s_in, z_in, s_out, z_out = x.scale, x.zero_point, y.scale, y.zero_point
-    params: dict[str, float] = {}
-    if op.op in ("LOGISTIC", "TANH"):
+    if builtin in ("LOGISTIC", "TANH"):
         m, ls, radius = P.sigmoid_tanh_params(s_in)
-        fn = K.logistic if op.op == "LOGISTIC" else K.tanh
+        fn = K.logistic if builtin == "LOGISTIC" else K.tanh
         table = fn(q, input_zp=z_in, input_range_radius=radius, input_multiplier=m,
                    input_left_shift=ls)
-    elif op.op == "RELU":
+    elif builtin == "RELU":
         m, sh = P.relu_params(s_in, s_out)
         table = K.relu(q, input_zp=z_in, output_zp=z_out, mult=m, shift=sh,
                        act=P.activation_range("RELU", s_out, z_out))
-    elif op.op == "RELU6":
+    elif builtin == "RELU6":
         if (s_in, z_in) != (s_out, z_out):
-            raise MnistEdgeError(f"{op.label()}: input and output quantization differ "
-                                 "(TFLM requires them equal)")
+            raise MnistEdgeError("RELU6: input and output quantization differ (TFLM requires "
+                                 "them equal)")
         table = K.relu6(q, zero=z_in, six=P.quantize_value(6.0, s_in, z_in))
-    elif op.op == "LEAKY_RELU":
-        alpha = float(np.float32(op.options["alpha"]))
+    elif builtin == "LEAKY_RELU":
+        if alpha is None:
+            raise MnistEdgeError("LEAKY_RELU needs its alpha")
         mi, si, ma, sa = P.leaky_relu_params(s_in, s_out, alpha)
         table = K.leaky_relu(q, input_zp=z_in, output_zp=z_out, mult_identity=mi,
                             shift_identity=si, mult_alpha=ma, shift_alpha=sa)
-        params["alpha"] = alpha
     else:
-        raise MnistEdgeError(f"{op.label()} has no table")
-    return np.ascontiguousarray(table.reshape(256)).astype(np.int8), params
+        raise MnistEdgeError(f"{builtin} has no table")
+    return np.ascontiguousarray(table.reshape(256)).astype(np.int8)
 
 
 def _same_order(a: np.ndarray | None, b: np.ndarray | None) -> bool:

@@ -26,16 +26,18 @@ def calibration_images(data_dir: str | None, count: int, seed: int = 0,
 
 
 def _ptq(model, name: str, ranges: dict[str, tuple[float, float]] | None, calib: np.ndarray,
-         method: str) -> tuple[FloatGraph, qgraph.QGraph, dict[str, tuple[float, float]]]:
+         method: str, arithmetic: str
+         ) -> tuple[FloatGraph, qgraph.QGraph, dict[str, tuple[float, float]]]:
     folded = fold_model(model, name)
     ranges = ranges or calibrate(folded, calib, method)
-    return folded, quantize_graph(folded, ranges), ranges
+    return folded, quantize_graph(folded, ranges, arithmetic), ranges
 
 
 def quantize_run(run_dir: str | Path, data_dir: str | None = None, method: str = "percentile",
                  calib_images: int = 2000, qat_epochs: int | None = None,
-                 quiet: bool = False) -> qgraph.QGraph:
-    """Checkpoint -> `<model>.fgraph.*` and `<model>.qgraph.*` in the run folder.
+                 quiet: bool = False, arithmetic: str = "onnx") -> qgraph.QGraph:
+    """Checkpoint -> `<model>.fgraph.*` and `<model>.qgraph.*` in the run folder, in the
+    `arithmetic` the QGraph declares (`onnx`, the default, or `tflite`: see `ptq`).
 
     With QAT epochs (default: the model's), the post-training QGraph's scales drive a
     fine-tuning of the float weights (augmented only if training was), saved as
@@ -58,11 +60,12 @@ def quantize_run(run_dir: str | Path, data_dir: str | None = None, method: str =
         raise MnistEdgeError(f"{run_dir} was imported from an int8 .tflite: it is already "
                              "quantized (its QGraph keeps the file's numbers); skip quantize")
     if is_imported(run_dir):
-        return _quantize_imported(run_dir, data_dir, method, calib_images, qat_epochs, start)
+        return _quantize_imported(run_dir, data_dir, method, calib_images, qat_epochs, start,
+                                  arithmetic)
     name = model_name_of(run_dir)
     model = load_model(run_dir, finetuned=False)
     calib = calibration_images(data_dir, calib_images)
-    folded, graph, ranges = _ptq(model, name, None, calib, method)
+    folded, graph, ranges = _ptq(model, name, None, calib, method, arithmetic)
     qat_epochs = defaults(name).qat_epochs if qat_epochs is None else qat_epochs
     (run_dir / QAT_CHECKPOINT).unlink(missing_ok=True)
     if qat_epochs > 0:
@@ -71,7 +74,7 @@ def quantize_run(run_dir: str | Path, data_dir: str | None = None, method: str =
                              augment_data=trained_with_augmentation(run_dir))
         save_model(model, name, run_dir / QAT_CHECKPOINT)
         # Keep the activation ranges the fine-tuning trained against.
-        folded, graph, _ = _ptq(model, name, ranges, calib, method)
+        folded, graph, _ = _ptq(model, name, ranges, calib, method, arithmetic)
     graph.meta = {"model": name, "calibration": method, "calibration_images": calib_images,
                   "qat_epochs": qat_epochs}
     for old in run_dir.glob("*.qgraph.*"):
@@ -84,7 +87,8 @@ def quantize_run(run_dir: str | Path, data_dir: str | None = None, method: str =
 
 
 def _quantize_imported(run_dir: Path, data_dir: str | None, method: str, calib_images: int,
-                       qat_epochs: int | None, start: float) -> qgraph.QGraph:
+                       qat_epochs: int | None, start: float, arithmetic: str
+                       ) -> qgraph.QGraph:
     """An imported run has no PyTorch model: calibrate and quantize its saved float graph."""
     if qat_epochs:
         raise MnistEdgeError(f"{run_dir}: quantization-aware fine-tuning needs a zoo model's "
@@ -92,7 +96,7 @@ def _quantize_imported(run_dir: Path, data_dir: str | None, method: str, calib_i
                              "(--qat-epochs 0)")
     folded = fgraph.load(fgraph.find_in_run(run_dir))
     calib = calibration_images(data_dir, calib_images, spec=inputs.spec_of(folded))
-    graph = quantize_graph(folded, calibrate(folded, calib, method))
+    graph = quantize_graph(folded, calibrate(folded, calib, method), arithmetic)
     graph.meta = {"model": folded.name, "calibration": method, "calibration_images": calib_images,
                   "qat_epochs": 0, "imported": True}
     for old in run_dir.glob("*.qgraph.*"):

@@ -1,4 +1,13 @@
-"""Post-training quantization: folded float graph + ranges -> QGraph."""
+"""Post-training quantization: folded float graph + ranges -> QGraph, in either arithmetic.
+
+One walk serves both contracts. The `tflite` arithmetic is quantized the way TFLite's
+converter does it (int8 asymmetric activations, symmetric per-channel int8 weights for
+convolutions and, here, fully connected layers too, int32 bias at s_x * s_w[c] with zero
+point 0, a fused ReLU as the output range) and differs only where TFLM's kernels constrain
+the scales: LOGISTIC / TANH outputs at 1/256, -128 and 1/128, 0; pools and concatenation
+keep their input's quantization; activations are TFLM's own tables; a global average pool
+is an AVERAGE_POOL_2D over the whole map.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +15,7 @@ import numpy as np
 
 from ..errors import MnistEdgeError
 from ..fgraph import ACTIVATIONS, INPUT, FloatGraph, FOp, activation_fn, norm_arrays
+from ..importers.tflite_qgraph import activation_table
 from ..qgraph import (
     INPUT_SCALE,
     INPUT_ZERO_POINT,
@@ -122,11 +132,60 @@ def _linear_like(op: FOp, x: QTensor, out: tuple[float, int], act: str | None) -
 
 
 REQUANTIZING = ("conv2d", "linear", "add")  # ops whose output range can absorb a ReLU
+ARITHMETICS = ("onnx", "tflite")
+# float activation -> (TFLite builtin, the output quantization TFLM requires or None)
+TFLITE_ACTIVATIONS: dict[str, tuple[str, tuple[float, int] | None]] = {
+    "relu": ("RELU", None), "leaky_relu": ("LEAKY_RELU", None),
+    "sigmoid": ("LOGISTIC", (1.0 / 256, -128)), "tanh": ("TANH", (1.0 / 128, 0)),
+}
 
 
-def quantize_graph(graph: FloatGraph, ranges: dict[str, tuple[float, float]]) -> QGraph:
+def _tflite_lut(op: FOp, x: QTensor, ranges: dict[str, tuple[float, float]]) -> QOp:
+    """An activation as TFLM computes it: its int8 kernel's table, at the output
+    quantization TFLM's Prepare requires (LOGISTIC, TANH) or the calibrated one."""
+    if op.kind not in TFLITE_ACTIVATIONS:
+        raise MnistEdgeError(f"op {op.name}: {op.kind} has no TFLite builtin, so it has no "
+                             "tflite arithmetic (quantize with --arithmetic onnx; tflite "
+                             f"takes {', '.join(sorted(TFLITE_ACTIVATIONS))})")
+    builtin, fixed = TFLITE_ACTIVATIONS[op.kind]
+    out = QTensor((), *(fixed or qparams(*ranges[op.name])))
+    alpha = None
+    attrs: dict = {"activation": builtin.lower()}
+    if builtin == "LEAKY_RELU":
+        alpha = float(np.float32(op.attrs.get("alpha", 0.01)))
+        attrs["params"] = {"alpha": alpha}
+    return QOp(op.name, "lut", out, attrs, {"table": activation_table(builtin, x, out, alpha)})
+
+
+def _shared_concat_ranges(graph: FloatGraph, ranges: dict[str, tuple[float, float]]
+                          ) -> dict[str, tuple[float, float]]:
+    """TFLite's CONCATENATION copies bytes: its inputs take the output's range (the union),
+    as TFLite's converter makes them."""
+    ranges = dict(ranges)
+    for op in graph.ops:
+        if op.kind == "concat":
+            names = [*op.inputs, op.name]
+            lo = min(ranges[n][0] for n in names if n in ranges)
+            hi = max(ranges[n][1] for n in names if n in ranges)
+            for n in names:
+                ranges[n] = (lo, hi)
+    return ranges
+
+
+def quantize_graph(graph: FloatGraph, ranges: dict[str, tuple[float, float]],
+                   arithmetic: str = "onnx") -> QGraph:
     """Map float ops to QGraph ops: a ReLU whose producer requantizes (and feeds nothing
-    else) fuses into that producer's output range; other activations become LUTs."""
+    else) fuses into that producer's output range; other activations become LUTs. The
+    `tflite` arithmetic differs only where TFLM constrains scales (see the module doc)."""
+    if arithmetic not in ARITHMETICS:
+        raise MnistEdgeError(f"--arithmetic {arithmetic!r}: choose from "
+                             f"{', '.join(ARITHMETICS)}")
+    tflite = arithmetic == "tflite"
+    if tflite:
+        if graph.input_norm and not graph.per_channel_norm:
+            raise MnistEdgeError(f"float graph {graph.name}: the input normalization table "
+                                 "has no TFLite builtin, so it has no tflite arithmetic")
+        ranges = _shared_concat_ranges(graph, ranges)
     readers: dict[str, list[FOp]] = {}
     for op in graph.ops:
         for name in op.inputs:
@@ -161,6 +220,8 @@ def quantize_graph(graph: FloatGraph, ranges: dict[str, tuple[float, float]]) ->
             qop = QOp(op.name, "add", QTensor((), *qparams(*ranges[out_name])), attrs)
         elif op.kind == "concat":
             qop = QOp(op.name, "concat", QTensor((), *qparams(*ranges[op.name])))
+        elif op.kind in ACTIVATIONS and tflite:
+            qop = _tflite_lut(op, x, ranges)
         elif op.kind in ACTIVATIONS:
             y_scale, y_zp = qparams(*ranges[op.name])
             attrs = {"activation": op.kind, **({"params": dict(op.attrs)} if op.attrs else {})}
@@ -168,6 +229,11 @@ def quantize_graph(graph: FloatGraph, ranges: dict[str, tuple[float, float]]) ->
                       {"table": build_lut(op.kind, x, y_scale, y_zp, op.attrs)})
         elif op.kind in ("maxpool2d", "flatten"):
             qop = QOp(op.name, op.kind, QTensor((), x.scale, x.zero_point), dict(op.attrs))
+        elif op.kind in ("avgpool2d", "global_avgpool") and tflite:
+            attrs = dict(op.attrs)
+            if op.kind == "global_avgpool":  # AVERAGE_POOL_2D over the whole map
+                attrs = {"kernel": list(x.shape[1:]), "stride": list(x.shape[1:]), **attrs}
+            qop = QOp(op.name, "avgpool2d", QTensor((), x.scale, x.zero_point), attrs)
         elif op.kind in ("avgpool2d", "global_avgpool"):
             qop = QOp(op.name, op.kind, QTensor((), *qparams(*ranges[op.name])), dict(op.attrs))
         else:
@@ -179,6 +245,6 @@ def quantize_graph(graph: FloatGraph, ranges: dict[str, tuple[float, float]]) ->
         if fuse_relu:
             fused.add(out_name)
             alias[out_name] = qop.name
-    qgraph = QGraph(graph.name, graph_in, ops, input_encoding=encoding)
+    qgraph = QGraph(graph.name, graph_in, ops, input_encoding=encoding, arithmetic=arithmetic)
     qgraph.validate()
     return qgraph

@@ -2,8 +2,9 @@
 
 TFLM is the reference of the `tflite` arithmetic: its reference kernels are what the
 golden model reproduces. The interpreter runs one input at a time (batch 1, as on a chip).
-As the validate backend `tflm` it runs the `.tflite` a run was imported from, with the
-QGraph's layouts converted at the edges (CxHxW <-> NHWC, float edges <-> int8).
+As the validate backend `tflm` it runs the `.tflite` a run was imported from, or the
+QGraph's own export for a tflite-arithmetic run that was not, with the QGraph's layouts
+converted at the edges (CxHxW <-> NHWC, float edges <-> int8).
 """
 
 from __future__ import annotations
@@ -90,17 +91,34 @@ def from_tflite_output(graph, y: np.ndarray, t_out) -> np.ndarray:
 
 
 def run(run_dir: Path, graph, inputs: np.ndarray, options: dict):
-    """The validate backend `tflm`: the run's original `.tflite` in TFLite Micro."""
+    """The validate backend `tflm`: the run's original `.tflite` in TFLite Micro, or, for a
+    tflite-arithmetic QGraph that was not imported from one, the graph's own export
+    (`export tflite`, written to a temporary file)."""
+    import tempfile
+
+    from ..importers import is_tflite_run
     from ..importers.tflite_reader import read_tflite
     from ..validate import BackendResult
 
-    path = tflite_source(run_dir, options.get("model_file"))
-    model = read_tflite(path)
-    t_in, t_out = model.tensors[model.inputs[0]], model.tensors[model.outputs[0]]
-    x = to_tflite_input(graph, graph.input_to_int8(inputs), t_in)
-    start = time.perf_counter()
-    y = run_tflm(path, x) if len(x) else np.zeros((0, *t_out.shape[1:]), np.int8)
-    seconds = time.perf_counter() - start
+    with tempfile.TemporaryDirectory(prefix="mnist-edge-tflm-") as tmp:
+        if options.get("model_file") is None and not is_tflite_run(run_dir):
+            if graph.arithmetic != "tflite":
+                raise MnistEdgeError(f"{run_dir}: the tflm backend runs a .tflite; this run "
+                                     f"was not imported from one and its QGraph is in the "
+                                     f"{graph.arithmetic} arithmetic (quantize --arithmetic "
+                                     "tflite gives one TFLite runs)")
+            from ..backends.tflite import export_tflite
+
+            path = export_tflite(graph, Path(tmp) / "model.int8.tflite")
+            extra = {"tflite": "the QGraph's export (export tflite), in a temporary file"}
+        else:
+            path = tflite_source(run_dir, options.get("model_file"))
+            extra = {"tflite": str(path)}
+        model = read_tflite(path)
+        t_in, t_out = model.tensors[model.inputs[0]], model.tensors[model.outputs[0]]
+        x = to_tflite_input(graph, graph.input_to_int8(inputs), t_in)
+        start = time.perf_counter()
+        y = run_tflm(path, x) if len(x) else np.zeros((0, *t_out.shape[1:]), np.int8)
+        seconds = time.perf_counter() - start
     return BackendResult(from_tflite_output(graph, y, t_out),
-                         latency_us=1e6 * seconds / max(len(x), 1),
-                         extra={"tflite": str(path)})
+                         latency_us=1e6 * seconds / max(len(x), 1), extra=extra)

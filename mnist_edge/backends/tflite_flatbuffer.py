@@ -1,8 +1,11 @@
-"""Writing small `.tflite` files without TensorFlow (test helper).
+"""The one `.tflite` writer: plain tensor / operator dicts -> a TFL3 flatbuffer.
 
 Uses the schema's generated builder functions from the `tflite` package (independent of
-the field table in `tflite_reader`, so a wrong slot number there shows up as a mismatch)
-and the `flatbuffers` Builder. Tensors and operators are plain dicts:
+the field table in `tflite_reader`, so a wrong slot number there shows up as a mismatch
+when a written file is read back) and the `flatbuffers` Builder, whose output is a pure
+function of the calls made: the same dicts give the same bytes. `export tflite`
+(`backends.tflite`) and the test fixtures both write through `build`.
+Tensors and operators are plain dicts:
 
     tensor:   name, shape, dtype ("int8", "int32", "float32", "int16"), scale, zero_point,
               axis, data (constant contents), signature (shape_signature), buffer (override)
@@ -12,6 +15,7 @@ and the `flatbuffers` Builder. Tensors and operators are plain dicts:
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 import flatbuffers
 import numpy as np
@@ -19,7 +23,7 @@ from tflite.BuiltinOperator import BuiltinOperator
 from tflite.BuiltinOptions import BuiltinOptions
 from tflite.TensorType import TensorType
 
-from mnist_edge.importers.tflite_reader import ACTIVATIONS, OPTION_FIELDS, PADDINGS
+from ..importers.tflite_reader import ACTIVATIONS, OPTION_FIELDS, PADDINGS
 
 _FIELD_NAMES = {"padding": "Padding", "stride_w": "StrideW", "stride_h": "StrideH",
                 "fused_activation": "FusedActivationFunction", "dilation_w": "DilationWFactor",
@@ -34,7 +38,7 @@ _TYPES = {"float32": TensorType.FLOAT32, "int8": TensorType.INT8, "int16": Tenso
           "int32": TensorType.INT32, "int64": TensorType.INT64, "uint8": TensorType.UINT8}
 
 
-def _mod(name: str):
+def _mod(name: str) -> Any:
     return importlib.import_module(f"tflite.{name}")
 
 
@@ -140,8 +144,9 @@ def _subgraph(b: flatbuffers.Builder, tensors: list[dict], operators: list[dict]
 
 
 def build(tensors: list[dict], operators: list[dict], inputs: list[int], outputs: list[int],
-          subgraphs: int = 1) -> bytes:
-    """A complete TFL3 flatbuffer; constant tensors get buffers 1..n (buffer 0 is empty)."""
+          subgraphs: int = 1, description: str | None = None) -> bytes:
+    """A complete TFL3 flatbuffer; constant tensors get buffers 1..n (buffer 0 is empty).
+    `subgraphs` > 1 repeats the subgraph (hostile-file tests: the reader refuses it)."""
     b = flatbuffers.Builder(1024)
     M, C, B = _mod("Model"), _mod("OperatorCode"), _mod("Buffer")
     keys = list(dict.fromkeys((op["op"], op.get("custom")) for op in operators))
@@ -168,8 +173,11 @@ def build(tensors: list[dict], operators: list[dict], inputs: list[int], outputs
            for _ in range(subgraphs)]
     codes_v, sg_v, buf_v = (_table_vector(b, code_offs), _table_vector(b, sgs),
                             _table_vector(b, buf_offs))
+    desc = b.CreateString(description) if description is not None else None
     M.ModelStart(b)
     M.ModelAddVersion(b, 3)
+    if desc is not None:
+        M.ModelAddDescription(b, desc)
     M.ModelAddOperatorCodes(b, codes_v)
     M.ModelAddSubgraphs(b, sg_v)
     M.ModelAddBuffers(b, buf_v)
