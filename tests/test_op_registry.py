@@ -34,6 +34,15 @@ BACKENDS = {
 EVERY_KIND = ("onnx", "c", "hls")  # the backends the import issue requires for every op
 
 
+def test_every_tflite_kind_has_a_tflite_export_lowering() -> None:
+    """`export tflite` writes every kind that exists in the tflite arithmetic."""
+    from mnist_edge.backends import tflite
+
+    kinds = {k for k, spec in REGISTRY.items() if spec.tflite is not None}
+    assert kinds - set(tflite.LOWERING) == set()
+    assert set(tflite.LOWERING) <= kinds, "a lowering for a kind with no tflite arithmetic"
+
+
 @pytest.mark.parametrize("backend", sorted(BACKENDS))
 def test_every_registered_kind_has_a_lowering(backend: str) -> None:
     try:

@@ -14,6 +14,7 @@ the bytes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +108,10 @@ class _Writer:
             if skip_output_flatten and k == len(g.ops) - 1:
                 self.index[op.name] = self.index[op.inputs[0]]
                 continue
-            getattr(self, f"_{op.kind}", self._unsupported)(op)
+            lower = LOWERING.get(op.kind)
+            if lower is None:
+                raise self.refuse(op, "has no TFLite builtin")
+            lower(self, op)
         if out_name in self.order:
             raise MnistEdgeError(f"export tflite: the output of {out_name} is a flat vector in "
                                  "TFLite's H,W,C order, not the QGraph's C,H,W order")
@@ -173,9 +177,6 @@ class _Writer:
         return [w, b]
 
     # ------------------------------------------------------------------ the ops
-    def _unsupported(self, op: QOp) -> None:
-        raise self.refuse(op, "has no TFLite builtin")
-
     def _conv2d(self, op: QOp) -> None:
         x = self.graph.tensor(op.inputs[0])
         weight = op.arrays["weight"]
@@ -314,6 +315,16 @@ class _Writer:
         self.operator(builtin, [self._in(op, flat_ok=True)], self._out(op), options)
         if op.inputs[0] in self.order:
             self.order[op.name] = self.order[op.inputs[0]]
+
+
+# QGraph kind -> its lowering: every kind that exists in the tflite arithmetic has one
+# (tests/test_op_registry.py checks it).
+LOWERING: dict[str, Callable[[_Writer, QOp], None]] = {
+    "conv2d": _Writer._conv2d, "linear": _Writer._linear, "flatten": _Writer._flatten,
+    "maxpool2d": _Writer._maxpool2d, "avgpool2d": _Writer._avgpool2d, "add": _Writer._add,
+    "sub": _Writer._sub, "mul": _Writer._mul, "concat": _Writer._concat,
+    "softmax": _Writer._softmax, "lut": _Writer._lut,
+}
 
 
 def tflite_bytes(graph: QGraph) -> bytes:
