@@ -10,6 +10,11 @@ with the input zero point before a VALID conv, and the float edges a graph recor
 (`meta.float_edges`) QUANTIZE / DEQUANTIZE again. Whatever has no exact TFLite form is
 refused by op name. Only the writer's dicts live here; `tflite_flatbuffer.build` writes
 the bytes.
+
+A zoo model reads raw pixels p (input encoding uint8); the file, like every int8 TFLite
+image model, takes q = p - 128 at scale 1/255 and zero point -128 (what the QGraph computes
+on). The description names the QGraph's hash, so the same graph always gives the same
+bytes.
 """
 
 from __future__ import annotations
