@@ -75,8 +75,9 @@ def _window(op: QOp, x: QTensor, kernel: tuple[int, int], stride: tuple[int, int
 
 
 class _Writer:
-    """Collects tensors and operators in QGraph order; `views` maps a QGraph tensor name to
-    its TFLite tensor index and, for a flattened feature map, TFLite's flat element order."""
+    """Collects tensors and operators in QGraph order. `index` maps a QGraph tensor name to
+    its TFLite tensor; `order` holds, for a flattened feature map (and what is computed
+    elementwise from it), TFLite's flat element order: element j is the IR's order[j]."""
 
     def __init__(self, graph: QGraph) -> None:
         self.graph = graph
