@@ -90,8 +90,26 @@ def _pad_then_conv() -> bytes:
                  [0], [4])
 
 
+def _depthwise_one_channel() -> bytes:
+    """DEPTHWISE_CONV_2D over a single input channel, multiplier 4: a plain convolution,
+    imported as one (no groups) and written back as CONV_2D."""
+    rng = np.random.default_rng(9)
+    scales = rng.uniform(0.002, 0.02, 4)
+    tensors = [_act("x", [1, 6, 6, 1], 0.04, -3),
+               dict(name="w", shape=[1, 3, 3, 4], dtype="int8", scale=scales,
+                    zero_point=[0] * 4, axis=3,
+                    data=rng.integers(-127, 128, (1, 3, 3, 4)).astype(np.int8)),
+               dict(name="b", shape=[4], dtype="int32", scale=scales * 0.04,
+                    zero_point=[0] * 4, data=rng.integers(-900, 900, 4).astype(np.int32)),
+               _act("y", [1, 6, 6, 4], 0.08, 5)]
+    return build(tensors, [dict(op="DEPTHWISE_CONV_2D", inputs=[0, 1, 2], outputs=[3],
+                                options=dict(padding="SAME", stride_w=1, stride_h=1,
+                                             depth_multiplier=4))], [0], [3])
+
+
 FIXTURES = {**{k: v for k, v in CASES.items() if k not in REFUSED},
-            **{f"variant_{k}": v for k, v in VARIANTS.items()}, "pad_conv": _pad_then_conv}
+            **{f"variant_{k}": v for k, v in VARIANTS.items()}, "pad_conv": _pad_then_conv,
+            "depthwise_one_channel": _depthwise_one_channel}
 
 
 @pytest.mark.parametrize("case", sorted(FIXTURES))
@@ -111,6 +129,14 @@ def test_folded_pad_comes_back_as_a_pad() -> None:
     assert graph.ops[0].attrs["padding"] == [2, 1, 1, 3]
     model = parse_tflite(tflite_bytes(graph), "e")
     assert [op.op for op in model.operators] == ["PAD", "CONV_2D"]
+
+
+def test_depthwise_over_one_channel_is_a_conv() -> None:
+    data = _depthwise_one_channel()
+    graph = _import(data)
+    assert "groups" not in graph.ops[0].attrs
+    assert [op.op for op in parse_tflite(tflite_bytes(graph), "e").operators] == ["CONV_2D"]
+    _tflm_equals_golden(graph, data, probe_batch(graph, 24, 1))  # the original file too
 
 
 def _dag(arithmetic: str = "tflite") -> qgraph.QGraph:

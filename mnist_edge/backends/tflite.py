@@ -190,7 +190,7 @@ class _Writer:
         groups = int(op.attrs.get("groups", 1))
         stride = tuple(int(s) for s in op.attrs.get("stride", [1, 1]))
         dilation = tuple(int(d) for d in op.attrs.get("dilation", [1, 1]))
-        depthwise = groups > 1 or ("groups" in op.attrs and x.shape[0] == 1 and cout > 1)
+        depthwise = groups > 1  # one group per input channel (over one channel: CONV_2D)
         if groups not in (1, x.shape[0]):
             raise self.refuse(op, f"has groups {groups}; TFLite convolves with one group or "
                               "one per input channel")

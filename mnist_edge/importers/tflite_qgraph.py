@@ -234,7 +234,7 @@ class _Mapper:
         pad = [top + v.pad[0], left + v.pad[1], bottom + v.pad[2], right + v.pad[3]]
         attrs: dict[str, Any] = {"kernel": [kh, kw], "stride": [o["stride_h"], o["stride_w"]],
                                  "padding": pad, **_activation(op)}
-        if depthwise:
+        if depthwise and x.shape[3] > 1:  # over one channel a depthwise conv is a conv
             attrs["groups"] = x.shape[3]
         if (o["dilation_h"], o["dilation_w"]) != (1, 1):
             attrs["dilation"] = [o["dilation_h"], o["dilation_w"]]
