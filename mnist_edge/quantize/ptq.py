@@ -17,6 +17,8 @@ from ..errors import MnistEdgeError
 from ..fgraph import ACTIVATIONS, INPUT, FloatGraph, FOp, activation_fn, norm_arrays
 from ..importers.tflite_qgraph import activation_table
 from ..qgraph import (
+    ARITHMETICS,
+    DEFAULT_ARITHMETIC,
     INPUT_SCALE,
     INPUT_ZERO_POINT,
     QGraph,
@@ -132,7 +134,6 @@ def _linear_like(op: FOp, x: QTensor, out: tuple[float, int], act: str | None) -
 
 
 REQUANTIZING = ("conv2d", "linear", "add")  # ops whose output range can absorb a ReLU
-ARITHMETICS = ("onnx", "tflite")
 # float activation -> (TFLite builtin, the output quantization TFLM requires or None)
 TFLITE_ACTIVATIONS: dict[str, tuple[str, tuple[float, int] | None]] = {
     "relu": ("RELU", None), "leaky_relu": ("LEAKY_RELU", None),
@@ -173,7 +174,7 @@ def _shared_concat_ranges(graph: FloatGraph, ranges: dict[str, tuple[float, floa
 
 
 def quantize_graph(graph: FloatGraph, ranges: dict[str, tuple[float, float]],
-                   arithmetic: str = "onnx") -> QGraph:
+                   arithmetic: str = DEFAULT_ARITHMETIC) -> QGraph:
     """Map float ops to QGraph ops: a ReLU whose producer requantizes (and feeds nothing
     else) fuses into that producer's output range; other activations become LUTs. The
     `tflite` arithmetic differs only where TFLM constrains scales (see the module doc)."""
