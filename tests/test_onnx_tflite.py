@@ -237,3 +237,4 @@ def test_qdq_form_is_refused_by_name_and_writes_nothing(mlperf_runs, tmp_path: P
     assert sorted(p.name for p in run_dir.iterdir()) == before
     written = onnx_backend.export_run(run_dir)  # the default form: the int8 model only
     assert [p.name for p in written] == [onnx_backend.INT8_FILE]
+

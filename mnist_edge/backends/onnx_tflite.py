@@ -18,9 +18,10 @@ computes golden's numbers exactly, with no float anywhere:
   alone (256 values), so it is a Gather of golden's own fixed-point exp; the sum, gemmlowp's
   reciprocal (three Newton-Raphson steps) and the final rounding shift are int64 ops.
 
-What cannot be written exactly is refused by name: an accumulator whose bound leaves int32
-(TFLM wraps inside its sum; ConvInteger's own int32 sum is not specified to wrap), an
-ADD/SUB whose output multiplier is not below one (TFLM requires it), and the QDQ form.
+Accumulators stay below 2**31 (the QGraph refuses a larger bound), so ConvInteger's int32
+sum is exact; where a left shift may take a value out of int32, it is wrapped as TFLM's C++
+wraps it. Refused by name: an ADD/SUB whose rescale multiplier is not below one (TFLM's
+Prepare requires it) and, in `backends.onnx`, the QDQ form.
 """
 
 from __future__ import annotations
@@ -90,11 +91,7 @@ def lower_weighted(b: _Builder, q: _Quant, graph: QGraph, i: int, h: str) -> str
     from .onnx import _conv_like
 
     op, x, c = graph.ops[i], graph.input_of(i), graph.prepare(i)
-    bound = graph.max_accumulator(i)
-    if bound >= INT32_LIMIT:
-        raise MnistEdgeError(f"op {op.name} ({op.kind}): its accumulator may reach {bound:,}, "
-                             "beyond int32, where TFLM wraps inside the sum; the ONNX "
-                             "decomposition cannot reproduce that wrap")
+    bound = graph.max_accumulator(i)  # < 2**31: the QGraph refuses more on load
     spec = _conv_like(op, x)
     attrs = dict(spec["attrs"])
     dilation = list(op.spec.attr(op, "dilation")) if op.kind == "conv2d" else [1, 1]
