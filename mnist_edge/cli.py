@@ -165,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(p)
     _add_data(p)
     p.add_argument("--backend", action="append", required=True,
-                   help="tflm, onnxruntime, c, c-x86, c-int, hls, wasm, qemu-m4, qemu-m3, qemu-m7, "
+                   help="tflm, litert (LiteRT's optimized kernels), litert-ref (its reference "
+                   "kernels), onnxruntime, c, c-x86, c-int, hls, wasm, qemu-m4, qemu-m3, qemu-m7, "
                    "qemu-m0, qemu-m33, qemu-rv32imc, qemu-rv32imfc, rtl, rtl-uart, rtl-netlist "
                    "(repeatable)")
     p.add_argument("--limit", type=positive_int, help="only the first N test images")

@@ -27,6 +27,8 @@ class BackendResult:
 BACKENDS: dict[str, str] = {
     "golden": "mnist_edge.validate:run_golden",
     "tflm": "mnist_edge.targets.tflm:run",
+    "litert": "mnist_edge.targets.litert:run",
+    "litert-ref": "mnist_edge.targets.litert:run_reference",
     "onnxruntime": "mnist_edge.targets.onnxrt:run",
     "c": "mnist_edge.targets.host_c:run_float",
     "c-x86": "mnist_edge.targets.host_c:run_x86",
@@ -72,6 +74,8 @@ def compare(reference: np.ndarray, logits: np.ndarray, labels: np.ndarray | None
         **({"accuracy": float(np.mean(pred == labels))} if labels is not None else {}),
         "top1_agreement_with_golden": float(np.mean(pred == ref_pred)),
         "exact_logit_fraction": float(np.mean(diff == 0)),
+        "exact_input_fraction": (float(np.mean(~np.any(diff.reshape(len(diff), -1) > 0,
+                                                       axis=1))) if len(diff) else 1.0),
         "max_abs_logit_diff": int(diff.max(initial=0)),
     }
     bad = np.argwhere(diff > 0)
@@ -85,7 +89,10 @@ def compare(reference: np.ndarray, logits: np.ndarray, labels: np.ndarray | None
 
 def mismatch_message(name: str, figures: dict[str, Any]) -> str:
     m = figures["first_mismatch"]
-    return (f"{name}: {figures['exact_logit_fraction']:.6f} of logits exact; first mismatch at "
+    share = figures.get("exact_input_fraction")
+    inputs = (f" ({1 - share:.2%} of inputs differ)" if share is not None else "")
+    return (f"{name}: {figures['exact_logit_fraction']:.6f} of logits exact{inputs}; "
+            "first mismatch at "
             f"image {m['image']}, logit {m['logit']}: golden {m['golden']}, {name} {m['backend']}")
 
 

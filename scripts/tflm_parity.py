@@ -28,6 +28,8 @@ from mnist_edge import golden  # noqa: E402
 from mnist_edge.importers.tflite_qgraph import tflite_to_qgraph  # noqa: E402
 from mnist_edge.importers.tflite_reader import read_tflite  # noqa: E402
 from mnist_edge.probe_inputs import probe_inputs  # noqa: E402
+from mnist_edge.targets.litert import interpreter as litert_interpreter  # noqa: E402
+from mnist_edge.targets.litert import run_litert  # noqa: E402
 from mnist_edge.targets.tflm import (  # noqa: E402
     from_tflite_output,
     run_tflm,
@@ -62,31 +64,10 @@ def walker_and_golden_vs_tflm(path: Path, x: np.ndarray) -> tuple[int, int, floa
     return bad_walker, bad_golden, time.time() - t0
 
 
-def _litert(path: Path, resolver: str, preserve: bool = False):
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    kind = {"reference": OpResolverType.BUILTIN_REF,
-            "optimized": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}[resolver]
-    it = Interpreter(model_path=str(path), experimental_op_resolver_type=kind, num_threads=1,
-                     experimental_preserve_all_tensors=preserve)
-    it.allocate_tensors()
-    return it
-
-
-def _run_litert(it, x: np.ndarray) -> np.ndarray:
-    inp, out = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
-    outs = []
-    for i in range(len(x)):
-        it.set_tensor(inp, x[i:i + 1])
-        it.invoke()
-        outs.append(it.get_tensor(out)[0].copy())
-    return np.stack(outs)
-
-
 def first_difference(path: Path, resolver: str, x1: np.ndarray) -> tuple[int, str, int]:
     """(operator index, builtin name, max |LSB| difference) of the first op that differs."""
     model = read_tflite(path)
-    lit = _litert(path, resolver, preserve=True)
+    lit = litert_interpreter(path, resolver, preserve_all=True)
     lit.set_tensor(lit.get_input_details()[0]["index"], x1)
     lit.invoke()
     tf = tflm_interpreter(path, preserve_all=True)
@@ -102,9 +83,9 @@ def first_difference(path: Path, resolver: str, x1: np.ndarray) -> tuple[int, st
 
 
 def litert_vs_tflm(path: Path, x: np.ndarray, resolver: str) -> dict:
-    it = _litert(path, resolver)
+    it = litert_interpreter(path, resolver)
     ref = run_tflm(path, x)
-    ours = _run_litert(it, x)
+    ours = run_litert(it, x)
     bad = np.flatnonzero(_rows_differ(ours, ref))
     result = {"differ": len(bad), "max_lsb": int(np.abs(ours.astype(int) - ref).max())}
     firsts: dict[tuple[int, str], int] = {}

@@ -213,14 +213,8 @@ def _web(graph, tmp):
     generate_web(graph, tmp / "web")
 
 
-def _onnx(graph, tmp):
-    from mnist_edge.backends.onnx import export_int8
-
-    export_int8(graph, tmp / "m.onnx", "int8")
-
-
-@pytest.mark.parametrize("backend, entry", [("HLS", _hls), ("RTL", _rtl),
-                                            ("web", _web), ("ONNX-export", _onnx)])
+# (the ONNX export implements the tflite arithmetic: tests/test_onnx_tflite.py)
+@pytest.mark.parametrize("backend, entry", [("HLS", _hls), ("RTL", _rtl), ("web", _web)])
 def test_backends_refuse_the_tflite_arithmetic_by_name(backend, entry, tmp_path: Path) -> None:
     with pytest.raises(MnistEdgeError) as exc:
         entry(_tflite_graph(), tmp_path)

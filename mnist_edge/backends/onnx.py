@@ -37,6 +37,7 @@ from ..ops.layout import concat_multipliers
 from ..paths import atomic_write
 from ..qgraph import INPUT_NAME as QGRAPH_INPUT
 from ..qgraph import QGraph, QOp, QTensor, load_run, pool_weight_scale
+from . import onnx_tflite as tfl
 from .inputs import require_arithmetic
 
 OPSET = 21  # Gelu (20) and every quantized op we use; fully supported by onnxruntime 1.31
@@ -46,6 +47,13 @@ ACTIVATION_TYPES = ("uint8", "int8")
 FLOAT_FILE, INT8_FILE, QDQ_FILE = "model.onnx", "model.int8.onnx", "model.int8.qdq.onnx"
 INPUT_NAME, FLOAT_INPUT_NAME = "pixels", "images"
 LOGITS_NAME, PROBS_NAME = "logits", "probabilities"
+
+ARITHMETICS = ("onnx", "tflite")  # both: tflite through `onnx_tflite`'s integer ops
+INT8_FORMATS = ("qoperator", "qdq", "integer")
+QDQ_REFUSAL = ("the QDQ form cannot express the tflite arithmetic: QuantizeLinear rounds a "
+               "float32 product half to even, TFLM rescales with a Q31 integer multiply and "
+               "two roundings half away from zero; export the default form (exact integer "
+               "ops) instead")
 
 _ONNX_TYPE = {"uint8": TensorProto.UINT8, "int8": TensorProto.INT8}
 _NP_TYPE = {"uint8": np.uint8, "int8": np.int8}
@@ -251,19 +259,34 @@ def _requantize(b: _Builder, q: _Quant, acc: str, mult: np.float32, out: QTensor
 
 def _lower_conv_like(b: _Builder, q: _Quant, graph: QGraph, i: int, ins: list[str],
                      qdq: bool) -> str:
+    if graph.arithmetic == "tflite":
+        lower = tfl.lower_avgpool if graph.ops[i].kind == "avgpool2d" else tfl.lower_weighted
+        return lower(b, q, graph, i, ins[0])
     return (_qdq_conv if qdq else _qlinear_conv)(b, q, graph, i, ins[0])
 
 
 def _lower_maxpool(b: _Builder, q: _Quant, graph: QGraph, i: int, ins: list[str],
                    qdq: bool) -> str:
+    """MaxPool; padded windows (tflite only) max over their in-image taps, as onnxruntime's
+    do, and a tflite pool then clamps to its fused activation."""
     op = graph.ops[i]
-    return b.node("MaxPool", ins, op.name, op.name, kernel_shape=list(op.attrs["kernel"]),
-                  strides=list(op.attrs["stride"]))
+    pad = {"pads": list(op.attrs["padding"])} if any(op.spec.attr(op, "padding")) else {}
+    clamp = tfl.pool_clamp(graph, i) if graph.arithmetic == "tflite" else None
+    name = op.name if clamp is None else f"{op.name}.max"
+    h = b.node("MaxPool", ins, name, op.name if clamp is None else f"{op.name}_max",
+               kernel_shape=list(op.attrs["kernel"]), strides=list(op.attrs["stride"]), **pad)
+    if clamp is None:
+        return h
+    return b.node("Clip", [h, b.const(clamp[0] + q.offset, q.dtype),
+                           b.const(clamp[1] + q.offset, q.dtype)], op.name, f"{op.name}_clamp")
 
 
 def _lower_add(b: _Builder, q: _Quant, graph: QGraph, i: int, ins: list[str],
                qdq: bool) -> str:
-    """The registry's add: k_a (q_a - z_a) + k_b (q_b - z_b), requantized by M."""
+    """The registry's add: k_a (q_a - z_a) + k_b (q_b - z_b), requantized by M (tflite:
+    TFLM's ADD)."""
+    if graph.arithmetic == "tflite":
+        return tfl.lower_add_sub(b, q, graph, i, ins)
     op, tensors = graph.ops[i], graph.inputs_of(i)
     weights, mult = add_weights(tensors, op.output)
     terms = [_scaled(b, q, h, t, k, f"{op.name}.in{j}")
@@ -299,7 +322,11 @@ LOWERING: dict[str, Lowering] = {
     "lut": lambda b, q, graph, i, ins, qdq: _lut(b, q, graph.ops[i], ins[0]),
     "flatten": lambda b, q, graph, i, ins, qdq: _flatten(b, graph.ops[i], ins[0]),
     "add": _lower_add,
-    "concat": _lower_concat,
+    "concat": _lower_concat,  # tflite: every input at the output's quantization, a copy
+    # tflite-only kinds
+    "sub": lambda b, q, graph, i, ins, qdq: tfl.lower_add_sub(b, q, graph, i, ins),
+    "mul": lambda b, q, graph, i, ins, qdq: tfl.lower_mul(b, q, graph, i, ins),
+    "softmax": lambda b, q, graph, i, ins, qdq: tfl.lower_softmax(b, q, graph, i, ins[0]),
 }
 
 
@@ -352,18 +379,24 @@ def _finish(g: onnx.GraphProto, meta: dict[str, str], doc: str) -> onnx.ModelPro
 
 
 def build_int8(graph: QGraph, activations: str = "uint8", qdq: bool = False) -> onnx.ModelProto:
-    """The int8 ONNX model of `graph` (QOperator format, or QDQ with `qdq=True`)."""
+    """The int8 ONNX model of `graph` (QOperator format, or QDQ with `qdq=True`); a graph
+    in the tflite arithmetic becomes its exact integer decomposition (format `integer`)."""
     graph.validate()
-    require_arithmetic(graph, "ONNX-export")
-    fmt = "qdq" if qdq else "qoperator"
+    require_arithmetic(graph, "ONNX-export", ARITHMETICS)
+    if qdq and graph.arithmetic == "tflite":
+        raise MnistEdgeError(QDQ_REFUSAL)
+    fmt = "qdq" if qdq else ("integer" if graph.arithmetic == "tflite" else "qoperator")
     what = ("raw uint8 bytes p, q = p - 128" if graph.input_encoding == "uint8"
             else "int8 q")
-    doc = (f"mnist-edge int8 model {graph.name} ({fmt}, {activations} activations). "
+    how = (" TFLite Micro's integer arithmetic as standard integer ONNX ops"
+           if graph.arithmetic == "tflite" else "")
+    doc = (f"mnist-edge int8 model {graph.name} ({fmt}, {activations} activations).{how} "
            f"Input: {what}, scale {graph.input.scale!r}, zero point {graph.input.zero_point}. "
            "Outputs: int8 logits, softmax probabilities.")
+    extra = {"arithmetic": graph.arithmetic} if graph.arithmetic == "tflite" else {}
     meta = _metadata(graph.name, graph.content_hash(), format=fmt, activations=activations,
                      logits_scale=repr(graph.output.scale),
-                     logits_zero_point=str(graph.output.zero_point))
+                     logits_zero_point=str(graph.output.zero_point), **extra)
     return _finish(_int8_graph(graph, activations, qdq), meta, doc)
 
 
@@ -468,12 +501,19 @@ def export_float(fg: fgraph_mod.FloatGraph, path: str | Path,
 
 def export_run(run_dir: str | Path, fmt: str = "qoperator",
                activations: str = "uint8") -> list[Path]:
-    """Export a run's float model and int8 model(s) into the run folder; return the paths."""
+    """Export a run's float model and int8 model(s) into the run folder; return the paths.
+    A run imported from an int8 `.tflite` has no float model: only its int8 model(s)."""
+    from ..importers import is_tflite_run
+
     run_dir = Path(run_dir)
     graph = load_run(run_dir)
-    fg = fgraph_mod.load(fgraph_mod.find_in_run(run_dir))
-    written = [export_float(fg, run_dir / FLOAT_FILE, graph.content_hash()),
-               export_int8(graph, run_dir / INT8_FILE, activations)]
+    if fmt == "qdq" and graph.arithmetic == "tflite":
+        raise MnistEdgeError(QDQ_REFUSAL)  # before anything is written
+    written = []
+    if not is_tflite_run(run_dir):
+        fg = fgraph_mod.load(fgraph_mod.find_in_run(run_dir))
+        written.append(export_float(fg, run_dir / FLOAT_FILE, graph.content_hash()))
+    written.append(export_int8(graph, run_dir / INT8_FILE, activations))
     if fmt == "qdq":
         written.append(export_qdq(graph, run_dir / QDQ_FILE, activations))
     return written

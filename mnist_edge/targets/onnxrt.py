@@ -53,7 +53,7 @@ def check_int8_model(path: Path, graph: QGraph) -> dict[str, str]:
     g = model.graph
     if "mnist_edge_version" not in meta or not g.input or not g.output:
         raise MnistEdgeError(f"{path}: not an mnist-edge ONNX export (no mnist-edge metadata)")
-    if meta.get("format") not in ("qoperator", "qdq"):
+    if meta.get("format") not in onnx_export.INT8_FORMATS:
         raise MnistEdgeError(f"{path}: not an int8 model (format {meta.get('format')!r}); "
                              "validate model.int8.onnx or model.int8.qdq.onnx")
     in_type = onnx.helper.np_dtype_to_tensor_dtype(graph.input_dtype)
