@@ -306,14 +306,10 @@ def test_dilated_conv_is_refused_by_name(tmp_path: Path) -> None:
 
 
 def test_other_backends_still_refuse_tflite(mlperf_runs, tmp_path: Path) -> None:
-    from mnist_edge.backends.hls import generate_hls
     from mnist_edge.backends.onnx import export_int8
-    from mnist_edge.backends.web import render_site
 
     graph = qgraph.load_run(_run(mlperf_runs, "ad"))
-    for call, name in ((lambda: generate_hls(graph, tmp_path / "hls"), "HLS"),
-                       (lambda: render_site(graph, b"", "int", "emcc"), "web"),
-                       (lambda: export_int8(graph, tmp_path / "m.onnx"), "ONNX-export")):
+    for call, name in ((lambda: export_int8(graph, tmp_path / "m.onnx"), "ONNX-export"),):
         with pytest.raises(MnistEdgeError, match=f"{name} backend does not implement the "
                                                  "tflite arithmetic"):
             call()

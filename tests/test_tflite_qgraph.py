@@ -195,22 +195,10 @@ def test_unknown_arithmetic_is_refused_on_load(tmp_path: Path) -> None:
         qgraph.load(tmp_path / "g")
 
 
-def _hls(graph, tmp):
-    from mnist_edge.backends.hls import generate_hls
-
-    generate_hls(graph, tmp / "hls")
-
-
 def _rtl(graph, tmp):
     from mnist_edge.backends.rtl import generate_rtl
 
     generate_rtl(graph, tmp / "rtl")
-
-
-def _web(graph, tmp):
-    from mnist_edge.backends.web import generate_web
-
-    generate_web(graph, tmp / "web")
 
 
 def _onnx(graph, tmp):
@@ -219,8 +207,7 @@ def _onnx(graph, tmp):
     export_int8(graph, tmp / "m.onnx", "int8")
 
 
-@pytest.mark.parametrize("backend, entry", [("HLS", _hls), ("RTL", _rtl),
-                                            ("web", _web), ("ONNX-export", _onnx)])
+@pytest.mark.parametrize("backend, entry", [("RTL", _rtl), ("ONNX-export", _onnx)])
 def test_backends_refuse_the_tflite_arithmetic_by_name(backend, entry, tmp_path: Path) -> None:
     with pytest.raises(MnistEdgeError) as exc:
         entry(_tflite_graph(), tmp_path)
