@@ -150,3 +150,24 @@ def test_undefined_in_tflm_is_refused_by_name(tmp_path: Path) -> None:
     op.attrs["padding"] = [3, 3, 0, 0]  # the first window: rows and columns -3..-1 only
     with pytest.raises(MnistEdgeError, match=r"pool window entirely in the padding"):
         build_layers(bad)
+
+
+def test_synthesis_view_and_no_float(mlperf_runs, tmp_path: Path) -> None:
+    """With __SYNTHESIS__ (as Vitis HLS compiles) the tflite kernels still compile, with
+    their directives; no float, double or heap anywhere in the sources."""
+    import re
+
+    from test_hls import strip_comments
+
+    cxx = need("g++")
+    graph = qgraph.load_run(_run(mlperf_runs, "resnet"))
+    out = generate_hls(graph, tmp_path / "hls", _inputs(graph, 2))
+    pre = subprocess.run([cxx, "-std=c++14", "-E", "-D__SYNTHESIS__", "mnist_edge_hls.cpp"],
+                         cwd=out, check=True, capture_output=True, text=True).stdout
+    assert "#pragma HLS INTERFACE axis port=input" in pre and "#pragma HLS UNROLL" in pre
+    subprocess.run([cxx, *STRICT, "-Wno-unknown-pragmas", "-D__SYNTHESIS__", "-fsyntax-only",
+                    "mnist_edge_hls.cpp"], cwd=out, check=True)
+    for name in ("mnist_edge_hls.cpp", "mnist_edge_kernels.h", "mnist_edge_params.h"):
+        code = strip_comments((out / name).read_text())
+        for banned in ("float", "double", "new", "malloc", "free", "delete"):
+            assert not re.search(rf"\b{banned}\b", code), (banned, name)

@@ -208,7 +208,7 @@ def _lower_conv2d(s: _Site) -> Layer:
     if s.graph.arithmetic == "tflite":
         dh, dw = op.spec.attr(op, "dilation")
         targs += [dh, dw, *_clamp(s)]
-        summary += f", dilation {dh}x{dw}{_clamp_summary(s)}"
+        summary += (f", dilation {dh}x{dw}" if (dh, dw) != (1, 1) else "") + _clamp_summary(s)
     return Layer(s.cname, op.kind, summary, _call("conv2d", targs, [*s.ins, s.out,
                                                                     _names(params)]),
                  s.ins[0], s.out, y.size, cout // lanes * oh * ow, cin // groups * kh * kw,
