@@ -237,9 +237,12 @@ def test_cli_import_and_validate_against_tflm(tmp_path: Path) -> None:
     r = _cli("generate", "c", str(run), cwd=tmp_path)  # the C backend implements it
     assert r.returncode == 0, r.stderr
     assert (run / "c" / "mnist_edge_model.c").exists()
-    r = _cli("generate", "hls", str(run), cwd=tmp_path)
+    r = _cli("generate", "hls", str(run), cwd=tmp_path)  # and so does HLS
+    assert r.returncode == 0, r.stderr
+    assert (run / "fpga" / "hls" / "mnist_edge_kernels.h").exists()
+    r = _cli("generate", "rtl", str(run), cwd=tmp_path)
     assert r.returncode == 2
-    assert r.stderr.strip() == ("mnist-edge: error: the HLS backend does not implement the "
+    assert r.stderr.strip() == ("mnist-edge: error: the RTL backend does not implement the "
                                 "tflite arithmetic yet")
 
 
