@@ -418,7 +418,7 @@ def test_an_rgb_model_takes_uploads_whole(other_demos, tmp_path: Path) -> None:
 
     demo = other_demos["rgb"]
     assert demo.tabs == ["Upload", "Test data"]
-    assert "hls" in demo.engine.missing       # HLS reads one channel: said, not hidden
+    assert "hls" in demo.engine.runners       # HLS streams RGB pixels HWC, as the C takes them
     rng = np.random.default_rng(8)
     photo = rng.integers(0, 256, (33, 41, 3)).astype(np.uint8)
     photo[:, :10, 2] = 255

@@ -17,7 +17,6 @@ from helpers import need
 from mnist_edge import golden, qgraph
 from mnist_edge.backends import onnx as ox
 from mnist_edge.backends.c import c_inputs, generate_c, render_tree
-from mnist_edge.backends.hls import generate_hls
 from mnist_edge.backends.rtl import generate_rtl
 from mnist_edge.errors import MnistEdgeError
 from mnist_edge.targets import firmware, onnxrt
@@ -105,13 +104,17 @@ def test_emulated_and_browser_builds_are_exact(tmp_path: Path, layout: str,
 
 
 @pytest.mark.parametrize("layout", ["rgb", "features", "vector"])
-def test_hls_and_rtl_refuse_other_inputs_by_name(tmp_path: Path, layout: str) -> None:
-    graph = random_qgraph(1, layout)
-    with pytest.raises(MnistEdgeError, match=r"the HLS backend reads one channel of uint8"):
-        generate_hls(graph, tmp_path / "hls")
+def test_hls_takes_any_input_and_rtl_refuses_it_by_name(tmp_path: Path, layout: str) -> None:
+    """HLS streams the input as the C API takes it (HWC for several channels, int8 as is)
+    and stores it CHW; the RTL reads one channel of uint8 pixels only."""
+    need("g++")
+    run = _run_dir(tmp_path, layout)
+    graph = qgraph.load_run(run)
+    figures = validate_backend(run, "hls", random_inputs(graph, CORE_INPUTS, 6), None)
+    assert figures["exact_logit_fraction"] == 1.0, figures.get("first_mismatch")
     with pytest.raises(MnistEdgeError, match=r"the RTL backend reads one channel of uint8"):
         generate_rtl(graph, tmp_path / "rtl")
-    assert not (tmp_path / "hls").exists() and not (tmp_path / "rtl").exists()
+    assert not (tmp_path / "rtl").exists()
 
 
 def test_qgraph_round_trip_keeps_the_encoding(tmp_path: Path) -> None:

@@ -195,26 +195,14 @@ def test_unknown_arithmetic_is_refused_on_load(tmp_path: Path) -> None:
         qgraph.load(tmp_path / "g")
 
 
-def _hls(graph, tmp):
-    from mnist_edge.backends.hls import generate_hls
-
-    generate_hls(graph, tmp / "hls")
-
-
 def _rtl(graph, tmp):
     from mnist_edge.backends.rtl import generate_rtl
 
     generate_rtl(graph, tmp / "rtl")
 
 
-def _web(graph, tmp):
-    from mnist_edge.backends.web import generate_web
-
-    generate_web(graph, tmp / "web")
-
-
-# (the ONNX export implements the tflite arithmetic: tests/test_onnx_tflite.py)
-@pytest.mark.parametrize("backend, entry", [("HLS", _hls), ("RTL", _rtl), ("web", _web)])
+# (the ONNX export, HLS and the web page implement the tflite arithmetic: their own tests)
+@pytest.mark.parametrize("backend, entry", [("RTL", _rtl)])
 def test_backends_refuse_the_tflite_arithmetic_by_name(backend, entry, tmp_path: Path) -> None:
     with pytest.raises(MnistEdgeError) as exc:
         entry(_tflite_graph(), tmp_path)
@@ -244,9 +232,12 @@ def test_cli_import_and_validate_against_tflm(tmp_path: Path) -> None:
     r = _cli("generate", "c", str(run), cwd=tmp_path)  # the C backend implements it
     assert r.returncode == 0, r.stderr
     assert (run / "c" / "mnist_edge_model.c").exists()
-    r = _cli("generate", "hls", str(run), cwd=tmp_path)
+    r = _cli("generate", "hls", str(run), cwd=tmp_path)  # and so does HLS
+    assert r.returncode == 0, r.stderr
+    assert (run / "fpga" / "hls" / "mnist_edge_kernels.h").exists()
+    r = _cli("generate", "rtl", str(run), cwd=tmp_path)
     assert r.returncode == 2
-    assert r.stderr.strip() == ("mnist-edge: error: the HLS backend does not implement the "
+    assert r.stderr.strip() == ("mnist-edge: error: the RTL backend does not implement the "
                                 "tflite arithmetic yet")
 
 

@@ -6,6 +6,11 @@ synthesizes. Requantization is the integer-only path of the contract
 (`requant.decompose` + `requant.requantize_int`), so C-simulation matches the
 golden model bit for bit. The README's latency figures come from
 `latency_model`, computed from the same loop structure the templates emit.
+
+A graph in the `tflite` arithmetic renders the same kernels behind a `tflite` switch:
+TFLM's Q31 requantization, ADD/SUB/MUL, pools over in-image taps, SOFTMAX, with every
+constant taken from `QGraph.prepare`. What TFLM's own C++ leaves undefined (shifts of 32
+or more, multipliers of one or more where TFLM assumes less) is refused by name.
 """
 
 from __future__ import annotations
@@ -26,8 +31,9 @@ from ..ops.elementwise import add_weights
 from ..ops.layout import concat_multipliers
 from ..paths import atomic_dir, template_env
 from ..qgraph import INPUT_NAME, QGraph
-from ..testing import random_pixels
-from .inputs import require_arithmetic, require_pixel_image
+from ..testing import random_inputs, random_pixels
+from .c import c_inputs
+from .inputs import require_arithmetic
 from .memfiles import WRITERS, requant_words
 
 DEFAULT_PART = "xc7z020clg400-1"  # Zynq-7020, as on the PYNQ-Z2
@@ -136,6 +142,15 @@ def c_name(name: str, taken: set[str]) -> str:
 
 
 def _requant_params(graph: QGraph, i: int, cname: str) -> list[ParamArray]:
+    if graph.arithmetic == "tflite":
+        c = graph.prepare(i)
+        return [
+            ParamArray(f"{cname}_mult", np.asarray(c["mult"], np.int64), "int32_t", 32, True,
+                       "Q31 multiplier m per channel (M ~= m * 2^(shift - 31), TFLM's "
+                       "QuantizeMultiplier)"),
+            ParamArray(f"{cname}_shift", np.asarray(c["shift"], np.int64), "int8_t", 8, True,
+                       "requantization exponent per channel (left if > 0, right if < 0)"),
+        ]
     m, shift = requant_words(graph, i, "HLS")
     return [
         ParamArray(f"{cname}_mult", m, "uint32_t", 24, False,
@@ -190,6 +205,10 @@ def _lower_conv2d(s: _Site) -> Layer:
     summary = (f"conv2d {_dims(x.shape)} -> {_dims(y.shape)}, kernel {kh}x{kw}, "
                f"stride {sh}x{sw}, padding t{pt} l{pl} b{pb} r{pr}, groups {groups}, "
                f"{lanes} lane(s)")
+    if s.graph.arithmetic == "tflite":
+        dh, dw = op.spec.attr(op, "dilation")
+        targs += [dh, dw, *_clamp(s)]
+        summary += (f", dilation {dh}x{dw}" if (dh, dw) != (1, 1) else "") + _clamp_summary(s)
     return Layer(s.cname, op.kind, summary, _call("conv2d", targs, [*s.ins, s.out,
                                                                     _names(params)]),
                  s.ins[0], s.out, y.size, cout // lanes * oh * ow, cin // groups * kh * kw,
@@ -207,9 +226,13 @@ def _lower_linear(s: _Site) -> Layer:
         *_requant_params(s.graph, s.i, s.cname),
     ]
     params[0].lanes = lanes = lanes_for(y.size, 1, s.parallel)
-    call = _call("linear", [x.size, y.size, x.zero_point, y.zero_point, lanes],
-                 [*s.ins, s.out, _names(params)])
-    return Layer(s.cname, op.kind, f"linear {x.size} -> {y.size}, {lanes} lane(s)", call,
+    targs = [x.size, y.size, x.zero_point, y.zero_point, lanes]
+    summary = f"linear {x.size} -> {y.size}, {lanes} lane(s)"
+    if s.graph.arithmetic == "tflite":
+        targs += _clamp(s)
+        summary += _clamp_summary(s)
+    call = _call("linear", targs, [*s.ins, s.out, _names(params)])
+    return Layer(s.cname, op.kind, summary, call,
                  s.ins[0], s.out, y.size, y.size // lanes, x.size, DEPTH["mac"],
                  lanes + REQUANT_CYCLES - 1, params, lanes)
 
@@ -222,6 +245,14 @@ def _lower_pool(s: _Site) -> Layer:
     sh, sw = op.attrs["stride"]
     targs = [c, h, wd, oh, ow, kh, kw, sh, sw]
     params: list[ParamArray] = []
+    if s.graph.arithmetic == "tflite":  # TFLM's pools: in-image taps, no rescale, the clamp
+        pt, pl, pb, pr = op.spec.attr(op, "padding")
+        call = _call(op.kind, targs + [pt, pl, *_clamp(s)], [*s.ins, s.out])
+        summary = (f"{op.kind} {_dims(x.shape)} -> {_dims(y.shape)}, window {kh}x{kw}, "
+                   f"stride {sh}x{sw}, padding t{pt} l{pl} b{pb} r{pr}{_clamp_summary(s)}")
+        post = REQUANT_CYCLES if op.kind == "avgpool2d" else 0
+        return Layer(s.cname, op.kind, summary, call, s.ins[0], s.out, y.size, c * oh * ow,
+                     kh * kw, DEPTH["pool"], post)
     if op.kind == "avgpool2d":
         params = _requant_params(s.graph, s.i, s.cname)
         call = _call("avgpool2d", targs + [x.zero_point, y.zero_point],
@@ -263,6 +294,8 @@ def _lower_flatten(s: _Site) -> Layer:
 
 
 def _lower_add(s: _Site) -> Layer:
+    if s.graph.arithmetic == "tflite":
+        return _lower_tfl_add(s)
     op, (a, b), y = s.op, s.graph.inputs_of(s.i), s.op.output
     (ka, kb), _ = add_weights([a, b], y)
     params = _requant_params(s.graph, s.i, s.cname)
@@ -274,10 +307,57 @@ def _lower_add(s: _Site) -> Layer:
                  DEPTH["mac"], REQUANT_CYCLES, params)
 
 
+def _lower_tfl_add(s: _Site) -> Layer:
+    """TFLM's ADD / SUB: CalculateOpDataAdd's constants as template arguments."""
+    op, y = s.op, s.op.output
+    c = s.graph.prepare(s.i)
+    targs = [y.size, int(op.kind == "sub"), c["left_shift"],
+             c["input1_offset"], c["input1_multiplier"], c["input1_shift"],
+             c["input2_offset"], c["input2_multiplier"], c["input2_shift"],
+             c["output_multiplier"], c["output_shift"], c["output_offset"], *c["act"]]
+    summary = (f"{op.kind} {_dims(y.shape)} (TFLM's {op.kind.upper()}: inputs << "
+               f"{c['left_shift']}, rescaled, {'subtracted' if op.kind == 'sub' else 'summed'}"
+               f", rescaled){_clamp_summary(s)}")
+    return Layer(s.cname, op.kind, summary, _call("add", targs, [*s.ins, s.out]), s.ins[0],
+                 s.out, y.size, 1, y.size, DEPTH["mac"], REQUANT_CYCLES)
+
+
+def _lower_mul(s: _Site) -> Layer:
+    """TFLM's MUL (tflite arithmetic only): CalculateOpDataMul's constants."""
+    op, y = s.op, s.op.output
+    c = s.graph.prepare(s.i)
+    targs = [y.size, -c["input1_zp"], -c["input2_zp"], c["mult"], c["shift"], c["output_zp"],
+             *c["act"]]
+    summary = f"mul {_dims(y.shape)} (TFLM's MUL){_clamp_summary(s)}"
+    return Layer(s.cname, op.kind, summary, _call("mul", targs, [*s.ins, s.out]), s.ins[0],
+                 s.out, y.size, 1, y.size, DEPTH["mac"], REQUANT_CYCLES)
+
+
+def _lower_softmax(s: _Site) -> Layer:
+    """TFLM's int8 SOFTMAX (tflite arithmetic only): CalculateSoftmaxParams' constants.
+    Three pipelined passes over the vector: its max, the sum of exps, the outputs."""
+    y = s.op.output
+    c = s.graph.prepare(s.i)
+    targs = [y.size, c["input_multiplier"], c["input_left_shift"], c["diff_min"]]
+    summary = f"softmax over {y.size} values (TFLM's fixed-point exp and reciprocal)"
+    return Layer(s.cname, s.op.kind, summary, _call("softmax", targs, [*s.ins, s.out]),
+                 s.ins[0], s.out, y.size, 3, y.size, DEPTH["mac"], REQUANT_CYCLES)
+
+
+def _clamp(s: _Site) -> list[int]:
+    """The fused activation's clamp [lo, hi] of a tflite op, from `QGraph.prepare`."""
+    return [int(v) for v in s.graph.prepare(s.i)["act"]]
+
+
+def _clamp_summary(s: _Site) -> str:
+    lo, hi = _clamp(s)
+    return "" if (lo, hi) == (-128, 127) else f", clamped to [{lo}, {hi}]"
+
+
 def _lower_concat(s: _Site) -> Layer:
     op, tensors, y = s.op, s.graph.inputs_of(s.i), s.op.output
-    params = _requant_params(s.graph, s.i, s.cname)
-    mult, shift = (p.name for p in params)
+    # tflite: TFLM's CONCATENATION copies bytes (equal quantization is a registry rule)
+    params = [] if s.graph.arithmetic == "tflite" else _requant_params(s.graph, s.i, s.cname)
     calls, offset = [], 0
     for j, (buf, t, m) in enumerate(zip(s.ins, tensors, concat_multipliers(tensors, y),
                                         strict=True)):
@@ -286,7 +366,8 @@ def _lower_concat(s: _Site) -> Layer:
         else:
             calls.append(_call("concat_rescale", [t.size, offset, y.size, t.zero_point,
                                                   y.zero_point],
-                               [buf, s.out, f"{mult}[{j}]", f"{shift}[{j}]"]))
+                               [buf, s.out, f"{params[0].name}[{j}]",
+                                f"{params[1].name}[{j}]"]))
         offset += t.size
     summary = f"concat {' + '.join(_dims(t.shape) for t in tensors)} -> {_dims(y.shape)}"
     return Layer(s.cname, op.kind, summary, "\n    ".join(calls), s.ins[0], s.out, y.size,
@@ -304,13 +385,47 @@ LOWERING: dict[str, Callable[[_Site], Layer]] = {
     "flatten": _lower_flatten,
     "add": _lower_add,
     "concat": _lower_concat,
+    "sub": _lower_add,
+    "mul": _lower_mul,
+    "softmax": _lower_softmax,
 }
+
+
+def _tflite_refusal(graph: QGraph, i: int) -> str | None:
+    """Why the HLS kernels cannot compute op i of a tflite graph as TFLM does, or None. Each
+    limit is where TFLM's own C++ would shift by 32 or more, or assume a multiplier below
+    one, or divide by zero (the C backend refuses the same)."""
+    op = graph.ops[i]
+    c = graph.prepare(i)
+    if op.kind in ("conv2d", "linear", "mul") and (np.min(c["shift"]) < -31
+                                                   or np.max(c["shift"]) > 30):
+        return "a requantization shift outside -31..30"
+    if op.kind in ("add", "sub") and max(c["input1_shift"], c["input2_shift"],
+                                         c["output_shift"]) > 0:
+        return "an ADD/SUB multiplier of one or more"
+    if op.kind == "softmax" and (op.output.size >= 512 or c["input_left_shift"] > 30):
+        return "a softmax over 512 values or more, or with an input shift above 30"
+    if op.kind in ("avgpool2d", "maxpool2d") and not _windows_touch_input(graph, i):
+        return "a pool window entirely in the padding"
+    return None
+
+
+def _windows_touch_input(graph: QGraph, i: int) -> bool:
+    """Every window of a padded pool holds at least one in-image tap (TFLM's count > 0)."""
+    op, x = graph.ops[i], graph.input_of(i)
+    pad = op.spec.attr(op, "padding")
+    for axis in (0, 1):
+        k, s, size = op.attrs["kernel"][axis], op.attrs["stride"][axis], x.shape[1 + axis]
+        origins = np.arange(op.output.shape[1 + axis]) * s - pad[axis]
+        if np.any(origins + k <= 0) or np.any(origins >= size):
+            return False
+    return True
 
 
 def build_layers(graph: QGraph, parallel: int = DEFAULT_PARALLEL) -> list[Layer]:
     """The ops as kernel calls, buffers and loop trip counts (one buffer per op output)."""
     graph.validate()
-    require_arithmetic(graph, "HLS")
+    require_arithmetic(graph, "HLS", ("onnx", "tflite"))
     if not 1 <= parallel <= 64:
         raise MnistEdgeError(f"parallel lanes must be 1..64, got {parallel}")
     taken = {"pixels", "logits", "x0"}
@@ -321,6 +436,10 @@ def build_layers(graph: QGraph, parallel: int = DEFAULT_PARALLEL) -> list[Layer]
         if op.kind not in LOWERING:
             raise MnistEdgeError(f"op {op.name}: op kind {op.kind!r} is not supported by the "
                                  f"HLS backend (supported: {', '.join(LOWERING)})")
+        reason = _tflite_refusal(graph, i) if graph.arithmetic == "tflite" else None
+        if reason:
+            raise MnistEdgeError(f"op {op.name} ({op.kind}): the HLS backend does not "
+                                 f"implement {reason} in the tflite arithmetic")
         out = ""
         if op.kind != "flatten":
             nbuf += 1
@@ -381,6 +500,57 @@ def latency_model(graph: QGraph, layers: list[Layer] | None = None,
     }
 
 
+@dataclass(frozen=True)
+class InputPort:
+    """The top function's input stream: its C name, size macro, element type and order.
+
+    One channel of uint8 pixels keeps the names the HLS backend always had (`pixels`,
+    MNIST_EDGE_PIXELS); int8 input (features, TFLite models) is `input`. A CxHxW input
+    streams in HWC order (channels interleaved, as the C API, TFLite and a camera give it)
+    and the top function stores it as the CHW buffer the layers read.
+    """
+
+    name: str
+    macro: str
+    ctype: str
+    elem: str  # "uint8" | "int8"
+    size: int
+    channels: int  # 1 for one channel or a vector: the stream is the buffer's order
+    doc: str  # the header's sentence about it
+    meaning: str  # the README's "Meaning" column
+    order: str  # manifest.json
+
+    @property
+    def pixels(self) -> bool:
+        return self.ctype == "uint8_t"
+
+
+def input_port(graph: QGraph) -> InputPort:
+    """How the HLS top function reads the graph's input."""
+    shape = tuple(graph.input.shape)
+    u8 = graph.input_encoding == "uint8"
+    name, macro, ctype, elem = (("pixels", "MNIST_EDGE_PIXELS", "uint8_t", "uint8") if u8 else
+                                ("input", "MNIST_EDGE_INPUT_SIZE", "int8_t", "int8"))
+    size = graph.input.size
+    values = "pixels p (q = p - 128)" if u8 else "values q"
+    quant = "" if u8 else (f", real = {graph.input.scale!r} x (q - ({graph.input.zero_point}))")
+    if len(shape) == 3 and shape[0] == 1 and u8:  # the backend's original interface
+        _, h, w = shape
+        return InputPort(name, macro, ctype, elem, size, 1,
+                         f"One image in: {size} uint8 pixels, row-major {h}x{w}.",
+                         f"row-major {h}x{w} pixels, 0 = background, 255 = ink",
+                         f"row-major {h}x{w}, uint8 0..255")
+    if len(shape) == 3:
+        c, h, w = shape
+        order = f"row-major {h}x{w}" if c == 1 else f"HWC {h}x{w}x{c} (channels interleaved)"
+        return InputPort(name, macro, ctype, elem, size, c,
+                         f"One input in: {size} {elem} {values}, {order}.",
+                         f"{order} {elem} {values}{quant}", f"{order}, {elem}")
+    return InputPort(name, macro, ctype, elem, size, 1,
+                     f"One input in: {size} {elem} {values}.",
+                     f"{size} {elem} {values}{quant}", f"vector of {size}, {elem}")
+
+
 def _comment(p: ParamArray, op_name: str) -> str:
     kind = "signed two's complement" if p.signed else "unsigned"
     return (f"mnist-edge {p.name}: {p.what} (op {op_name})\n"
@@ -394,18 +564,22 @@ def generate_hls(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
 
     `parallel` is the most output channels a conv2d / linear layer computes side by side.
     """
-    require_arithmetic(graph, "HLS")
-    height, width = require_pixel_image(graph, "HLS")
+    require_arithmetic(graph, "HLS", ("onnx", "tflite"))
+    port = input_port(graph)
     layers = build_layers(graph, parallel)
     if not re.fullmatch(r"[A-Za-z0-9_-]+", part):
         raise MnistEdgeError(f"FPGA part {part!r} is not a valid part name")
-    if vector_pixels is None:
-        vector_pixels = random_pixels(20, 0, (height, width))
+    shape = tuple(graph.input.shape)
+    if vector_pixels is None and port.pixels and len(shape) == 3 and shape[0] == 1:
+        vector_pixels = random_pixels(20, 0, shape[1:])
         vector_source = (f"synthetic (mnist_edge.testing.random_pixels(20, 0, "
-                         f"({height}, {width})))")
+                         f"({shape[1]}, {shape[2]})))")
+    elif vector_pixels is None:
+        vector_pixels = random_inputs(graph, 20, seed=0)
+        vector_source = "synthetic (mnist_edge.testing.random_inputs(graph, 20, seed=0))"
     else:
-        vector_source = "caller-supplied images"
-    vector_pixels = np.ascontiguousarray(vector_pixels).reshape(-1, height, width)
+        vector_source = "caller-supplied images" if port.pixels else "caller-supplied inputs"
+    rows = c_inputs(graph, vector_pixels)  # the stream's order (HWC), what csim_main reads
     golden_logits = golden.run_int8(graph, vector_pixels)
     latency = latency_model(graph, layers, parallel)
     params = [p for layer in layers for p in layer.params]
@@ -424,13 +598,13 @@ def generate_hls(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
         "parallel": parallel,
         "last_buf": layers[-1].y_buf,
         "classes": graph.output.size,
-        "pixels": height * width,
-        "height": height,
-        "width": width,
+        "pixels": port.size,
+        "port": port,
+        "tflite": graph.arithmetic == "tflite",
         "latency": latency,
         "part": part,
         "clock_ns": CLOCK_NS,
-        "vectors": len(vector_pixels),
+        "vectors": len(rows),
         "vector_source": vector_source,
         "output_scale": graph.output.scale,
         "output_zero_point": graph.output.zero_point,
@@ -462,7 +636,7 @@ def generate_hls(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
             })
         vec_dir = tmp / "test_vectors"
         vec_dir.mkdir()
-        (vec_dir / "pixels.bin").write_bytes(vector_pixels.tobytes())
+        (vec_dir / "pixels.bin").write_bytes(rows.tobytes())
         (vec_dir / "golden_logits.bin").write_bytes(golden_logits.astype(np.int8).tobytes())
         manifest = {
             "generator": "mnist-edge generate hls",
@@ -473,9 +647,11 @@ def generate_hls(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
             "clock_ns": CLOCK_NS,
             "parallel": parallel,
             "interface": {
-                "pixels": {"direction": "in", "protocol": "AXI4-Stream", "width": 8,
-                           "count": height * width,
-                           "order": f"row-major {height}x{width}, uint8 0..255"},
+                port.name: {"direction": "in", "protocol": "AXI4-Stream", "width": 8,
+                            "count": port.size, "order": port.order,
+                            **({} if port.pixels else {
+                                "signed": True, "scale": graph.input.scale,
+                                "zero_point": graph.input.zero_point})},
                 "logits": {"direction": "out", "protocol": "AXI4-Stream", "width": 8,
                            "count": graph.output.size, "signed": True,
                            "scale": graph.output.scale,
@@ -484,7 +660,7 @@ def generate_hls(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
             },
             "latency": latency,
             "arrays": manifest_arrays,
-            "test_vectors": {"count": len(vector_pixels), "source": vector_source,
+            "test_vectors": {"count": len(rows), "source": vector_source,
                              "pixels": "test_vectors/pixels.bin",
                              "golden_logits": "test_vectors/golden_logits.bin"},
         }

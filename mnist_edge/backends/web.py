@@ -112,7 +112,10 @@ def page_vectors(rows: np.ndarray, logits: np.ndarray) -> dict:
 def render_site(graph: QGraph, wasm: bytes, requant: str, emcc: str,
                 vectors: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, bytes]:
     """index.html, mnist_edge.js, mnist_edge.wasm and manifest.json, as bytes."""
-    require_arithmetic(graph, "web")
+    require_arithmetic(graph, "web", ("onnx", "tflite"))
+    tflite = graph.arithmetic == "tflite"
+    if tflite:
+        requant = "int"  # TFLM's requantization is integer only: the mode does not apply
     out = graph.output
     rows, logits = vectors if vectors is not None else self_test_vectors(graph, None)
     page = page_input(graph)
@@ -123,7 +126,8 @@ def render_site(graph: QGraph, wasm: bytes, requant: str, emcc: str,
              "vectors": embedded}
     sha = hashlib.sha256(wasm).hexdigest()
     ctx = {"model": graph.name, "qhash": graph.content_hash(), "version": __version__,
-           "classes": int(out.size), "canvas": CANVAS, "requant": requant, "input": page,
+           "classes": int(out.size), "canvas": CANVAS, "input": page,
+           "requant": "TFLite Micro's integer (tflite arithmetic)" if tflite else requant,
            "vector_count": len(embedded["inputs"]),
            "model_json": json.dumps(model, sort_keys=True), "wasm_sha256": sha,
            "wasm_base64": base64.b64encode(wasm).decode()}
@@ -136,6 +140,7 @@ def render_site(graph: QGraph, wasm: bytes, requant: str, emcc: str,
         "model": graph.name,
         "qgraph_hash": graph.content_hash(),
         "requant": requant,
+        **({"arithmetic": "tflite"} if tflite else {}),
         "emcc": emcc,
         "emcc_flags": list(EMCC_FLAGS),
         "input": page["doc"],
@@ -149,7 +154,7 @@ def render_site(graph: QGraph, wasm: bytes, requant: str, emcc: str,
 def build_wasm(graph: QGraph, requant: str = "float",
                vector_pixels: np.ndarray | None = None) -> tuple[bytes, str]:
     """(wasm bytes, emcc version) of the generated C for `graph` (either arithmetic: the
-    `wasm` validation backend runs it; the page itself, `render_site`, is onnx only)."""
+    `wasm` validation backend runs it, and the page)."""
     require_arithmetic(graph, "WebAssembly", ("onnx", "tflite"))
     with tempfile.TemporaryDirectory(prefix="mnist-edge-web-") as tmp:
         src = generate_c(graph, Path(tmp) / "c", requant, vector_pixels)

@@ -5,8 +5,7 @@ time cannot wait for gcc or QEMU firmware builds. `Engine` builds every backend 
 at start-up, into one temporary folder with the same building blocks the validation
 runners use (generate_c + compile_runner, generate_hls + compile_csim, build_firmware,
 the onnxruntime export), then each request only runs them. A backend whose tool is
-missing stays in the table with the reason, so the page can say so (the HLS backend,
-for one, takes one channel of uint8 pixels only).
+missing stays in the table with the reason, so the page can say so.
 
 An input is one row in the QGraph's layout and encoding: uint8 [C, H, W] pixels of any
 size, int8 [C, H, W] features or an int8 vector [K]; the C runners get it HWC.
@@ -63,12 +62,14 @@ def _prepare_host_c(mode: str) -> Callable[[qgraph.QGraph, Path, Path], Runner]:
 
 
 def _prepare_hls(graph: qgraph.QGraph, run_dir: Path, work: Path) -> Runner:
+    from ..backends.c import c_inputs
     from ..backends.hls import generate_hls
     from ..targets import hls_csim
 
     src = generate_hls(graph, work / "hls")
     exe = hls_csim.compile_csim(src, work / "hls-csim" / "mnist_edge_csim")
-    return lambda pixels: hls_csim.run_csim(exe, pixels, graph.output.size, jobs=1)
+    return lambda pixels: hls_csim.run_csim(exe, c_inputs(graph, pixels), graph.output.size,
+                                            jobs=1)
 
 
 def _prepare_qemu(target: str) -> Callable[[qgraph.QGraph, Path, Path], Runner]:

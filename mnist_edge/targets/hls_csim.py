@@ -3,7 +3,8 @@
 Vitis HLS's own C simulation compiles the same sources with a stock compiler,
 so a g++ build of `mnist_edge_hls.cpp` + `csim_main.cpp` exercises exactly the
 arithmetic that synthesis turns into hardware (every `#pragma HLS` is inert
-here). The runner streams raw pixels in and raw int8 logits out.
+here). The runner streams raw inputs in (the top function's order: HWC for images of
+several channels, as the C API takes them) and raw int8 logits out.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backends.c import c_inputs
 from ..backends.hls import DEFAULT_PARALLEL, generate_hls, latency_model
 from ..errors import MnistEdgeError
 from ..paths import atomic_dir
@@ -48,8 +50,9 @@ def compile_csim(src_dir: Path, exe: Path, main: str = "csim_main.cpp") -> Path:
 
 
 def run_csim(exe: Path, pixels: np.ndarray, classes: int, jobs: int | None = None) -> np.ndarray:
-    """Stream images through the runner, split over `jobs` processes; int8 logits [N, classes]."""
-    pixels = np.ascontiguousarray(pixels, dtype=np.uint8).reshape(len(pixels), -1)
+    """Stream inputs (rows of the stream's bytes, uint8 or int8) through the runner, split
+    over `jobs` processes; int8 logits [N, classes]."""
+    pixels = np.ascontiguousarray(pixels).reshape(len(pixels), -1).view(np.uint8)
     jobs = max(1, min(jobs or os.cpu_count() or 1, 8, -(-len(pixels) // 256)))
     chunks = np.array_split(np.arange(len(pixels)), jobs)
     with tempfile.TemporaryDirectory(prefix="mnist-edge-hls-") as tmp:
@@ -92,7 +95,7 @@ def run(run_dir: Path, graph: QGraph, pixels: np.ndarray, options: dict[str, Any
         generate_hls(graph, src, vector_pixels=pixels[:VECTORS], parallel=parallel)
         exe = compile_csim(src, csim / "mnist_edge_csim")
         start = time.perf_counter()
-        logits = run_csim(exe, pixels, graph.output.size)
+        logits = run_csim(exe, c_inputs(graph, pixels), graph.output.size)
         seconds = time.perf_counter() - start
     latency = latency_model(graph, parallel=parallel)
     return BackendResult(logits, latency_us=None, extra={

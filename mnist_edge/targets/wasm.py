@@ -60,7 +60,8 @@ def run_wasm(wasm: Path, pixels: np.ndarray, classes: int) -> np.ndarray:
 
 
 def run(run_dir: Path, graph: QGraph, pixels: np.ndarray, options: dict[str, Any]) -> BackendResult:
-    requant = str(options.get("requant", "float"))
+    # a tflite graph's C is integer only (TFLM's requantization): the mode does not apply
+    requant = "int" if graph.arithmetic == "tflite" else str(options.get("requant", "float"))
     wasm_bytes, emcc = build_wasm(graph, requant, np.asarray(pixels[:20]))
     with tempfile.TemporaryDirectory(prefix="mnist-edge-wasm-") as tmp:
         wasm = Path(tmp) / WASM_FILE
