@@ -353,6 +353,16 @@ def _lower_softmax(c: StepContext) -> Lowered:
             f"{c.fn('softmax_s8')}(&{c.ident}_params, {c.src}, {c.dst});")
 
 
+def _lower_tfl_mean(c: StepContext) -> Lowered:
+    """TFLM's MEAN over H and W (tflite arithmetic only): QuantizedMeanOrSum's constants."""
+    p = c.graph.prepare(c.step.conv)
+    fields = [("channels", c.graph.ops[c.step.conv].output.shape[0]), ("count", p["count"]),
+              ("input_zero_point", p["input_zp"]), ("output_zero_point", p["output_zp"]),
+              ("multiplier", p["mult"]), ("shift", p["shift"])]
+    return (c.ptype("tfl_mean_params"), [(k, str(int(v))) for k, v in fields],
+            f"{c.fn('tfl_mean_s8')}(&{c.ident}_params, {c.src}, {c.dst});")
+
+
 def _lower_lut(c: StepContext) -> Lowered:
     size = c.graph.ops[c.step.ops[0]].output.size
     return None, [], f"{c.fn('lut_s8')}({c.arrays.table.name}, {size}, {c.src}, {c.dst});"
@@ -418,6 +428,7 @@ STEP_LOWERING: dict[str, Callable[[StepContext], Lowered]] = {
     "concat": _lower_concat,
     "mul": _lower_mul,
     "softmax": _lower_softmax,
+    "mean": _lower_tfl_mean,
     "to_chw": _lower_to_chw,
 }
 # QGraph op kind -> the planner step that computes it (tests/test_op_registry.py checks

@@ -109,12 +109,12 @@ def _align(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
-# The QGraph kinds the planner schedules, and the step kind each starts (sub, mul and
+# The QGraph kinds the planner schedules, and the step kind each starts (sub, mul, mean and
 # softmax exist in the tflite arithmetic only; sub is the add kernel with a minus sign).
 STEP_KIND = {"conv2d": "conv", "linear": "linear", "avgpool2d": "avgpool",
              "global_avgpool": "avgpool", "maxpool2d": "maxpool", "lut": "lut",
              "flatten": "flatten", "add": "add", "concat": "concat", "sub": "add",
-             "mul": "mul", "softmax": "softmax"}
+             "mul": "mul", "softmax": "softmax", "mean": "mean"}
 INT32_LIMIT = 1 << 31
 
 
@@ -153,6 +153,8 @@ def _tflite_refusal(graph: QGraph, i: int) -> str | None:
         return "a requantization shift outside -31..30"
     if op.kind == "softmax" and (op.output.size >= 512 or c["input_left_shift"] > 30):
         return "a softmax over 512 values or more, or with an input shift above 30"
+    if op.kind == "mean" and (c["count"] >= 1 << 23 or not -31 <= c["shift"] <= 30):
+        return "a MEAN over 2^23 values or more, or with a shift outside -31..30"
     if op.kind in ("avgpool2d", "maxpool2d") and not _windows_touch_input(graph, i):
         return "a pool window entirely in the padding"
     return None
@@ -263,7 +265,7 @@ def _steps(graph: QGraph, fuse_overlapping: set[int]) -> tuple[list[Step], list[
         group = [i]
         step = Step(kind, group, where[first], where[first],
                     more=[where[n] for n in op.inputs[1:]])
-        if kind in ("add", "concat", "mul", "softmax"):
+        if kind in ("add", "concat", "mul", "softmax", "mean"):
             step.conv = i  # they requantize too: their multipliers are the step's
         if kind in ("conv", "linear", "avgpool"):
             step.conv = i

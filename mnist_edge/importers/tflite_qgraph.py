@@ -158,8 +158,9 @@ class _Mapper:
                 raise self.refuse(op, "has no QGraph mapping yet (supported: CONV_2D, "
                                   "DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD, SUB, MUL, "
                                   "AVERAGE_POOL_2D, MAX_POOL_2D, RESHAPE, SQUEEZE, SOFTMAX, "
-                                  "CONCATENATION, PAD, PADV2, LOGISTIC, TANH, RELU, RELU6, "
-                                  "LEAKY_RELU, QUANTIZE/DEQUANTIZE at float edges)")
+                                  "CONCATENATION, PAD, PADV2, MEAN, LOGISTIC, TANH, RELU, "
+                                  "RELU6, LEAKY_RELU, HARD_SWISH, QUANTIZE int8 -> int8, "
+                                  "QUANTIZE/DEQUANTIZE at float edges)")
             handler(op)
         self._output()
         graph = QGraph(self.name, self.input, self.ops, self.meta, "int8", "tflite")
@@ -194,9 +195,11 @@ class _Mapper:
         for op in self.model.operators:
             if op.index in skip:
                 continue
-            if op.op in ("QUANTIZE", "DEQUANTIZE"):
-                raise self.refuse(op, "QUANTIZE/DEQUANTIZE inside the model (only at a float "
-                                  "model's input and output) is not supported")
+            if op.op == "DEQUANTIZE" or (op.op == "QUANTIZE"
+                                         and self.t(op.inputs[0]).dtype != "int8"):
+                raise self.refuse(op, "QUANTIZE/DEQUANTIZE to or from float inside the model "
+                                  "(only at a float model's input and output) is not "
+                                  "supported")
             if any(self.t(i).dtype == "float32" for i in (*op.inputs[:1], *op.outputs)):
                 raise MnistEdgeError("a float .tflite is not supported yet: quantize the model "
                                      f"fully to int8 ({op.label()} computes in float)")
@@ -333,6 +336,28 @@ class _Mapper:
         self.emit(op, "lut", [v.name], qtensor(out), attrs, {"table": table}, order=v.order)
 
     _op_LOGISTIC = _op_TANH = _op_RELU = _op_RELU6 = _op_LEAKY_RELU = _lut
+    _op_HARD_SWISH = _lut
+
+    def _op_QUANTIZE(self, op: Operator) -> None:
+        """An int8 -> int8 QUANTIZE inside the model (a requantization) is a table."""
+        if any(self.t(i).quantization is None or self.t(i).quantization.per_channel
+               or self.t(i).dtype != "int8" for i in (op.inputs[0], op.outputs[0])):
+            raise self.refuse(op, "only an int8 -> int8 QUANTIZE with per-tensor "
+                              "quantization is supported inside the model")
+        self._lut(op)
+
+    def _op_MEAN(self, op: Operator) -> None:
+        v = self.view(op, 0, feature_map=True)
+        x, out = self.t(op.inputs[0]), self.t(op.outputs[0])
+        axes = {int(a) % 4 for a in self.t(op.inputs[1]).data.ravel()}
+        if axes != {1, 2}:
+            raise self.refuse(op, f"reduces axes {sorted(axes)}; only a MEAN over H and W "
+                              "(axes 1 and 2) of a [1,H,W,C] tensor is supported")
+        c = x.shape[3]
+        mean = self.emit(op, "mean", [v.name], qtensor(out, (c, 1, 1)),
+                         bind=bool(op.options["keep_dims"]))
+        if not op.options["keep_dims"]:  # [1,C]: the same bytes, flat
+            self.emit(op, "flatten", [mean.name], qtensor(out, (c,)))
 
     def _op_CONCATENATION(self, op: Operator) -> None:
         out = self.t(op.outputs[0])
@@ -393,9 +418,23 @@ def tflm_table(op: Operator, x: QTensor, y: QTensor) -> tuple[np.ndarray, dict[s
         table = K.leaky_relu(q, input_zp=z_in, output_zp=z_out, mult_identity=mi,
                             shift_identity=si, mult_alpha=ma, shift_alpha=sa)
         params["alpha"] = alpha
+    elif op.op == "HARD_SWISH":
+        table = K.hard_swish(q, input_zp=z_in, output_zp=z_out,
+                             **_prepared(op, P.hard_swish_params, s_in, s_out))
+    elif op.op == "QUANTIZE":  # int8 -> int8: TFLM's Requantize
+        m, sh = P.requantize_params(s_in, s_out)
+        table = K.requantize(q, input_zp=z_in, output_zp=z_out, mult=m, shift=sh)
     else:
         raise MnistEdgeError(f"{op.label()} has no table")
     return np.ascontiguousarray(table.reshape(256)).astype(np.int8), params
+
+
+def _prepared(op: Operator, prepare, *args):
+    """A Prepare step's constants; what TFLM's Prepare refuses, refused by operator."""
+    try:
+        return prepare(*args)
+    except ValueError as exc:
+        raise MnistEdgeError(f"{op.label()}: {exc}") from None
 
 
 def _same_order(a: np.ndarray | None, b: np.ndarray | None) -> bool:

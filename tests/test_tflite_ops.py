@@ -1,0 +1,98 @@
+"""The TFLite operators added after the first import (issue 24): MEAN over H and W,
+HARD_SWISH, an int8 -> int8 QUANTIZE inside a model, broadcasting ADD / SUB / MUL.
+
+Each is a small `.tflite` written without TensorFlow (tests/tflite_build.py), in several
+quantizations (equal and unequal scales, zero points at the edges, scales that make
+TFLM's fixed-point paths shift left or right), imported into a QGraph, and golden equals
+TensorFlow Lite Micro on every output byte of structured and random inputs; the
+generated C (tests/test_c_tflite.py's harness) equals golden.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_tflite_qgraph import golden_vs_tflm
+from tflite_build import build
+
+from mnist_edge.errors import MnistEdgeError
+from mnist_edge.importers.tflite_qgraph import tflite_to_qgraph
+from mnist_edge.importers.tflite_reader import parse_tflite
+
+pytest.importorskip("tflite_micro")
+
+N = 64
+
+
+def _act(name: str, shape: list[int], scale: float, zp: int) -> dict:
+    return dict(name=name, shape=shape, dtype="int8", scale=scale, zero_point=zp)
+
+
+def _mean(hw: tuple[int, int], q_in: tuple[float, int], q_out: tuple[float, int],
+          keep_dims: bool = True, axes: tuple[int, ...] = (1, 2)) -> bytes:
+    h, w = hw
+    shape = [1, h, w, 5]
+    reduced = {a % 4 for a in axes}
+    out = [1 if d in reduced else n for d, n in enumerate(shape)] if keep_dims else \
+        [n for d, n in enumerate(shape) if d not in reduced]
+    return build([_act("x", shape, *q_in),
+                  dict(name="axes", shape=[len(axes)], dtype="int32",
+                       data=np.array(axes, np.int32)),
+                  _act("y", out, *q_out)],
+                 [dict(op="MEAN", inputs=[0, 1], outputs=[2],
+                       options=dict(keep_dims=keep_dims))], [0], [2])
+
+
+def _unary(op: str, q_in: tuple[float, int], q_out: tuple[float, int]) -> bytes:
+    shape = [1, 4, 5, 3]
+    return build([_act("x", shape, *q_in), _act("y", shape, *q_out)],
+                 [dict(op=op, inputs=[0], outputs=[1])], [0], [1])
+
+
+CASES = {
+    # MEAN: equal quantization (still QuantizedMeanOrSum in the installed TFLM)...
+    "mean_same_quant": lambda: _mean((7, 7), (0.05, -3), (0.05, -3)),
+    "mean_same_quant_flat": lambda: _mean((5, 3), (0.02, 100), (0.02, 100), keep_dims=False),
+    "mean_negative_axes": lambda: _mean((4, 6), (0.05, -3), (0.05, -3), axes=(-3, -2)),
+    # ... and QuantizedMeanOrSum with 1/N folded into the multiplier
+    "mean_rescaled": lambda: _mean((7, 7), (0.05, -3), (0.02, 4)),
+    "mean_rescaled_flat": lambda: _mean((6, 10), (0.1, -128), (0.013, 127), keep_dims=False),
+    "mean_zero_point_only": lambda: _mean((3, 3), (0.05, -3), (0.05, 9)),
+    "mean_large_window": lambda: _mean((20, 19), (0.003, 17), (0.5, -20)),
+    "mean_tiny_output_scale": lambda: _mean((2, 2), (0.5, 0), (0.004, -1)),
+    # HARD_SWISH: reluish exponent > 0, = 0 and < 0; zero points at the edges
+    "hard_swish": lambda: _unary("HARD_SWISH", (0.05, -3), (0.03, -20)),
+    "hard_swish_fine_input": lambda: _unary("HARD_SWISH", (0.003, 10), (0.002, -128)),
+    "hard_swish_coarse_input": lambda: _unary("HARD_SWISH", (0.4, -128), (0.35, -100)),
+    "hard_swish_large_range": lambda: _unary("HARD_SWISH", (0.15, 127), (0.12, 50)),
+    "hard_swish_equal_quant": lambda: _unary("HARD_SWISH", (0.0235, -40), (0.0235, -40)),
+    # an int8 -> int8 QUANTIZE inside the model: TFLM's Requantize
+    "requantize_down": lambda: _unary("QUANTIZE", (0.05, -3), (0.11, 20)),
+    "requantize_up": lambda: _unary("QUANTIZE", (0.07, 60), (0.013, -128)),
+    "requantize_zero_point": lambda: _unary("QUANTIZE", (0.05, -3), (0.05, 7)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_golden_equals_tflm(case: str) -> None:
+    equal, n = golden_vs_tflm(CASES[case](), case, n=N)
+    assert equal == n
+
+
+def test_mean_maps_to_one_op_and_a_view() -> None:
+    graph, mapped = tflite_to_qgraph(parse_tflite(CASES["mean_rescaled_flat"](), "m"), "m")
+    assert [op.kind for op in graph.ops] == ["mean", "flatten"]
+    assert graph.output.shape == (5,)
+    graph, _ = tflite_to_qgraph(parse_tflite(CASES["mean_same_quant"](), "m"), "m")
+    assert graph.ops[0].kind == "mean" and graph.ops[0].output.shape == (5, 1, 1)
+
+
+@pytest.mark.parametrize("data, words", [
+    (lambda: _mean((4, 4), (0.05, 0), (0.05, 0), axes=(3,)), r"reduces axes \[3\]"),
+    (lambda: _mean((4, 4), (0.05, 0), (0.05, 0), axes=(1,)), r"reduces axes \[1\]"),
+    (lambda: _unary("HARD_SWISH", (0.05, 0), (0.0001, 0)), "output_multiplier_exponent"),
+])
+def test_refused_by_operator(data, words: str) -> None:
+    with pytest.raises(MnistEdgeError, match=words) as exc:
+        tflite_to_qgraph(parse_tflite(data(), "m"), "m")
+    assert str(exc.value).startswith("operator 0")
