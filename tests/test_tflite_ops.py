@@ -49,6 +49,36 @@ def _unary(op: str, q_in: tuple[float, int], q_out: tuple[float, int]) -> bytes:
                  [dict(op=op, inputs=[0], outputs=[1])], [0], [1])
 
 
+def _broadcast(op: str, source: str, first: bool = False, activation: str = "NONE") -> bytes:
+    """x [1,4,5,3] and a smaller tensor computed from it, broadcast against x by OP:
+    `mean` [1,1,1,3] (per channel, as a squeeze-excite block), `pool` [1,1,5,3] (an
+    average over H), `conv` [1,4,5,1] (a 1x1 conv to one channel: per pixel)."""
+    rng = np.random.default_rng(len(op) + len(source))
+    x = _act("x", [1, 4, 5, 3], 0.05, -7)
+    if source == "mean":
+        tensors = [x, dict(name="axes", shape=[2], dtype="int32", data=np.array([1, 2], np.int32)),
+                   _act("s", [1, 1, 1, 3], 0.021, 5)]
+        ops = [dict(op="MEAN", inputs=[0, 1], outputs=[2], options=dict(keep_dims=True))]
+    elif source == "pool":
+        tensors = [x, _act("s", [1, 1, 5, 3], 0.05, -7)]
+        ops = [dict(op="AVERAGE_POOL_2D", inputs=[0], outputs=[1],
+                    options=dict(padding="VALID", stride_w=1, stride_h=1, filter_w=1,
+                                 filter_h=4, fused_activation="NONE"))]
+    else:
+        scale = np.array([0.01])
+        tensors = [x, dict(name="w", shape=[1, 1, 1, 3], dtype="int8", scale=scale,
+                           zero_point=[0], axis=0,
+                           data=rng.integers(-127, 128, (1, 1, 1, 3)).astype(np.int8)),
+                   _act("s", [1, 4, 5, 1], 0.013, -30)]
+        ops = [dict(op="CONV_2D", inputs=[0, 1, -1], outputs=[2],
+                    options=dict(padding="SAME", stride_w=1, stride_h=1))]
+    small = len(tensors) - 1
+    tensors.append(_act("y", [1, 4, 5, 3], 0.09, 3))
+    ops.append(dict(op=op, inputs=[small, 0] if first else [0, small], outputs=[small + 1],
+                    options=dict(fused_activation=activation)))
+    return build(tensors, ops, [0], [small + 1])
+
+
 CASES = {
     # MEAN: equal quantization (still QuantizedMeanOrSum in the installed TFLM)...
     "mean_same_quant": lambda: _mean((7, 7), (0.05, -3), (0.05, -3)),
@@ -70,6 +100,14 @@ CASES = {
     "requantize_down": lambda: _unary("QUANTIZE", (0.05, -3), (0.11, 20)),
     "requantize_up": lambda: _unary("QUANTIZE", (0.07, 60), (0.013, -128)),
     "requantize_zero_point": lambda: _unary("QUANTIZE", (0.05, -3), (0.05, 7)),
+    # broadcasting ADD / SUB / MUL: per channel, along H, per pixel; either operand first
+    "add_broadcast_channel": lambda: _broadcast("ADD", "mean", activation="RELU"),
+    "add_broadcast_h_first": lambda: _broadcast("ADD", "pool", first=True),
+    "sub_broadcast_channel_first": lambda: _broadcast("SUB", "mean", first=True),
+    "sub_broadcast_pixel": lambda: _broadcast("SUB", "conv", activation="RELU6"),
+    "mul_broadcast_channel": lambda: _broadcast("MUL", "mean"),
+    "mul_broadcast_pixel_first": lambda: _broadcast("MUL", "conv", first=True),
+    "mul_broadcast_h": lambda: _broadcast("MUL", "pool", activation="RELU"),
 }
 
 
@@ -87,7 +125,29 @@ def test_mean_maps_to_one_op_and_a_view() -> None:
     assert graph.ops[0].kind == "mean" and graph.ops[0].output.shape == (5, 1, 1)
 
 
+def _constant_operand(op: str) -> bytes:
+    """OP(x, a constant [1,1,1,3] tensor)."""
+    return build([_act("x", [1, 4, 5, 3], 0.05, -7),
+                  dict(_act("k", [1, 1, 1, 3], 0.02, 1), data=np.array([[[[5, -9, 100]]]],
+                                                                         np.int8)),
+                  _act("y", [1, 4, 5, 3], 0.09, 3)],
+                 [dict(op=op, inputs=[0, 1], outputs=[2])], [0], [2])
+
+
+def _rank_broadcast() -> bytes:
+    """MUL of x [1,4,5,3] with FULLY_CONNECTED's [1,3]: ranks 4 and 2."""
+    w = np.ones((3, 60), np.int8)
+    return build([_act("x", [1, 4, 5, 3], 0.05, -7),
+                  dict(name="w", shape=[3, 60], dtype="int8", scale=0.01, zero_point=0, data=w),
+                  _act("f", [1, 3], 0.3, 0), _act("y", [1, 4, 5, 3], 0.09, 3)],
+                 [dict(op="FULLY_CONNECTED", inputs=[0, 1, -1], outputs=[2]),
+                  dict(op="MUL", inputs=[0, 2], outputs=[3])], [0], [3])
+
+
 @pytest.mark.parametrize("data, words", [
+    (lambda: _constant_operand("ADD"), r"operator 0 \(ADD\): a constant operand"),
+    (lambda: _constant_operand("MUL"), r"operator 0 \(MUL\): a constant operand"),
+    (_rank_broadcast, r"operator 1 \(MUL\): broadcasts \[1, 4, 5, 3\] with \[1, 3\]"),
     (lambda: _mean((4, 4), (0.05, 0), (0.05, 0), axes=(3,)), r"reduces axes \[3\]"),
     (lambda: _mean((4, 4), (0.05, 0), (0.05, 0), axes=(1,)), r"reduces axes \[1\]"),
     (lambda: _unary("HARD_SWISH", (0.05, 0), (0.0001, 0)), "output_multiplier_exponent"),
@@ -95,4 +155,13 @@ def test_mean_maps_to_one_op_and_a_view() -> None:
 def test_refused_by_operator(data, words: str) -> None:
     with pytest.raises(MnistEdgeError, match=words) as exc:
         tflite_to_qgraph(parse_tflite(data(), "m"), "m")
-    assert str(exc.value).startswith("operator 0")
+    assert str(exc.value).startswith("operator ")
+
+
+def test_onnx_arithmetic_refuses_a_broadcasting_add() -> None:
+    graph, _ = tflite_to_qgraph(parse_tflite(CASES["add_broadcast_h_first"](), "b"), "b")
+    graph.validate()
+    graph.arithmetic = "onnx"
+    with pytest.raises(MnistEdgeError, match="broadcasting inputs of different shapes is "
+                                             "defined in the tflite arithmetic only"):
+        graph.validate()

@@ -31,7 +31,7 @@ import numpy as np
 
 from .. import __version__, golden
 from ..errors import MnistEdgeError
-from ..ops.elementwise import add_weights
+from ..ops.elementwise import add_weights, broadcasts
 from ..ops.layout import concat_multipliers
 from ..paths import template_env, write_tree
 from ..qgraph import QGraph, QOp, QTensor
@@ -326,10 +326,24 @@ def _lower_tfl_add(c: StepContext) -> Lowered:
 
 
 def _binary_call(c: StepContext, kernel: str, fields: list[tuple[str, Any]]) -> Lowered:
-    """A two-input elementwise kernel's parameter block (integer fields) and call."""
+    """A two-input elementwise kernel's parameter block (integer fields, and the broadcast
+    strides where the inputs' shapes differ) and call."""
     other = _buf(c.plan, c.step.more[0])
-    return (c.ptype(f"{kernel}_params"), [(k, str(int(v))) for k, v in fields],
+    block = [(k, str(int(v))) for k, v in fields]
+    ins = c.graph.inputs_of(c.step.conv)
+    if broadcasts(ins):
+        ch, h, w = c.graph.ops[c.step.conv].output.shape
+        steps = [_hwc_steps(t.shape) for t in ins]
+        block.append(("broadcast", f"{{.out_h = {h}, .out_w = {w}, .out_c = {ch}, "
+                                   f".a_step = {{{steps[0]}}}, .b_step = {{{steps[1]}}}}}"))
+    return (c.ptype(f"{kernel}_params"), block,
             f"{c.fn(kernel + '_s8')}(&{c.ident}_params, {c.src}, {other}, {c.dst});")
+
+
+def _hwc_steps(shape: tuple[int, ...]) -> str:
+    """The HWC strides (H, W, C) of a CxHxW tensor, 0 along each dimension of size 1."""
+    ch, h, w = shape
+    return ", ".join(str(s if n > 1 else 0) for s, n in ((w * ch, h), (ch, w), (1, ch)))
 
 
 def _lower_mul(c: StepContext) -> Lowered:

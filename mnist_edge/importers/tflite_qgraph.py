@@ -275,9 +275,14 @@ class _Mapper:
                   self._weights(op, w, weight, units))
 
     def _binary(self, op: Operator, kind: str) -> None:
+        if any(self.t(i).is_constant for i in op.inputs[:2]):
+            raise self.refuse(op, "a constant operand is not supported (QGraph ops read "
+                              "tensors computed from the input)")
         a, b = self.view(op, 0), self.view(op, 1)
-        if self.t(op.inputs[0]).shape != self.t(op.inputs[1]).shape:
-            raise self.refuse(op, "broadcasting inputs of different shapes is not supported")
+        sa, sb = self.t(op.inputs[0]).shape, self.t(op.inputs[1]).shape
+        if sa != sb and not (len(sa) == len(sb) == 4 and sa[0] == sb[0] == 1):
+            raise self.refuse(op, f"broadcasts {list(sa)} with {list(sb)}; only [1,H,W,C] "
+                              "tensors broadcast against each other")
         if not _same_order(a.order, b.order):
             raise self.refuse(op, "its inputs are flattened in different orders")
         self.emit(op, kind, [a.name, b.name], qtensor(self.t(op.outputs[0])),
