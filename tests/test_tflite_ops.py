@@ -1,5 +1,6 @@
 """The TFLite operators added after the first import (issue 24): MEAN over H and W,
-HARD_SWISH, an int8 -> int8 QUANTIZE inside a model, broadcasting ADD / SUB / MUL.
+HARD_SWISH, an int8 -> int8 QUANTIZE inside a model, broadcasting ADD / SUB / MUL, PAD /
+PADV2 that do not fold into a convolution, RESHAPE where CHW and HWC orders agree.
 
 Each is a small `.tflite` written without TensorFlow (tests/tflite_build.py), in several
 quantizations (equal and unequal scales, zero points at the edges, scales that make
@@ -79,6 +80,53 @@ def _broadcast(op: str, source: str, first: bool = False, activation: str = "NON
     return build(tensors, ops, [0], [small + 1])
 
 
+def _pad_then(op: str, value: int | None) -> bytes:
+    """x [1,5,5,2] -> PAD (or PADV2 with `value`) -> OP: a PAD that does not fold into a
+    convolution (OP is no conv, or the value is not the zero point)."""
+    rng = np.random.default_rng(9)
+    pads = np.array([[0, 0], [1, 2], [2, 0], [0, 0]], dtype=np.int32)
+    tensors = [_act("x", [1, 5, 5, 2], 0.05, 9),
+               dict(name="p", shape=[4, 2], dtype="int32", data=pads)]
+    inputs = [0, 1]
+    if value is not None:
+        tensors.append(dict(_act("v", [1], 0.05, 9), data=np.array([value], np.int8)))
+        inputs.append(2)
+    xp = len(tensors)
+    tensors.append(_act("xp", [1, 8, 7, 2], 0.05, 9))
+    ops = [dict(op="PADV2" if value is not None else "PAD", inputs=inputs, outputs=[xp])]
+    if op == "MAX_POOL_2D":
+        tensors.append(_act("y", [1, 4, 3, 2], 0.05, 9))
+        ops.append(dict(op=op, inputs=[xp], outputs=[xp + 1],
+                        options=dict(padding="VALID", stride_w=2, stride_h=2, filter_w=2,
+                                     filter_h=2)))
+    elif op == "CONV_2D":
+        scales = rng.uniform(0.002, 0.02, 3)
+        tensors += [dict(name="w", shape=[3, 3, 3, 2], dtype="int8", scale=scales,
+                         zero_point=[0] * 3, axis=0,
+                         data=rng.integers(-127, 128, (3, 3, 3, 2)).astype(np.int8)),
+                    _act("y", [1, 6, 5, 3], 0.1, -3)]
+        ops.append(dict(op=op, inputs=[xp, xp + 1, -1], outputs=[xp + 2],
+                        options=dict(padding="VALID", stride_w=1, stride_h=1)))
+    return build(tensors, ops, [0], [len(tensors) - 1])
+
+
+def _reshape(src: list[int], dst: list[int], then_conv: bool = False) -> bytes:
+    """x -> RESHAPE (-> a 1x1 CONV_2D on the result)."""
+    tensors = [_act("x", src, 0.05, -7),
+               dict(name="s", shape=[len(dst)], dtype="int32", data=np.array(dst, np.int32)),
+               _act("r", dst, 0.05, -7)]
+    ops = [dict(op="RESHAPE", inputs=[0, 1], outputs=[2])]
+    if then_conv:
+        rng = np.random.default_rng(2)
+        tensors += [dict(name="w", shape=[4, 1, 1, dst[3]], dtype="int8", scale=[0.01] * 4,
+                         zero_point=[0] * 4, axis=0,
+                         data=rng.integers(-127, 128, (4, 1, 1, dst[3])).astype(np.int8)),
+                    _act("y", [*dst[:3], 4], 0.2, 1)]
+        ops.append(dict(op="CONV_2D", inputs=[2, 3, -1], outputs=[4],
+                        options=dict(padding="SAME", stride_w=1, stride_h=1)))
+    return build(tensors, ops, [0], [len(tensors) - 1])
+
+
 CASES = {
     # MEAN: equal quantization (still QuantizedMeanOrSum in the installed TFLM)...
     "mean_same_quant": lambda: _mean((7, 7), (0.05, -3), (0.05, -3)),
@@ -108,6 +156,14 @@ CASES = {
     "mul_broadcast_channel": lambda: _broadcast("MUL", "mean"),
     "mul_broadcast_pixel_first": lambda: _broadcast("MUL", "conv", first=True),
     "mul_broadcast_h": lambda: _broadcast("MUL", "pool", activation="RELU"),
+    # PAD / PADV2 that do not fold into a convolution
+    "pad_then_max_pool": lambda: _pad_then("MAX_POOL_2D", None),
+    "padv2_value_then_conv": lambda: _pad_then("CONV_2D", -100),
+    "padv2_extreme_value_then_max_pool": lambda: _pad_then("MAX_POOL_2D", 127),
+    # RESHAPE where CHW and HWC orders agree
+    "reshape_same_channels": lambda: _reshape([1, 4, 5, 3], [1, 2, 10, 3], then_conv=True),
+    "reshape_one_channel": lambda: _reshape([1, 4, 6, 1], [1, 3, 8, 1], then_conv=True),
+    "reshape_vector_to_position": lambda: _reshape([1, 6], [1, 1, 1, 6], then_conv=True),
 }
 
 
@@ -145,6 +201,8 @@ def _rank_broadcast() -> bytes:
 
 
 @pytest.mark.parametrize("data, words", [
+    (lambda: _reshape([1, 4, 5, 3], [1, 4, 15, 1]), "moves elements between"),
+    (lambda: _reshape([1, 4, 5, 3], [1, 20, 3]), "only .1,H,W,C. and .1,D. tensors"),
     (lambda: _constant_operand("ADD"), r"operator 0 \(ADD\): a constant operand"),
     (lambda: _constant_operand("MUL"), r"operator 0 \(MUL\): a constant operand"),
     (_rank_broadcast, r"operator 1 \(MUL\): broadcasts \[1, 4, 5, 3\] with \[1, 3\]"),
@@ -165,3 +223,11 @@ def test_onnx_arithmetic_refuses_a_broadcasting_add() -> None:
     with pytest.raises(MnistEdgeError, match="broadcasting inputs of different shapes is "
                                              "defined in the tflite arithmetic only"):
         graph.validate()
+
+
+def test_c_refuses_a_graph_that_only_reshapes() -> None:
+    from mnist_edge.backends.c import render_tree
+
+    graph, _ = tflite_to_qgraph(parse_tflite(_reshape([1, 4, 6, 1], [1, 3, 8, 1]), "r"), "r")
+    with pytest.raises(MnistEdgeError, match="only reshapes its input"):
+        render_tree(graph)

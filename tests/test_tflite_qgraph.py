@@ -62,8 +62,7 @@ def test_mlperf_model_golden_equals_tflm(name: str) -> None:
 
 # Fixtures the QGraph takes as they are, and those it refuses (with the reason's words).
 REFUSED = {"add_broadcast": "inputs", "sub": "inputs", "mul": "inputs",
-           "mul_broadcast_relu6": "inputs", "concat": "inputs", "pad": "PAD",
-           "padv2": "PAD", "softmax": "input"}
+           "mul_broadcast_relu6": "inputs", "concat": "inputs", "softmax": "input"}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

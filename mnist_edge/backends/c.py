@@ -377,6 +377,18 @@ def _lower_tfl_mean(c: StepContext) -> Lowered:
             f"{c.fn('tfl_mean_s8')}(&{c.ident}_params, {c.src}, {c.dst});")
 
 
+def _lower_tfl_pad(c: StepContext) -> Lowered:
+    """TFLM's PAD / PADV2 (tflite arithmetic only): a copy inside a border of one value."""
+    i = c.step.ops[0]
+    op, x = c.graph.ops[i], c.graph.input_of(i)
+    top, left = op.attrs["padding"][:2]
+    fields = [("in_h", x.shape[1]), ("in_w", x.shape[2]), ("channels", x.shape[0]),
+              ("out_h", op.output.shape[1]), ("out_w", op.output.shape[2]),
+              ("pad_top", top), ("pad_left", left), ("value", op.attrs["value"])]
+    return (c.ptype("tfl_pad_params"), [(k, str(int(v))) for k, v in fields],
+            f"{c.fn('tfl_pad_s8')}(&{c.ident}_params, {c.src}, {c.dst});")
+
+
 def _lower_lut(c: StepContext) -> Lowered:
     size = c.graph.ops[c.step.ops[0]].output.size
     return None, [], f"{c.fn('lut_s8')}({c.arrays.table.name}, {size}, {c.src}, {c.dst});"
@@ -443,12 +455,13 @@ STEP_LOWERING: dict[str, Callable[[StepContext], Lowered]] = {
     "mul": _lower_mul,
     "softmax": _lower_softmax,
     "mean": _lower_tfl_mean,
+    "pad": _lower_tfl_pad,
     "to_chw": _lower_to_chw,
 }
 # QGraph op kind -> the planner step that computes it (tests/test_op_registry.py checks
 # that every registered kind has one, and every step kind a lowering). conv2d on the raw
 # pixels becomes "conv_u8"; a LUT after a conv, linear or average pool, and a max pool
-# after a conv, fuse into that step; flatten emits nothing.
+# after a conv, fuse into that step; flatten and reshape emit nothing.
 LOWERING: dict[str, str] = dict(STEP_KIND)
 
 

@@ -110,11 +110,14 @@ def _align(n: int) -> int:
 
 
 # The QGraph kinds the planner schedules, and the step kind each starts (sub, mul, mean and
-# softmax exist in the tflite arithmetic only; sub is the add kernel with a minus sign).
+# softmax exist in the tflite arithmetic only; sub is the add kernel with a minus sign; a
+# tflite reshape keeps the HWC order, so it is a view like flatten).
 STEP_KIND = {"conv2d": "conv", "linear": "linear", "avgpool2d": "avgpool",
              "global_avgpool": "avgpool", "maxpool2d": "maxpool", "lut": "lut",
              "flatten": "flatten", "add": "add", "concat": "concat", "sub": "add",
-             "mul": "mul", "softmax": "softmax", "mean": "mean"}
+             "mul": "mul", "softmax": "softmax", "mean": "mean", "pad": "pad",
+             "reshape": "flatten"}
+VIEWS = ("flatten", "reshape")  # kinds that only rename their input's bytes (HWC either way)
 INT32_LIMIT = 1 << 31
 
 
@@ -212,8 +215,8 @@ def _steps(graph: QGraph, fuse_overlapping: set[int]) -> tuple[list[Step], list[
     # A flatten is a view: its readers read the storage of the tensor it flattens.
     storage = {INPUT_NAME: INPUT_NAME}
     for op in ops:
-        storage[op.name] = storage[op.inputs[0]] if op.kind == "flatten" else op.name
-    storage_readers = {name: [j for j, o in enumerate(ops) if o.kind != "flatten"
+        storage[op.name] = storage[op.inputs[0]] if op.kind in VIEWS else op.name
+    storage_readers = {name: [j for j, o in enumerate(ops) if o.kind not in VIEWS
                               and any(storage[n] == name for n in o.inputs)]
                        for name in set(storage.values())}
     steps: list[Step] = []
@@ -323,7 +326,11 @@ def _output_in_chw(graph: QGraph, steps: list[Step], buffers: list[Buffer],
 
 def _route_logits(steps: list[Step], buffers: list[Buffer]) -> None:
     """The last writing step stores straight into the caller's logits array."""
-    last = max(k for k, s in enumerate(steps) if not s.in_place)
+    writing = [k for k, s in enumerate(steps) if not s.in_place]
+    if not writing:
+        raise MnistEdgeError("the C backend needs an op that computes: this graph only "
+                             "reshapes its input")
+    last = writing[-1]
     dropped = steps[last].dst
     for s in steps[last:]:
         s.src = LOGITS if s.src == dropped else s.src

@@ -9,9 +9,13 @@ with channel multiplier M is a conv with one group per input channel), and a fla
 an NHWC tensor before FULLY_CONNECTED permutes that layer's weight columns
 (`layout.flatten_order`, shared with the ONNX importer). Elementwise activations whose
 result is a function of the int8 input alone become 256-entry tables computed by TFLM's
-own kernel; a PAD that fills with the input zero point folds into the convolution reading
-it; QUANTIZE / DEQUANTIZE at a float model's edges are dropped and their scales recorded in
-the graph's meta. Anything else is refused by operator index and builtin name.
+own kernel (HARD_SWISH, and an int8 -> int8 QUANTIZE, TFLM's Requantize, too); a PAD that
+fills with the input zero point folds into the convolutions reading it, any other PAD /
+PADV2 of H and W becomes a `pad` op; MEAN over H and W becomes a `mean` op; ADD, SUB and
+MUL broadcast [1,H,W,C] tensors; a RESHAPE becomes a view (a flatten, or a `reshape`
+where TFLite's HWC order and the IR's CHW order agree); QUANTIZE / DEQUANTIZE at a float
+model's edges are dropped and their scales recorded in the graph's meta. Anything else is
+refused by operator index and builtin name.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import numpy as np
 from ..errors import MnistEdgeError
 from ..ops import tflite_kernels as K
 from ..ops import tflite_prepare as P
+from ..ops.layout import pure_layout
 from ..qgraph import INPUT_NAME, QGraph, QOp, QTensor
 from .layout import flatten_order, is_identity, permute_columns
 from .tflite_reader import Operator, Tensor, TFLiteModel
@@ -321,8 +326,17 @@ class _Mapper:
             self.views[op.outputs[0]] = v
             self.mapped[-1]["qgraph"] = ["(no op: a view)"]
         else:
-            raise self.refuse(op, f"reshapes {list(x.shape)} into {list(out.shape)}; only "
-                              "flattening to [1,D] is supported")
+            try:
+                src, dst = self.shape_of(v.name), ir_shape(out)
+            except MnistEdgeError:
+                raise self.refuse(op, f"reshapes {list(x.shape)} into {list(out.shape)}; "
+                                  "only [1,H,W,C] and [1,D] tensors are supported") from None
+            if v.order is not None or not pure_layout(src, dst):
+                raise self.refuse(op, f"reshapes {list(x.shape)} into {list(out.shape)}, "
+                                  "which moves elements between TFLite's HWC order and the "
+                                  "QGraph's CHW order (only a flatten, a reshape keeping the "
+                                  "channels, or one of a single channel or position maps)")
+            self.emit(op, "reshape", [v.name], qtensor(out), {"shape": list(dst)})
 
     _op_SQUEEZE = _op_RESHAPE
 
@@ -381,18 +395,21 @@ class _Mapper:
         if op.op == "PADV2" and len(op.inputs) > 2 and op.inputs[2] >= 0:
             value = int(self.t(op.inputs[2]).data.ravel()[0])
         readers = self.readers(op.outputs[0])
-        if (pads[0].any() or pads[3].any() or value != qtensor(x).zero_point
-                or (qtensor(x).scale, qtensor(x).zero_point) != (qtensor(out).scale,
-                                                                 qtensor(out).zero_point)
-                or not readers or any(r.op not in CONV_OPS or r.inputs[0] != op.outputs[0]
-                                      for r in readers)
-                or op.outputs[0] == self.output_index):
-            raise self.refuse(op, "only a PAD of H and W with the input's zero point, read by "
-                              "convolutions (it folds into their padding), is supported")
+        if pads[0].any() or pads[3].any():
+            raise self.refuse(op, "pads the batch or the channels; only H and W are supported")
+        if (qtensor(x).scale, qtensor(x).zero_point) != (qtensor(out).scale,
+                                                         qtensor(out).zero_point):
+            raise self.refuse(op, "input and output quantization differ (TFLM's PAD copies "
+                              "the bytes)")
         pad = (int(pads[1, 0]), int(pads[2, 0]), int(pads[1, 1]), int(pads[2, 1]))
-        self.views[op.outputs[0]] = View(v.name, None, tuple(
-            a + b for a, b in zip(v.pad, pad, strict=True)))
-        self.mapped[-1]["qgraph"] = ["(folded into the convolutions reading it)"]
+        if (value == qtensor(x).zero_point and readers and op.outputs[0] != self.output_index
+                and all(r.op in CONV_OPS and r.inputs[0] == op.outputs[0] for r in readers)):
+            # padding with real 0 before convolutions only: it folds into their padding
+            self.views[op.outputs[0]] = View(v.name, None, tuple(
+                a + b for a, b in zip(v.pad, pad, strict=True)))
+            self.mapped[-1]["qgraph"] = ["(folded into the convolutions reading it)"]
+            return
+        self.emit(op, "pad", [v.name], qtensor(out), {"padding": list(pad), "value": value})
 
     _op_PADV2 = _op_PAD
 
