@@ -257,8 +257,11 @@ def test_cli_import_and_validate_against_tflm(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("what", ["float", "hybrid", "truncated", "multi-input"])
 def test_cli_refuses_in_one_line_and_writes_nothing(what: str, tmp_path: Path) -> None:
-    if what == "float":
-        src, words = _mlperf("pretrainedResnet"), "float .tflite is not supported yet"
+    if what == "float":  # a float .tflite imports unless an operator does not map
+        from test_tflite_float import _float_model
+
+        src, words = tmp_path / "float.tflite", "operator 7 (SUB): has no float-graph mapping"
+        src.write_bytes(_float_model(tail="SUB"))
     elif what == "hybrid":
         src, words = _mlperf("kws_ref_model_float32"), "hybrid"
     else:

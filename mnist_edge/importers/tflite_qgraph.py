@@ -36,6 +36,8 @@ from .tflite_reader import Operator, Tensor, TFLiteModel
 CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D")
 LUT_OPS = ("LOGISTIC", "TANH", "RELU", "RELU6", "LEAKY_RELU")
 HWC = (1, 2, 0)  # TFLite flattens a CxHxW tensor in H, W, C order
+MIXED = ("a .tflite mixing float and int8 is not supported: quantize the model fully to "
+         "int8 (int8 activations and weights), or keep it all float")
 
 
 @dataclass
@@ -181,16 +183,14 @@ class _Mapper:
         if self.t(self.input_index).dtype == "float32":
             readers = self.readers(self.input_index)
             if len(readers) != 1 or readers[0].op != "QUANTIZE":
-                raise MnistEdgeError("a float .tflite is not supported yet: quantize the model "
-                                     "fully to int8 (int8 activations and weights)")
+                raise MnistEdgeError(MIXED)
             skip.add(readers[0].index)
             self.input_index = readers[0].outputs[0]
             self.meta.setdefault("float_edges", {})["input"] = _edge(self.t(self.input_index))
         if self.t(self.output_index).dtype == "float32":
             writer = next(o for o in m.operators if self.output_index in o.outputs)
             if writer.op != "DEQUANTIZE":
-                raise MnistEdgeError("a float .tflite is not supported yet: quantize the model "
-                                     "fully to int8 (int8 activations and weights)")
+                raise MnistEdgeError(MIXED)
             skip.add(writer.index)
             self.output_index = writer.inputs[0]
             self.meta.setdefault("float_edges", {})["output"] = _edge(self.t(self.output_index))
@@ -206,8 +206,9 @@ class _Mapper:
                                   "(only at a float model's input and output) is not "
                                   "supported")
             if any(self.t(i).dtype == "float32" for i in (*op.inputs[:1], *op.outputs)):
-                raise MnistEdgeError("a float .tflite is not supported yet: quantize the model "
-                                     f"fully to int8 ({op.label()} computes in float)")
+                raise MnistEdgeError("a .tflite mixing float and int8 is not supported: "
+                                     "quantize the model fully to int8 "
+                                     f"({op.label()} computes in float)")
 
     def _output(self) -> None:
         v = self.views.get(self.output_index)
