@@ -127,3 +127,22 @@ def test_mlperf_float_resnet_imports_quantizes_and_is_exact(tmp_path: Path) -> N
     m.quantize(data=str(tmp_path / "cal.npz"), calib_images=64, progress=False)
     res = m.validate("onnxruntime", data=str(tmp_path / "cal.npz"), limit=32, progress=False)
     assert res.backends["onnxruntime"]["exact_logit_fraction"] == 1.0, res
+
+
+def test_mutated_float_files_map_or_are_refused_in_one_line() -> None:
+    """300 mutations (tests/tflite_fuzz.py) of the small float model: the reader and the
+    float mapping either take each or refuse it with a one-line MnistEdgeError."""
+    from tflite_fuzz import mutate
+
+    rng = np.random.default_rng(7)
+    data = _float_model()
+    outcomes = {"ok": 0, "refused": 0}
+    for _ in range(300):
+        what, mutated = mutate(data, rng)
+        try:
+            tflite_to_fgraph(parse_tflite(mutated, "f"), "f")
+            outcomes["ok"] += 1
+        except MnistEdgeError as exc:
+            assert "\n" not in str(exc), (what, str(exc))
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 0
