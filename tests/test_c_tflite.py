@@ -268,11 +268,12 @@ def _fixture_cases() -> dict:
         "fc_softmax_10": lambda: _fc_softmax(10),
         "fc_softmax_300": lambda: _fc_softmax(300),
     })
-    # MEAN, broadcasting ADD/SUB/MUL, PAD, RESHAPE; HARD_SWISH and QUANTIZE lower to the
-    # lut kernel like every table, so one of them stands for all (the suite's time)
+    # MEAN, broadcasting ADD/SUB/MUL, PAD, RESHAPE; HARD_SWISH, QUANTIZE and a constant
+    # operand lower to the lut kernel like every table, so one case each stands for them
+    # (the suite's time)
     cases.update({k: v for k, v in later.CASES.items()
-                  if not k.startswith(("hard_swish_", "requantize_")) or k in (
-                      "requantize_up",)})
+                  if not k.startswith(("hard_swish_", "requantize_", "add_constant",
+                                       "mul_constant")) or k == "requantize_up"})
     return cases
 
 

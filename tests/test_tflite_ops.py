@@ -1,5 +1,6 @@
 """The TFLite operators added after the first import (issue 24): MEAN over H and W,
-HARD_SWISH, an int8 -> int8 QUANTIZE inside a model, broadcasting ADD / SUB / MUL, PAD /
+HARD_SWISH, an int8 -> int8 QUANTIZE inside a model, broadcasting ADD / SUB / MUL (and with
+a constant of one value, a table), PAD /
 PADV2 that do not fold into a convolution, RESHAPE where CHW and HWC orders agree.
 
 Each is a small `.tflite` written without TensorFlow (tests/tflite_build.py), in several
@@ -156,6 +157,13 @@ CASES = {
     "mul_broadcast_channel": lambda: _broadcast("MUL", "mean"),
     "mul_broadcast_pixel_first": lambda: _broadcast("MUL", "conv", first=True),
     "mul_broadcast_h": lambda: _broadcast("MUL", "pool", activation="RELU"),
+    # a constant operand of one value: a table by the same semantics
+    "add_constant": lambda: _constant_operand("ADD", (40,), activation="RELU"),
+    "sub_constant_first": lambda: _constant_operand("SUB", (-77,), first=True,
+                                                    q_k=(0.11, -3)),
+    "mul_constant_scalar": lambda: _constant_operand("MUL", (127,), q_k=(0.004, 0)),
+    "mul_constant_one_value_per_channel": lambda: _constant_operand("MUL", (-20, -20, -20),
+                                                                    first=True),
     # PAD / PADV2 that do not fold into a convolution
     "pad_then_max_pool": lambda: _pad_then("MAX_POOL_2D", None),
     "padv2_value_then_conv": lambda: _pad_then("CONV_2D", -100),
@@ -181,13 +189,14 @@ def test_mean_maps_to_one_op_and_a_view() -> None:
     assert graph.ops[0].kind == "mean" and graph.ops[0].output.shape == (5, 1, 1)
 
 
-def _constant_operand(op: str) -> bytes:
-    """OP(x, a constant [1,1,1,3] tensor)."""
-    return build([_act("x", [1, 4, 5, 3], 0.05, -7),
-                  dict(_act("k", [1, 1, 1, 3], 0.02, 1), data=np.array([[[[5, -9, 100]]]],
-                                                                         np.int8)),
-                  _act("y", [1, 4, 5, 3], 0.09, 3)],
-                 [dict(op=op, inputs=[0, 1], outputs=[2])], [0], [2])
+def _constant_operand(op: str, values=(5, -9, 100), first: bool = False,
+                      q_k: tuple[float, int] = (0.02, 1), activation: str = "NONE") -> bytes:
+    """OP(x, a constant) (or OP(constant, x)): [1,1,1,3] of `values`, [1] for one value."""
+    shape = [1] if len(values) == 1 else [1, 1, 1, len(values)]
+    k = dict(_act("k", shape, *q_k), data=np.array(values, np.int8).reshape(shape))
+    return build([_act("x", [1, 4, 5, 3], 0.05, -7), k, _act("y", [1, 4, 5, 3], 0.09, 3)],
+                 [dict(op=op, inputs=[1, 0] if first else [0, 1], outputs=[2],
+                       options=dict(fused_activation=activation))], [0], [2])
 
 
 def _rank_broadcast() -> bytes:
@@ -203,8 +212,8 @@ def _rank_broadcast() -> bytes:
 @pytest.mark.parametrize("data, words", [
     (lambda: _reshape([1, 4, 5, 3], [1, 4, 15, 1]), "moves elements between"),
     (lambda: _reshape([1, 4, 5, 3], [1, 20, 3]), "only .1,H,W,C. and .1,D. tensors"),
-    (lambda: _constant_operand("ADD"), r"operator 0 \(ADD\): a constant operand"),
-    (lambda: _constant_operand("MUL"), r"operator 0 \(MUL\): a constant operand"),
+    (lambda: _constant_operand("ADD"), r"operator 0 \(ADD\): a constant operand of more "),
+    (lambda: _constant_operand("MUL"), r"operator 0 \(MUL\): a constant operand of more "),
     (_rank_broadcast, r"operator 1 \(MUL\): broadcasts \[1, 4, 5, 3\] with \[1, 3\]"),
     (lambda: _mean((4, 4), (0.05, 0), (0.05, 0), axes=(3,)), r"reduces axes \[3\]"),
     (lambda: _mean((4, 4), (0.05, 0), (0.05, 0), axes=(1,)), r"reduces axes \[1\]"),

@@ -281,9 +281,10 @@ class _Mapper:
                   self._weights(op, w, weight, units))
 
     def _binary(self, op: Operator, kind: str) -> None:
-        if any(self.t(i).is_constant for i in op.inputs[:2]):
-            raise self.refuse(op, "a constant operand is not supported (QGraph ops read "
-                              "tensors computed from the input)")
+        consts = [k for k in (0, 1) if self.t(op.inputs[k]).is_constant]
+        if consts:
+            self._constant_operand(op, kind, consts)
+            return
         a, b = self.view(op, 0), self.view(op, 1)
         sa, sb = self.t(op.inputs[0]).shape, self.t(op.inputs[1]).shape
         if sa != sb and not (len(sa) == len(sb) == 4 and sa[0] == sb[0] == 1):
@@ -293,6 +294,31 @@ class _Mapper:
             raise self.refuse(op, "its inputs are flattened in different orders")
         self.emit(op, kind, [a.name, b.name], qtensor(self.t(op.outputs[0])),
                   _activation(op), order=a.order)
+
+    def _constant_operand(self, op: Operator, kind: str, consts: list[int]) -> None:
+        """ADD / SUB / MUL of a tensor and a constant of one value: a function of the
+        tensor's int8 value alone, so a table, computed by the registry's own tflite
+        semantics of `kind` over all 256 inputs (exact by construction)."""
+        if len(consts) == 2:
+            raise self.refuse(op, "both operands are constants")
+        k = consts[0]
+        c, x, out = (self.t(op.inputs[k]), self.t(op.inputs[1 - k]), self.t(op.outputs[0]))
+        q = c.quantization
+        values = np.asarray(c.data).ravel()
+        if c.dtype != "int8" or q is None or q.per_channel or values.size == 0:
+            raise self.refuse(op, "a constant operand must be int8 with per-tensor "
+                              "quantization")
+        if np.any(values != values[0]) or out.shape != x.shape:
+            raise self.refuse(op, "a constant operand of more than one value (e.g. per "
+                              "channel) is not supported; one value becomes a table")
+        v = self.view(op, 1 - k)
+        table = constant_table(kind, k, qtensor(x, (1,)), qtensor(c, (1,)),
+                               qtensor(out, (1,)), int(values[0]),
+                               op.options.get("fused_activation", "NONE"))
+        real = float(q.scale[0]) * (int(values[0]) - int(q.zero_point[0]))
+        self.emit(op, "lut", [v.name], qtensor(out),
+                  {"activation": f"{kind} constant", "params": {"constant": real}},
+                  {"table": table}, order=v.order)
 
     def _op_ADD(self, op: Operator) -> None:
         self._binary(op, "add")
@@ -450,6 +476,23 @@ def tflm_table(op: Operator, x: QTensor, y: QTensor) -> tuple[np.ndarray, dict[s
     else:
         raise MnistEdgeError(f"{op.label()} has no table")
     return np.ascontiguousarray(table.reshape(256)).astype(np.int8), params
+
+
+def constant_table(kind: str, position: int, x: QTensor, c: QTensor, y: QTensor, value: int,
+                   activation: str) -> np.ndarray:
+    """The 256-entry table of `kind` (add, sub, mul) between every int8 x and the constant
+    int8 `value` (operand `position` 0 or 1), as the registry's tflite semantics compute
+    it: the same Prepare and Eval as for two tensors."""
+    from ..ops import REGISTRY
+
+    ins = [c, x] if position == 0 else [x, c]
+    attrs = {} if activation == "NONE" else {"activation": activation.lower()}
+    qop = QOp("table", kind, y, attrs, {}, ["a", "b"])
+    sem = REGISTRY[kind].tflite
+    xs = np.arange(-128, 128, dtype=np.int8).reshape(256, 1)
+    k = np.full((256, 1), value, np.int8)
+    out = sem.golden(qop, [k, xs] if position == 0 else [xs, k], ins, sem.prepare(qop, ins))
+    return np.ascontiguousarray(out.reshape(256)).astype(np.int8)
 
 
 def _prepared(op: Operator, prepare, *args):
