@@ -461,7 +461,8 @@ def from_onnx(path: str | Path, name: str | None = None, runs: str | Path = "run
 @_user_errors
 def from_tflite(path: str | Path, name: str | None = None, runs: str | Path = "runs") -> Model:
     """Import an int8 .tflite as it is: a QGraph in the tflite arithmetic (no calibration,
-    so there is nothing to quantize)."""
+    so there is nothing to quantize); a float .tflite becomes a float graph, to quantize
+    like an ONNX import."""
     from .importers import import_tflite
 
     run_dir, _ = import_tflite(path, runs, name)

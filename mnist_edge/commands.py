@@ -49,6 +49,13 @@ def _tflite_import_line(source: str, m: api.Model) -> str:
     from .importers import load_import_info
 
     doc = load_import_info(m.run_dir)
+    if doc.get("float"):
+        ops = [k for entry in doc["ops"] for k in entry["fgraph"] if not k.startswith("(")]
+        check = doc["float_check"]
+        return (f"imported {source} -> {m.run_dir}: a float .tflite, {len(doc['ops'])} "
+                f"TFLite operators -> {len(ops)} float-graph ops (max |diff| vs TFLite Micro "
+                f"{check['max_abs_diff']:.3g} on {check['inputs']}); next: mnist-edge "
+                f"quantize {m.run_dir}")
     kinds = [k for entry in doc["ops"] for k in entry["qgraph"] if not k.startswith("(")]
     return (f"imported {source} -> {m.run_dir}: {len(doc['ops'])} TFLite operators -> "
             f"{len(kinds)} QGraph ops in the tflite arithmetic, input "

@@ -7,7 +7,8 @@
   against `requant.py` over edge cases: INT32_MIN/MAX, every shift -31..30, exact ties;
 * each kernel on its own: the single-op TFLite fixtures of test_tflite_fixtures, and
   small two-branch models for ADD/SUB/MUL/CONCATENATION, fused and padded max pools
-  and SOFTMAX; what the C kernels do not implement is refused by name.
+  and SOFTMAX, and test_tflite_ops' MEAN, HARD_SWISH, QUANTIZE and broadcasting
+  fixtures; what the C kernels do not implement is refused by name.
 """
 
 from __future__ import annotations
@@ -251,10 +252,11 @@ def _fc_softmax(units: int) -> bytes:
 
 def _fixture_cases() -> dict:
     import test_tflite_fixtures as fx
+    import test_tflite_ops as later
 
     cases = {k: v for k, v in fx.CASES.items() if k not in (
-        "add_broadcast", "mul_broadcast_relu6", "sub", "mul", "concat", "softmax", "pad",
-        "padv2", "conv_dilated")}
+        "add_broadcast", "mul_broadcast_relu6", "sub", "mul", "concat", "softmax",
+        "conv_dilated")}
     cases.update({
         "add_relu6": lambda: _two_branch("ADD", "RELU6"),
         "sub_two_branch": lambda: _two_branch("SUB"),
@@ -266,6 +268,12 @@ def _fixture_cases() -> dict:
         "fc_softmax_10": lambda: _fc_softmax(10),
         "fc_softmax_300": lambda: _fc_softmax(300),
     })
+    # MEAN, broadcasting ADD/SUB/MUL, PAD, RESHAPE; HARD_SWISH, QUANTIZE and a constant
+    # operand lower to the lut kernel like every table, so one case each stands for them
+    # (the suite's time)
+    cases.update({k: v for k, v in later.CASES.items()
+                  if not k.startswith(("hard_swish_", "requantize_", "add_constant",
+                                       "mul_constant")) or k == "requantize_up"})
     return cases
 
 

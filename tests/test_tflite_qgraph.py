@@ -62,8 +62,7 @@ def test_mlperf_model_golden_equals_tflm(name: str) -> None:
 
 # Fixtures the QGraph takes as they are, and those it refuses (with the reason's words).
 REFUSED = {"add_broadcast": "inputs", "sub": "inputs", "mul": "inputs",
-           "mul_broadcast_relu6": "inputs", "concat": "inputs", "pad": "PAD",
-           "padv2": "PAD", "softmax": "input"}
+           "mul_broadcast_relu6": "inputs", "concat": "inputs", "softmax": "input"}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -243,8 +242,11 @@ def test_cli_import_and_validate_against_tflm(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("what", ["float", "hybrid", "truncated", "multi-input"])
 def test_cli_refuses_in_one_line_and_writes_nothing(what: str, tmp_path: Path) -> None:
-    if what == "float":
-        src, words = _mlperf("pretrainedResnet"), "float .tflite is not supported yet"
+    if what == "float":  # a float .tflite imports unless an operator does not map
+        from test_tflite_float import _float_model
+
+        src, words = tmp_path / "float.tflite", "operator 7 (SUB): has no float-graph mapping"
+        src.write_bytes(_float_model(tail="SUB"))
     elif what == "hybrid":
         src, words = _mlperf("kws_ref_model_float32"), "hybrid"
     else:

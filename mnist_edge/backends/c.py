@@ -31,7 +31,7 @@ import numpy as np
 
 from .. import __version__, golden
 from ..errors import MnistEdgeError
-from ..ops.elementwise import add_weights
+from ..ops.elementwise import add_weights, broadcasts
 from ..ops.layout import concat_multipliers
 from ..paths import template_env, write_tree
 from ..qgraph import QGraph, QOp, QTensor
@@ -326,10 +326,24 @@ def _lower_tfl_add(c: StepContext) -> Lowered:
 
 
 def _binary_call(c: StepContext, kernel: str, fields: list[tuple[str, Any]]) -> Lowered:
-    """A two-input elementwise kernel's parameter block (integer fields) and call."""
+    """A two-input elementwise kernel's parameter block (integer fields, and the broadcast
+    strides where the inputs' shapes differ) and call."""
     other = _buf(c.plan, c.step.more[0])
-    return (c.ptype(f"{kernel}_params"), [(k, str(int(v))) for k, v in fields],
+    block = [(k, str(int(v))) for k, v in fields]
+    ins = c.graph.inputs_of(c.step.conv)
+    if broadcasts(ins):
+        ch, h, w = c.graph.ops[c.step.conv].output.shape
+        steps = [_hwc_steps(t.shape) for t in ins]
+        block.append(("broadcast", f"{{.out_h = {h}, .out_w = {w}, .out_c = {ch}, "
+                                   f".a_step = {{{steps[0]}}}, .b_step = {{{steps[1]}}}}}"))
+    return (c.ptype(f"{kernel}_params"), block,
             f"{c.fn(kernel + '_s8')}(&{c.ident}_params, {c.src}, {other}, {c.dst});")
+
+
+def _hwc_steps(shape: tuple[int, ...]) -> str:
+    """The HWC strides (H, W, C) of a CxHxW tensor, 0 along each dimension of size 1."""
+    ch, h, w = shape
+    return ", ".join(str(s if n > 1 else 0) for s, n in ((w * ch, h), (ch, w), (1, ch)))
 
 
 def _lower_mul(c: StepContext) -> Lowered:
@@ -351,6 +365,28 @@ def _lower_softmax(c: StepContext) -> Lowered:
               ("input_left_shift", p["input_left_shift"]), ("diff_min", p["diff_min"])]
     return (c.ptype("softmax_params"), [(k, str(int(v))) for k, v in fields],
             f"{c.fn('softmax_s8')}(&{c.ident}_params, {c.src}, {c.dst});")
+
+
+def _lower_tfl_mean(c: StepContext) -> Lowered:
+    """TFLM's MEAN over H and W (tflite arithmetic only): QuantizedMeanOrSum's constants."""
+    p = c.graph.prepare(c.step.conv)
+    fields = [("channels", c.graph.ops[c.step.conv].output.shape[0]), ("count", p["count"]),
+              ("input_zero_point", p["input_zp"]), ("output_zero_point", p["output_zp"]),
+              ("multiplier", p["mult"]), ("shift", p["shift"])]
+    return (c.ptype("tfl_mean_params"), [(k, str(int(v))) for k, v in fields],
+            f"{c.fn('tfl_mean_s8')}(&{c.ident}_params, {c.src}, {c.dst});")
+
+
+def _lower_tfl_pad(c: StepContext) -> Lowered:
+    """TFLM's PAD / PADV2 (tflite arithmetic only): a copy inside a border of one value."""
+    i = c.step.ops[0]
+    op, x = c.graph.ops[i], c.graph.input_of(i)
+    top, left = op.attrs["padding"][:2]
+    fields = [("in_h", x.shape[1]), ("in_w", x.shape[2]), ("channels", x.shape[0]),
+              ("out_h", op.output.shape[1]), ("out_w", op.output.shape[2]),
+              ("pad_top", top), ("pad_left", left), ("value", op.attrs["value"])]
+    return (c.ptype("tfl_pad_params"), [(k, str(int(v))) for k, v in fields],
+            f"{c.fn('tfl_pad_s8')}(&{c.ident}_params, {c.src}, {c.dst});")
 
 
 def _lower_lut(c: StepContext) -> Lowered:
@@ -418,12 +454,14 @@ STEP_LOWERING: dict[str, Callable[[StepContext], Lowered]] = {
     "concat": _lower_concat,
     "mul": _lower_mul,
     "softmax": _lower_softmax,
+    "mean": _lower_tfl_mean,
+    "pad": _lower_tfl_pad,
     "to_chw": _lower_to_chw,
 }
 # QGraph op kind -> the planner step that computes it (tests/test_op_registry.py checks
 # that every registered kind has one, and every step kind a lowering). conv2d on the raw
 # pixels becomes "conv_u8"; a LUT after a conv, linear or average pool, and a max pool
-# after a conv, fuse into that step; flatten emits nothing.
+# after a conv, fuse into that step; flatten and reshape emit nothing.
 LOWERING: dict[str, str] = dict(STEP_KIND)
 
 

@@ -109,12 +109,15 @@ def _align(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
-# The QGraph kinds the planner schedules, and the step kind each starts (sub, mul and
-# softmax exist in the tflite arithmetic only; sub is the add kernel with a minus sign).
+# The QGraph kinds the planner schedules, and the step kind each starts (sub, mul, mean and
+# softmax exist in the tflite arithmetic only; sub is the add kernel with a minus sign; a
+# tflite reshape keeps the HWC order, so it is a view like flatten).
 STEP_KIND = {"conv2d": "conv", "linear": "linear", "avgpool2d": "avgpool",
              "global_avgpool": "avgpool", "maxpool2d": "maxpool", "lut": "lut",
              "flatten": "flatten", "add": "add", "concat": "concat", "sub": "add",
-             "mul": "mul", "softmax": "softmax"}
+             "mul": "mul", "softmax": "softmax", "mean": "mean", "pad": "pad",
+             "reshape": "flatten"}
+VIEWS = ("flatten", "reshape")  # kinds that only rename their input's bytes (HWC either way)
 INT32_LIMIT = 1 << 31
 
 
@@ -153,6 +156,8 @@ def _tflite_refusal(graph: QGraph, i: int) -> str | None:
         return "a requantization shift outside -31..30"
     if op.kind == "softmax" and (op.output.size >= 512 or c["input_left_shift"] > 30):
         return "a softmax over 512 values or more, or with an input shift above 30"
+    if op.kind == "mean" and (c["count"] >= 1 << 23 or not -31 <= c["shift"] <= 30):
+        return "a MEAN over 2^23 values or more, or with a shift outside -31..30"
     if op.kind in ("avgpool2d", "maxpool2d") and not _windows_touch_input(graph, i):
         return "a pool window entirely in the padding"
     return None
@@ -210,8 +215,8 @@ def _steps(graph: QGraph, fuse_overlapping: set[int]) -> tuple[list[Step], list[
     # A flatten is a view: its readers read the storage of the tensor it flattens.
     storage = {INPUT_NAME: INPUT_NAME}
     for op in ops:
-        storage[op.name] = storage[op.inputs[0]] if op.kind == "flatten" else op.name
-    storage_readers = {name: [j for j, o in enumerate(ops) if o.kind != "flatten"
+        storage[op.name] = storage[op.inputs[0]] if op.kind in VIEWS else op.name
+    storage_readers = {name: [j for j, o in enumerate(ops) if o.kind not in VIEWS
                               and any(storage[n] == name for n in o.inputs)]
                        for name in set(storage.values())}
     steps: list[Step] = []
@@ -263,7 +268,7 @@ def _steps(graph: QGraph, fuse_overlapping: set[int]) -> tuple[list[Step], list[
         group = [i]
         step = Step(kind, group, where[first], where[first],
                     more=[where[n] for n in op.inputs[1:]])
-        if kind in ("add", "concat", "mul", "softmax"):
+        if kind in ("add", "concat", "mul", "softmax", "mean"):
             step.conv = i  # they requantize too: their multipliers are the step's
         if kind in ("conv", "linear", "avgpool"):
             step.conv = i
@@ -321,7 +326,11 @@ def _output_in_chw(graph: QGraph, steps: list[Step], buffers: list[Buffer],
 
 def _route_logits(steps: list[Step], buffers: list[Buffer]) -> None:
     """The last writing step stores straight into the caller's logits array."""
-    last = max(k for k, s in enumerate(steps) if not s.in_place)
+    writing = [k for k, s in enumerate(steps) if not s.in_place]
+    if not writing:
+        raise MnistEdgeError("the C backend needs an op that computes: this graph only "
+                             "reshapes its input")
+    last = writing[-1]
     dropped = steps[last].dst
     for s in steps[last:]:
         s.src = LOGITS if s.src == dropped else s.src

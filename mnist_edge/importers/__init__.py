@@ -8,7 +8,9 @@ After that every command that starts from a float graph works on the run.
 
 `import_tflite` reads an int8 `.tflite` (already quantized: no float graph, no
 calibration) straight into `<name>.qgraph.*` in the `tflite` arithmetic, plus
-`import.json` (the source's path and sha256, which `validate --backend tflm` runs).
+`import.json` (the source's path and sha256, which `validate --backend tflm` runs). A
+float `.tflite` (nothing quantized) becomes `<name>.fgraph.*` instead, checked against
+TFLite Micro's float kernels, for `quantize` to take like an ONNX import.
 """
 
 from __future__ import annotations
@@ -164,6 +166,7 @@ def import_tflite(path: str | Path, runs: str | Path = "runs", name: str | None 
     only when the whole file mapped (a refused or hostile file leaves nothing behind)."""
     from .. import qgraph
     from .load import sha256
+    from .tflite_fgraph import is_float_model
     from .tflite_qgraph import tflite_to_qgraph
     from .tflite_reader import read_tflite
 
@@ -171,6 +174,8 @@ def import_tflite(path: str | Path, runs: str | Path = "runs", name: str | None 
     path = Path(path)
     name, run_dir = _run_for(path, runs, name)
     model = read_tflite(path)
+    if is_float_model(model):
+        return _import_float_tflite(path, model, name, run_dir, start)
     graph, mapped = tflite_to_qgraph(model, name)
     t_in, t_out = (model.tensors[model.inputs[0]], model.tensors[model.outputs[0]])
     doc = {
@@ -197,5 +202,61 @@ def import_tflite(path: str | Path, runs: str | Path = "runs", name: str | None 
     return run_dir, doc
 
 
+def _import_float_tflite(path: Path, model, name: str, run_dir: Path, start: float
+                         ) -> tuple[Path, dict[str, Any]]:
+    """A float `.tflite` becomes a float graph (`tflite_fgraph`), checked against TFLite
+    Micro's float kernels on seeded random inputs, for `quantize` to take like an ONNX
+    import (calibration, the onnx arithmetic unless told otherwise)."""
+    from .load import sha256
+    from .tflite_fgraph import tflite_to_fgraph
+
+    graph, mapped, dropped = tflite_to_fgraph(model, name)
+    check = _float_tflite_check(path, graph, bool(dropped))
+    doc = {
+        "format": "tflite", "float": True, "source": str(path.resolve()),
+        "sha256": sha256(path), "description": model.description,
+        "input_shape": list(graph.input_shape), "input_kind": graph.input_kind,
+        "input_norm": None, "dropped": dropped, "ops": mapped, "float_check": check,
+        "argmax_unchanged": bool(dropped) or None,
+    }
+    with atomic_dir(run_dir) as tmp:
+        write_manifest(tmp, {"imported_from": doc["source"]})
+        fgraph.save(graph, tmp / name)
+        with atomic_write(tmp / IMPORT_FILE, "w") as f:
+            json.dump(doc, f, indent=2, sort_keys=True)
+            f.write("\n")
+        update_report(tmp, {"model": name, "imported_from": doc["source"],
+                            "import": {"format": "tflite (float)",
+                                       "float_max_abs_diff_vs_tflm": check["max_abs_diff"],
+                                       "dropped": dropped},
+                            "seconds": {"import": round(time.time() - start, 2)}})
+    return run_dir, doc
+
+
+def _float_tflite_check(path: Path, graph, softmax_dropped: bool, count: int = 16
+                        ) -> dict[str, Any]:
+    """The float graph against TFLite Micro running the file (float kernels) on seeded
+    random inputs: the largest difference of the file's output (a dropped SOFTMAX is
+    applied to ours first) and how often the argmax agrees."""
+    import numpy as np
+
+    from ..targets.tflm import run_tflm
+
+    x = inputs.synthetic(inputs.spec_of(graph), count).astype(np.float32)
+    ours = fgraph.run_float(graph, x).astype(np.float64)
+    if softmax_dropped:
+        ours = np.exp(ours - ours.max(axis=1, keepdims=True))
+        ours /= ours.sum(axis=1, keepdims=True)
+    nhwc = x.transpose(0, 2, 3, 1) if x.ndim == 4 else x
+    ref = run_tflm(path, np.ascontiguousarray(nhwc)).reshape(count, -1).astype(np.float64)
+    return {"inputs": f"{count} seeded random inputs",
+            "max_abs_diff": float(np.abs(ours - ref).max()),
+            "argmax_agreement": float(np.mean(ours.argmax(1) == ref.argmax(1)))}
+
+
 def is_tflite_run(run_dir: str | Path) -> bool:
-    return is_imported(run_dir) and load_import_info(run_dir).get("format") == "tflite"
+    """A run imported from an int8 `.tflite` (a float one became a float graph)."""
+    if not is_imported(run_dir):
+        return False
+    info = load_import_info(run_dir)
+    return info.get("format") == "tflite" and not info.get("float")

@@ -9,9 +9,13 @@ with channel multiplier M is a conv with one group per input channel), and a fla
 an NHWC tensor before FULLY_CONNECTED permutes that layer's weight columns
 (`layout.flatten_order`, shared with the ONNX importer). Elementwise activations whose
 result is a function of the int8 input alone become 256-entry tables computed by TFLM's
-own kernel; a PAD that fills with the input zero point folds into the convolution reading
-it; QUANTIZE / DEQUANTIZE at a float model's edges are dropped and their scales recorded in
-the graph's meta. Anything else is refused by operator index and builtin name.
+own kernel (HARD_SWISH, and an int8 -> int8 QUANTIZE, TFLM's Requantize, too); a PAD that
+fills with the input zero point folds into the convolutions reading it, any other PAD /
+PADV2 of H and W becomes a `pad` op; MEAN over H and W becomes a `mean` op; ADD, SUB and
+MUL broadcast [1,H,W,C] tensors; a RESHAPE becomes a view (a flatten, or a `reshape`
+where TFLite's HWC order and the IR's CHW order agree); QUANTIZE / DEQUANTIZE at a float
+model's edges are dropped and their scales recorded in the graph's meta. Anything else is
+refused by operator index and builtin name.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import numpy as np
 from ..errors import MnistEdgeError
 from ..ops import tflite_kernels as K
 from ..ops import tflite_prepare as P
+from ..ops.layout import pure_layout
 from ..qgraph import INPUT_NAME, QGraph, QOp, QTensor
 from .layout import flatten_order, is_identity, permute_columns
 from .tflite_reader import Operator, Tensor, TFLiteModel
@@ -31,6 +36,8 @@ from .tflite_reader import Operator, Tensor, TFLiteModel
 CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D")
 LUT_OPS = ("LOGISTIC", "TANH", "RELU", "RELU6", "LEAKY_RELU")
 HWC = (1, 2, 0)  # TFLite flattens a CxHxW tensor in H, W, C order
+MIXED = ("a .tflite mixing float and int8 is not supported: quantize the model fully to "
+         "int8 (int8 activations and weights), or keep it all float")
 
 
 @dataclass
@@ -158,8 +165,9 @@ class _Mapper:
                 raise self.refuse(op, "has no QGraph mapping yet (supported: CONV_2D, "
                                   "DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD, SUB, MUL, "
                                   "AVERAGE_POOL_2D, MAX_POOL_2D, RESHAPE, SQUEEZE, SOFTMAX, "
-                                  "CONCATENATION, PAD, PADV2, LOGISTIC, TANH, RELU, RELU6, "
-                                  "LEAKY_RELU, QUANTIZE/DEQUANTIZE at float edges)")
+                                  "CONCATENATION, PAD, PADV2, MEAN, LOGISTIC, TANH, RELU, "
+                                  "RELU6, LEAKY_RELU, HARD_SWISH, QUANTIZE int8 -> int8, "
+                                  "QUANTIZE/DEQUANTIZE at float edges)")
             handler(op)
         self._output()
         graph = QGraph(self.name, self.input, self.ops, self.meta, "int8", "tflite")
@@ -175,16 +183,14 @@ class _Mapper:
         if self.t(self.input_index).dtype == "float32":
             readers = self.readers(self.input_index)
             if len(readers) != 1 or readers[0].op != "QUANTIZE":
-                raise MnistEdgeError("a float .tflite is not supported yet: quantize the model "
-                                     "fully to int8 (int8 activations and weights)")
+                raise MnistEdgeError(MIXED)
             skip.add(readers[0].index)
             self.input_index = readers[0].outputs[0]
             self.meta.setdefault("float_edges", {})["input"] = _edge(self.t(self.input_index))
         if self.t(self.output_index).dtype == "float32":
             writer = next(o for o in m.operators if self.output_index in o.outputs)
             if writer.op != "DEQUANTIZE":
-                raise MnistEdgeError("a float .tflite is not supported yet: quantize the model "
-                                     "fully to int8 (int8 activations and weights)")
+                raise MnistEdgeError(MIXED)
             skip.add(writer.index)
             self.output_index = writer.inputs[0]
             self.meta.setdefault("float_edges", {})["output"] = _edge(self.t(self.output_index))
@@ -194,12 +200,15 @@ class _Mapper:
         for op in self.model.operators:
             if op.index in skip:
                 continue
-            if op.op in ("QUANTIZE", "DEQUANTIZE"):
-                raise self.refuse(op, "QUANTIZE/DEQUANTIZE inside the model (only at a float "
-                                  "model's input and output) is not supported")
+            if op.op == "DEQUANTIZE" or (op.op == "QUANTIZE"
+                                         and self.t(op.inputs[0]).dtype != "int8"):
+                raise self.refuse(op, "QUANTIZE/DEQUANTIZE to or from float inside the model "
+                                  "(only at a float model's input and output) is not "
+                                  "supported")
             if any(self.t(i).dtype == "float32" for i in (*op.inputs[:1], *op.outputs)):
-                raise MnistEdgeError("a float .tflite is not supported yet: quantize the model "
-                                     f"fully to int8 ({op.label()} computes in float)")
+                raise MnistEdgeError("a .tflite mixing float and int8 is not supported: "
+                                     "quantize the model fully to int8 "
+                                     f"({op.label()} computes in float)")
 
     def _output(self) -> None:
         v = self.views.get(self.output_index)
@@ -272,13 +281,44 @@ class _Mapper:
                   self._weights(op, w, weight, units))
 
     def _binary(self, op: Operator, kind: str) -> None:
+        consts = [k for k in (0, 1) if self.t(op.inputs[k]).is_constant]
+        if consts:
+            self._constant_operand(op, kind, consts)
+            return
         a, b = self.view(op, 0), self.view(op, 1)
-        if self.t(op.inputs[0]).shape != self.t(op.inputs[1]).shape:
-            raise self.refuse(op, "broadcasting inputs of different shapes is not supported")
+        sa, sb = self.t(op.inputs[0]).shape, self.t(op.inputs[1]).shape
+        if sa != sb and not (len(sa) == len(sb) == 4 and sa[0] == sb[0] == 1):
+            raise self.refuse(op, f"broadcasts {list(sa)} with {list(sb)}; only [1,H,W,C] "
+                              "tensors broadcast against each other")
         if not _same_order(a.order, b.order):
             raise self.refuse(op, "its inputs are flattened in different orders")
         self.emit(op, kind, [a.name, b.name], qtensor(self.t(op.outputs[0])),
                   _activation(op), order=a.order)
+
+    def _constant_operand(self, op: Operator, kind: str, consts: list[int]) -> None:
+        """ADD / SUB / MUL of a tensor and a constant of one value: a function of the
+        tensor's int8 value alone, so a table, computed by the registry's own tflite
+        semantics of `kind` over all 256 inputs (exact by construction)."""
+        if len(consts) == 2:
+            raise self.refuse(op, "both operands are constants")
+        k = consts[0]
+        c, x, out = (self.t(op.inputs[k]), self.t(op.inputs[1 - k]), self.t(op.outputs[0]))
+        q = c.quantization
+        values = np.asarray(c.data).ravel()
+        if c.dtype != "int8" or q is None or q.per_channel or values.size == 0:
+            raise self.refuse(op, "a constant operand must be int8 with per-tensor "
+                              "quantization")
+        if np.any(values != values[0]) or out.shape != x.shape:
+            raise self.refuse(op, "a constant operand of more than one value (e.g. per "
+                              "channel) is not supported; one value becomes a table")
+        v = self.view(op, 1 - k)
+        table = constant_table(kind, k, qtensor(x, (1,)), qtensor(c, (1,)),
+                               qtensor(out, (1,)), int(values[0]),
+                               op.options.get("fused_activation", "NONE"))
+        real = float(q.scale[0]) * (int(values[0]) - int(q.zero_point[0]))
+        self.emit(op, "lut", [v.name], qtensor(out),
+                  {"activation": f"{kind} constant", "params": {"constant": real}},
+                  {"table": table}, order=v.order)
 
     def _op_ADD(self, op: Operator) -> None:
         self._binary(op, "add")
@@ -313,8 +353,17 @@ class _Mapper:
             self.views[op.outputs[0]] = v
             self.mapped[-1]["qgraph"] = ["(no op: a view)"]
         else:
-            raise self.refuse(op, f"reshapes {list(x.shape)} into {list(out.shape)}; only "
-                              "flattening to [1,D] is supported")
+            try:
+                src, dst = self.shape_of(v.name), ir_shape(out)
+            except MnistEdgeError:
+                raise self.refuse(op, f"reshapes {list(x.shape)} into {list(out.shape)}; "
+                                  "only [1,H,W,C] and [1,D] tensors are supported") from None
+            if v.order is not None or not pure_layout(src, dst):
+                raise self.refuse(op, f"reshapes {list(x.shape)} into {list(out.shape)}, "
+                                  "which moves elements between TFLite's HWC order and the "
+                                  "QGraph's CHW order (only a flatten, a reshape keeping the "
+                                  "channels, or one of a single channel or position maps)")
+            self.emit(op, "reshape", [v.name], qtensor(out), {"shape": list(dst)})
 
     _op_SQUEEZE = _op_RESHAPE
 
@@ -333,6 +382,28 @@ class _Mapper:
         self.emit(op, "lut", [v.name], qtensor(out), attrs, {"table": table}, order=v.order)
 
     _op_LOGISTIC = _op_TANH = _op_RELU = _op_RELU6 = _op_LEAKY_RELU = _lut
+    _op_HARD_SWISH = _lut
+
+    def _op_QUANTIZE(self, op: Operator) -> None:
+        """An int8 -> int8 QUANTIZE inside the model (a requantization) is a table."""
+        if any(self.t(i).quantization is None or self.t(i).quantization.per_channel
+               or self.t(i).dtype != "int8" for i in (op.inputs[0], op.outputs[0])):
+            raise self.refuse(op, "only an int8 -> int8 QUANTIZE with per-tensor "
+                              "quantization is supported inside the model")
+        self._lut(op)
+
+    def _op_MEAN(self, op: Operator) -> None:
+        v = self.view(op, 0, feature_map=True)
+        x, out = self.t(op.inputs[0]), self.t(op.outputs[0])
+        axes = {int(a) % 4 for a in self.t(op.inputs[1]).data.ravel()}
+        if axes != {1, 2}:
+            raise self.refuse(op, f"reduces axes {sorted(axes)}; only a MEAN over H and W "
+                              "(axes 1 and 2) of a [1,H,W,C] tensor is supported")
+        c = x.shape[3]
+        mean = self.emit(op, "mean", [v.name], qtensor(out, (c, 1, 1)),
+                         bind=bool(op.options["keep_dims"]))
+        if not op.options["keep_dims"]:  # [1,C]: the same bytes, flat
+            self.emit(op, "flatten", [mean.name], qtensor(out, (c,)))
 
     def _op_CONCATENATION(self, op: Operator) -> None:
         out = self.t(op.outputs[0])
@@ -351,18 +422,21 @@ class _Mapper:
         if op.op == "PADV2" and len(op.inputs) > 2 and op.inputs[2] >= 0:
             value = int(self.t(op.inputs[2]).data.ravel()[0])
         readers = self.readers(op.outputs[0])
-        if (pads[0].any() or pads[3].any() or value != qtensor(x).zero_point
-                or (qtensor(x).scale, qtensor(x).zero_point) != (qtensor(out).scale,
-                                                                 qtensor(out).zero_point)
-                or not readers or any(r.op not in CONV_OPS or r.inputs[0] != op.outputs[0]
-                                      for r in readers)
-                or op.outputs[0] == self.output_index):
-            raise self.refuse(op, "only a PAD of H and W with the input's zero point, read by "
-                              "convolutions (it folds into their padding), is supported")
+        if pads[0].any() or pads[3].any():
+            raise self.refuse(op, "pads the batch or the channels; only H and W are supported")
+        if (qtensor(x).scale, qtensor(x).zero_point) != (qtensor(out).scale,
+                                                         qtensor(out).zero_point):
+            raise self.refuse(op, "input and output quantization differ (TFLM's PAD copies "
+                              "the bytes)")
         pad = (int(pads[1, 0]), int(pads[2, 0]), int(pads[1, 1]), int(pads[2, 1]))
-        self.views[op.outputs[0]] = View(v.name, None, tuple(
-            a + b for a, b in zip(v.pad, pad, strict=True)))
-        self.mapped[-1]["qgraph"] = ["(folded into the convolutions reading it)"]
+        if (value == qtensor(x).zero_point and readers and op.outputs[0] != self.output_index
+                and all(r.op in CONV_OPS and r.inputs[0] == op.outputs[0] for r in readers)):
+            # padding with real 0 before convolutions only: it folds into their padding
+            self.views[op.outputs[0]] = View(v.name, None, tuple(
+                a + b for a, b in zip(v.pad, pad, strict=True)))
+            self.mapped[-1]["qgraph"] = ["(folded into the convolutions reading it)"]
+            return
+        self.emit(op, "pad", [v.name], qtensor(out), {"padding": list(pad), "value": value})
 
     _op_PADV2 = _op_PAD
 
@@ -405,9 +479,43 @@ def activation_table(builtin: str, x: QTensor, y: QTensor, alpha: float | None =
         mi, si, ma, sa = P.leaky_relu_params(s_in, s_out, alpha)
         table = K.leaky_relu(q, input_zp=z_in, output_zp=z_out, mult_identity=mi,
                             shift_identity=si, mult_alpha=ma, shift_alpha=sa)
+    elif builtin == "HARD_SWISH":
+        try:
+            hs = P.hard_swish_params(s_in, s_out)
+        except ValueError as exc:  # what TFLM's Prepare refuses
+            raise MnistEdgeError(str(exc)) from None
+        table = K.hard_swish(q, input_zp=z_in, output_zp=z_out, **hs)
+    elif builtin == "QUANTIZE":  # int8 -> int8: TFLM's Requantize
+        m, sh = P.requantize_params(s_in, s_out)
+        table = K.requantize(q, input_zp=z_in, output_zp=z_out, mult=m, shift=sh)
     else:
         raise MnistEdgeError(f"{builtin} has no table")
     return np.ascontiguousarray(table.reshape(256)).astype(np.int8)
+
+
+def constant_table(kind: str, position: int, x: QTensor, c: QTensor, y: QTensor, value: int,
+                   activation: str) -> np.ndarray:
+    """The 256-entry table of `kind` (add, sub, mul) between every int8 x and the constant
+    int8 `value` (operand `position` 0 or 1), as the registry's tflite semantics compute
+    it: the same Prepare and Eval as for two tensors."""
+    from ..ops import REGISTRY
+
+    ins = [c, x] if position == 0 else [x, c]
+    attrs = {} if activation == "NONE" else {"activation": activation.lower()}
+    qop = QOp("table", kind, y, attrs, {}, ["a", "b"])
+    sem = REGISTRY[kind].tflite
+    xs = np.arange(-128, 128, dtype=np.int8).reshape(256, 1)
+    k = np.full((256, 1), value, np.int8)
+    out = sem.golden(qop, [k, xs] if position == 0 else [xs, k], ins, sem.prepare(qop, ins))
+    return np.ascontiguousarray(out.reshape(256)).astype(np.int8)
+
+
+def _prepared(op: Operator, prepare, *args):
+    """A Prepare step's constants; what TFLM's Prepare refuses, refused by operator."""
+    try:
+        return prepare(*args)
+    except ValueError as exc:
+        raise MnistEdgeError(f"{op.label()}: {exc}") from None
 
 
 def _same_order(a: np.ndarray | None, b: np.ndarray | None) -> bool:

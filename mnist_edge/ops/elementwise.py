@@ -1,5 +1,9 @@
 """Elementwise ops: `lut` (any unary activation as a 256-entry table), `add` (two tensors),
-and, in the tflite arithmetic only, `sub` and `mul`.
+and, in the tflite arithmetic only, `sub` and `mul`. In the tflite arithmetic the two
+inputs of add, sub and mul may differ in shape where TFLM broadcasts them (CxHxW tensors
+whose dimensions are the output's or 1, e.g. a per-channel C x 1 x 1): each output element
+is computed from its two inputs exactly as in the one-shape case (`broadcasts` tells a
+backend which it meets).
 
 A `lut` means the same in both arithmetics: the table is the op. A TFLite activation whose
 int8 result is a function of the int8 input alone (LOGISTIC, TANH, RELU, RELU6,
@@ -54,6 +58,33 @@ def _same_shape(op, ins):
     if len(shapes) != 1:
         raise InvalidOp(f"inputs must have one shape, got {[t.shape for t in ins]}")
     return tuple(ins[0].shape)
+
+
+def _broadcast_shape(op, ins):
+    """One shape, or (tflite arithmetic: TFLM's ADD, SUB and MUL broadcast) CxHxW inputs
+    whose every dimension is the output's or 1, such as a per-channel C x 1 x 1."""
+    shapes = [tuple(t.shape) for t in ins]
+    if len(set(shapes)) == 1:
+        return shapes[0]
+    if any(len(s) != 3 for s in shapes):
+        raise InvalidOp(f"inputs of different shapes {[t.shape for t in ins]} broadcast only "
+                        "as CxHxW tensors")
+    try:
+        return tuple(int(d) for d in np.broadcast_shapes(*shapes))
+    except ValueError:
+        raise InvalidOp(f"input shapes {[t.shape for t in ins]} do not broadcast") from None
+
+
+def broadcasts(ins) -> bool:
+    """Whether a two-input elementwise op broadcasts one input (tflite arithmetic only):
+    every backend that lowers add, sub or mul must handle or refuse this."""
+    return len({tuple(t.shape) for t in ins}) > 1
+
+
+def _onnx_add_check(op, ins) -> None:
+    if broadcasts(ins):
+        raise InvalidOp("broadcasting inputs of different shapes is defined in the tflite "
+                        "arithmetic only")
 
 
 def _lut_check(op, ins) -> None:
@@ -111,16 +142,18 @@ register(OpSpec("lut", "unary activation as LUT[q + 128], built in float64 at qu
                 _same_shape, _lut_golden, attrs={"activation": ACTIVATION, "params": PARAMS},
                 arrays={"table": "int8"}, check=_lut_check,
                 tflite=TfliteSemantics(no_constants, same_golden(_lut_golden))))
-register(OpSpec("add", "sum of two tensors of one shape, each weighted by its scale", 2,
-                _same_shape, _add_golden, attrs={"activation": ACTIVATION},
-                acc_bound=_add_bound, multiplier=_add_multiplier,
+register(OpSpec("add", "sum of two tensors, each weighted by its scale (tflite: broadcasting)",
+                2, _broadcast_shape, _add_golden, attrs={"activation": ACTIVATION},
+                acc_bound=_add_bound, multiplier=_add_multiplier, onnx_check=_onnx_add_check,
                 tflite=TfliteSemantics(_tflite_add_prepare,
                                        lambda op, xs, ins, c: tfk.add(xs[0], xs[1], c))))
-register(OpSpec("sub", "difference of two tensors of one shape (TFLite's SUB)", 2, _same_shape,
+register(OpSpec("sub", "difference of two tensors (TFLite's SUB, broadcasting)", 2,
+                _broadcast_shape,
                 None, attrs={"activation": ACTIVATION},
                 tflite=TfliteSemantics(_tflite_add_prepare,
                                        lambda op, xs, ins, c: tfk.sub(xs[0], xs[1], c))))
-register(OpSpec("mul", "product of two tensors of one shape (TFLite's MUL)", 2, _same_shape,
+register(OpSpec("mul", "product of two tensors (TFLite's MUL, broadcasting)", 2,
+                _broadcast_shape,
                 None, attrs={"activation": ACTIVATION}, acc_bound=_mul_bound,
                 tflite=TfliteSemantics(_tflite_mul_prepare,
                                        lambda op, xs, ins, c: tfk.mul(xs[0], xs[1], **c))))

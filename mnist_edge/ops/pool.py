@@ -18,7 +18,7 @@ from .registry import (
     centred_range,
     register,
 )
-from .tflite_prepare import activation_range
+from .tflite_prepare import activation_range, mean_params
 
 
 def pool_window(op, x) -> int:
@@ -112,3 +112,21 @@ register(OpSpec("avgpool2d", "mean over each window: int32 sum, requantized by s
 register(OpSpec("global_avgpool", "mean over all positions of each channel", 1, _gap_shape,
                 _gap_golden, attrs={"activation": ACTIVATION}, acc_bound=_avg_bound,
                 multiplier=_avg_multiplier))
+
+
+def _tflite_mean_prepare(op, ins) -> dict:
+    """PrepareMeanOrSum for a MEAN over H and W: which of TFLM's two paths, and the
+    requantization with 1/(H W) folded in (`tflite_prepare.mean_params`)."""
+    x = ins[0]
+    return mean_params(x.scale, x.zero_point, op.output.scale, op.output.zero_point,
+                       x.shape[1] * x.shape[2])
+
+
+def _tflite_mean(op, xs, ins, c):
+    y = tfk.mean_hw(xs[0].transpose(0, 2, 3, 1), **c)
+    return np.ascontiguousarray(y.transpose(0, 3, 1, 2))
+
+
+register(OpSpec("mean", "TFLite's MEAN over H and W of each channel (tflite arithmetic only)",
+                1, _gap_shape, None,
+                tflite=TfliteSemantics(_tflite_mean_prepare, _tflite_mean)))

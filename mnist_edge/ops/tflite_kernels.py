@@ -267,3 +267,76 @@ def leaky_relu(x: np.ndarray, *, input_zp: int, output_zp: int, mult_identity: i
     pos = multiply_by_quantized_multiplier(v, mult_identity, shift_identity)
     neg = multiply_by_quantized_multiplier(v, mult_alpha, shift_alpha)
     return _clamp8(np.where(v >= 0, pos, neg) + output_zp, INT8_MIN, INT8_MAX)
+
+
+def mean_hw(x: np.ndarray, *, count: int, mult: int, shift: int, input_zp: int,
+            output_zp: int) -> np.ndarray:
+    """MEAN int8 over H and W of an NHWC array (keep_dims: [N,1,1,C]), as
+    reference_ops::QuantizedMeanOrSum: the int32 sum minus z_in * count, through
+    MultiplyByQuantizedMultiplier with 1/count folded into (mult, shift), plus z_out,
+    saturated. Constants from `tflite_prepare.mean_params`."""
+    total = _wrap32(x.astype(np.int64).sum(axis=(1, 2), keepdims=True))
+    shifted = _wrap32(total - input_zp * count)
+    out = multiply_by_quantized_multiplier(shifted, mult, shift) + output_zp
+    return _clamp8(out, INT8_MIN, INT8_MAX)
+
+
+def _srdhm16(a: int, b: int) -> int:
+    """gemmlowp's SaturatingRoundingDoublingHighMul on int16 values."""
+    if a == b == -(1 << 15):
+        return (1 << 15) - 1
+    ab = a * b
+    num = ab + ((1 << 14) if ab >= 0 else 1 - (1 << 14))
+    return num >> 15 if num >= 0 else -((-num) >> 15)
+
+
+def _sdhm16(a: int, b: int) -> int:
+    """TFLM's SaturatingDoublingHighMul (int16): like SQDMULH, truncating toward zero."""
+    if a == b == -(1 << 15):
+        return (1 << 15) - 1
+    ab = a * b
+    return ab >> 15 if ab >= 0 else -((-ab) >> 15)
+
+
+def _sat_left_shift16(v: int, amount: int) -> int:
+    return max(-(1 << 15), min((1 << 15) - 1, v * (1 << amount)))
+
+
+def _rdbpot(x: int, exponent: int) -> int:
+    return int(g.rounding_divide_by_pot(np.int64(x), exponent))
+
+
+def hard_swish(x: np.ndarray, *, input_zp: int, output_zp: int, output_multiplier: int,
+               output_exponent: int, reluish_multiplier: int, reluish_exponent: int
+               ) -> np.ndarray:
+    """HARD_SWISH int8 (reference_ops::HardSwish<int8_t>), value by value in int16
+    fixed point: the input on a 2^7 finer scale, its value on the output scale
+    (rounding doubling high multiply), the 'reluish' factor in [0, 1] (saturating shifts
+    around a rounding doubling high multiply), their product with a truncating doubling
+    high multiply, a rounding right shift, z_out, saturation. Constants from
+    `tflite_prepare.hard_swish_params`; 256 distinct inputs, so a loop is cheap."""
+    table = {}
+    for q in range(-128, 128):
+        hires = (q - input_zp) * (1 << 7)
+        preshift = _srdhm16(hires, output_multiplier)
+        reluish = hires
+        if reluish_exponent > 0:
+            reluish = _sat_left_shift16(reluish, reluish_exponent - 1)
+        reluish = _srdhm16(reluish, reluish_multiplier)
+        if reluish_exponent > 0:
+            reluish = _sat_left_shift16(reluish, 1)
+        if reluish_exponent < 0:
+            reluish = _rdbpot(reluish, -reluish_exponent)
+        reluish = (reluish + (1 << 15)) >> 1
+        out = _rdbpot(_sdhm16(reluish, preshift), -output_exponent) + output_zp
+        table[q] = max(INT8_MIN, min(INT8_MAX, out))
+    lut = np.array([table[q] for q in range(-128, 128)], dtype=np.int8)
+    return lut[x.astype(np.int16) + 128]
+
+
+def requantize(x: np.ndarray, *, input_zp: int, output_zp: int, mult: int, shift: int
+               ) -> np.ndarray:
+    """QUANTIZE int8 -> int8 (reference_ops::Requantize): (x - z_in) through
+    MultiplyByQuantizedMultiplier, plus z_out, saturated."""
+    out = multiply_by_quantized_multiplier(x.astype(np.int64) - input_zp, mult, shift)
+    return _clamp8(out + output_zp, INT8_MIN, INT8_MAX)

@@ -150,3 +150,50 @@ def leaky_relu_params(input_scale: float, output_scale: float, alpha: float
     mi, si = quantize_multiplier(float(np.float32(s_in / s_out)))
     ma, sa = quantize_multiplier(float(np.float32(np.float32(s_in * a) / s_out)))
     return mi, si, ma, sa
+
+
+def mean_params(input_scale: float, input_zp: int, output_scale: float, output_zp: int,
+                count: int) -> dict:
+    """PrepareMeanOrSum and QuantizedMeanOrSum's constants for int8 MEAN over `count`
+    elements: QuantizeMultiplier(double(s_in) / double(s_out)), into which Eval folds
+    1/count: fold = min(floor(log2(count)), 32, 31 + shift), the mantissa becomes
+    (m << fold) / count in int64 (truncating), the shift drops by fold.
+
+    The installed TFLM (tflite-micro 0.dev20261023) takes this path for every int8 MEAN,
+    equal quantization in and out included; older sources of reduce_common.cc sent equal
+    quantization to reference_ops::Mean (the raw sum divided by count, truncating), which
+    differs from TFLM here on 3 to 14 % of outputs (tests/test_tflite_ops.py).
+    """
+    m, shift = quantize_multiplier(float(np.float32(input_scale))
+                                   / float(np.float32(output_scale)))
+    fold = min(count.bit_length() - 1, 32, 31 + shift)
+    return {"count": int(count), "mult": int((m << fold) // count), "shift": int(shift - fold),
+            "input_zp": int(input_zp), "output_zp": int(output_zp)}
+
+
+def hard_swish_params(input_scale: float, output_scale: float) -> dict:
+    """HardSwishPrepare (int8): the hi-res input scale s_in / 128 and the 'reluish' scale
+    3 / 32768, both float32; each multiplier QuantizeMultiplier'd in double from a float32
+    ratio, then rounded to an int16 mantissa (DownScaleInt32ToInt16Multiplier)."""
+    hires = np.float32(1.0 / 128.0) * np.float32(input_scale)
+    reluish = np.float32(3.0) / np.float32(32768.0)
+    out_m, out_e = quantize_multiplier(float(np.float32(hires / np.float32(output_scale))))
+    rel_m, rel_e = quantize_multiplier(float(np.float32(hires / reluish)))
+    if out_e > 0:
+        raise ValueError("HARD_SWISH needs s_in / (128 s_out) below one (TFLM's Prepare "
+                         "requires output_multiplier_exponent <= 0)")
+    return {"output_multiplier": _int16_multiplier(out_m), "output_exponent": out_e,
+            "reluish_multiplier": _int16_multiplier(rel_m), "reluish_exponent": rel_e}
+
+
+def _int16_multiplier(m: int) -> int:
+    """DownScaleInt32ToInt16Multiplier: (m + 2^15) >> 16, saturating at INT16_MAX."""
+    if m >= (1 << 31) - 1 - (1 << 15):
+        return (1 << 15) - 1
+    return (m + (1 << 15)) >> 16
+
+
+def requantize_params(input_scale: float, output_scale: float) -> tuple[int, int]:
+    """QUANTIZE int8 -> int8 (quantize.cc Prepare): QuantizeMultiplier of
+    double(s_in) / double(s_out)."""
+    return quantize_multiplier(float(np.float32(input_scale)) / float(np.float32(output_scale)))

@@ -53,6 +53,11 @@ def tflite_source(run_dir: str | Path, model_file: str | None = None) -> Path:
     if model_file is not None:
         return Path(model_file)
     if not is_tflite_run(run_dir):
+        if load_import_info(run_dir).get("float") if (Path(run_dir) / IMPORT_FILE).is_file() \
+                else False:
+            raise MnistEdgeError(f"{run_dir}: imported from a float .tflite, which mnist-edge "
+                                 "quantized itself; the tflm backend runs int8 .tflite files "
+                                 "(compare with golden through onnxruntime or c instead)")
         raise MnistEdgeError(f"{run_dir}: the tflm backend runs the .tflite a run was imported "
                              "from; this run was not imported from one")
     info = load_import_info(run_dir)

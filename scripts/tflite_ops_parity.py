@@ -1,0 +1,84 @@
+"""Figures for the TFLite operators added after the first import (issue 24) and float .tflite.
+
+1. Each single-operator fixture of tests/test_tflite_ops.py (MEAN, HARD_SWISH, QUANTIZE
+   int8 -> int8, broadcasting ADD/SUB/MUL, PAD/PADV2, RESHAPE): golden (the imported QGraph)
+   against TensorFlow Lite Micro on N inputs (structured probes, then seeded random), byte
+   for byte.
+2. The MLPerf Tiny float ResNet-8 (pretrainedResnet.tflite): imported as a float graph
+   (checked against TFLM's float kernels), quantized by mnist-edge on K seeded random
+   inputs in 0..1, then every listed backend against golden on M other random inputs, and
+   the int8 argmax against the float graph's.
+
+    PYTHONPATH=. python scripts/tflite_ops_parity.py [--n 2000] [--calib 500] [--m 1000]
+        [--backends onnxruntime,c,c-int] [--models DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+from test_tflite_ops import CASES  # noqa: E402
+from test_tflite_qgraph import golden_vs_tflm  # noqa: E402
+
+from mnist_edge import api  # noqa: E402
+from mnist_edge.importers import import_tflite  # noqa: E402
+
+
+def fixtures(n: int) -> None:
+    print(f"| fixture | inputs equal to TFLM (of {n}) |\n|---|---:|")
+    for case in sorted(CASES):
+        equal, total = golden_vs_tflm(CASES[case](), case, n=n, seed=11)
+        print(f"| {case} | {equal:,} / {total:,} |")
+
+
+def float_resnet(models: Path, calib: int, m: int, backends: list[str]) -> None:
+    src = models / "pretrainedResnet.tflite"
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.time()
+        run_dir, doc = import_tflite(src, tmp, "resnet-float")
+        check = doc["float_check"]
+        print(f"\nimport: max |diff| vs TFLM float {check['max_abs_diff']:.3g}, argmax agreement "
+              f"{check['argmax_agreement']:.0%} on {check['inputs']} "
+              f"({time.time() - start:.1f} s, measured under load)")
+        rng = np.random.default_rng(5)
+        cal = Path(tmp) / "cal.npz"
+        np.savez(cal, x=rng.uniform(0, 1, (calib, 3, 32, 32)).astype(np.float32))
+        test = rng.uniform(0, 1, (m, 3, 32, 32)).astype(np.float32)
+        model = api.Model(run_dir)
+        model.quantize(data=str(cal), calib_images=calib, progress=False)
+        float_cls = model.predict(test, "float").classes
+        int8_cls = model.predict(test, "golden").classes
+        print(f"int8 argmax equals the float graph's on {np.mean(float_cls == int8_cls):.2%} "
+              f"of {m} random inputs (calibrated on {calib} others)")
+        val = Path(tmp) / "val.npz"
+        np.savez(val, x=test)
+        res = model.validate(*backends, data=str(val), progress=False)
+        for name, f in res.backends.items():
+            print(f"{name}: exact logits {f['exact_logit_fraction']:.4%} on {f['images']} "
+                  f"inputs, max |diff| {f.get('max_abs_logit_diff', 0)} LSB")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--calib", type=int, default=500)
+    ap.add_argument("--m", type=int, default=1000)
+    ap.add_argument("--backends", default="onnxruntime,c,c-int")
+    ap.add_argument("--models", type=Path, default=REPO.parent / "shared" / "models" /
+                    "mlperf-tiny")
+    a = ap.parse_args()
+    fixtures(a.n)
+    float_resnet(a.models, a.calib, a.m, a.backends.split(","))
+
+
+if __name__ == "__main__":
+    main()
