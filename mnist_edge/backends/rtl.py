@@ -567,6 +567,9 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
     mult = np.concatenate(low.mult) if chan else np.zeros(1, np.int64)
     shift = np.concatenate(low.shift) if chan else np.zeros(1, np.int64)
     luts = np.concatenate(low.luts) if low.luts else np.zeros(256, np.int64)
+    if len(bias) <= lanes:  # the channel address (CA bits) also holds LANES: pad the ROMs
+        bias, mult, shift = (np.concatenate([a, np.zeros(lanes + 1 - len(a), np.int64)])
+                             for a in (bias, mult, shift))
     if low.offset:  # the engine adds the bias modulo 2^ACC_W: keep the ROM words short
         half = 1 << (acc_w - 1)
         bias = (bias + half) % (2 * half) - half
@@ -601,7 +604,9 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
         "chan_addr_bits": _bits(len(bias)),
         "lut_depth": len(luts),
         "lut_addr_bits": _bits(len(luts)),
-        "layer_bits": _bits(len(low.layers)),
+        # wide enough for NLAYERS itself (a power of two of layers: one bit more than
+        # the index needs; the engine compares `layer` with NLAYERS - 1)
+        "layer_bits": len(low.layers).bit_length(),
         "fpga": fpga,
         "device": device,
         "ulx3s_part": device.get("part", ULX3S_PART),

@@ -32,7 +32,7 @@ module mnist_edge_prenorm #(
                     top[3] ? 4'd4 : top[2] ? 4'd3 : top[1] ? 4'd2 : {3'd0, top[0]};
     wire [31:0] q      = mag >> d;
     wire [3:0]  dm1    = d - 4'd1;
-    wire        guard  = (d != 4'd0) && mag[dm1[2:0]];
+    wire        guard  = (d != 4'd0) && mag[{2'b00, dm1[2:0]}];
     wire        sticky = (d > 4'd1) && (|(mag & ~({32{1'b1}} << dm1)));
     wire [24:0] r      = q[24:0] + {24'd0, guard && (sticky || q[0])};  // <= 2^24
     wire        unused_q = &{1'b0, q[31:25]};
