@@ -106,12 +106,19 @@ def test_emulated_and_browser_builds_are_exact(tmp_path: Path, layout: str,
 
 @pytest.mark.parametrize("layout", ["rgb", "features", "vector"])
 def test_hls_and_rtl_refuse_other_inputs_by_name(tmp_path: Path, layout: str) -> None:
+    """HLS reads one channel of pixels; the RTL any uint8 image (an RGB one streams C x H x
+    W: tests/test_rtl.py runs one), and refuses int8 features and vectors."""
     graph = random_qgraph(1, layout)
     with pytest.raises(MnistEdgeError, match=r"the HLS backend reads one channel of uint8"):
         generate_hls(graph, tmp_path / "hls")
-    with pytest.raises(MnistEdgeError, match=r"the RTL backend reads one channel of uint8"):
+    assert not (tmp_path / "hls").exists()
+    if layout == "rgb":
         generate_rtl(graph, tmp_path / "rtl")
-    assert not (tmp_path / "hls").exists() and not (tmp_path / "rtl").exists()
+        assert "3 planes of 20x18" in (tmp_path / "rtl" / "README.md").read_text()
+        return
+    with pytest.raises(MnistEdgeError, match=r"the RTL backend reads a uint8 image \(CxHxW\)"):
+        generate_rtl(graph, tmp_path / "rtl")
+    assert not (tmp_path / "rtl").exists()
 
 
 def test_qgraph_round_trip_keeps_the_encoding(tmp_path: Path) -> None:
