@@ -259,6 +259,20 @@ def test_ice40_pll_settings() -> None:
         rtl.ice40_pll(33.7)
 
 
+def test_ecp5_85k_target(tmp_path: Path) -> None:
+    """The LFE5U-85F: 64 lanes, the ULX3S top and pins (one pinout for the 25F and 85F
+    boards) naming the 85F, nextpnr's --85k in the same CABGA381 package."""
+    from mnist_edge.targets.fpga_synth import FLOWS
+
+    out = rtl.generate_rtl(random_qgraph(3, "mixed"), tmp_path / "rtl", fpga="ecp5-85k")
+    manifest = rtl.load_manifest(out)
+    assert manifest["lanes"] == 64 and manifest["board_top"] == "top_ulx3s"
+    assert "# ULX3S (LFE5U-85F-6BG381C)" in (out / "ulx3s.lpf").read_text()
+    assert "ULX3S (ECP5 LFE5U-85F)" in (out / "top_ulx3s.v").read_text()
+    assert FLOWS["ecp5-85k"]["pnr"][:3] == ["--85k", "--package", "CABGA381"]
+    assert FLOWS["ecp5-25k"]["pnr"][0] == "--25k"
+
+
 def test_ice40_lanes_pair_on_the_dsps(tmp_path: Path) -> None:
     """Two lanes per SB_MAC16, 8 of them: an odd or too large lane count is refused."""
     graph = random_qgraph(3, "dense")
