@@ -319,6 +319,16 @@ def test_planner_keeps_branches_apart() -> None:
         assert e.in_buf == (d.in_buf if e.ops[0] == d.ops[0] else 1 - d.in_buf)
 
 
+def test_refuses_activations_beyond_the_address_width(monkeypatch) -> None:
+    """An image of 3x160x160 (76,800 bytes) does not fit 16-bit activation addresses."""
+    graph = random_qgraph(1, "rgb")
+    graph.input.shape = (3, 160, 160)
+    graph.ops[0].output.shape = (graph.ops[0].output.shape[0], 160, 160)
+    monkeypatch.setattr(graph, "validate", lambda: None)  # only the planner's sizes matter
+    with pytest.raises(MnistEdgeError, match="activation RAM A needs 76,800 bytes"):
+        rtl.lower(graph, 4)
+
+
 def test_first_fit_pins_and_packs() -> None:
     life = {"input": (-1, 2), "a": (0, 1), "b": (2, 3), "out": (3, 9)}
     sizes = {"input": 10, "a": 30, "b": 20, "out": 5}

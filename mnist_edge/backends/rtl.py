@@ -461,6 +461,10 @@ def lower(graph: QGraph, lanes: int, offset: bool = False) -> Lowering:
             if value > limit:
                 raise MnistEdgeError(f"layer {layer.summary.split(':')[0]}: {name} {value} "
                                      f"exceeds the engine's limit {limit}")
+    for ram, depth in zip("AB", low.depth, strict=True):
+        if depth > 1 << 16:
+            raise MnistEdgeError(f"activation RAM {ram} needs {depth:,} bytes; the engine's "
+                                 "16-bit activation addresses reach 65,536")
     return low
 
 
