@@ -454,7 +454,8 @@ def lower(graph: QGraph, lanes: int, offset: bool = False) -> Lowering:
         layer.out_off += placed.offset[layer.writes]
     low.depth, low.out_buf, low.copies = placed.depth, placed.bank[output], placed.copies
     for layer in low.layers:
-        for name, value, limit in (("channels", layer.cout, 4095), ("height", layer.h, 511),
+        for name, value, limit in (("channels", layer.cout, 4095),
+                                   ("input channels", layer.cin, 4096), ("height", layer.h, 511),
                                    ("width", layer.w, 511), ("kernel", max(layer.kh, layer.kw),
                                                              31), ("stride", max(layer.sh,
                                                                                  layer.sw), 15)):
@@ -462,9 +463,9 @@ def lower(graph: QGraph, lanes: int, offset: bool = False) -> Lowering:
                 raise MnistEdgeError(f"layer {layer.summary.split(':')[0]}: {name} {value} "
                                      f"exceeds the engine's limit {limit}")
     for ram, depth in zip("AB", low.depth, strict=True):
-        if depth > 1 << 16:
+        if depth >= 1 << 16:
             raise MnistEdgeError(f"activation RAM {ram} needs {depth:,} bytes; the engine's "
-                                 "16-bit activation addresses reach 65,536")
+                                 "16-bit activation addresses and counters stop at 65,535")
     return low
 
 
@@ -566,6 +567,8 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
 
     sizes = low.depth
     weights = (np.concatenate(low.weights) if low.weights else np.zeros((1, lanes), np.int64))
+    if max(d.k for d in low.layers) >= 1 << _bits(len(weights)):  # d_k (WA bits) holds K
+        weights = np.concatenate([weights, np.zeros((1, lanes), np.int64)])
     chan = low.channels
     bias = np.concatenate(low.bias) if chan else np.zeros(1, np.int64)
     mult = np.concatenate(low.mult) if chan else np.zeros(1, np.int64)
