@@ -232,10 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_fpga(p: argparse.ArgumentParser, required: bool) -> None:
-    p.add_argument("--fpga", choices=["ice40-up5k", "ecp5-25k"], required=required,
+    p.add_argument("--fpga", choices=["ice40-up5k", "ecp5-25k", "ecp5-85k"], required=required,
                    help="RTL target device (default for generate/validate: ecp5-25k)")
     p.add_argument("--lanes", type=int, help="RTL: parallel MAC lanes (default: per device, "
-                   "16 on the UP5K: even, at most 16, two per SB_MAC16; 32 on the ECP5)")
+                   "16 on the UP5K: even, at most 16, two per SB_MAC16; 32 on the ECP5-25F, "
+                   "64 on the 85F)")
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:

@@ -8,6 +8,14 @@ pack) for resources, Fmax (per seed: min, median) and latency. Prints Markdown t
 docs/BENCHMARKS.md and writes runs/bench_rtl.json.
 
     python3 scripts/bench_rtl.py --pair runs/gapnet-e8:ice40-up5k --pair runs/edge:ecp5-25k
+
+A residual network (issue 23): `--make-rgb-residual RUN` first builds the 3x32x32
+residual CNN of tests/test_any_input.py (seeded weights, a 1x1 stride-2 conv shortcut, an
+add) as an imported, quantized run with RUN/inputs.npz (1,000 seeded random images, the
+inputs `--data` then validates on; exactness needs no trained weights):
+
+    python3 scripts/bench_rtl.py --make-rgb-residual runs/rgb-residual \
+        --data runs/rgb-residual/inputs.npz --pair runs/rgb-residual:ecp5-85k
 """
 
 from __future__ import annotations
@@ -18,18 +26,40 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 from mnist_edge.pipeline import all_exact, validate_run  # noqa: E402
 from mnist_edge.report import load_report  # noqa: E402
 from mnist_edge.targets.fpga_synth import synth  # noqa: E402
 
 
-def bench(run: Path, fpga: str, limit: int | None, do_synth: bool) -> dict:
+def make_rgb_residual(run: Path) -> None:
+    """The residual CNN of tests/test_any_input.py imported and quantized into `run`."""
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT / "tests"))  # the same model and export calls as the tests
+    import test_any_input as any_input
+
+    from mnist_edge.cli import main
+
+    work = run.parent / f".{run.name}-build"
+    work.mkdir(parents=True, exist_ok=True)
+    onnx = any_input._export(work, any_input._rgb_residual, (3, 32, 32), "rgb")
+    calib = any_input._image_folder(work / "images", 64, (32, 32))
+    if main(["import", str(onnx), "--name", run.name, "--runs", str(run.parent)]) != 0 or \
+            main(["quantize", str(run), "--data", str(calib)]) != 0:
+        raise SystemExit(f"could not build {run}")
+    rng = np.random.default_rng(1)
+    np.savez(run / "inputs.npz", x=rng.integers(0, 256, (1000, 3, 32, 32), dtype=np.uint8))
+
+
+def bench(run: Path, fpga: str, limit: int | None, do_synth: bool, data: str | None) -> dict:
     start = time.time()
     options = {"fpga": fpga}
-    exact = all_exact(validate_run(run, ["rtl"], limit=limit, rtl_options=options))
-    exact_uart = all_exact(validate_run(run, ["rtl-uart"], limit=3, rtl_options=options))
+    exact = all_exact(validate_run(run, ["rtl"], data, limit=limit, rtl_options=options))
+    exact_uart = all_exact(validate_run(run, ["rtl-uart"], data, limit=3,
+                                        rtl_options=options))
     backends = load_report(run)["backends"]
     row = {"run": str(run), "fpga": fpga, "rtl": backends["rtl"],
            "rtl_uart": backends["rtl-uart"], "all_exact": exact and exact_uart}
@@ -58,7 +88,8 @@ def table(rows: list[dict]) -> str:
                   if s else "–")
         lines.append(
             f"| {Path(r['run']).name} | {r['fpga']} | {v['lanes']} | {v['images']:,} | "
-            f"{v['exact_logit_fraction']:.4%} | {v['accuracy']:.2%} | "
+            f"{v['exact_logit_fraction']:.4%} | "
+            f"{'–' if v.get('accuracy') is None else format(v['accuracy'], '.2%')} | "
             f"{v['cycles_per_image']:,} | {cells['LUT4']} | {cells['FF']} | {cells['EBR']} | "
             f"{cells['SPRAM']} | {cells['DSP']} | {fmax} | {spread} | {lat_clock} | {lat} | "
             f"{u['exact_logit_fraction']:.0%} exact |")
@@ -87,13 +118,19 @@ def main() -> int:
                         "runs/gapnet:ice40-up5k and runs/edge:ecp5-25k)")
     parser.add_argument("--limit", type=int, help="only the first N test images")
     parser.add_argument("--no-synth", action="store_true", help="simulation only")
+    parser.add_argument("--data", help="validation inputs for runs without MNIST (.npz, "
+                        "image folder); default: the MNIST test set")
+    parser.add_argument("--make-rgb-residual", metavar="RUN",
+                        help="first build the 3x32x32 residual CNN run here")
     parser.add_argument("--out", default="runs/bench_rtl.json")
     args = parser.parse_args()
     pairs = args.pair or ["runs/gapnet:ice40-up5k", "runs/edge:ecp5-25k"]
+    if args.make_rgb_residual:
+        make_rgb_residual(Path(args.make_rgb_residual))
     rows = []
     for pair in pairs:
         run, fpga = pair.rsplit(":", 1)
-        rows.append(bench(Path(run), fpga, args.limit, not args.no_synth))
+        rows.append(bench(Path(run), fpga, args.limit, not args.no_synth, args.data))
     Path(args.out).write_text(json.dumps(rows, indent=1, sort_keys=True) + "\n")
     print(table(rows))
     print(layer_tables(rows))

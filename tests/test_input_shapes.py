@@ -104,15 +104,21 @@ def test_emulated_and_browser_builds_are_exact(tmp_path: Path, layout: str,
 
 
 @pytest.mark.parametrize("layout", ["rgb", "features", "vector"])
-def test_hls_takes_any_input_and_rtl_refuses_it_by_name(tmp_path: Path, layout: str) -> None:
+def test_hls_takes_any_input_and_rtl_refuses_other_inputs(tmp_path: Path, layout: str
+                                                          ) -> None:
     """HLS streams the input as the C API takes it (HWC for several channels, int8 as is)
-    and stores it CHW; the RTL reads one channel of uint8 pixels only."""
+    and stores it CHW; the RTL reads any uint8 image (an RGB one streams C x H x W:
+    tests/test_rtl.py runs one) and refuses int8 features and vectors by name."""
     need("g++")
     run = _run_dir(tmp_path, layout)
     graph = qgraph.load_run(run)
     figures = validate_backend(run, "hls", random_inputs(graph, CORE_INPUTS, 6), None)
     assert figures["exact_logit_fraction"] == 1.0, figures.get("first_mismatch")
-    with pytest.raises(MnistEdgeError, match=r"the RTL backend reads one channel of uint8"):
+    if layout == "rgb":
+        generate_rtl(graph, tmp_path / "rtl")
+        assert "3 planes of" in (tmp_path / "rtl" / "README.md").read_text()
+        return
+    with pytest.raises(MnistEdgeError, match=r"the RTL backend reads a uint8 image \(CxHxW\)"):
         generate_rtl(graph, tmp_path / "rtl")
     assert not (tmp_path / "rtl").exists()
 

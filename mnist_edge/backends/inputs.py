@@ -18,6 +18,18 @@ def require_pixel_image(graph: QGraph, backend: str) -> tuple[int, int]:
     return shape[1], shape[2]
 
 
+def require_uint8_image(graph: QGraph, backend: str) -> tuple[int, int, int]:
+    """(C, H, W) of a graph whose input is an image of uint8 bytes (any number of channels,
+    streamed channel by channel); any other input is refused by name, before any work."""
+    shape = tuple(graph.input.shape)
+    if graph.input_encoding != "uint8" or len(shape) != 3:
+        dims = "x".join(map(str, shape))
+        raise MnistEdgeError(f"the {backend} backend reads a uint8 image (CxHxW); model "
+                             f"{graph.name} takes {graph.input_encoding} {dims}: use the C, "
+                             "WebAssembly or ONNX backends for it")
+    return shape[0], shape[1], shape[2]
+
+
 def require_arithmetic(graph: QGraph, backend: str, implemented: tuple[str, ...] = ("onnx",)
                        ) -> None:
     """Refuse, by name, a graph whose arithmetic the backend does not implement, so that no

