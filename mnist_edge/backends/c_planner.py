@@ -172,7 +172,7 @@ def _windows_touch_input(graph: QGraph, i: int) -> bool:
     return True
 
 
-DEPTHWISE_MAX_TAPS = 25  # ME_DEPTHWISE_MAX_TAPS: the depthwise kernel's tap pointers sit on its stack
+DEPTHWISE_MAX_TAPS = 25  # ME_DEPTHWISE_MAX_TAPS: its tap pointers sit on the kernel's stack
 
 
 def is_depthwise(graph: QGraph, step: Step) -> bool:
