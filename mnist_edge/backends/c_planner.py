@@ -151,6 +151,9 @@ def _tflite_refusal(graph: QGraph, i: int) -> str | None:
     if op.kind in ("add", "sub") and max(c["input1_shift"], c["input2_shift"],
                                          c["output_shift"]) > 0:
         return "an ADD/SUB multiplier of one or more"
+    if op.kind in ("add", "sub") and min(c["input1_multiplier"], c["input2_multiplier"],
+                                         c["output_multiplier"]) < 0:
+        return "a negative ADD/SUB multiplier"
     if op.kind == "mul" and not -31 <= c["shift"] <= 30:
         return "a requantization shift outside -31..30"
     if op.kind == "softmax" and (op.output.size >= 512 or c["input_left_shift"] > 30):
