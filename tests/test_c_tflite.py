@@ -125,9 +125,11 @@ int main(void)
         const int32_t mult = (int32_t)m;
         const int8_t sh = (int8_t)shift;
         const me_requant_params q = {&mult, &sh, (int32_t)zp, (int32_t)lo, (int32_t)hi, NULL};
-        printf("%ld %d\n", (long)me_mul_by_quantized_multiplier((int32_t)x, (int32_t)m,
-                                                                (int32_t)shift),
-               (int)me_requantize((int32_t)x, &q, 0));
+        printf("%ld %ld %d\n", (long)me_mul_by_quantized_multiplier((int32_t)x, (int32_t)m,
+                                                                    (int32_t)shift),
+               m >= 0 ? (long)me_mul_by_positive_multiplier((int32_t)x, (int32_t)m,
+                                                             (int32_t)shift) : 0L,
+               m >= 0 ? (int)me_requantize((int32_t)x, &q, 0) : 0);
     }
     return 0;
 }
@@ -165,8 +167,10 @@ def _requant_cases(seed: int = 11) -> np.ndarray:
 
 
 def test_c_requantization_matches_requant_py(mlperf_runs, tmp_path: Path) -> None:
-    """me_mul_by_quantized_multiplier == multiply_by_quantized_multiplier and the output
-    stage (zero point, clamp) == requantize_tflite, on every case, under ASan + UBSan."""
+    """me_mul_by_quantized_multiplier == multiply_by_quantized_multiplier on every case, and
+    for m >= 0 (what the planner lets through) so do the kernels' SMULL form
+    me_mul_by_positive_multiplier and the output stage (zero point, clamp) ==
+    requantize_tflite, under ASan + UBSan."""
     gcc = need("gcc")
     graph = qgraph.load_run(_run(mlperf_runs, "kws"))
     src = generate_c(graph, tmp_path / "c", "int", _inputs(graph, 2))
@@ -180,15 +184,18 @@ def test_c_requantization_matches_requant_py(mlperf_runs, tmp_path: Path) -> Non
         text = "\n".join(" ".join(str(int(v)) for v in row) for row in cases) + "\n"
         run = subprocess.run([str(exe)], input=text, capture_output=True, text=True)
         assert run.returncode == 0, run.stderr[-2000:]
-        got = np.array(run.stdout.split(), np.int64).reshape(-1, 2)
+        got = np.array(run.stdout.split(), np.int64).reshape(-1, 3)
         x, m, shift, zp, lo, hi = cases.T
         want = multiply_by_quantized_multiplier(x, m, shift)
-        bad = np.flatnonzero(got[:, 0] != want)
-        assert not len(bad), (f"{len(bad)} differ; first x={x[bad[0]]} m={m[bad[0]]} "
-                              f"shift={shift[bad[0]]}: C {got[bad[0], 0]} python {want[bad[0]]}")
+        for column, rows in ((0, np.arange(len(cases))), (1, np.flatnonzero(m >= 0))):
+            bad = rows[got[rows, column] != want[rows]]
+            assert not len(bad), (f"{len(bad)} differ; first x={x[bad[0]]} m={m[bad[0]]} "
+                                  f"shift={shift[bad[0]]}: C {got[bad[0], column]} "
+                                  f"python {want[bad[0]]}")
+        rows = np.flatnonzero(m[:20000] >= 0)
         want8 = np.array([requantize_tflite(np.array([a]), b, c, int(d), (int(e), int(f)))[0]
-                          for a, b, c, d, e, f in cases[:20000]])
-        np.testing.assert_array_equal(got[:20000, 1], want8)
+                          for a, b, c, d, e, f in cases[rows]])
+        np.testing.assert_array_equal(got[rows, 2], want8)
 
 
 # ------------------------------------------------------------- each kernel on its own
@@ -303,6 +310,57 @@ def test_single_op_kernel_exact(case: str, tmp_path: Path) -> None:
     bad = np.flatnonzero(np.any(got != want, axis=1))
     assert not len(bad), (f"{case}: {len(bad)}/{len(x)} inputs differ; first {bad[0]}: C "
                           f"{got[bad[0]][:12]} golden {want[bad[0]][:12]}")
+
+
+def _depthwise(cin: int, mult: int, kh: int, kw: int, stride: int, padding: str) -> bytes:
+    """x[1, 7, 9, cin] -> DEPTHWISE_CONV_2D (RELU6) with weights across the whole int8 range."""
+    rng = np.random.default_rng(cin * 100 + mult * 10 + kh)
+    cout = cin * mult
+    h, w = (7, 9) if padding == "SAME" else (7 - kh + 1, 9 - kw + 1)
+    h, w = (h + stride - 1) // stride, (w + stride - 1) // stride
+    scales = rng.uniform(0.002, 0.02, cout)
+    tensors = [_act("x", [1, 7, 9, cin], 0.04, -3),
+               dict(name="w", shape=[1, kh, kw, cout], dtype="int8", scale=scales,
+                    zero_point=[0] * cout, axis=3,
+                    data=rng.integers(-127, 128, (1, kh, kw, cout)).astype(np.int8)),
+               dict(name="b", shape=[cout], dtype="int32", scale=scales * 0.04,
+                    zero_point=[0] * cout, data=rng.integers(-900, 900, cout).astype(np.int32)),
+               _act("y", [1, h, w, cout], 0.08, 5)]
+    opts = dict(padding=padding, stride_w=stride, stride_h=stride, dilation_w=1, dilation_h=1,
+                fused_activation="RELU6", depth_multiplier=mult)
+    return build(tensors, [dict(op="DEPTHWISE_CONV_2D", inputs=[0, 1, 2], outputs=[3],
+                                options=opts)], [0], [3])
+
+
+DEPTHWISE = {  # (in_c, multiplier, kh, kw, stride, padding): blocks of 4 and a tail, 9 taps or not
+    "c12_3x3_s1_same": (12, 1, 3, 3, 1, "SAME"),
+    "c6_3x3_s2_same": (6, 1, 3, 3, 2, "SAME"),
+    "c8_5x3_s1_valid": (8, 1, 5, 3, 1, "VALID"),
+    "c5_m2_3x3_s2_same": (5, 2, 3, 3, 2, "SAME"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DEPTHWISE))
+def test_depthwise_kernel_every_path(case: str, tmp_path: Path) -> None:
+    """The depthwise kernel's portable, DSP (SXTB16/SMLABB/SMLATT emulated in C) and x86
+    builds all equal golden, under ASan + UBSan: 4-channel blocks, a channel tail, a
+    channel multiplier, padding, stride 2, a kernel of other than 9 taps."""
+    from mnist_edge import golden
+    from mnist_edge.backends.c import c_inputs
+    from mnist_edge.targets import host_c
+
+    graph = qgraph.load_run(_import(tmp_path, case, _depthwise(*DEPTHWISE[case])))
+    x = _inputs(graph, 24, seed=len(case))
+    src = generate_c(graph, tmp_path / "c", "int", x[:4])
+    assert "tfl_depthwise_conv2d_s8(" in (src / "mnist_edge_model.c").read_text()
+    want = golden.run_int8(graph, x)
+    for extra in ((), ("-DMNIST_EDGE_DSP_EMULATION",), ("-DMNIST_EDGE_X86",)):
+        exe = tmp_path / "runner"
+        host_c.compile_runner(src, exe, cflags=("-std=c99", "-O1", *C_WARNINGS, *SANITIZE[1:],
+                                                *extra))
+        got, _ = host_c.run_runner(exe, c_inputs(graph, x), graph.output.size)
+        bad = np.flatnonzero(np.any(got != want, axis=1))
+        assert not len(bad), f"{case} {extra}: {len(bad)}/{len(x)} inputs differ"
 
 
 def test_dilated_conv_is_refused_by_name(tmp_path: Path) -> None:

@@ -397,7 +397,16 @@ def test_bench_m4_reports_a_cycle_estimate(tmp_path: Path) -> None:
     est = f["estimated_cycles_m4_model"]
     assert f["instructions"] <= est < 3 * f["instructions"]
     assert sum(r["estimated_cycles"] for r in f["layers"]) <= est
-    assert "est. cycles (M4 model)" in mcu_bench.format_table("m", "cortex-m4", f)
+    assert "est. cycles (M4 model, 0 WS)" in mcu_bench.format_table("m", "cortex-m4", f)
+    # the upper bound: every data read from flash (weights at least: one per 4 of them
+    # or more) pays the stated part's wait states; instruction fetches do not count
+    reads = f["flash_data_reads"]
+    weights = sum(op.arrays["weight"].size for op in qgraph.load_run(run_dir).ops
+                  if "weight" in op.arrays)
+    assert weights // 4 <= reads < f["instructions"]
+    assert f["estimated_cycles_m4_flash_ws"] == est + mcu_bench.FLASH_WAIT_STATES * reads
+    assert all(r["estimated_cycles"] <= r["estimated_cycles_flash_ws"] for r in f["layers"])
+    assert "est. cycles (flash WS)" in mcu_bench.format_table("m", "cortex-m4", f)
 
 
 def test_kernel_library_is_the_same_bytes_for_every_model() -> None:

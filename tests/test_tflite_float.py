@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tflite_build import build
 
 from mnist_edge import fgraph
+from mnist_edge.backends.tflite_flatbuffer import build
 from mnist_edge.errors import MnistEdgeError
 from mnist_edge.importers import import_tflite
 from mnist_edge.importers.tflite_fgraph import tflite_to_fgraph

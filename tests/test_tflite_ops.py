@@ -3,7 +3,7 @@ HARD_SWISH, an int8 -> int8 QUANTIZE inside a model, broadcasting ADD / SUB / MU
 a constant of one value, a table), PAD /
 PADV2 that do not fold into a convolution, RESHAPE where CHW and HWC orders agree.
 
-Each is a small `.tflite` written without TensorFlow (tests/tflite_build.py), in several
+Each is a small `.tflite` written without TensorFlow (backends/tflite_flatbuffer.py), in several
 quantizations (equal and unequal scales, zero points at the edges, scales that make
 TFLM's fixed-point paths shift left or right), imported into a QGraph, and golden equals
 TensorFlow Lite Micro on every output byte of structured and random inputs; the
@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from test_tflite_qgraph import golden_vs_tflm
-from tflite_build import build
 
+from mnist_edge.backends.tflite_flatbuffer import build
 from mnist_edge.errors import MnistEdgeError
 from mnist_edge.importers.tflite_qgraph import tflite_to_qgraph
 from mnist_edge.importers.tflite_reader import parse_tflite

@@ -37,7 +37,7 @@ from ..paths import template_env, write_tree
 from ..qgraph import QGraph, QOp, QTensor
 from ..testing import random_inputs
 from .c_arrays import CArray, LayerArrays, data_symbol, float_literal, format_values, step_arrays
-from .c_planner import LOGITS, PIXELS, STEP_KIND, ArenaPlan, Step, plan_arena
+from .c_planner import LOGITS, PIXELS, STEP_KIND, ArenaPlan, Step, is_depthwise, plan_arena
 from .inputs import require_arithmetic
 
 REQUANT_MODES = ("float", "int")
@@ -252,13 +252,15 @@ def _lower_conv(c: StepContext) -> Lowered:
         ("requant", _requant_fields(arrays, op.output.zero_point, _act(graph, step.conv))),
     ]
     fn = c.fn("conv2d_u8_1ch" if step.kind == "conv_u8" else "conv2d_s8")
-    if (graph.arithmetic == "tflite" and groups > 1 and groups == x.shape[0]
-            == op.output.shape[0] and step.pool is None and step.kind == "conv"):
-        fn = c.fn("tfl_depthwise_conv2d_s8")  # channels innermost: one run per tap
     call = f"{fn}(&{c.ident}_params, {c.src}, {c.dst}, arena + {step.scratch_offset});"
     taps = kh * kw * (1 if step.kind == "conv_u8" else x.shape[0] // groups)
     macro = f"{c.names.kernel.upper()}_{'CONV2D_U8_1CH' if step.kind == 'conv_u8' else 'CONV2D_S8'}"
     c.buffer_check = (f"{macro}_BUFFER_SIZE({taps}, {op.output.shape[0]})", step.scratch)
+    if is_depthwise(graph, step):  # tap-major weights, channels innermost
+        fn = c.fn("tfl_depthwise_conv2d_s8")
+        call = f"{fn}(&{c.ident}_params, {c.src}, {c.dst}, arena + {step.scratch_offset});"
+        c.buffer_check = (f"{c.names.kernel.upper()}_TFL_DEPTHWISE_CONV2D_S8_BUFFER_SIZE"
+                          f"({x.shape[0]})", step.scratch)
     return c.ptype("conv_params"), [(k, str(v)) for k, v in fields], call
 
 

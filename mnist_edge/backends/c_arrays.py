@@ -2,6 +2,9 @@
 
 * conv weights go from OIHW to OHWI (activations are HWC, so one kernel row of one
   output channel is a single contiguous run of kernel_w * in_c bytes);
+* depthwise weights (tflite) go tap-major in blocks of four output channels,
+  [block][ky][kx][4] (the last block narrower): each tap of a block is one word,
+  read with the word of four input channels it multiplies;
 * a linear layer fed by a flatten gets its columns permuted from CHW to HWC order;
 * the pixel conv (one input channel) gets int16 weights [cout][taps rounded up to
   even], one SMLAD operand per tap pair;
@@ -22,7 +25,7 @@ import numpy as np
 
 from ..qgraph import QGraph
 from ..requant import decompose
-from .c_planner import Step
+from .c_planner import Step, is_depthwise
 
 DATA_PREFIX = "mnist_edge_"
 
@@ -99,6 +102,12 @@ def conv_weights_ohwi(weight: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(weight.transpose(0, 2, 3, 1))
 
 
+def depthwise_weights(weight: np.ndarray) -> np.ndarray:
+    """[out_c][1][kh][kw] -> blocks of 4 output channels, each [taps][width] (tap-major)."""
+    flat = weight.reshape(weight.shape[0], -1)
+    return np.concatenate([flat[o:o + 4].T.reshape(-1) for o in range(0, flat.shape[0], 4)])
+
+
 def pixel_weights(weight: np.ndarray) -> np.ndarray:
     """[cout][taps rounded up to even] int16 for the one-channel pixel conv: each word is
     one SMLAD operand {w[2j], w[2j+1]}; the padding tap is 0."""
@@ -137,6 +146,8 @@ def step_arrays(graph: QGraph, step: Step, mode: str, prefix: str = DATA_PREFIX)
             w, b = op.arrays["weight"], op.arrays["bias"]
             if step.kind == "conv_u8":
                 laid = pixel_weights(w)
+            elif is_depthwise(graph, step):
+                laid = depthwise_weights(w)
             elif op.kind == "conv2d":
                 laid = conv_weights_ohwi(w)
             else:

@@ -145,6 +145,8 @@ def _tflite_refusal(graph: QGraph, i: int) -> str | None:
     if op.kind in ("conv2d", "linear"):
         if c["shift"].min() < -31 or c["shift"].max() > 30:
             return "a requantization shift outside -31..30"
+        if np.asarray(c["mult"]).min() < 0:  # the C requantization takes m >= 0
+            return "a negative requantization multiplier"
         w = op.arrays["weight"].astype(np.int64).reshape(op.arrays["weight"].shape[0], -1)
         bound = np.abs(op.arrays["bias"].astype(np.int64)) + 256 * np.abs(w).sum(axis=1)
         if bound.max() >= INT32_LIMIT:
@@ -152,6 +154,9 @@ def _tflite_refusal(graph: QGraph, i: int) -> str | None:
     if op.kind in ("add", "sub") and max(c["input1_shift"], c["input2_shift"],
                                          c["output_shift"]) > 0:
         return "an ADD/SUB multiplier of one or more"
+    if op.kind in ("add", "sub") and min(c["input1_multiplier"], c["input2_multiplier"],
+                                         c["output_multiplier"]) < 0:
+        return "a negative ADD/SUB multiplier"
     if op.kind == "mul" and not -31 <= c["shift"] <= 30:
         return "a requantization shift outside -31..30"
     if op.kind == "softmax" and (op.output.size >= 512 or c["input_left_shift"] > 30):
@@ -175,12 +180,29 @@ def _windows_touch_input(graph: QGraph, i: int) -> bool:
     return True
 
 
+DEPTHWISE_MAX_TAPS = 25  # ME_DEPTHWISE_MAX_TAPS: its tap pointers sit on the kernel's stack
+
+
+def is_depthwise(graph: QGraph, step: Step) -> bool:
+    """Whether the depthwise kernel (`tfl_depthwise_conv2d_s8`, tap-major weights) computes
+    this step; other grouped convs, and depthwise ones over 25 taps, take the general conv."""
+    if graph.arithmetic != "tflite" or step.kind != "conv" or step.pool is not None:
+        return False
+    op = graph.ops[step.conv]
+    kh, kw = (int(v) for v in op.attrs["kernel"])
+    groups = int(op.attrs.get("groups", 1))
+    return (op.kind == "conv2d" and groups > 1 and groups == graph.input_of(step.conv).shape[0]
+            and kh * kw <= DEPTHWISE_MAX_TAPS)
+
+
 def kernel_buffer_size(graph: QGraph, step: Step) -> int:
-    """Scratch bytes a step's kernel needs: the C macros ME_CONV2D_S8_BUFFER_SIZE and
-    ME_CONV2D_U8_1CH_BUFFER_SIZE (mnist_edge_kernels.h), which the generated model
-    checks against this at compile time."""
+    """Scratch bytes a step's kernel needs: the C macros ME_CONV2D_S8_BUFFER_SIZE,
+    ME_CONV2D_U8_1CH_BUFFER_SIZE and ME_TFL_DEPTHWISE_CONV2D_S8_BUFFER_SIZE
+    (mnist_edge_kernels.h), which the generated model checks against this at compile time."""
     if step.kind not in ("conv", "conv_u8"):
         return 0
+    if is_depthwise(graph, step):  # one row of z_x, what a padding tap reads
+        return (graph.input_of(step.conv).shape[0] + 3) // 4 * 4
     op = graph.ops[step.conv]
     kh, kw = (int(v) for v in op.attrs["kernel"])
     out_c = op.output.shape[0]

@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import MnistEdgeError
 from ..fgraph import INPUT, FloatGraph, FOp
 from .layout import flatten_order, is_identity, permute_columns
-from .tflite_qgraph import CONV_OPS, HWC, _same_padding
+from .tflite_qgraph import CONV_OPS, HWC, same_padding
 from .tflite_reader import Operator, Tensor, TFLiteModel
 
 FUSED = {"NONE": None, "RELU": ("relu", {}), "RELU6": ("clip", {"min": 0.0, "max": 6.0}),
@@ -133,8 +133,8 @@ class _Converter:
         weight = w.data.transpose(3, 0, 1, 2) if depthwise else w.data.transpose(0, 3, 1, 2)
         weight = np.ascontiguousarray(weight, dtype=np.float32)
         kh, kw = weight.shape[2:]
-        top, bottom = _same_padding(o["padding"], x.shape[1], kh, o["stride_h"], 1)
-        left, right = _same_padding(o["padding"], x.shape[2], kw, o["stride_w"], 1)
+        top, bottom = same_padding(o["padding"], x.shape[1], kh, o["stride_h"], 1)
+        left, right = same_padding(o["padding"], x.shape[2], kw, o["stride_w"], 1)
         bias = self._bias(op, weight.shape[0])
         attrs = {"kernel": [int(kh), int(kw)], "stride": [o["stride_h"], o["stride_w"]],
                  "padding": [top, left, bottom, right]}
@@ -180,8 +180,8 @@ class _Converter:
     def _op_AVERAGE_POOL_2D(self, op: Operator) -> None:
         src, shape, _ = self.read(op, 0, feature_map=True)
         o, x = op.options, self.t(op.inputs[0])
-        pads = (_same_padding(o["padding"], x.shape[1], o["filter_h"], o["stride_h"], 1)
-                + _same_padding(o["padding"], x.shape[2], o["filter_w"], o["stride_w"], 1))
+        pads = (same_padding(o["padding"], x.shape[1], o["filter_h"], o["stride_h"], 1)
+                + same_padding(o["padding"], x.shape[2], o["filter_w"], o["stride_w"], 1))
         if any(pads):
             raise self.refuse(op, "padded pools are not supported in float graphs")
         kind = "avgpool2d" if op.op == "AVERAGE_POOL_2D" else "maxpool2d"

@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Per-layer Cortex-M4 -O2 instructions of the MLPerf Tiny models, ours beside CMSIS-NN's.
+
+Usage (from the repository root; the models imported with `mnist-edge import`):
+
+    PYTHONPATH=$PWD python3 scripts/mlperf_vs_cmsis.py RUNS_DIR \\
+        [--cmsis ../shared/models/mlperf-tiny/CMSIS-NN.md]
+
+RUNS_DIR holds the four imported runs (ad01_int8, kws_ref_model, pretrainedResnet_quant,
+vww_96_int8). Ours: `mcu_bench.bench` (exact instruction counts from the emulator, one
+seeded random input, plus the two labelled cycle estimates). CMSIS-NN's: the per-layer
+tables of CMSIS-NN.md, matched by TFLite operator index (our layer names end in it).
+Prints one Markdown table per model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+MODELS = {  # run folder -> the heading of its per-layer table in CMSIS-NN.md
+    "pretrainedResnet_quant": "IC ResNet-8",
+    "kws_ref_model": "KWS DS-CNN",
+    "vww_96_int8": "VWW MobileNetV1-0.25",
+    "ad01_int8": "AD FC-autoencoder",
+}
+DEFAULT_CMSIS = Path(__file__).resolve().parents[2] / "shared/models/mlperf-tiny/CMSIS-NN.md"
+
+
+def cmsis_layers(text: str, heading: str) -> tuple[dict[int, tuple[str, int]], int]:
+    """{op index: (layer, instructions)} and the whole-network count of one model."""
+    part = text.split(f"## Per-layer, {heading},", 1)[1].split("\n## ", 1)[0]
+    layers = {}
+    total = 0
+    for line in part.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) > 5 and cells[0].isdigit():
+            layers[int(cells[0])] = (cells[1], int(cells[4].replace(",", "")))
+        elif len(cells) > 5 and "sum of layers" in cells[1]:
+            total = int(re.search(r"\(([\d,]+)\)", cells[4]).group(1).replace(",", ""))
+    return layers, total
+
+
+def table(run: Path, heading: str, text: str) -> str:
+    from mnist_edge import qgraph
+    from mnist_edge.targets import mcu_bench
+
+    f = mcu_bench.bench(run, qgraph.load_run(run), "cortex-m4")
+    theirs, their_total = cmsis_layers(text, heading)
+    lines = [f"{heading} (`{run.name}`), Cortex-M4 -O2:", "",
+             "| op | layer (CMSIS-NN.md) | our kernel | MACs | ours | CMSIS-NN | ours / CMSIS-NN |",
+             "|---:|---|---|---:|---:|---:|---:|"]
+    for r in f["layers"]:
+        m = re.search(r"_(\d+)$", r["layer"])
+        if m is None:
+            continue
+        i = int(m.group(1))
+        name, n = theirs.get(i, ("", 0))
+        ratio = f"{r['instructions'] / n:.2f}" if n else ""
+        macs = f"{r['macs']:,}" if r["macs"] else ""
+        lines.append(f"| {i} | {name} | {r['function']} | {macs} | {r['instructions']:,} | "
+                     f"{n:,} | {ratio} |")
+    lines += [f"| | **whole inference** | | {f['macs']:,} | **{f['instructions']:,}** | "
+              f"**{their_total:,}** | **{f['instructions'] / their_total:.2f}** |", "",
+              f"Estimated cycles (not measured): {f['estimated_cycles_m4_model']:,} with zero "
+              f"wait states, {f['estimated_cycles_m4_flash_ws']:,} with "
+              f"{f['flash_wait_states']['wait_states']} wait states on each of the "
+              f"{f['flash_data_reads']:,} data reads from flash "
+              f"({f['flash_wait_states']['part']}). RAM: arena {f['arena_bytes']:,} B "
+              f"(scratch {f['scratch_bytes']:,} B inside), stack {f['stack_bytes']:,} B.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", type=Path)
+    ap.add_argument("--cmsis", type=Path, default=DEFAULT_CMSIS)
+    args = ap.parse_args(argv)
+    text = args.cmsis.read_text()
+    for folder, heading in MODELS.items():
+        run = args.runs / folder
+        if not run.is_dir():
+            print(f"{run}: not imported, skipped", file=sys.stderr)
+            continue
+        print(table(run, heading, text), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
