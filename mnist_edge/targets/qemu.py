@@ -1,4 +1,4 @@
-"""Validation backends qemu-m0/m3/m4/m7/m33 and qemu-rv32imc/rv32imfc: the firmware
+"""Validation backends qemu-m0/m3/m4/m7/m33/m55 and qemu-rv32imc/rv32imfc: the firmware
 classifies every image in QEMU.
 
 The host writes the images to `images.bin` in a scratch folder, QEMU runs the
@@ -105,5 +105,6 @@ run_m3 = _backend("qemu-m3")
 run_m7 = _backend("qemu-m7")
 run_m0 = _backend("qemu-m0")
 run_m33 = _backend("qemu-m33")
+run_m55 = _backend("qemu-m55")
 run_rv32imc = _backend("qemu-rv32imc")
 run_rv32imfc = _backend("qemu-rv32imfc")
