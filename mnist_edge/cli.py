@@ -192,8 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(p)
     _add_data(p)
     p.add_argument("--mcu", choices=["cortex-m4", "cortex-m3", "cortex-m7", "cortex-m0",
-                                     "cortex-m33", "cortex-m55", "rv32imc", "rv32imfc"],
-                   default="cortex-m4")
+                                     "cortex-m33", "cortex-m55", "cortex-m55-nomve", "rv32imc",
+                                     "rv32imfc"], default="cortex-m4",
+                   help="cortex-m55 runs the Helium (MVE) kernels, cortex-m55-nomve the same core "
+                   "with MVE off (the scalar DSP kernels); both are counted in QEMU")
     p.add_argument("--size", action="store_true", help="build with -Os instead of -O2")
 
     p = command("report", "mnist_edge.commands:report_command",

@@ -32,6 +32,7 @@ class Core:
     unicorn_model: str
     arch: str = "arm"  # arm (Thumb, Cortex-M) | riscv (rv32, machine mode)
     has_fpu: bool = True
+    mve: bool = False  # Helium: the firmware compiles the MVE kernels (c.MVE_SOURCES)
 
     @property
     def cross(self) -> str:
@@ -54,7 +55,12 @@ CORES: dict[str, Core] = {
     # extension and the FPU (fp-armv8, -mfpu=auto picks it from the CPU). Unicorn has no
     # Cortex-M55: its instructions are counted in QEMU instead (targets/qemu_count.py).
     "cortex-m55": Core("cortex-m55", ("-mcpu=cortex-m55", "-mthumb", "-mfloat-abi=hard",
-                                      "-mfpu=auto"), "float", ""),
+                                      "-mfpu=auto"), "float", "", mve=True),
+    # The same core with Helium off (+nomve: no MVE kernels, no auto-vectorization): the
+    # scalar DSP path, for `bench` to set beside the Helium one on qemu-m55.
+    "cortex-m55-nomve": Core("cortex-m55-nomve", ("-mcpu=cortex-m55+nomve", "-mthumb",
+                                                  "-mfloat-abi=hard", "-mfpu=auto"),
+                             "float", ""),
     "rv32imc": Core("rv32imc", ("-march=rv32imc", "-mabi=ilp32", "-mcmodel=medany"), "int",
                     "UC_CPU_RISCV32_BASE32", arch="riscv", has_fpu=False),
     "rv32imfc": Core("rv32imfc", ("-march=rv32imfc", "-mabi=ilp32f", "-mcmodel=medany"),
@@ -149,6 +155,7 @@ BOARDS: dict[str, Board] = {
 # The emulated target used to build each core's benchmark firmware.
 BENCH_TARGET = {"cortex-m4": "qemu-m4", "cortex-m3": "qemu-m3", "cortex-m7": "qemu-m7",
                 "cortex-m0": "qemu-m0", "cortex-m33": "qemu-m33", "cortex-m55": "qemu-m55",
+                "cortex-m55-nomve": "qemu-m55",
                 "rv32imc": "qemu-rv32imc",
                 "rv32imfc": "qemu-rv32imfc"}
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import bisect
 import re
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,8 @@ CMSIS_NN_REFERENCE = {
     "simplecnn": {"instructions": 6_799_862, "per_mac": 2.43},
     "gapnet": {"instructions": 5_491_701, "per_mac": 2.95, "note": "ReLU instead of SELU/GELU"},
 }
-MODEL_SOURCES = ("mnist_edge_model.o", "mnist_edge_kernels.o", "mnist_edge_weights.o")
+MODEL_SOURCES = ("mnist_edge_model.o", "mnist_edge_kernels.o", "mnist_edge_weights.o",
+                 "mnist_edge_kernels_mve.o")
 
 
 def thumb_instruction_count(code: bytes) -> int:
@@ -417,7 +418,8 @@ def bench(run_dir: Path, graph: QGraph, core: str, size: bool = False,
     if core not in CORES:
         raise MnistEdgeError(f"unknown core {core!r}; choose from: {', '.join(CORES)}")
     opt = "-Os" if size else "-O2"
-    board = get_target(BENCH_TARGET[core])
+    # The core's own flags on its emulated board (cortex-m55-nomve runs on qemu-m55).
+    board = replace(get_target(BENCH_TARGET[core]), core=core)
     fw = build_firmware(graph, board, Path(run_dir) / "firmware" / f"bench-{core}{opt}",
                         "qemu", opt=opt)
     image_source = "the given input"
