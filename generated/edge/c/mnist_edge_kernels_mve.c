@@ -111,11 +111,28 @@ static int32_t me_dot1_mve(const int8_t *x, const int8_t *w, int32_t n, int32_t 
 }
 
 /*
+ * The window at (iy0, ix0), channels [c0, c0 + group_in_c): in place for a 1 x 1
+ * kernel inside the image, else gathered into `buffer` (padding = z_x).
+ */
+ME_INLINE const int8_t *me_window_mve(const me_conv_params *p, const int8_t *in,
+                                      int32_t iy0, int32_t ix0, int32_t c0, int32_t pointwise,
+                                      int8_t *buffer)
+{
+    if (pointwise && iy0 >= 0 && iy0 < p->in_h && ix0 >= 0 && ix0 < p->in_w) {
+        return in + (iy0 * p->in_w + ix0) * p->in_c + c0;
+    }
+    me_im2col_s8(p, in, iy0, ix0, c0, p->group_in_c, buffer);
+    return buffer;
+}
+
+/*
  * General conv2d (any stride, padding, groups) with an optional fused max pool, Helium
  * build: the portable kernel's walk (two positions a turn, their windows gathered with
  * padding = z_x, two output channels a block; see mnist_edge_kernels.c) with the 2 x 2 dot
  * product in MVE. The folded bias holds -z_x * sum(w), so every accumulator is
- * sum((x - z_x) * w) + bias exactly.
+ * sum((x - z_x) * w) + bias exactly. A 1 x 1 kernel's window is one input pixel's
+ * channels, already contiguous (HWC): it is read in place, not copied, unless it
+ * lies in the padding.
  */
 void me_conv2d_s8(const me_conv_params *p, const int8_t *in, int8_t *out,
                    void *buffer)
@@ -134,6 +151,7 @@ void me_conv2d_s8(const me_conv_params *p, const int8_t *in, int8_t *out,
     int32_t *const best = acc1 + p->out_c;
     int8_t *const win0 = (int8_t *)(void *)(best + p->out_c); /* [2][stride] */
     int8_t *const win1 = win0 + stride;
+    const int32_t pointwise = p->kernel_h == 1 && p->kernel_w == 1;
     me_cursor q0 = {0, 0, 0, 0, 0, 0};
     int32_t t, g, c;
     for (t = 0; t < positions; t += 2) {
@@ -143,14 +161,14 @@ void me_conv2d_s8(const me_conv_params *p, const int8_t *in, int8_t *out,
         me_cursor_pair(p, &q0, t1 != t, &q1, &iy0, &ix0, &iy1, &ix1);
         for (g = 0; g < p->groups; g++) {
             const int32_t c_end = (g + 1) * cout_g;
-            me_im2col_s8(p, in, iy0, ix0, g * cin, cin, win0);
-            me_im2col_s8(p, in, iy1, ix1, g * cin, cin, win1);
+            const int8_t *x0 = me_window_mve(p, in, iy0, ix0, g * cin, pointwise, win0);
+            const int8_t *x1 = me_window_mve(p, in, iy1, ix1, g * cin, pointwise, win1);
             for (c = g * cout_g; c < c_end; c += 2) {
                 const int32_t c1 = c + 1 < c_end ? c + 1 : c; /* an odd last channel */
                 int32_t a[4];
                 a[0] = a[2] = bias[c];
                 a[1] = a[3] = bias[c1];
-                me_dot2x2_mve(win0, win1, weights + c * k, weights + c1 * k, k, a);
+                me_dot2x2_mve(x0, x1, weights + c * k, weights + c1 * k, k, a);
                 if (pair_pool) {
                     acc0[c] = a[2] > a[0] ? a[2] : a[0];
                     acc0[c1] = a[3] > a[1] ? a[3] : a[1];
