@@ -77,12 +77,9 @@ def test_integer_cores_refuse_float_requant(tmp_path: Path, target: str) -> None
                                 requant="float")
 
 
-@pytest.mark.parametrize("core", ["cortex-m0", "cortex-m33", "cortex-m55", "rv32imc"])
+@pytest.mark.parametrize("core", ["cortex-m0", "cortex-m33", "rv32imc"])
 def test_bench_counts_every_layer_on_new_cores(tmp_path: Path, core: str) -> None:
-    if mcu_bench.CORES[core].unicorn_model:
-        pytest.importorskip("unicorn")
-    else:  # counted in QEMU: its plugin is built with the host's gcc
-        need("gcc")
+    pytest.importorskip("unicorn")
     pytest.importorskip("elftools")
     need_target(mcu_bench.BENCH_TARGET[core])
     run_dir = qgraph_run(tmp_path, 6, "mixed")

@@ -74,7 +74,7 @@ def test_m55_runs_the_helium_kernels_and_nomve_does_not(tmp_path: Path) -> None:
         assert _defined_in(fw, kernel) == "mnist_edge_kernels.o"
 
 
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("seed", [1])
 def test_helium_kernels_exact_on_random_shapes(tmp_path: Path, seed: int) -> None:
     """Seeded random graphs: windows and fully connected rows of many lengths mod 16 (the
     VCTP tails), odd channel counts, groups, pools; a few inputs each in QEMU."""
@@ -96,5 +96,13 @@ def test_bench_m55_helium_beats_the_scalar_path(tmp_path: Path) -> None:
     mve = mcu_bench.bench(run_dir, graph, "cortex-m55", pixels=pixels)
     scalar = mcu_bench.bench(run_dir, graph, "cortex-m55-nomve", pixels=pixels)
     assert mve["instructions"] < scalar["instructions"]
+    for f in (mve, scalar):  # bench() checked the logits against golden
+        assert f["instructions"] == f["predict_glue_instructions"] + sum(
+            r["instructions"] for r in f["layers"])
+        assert all(r["instructions"] > 0 for r in f["layers"])
+    conv = [i for i, r in enumerate(mve["layers"]) if r["function"] == "me_conv2d_s8"]
+    assert conv and all(mve["layers"][i]["instructions"] < scalar["layers"][i]["instructions"]
+                        for i in conv)
+    assert "| **total** |" in mcu_bench.format_table(graph.name, "cortex-m55", mve)
     assert "mnist_edge_kernels_mve.o" in mcu_bench.MODEL_SOURCES
     assert 0 < mve["stack_bytes"] < TARGETS["qemu-m55"].stack_bytes
