@@ -4,7 +4,7 @@
 Usage (from the repository root, MNIST files in $MNIST_EDGE_DATA):
 
     PYTHONPATH=$PWD nice python3 scripts/bench_m55.py RUN [RUN...] [--zoo FOLDER]
-        [--images 1000] [--inputs 200] [--opt -O2] [--no-validate] [--no-bench]
+        [--images 1000] [--inputs 200] [--size] [--no-validate] [--no-bench]
 
 Each RUN is validated on qemu-m55 against golden: image models on the first
 --images MNIST test images, the others (imported .tflite models such as the MLPerf
@@ -14,7 +14,7 @@ with seeded weights calibrated on 256 training images (as tests/test_zoo_matrix.
 exactness does not depend on training). Then one inference of each run is counted
 on the M55 with Helium (`bench --mcu cortex-m55`) and with MVE off
 (`bench --mcu cortex-m55-nomve`, the scalar DSP kernels), and a Markdown table sets
-them side by side, layer by layer.
+them side by side, layer by layer (-O2, or -Os with --size).
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--zoo", help="add every zoo model (seeded weights) as a run in FOLDER")
     ap.add_argument("--images", type=int, default=1000, help="MNIST test images per model")
     ap.add_argument("--inputs", type=int, default=200, help="inputs per non-MNIST model")
-    ap.add_argument("--opt", default="-O2", choices=["-O2", "-Os"])
+    ap.add_argument("--size", action="store_true", help="count -Os builds instead of -O2")
     ap.add_argument("--no-validate", action="store_true")
     ap.add_argument("--no-bench", action="store_true")
     args = ap.parse_args(argv)
@@ -108,7 +108,7 @@ def main(argv: list[str]) -> int:
     if not args.no_bench:
         for run in runs:
             graph = qgraph.load_run(run)
-            size = args.opt == "-Os"
+            size = args.size
             try:
                 helium = mcu_bench.bench(run, graph, HELIUM, size)
                 scalar = mcu_bench.bench(run, graph, SCALAR, size)
