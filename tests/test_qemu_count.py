@@ -1,5 +1,7 @@
 """The Cortex-M55 with Helium: QEMU's instruction counter agrees with unicorn's, the MVE
-kernels are what the M55 firmware runs, and they are exact where their tails are.
+kernels are what the M55 firmware runs, and they beat the scalar path. (Their exactness:
+qemu-m55 in test_mcu's and test_zoo_matrix's per-core matrices and test_c_tflite's MLPerf
+models, which all fail when the VCTP tail predicate is off by one byte.)
 
 The QEMU plugin (targets/qemu_count.py) is what `bench --mcu cortex-m55` counts with, as
 unicorn has no Cortex-M55. It is proven here on ELFs unicorn can run: the very same
@@ -18,7 +20,7 @@ from helpers import need
 
 from mnist_edge import golden, qgraph
 from mnist_edge.backends.c import c_inputs
-from mnist_edge.targets import firmware, mcu_bench, qemu
+from mnist_edge.targets import firmware, mcu_bench
 from mnist_edge.targets.boards import TARGETS
 from mnist_edge.testing import random_pixels, random_qgraph
 
@@ -72,19 +74,6 @@ def test_m55_runs_the_helium_kernels_and_nomve_does_not(tmp_path: Path) -> None:
     fw = firmware.build_firmware(graph, scalar, tmp_path / "nomve")
     for kernel in ("me_conv2d_s8", "me_fully_connected_s8"):
         assert _defined_in(fw, kernel) == "mnist_edge_kernels.o"
-
-
-@pytest.mark.parametrize("seed", [1])
-def test_helium_kernels_exact_on_random_shapes(tmp_path: Path, seed: int) -> None:
-    """Seeded random graphs: windows and fully connected rows of many lengths mod 16 (the
-    VCTP tails), odd channel counts, groups, pools; a few inputs each in QEMU."""
-    need_arm()
-    for layout in ("mixed", "dense"):
-        graph = random_qgraph(seed, layout)
-        fw = firmware.build_firmware(graph, TARGETS["qemu-m55"], tmp_path / f"{layout}{seed}")
-        pixels = random_pixels(6, seed)
-        logits, _ = qemu.run_firmware(fw, c_inputs(graph, pixels), classes=graph.output.size)
-        assert np.array_equal(logits, golden.run_int8(graph, pixels)), (seed, layout)
 
 
 def test_bench_m55_helium_beats_the_scalar_path(tmp_path: Path) -> None:
