@@ -167,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", action="append", required=True,
                    help="tflm, litert (LiteRT's optimized kernels), litert-ref (its reference "
                    "kernels), onnxruntime, c, c-x86, c-int, hls, wasm, qemu-m4, qemu-m3, qemu-m7, "
-                   "qemu-m0, qemu-m33, qemu-rv32imc, qemu-rv32imfc, rtl, rtl-uart, rtl-netlist "
+                   "qemu-m0, qemu-m33, qemu-m55, qemu-rv32imc, qemu-rv32imfc, rtl, rtl-uart, "
+                   "rtl-netlist "
                    "(repeatable)")
     p.add_argument("--limit", type=positive_int, help="only the first N test images")
     p.add_argument("--inputs", default="mnist", help="mnist (the test images) or random:N "
@@ -190,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(p)
     _add_data(p)
     p.add_argument("--target", help="emulated target: qemu-m4, qemu-m3, qemu-m7, qemu-m0, "
-                   "qemu-m33, qemu-rv32imc, qemu-rv32imfc")
+                   "qemu-m33, qemu-m55, qemu-rv32imc, qemu-rv32imfc")
     p.add_argument("--board", help="real board: nucleo-f411re, nrf52840dk")
     p.add_argument("--probe", choices=["pyocd", "openocd"], default="pyocd")
     p.add_argument("--dry-run", action="store_true", help="print the commands, keep the images")
@@ -201,7 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(p)
     _add_data(p)
     p.add_argument("--mcu", choices=["cortex-m4", "cortex-m3", "cortex-m7", "cortex-m0",
-                                     "cortex-m33", "rv32imc", "rv32imfc"], default="cortex-m4")
+                                     "cortex-m33", "cortex-m55", "cortex-m55-nomve", "rv32imc",
+                                     "rv32imfc"], default="cortex-m4",
+                   help="cortex-m55 runs the Helium (MVE) kernels, cortex-m55-nomve the same core "
+                   "with MVE off (the scalar DSP kernels); both are counted in QEMU")
     p.add_argument("--size", action="store_true", help="build with -Os instead of -O2")
 
     p = command("report", "mnist_edge.commands:report_command",

@@ -2,6 +2,8 @@
 # Installs everything mnist-edge needs on a fresh Debian/Ubuntu machine (idempotent).
 # System tools come from apt (when run as root or with sudo); Python packages from pip.
 # torch is pinned first so pip takes the CPU build instead of a multi-GB CUDA one.
+# qemu-system-arm must be 6.0 or newer (mps3-an547, the qemu-m55 target) and built with TCG
+# plugins (Debian's and Ubuntu's are): `bench --mcu cortex-m55` counts instructions with one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

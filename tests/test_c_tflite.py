@@ -85,6 +85,15 @@ def test_mlperf_qemu_m4_exact(mlperf_runs, key: str) -> None:
     _exact(run_dir, "qemu-m4", _inputs(qgraph.load_run(run_dir), 4, seed=3))
 
 
+@pytest.mark.parametrize("key", sorted(MODELS))
+def test_mlperf_qemu_m55_exact(mlperf_runs, key: str) -> None:
+    """The Cortex-M55's Helium kernels (mnist_edge_kernels_mve.c) in the tflite arithmetic."""
+    need("arm-none-eabi-gcc")
+    need("qemu-system-arm")
+    run_dir = _run(mlperf_runs, key)
+    _exact(run_dir, "qemu-m55", _inputs(qgraph.load_run(run_dir), 4, seed=5))
+
+
 def _selftest(src: Path, flags: list[str], exe: str = "selftest") -> str:
     gcc = need("gcc")
     proc = subprocess.run([gcc, *STRICT, *flags, "-o", exe, "main.c", *SOURCES], cwd=src,

@@ -19,7 +19,7 @@ from mnist_edge.testing import random_pixels, random_qgraph
 from mnist_edge.validate import validate_backend
 
 IMAGES = 20  # the issue asks CI for 20 images per target
-NEW_TARGETS = ("qemu-m0", "qemu-m33", "qemu-rv32imc", "qemu-rv32imfc")
+NEW_TARGETS = ("qemu-m0", "qemu-m33", "qemu-m55", "qemu-rv32imc", "qemu-rv32imfc")
 
 
 def need_target(target: str) -> None:
@@ -169,6 +169,8 @@ CORE_FLAGS = {
                       "-mfpu=fpv4-sp-d16", "-Os"],
     "cortex-m33 -O2": ["arm-none-eabi-gcc", "-mcpu=cortex-m33", "-mthumb", "-mfloat-abi=hard",
                        "-mfpu=fpv5-sp-d16", "-O2"],
+    "cortex-m55 -Os": ["arm-none-eabi-gcc", "-mcpu=cortex-m55", "-mthumb", "-mfloat-abi=hard",
+                       "-mfpu=auto", "-Os"],
     "rv32imc -Os": ["riscv64-unknown-elf-gcc", "--specs=picolibc.specs", "-march=rv32imc",
                     "-mabi=ilp32", "-Os"],
     "rv32imfc -O2": ["riscv64-unknown-elf-gcc", "--specs=picolibc.specs", "-march=rv32imfc",
@@ -187,7 +189,9 @@ def test_model_c_builds_warning_free_on_every_core(tmp_path: Path, core: str) ->
         ["float", "int"]
     for mode in modes:
         out = generate_c(graph, tmp_path / mode, mode)
-        for src in ("mnist_edge_kernels.c", "mnist_edge_model.c", "mnist_edge_weights.c"):
+        helium = ("mnist_edge_kernels_mve.c",) if "m55" in core else ()
+        for src in ("mnist_edge_kernels.c", "mnist_edge_model.c", "mnist_edge_weights.c",
+                    *helium):
             proc = subprocess.run([*cmd, *STRICT, str(out / src), "-o", str(tmp_path / "x.o")],
                                   capture_output=True, text=True)
             assert proc.returncode == 0, f"{core} {mode} {src}: {proc.stderr[:2000]}"
@@ -327,8 +331,8 @@ int main(void)
 """
 
 
-@pytest.mark.parametrize("target", ["qemu-m4", "qemu-m33", "qemu-rv32imfc", "qemu-m0",
-                                    "qemu-rv32imc"])
+@pytest.mark.parametrize("target", ["qemu-m4", "qemu-m33", "qemu-m55", "qemu-rv32imfc",
+                                    "qemu-m0", "qemu-rv32imc"])
 def test_requantize_on_target_matches_contract(tmp_path: Path, target: str) -> None:
     """The kernels' requantization as each core compiles it (VCVTR + QADD/SSAT on Arm
     FPU/DSP cores, FCVT.W.S rne on RISC-V F, the integer path on M0 and rv32imc) against
@@ -415,12 +419,15 @@ def test_kernel_library_is_the_same_bytes_for_every_model() -> None:
 
     trees = [render_tree(random_qgraph(5, "mixed")), render_tree(random_qgraph(2, "dense"), "int"),
              render_tree(random_qgraph(3, "mixed"), "float", random_pixels(3, 1))]
-    for name in ("mnist_edge_kernels.c", "mnist_edge_kernels.h", "mnist_edge_kernels_x86.c"):
+    for name in ("mnist_edge_kernels.c", "mnist_edge_kernels.h", "mnist_edge_kernels_x86.c",
+                 "mnist_edge_kernels_mve.c"):
         assert trees[0][name] == trees[1][name] == trees[2][name], name
     portable = trees[0]["mnist_edge_kernels.c"].decode()
     for x86 in ("_mm_", "_mm256", "__m128", "__m256", "mmintrin.h", "__SSE", "__AVX", "__x86"):
         assert x86 not in portable, f"x86 code ({x86}) in the portable kernels"
     assert "_mm256_madd_epi16" in trees[0]["mnist_edge_kernels_x86.c"].decode()
+    assert "arm_mve.h" not in portable and "vmladavaq_s8" not in portable
+    assert "vmladavaq_s8" in trees[0]["mnist_edge_kernels_mve.c"].decode()
     assert trees[0]["mnist_edge_config.h"] != trees[1]["mnist_edge_config.h"]
 
 

@@ -9,6 +9,8 @@
                           the same bytes for every model of one prefix, what MCUs build
   mnist_edge_kernels_x86.c the x86 host's SSE2/AVX2/VNNI dot-product kernels, compiled
                           only by host builds (with -DMNIST_EDGE_X86)
+  mnist_edge_kernels_mve.c the Helium (MVE) dot-product kernels, compiled only for
+                          cores with MVE (Cortex-M55, M85)
   mnist_edge_weights.[ch] const weights, biases, requantization constants and LUTs
   test_vectors.h, main.c  a self-test against the golden logits
   Makefile, CMakeLists.txt, README.md, manifest.json
@@ -47,12 +49,15 @@ C_WARNINGS = ("-Wall", "-Wextra", "-Wpedantic", "-Wshadow", "-Wconversion", "-We
 SOURCES = ("mnist_edge_model.c", "mnist_edge_kernels.c", "mnist_edge_weights.c")
 # The x86 host's fast path: compiled only by host builds, with -DMNIST_EDGE_X86.
 X86_SOURCES = ("mnist_edge_kernels_x86.c",)
+# Helium (MVE) dot-product kernels: compiled only for cores with MVE (Cortex-M55, M85).
+MVE_SOURCES = ("mnist_edge_kernels_mve.c",)
 TEMPLATES = {  # output file -> template
     "mnist_edge.h": "mnist_edge.h.j2",
     "mnist_edge_config.h": "mnist_edge_config.h.j2",
     "mnist_edge_kernels.h": "mnist_edge_kernels.h.j2",
     "mnist_edge_kernels.c": "mnist_edge_kernels.c.j2",
     "mnist_edge_kernels_x86.c": "mnist_edge_kernels_x86.c.j2",
+    "mnist_edge_kernels_mve.c": "mnist_edge_kernels_mve.c.j2",
     "mnist_edge_weights.h": "mnist_edge_weights.h.j2",
     "mnist_edge_weights.c": "mnist_edge_weights.c.j2",
     "mnist_edge_model.c": "mnist_edge_model.c.j2",
@@ -612,6 +617,7 @@ def render_tree(graph: QGraph, requant: str = "float",
         "format_values": format_values,
         "sources": [names.file(f) for f in SOURCES],
         "x86_sources": [names.file(f) for f in X86_SOURCES],
+        "mve_sources": [names.file(f) for f in MVE_SOURCES],
         **names.context(),
         "vector_count": len(rows),
         "vector_pixels": [format_values(CArray("int8_t", "", r.astype(np.int64)))

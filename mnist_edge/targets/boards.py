@@ -4,7 +4,8 @@ One table feeds the linker script, the compiler command line, QEMU and the
 flashing tools, so a board is added by adding one entry here.
 
 Target names are `qemu-<core>`: qemu-m0 (Cortex-M0, no DSP, no divider, 16 KB
-RAM), qemu-m3, qemu-m4, qemu-m7, qemu-m33 (Cortex-M33 with DSP and FPU), and
+RAM), qemu-m3, qemu-m4, qemu-m7, qemu-m33 (Cortex-M33 with DSP and FPU),
+qemu-m55 (Cortex-M55 with Helium, the MVE integer and float vector extension), and
 for RISC-V the ISA string itself: qemu-rv32imc (integer only, no FPU: float
 instructions trap in QEMU) and qemu-rv32imfc (single-precision FPU).
 """
@@ -26,9 +27,12 @@ class Core:
     name: str
     cflags: tuple[str, ...]
     requant: str  # "float" needs an FPU; "int" runs anywhere
-    unicorn_model: str  # unicorn.arm_const.UC_CPU_ARM_* / riscv_const.UC_CPU_RISCV32_* name
+    # unicorn.arm_const.UC_CPU_ARM_* / riscv_const.UC_CPU_RISCV32_* name; "" where unicorn
+    # has no model of the core (its instructions are then counted in QEMU)
+    unicorn_model: str
     arch: str = "arm"  # arm (Thumb, Cortex-M) | riscv (rv32, machine mode)
     has_fpu: bool = True
+    mve: bool = False  # Helium: the firmware compiles the MVE kernels (c.MVE_SOURCES)
 
     @property
     def cross(self) -> str:
@@ -47,6 +51,16 @@ CORES: dict[str, Core] = {
                                     "-mfpu=fpv5-d16"), "float", "UC_CPU_ARM_CORTEX_M7"),
     "cortex-m33": Core("cortex-m33", ("-mcpu=cortex-m33", "-mthumb", "-mfloat-abi=hard",
                                       "-mfpu=fpv5-sp-d16"), "float", "UC_CPU_ARM_CORTEX_M33"),
+    # -mcpu=cortex-m55 turns on MVE (integer and float: __ARM_FEATURE_MVE == 3), the DSP
+    # extension and the FPU (fp-armv8, -mfpu=auto picks it from the CPU). Unicorn has no
+    # Cortex-M55: its instructions are counted in QEMU instead (targets/qemu_count.py).
+    "cortex-m55": Core("cortex-m55", ("-mcpu=cortex-m55", "-mthumb", "-mfloat-abi=hard",
+                                      "-mfpu=auto"), "float", "", mve=True),
+    # The same core with Helium off (+nomve: no MVE kernels, no auto-vectorization): the
+    # scalar DSP path, for `bench` to set beside the Helium one on qemu-m55.
+    "cortex-m55-nomve": Core("cortex-m55-nomve", ("-mcpu=cortex-m55+nomve", "-mthumb",
+                                                  "-mfloat-abi=hard", "-mfpu=auto"),
+                             "float", ""),
     "rv32imc": Core("rv32imc", ("-march=rv32imc", "-mabi=ilp32", "-mcmodel=medany"), "int",
                     "UC_CPU_RISCV32_BASE32", arch="riscv", has_fpu=False),
     "rv32imfc": Core("rv32imfc", ("-march=rv32imfc", "-mabi=ilp32f", "-mcmodel=medany"),
@@ -104,6 +118,12 @@ TARGETS: dict[str, Board] = {
     "qemu-m33": Board("qemu-m33", "Arm MPS2 AN505 (Cortex-M33, DSP, FPU) in QEMU",
                       "cortex-m33", 0x10000000, 4 * MB, 0x38000000, 4 * MB, "semihost",
                       qemu_machine="mps2-an505"),
+    # The SSE-300 subsystem of AN547 boots secure: code in the secure alias of the 512 KB
+    # ITCM (0x10000000), data in the secure alias of the 4 MB internal SRAM at 0x31000000
+    # (two 2 MB banks back to back). QEMU 7.2's mps2-tz.c (an547 RAMInfo) and `info mtree`.
+    "qemu-m55": Board("qemu-m55", "Arm MPS3 AN547 (Cortex-M55, Helium, FPU) in QEMU",
+                      "cortex-m55", 0x10000000, 512 * KB, 0x31000000, 4 * MB, "semihost",
+                      qemu_machine="mps3-an547"),
     # QEMU's virt board, machine mode, no firmware (-bios none): "flash" and RAM are
     # the first two 4 MB of its DRAM at 0x80000000.
     "qemu-rv32imc": Board("qemu-rv32imc", "RISC-V rv32imc (QEMU virt, no FPU)", "rv32imc",
@@ -134,7 +154,9 @@ BOARDS: dict[str, Board] = {
 
 # The emulated target used to build each core's benchmark firmware.
 BENCH_TARGET = {"cortex-m4": "qemu-m4", "cortex-m3": "qemu-m3", "cortex-m7": "qemu-m7",
-                "cortex-m0": "qemu-m0", "cortex-m33": "qemu-m33", "rv32imc": "qemu-rv32imc",
+                "cortex-m0": "qemu-m0", "cortex-m33": "qemu-m33", "cortex-m55": "qemu-m55",
+                "cortex-m55-nomve": "qemu-m55",
+                "rv32imc": "qemu-rv32imc",
                 "rv32imfc": "qemu-rv32imfc"}
 
 

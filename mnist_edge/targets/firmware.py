@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..backends.c import C_WARNINGS, c_inputs
+from ..backends.c import C_WARNINGS, MVE_SOURCES, c_inputs
 from ..errors import MnistEdgeError
 from ..paths import TEMPLATES_DIR, atomic_dir, template_env, write_manifest
 from ..qgraph import QGraph
@@ -67,7 +67,8 @@ def sources(board: Board, app: str) -> list[str]:
         files.append("console_uart.c")
     if board.console == "semihost" or app == "qemu":
         files.append("semihost.c")
-    return files + list(MODEL_SOURCES)
+    mve = [f"c/{name}" for name in MVE_SOURCES] if board.cpu.mve else []
+    return files + list(MODEL_SOURCES) + mve
 
 
 def compile_flags(board: Board, opt: str) -> list[str]:

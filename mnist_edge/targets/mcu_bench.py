@@ -1,5 +1,5 @@
 """`mnist-edge bench`: exact instruction counts, flash and RAM of one inference on a
-Cortex-M (M0, M3, M4, M7, M33) or RISC-V (rv32imc, rv32imfc) core.
+Cortex-M (M0, M3, M4, M7, M33, M55) or RISC-V (rv32imc, rv32imfc) core.
 
 The firmware for the core is built as for QEMU (same flags, -O2 or -Os), then
 `mnist_edge_predict` is run once in the unicorn instruction-set emulator.
@@ -10,7 +10,8 @@ the block (Thumb-2: 16 or 32 bits; RISC-V with C: 16 or 32 bits).
 Instructions skipped by an IT condition still take an issue slot on the core,
 so they are counted. Each block is charged to the kernel call (step) that the
 model function last made, which gives per-layer counts. The stack is painted
-before the call and scanned after it.
+before the call and scanned after it. The Cortex-M55 (MVE), which unicorn does not
+model, is counted the same way in QEMU by a plugin (targets/qemu_count.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import bisect
 import re
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,8 @@ CMSIS_NN_REFERENCE = {
     "simplecnn": {"instructions": 6_799_862, "per_mac": 2.43},
     "gapnet": {"instructions": 5_491_701, "per_mac": 2.95, "note": "ReLU instead of SELU/GELU"},
 }
-MODEL_SOURCES = ("mnist_edge_model.o", "mnist_edge_kernels.o", "mnist_edge_weights.o")
+MODEL_SOURCES = ("mnist_edge_model.o", "mnist_edge_kernels.o", "mnist_edge_weights.o",
+                 "mnist_edge_kernels_mve.o")
 
 
 def thumb_instruction_count(code: bytes) -> int:
@@ -225,6 +227,59 @@ class _Cpu:
                          (1 << 13))
 
 
+class BlockTally:
+    """Charges executed basic blocks to the kernel calls of mnist_edge_predict: a block
+    inside predict is glue; the first block outside it after a glue block starts a step
+    when it begins a function (the kernel predict called); every later block outside
+    predict (helpers the kernel calls) goes to that step. Fed by unicorn here and by
+    the QEMU plugin in targets/qemu_count.py, so both count the same way."""
+
+    def __init__(self, symbols: dict[str, Symbol], board: Any) -> None:
+        funcs = sorted((s.addr & ~1, s.name, s.size) for s in symbols.values()
+                       if s.size > 0 and board.flash_origin <= s.addr < board.flash_origin
+                       + board.flash_size)
+        self.funcs = funcs
+        self.starts = [f[0] for f in funcs]
+        self.entry = {f[0]: f[1] for f in funcs}
+        predict = symbols["mnist_edge_predict"]
+        self.p_lo = predict.addr & ~1
+        self.p_hi = self.p_lo + predict.size
+        self.in_predict = False
+        self.glue = self.total = 0
+        self.glue_cycles = 0
+        self.steps: list[list[Any]] = []  # [function, instructions, cycles, flash reads]
+        self.ran: dict[str, int] = {}
+
+    def feed(self, address: int, n: int, c: int = 0) -> None:
+        """One executed block at `address` of `n` instructions (and `c` estimated cycles)."""
+        self.total += n
+        if self.p_lo <= address < self.p_hi:
+            self.glue += n
+            self.glue_cycles += c
+            self.in_predict = True
+            return
+        if self.in_predict and address in self.entry:
+            self.steps.append([self.entry[address], 0, 0, 0])
+        self.in_predict = False
+        if self.steps:
+            self.steps[-1][1] += n
+            self.steps[-1][2] += c
+        i = bisect.bisect_right(self.starts, address) - 1
+        if i >= 0:
+            name = self.funcs[i][1]
+            self.ran[name] = self.ran.get(name, 0) + n
+
+    def trace(self, logits: np.ndarray, stack_bytes: int, cycles: int | None,
+              flash_reads: int | None = None) -> Trace:
+        ran = dict(self.ran)
+        ran["mnist_edge_predict"] = self.glue
+        return Trace(logits, self.total, self.glue, [(s[0], s[1]) for s in self.steps],
+                     stack_bytes, ran, cycles,
+                     [s[2] for s in self.steps] if cycles is not None else None,
+                     flash_reads,
+                     [s[3] for s in self.steps] if flash_reads is not None else None)
+
+
 def emulate_predict(fw: Firmware, pixels: np.ndarray, timing: bool = False) -> Trace:
     """Run mnist_edge_predict once in unicorn on one input, as bytes in the C API's layout
     (`backends.c.c_inputs`); with `timing`, also the Cortex-M4 cycle estimate per step."""
@@ -249,29 +304,18 @@ def emulate_predict(fw: Firmware, pixels: np.ndarray, timing: bool = False) -> T
     lo, hi = symbols["__stack_limit__"].addr, symbols["__stack_top__"].addr
     uc.mem_write(lo, PAINT.to_bytes(4, "little") * ((hi - lo) // 4))
 
-    funcs = sorted((s.addr & ~1, s.name, s.size) for s in symbols.values()
-                   if s.size > 0 and board.flash_origin <= s.addr < board.flash_origin
-                   + board.flash_size)
-    starts = [f[0] for f in funcs]
-    entry = {f[0]: f[1] for f in funcs}
-    predict = symbols["mnist_edge_predict"]
-    p_lo, p_hi = predict.addr & ~1, (predict.addr & ~1) + predict.size
+    tally = BlockTally(symbols, board)
     counts: dict[tuple[int, int], int] = {}
-    state = {"in_predict": False, "glue": 0, "total": 0}
-    steps: list[list[Any]] = []
-    ran: dict[str, int] = {}
-
     count = cpu.count
     code = disassembly(fw) if timing else {}
     block_cost: dict[tuple[int, int], tuple[int, bool]] = {}
-    clock = {"cycles": 0, "end": -1, "branch": False, "glue": 0, "flash_reads": 0}
+    clock = {"cycles": 0, "end": -1, "branch": False, "flash_reads": 0}
 
     def on_block(uc_: Any, address: int, size: int, _: Any) -> None:
         key = (address, size)
         n = counts.get(key)
         if n is None:
             n = counts[key] = count(bytes(uc_.mem_read(address, size)))
-        state["total"] += n
         c = 0
         if timing:
             cost = block_cost.get(key)
@@ -282,26 +326,13 @@ def emulate_predict(fw: Firmware, pixels: np.ndarray, timing: bool = False) -> T
             c = cost[0] + (M4_REFILL if clock["branch"] and address != clock["end"] else 0)
             clock["cycles"] += c
             clock["end"], clock["branch"] = address + size, cost[1]
-        if p_lo <= address < p_hi:
-            state["glue"] += n
-            clock["glue"] += c
-            state["in_predict"] = True
-            return
-        if state["in_predict"] and address in entry:
-            steps.append([entry[address], 0, 0, 0])
-        state["in_predict"] = False
-        if steps:
-            steps[-1][1] += n
-            steps[-1][2] += c
-        i = bisect.bisect_right(starts, address) - 1
-        if i >= 0:
-            ran[funcs[i][1]] = ran.get(funcs[i][1], 0) + n
+        tally.feed(address, n, c)
 
     def on_flash_read(uc_: Any, access: int, address: int, size: int, value: int,
                       _: Any) -> None:
         clock["flash_reads"] += 1  # a data access; instruction fetches do not come here
-        if steps and not state["in_predict"]:
-            steps[-1][3] += 1
+        if tally.steps and not tally.in_predict:
+            tally.steps[-1][3] += 1
 
     stop = board.flash_origin + board.flash_size - 16  # mapped, never executed
     cpu.setup_call(symbols, hi, io, out, stop)
@@ -310,7 +341,7 @@ def emulate_predict(fw: Firmware, pixels: np.ndarray, timing: bool = False) -> T
         uc.hook_add(unicorn.UC_HOOK_MEM_READ, on_flash_read, begin=board.flash_origin,
                     end=board.flash_origin + board.flash_size - 1)
     try:
-        uc.emu_start(p_lo | cpu.thumb, stop, timeout=120 * 1_000_000)
+        uc.emu_start(tally.p_lo | cpu.thumb, stop, timeout=120 * 1_000_000)
     except unicorn.UcError as exc:
         pc = uc.reg_read(cpu.pc)
         raise MnistEdgeError(f"emulating mnist_edge_predict failed at pc=0x{pc:08x}: "
@@ -326,12 +357,8 @@ def emulate_predict(fw: Firmware, pixels: np.ndarray, timing: bool = False) -> T
     else:
         used = 0
     logits = np.frombuffer(bytes(uc.mem_read(out, 1024)), dtype=np.int8)
-    ran["mnist_edge_predict"] = state["glue"]
-    return Trace(logits, state["total"], state["glue"], [(s[0], s[1]) for s in steps], used, ran,
-                 clock["cycles"] if timing else None,
-                 [s[2] for s in steps] if timing else None,
-                 clock["flash_reads"] if timing else None,
-                 [s[3] for s in steps] if timing else None)
+    return tally.trace(logits, used, clock["cycles"] if timing else None,
+                       clock["flash_reads"] if timing else None)
 
 
 # ----------------------------------------------------------------- sizes from the map
@@ -415,16 +442,22 @@ def bench(run_dir: Path, graph: QGraph, core: str, size: bool = False,
     if core not in CORES:
         raise MnistEdgeError(f"unknown core {core!r}; choose from: {', '.join(CORES)}")
     opt = "-Os" if size else "-O2"
-    board = get_target(BENCH_TARGET[core])
+    # The core's own flags on its emulated board (cortex-m55-nomve runs on qemu-m55).
+    board = replace(get_target(BENCH_TARGET[core]), core=core)
     fw = build_firmware(graph, board, Path(run_dir) / "firmware" / f"bench-{core}{opt}",
                         "qemu", opt=opt)
     image_source = "the given input"
     if pixels is None:
         pixels, image_source = _first_test_image(graph, data_dir)
-    trace = emulate_predict(fw, c_inputs(graph, pixels[None])[0], timing=core == "cortex-m4")
+    if board.cpu.unicorn_model:
+        trace = emulate_predict(fw, c_inputs(graph, pixels[None])[0], timing=core == "cortex-m4")
+    else:  # a core unicorn does not model: the same count, in QEMU
+        from .qemu_count import count_predict
+
+        trace = count_predict(fw, c_inputs(graph, pixels[None])[0])
     expected = golden.run_int8(graph, pixels[None])[0]
     if not np.array_equal(trace.logits[:expected.size], expected):
-        raise MnistEdgeError(f"{core}: logits in the instruction-set emulator differ from golden")
+        raise MnistEdgeError(f"{core}: logits in the instruction counter differ from golden")
     macs = analyze.summarize(graph)["macs"]
     plan = plan_arena(graph)
     labels = _step_labels(graph, plan)

@@ -1,4 +1,4 @@
-"""Validation backends qemu-m0/m3/m4/m7/m33 and qemu-rv32imc/rv32imfc: the firmware
+"""Validation backends qemu-m0/m3/m4/m7/m33/m55 and qemu-rv32imc/rv32imfc: the firmware
 classifies every image in QEMU.
 
 The host writes the images to `images.bin` in a scratch folder, QEMU runs the
@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import analyze
 from ..backends.c import c_inputs
 from ..errors import MnistEdgeError
 from ..paths import atomic_dir
@@ -27,9 +28,13 @@ from .firmware import Firmware, build_firmware, qemu_command
 from .tools import require_tool
 
 # QEMU ran the default model at ~25 images/s (m4, measured); a hung firmware is still
-# stopped, after a limit that leaves a 6x margin on a slower machine.
+# stopped, after a limit that leaves a 6x margin on a slower machine. Larger models get
+# the same margin per MAC: validate scales the limit by the model's MACs beyond
+# TIMEOUT_MACS (about the default model's), as ResNet-8's 12.5 M MACs on qemu-m55 (MVE
+# instructions are helper calls in QEMU) overran the fixed limit.
 TIMEOUT_BASE_S = 30.0
 TIMEOUT_PER_IMAGE_S = 0.25
+TIMEOUT_MACS = 2_000_000
 
 
 def run_firmware(fw: Firmware, pixels: np.ndarray, timeout: float | None = None,
@@ -82,7 +87,11 @@ def run_target(target: str, run_dir: Path, graph: QGraph, pixels: np.ndarray,
     with atomic_dir(Path(run_dir) / "firmware" / board.name) as work:
         fw = build_firmware(graph, board, work, "qemu", opt=options.get("opt", "-O2"),
                             requant=options.get("requant"))
-        logits, seconds = run_firmware(fw, c_inputs(graph, pixels), options.get("timeout"),
+        timeout = options.get("timeout")
+        if timeout is None:
+            macs = max(analyze.summarize(graph)["macs"], TIMEOUT_MACS)
+            timeout = TIMEOUT_BASE_S + TIMEOUT_PER_IMAGE_S * len(pixels) * macs / TIMEOUT_MACS
+        logits, seconds = run_firmware(fw, c_inputs(graph, pixels), timeout,
                                        graph.output.size)
     extra = {"qemu_seconds": round(seconds, 2), "qemu_machine": board.qemu_machine,
              "requant": fw.requant, "images_per_second": round(len(pixels) / seconds, 1)}
@@ -105,5 +114,6 @@ run_m3 = _backend("qemu-m3")
 run_m7 = _backend("qemu-m7")
 run_m0 = _backend("qemu-m0")
 run_m33 = _backend("qemu-m33")
+run_m55 = _backend("qemu-m55")
 run_rv32imc = _backend("qemu-rv32imc")
 run_rv32imfc = _backend("qemu-rv32imfc")

@@ -1,5 +1,5 @@
 /*
- * startup.c - reset handler and vector table for Cortex-M3/M4/M7.
+ * startup.c - reset handler and vector table for Cortex-M3/M4/M7/M33/M55.
  *
  * Reset copies .data from flash, zeroes .bss, turns the FPU on when the build
  * uses it, paints the stack (so stack_high_water() can tell how deep it went)
@@ -37,7 +37,7 @@ void Reset_Handler(void)
         *dst = 0u;
     }
 #if defined(__ARM_FP)
-    SCB_CPACR |= 15u << 20; /* CP10 and CP11: full access */
+    SCB_CPACR |= 15u << 20; /* CP10 and CP11: full access (the FPU, and Helium on an M55) */
     __asm__ volatile("dsb\n\tisb" ::: "memory");
 #endif
     {

@@ -30,8 +30,9 @@
 #define me_smlad(a, b, acc) __smlad((a), (b), (acc))
 #define me_qadd(a, b) __qadd((a), (b))
 #if defined(__GNUC__)
-/* SXTB16 with its free ROR #8 (GCC's arm_acle.h has no rotating form). */
-static int32_t me_sxtb16_ror8(int32_t v)
+/* SXTB16 with its free ROR #8 (GCC's arm_acle.h has no rotating form; unused where the
+ * Helium kernels replace the dot products). */
+__attribute__((unused)) static int32_t me_sxtb16_ror8(int32_t v)
 {
     int32_t r;
     __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
@@ -632,9 +633,10 @@ void me_conv2d_u8_1ch(const me_conv_params *p, const uint8_t *pixels, int8_t *ou
 /*
  * The dot-product kernels of int8 activations: the general conv and the fully
  * connected layer. Built with MNIST_EDGE_X86 defined, mnist_edge_kernels_x86.c supplies
- * them instead (SSE2/AVX2/VNNI, x86 hosts only); every MCU builds these.
+ * them instead (SSE2/AVX2/VNNI, x86 hosts only), and on cores with Helium
+ * mnist_edge_kernels_mve.c does; every other MCU builds these.
  */
-#ifndef MNIST_EDGE_X86
+#if !defined(MNIST_EDGE_X86) && !ME_USE_MVE
 
 /* --------------------------------------------------------------- dot products */
 
@@ -1082,7 +1084,7 @@ void me_fully_connected_s8(const me_fc_params *p, const int8_t *in, int8_t *out)
     }
 }
 
-#endif /* MNIST_EDGE_X86 */
+#endif /* !MNIST_EDGE_X86 && !ME_USE_MVE */
 
 int32_t me_conv2d_s8_get_buffer_size(const me_conv_params *p)
 {

@@ -21,6 +21,14 @@
 
 #include "mnist_edge_config.h" /* the requantization mode: this file is the same for every model */
 
+/* Cortex-M55/M85 with Helium (MVE integer): mnist_edge_kernels_mve.c supplies the general conv
+ * and the fully connected layer. -DMNIST_EDGE_NO_MVE keeps the scalar (DSP) kernels. */
+#if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1) && !defined(MNIST_EDGE_NO_MVE)
+#define ME_USE_MVE 1
+#else
+#define ME_USE_MVE 0
+#endif
+
 #if MNIST_EDGE_REQUANT_INT
 typedef int32_t me_mult_t; /* m, 2^23 <= m < 2^24; M = m * 2^-shift */
 #else
