@@ -163,12 +163,12 @@ def _tflite_refusal(graph: QGraph, i: int) -> str | None:
         return "a softmax over 512 values or more, or with an input shift above 30"
     if op.kind == "mean" and (c["count"] >= 1 << 23 or not -31 <= c["shift"] <= 30):
         return "a MEAN over 2^23 values or more, or with a shift outside -31..30"
-    if op.kind in ("avgpool2d", "maxpool2d") and not _windows_touch_input(graph, i):
+    if op.kind in ("avgpool2d", "maxpool2d") and not windows_touch_input(graph, i):
         return "a pool window entirely in the padding"
     return None
 
 
-def _windows_touch_input(graph: QGraph, i: int) -> bool:
+def windows_touch_input(graph: QGraph, i: int) -> bool:
     """Every window of a padded pool holds at least one in-image tap (TFLM's count > 0)."""
     op, x = graph.ops[i], graph.input_of(i)
     pad = op.attrs.get("padding", [0, 0, 0, 0])

@@ -27,12 +27,13 @@ import numpy as np
 
 from .. import golden
 from ..errors import MnistEdgeError
-from ..ops.elementwise import add_weights
+from ..ops.elementwise import add_weights, broadcasts
 from ..ops.layout import concat_multipliers
 from ..paths import atomic_dir, template_env
 from ..qgraph import INPUT_NAME, QGraph
 from ..testing import random_inputs, random_pixels
 from .c import c_inputs
+from .c_planner import windows_touch_input
 from .inputs import require_arithmetic
 from .memfiles import WRITERS, requant_words
 
@@ -405,21 +406,11 @@ def _tflite_refusal(graph: QGraph, i: int) -> str | None:
         return "an ADD/SUB multiplier of one or more"
     if op.kind == "softmax" and (op.output.size >= 512 or c["input_left_shift"] > 30):
         return "a softmax over 512 values or more, or with an input shift above 30"
-    if op.kind in ("avgpool2d", "maxpool2d") and not _windows_touch_input(graph, i):
+    if op.kind in ("avgpool2d", "maxpool2d") and not windows_touch_input(graph, i):
         return "a pool window entirely in the padding"
+    if op.kind in ("add", "sub", "mul") and broadcasts(graph.inputs_of(i)):
+        return "a broadcasting ADD/SUB/MUL"
     return None
-
-
-def _windows_touch_input(graph: QGraph, i: int) -> bool:
-    """Every window of a padded pool holds at least one in-image tap (TFLM's count > 0)."""
-    op, x = graph.ops[i], graph.input_of(i)
-    pad = op.spec.attr(op, "padding")
-    for axis in (0, 1):
-        k, s, size = op.attrs["kernel"][axis], op.attrs["stride"][axis], x.shape[1 + axis]
-        origins = np.arange(op.output.shape[1 + axis]) * s - pad[axis]
-        if np.any(origins + k <= 0) or np.any(origins >= size):
-            return False
-    return True
 
 
 def build_layers(graph: QGraph, parallel: int = DEFAULT_PARALLEL) -> list[Layer]:
