@@ -33,7 +33,6 @@ from onnx import TensorProto
 
 from ..errors import MnistEdgeError
 from ..ops import gemmlowp as g
-from ..ops.elementwise import broadcasts
 from ..ops.numeric import pad_hw, windows
 from ..requant import INT8_MAX, INT8_MIN, multiply_by_quantized_multiplier_greater_than_one
 from . import onnx_fixed as fx
@@ -139,19 +138,9 @@ def pool_clamp(graph: QGraph, i: int) -> tuple[int, int] | None:
     return None if (lo, hi) == (INT8_MIN, INT8_MAX) else (lo, hi)
 
 
-def _refuse_broadcast(graph: QGraph, i: int) -> None:
-    """Broadcasting ADD/SUB/MUL (tflite arithmetic) is not lowered to ONNX yet: refused by
-    name rather than lowered on the assumption of equal shapes."""
-    if broadcasts(graph.inputs_of(i)):
-        op = graph.ops[i]
-        raise MnistEdgeError(f"op {op.name} ({op.kind}): the ONNX export does not implement a "
-                             "broadcasting ADD/SUB/MUL yet")
-
-
 def lower_add_sub(b: _Builder, q: _Quant, graph: QGraph, i: int, ins: list[str]) -> str:
     """ADD / SUB (AddFunc / SubFunc): ((q_i - z_i) << 20) rescaled by each input's
     multiplier, summed (no int32 wrap: |term| < 2**28), rescaled to the output."""
-    _refuse_broadcast(graph, i)
     op, tensors, c = graph.ops[i], graph.inputs_of(i), graph.prepare(i)
     if max(c["input1_shift"], c["input2_shift"], c["output_shift"]) > 0:
         raise MnistEdgeError(f"op {op.name} ({op.kind}): a rescale multiplier is not below "
@@ -173,7 +162,6 @@ def lower_add_sub(b: _Builder, q: _Quant, graph: QGraph, i: int, ins: list[str])
 
 def lower_mul(b: _Builder, q: _Quant, graph: QGraph, i: int, ins: list[str]) -> str:
     """MUL (MulElementwise): (q_a - z_a)(q_b - z_b), MultiplyByQuantizedMultiplier once."""
-    _refuse_broadcast(graph, i)
     op, tensors, c = graph.ops[i], graph.inputs_of(i), graph.prepare(i)
     a, bb = (_centred(b, q, h, t.zero_point, f"{op.name}.in{k}")
              for k, (h, t) in enumerate(zip(ins, tensors, strict=True), start=1))
