@@ -201,7 +201,7 @@ def test_end_to_end_exact(files: dict, mnist_dir: Path, tmp_path: Path, file: st
 
     m = me.from_keras(files["folder"] / file, runs=tmp_path, data=str(mnist_dir))
     m.quantize(calib_images=200, data=str(mnist_dir), progress=False)
-    v = m.validate("onnxruntime", "c", "c-int", data=str(mnist_dir), limit=LIMIT,
+    v = m.validate("onnxruntime", "c", "c-x86", "c-int", "hls", data=str(mnist_dir), limit=LIMIT,
                    progress=False)
     for backend, figures in v.backends.items():
         assert figures["exact_logit_fraction"] == 1.0, (backend, figures)
