@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_tflite_fixtures import CASES, _act
+from test_tflite_ops import CASES as OP_CASES
 from test_tflite_qgraph import MLPERF, VARIANTS, _mlperf
 
 from mnist_edge import api, golden, qgraph
@@ -36,10 +37,11 @@ pytest.importorskip("tflite_micro")
 from mnist_edge.targets.tflm import from_tflite_output, run_tflm, to_tflite_input  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-# the fixtures the importer refuses by name (two inputs, a PAD not read by a conv, a
-# SOFTMAX over a feature map): nothing to export. Their single-input VARIANTS are here.
-REFUSED = {"add_broadcast", "mul_broadcast_relu6", "sub", "mul", "concat", "pad", "padv2",
-           "softmax"}
+# the fixtures the importer refuses by name (two inputs, a SOFTMAX over a feature map):
+# nothing to export. Their single-input VARIANTS are here.
+REFUSED = {"add_broadcast", "mul_broadcast_relu6", "sub", "mul", "concat", "softmax"}
+# the later operators' fixtures whose kinds export writes back: MEAN, PAD/PADV2, RESHAPE
+LATER = {k: v for k, v in OP_CASES.items() if k.startswith(("mean", "pad", "reshape"))}
 
 
 def _import(data: bytes, name: str = "m") -> qgraph.QGraph:
@@ -108,7 +110,8 @@ def _depthwise_one_channel() -> bytes:
 
 
 FIXTURES = {**{k: v for k, v in CASES.items() if k not in REFUSED},
-            **{f"variant_{k}": v for k, v in VARIANTS.items()}, "pad_conv": _pad_then_conv,
+            **{f"variant_{k}": v for k, v in VARIANTS.items()}, **LATER,
+            "pad_conv": _pad_then_conv,
             "depthwise_one_channel": _depthwise_one_channel}
 
 

@@ -36,6 +36,8 @@ LEFT_OUT = {
     "rtl-netlist": "a gate-level simulation of minutes per image, iCE40 only: tests/test_rtl.py",
     "tflm": "runs the .tflite a run was imported from (zoo models are not): "
             "tests/test_tflite_qgraph.py",
+    "litert": "runs the .tflite a run was imported from in LiteRT: tests/test_litert.py",
+    "litert-ref": "LiteRT's reference kernels on that .tflite: tests/test_litert.py",
 }
 # The matrix's columns beyond the backend names: the onnxruntime backend on the QDQ export.
 COLUMNS = {"onnxruntime-qdq": "onnxruntime"}

@@ -327,6 +327,9 @@ LOWERING: dict[str, Lowering] = {
     "sub": lambda b, q, graph, i, ins, qdq: tfl.lower_add_sub(b, q, graph, i, ins),
     "mul": lambda b, q, graph, i, ins, qdq: tfl.lower_mul(b, q, graph, i, ins),
     "softmax": lambda b, q, graph, i, ins, qdq: tfl.lower_softmax(b, q, graph, i, ins[0]),
+    "mean": lambda b, q, graph, i, ins, qdq: tfl.lower_mean(b, q, graph, i, ins[0]),
+    "pad": lambda b, q, graph, i, ins, qdq: tfl.lower_pad(b, q, graph, i, ins[0]),
+    "reshape": lambda b, q, graph, i, ins, qdq: tfl.lower_reshape(b, graph, i, ins[0]),
 }
 
 

@@ -14,6 +14,10 @@ computes golden's numbers exactly, with no float anywhere:
 * MAX_POOL_2D: MaxPool with pads (onnxruntime's windows skip the padding), then the clamp;
 * ADD/SUB: each input (q - z) << 20 rescaled by its own multiplier, the sum rescaled to the
   output; MUL: (q_a - z_a)(q_b - z_b) rescaled once;
+* MEAN over H and W (QuantizedMeanOrSum): ReduceSum of the raw int8 values, minus z_in
+  times the count, MultiplyByQuantizedMultiplier with 1/count folded into the multiplier;
+* PAD / PADV2 (the `pad` kind): Pad with the int8 value; RESHAPE (the `reshape` kind,
+  where the element order stays): Reshape;
 * SOFTMAX: the exp of each difference to the row maximum is a function of that difference
   alone (256 values), so it is a Gather of golden's own fixed-point exp; the sum, gemmlowp's
   reciprocal (three Newton-Raphson steps) and the final rounding shift are int64 ops.
@@ -170,6 +174,40 @@ def lower_mul(b: _Builder, q: _Quant, graph: QGraph, i: int, ins: list[str]) -> 
     y = fx.mbqm(b, prod, np.array(c["mult"], I64), np.array(c["shift"], I64),
                 f"{op.name}.scaled", wrap)
     return _to_activation(b, q, y, c["output_zp"], c["act"], op.name)
+
+
+def lower_mean(b: _Builder, q: _Quant, graph: QGraph, i: int, h: str) -> str:
+    """MEAN over H and W (reference_ops::QuantizedMeanOrSum, `tflite_kernels.mean_hw`):
+    the int32 sum of the raw values minus z_in * count, rescaled, plus z_out, saturated."""
+    op, c = graph.ops[i], graph.prepare(i)
+    raw = _centred(b, q, h, 0, f"{op.name}.in")
+    total = b.node("ReduceSum", [raw, b.const([2, 3], I64)], f"{op.name}.total",
+                   f"{op.name}_sum", keepdims=1)
+    shifted = fx.wrap32(b, b.node("Sub", [fx.wrap32(b, total, f"{op.name}.total32"),
+                                          fx.const(b, c["input_zp"] * c["count"])],
+                                  f"{op.name}.minus_zero", f"{op.name}_minus_zero_point"),
+                        f"{op.name}.shifted")
+    y = fx.mbqm(b, shifted, np.array(c["mult"], I64), np.array(c["shift"], I64),
+                f"{op.name}.scaled", wrap=True)
+    return _to_activation(b, q, y, c["output_zp"], (INT8_MIN, INT8_MAX), op.name)
+
+
+def lower_pad(b: _Builder, q: _Quant, graph: QGraph, i: int, h: str) -> str:
+    """PAD / PADV2 of H and W: the input's bytes inside a border of the op's int8 value."""
+    op = graph.ops[i]
+    top, left, bottom, right = (int(p) for p in op.attrs.get("padding", [0, 0, 0, 0]))
+    pads = b.init(f"{op.name}.pads", np.array([0, 0, top, left, 0, 0, bottom, right], I64))
+    value = b.init(f"{op.name}.value", np.array(op.attrs["value"] + q.offset, q.dtype))
+    return b.node("Pad", [h, pads, value], op.name, f"{op.name}_pad", mode="constant")
+
+
+def lower_reshape(b: _Builder, graph: QGraph, i: int, h: str) -> str:
+    """RESHAPE where the element order stays: the same bytes, 4-D ([N, D, 1, 1] for a
+    vector, as the exporter keeps every vector)."""
+    op = graph.ops[i]
+    shape = list(op.output.shape) if len(op.output.shape) == 3 else [op.output.shape[0], 1, 1]
+    return b.node("Reshape", [h, b.init(f"{op.name}.shape", np.array([0, *shape], I64))],
+                  op.name, f"{op.name}_reshape")
 
 
 def softmax_tables(c: dict) -> tuple[np.ndarray, np.ndarray]:

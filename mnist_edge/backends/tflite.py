@@ -114,6 +114,8 @@ class _Writer:
             if skip_output_flatten and k == len(g.ops) - 1:
                 self.index[op.name] = self.index[op.inputs[0]]
                 continue
+            if op.name in self.index:  # written with the op before it (MEAN's flatten)
+                continue
             lower = LOWERING.get(op.kind)
             if lower is None:
                 raise self.refuse(op, "has no TFLite builtin")
@@ -211,19 +213,56 @@ class _Writer:
             options["depth_multiplier"] = cout // x.shape[0]
         self.operator(builtin, ins, self._out(op), options)
 
-    def _pad(self, op: QOp, x: QTensor, source: int) -> int:
-        """A PAD with the input zero point (real 0) ahead of a VALID conv: the same taps as
-        the op's explicit padding (what the importer folds back)."""
+    def _pad(self, op: QOp, x: QTensor, source: int, out: int | None = None) -> int:
+        """The op's [top, left, bottom, right] padding as a PAD: with the input zero point
+        (real 0) ahead of a VALID conv (the same taps as the conv's padding, what the
+        importer folds back), or as the `pad` kind itself (`out`), a PADV2 when its value
+        is not the zero point."""
         top, left, bottom, right = (int(p) for p in op.attrs["padding"])
         if min(top, left, bottom, right) < 0:
             raise self.refuse(op, "has negative padding")
         pads = np.array([[0, 0], [top, bottom], [left, right], [0, 0]], dtype="<i4")
-        p = self.tensor({"name": f"{op.name}/paddings", "shape": [4, 2], "dtype": "int32",
-                         "data": pads})
-        shape = [1, x.shape[1] + top + bottom, x.shape[2] + left + right, x.shape[0]]
-        out = self.tensor(_act(f"{op.name}/padded", x, shape))
-        self.operator("PAD", [source, p], out)
+        ins = [source, self.tensor({"name": f"{op.name}/paddings", "shape": [4, 2],
+                                    "dtype": "int32", "data": pads})]
+        value = int(op.attrs.get("value", x.zero_point))
+        if value != x.zero_point:
+            ins.append(self.tensor({**_act(f"{op.name}/value", x, [1]),
+                                    "data": np.array([value], np.int8)}))
+        if out is None:
+            shape = [1, x.shape[1] + top + bottom, x.shape[2] + left + right, x.shape[0]]
+            out = self.tensor(_act(f"{op.name}/padded", x, shape))
+        self.operator("PADV2" if len(ins) == 3 else "PAD", ins, out)
         return out
+
+    def _pad_kind(self, op: QOp) -> None:
+        self._pad(op, self.graph.tensor(op.inputs[0]), self._in(op), self._out(op))
+
+    def _mean(self, op: QOp) -> None:
+        """MEAN over H and W. The importer reads keep_dims=false as this op plus a flatten
+        of it: a mean whose only reader is a flatten is written back as that one MEAN with
+        keep_dims=false ([1,C]), so a round trip gives the same QGraph (not the graph's
+        output flatten, which the walk leaves out: the file's output is the [1,1,1,C] map)."""
+        axes = self.tensor({"name": f"{op.name}/axes", "shape": [2], "dtype": "int32",
+                            "data": np.array([1, 2], dtype="<i4")})
+        readers = [r for r in self.graph.ops if op.name in r.inputs]
+        output_flatten = (bool(readers) and readers[-1] is self.graph.ops[-1]
+                          and self._output_is_hwc_flatten())
+        if len(readers) == 1 and readers[0].kind == "flatten" and not output_flatten:
+            flat = readers[0]
+            out = self._out(flat)
+            self.index[op.name] = out
+            self.operator("MEAN", [self._in(op), axes], out, {"keep_dims": False})
+            return
+        self.operator("MEAN", [self._in(op), axes], self._out(op), {"keep_dims": True})
+
+    def _reshape(self, op: QOp) -> None:
+        """A RESHAPE that keeps the element order (the registry checks that CHW and HWC
+        agree for it), to the output's batch-1 TFLite shape."""
+        shape = _shape(op.output)
+        new_shape = self.tensor({"name": f"{op.name}/shape", "shape": [len(shape)],
+                                 "dtype": "int32", "data": np.array(shape, dtype="<i4")})
+        self.operator("RESHAPE", [self._in(op), new_shape], self._out(op),
+                      {"new_shape": shape})
 
     def _linear(self, op: QOp) -> None:
         weight = op.arrays["weight"]
@@ -329,7 +368,8 @@ LOWERING: dict[str, Callable[[_Writer, QOp], None]] = {
     "conv2d": _Writer._conv2d, "linear": _Writer._linear, "flatten": _Writer._flatten,
     "maxpool2d": _Writer._maxpool2d, "avgpool2d": _Writer._avgpool2d, "add": _Writer._add,
     "sub": _Writer._sub, "mul": _Writer._mul, "concat": _Writer._concat,
-    "softmax": _Writer._softmax, "lut": _Writer._lut,
+    "softmax": _Writer._softmax, "lut": _Writer._lut, "mean": _Writer._mean,
+    "pad": _Writer._pad_kind, "reshape": _Writer._reshape,
 }
 
 
