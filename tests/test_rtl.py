@@ -157,17 +157,24 @@ def test_requant_unit_matches_the_integer_contract(digit: int, tmp_path: Path) -
     cases = np.concatenate(rows)
     (tmp_path / "tb.cpp").write_text(REQUANT_TB)
     shutil.copy(TEMPLATES_DIR / "rtl" / "mnist_edge_requant.v", tmp_path)
+    hw = _run_requant_tb(exe, tmp_path, "mnist_edge_requant", ["mnist_edge_requant.v"], digit,
+                         cases)
+    assert np.array_equal(hw, _with_zero_points(cases))
+
+
+def _run_requant_tb(exe: str, folder: Path, top: str, sources: list[str], digit: int,
+                    cases: np.ndarray) -> np.ndarray:
+    """Build `top` with tb.cpp in Verilator and run it on the (acc, m, shift, zy) rows."""
     spacing = 24 // digit if digit else 1
     subprocess.run([exe, "--cc", "--exe", "--build", "-Wno-fatal", "-O2", f"-GDIGIT={digit}",
-                    "-CFLAGS", f"-DSPACING={spacing}", "--top-module", "mnist_edge_requant",
-                    "mnist_edge_requant.v", "tb.cpp", "-o", "tb"],
-                   cwd=tmp_path, check=True, capture_output=True)
+                    "-CFLAGS", f"-DSPACING={spacing}", "--top-module", top, *sources, "tb.cpp",
+                    "-o", "tb"], cwd=folder, check=True, capture_output=True)
     text = "\n".join(" ".join(str(int(v)) for v in row) for row in cases) + "\n"
-    proc = subprocess.run([str(tmp_path / "obj_dir" / "tb")], input=text, capture_output=True,
+    proc = subprocess.run([str(folder / "obj_dir" / "tb")], input=text, capture_output=True,
                           text=True, check=True)
     hw = np.array(proc.stdout.split(), dtype=np.int64)
     assert hw.size == len(cases)
-    assert np.array_equal(hw, _with_zero_points(cases))
+    return hw
 
 
 WIDE_TOP = r"""
@@ -219,16 +226,9 @@ def test_wide_requant_unit_matches_the_integer_contract(digit: int, tmp_path: Pa
     (tmp_path / "wide_requant.v").write_text(WIDE_TOP)
     for name in ("mnist_edge_requant.v", "mnist_edge_prenorm.v"):
         shutil.copy(TEMPLATES_DIR / "rtl" / name, tmp_path)
-    spacing = 24 // digit if digit else 1
-    subprocess.run([exe, "--cc", "--exe", "--build", "-Wno-fatal", "-O2", f"-GDIGIT={digit}",
-                    "-CFLAGS", f"-DSPACING={spacing}", "--top-module", "wide_requant",
-                    "wide_requant.v", "mnist_edge_prenorm.v", "mnist_edge_requant.v", "tb.cpp",
-                    "-o", "tb"], cwd=tmp_path, check=True, capture_output=True)
-    text = "\n".join(" ".join(str(int(v)) for v in row) for row in cases) + "\n"
-    proc = subprocess.run([str(tmp_path / "obj_dir" / "tb")], input=text, capture_output=True,
-                          text=True, check=True)
-    hw = np.array(proc.stdout.split(), dtype=np.int64)
-    assert hw.size == len(cases)
+    hw = _run_requant_tb(exe, tmp_path, "wide_requant",
+                         ["wide_requant.v", "mnist_edge_prenorm.v", "mnist_edge_requant.v"],
+                         digit, cases)
     assert np.array_equal(hw, _with_zero_points(cases))
 
 
