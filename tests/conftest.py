@@ -32,3 +32,15 @@ def tiny_run(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
                 threads=2)
     quantize_run(run_dir, str(mnist_dir), "percentile", 300)
     return run_dir
+
+
+@pytest.fixture(scope="module")
+def mlperf_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Each MLPerf Tiny int8 model present in ../shared, imported once per test module."""
+    from helpers import MLPERF, MODELS
+
+    from mnist_edge.importers import import_tflite
+
+    runs = tmp_path_factory.mktemp("mlperf")
+    return {key: import_tflite(MLPERF / f"{stem}.tflite", runs, None)[0]
+            for key, stem in MODELS.items() if (MLPERF / f"{stem}.tflite").exists()}

@@ -3,10 +3,25 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 from test_int_requant import near_half_wide_cases
+
+# The MLPerf Tiny int8 models in ../shared (the `mlperf_runs` fixture imports them).
+MLPERF = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "mlperf-tiny"
+MODELS = {"ad": "ad01_int8", "kws": "kws_ref_model", "resnet": "pretrainedResnet_quant",
+          "vww": "vww_96_int8"}
+
+
+def mlperf_run(mlperf_runs: dict[str, Path], key: str) -> Path:
+    """The imported run of MLPerf model `key`, or a skip that says the file is absent."""
+    if key not in mlperf_runs:
+        reason = f"{MLPERF / MODELS[key]}.tflite is absent: MLPerf model {key} not tested"
+        print(reason)
+        pytest.skip(reason)
+    return mlperf_runs[key]
 
 
 def need(tool: str) -> str:

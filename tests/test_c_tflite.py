@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import need
+from helpers import MODELS, mlperf_run, need
 
 from mnist_edge import qgraph
 from mnist_edge.backends.c import C_WARNINGS, generate_c, render_tree
@@ -30,9 +30,6 @@ from mnist_edge.requant import multiply_by_quantized_multiplier, requantize_tfli
 from mnist_edge.testing import random_inputs
 from mnist_edge.validate import validate_backend
 
-MLPERF = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "mlperf-tiny"
-MODELS = {"ad": "ad01_int8", "kws": "kws_ref_model", "resnet": "pretrainedResnet_quant",
-          "vww": "vww_96_int8"}
 SOURCES = ["mnist_edge_model.c", "mnist_edge_kernels.c", "mnist_edge_weights.c"]
 STRICT = ["-std=c99", *C_WARNINGS, "-pedantic"]
 SANITIZE = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
@@ -44,25 +41,6 @@ def _inputs(graph: qgraph.QGraph, n: int, seed: int = 0) -> np.ndarray:
                            random_inputs(graph, n - n // 2, seed=seed + 1)])
 
 
-@pytest.fixture(scope="module")
-def mlperf_runs(tmp_path_factory) -> dict[str, Path]:
-    """Each MLPerf Tiny model present in ../shared, imported once for the module."""
-    runs = tmp_path_factory.mktemp("mlperf")
-    out = {}
-    for key, stem in MODELS.items():
-        path = MLPERF / f"{stem}.tflite"
-        if path.exists():
-            out[key] = import_tflite(path, runs, None)[0]
-    return out
-
-
-def _run(mlperf_runs: dict[str, Path], key: str) -> Path:
-    if key not in mlperf_runs:
-        reason = f"{MLPERF / MODELS[key]}.tflite is absent: MLPerf model {key} not tested"
-        print(reason)
-        pytest.skip(reason)
-    return mlperf_runs[key]
-
 
 def _exact(run_dir: Path, backend: str, inputs: np.ndarray) -> None:
     f = validate_backend(run_dir, backend, inputs, None)
@@ -73,7 +51,7 @@ def _exact(run_dir: Path, backend: str, inputs: np.ndarray) -> None:
 @pytest.mark.parametrize("backend", ["c", "c-int"])
 @pytest.mark.parametrize("key", sorted(MODELS))
 def test_mlperf_host_c_exact(mlperf_runs, key: str, backend: str) -> None:
-    run_dir = _run(mlperf_runs, key)
+    run_dir = mlperf_run(mlperf_runs, key)
     _exact(run_dir, backend, _inputs(qgraph.load_run(run_dir), 24))
 
 
@@ -81,7 +59,7 @@ def test_mlperf_host_c_exact(mlperf_runs, key: str, backend: str) -> None:
 def test_mlperf_qemu_m4_exact(mlperf_runs, key: str) -> None:
     need("arm-none-eabi-gcc")
     need("qemu-system-arm")
-    run_dir = _run(mlperf_runs, key)
+    run_dir = mlperf_run(mlperf_runs, key)
     _exact(run_dir, "qemu-m4", _inputs(qgraph.load_run(run_dir), 4, seed=3))
 
 
@@ -90,7 +68,7 @@ def test_mlperf_qemu_m55_exact(mlperf_runs, key: str) -> None:
     """The Cortex-M55's Helium kernels (mnist_edge_kernels_mve.c) in the tflite arithmetic."""
     need("arm-none-eabi-gcc")
     need("qemu-system-arm")
-    run_dir = _run(mlperf_runs, key)
+    run_dir = mlperf_run(mlperf_runs, key)
     _exact(run_dir, "qemu-m55", _inputs(qgraph.load_run(run_dir), 4, seed=5))
 
 
@@ -108,7 +86,7 @@ def _selftest(src: Path, flags: list[str], exe: str = "selftest") -> str:
 def test_mlperf_selftest_strict_and_sanitized(mlperf_runs, key: str, tmp_path: Path) -> None:
     """-Wall -Wextra -Wpedantic -Wshadow -Wconversion -Werror -pedantic, then the self-test
     under ASan + UBSan, portable and with the emulated Arm DSP path."""
-    run_dir = _run(mlperf_runs, key)
+    run_dir = mlperf_run(mlperf_runs, key)
     graph = qgraph.load_run(run_dir)
     src = generate_c(graph, tmp_path / "c", "int", _inputs(graph, 8, seed=7))
     _selftest(src, SANITIZE)
@@ -116,7 +94,7 @@ def test_mlperf_selftest_strict_and_sanitized(mlperf_runs, key: str, tmp_path: P
 
 
 def test_requant_option_does_not_apply_to_tflite(mlperf_runs) -> None:
-    graph = qgraph.load_run(_run(mlperf_runs, "kws"))
+    graph = qgraph.load_run(mlperf_run(mlperf_runs, "kws"))
     pixels = _inputs(graph, 4)
     assert render_tree(graph, "float", pixels) == render_tree(graph, "int", pixels)
 
@@ -181,7 +159,7 @@ def test_c_requantization_matches_requant_py(mlperf_runs, tmp_path: Path) -> Non
     me_mul_by_positive_multiplier and the output stage (zero point, clamp) ==
     requantize_tflite, under ASan + UBSan."""
     gcc = need("gcc")
-    graph = qgraph.load_run(_run(mlperf_runs, "kws"))
+    graph = qgraph.load_run(mlperf_run(mlperf_runs, "kws"))
     src = generate_c(graph, tmp_path / "c", "int", _inputs(graph, 2))
     (src / "harness.c").write_text(HARNESS)
     cases = _requant_cases()
@@ -383,7 +361,7 @@ def test_dilated_conv_is_refused_by_name(tmp_path: Path) -> None:
 def test_other_backends_still_refuse_tflite(mlperf_runs, tmp_path: Path) -> None:
     from mnist_edge.backends.rtl import generate_rtl
 
-    graph = qgraph.load_run(_run(mlperf_runs, "ad"))
+    graph = qgraph.load_run(mlperf_run(mlperf_runs, "ad"))
     for call, name in ((lambda: generate_rtl(graph, tmp_path / "rtl"), "RTL"),):
         with pytest.raises(MnistEdgeError, match=f"{name} backend does not implement the "
                                                  "tflite arithmetic"):

@@ -19,14 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import need
-from test_c_tflite import CASES, MLPERF, MODELS, _import, _inputs, _requant_cases, _run
+from helpers import MODELS, mlperf_run, need
+from test_c_tflite import CASES, _import, _inputs, _requant_cases
 from test_tflite_fixtures import CASES as FIXTURES
 
 from mnist_edge import golden, qgraph
 from mnist_edge.backends.hls import LOWERING, build_layers, generate_hls
 from mnist_edge.errors import MnistEdgeError
-from mnist_edge.importers import import_tflite
 from mnist_edge.ops.elementwise import broadcasts
 from mnist_edge.requant import multiply_by_quantized_multiplier, requantize_tflite
 from mnist_edge.targets import hls_csim
@@ -36,17 +35,10 @@ STRICT = ["-std=c++14", "-Wall", "-Wextra", "-Werror", "-pedantic"]
 HLS_CASES = {**CASES, "conv_dilated": FIXTURES["conv_dilated"]}
 
 
-@pytest.fixture(scope="module")
-def mlperf_runs(tmp_path_factory) -> dict[str, Path]:
-    runs = tmp_path_factory.mktemp("mlperf-hls")
-    return {key: import_tflite(MLPERF / f"{stem}.tflite", runs, None)[0]
-            for key, stem in MODELS.items() if (MLPERF / f"{stem}.tflite").exists()}
-
-
 @pytest.mark.parametrize("key", sorted(MODELS))
 def test_mlperf_hls_csim_exact(mlperf_runs, key: str) -> None:
     need("g++")
-    run_dir = _run(mlperf_runs, key)
+    run_dir = mlperf_run(mlperf_runs, key)
     graph = qgraph.load_run(run_dir)
     f = validate_backend(run_dir, "hls", _inputs(graph, 12, seed=2), None)
     assert f["exact_logit_fraction"] == 1.0 and f["images"] == 12, f
@@ -55,7 +47,7 @@ def test_mlperf_hls_csim_exact(mlperf_runs, key: str) -> None:
 def test_mlperf_testbench_strict(mlperf_runs, tmp_path: Path) -> None:
     """The generated testbench under -pedantic and UBSan: the golden test vectors pass."""
     cxx = need("g++")
-    graph = qgraph.load_run(_run(mlperf_runs, "resnet"))
+    graph = qgraph.load_run(mlperf_run(mlperf_runs, "resnet"))
     out = generate_hls(graph, tmp_path / "hls", _inputs(graph, 6, seed=4))
     exe = tmp_path / "tb"
     subprocess.run([cxx, *STRICT, "-O1", "-fsanitize=undefined", "-fno-sanitize-recover=all",
@@ -136,7 +128,7 @@ def test_hls_requantization_matches_requant_py(tmp_path: Path) -> None:
 
 
 def test_generation_is_deterministic(mlperf_runs, tmp_path: Path) -> None:
-    graph = qgraph.load_run(_run(mlperf_runs, "kws"))
+    graph = qgraph.load_run(mlperf_run(mlperf_runs, "kws"))
     x = _inputs(graph, 4)
     a, b = generate_hls(graph, tmp_path / "a", x), generate_hls(graph, tmp_path / "b", x)
     files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
@@ -172,7 +164,7 @@ def test_synthesis_view_and_no_float(mlperf_runs, tmp_path: Path) -> None:
     from test_hls import strip_comments
 
     cxx = need("g++")
-    graph = qgraph.load_run(_run(mlperf_runs, "resnet"))
+    graph = qgraph.load_run(mlperf_run(mlperf_runs, "resnet"))
     out = generate_hls(graph, tmp_path / "hls", _inputs(graph, 2))
     pre = subprocess.run([cxx, "-std=c++14", "-E", "-D__SYNTHESIS__", "mnist_edge_hls.cpp"],
                          cwd=out, check=True, capture_output=True, text=True).stdout

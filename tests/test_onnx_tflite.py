@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from helpers import MODELS, mlperf_run
 from onnx import TensorProto, helper
 
 from mnist_edge import golden, qgraph
@@ -39,9 +40,6 @@ from mnist_edge.targets import onnxrt
 from mnist_edge.testing import random_inputs
 from mnist_edge.validate import validate_backend
 
-MLPERF = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "mlperf-tiny"
-MODELS = {"ad": "ad01_int8", "kws": "kws_ref_model", "resnet": "pretrainedResnet_quant",
-          "vww": "vww_96_int8"}
 RNG = np.random.default_rng(24)
 
 
@@ -189,24 +187,10 @@ def test_single_op_fixture_exact(case: str, tmp_path: Path) -> None:
                               f"{want[bad[0]][:12]}")
 
 
-@pytest.fixture(scope="module")
-def mlperf_runs(tmp_path_factory) -> dict[str, Path]:
-    runs = tmp_path_factory.mktemp("mlperf")
-    return {key: import_tflite(MLPERF / f"{stem}.tflite", runs, None)[0]
-            for key, stem in MODELS.items() if (MLPERF / f"{stem}.tflite").exists()}
-
-
-def _run(mlperf_runs: dict[str, Path], key: str) -> Path:
-    if key not in mlperf_runs:
-        reason = f"{MLPERF / MODELS[key]}.tflite is absent: MLPerf model {key} not tested"
-        print(reason)
-        pytest.skip(reason)
-    return mlperf_runs[key]
-
 
 @pytest.mark.parametrize("key", sorted(MODELS))
 def test_mlperf_models_exact_in_onnxruntime(mlperf_runs, key: str, tmp_path: Path) -> None:
-    graph = qgraph.load_run(_run(mlperf_runs, key))
+    graph = qgraph.load_run(mlperf_run(mlperf_runs, key))
     x = _inputs(graph, 200, seed=7)
     got = _onnx_logits(graph, x, tmp_path / "m.onnx")
     want = golden.run_int8(graph, x)
@@ -216,7 +200,7 @@ def test_mlperf_models_exact_in_onnxruntime(mlperf_runs, key: str, tmp_path: Pat
 
 def test_validate_backend_takes_the_integer_export(mlperf_runs) -> None:
     """`validate --backend onnxruntime` on a tflite run: exports, checks, exact."""
-    run_dir = _run(mlperf_runs, "ad")
+    run_dir = mlperf_run(mlperf_runs, "ad")
     graph = qgraph.load_run(run_dir)
     f = validate_backend(run_dir, "onnxruntime", _inputs(graph, 40), None)
     assert f["exact_logit_fraction"] == 1.0 and f["format"] == "integer", f
@@ -230,7 +214,7 @@ def test_qdq_form_is_refused_by_name_and_writes_nothing(mlperf_runs, tmp_path: P
     import shutil
 
     run_dir = tmp_path / "ad"
-    shutil.copytree(_run(mlperf_runs, "ad"), run_dir)
+    shutil.copytree(mlperf_run(mlperf_runs, "ad"), run_dir)
     before = sorted(p.name for p in run_dir.iterdir())
     with pytest.raises(MnistEdgeError, match="QDQ form cannot express the tflite arithmetic"):
         onnx_backend.export_run(run_dir, "qdq")

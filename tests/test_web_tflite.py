@@ -10,27 +10,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import need
-from test_c_tflite import MLPERF, MODELS, _inputs, _run
+from helpers import MODELS, mlperf_run, need
+from test_c_tflite import _inputs
 from test_web import browser, open_page  # noqa: F401 (browser: a fixture)
 
 from mnist_edge import golden, qgraph
-from mnist_edge.importers import import_tflite
 from mnist_edge.validate import validate_backend
-
-
-@pytest.fixture(scope="module")
-def mlperf_runs(tmp_path_factory) -> dict[str, Path]:
-    runs = tmp_path_factory.mktemp("mlperf-web")
-    return {key: import_tflite(MLPERF / f"{stem}.tflite", runs, None)[0]
-            for key, stem in MODELS.items() if (MLPERF / f"{stem}.tflite").exists()}
 
 
 @pytest.mark.parametrize("key", sorted(MODELS))
 def test_mlperf_wasm_exact(mlperf_runs, key: str) -> None:
     need("emcc")
     need("node")
-    run_dir = _run(mlperf_runs, key)
+    run_dir = mlperf_run(mlperf_runs, key)
     graph = qgraph.load_run(run_dir)
     f = validate_backend(run_dir, "wasm", _inputs(graph, 8, seed=5), None)
     assert f["exact_logit_fraction"] == 1.0 and f["images"] == 8, f
@@ -48,7 +40,7 @@ def test_mlperf_page_runs_its_vectors_exact(mlperf_runs, key: str, browser,  # n
 
     from mnist_edge.backends.web import generate_web
 
-    graph = qgraph.load_run(_run(mlperf_runs, key))
+    graph = qgraph.load_run(mlperf_run(mlperf_runs, key))
     x = _inputs(graph, 4, seed=8)
     site = generate_web(graph, tmp_path / "web", vector_pixels=x)
     manifest = json.loads((site / "manifest.json").read_text())
