@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import MnistEdgeError
 from ..fgraph import INPUT, FloatGraph, FOp
 from .layout import flatten_order, is_identity, permute_columns
-from .tflite_qgraph import CONV_OPS, HWC, same_padding
+from .tflite_qgraph import CONV_OPS, HWC, ir_shape, same_padding
 from .tflite_reader import Operator, Tensor, TFLiteModel
 
 FUSED = {"NONE": None, "RELU": ("relu", {}), "RELU6": ("clip", {"min": 0.0, "max": 6.0}),
@@ -37,13 +37,7 @@ def is_float_model(model: TFLiteModel) -> bool:
 
 
 def _ir_shape(t: Tensor) -> tuple[int, ...]:
-    s = t.shape
-    if len(s) == 4 and s[0] == 1:
-        return s[3], s[1], s[2]
-    if len(s) == 2 and s[0] == 1:
-        return (s[1],)
-    raise MnistEdgeError(f"tensor {t.index} '{t.name}' has shape {list(s)}; the float graph "
-                         "takes batch-1 tensors [1,H,W,C] or [1,D]")
+    return ir_shape(t, "float graph")
 
 
 class _Converter:

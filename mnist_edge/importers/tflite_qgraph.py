@@ -51,14 +51,14 @@ class View:
     pad: tuple[int, int, int, int] = (0, 0, 0, 0)
 
 
-def ir_shape(t: Tensor) -> tuple[int, ...]:
-    """[1, H, W, C] -> (C, H, W); [1, D] -> (D,)."""
+def ir_shape(t: Tensor, graph: str = "QGraph") -> tuple[int, ...]:
+    """[1, H, W, C] -> (C, H, W); [1, D] -> (D,), for the QGraph or the float graph."""
     s = t.shape
     if len(s) == 4 and s[0] == 1:
         return s[3], s[1], s[2]
     if len(s) == 2 and s[0] == 1:
         return (s[1],)
-    raise MnistEdgeError(f"tensor {t.index} '{t.name}' has shape {list(s)}; the QGraph takes "
+    raise MnistEdgeError(f"tensor {t.index} '{t.name}' has shape {list(s)}; the {graph} takes "
                          "batch-1 tensors [1,H,W,C] or [1,D]")
 
 
