@@ -266,6 +266,9 @@ def _lower_conv(c: StepContext) -> Lowered:
         call = f"{fn}(&{c.ident}_params, {c.src}, {c.dst}, arena + {step.scratch_offset});"
         c.buffer_check = (f"{c.names.kernel.upper()}_TFL_DEPTHWISE_CONV2D_S8_BUFFER_SIZE"
                           f"({x.shape[0]})", step.scratch)
+    if step.band:  # its output overwrites its input: band by band from a line buffer
+        call = (f"{c.fn('conv2d_in_bands')}(&{c.ident}_params, {fn}, {c.src}, {c.dst}, "
+                f"arena + {step.scratch_offset}, arena + {step.lines_offset}, {step.band});")
     return c.ptype("conv_params"), [(k, str(v)) for k, v in fields], call
 
 
@@ -478,6 +481,10 @@ def _layer(graph: QGraph, plan: ArenaPlan, step: Step, mode: str, names: Names) 
         "output" if step.kind == "to_chw" else "input")
     parts = [_op_summary(graph.ops[i], graph.input_of(i)) for i in step.ops]
     where = f"{_buf(plan, step.src)} -> {_buf(plan, step.dst)}"
+    if step.band:
+        where += f", over its input in {step.band}-row bands via arena + {step.lines_offset}"
+    elif step.overlaps:
+        where += ", over its input"
     comment = "; ".join(parts) if parts else (
         f"HWC -> CHW, the QGraph's order of its {_shape(step.flat_from or ())} output"
         if step.kind == "to_chw" else "pixels p -> int8 q = p - 128")
@@ -612,6 +619,8 @@ def render_tree(graph: QGraph, requant: str = "float",
         "requant": requant,
         "tflite": graph.arithmetic == "tflite",
         "scratch_bytes": plan.scratch_bytes,  # the largest step's, inside the arena
+        "in_place_steps": len(plan.in_place),
+        "lines_bytes": plan.lines_bytes,
         "layers": layers,
         "arrays": arrays,
         "format_values": format_values,
