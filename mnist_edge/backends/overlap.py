@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 KERNEL_ORDER = "raster order, blocks of at most max(4, out_w) output pixels"
 BLOCK_PIXELS = 4
 ELEMENTWISE = ("add", "mul")  # step kinds (add covers sub)
+BAND_HEIGHTS = tuple(2 ** i for i in range(12))  # output rows per band the planner tries
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,7 @@ def step_modes(graph: QGraph, steps: list[Step], buffers: list[Buffer], k: int,
         return []
     r = conv_rows(graph, s)
     modes = [Mode(((s.src, overlap_drift(r)),))]
-    heights = sorted({h for h in (2 ** i for i in range(12)) if h < r.out_h}, reverse=True)
+    heights = sorted({h for h in BAND_HEIGHTS if h < r.out_h}, reverse=True)
     for h in heights:
         b = band_plan(r, h)
         if b is not None:
