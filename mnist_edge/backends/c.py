@@ -38,7 +38,15 @@ from ..ops.layout import concat_multipliers
 from ..paths import template_env, write_tree
 from ..qgraph import QGraph, QOp, QTensor
 from ..testing import random_inputs
-from .c_arrays import CArray, LayerArrays, data_symbol, float_literal, format_values, step_arrays
+from .c_arrays import (
+    CArray,
+    LayerArrays,
+    data_symbol,
+    float_literal,
+    format_values,
+    per_tensor,
+    step_arrays,
+)
 from .c_planner import LOGITS, PIXELS, STEP_KIND, ArenaPlan, Step, is_depthwise, plan_arena
 from .inputs import require_arithmetic
 
@@ -115,14 +123,15 @@ def _buf(plan: ArenaPlan, ref: int) -> str:
 
 
 def _requant_fields(arrays: LayerArrays, zero_point: int,
-                    act: tuple[int, int] | None = None) -> str:
+                    act: tuple[int, int] | None = None, shared: bool = False) -> str:
     """A requant_params initializer; `act` (the tflite arithmetic's fused activation clamp,
-    from `QGraph.prepare`) adds act_min and act_max."""
+    from `QGraph.prepare`) adds act_min and act_max, `shared` one multiplier for all."""
     shift = arrays.shift.name if arrays.shift is not None else "NULL"
     table = arrays.table.name if arrays.table is not None else "NULL"
     clamp = f".act_min = {act[0]}, .act_max = {act[1]}, " if act is not None else ""
+    one = ".per_tensor = 1, " if shared else ""
     return (f"{{.mult = {arrays.mult.name}, .shift = {shift}, .zero_point = {zero_point}, "
-            f"{clamp}.table = {table}}}")
+            f"{clamp}{one}.table = {table}}}")
 
 
 def _act(graph: QGraph, index: int) -> tuple[int, int] | None:
@@ -278,7 +287,8 @@ def _lower_linear(c: StepContext) -> Lowered:
               ("out_features", str(op.output.size)),
               ("weights", c.arrays.weights.name), ("bias", c.arrays.bias.name),
               ("requant", _requant_fields(c.arrays, op.output.zero_point,
-                                          _act(c.graph, c.step.conv)))]
+                                          _act(c.graph, c.step.conv),
+                                          per_tensor(c.graph, c.step)))]
     call = f"{c.fn('fully_connected_s8')}(&{c.ident}_params, {c.src}, {c.dst});"
     return c.ptype("fc_params"), fields, call
 
