@@ -12,8 +12,9 @@ import pytest
 from helpers import mlperf_run, need
 
 from mnist_edge import golden, qgraph
+from mnist_edge.backends import c as c_backend
 from mnist_edge.backends import overlap
-from mnist_edge.backends.c_planner import plan_arena
+from mnist_edge.backends.c_planner import ArenaPlan, _layout, lifetimes, plan_arena
 from mnist_edge.backends.overlap import Rows, band_plan, overlap_drift
 from mnist_edge.targets import host_c
 from mnist_edge.testing import random_inputs
@@ -21,6 +22,7 @@ from mnist_edge.testing import random_inputs
 sys.path.insert(0, str(Path(__file__).parent))
 from test_c_backend import random_graph  # noqa: E402
 
+EDGE = Path(__file__).resolve().parents[1] / "generated" / "edge"
 # 0.75 x microTVM + CMSIS-NN's activation workspace (issue 26; mlperf-tiny/README.md)
 TARGETS = {"resnet": 49_584, "kws": 12_924, "vww": 48_600, "ad": 870}
 
@@ -49,12 +51,49 @@ def test_band_arithmetic_by_hand() -> None:
 
 
 def test_random_layouts_exercise_every_way() -> None:
-    """test_c_backend's host-runner cases (exact on c, c-x86, c-int) keep covering a band,
-    an elementwise op in place and a conv straight over its input."""
-    assert any(s.band for s in plan_arena(random_graph(0, "mixed")).steps)
+    """test_c_backend's host-runner cases (exact on c, c-x86, c-int) keep covering an
+    elementwise op in place and a conv straight over its input."""
     assert any(s.kind == "add" and s.overlaps for s in plan_arena(random_graph(0, "dag")).steps)
     assert any(s.overlaps and not s.band
                for s in plan_arena(random_graph(1, "features")).steps)
+
+
+def _forced_bands(height: int):
+    """plan_arena with every conv that can run in bands of `height` rows doing so, whether
+    or not the arena gains: the driver's every path, exercised on purpose."""
+    def plan(graph: qgraph.QGraph, fuse: bool = True, in_place: bool = True) -> ArenaPlan:
+        p = plan_arena(graph, fuse, in_place=False)
+        last = [z for _, z in lifetimes(p.steps, p.buffers)]
+        for k, s in enumerate(p.steps):
+            for mode in overlap.step_modes(graph, p.steps, p.buffers, k, last):
+                if mode.band == height:
+                    mode.apply(s)
+        p.arena_bytes = _layout(p.steps, p.buffers)
+        return p
+    return plan
+
+
+@pytest.mark.parametrize("height", [1, 2])
+def test_band_driver_exact_in_the_onnx_arithmetic(monkeypatch, tmp_path: Path,
+                                                  height: int) -> None:
+    """edge's padded 3x3 convs with their fused 2x2 max pools (the last one's window drops
+    the 7th row) in bands of 1 and 2 pooled rows (a shorter last band), and a random
+    chain's unpadded conv: c, c-x86 and c-int equal golden."""
+    need("gcc")
+    monkeypatch.setattr(overlap, "BAND_UNIT_PIXELS", 1)
+    monkeypatch.setattr(c_backend, "plan_arena", _forced_bands(height))
+    for graph in (qgraph.load_run(EDGE), random_graph(0, "mixed")):
+        _band_exact(graph, tmp_path / graph.name, height)
+
+
+def _band_exact(graph: qgraph.QGraph, tmp_path: Path, height: int) -> None:
+    banded = [s for s in c_backend.plan_arena(graph).steps if s.band]
+    assert banded and all(s.band == height for s in banded)
+    pixels = random_inputs(graph, 40, 1)
+    reference = golden.run_int8(graph, pixels)
+    for run in (host_c.run_float, host_c.run_x86, host_c.run_int):
+        result = run(tmp_path, graph, pixels, {"timing_images": 1, "repeats": 1})
+        assert np.array_equal(result.logits, reference), run.__name__
 
 
 @pytest.mark.parametrize("key", sorted(TARGETS))
