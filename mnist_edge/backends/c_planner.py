@@ -487,12 +487,20 @@ def _layout_first_fit(steps: list[Step], buffers: list[Buffer]) -> int:
 
 def _layout_overlapping(steps: list[Step], buffers: list[Buffer]) -> int:
     """First-fit when outputs may overlap their inputs: an output must start below its
-    input, so offsets may go negative while placing (largest first, each where it widens
-    the arena least, nearest 0 on a tie) and the whole layout moves up at the end."""
+    input, so offsets may go negative while placing (each item where it widens the arena
+    least, nearest 0 on a tie) and the whole layout moves up at the end. Two orders are
+    tried, largest first and first written first (which lets a chain of overlapping
+    steps slide down and back), and the smaller arena kept."""
+    sizes = [_layout_in_order(steps, buffers, by) for by in ("size", "time")]
+    return _layout_in_order(steps, buffers, "size" if sizes[0] <= sizes[1] else "time")
+
+
+def _layout_in_order(steps: list[Step], buffers: list[Buffer], by: str) -> int:
     items, life, relax = _items(steps, buffers)
     placed: list[int] = []
     low = high = 0
-    for k in sorted(range(len(items)), key=lambda k: (-items[k].size, k)):
+    key = (lambda k: (-items[k].size, k)) if by == "size" else (lambda k: (life[k][0], k))
+    for k in sorted(range(len(items)), key=key):
         size = _align(items[k].size)
         clashes = _clashes(k, placed, items, life, relax)
         options = {0, low, high - size} | {hi for _, hi in clashes} | \
