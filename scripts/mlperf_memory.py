@@ -3,7 +3,7 @@
 
 Usage (from the repository root; the models imported with `mnist-edge import`):
 
-    PYTHONPATH=$PWD python3 scripts/mlperf_memory.py RUNS_DIR [--core cortex-m4]
+    PYTHONPATH=$PWD python3 scripts/mlperf_memory.py RUNS_DIR [--core cortex-m4] [--cost]
 
 RUNS_DIR holds the four imported runs (see scripts/mlperf_vs_cmsis.py). For each model:
 the planner's arena without and with steps that write over their input (exact, from
@@ -11,6 +11,8 @@ the planner's arena without and with steps that write over their input (exact, f
 ../shared/models/mlperf-tiny/README.md), the live-activation floor; then `mcu_bench.bench`
 (one seeded random input, exact against golden) for the stack high-water mark, the
 instructions and the flash split, beside the .tflite file's size. Prints Markdown.
+--cost adds what the RAM costs: every model benched again with no step over its input
+(`overlap.choose_overlaps` replaced by one that keeps the base plan), layer by layer.
 """
 
 from __future__ import annotations
@@ -64,12 +66,46 @@ def rows(runs: Path, core: str) -> list[str]:
     return [*ram, "", *flash]
 
 
+def cost(runs: Path, core: str) -> list[str]:
+    from mnist_edge import qgraph
+    from mnist_edge.backends import overlap
+    from mnist_edge.targets import mcu_bench
+
+    out = ["| model | arena before | arena now | instructions before | now | difference |",
+           "|---|---:|---:|---:|---:|---:|"]
+    layers = []
+    real = overlap.choose_overlaps
+    for run in MODELS:
+        if not (runs / run).exists():
+            continue
+        graph = qgraph.load_run(runs / run)
+        overlap.choose_overlaps = real
+        now = mcu_bench.bench(runs / run, graph, core)
+        overlap.choose_overlaps = lambda graph, steps, buffers, base, layout: base
+        try:
+            before = mcu_bench.bench(runs / run, graph, core)
+        finally:
+            overlap.choose_overlaps = real
+        d = now["instructions"] - before["instructions"]
+        out.append(f"| {MODELS[run][0]} | {before['arena_bytes']:,} B | {now['arena_bytes']:,} B "
+                   f"| {before['instructions']:,} | {now['instructions']:,} | {d:+,} "
+                   f"({d / before['instructions'] * 100:+.2f} %) |")
+        layers += [f"{run} {a['layer']} ({b['function']}): {a['instructions']:,} -> "
+                   f"{b['instructions']:,}" for a, b in zip(before["layers"], now["layers"],
+                                                             strict=False)
+                   if a["instructions"] != b["instructions"]]
+    return [*out, "", *layers]
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", type=Path)
     ap.add_argument("--core", default="cortex-m4")
+    ap.add_argument("--cost", action="store_true")
     args = ap.parse_args(argv)
     print("\n".join(rows(args.runs, args.core)))
+    if args.cost:
+        print("\n" + "\n".join(cost(args.runs, args.core)))
     return 0
 
 
