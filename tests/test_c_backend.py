@@ -258,7 +258,8 @@ def test_cortex_m_compiles(trees, tmp_path: Path) -> None:
 
 
 # Other hosts a user may build the C on (a Raspberry Pi, an Apple or Arm laptop, a RISC-V
-# board): clang cross-compiles the kernels freestanding, memcpy/memset declared by a stub.
+# board): clang cross-compiles the kernels freestanding, memcpy/memmove/memset declared by
+# a stub (memmove: the band driver slides kept rows down its line buffer).
 OTHER_HOSTS = {
     "aarch64": ["--target=aarch64-linux-gnu"],
     "armv7a-thumb": ["--target=armv7a-linux-gnueabihf", "-mfpu=neon", "-mthumb"],
@@ -273,6 +274,7 @@ def test_kernels_compile_for_other_hosts(trees, tmp_path: Path, host: str) -> No
     clang = need("clang")
     (tmp_path / "string.h").write_text("#include <stddef.h>\n"
                                        "void *memcpy(void *d, const void *s, size_t n);\n"
+                                       "void *memmove(void *d, const void *s, size_t n);\n"
                                        "void *memset(void *d, int c, size_t n);\n")
     for mode in ("float", "int"):
         src = trees["mixed", 0, mode]
