@@ -14,6 +14,7 @@ from helpers import mlperf_run, need
 from mnist_edge import golden, qgraph
 from mnist_edge.backends import c as c_backend
 from mnist_edge.backends import overlap
+from mnist_edge.backends.c import generate_c
 from mnist_edge.backends.c_planner import ArenaPlan, _layout, lifetimes, plan_arena
 from mnist_edge.backends.overlap import Rows, band_plan, overlap_drift
 from mnist_edge.targets import host_c
@@ -21,6 +22,7 @@ from mnist_edge.testing import random_inputs
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_c_backend import random_graph  # noqa: E402
+from test_c_tflite import SANITIZE, _selftest  # noqa: E402
 
 EDGE = Path(__file__).resolve().parents[1] / "generated" / "edge"
 # 0.75 x microTVM + CMSIS-NN's activation workspace (issue 26; mlperf-tiny/README.md)
@@ -84,6 +86,9 @@ def test_band_driver_exact_in_the_onnx_arithmetic(monkeypatch, tmp_path: Path,
     monkeypatch.setattr(c_backend, "plan_arena", _forced_bands(height))
     for graph in (qgraph.load_run(EDGE), random_graph(0, "mixed")):
         _band_exact(graph, tmp_path / graph.name, height)
+    edge = qgraph.load_run(EDGE)  # and its self-test under ASan + UBSan, in bands
+    _selftest(generate_c(edge, tmp_path / "sanitized", "int", random_inputs(edge, 4, 2)),
+              SANITIZE)
 
 
 def _band_exact(graph: qgraph.QGraph, tmp_path: Path, height: int) -> None:
