@@ -201,8 +201,10 @@ class _Cpu:
         else:
             from unicorn import arm_const as arm
 
-            self.uc = unicorn.Uc(unicorn.UC_ARCH_ARM,
-                                 unicorn.UC_MODE_THUMB | unicorn.UC_MODE_MCLASS)
+            # No UC_MODE_MCLASS: with it unicorn 2 ignores the model and runs a Cortex-M33
+            # (cpu_arm_init); the M-profile models are M-profile without it, and the
+            # Cortex-M0 model then refuses Thumb-2 (tests/test_unicorn_m0.py).
+            self.uc = unicorn.Uc(unicorn.UC_ARCH_ARM, unicorn.UC_MODE_THUMB)
             self.uc.ctl_set_cpu_model(getattr(arm, board.cpu.unicorn_model))
             self.sp, self.pc, self.ra = arm.UC_ARM_REG_SP, arm.UC_ARM_REG_PC, arm.UC_ARM_REG_LR
             self.args = (arm.UC_ARM_REG_R0, arm.UC_ARM_REG_R1)
