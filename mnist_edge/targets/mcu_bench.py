@@ -393,10 +393,18 @@ def map_sections(map_file: Path) -> list[tuple[str, int, str]]:
     return [s for s in out if s[1] > 0 and not s[2].startswith("0x")]
 
 
+# The per-channel requantization constants among the model's constants (the generated
+# weights file names each array <op>_weights, _bias, _mult, _shift; -fdata-sections gives
+# each its own input section in the map).
+REQUANT_SUFFIXES = ("_mult", "_shift")
+
+
 def memory_figures(fw: Firmware) -> dict[str, int]:
-    """Flash and RAM bytes by kind, from the link map (the whole firmware and the model)."""
-    fig = {"model_code_bytes": 0, "weight_bytes": 0, "layer_descriptor_bytes": 0,
-           "library_code_bytes": 0, "firmware_support_bytes": 0, "model_ram_bytes": 0}
+    """Flash and RAM bytes by kind, from the link map (the whole firmware and the model);
+    requant_param_bytes is the part of weight_bytes that holds multipliers and shifts."""
+    fig = {"model_code_bytes": 0, "weight_bytes": 0, "requant_param_bytes": 0,
+           "layer_descriptor_bytes": 0, "library_code_bytes": 0, "firmware_support_bytes": 0,
+           "model_ram_bytes": 0}
     for name, size, obj in map_sections(fw.map):
         base = Path(obj.split("(")[0]).name
         in_model = base in MODEL_SOURCES
@@ -409,6 +417,8 @@ def memory_figures(fw: Firmware) -> dict[str, int]:
             fig["model_code_bytes"] += size
         elif base == "mnist_edge_weights.o":
             fig["weight_bytes"] += size
+            if name.endswith(REQUANT_SUFFIXES):  # a part of weight_bytes
+                fig["requant_param_bytes"] += size
         elif base == "mnist_edge_model.o":
             fig["layer_descriptor_bytes"] += size
         elif in_model:
