@@ -115,8 +115,8 @@ def run_firmware(fw: Firmware, pixels: np.ndarray, timeout: float,
         try:
             result = host.call(uc_, uc_.reg_read(arm.UC_ARM_REG_R0),
                                uc_.reg_read(arm.UC_ARM_REG_R1))
-        except MnistEdgeError as exc:
-            failure.append(str(exc))
+        except (MnistEdgeError, unicorn.UcError) as exc:  # e.g. a buffer outside the map
+            failure.append(f"semihosting call: {exc}")
             uc_.emu_stop()
             return
         uc_.reg_write(arm.UC_ARM_REG_R0, result & 0xFFFFFFFF)
