@@ -102,9 +102,10 @@ def run_target(target: str, run_dir: Path, graph: QGraph, pixels: np.ndarray,
             timeout *= UNICORN_SLOWER if board.emulator == "unicorn" else 1
         logits, seconds = run_firmware(fw, c_inputs(graph, pixels), timeout,
                                        graph.output.size)
-    where = ({"qemu_machine": board.qemu_machine} if board.emulator == "qemu"
-             else {"emulator": f"unicorn {board.core}"})
-    extra = {"qemu_seconds": round(seconds, 2), **where,
+    where = ({"qemu_machine": board.qemu_machine, "qemu_seconds": round(seconds, 2)}
+             if board.emulator == "qemu" else
+             {"emulator": f"unicorn {board.core}", "emulator_seconds": round(seconds, 2)})
+    extra = {**where,
              "requant": fw.requant, "images_per_second": round(len(pixels) / seconds, 1)}
     # Wall time per image in QEMU says nothing about the chip: no latency_us here.
     return BackendResult(logits, None, extra)
