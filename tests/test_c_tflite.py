@@ -112,11 +112,18 @@ int main(void)
         const int32_t mult = (int32_t)m;
         const int8_t sh = (int8_t)shift;
         const me_requant_params q = {&mult, &sh, (int32_t)zp, (int32_t)lo, (int32_t)hi, NULL};
-        printf("%ld %ld %d\n", (long)me_mul_by_quantized_multiplier((int32_t)x, (int32_t)m,
-                                                                    (int32_t)shift),
-               m >= 0 ? (long)me_mul_by_positive_multiplier((int32_t)x, (int32_t)m,
+        const int32_t acc = (int32_t)x;
+        int8_t channel = m >= 0 ? me_requantize(acc, &q, 0) : 0;
+#if ME_USE_DSP /* the q15 conv's per-channel output stage (DSP builds only) */
+        if (m >= 0) {
+            me_requantize_channel(&acc, 1, &q, 0, &channel, 1);
+        }
+#endif
+        printf("%ld %ld %d %d\n", (long)me_mul_by_quantized_multiplier(acc, (int32_t)m,
+                                                                       (int32_t)shift),
+               m >= 0 ? (long)me_mul_by_positive_multiplier(acc, (int32_t)m,
                                                              (int32_t)shift) : 0L,
-               m >= 0 ? (int)me_requantize((int32_t)x, &q, 0) : 0);
+               m >= 0 ? (int)me_requantize(acc, &q, 0) : 0, (int)channel);
     }
     return 0;
 }
@@ -157,7 +164,8 @@ def test_c_requantization_matches_requant_py(mlperf_runs, tmp_path: Path) -> Non
     """me_mul_by_quantized_multiplier == multiply_by_quantized_multiplier on every case, and
     for m >= 0 (what the planner lets through) so do the kernels' SMULL form
     me_mul_by_positive_multiplier and the output stage (zero point, clamp) ==
-    requantize_tflite, under ASan + UBSan."""
+    requantize_tflite, and the q15 conv's per-channel stage me_requantize_channel
+    (DSP build) == me_requantize, under ASan + UBSan."""
     gcc = need("gcc")
     graph = qgraph.load_run(mlperf_run(mlperf_runs, "kws"))
     src = generate_c(graph, tmp_path / "c", "int", _inputs(graph, 2))
@@ -171,7 +179,7 @@ def test_c_requantization_matches_requant_py(mlperf_runs, tmp_path: Path) -> Non
         text = "\n".join(" ".join(str(int(v)) for v in row) for row in cases) + "\n"
         run = subprocess.run([str(exe)], input=text, capture_output=True, text=True)
         assert run.returncode == 0, run.stderr[-2000:]
-        got = np.array(run.stdout.split(), np.int64).reshape(-1, 3)
+        got = np.array(run.stdout.split(), np.int64).reshape(-1, 4)
         x, m, shift, zp, lo, hi = cases.T
         want = multiply_by_quantized_multiplier(x, m, shift)
         for column, rows in ((0, np.arange(len(cases))), (1, np.flatnonzero(m >= 0))):
@@ -183,6 +191,8 @@ def test_c_requantization_matches_requant_py(mlperf_runs, tmp_path: Path) -> Non
         want8 = np.array([requantize_tflite(np.array([a]), b, c, int(d), (int(e), int(f)))[0]
                           for a, b, c, d, e, f in cases[rows]])
         np.testing.assert_array_equal(got[rows, 2], want8)
+        positive = np.flatnonzero(m >= 0)
+        np.testing.assert_array_equal(got[positive, 3], got[positive, 2])
 
 
 # ------------------------------------------------------------- each kernel on its own
