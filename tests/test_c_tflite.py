@@ -360,6 +360,65 @@ def test_depthwise_kernel_every_path(case: str, tmp_path: Path) -> None:
         assert not len(bad), f"{case} {extra}: {len(bad)}/{len(x)} inputs differ"
 
 
+def _small_channel_convs() -> bytes:
+    """x[1, 9, 9, 3] -> CONV_2D chain whose in_c is not a multiple of 4, then one with a
+    fused 2 x 2 max pool: windows of 27, 15, 6 and 18 taps (the q15 conv's whole words, its
+    four-tap step and a 1-3 tap tail), stride 2, SAME and VALID padding."""
+    rng = np.random.default_rng(41)
+    layers = [  # (cin, cout, kh, kw, stride, padding, activation)
+        (3, 5, 3, 3, 1, "SAME", "RELU"), (5, 3, 1, 3, 1, "VALID", "NONE"),
+        (3, 6, 1, 2, 1, "VALID", "RELU6"), (6, 4, 3, 1, 2, "SAME", "NONE"),
+        (4, 3, 1, 1, 1, "VALID", "NONE"), (3, 4, 3, 3, 1, "SAME", "RELU")]
+    h, w = 9, 9
+    tensors = [_act("x", [1, h, w, 3], 0.05, -7)]
+    ops = []
+    for i, (cin, cout, kh, kw, stride, padding, act) in enumerate(layers):
+        if padding == "VALID":
+            h, w = h - kh + 1, w - kw + 1
+        h, w = (h + stride - 1) // stride, (w + stride - 1) // stride
+        scales = rng.uniform(0.004, 0.02, cout)
+        s_in = tensors[-1]["scale"]
+        tensors += [dict(name=f"w{i}", shape=[cout, kh, kw, cin], dtype="int8", scale=scales,
+                         zero_point=[0] * cout, axis=0,
+                         data=rng.integers(-127, 128, (cout, kh, kw, cin)).astype(np.int8)),
+                    dict(name=f"b{i}", shape=[cout], dtype="int32", scale=scales * s_in,
+                         zero_point=[0] * cout,
+                         data=rng.integers(-900, 900, cout).astype(np.int32)),
+                    _act(f"y{i}", [1, h, w, cout], 0.06 + 0.01 * i, -128 if act != "NONE"
+                         else 4 - i)]
+        n = len(tensors)
+        ops.append(dict(op="CONV_2D", inputs=[n - 4, n - 3, n - 2], outputs=[n - 1],
+                        options=dict(padding=padding, stride_w=stride, stride_h=stride,
+                                     fused_activation=act)))
+    tensors.append(_act("p", [1, h // 2, w // 2, 4], tensors[-1]["scale"], -128))
+    ops.append(dict(op="MAX_POOL_2D", inputs=[len(tensors) - 2], outputs=[len(tensors) - 1],
+                    options=dict(padding="VALID", stride_w=2, stride_h=2, filter_w=2,
+                                 filter_h=2, fused_activation="NONE")))
+    return build(tensors, ops, [0], [len(tensors) - 1])
+
+
+def test_small_channel_conv_on_the_dsp_path(tmp_path: Path) -> None:
+    """Convs whose in_c is not a multiple of 4 take the q15 conv on DSP cores (the byte
+    window unpacked, a 1-3 tap tail): exact with the DSP path emulated on the host under
+    ASan + UBSan (the C loops), and in QEMU on a Cortex-M4 (the Thumb-2 loop)."""
+    from mnist_edge import golden
+    from mnist_edge.backends.c import c_inputs
+    from mnist_edge.targets import host_c
+
+    run_dir = _import(tmp_path, "small_channel_convs", _small_channel_convs())
+    graph = qgraph.load_run(run_dir)
+    x = _inputs(graph, 16, seed=9)
+    src = generate_c(graph, tmp_path / "c", "int", x[:4])
+    exe = tmp_path / "runner"
+    host_c.compile_runner(src, exe, cflags=("-std=c99", "-O1", *C_WARNINGS, *SANITIZE[1:],
+                                            "-DMNIST_EDGE_DSP_EMULATION"))
+    got, _ = host_c.run_runner(exe, c_inputs(graph, x), graph.output.size)
+    np.testing.assert_array_equal(got, golden.run_int8(graph, x))
+    need("arm-none-eabi-gcc")
+    need("qemu-system-arm")
+    _exact(run_dir, "qemu-m4", x[:6])
+
+
 def test_dilated_conv_is_refused_by_name(tmp_path: Path) -> None:
     import test_tflite_fixtures as fx
 
