@@ -242,11 +242,12 @@ def _conv_pool(padding: str, kernel: int, stride: int) -> bytes:
     return build(tensors, ops, [0], [4])
 
 
-def _fc_softmax(units: int) -> bytes:
+def _fc_softmax(units: int, features: int = 16) -> bytes:
     rng = np.random.default_rng(units)
-    w = rng.integers(-127, 128, (units, 16)).astype(np.int8)
-    tensors = [_act("x", [1, 16], 0.05, 3),
-               dict(name="w", shape=[units, 16], dtype="int8", scale=0.02, zero_point=0, data=w),
+    w = rng.integers(-127, 128, (units, features)).astype(np.int8)
+    tensors = [_act("x", [1, features], 0.05, 3),
+               dict(name="w", shape=[units, features], dtype="int8", scale=0.02, zero_point=0,
+                    data=w),
                _act("z", [1, units], 0.12, -4), _act("y", [1, units], 1 / 256, -128)]
     ops = [dict(op="FULLY_CONNECTED", inputs=[0, 1, -1], outputs=[2],
                 options=dict(fused_activation="NONE")),
@@ -397,15 +398,19 @@ def _small_channel_convs() -> bytes:
     return build(tensors, ops, [0], [len(tensors) - 1])
 
 
-def test_small_channel_conv_on_the_dsp_path(tmp_path: Path) -> None:
+@pytest.mark.parametrize("case", ["small_channel_convs", "fc_21_features"])
+def test_dsp_loops_and_their_tails(case: str, tmp_path: Path) -> None:
     """Convs whose in_c is not a multiple of 4 take the q15 conv on DSP cores (the byte
-    window unpacked, a 1-3 tap tail): exact with the DSP path emulated on the host under
-    ASan + UBSan (the C loops), and in QEMU on a Cortex-M4 (the Thumb-2 loop)."""
+    window unpacked, a 1-3 tap tail); a fully connected layer of 21 inputs and 10 outputs
+    takes the four-row loop (16 taps), its four-tap step and one scalar tap, then two
+    rows: exact with the DSP path emulated on the host under ASan + UBSan (the C loops),
+    and in QEMU on a Cortex-M4 (the Thumb-2 loops)."""
     from mnist_edge import golden
     from mnist_edge.backends.c import c_inputs
     from mnist_edge.targets import host_c
 
-    run_dir = _import(tmp_path, "small_channel_convs", _small_channel_convs())
+    data = _small_channel_convs() if case == "small_channel_convs" else _fc_softmax(10, 21)
+    run_dir = _import(tmp_path, case, data)
     graph = qgraph.load_run(run_dir)
     x = _inputs(graph, 16, seed=9)
     src = generate_c(graph, tmp_path / "c", "int", x[:4])
