@@ -398,19 +398,36 @@ def _small_channel_convs() -> bytes:
     return build(tensors, ops, [0], [len(tensors) - 1])
 
 
-@pytest.mark.parametrize("case", ["small_channel_convs", "fc_21_features"])
+def _average_pools() -> bytes:
+    """x[1, 18, 18, 6] -> AVERAGE_POOL_2D 17 x 17 (289 taps: summed one channel at a time)
+    -> AVERAGE_POOL_2D 2 x 2 SAME (1, 2 or 4 taps: four channels a word, then two)."""
+    pool = dict(padding="VALID", stride_w=1, stride_h=1, filter_w=17, filter_h=17,
+                fused_activation="NONE")
+    return build([_act("x", [1, 18, 18, 6], 0.05, -3), _act("m", [1, 2, 2, 6], 0.05, -3),
+                  _act("y", [1, 2, 2, 6], 0.05, -3)],
+                 [dict(op="AVERAGE_POOL_2D", inputs=[0], outputs=[1], options=pool),
+                  dict(op="AVERAGE_POOL_2D", inputs=[1], outputs=[2],
+                       options=dict(pool, padding="SAME", filter_w=2, filter_h=2,
+                                    fused_activation="RELU"))], [0], [2])
+
+
+DSP_LOOPS = {"small_channel_convs": _small_channel_convs,
+             "fc_21_features": lambda: _fc_softmax(10, 21), "average_pools": _average_pools}
+
+
+@pytest.mark.parametrize("case", sorted(DSP_LOOPS))
 def test_dsp_loops_and_their_tails(case: str, tmp_path: Path) -> None:
     """Convs whose in_c is not a multiple of 4 take the q15 conv on DSP cores (the byte
     window unpacked, a 1-3 tap tail); a fully connected layer of 21 inputs and 10 outputs
     takes the four-row loop (16 taps), its four-tap step and one scalar tap, then two
-    rows: exact with the DSP path emulated on the host under ASan + UBSan (the C loops),
-    and in QEMU on a Cortex-M4 (the Thumb-2 loops)."""
+    rows; average pools sum four channels a word when the window has at most 256 taps:
+    exact with the DSP path emulated on the host under ASan + UBSan (the C loops), and in
+    QEMU on a Cortex-M4 (the Thumb-2 loops and intrinsics)."""
     from mnist_edge import golden
     from mnist_edge.backends.c import c_inputs
     from mnist_edge.targets import host_c
 
-    data = _small_channel_convs() if case == "small_channel_convs" else _fc_softmax(10, 21)
-    run_dir = _import(tmp_path, case, data)
+    run_dir = _import(tmp_path, case, DSP_LOOPS[case]())
     graph = qgraph.load_run(run_dir)
     x = _inputs(graph, 16, seed=9)
     src = generate_c(graph, tmp_path / "c", "int", x[:4])
