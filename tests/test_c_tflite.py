@@ -412,7 +412,9 @@ def _average_pools() -> bytes:
 
 
 DSP_LOOPS = {"small_channel_convs": _small_channel_convs,
-             "fc_21_features": lambda: _fc_softmax(10, 21), "average_pools": _average_pools}
+             "fc_21_features": lambda: _fc_softmax(10, 21), "average_pools": _average_pools,
+             "depthwise_c12_3x3": lambda: _depthwise(*DEPTHWISE["c12_3x3_s1_same"]),
+             "depthwise_c8_5x3": lambda: _depthwise(*DEPTHWISE["c8_5x3_s1_valid"])}
 
 
 @pytest.mark.parametrize("case", sorted(DSP_LOOPS))
@@ -420,9 +422,10 @@ def test_dsp_loops_and_their_tails(case: str, tmp_path: Path) -> None:
     """Convs whose in_c is not a multiple of 4 take the q15 conv on DSP cores (the byte
     window unpacked, a 1-3 tap tail); a fully connected layer of 21 inputs and 10 outputs
     takes the four-row loop (16 taps), its four-tap step and one scalar tap, then two
-    rows; average pools sum four channels a word when the window has at most 256 taps:
-    exact with the DSP path emulated on the host under ASan + UBSan (the C loops), and in
-    QEMU on a Cortex-M4 (the Thumb-2 loops and intrinsics)."""
+    rows; average pools sum four channels a word when the window has at most 256 taps;
+    depthwise blocks of 4 channels take three taps a turn (9 and 15 taps). Exact with the
+    DSP path emulated on the host under ASan + UBSan (the C loops), and in QEMU on a
+    Cortex-M4 (the Thumb-2 loops and intrinsics)."""
     from mnist_edge import golden
     from mnist_edge.backends.c import c_inputs
     from mnist_edge.targets import host_c

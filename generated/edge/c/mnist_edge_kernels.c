@@ -82,6 +82,18 @@ static int32_t me_ssat8(int32_t v)
 #else
 #define ME_USE_DSP 0
 #endif
+#if ME_USE_DSP
+/*
+ * 1 where the hot loops are Thumb-2 assembly (GCC's inline syntax): on DSP cores, in
+ * optimizing builds (at -O0 the loops want more registers than are free).
+ */
+#if defined(__GNUC__) && defined(__OPTIMIZE__) && defined(__thumb2__) && \
+    defined(__ARM_FEATURE_DSP) && !defined(MNIST_EDGE_NO_DSP)
+#define ME_ASM_LOOPS 1
+#else
+#define ME_ASM_LOOPS 0
+#endif
+#endif
 
 /*
  * How the 2 x 2 dot product of the general conv walks its two windows without DSP.
@@ -638,19 +650,6 @@ void me_conv2d_u8_1ch(const me_conv_params *p, const uint8_t *pixels, int8_t *ou
  */
 #if !defined(MNIST_EDGE_X86) && !ME_USE_MVE
 
-#if ME_USE_DSP
-/*
- * 1 where the dot products' hot loops are Thumb-2 assembly (GCC's inline syntax): on
- * DSP cores, in optimizing builds (at -O0 the loops want more registers than are free).
- */
-#if defined(__GNUC__) && defined(__OPTIMIZE__) && defined(__thumb2__) && \
-    defined(__ARM_FEATURE_DSP) && !defined(MNIST_EDGE_NO_DSP)
-#define ME_ASM_LOOPS 1
-#else
-#define ME_ASM_LOOPS 0
-#endif
-#endif
-
 /* --------------------------------------------------------------- dot products */
 
 #if ME_USE_DSP
@@ -710,6 +709,7 @@ static void me_dot2_s8(const int8_t *x, const int8_t *w0, const int8_t *w1, int3
  * acc[j] += sum(x[i] * w[j * k + i]) for i < k. On DSP cores the four rows stream
  * past each input word once: it is loaded and unpacked once for 16 MACs, not twice.
  */
+#if ME_USE_DSP
 #if ME_ASM_LOOPS
 /*
  * Four taps of the four rows (Thumb-2): rows 1-3 at w + k, w + 2k (LSL #1) and w + 3k
@@ -730,6 +730,7 @@ static void me_dot2_s8(const int8_t *x, const int8_t *w0, const int8_t *w1, int3
     ME_DOT4_ROW("a3", "add     %[v], %[w], %[k]\n\t"                \
                          "ldr     %[v], [%[v], %[k], lsl #1]\n\t")     \
     ME_DOT4_ROW("a0", "ldr     %[v], [%[w]], #4\n\t")
+#endif
 #endif
 static void me_dot4_s8(const int8_t *x, const int8_t *w, int32_t k, int32_t acc[4])
 {
