@@ -167,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", action="append", required=True,
                    help="tflm, litert (LiteRT's optimized kernels), litert-ref (its reference "
                    "kernels), onnxruntime, c, c-x86, c-int, hls, wasm, qemu-m4, qemu-m3, qemu-m7, "
-                   "qemu-m0, qemu-m33, qemu-m55, qemu-rv32imc, qemu-rv32imfc, rtl, rtl-uart, "
+                   "qemu-m0, qemu-m33, qemu-m55, qemu-rv32imc, qemu-rv32imfc, unicorn-m0 (a "
+                   "Cortex-M0 with 4 MB + 4 MB, in unicorn's M0 model), rtl, rtl-uart, "
                    "rtl-netlist "
                    "(repeatable)")
     p.add_argument("--limit", type=positive_int, help="only the first N test images")
@@ -191,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(p)
     _add_data(p)
     p.add_argument("--target", help="emulated target: qemu-m4, qemu-m3, qemu-m7, qemu-m0, "
-                   "qemu-m33, qemu-m55, qemu-rv32imc, qemu-rv32imfc")
+                   "qemu-m33, qemu-m55, qemu-rv32imc, qemu-rv32imfc, unicorn-m0")
     p.add_argument("--board", help="real board: nucleo-f411re, nrf52840dk")
     p.add_argument("--probe", choices=["pyocd", "openocd"], default="pyocd")
     p.add_argument("--dry-run", action="store_true", help="print the commands, keep the images")

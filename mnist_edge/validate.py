@@ -41,6 +41,7 @@ BACKENDS: dict[str, str] = {
     "qemu-m0": "mnist_edge.targets.qemu:run_m0",
     "qemu-m33": "mnist_edge.targets.qemu:run_m33",
     "qemu-m55": "mnist_edge.targets.qemu:run_m55",
+    "unicorn-m0": "mnist_edge.targets.qemu:run_unicorn_m0",
     "qemu-rv32imc": "mnist_edge.targets.qemu:run_rv32imc",
     "qemu-rv32imfc": "mnist_edge.targets.qemu:run_rv32imfc",
     "rtl": "mnist_edge.targets.verilator:run",

@@ -187,6 +187,13 @@ def test_96x96_image_model(tmp_path: Path, capsys) -> None:
     _refused(capsys, tmp_path, ["validate", str(tmp_path / "runs" / "person"), "--data",
                                 str(npz), "--limit", "2", "--backend", "qemu-m0"],
              "does not fit qemu-m0", "16,384 B")
+    # The same Cortex-M0 build on a larger memory map, in unicorn's Cortex-M0 model.
+    code, out, err = _cli(capsys, "validate", str(tmp_path / "runs" / "person"), "--data",
+                          str(npz), "--limit", "20", "--backend", "unicorn-m0")
+    assert code == 0, out + err
+    report = json.loads((tmp_path / "runs" / "person" / "report.json").read_text())
+    assert report["backends"]["unicorn-m0"]["exact_logit_fraction"] == 1.0
+    assert report["backends"]["unicorn-m0"]["images"] == 20
     graph = qgraph.load_run(tmp_path / "runs" / "person")
     assert graph.input.shape == (1, 96, 96) and graph.output.shape == (2,)
 

@@ -112,11 +112,18 @@ int main(void)
         const int32_t mult = (int32_t)m;
         const int8_t sh = (int8_t)shift;
         const me_requant_params q = {&mult, &sh, (int32_t)zp, (int32_t)lo, (int32_t)hi, NULL};
-        printf("%ld %ld %d\n", (long)me_mul_by_quantized_multiplier((int32_t)x, (int32_t)m,
-                                                                    (int32_t)shift),
-               m >= 0 ? (long)me_mul_by_positive_multiplier((int32_t)x, (int32_t)m,
+        const int32_t acc = (int32_t)x;
+        int8_t channel = m >= 0 ? me_requantize(acc, &q, 0) : 0;
+#if ME_USE_DSP /* the q15 conv's per-channel output stage (DSP builds only) */
+        if (m >= 0) {
+            me_requantize_channel(&acc, 1, &q, 0, &channel, 1);
+        }
+#endif
+        printf("%ld %ld %d %d\n", (long)me_mul_by_quantized_multiplier(acc, (int32_t)m,
+                                                                       (int32_t)shift),
+               m >= 0 ? (long)me_mul_by_positive_multiplier(acc, (int32_t)m,
                                                              (int32_t)shift) : 0L,
-               m >= 0 ? (int)me_requantize((int32_t)x, &q, 0) : 0);
+               m >= 0 ? (int)me_requantize(acc, &q, 0) : 0, (int)channel);
     }
     return 0;
 }
@@ -157,7 +164,8 @@ def test_c_requantization_matches_requant_py(mlperf_runs, tmp_path: Path) -> Non
     """me_mul_by_quantized_multiplier == multiply_by_quantized_multiplier on every case, and
     for m >= 0 (what the planner lets through) so do the kernels' SMULL form
     me_mul_by_positive_multiplier and the output stage (zero point, clamp) ==
-    requantize_tflite, under ASan + UBSan."""
+    requantize_tflite, and the q15 conv's per-channel stage me_requantize_channel
+    (DSP build) == me_requantize, under ASan + UBSan."""
     gcc = need("gcc")
     graph = qgraph.load_run(mlperf_run(mlperf_runs, "kws"))
     src = generate_c(graph, tmp_path / "c", "int", _inputs(graph, 2))
@@ -171,7 +179,7 @@ def test_c_requantization_matches_requant_py(mlperf_runs, tmp_path: Path) -> Non
         text = "\n".join(" ".join(str(int(v)) for v in row) for row in cases) + "\n"
         run = subprocess.run([str(exe)], input=text, capture_output=True, text=True)
         assert run.returncode == 0, run.stderr[-2000:]
-        got = np.array(run.stdout.split(), np.int64).reshape(-1, 3)
+        got = np.array(run.stdout.split(), np.int64).reshape(-1, 4)
         x, m, shift, zp, lo, hi = cases.T
         want = multiply_by_quantized_multiplier(x, m, shift)
         for column, rows in ((0, np.arange(len(cases))), (1, np.flatnonzero(m >= 0))):
@@ -183,6 +191,8 @@ def test_c_requantization_matches_requant_py(mlperf_runs, tmp_path: Path) -> Non
         want8 = np.array([requantize_tflite(np.array([a]), b, c, int(d), (int(e), int(f)))[0]
                           for a, b, c, d, e, f in cases[rows]])
         np.testing.assert_array_equal(got[rows, 2], want8)
+        positive = np.flatnonzero(m >= 0)
+        np.testing.assert_array_equal(got[positive, 3], got[positive, 2])
 
 
 # ------------------------------------------------------------- each kernel on its own
@@ -232,11 +242,12 @@ def _conv_pool(padding: str, kernel: int, stride: int) -> bytes:
     return build(tensors, ops, [0], [4])
 
 
-def _fc_softmax(units: int) -> bytes:
+def _fc_softmax(units: int, features: int = 16) -> bytes:
     rng = np.random.default_rng(units)
-    w = rng.integers(-127, 128, (units, 16)).astype(np.int8)
-    tensors = [_act("x", [1, 16], 0.05, 3),
-               dict(name="w", shape=[units, 16], dtype="int8", scale=0.02, zero_point=0, data=w),
+    w = rng.integers(-127, 128, (units, features)).astype(np.int8)
+    tensors = [_act("x", [1, features], 0.05, 3),
+               dict(name="w", shape=[units, features], dtype="int8", scale=0.02, zero_point=0,
+                    data=w),
                _act("z", [1, units], 0.12, -4), _act("y", [1, units], 1 / 256, -128)]
     ops = [dict(op="FULLY_CONNECTED", inputs=[0, 1, -1], outputs=[2],
                 options=dict(fused_activation="NONE")),
@@ -348,6 +359,89 @@ def test_depthwise_kernel_every_path(case: str, tmp_path: Path) -> None:
         got, _ = host_c.run_runner(exe, c_inputs(graph, x), graph.output.size)
         bad = np.flatnonzero(np.any(got != want, axis=1))
         assert not len(bad), f"{case} {extra}: {len(bad)}/{len(x)} inputs differ"
+
+
+def _small_channel_convs() -> bytes:
+    """x[1, 9, 9, 3] -> CONV_2D chain whose in_c is not a multiple of 4, then one with a
+    fused 2 x 2 max pool: windows of 27, 15, 6 and 18 taps (the q15 conv's whole words, its
+    four-tap step and a 1-3 tap tail), stride 2, SAME and VALID padding."""
+    rng = np.random.default_rng(41)
+    layers = [  # (cin, cout, kh, kw, stride, padding, activation)
+        (3, 5, 3, 3, 1, "SAME", "RELU"), (5, 3, 1, 3, 1, "VALID", "NONE"),
+        (3, 6, 1, 2, 1, "VALID", "RELU6"), (6, 4, 3, 1, 2, "SAME", "NONE"),
+        (4, 3, 1, 1, 1, "VALID", "NONE"), (3, 4, 3, 3, 1, "SAME", "RELU")]
+    h, w = 9, 9
+    tensors = [_act("x", [1, h, w, 3], 0.05, -7)]
+    ops = []
+    for i, (cin, cout, kh, kw, stride, padding, act) in enumerate(layers):
+        if padding == "VALID":
+            h, w = h - kh + 1, w - kw + 1
+        h, w = (h + stride - 1) // stride, (w + stride - 1) // stride
+        scales = rng.uniform(0.004, 0.02, cout)
+        s_in = tensors[-1]["scale"]
+        tensors += [dict(name=f"w{i}", shape=[cout, kh, kw, cin], dtype="int8", scale=scales,
+                         zero_point=[0] * cout, axis=0,
+                         data=rng.integers(-127, 128, (cout, kh, kw, cin)).astype(np.int8)),
+                    dict(name=f"b{i}", shape=[cout], dtype="int32", scale=scales * s_in,
+                         zero_point=[0] * cout,
+                         data=rng.integers(-900, 900, cout).astype(np.int32)),
+                    _act(f"y{i}", [1, h, w, cout], 0.06 + 0.01 * i, -128 if act != "NONE"
+                         else 4 - i)]
+        n = len(tensors)
+        ops.append(dict(op="CONV_2D", inputs=[n - 4, n - 3, n - 2], outputs=[n - 1],
+                        options=dict(padding=padding, stride_w=stride, stride_h=stride,
+                                     fused_activation=act)))
+    tensors.append(_act("p", [1, h // 2, w // 2, 4], tensors[-1]["scale"], -128))
+    ops.append(dict(op="MAX_POOL_2D", inputs=[len(tensors) - 2], outputs=[len(tensors) - 1],
+                    options=dict(padding="VALID", stride_w=2, stride_h=2, filter_w=2,
+                                 filter_h=2, fused_activation="NONE")))
+    return build(tensors, ops, [0], [len(tensors) - 1])
+
+
+def _average_pools() -> bytes:
+    """x[1, 18, 18, 6] -> AVERAGE_POOL_2D 17 x 17 (289 taps: summed one channel at a time)
+    -> AVERAGE_POOL_2D 2 x 2 SAME (1, 2 or 4 taps: four channels a word, then two)."""
+    pool = dict(padding="VALID", stride_w=1, stride_h=1, filter_w=17, filter_h=17,
+                fused_activation="NONE")
+    return build([_act("x", [1, 18, 18, 6], 0.05, -3), _act("m", [1, 2, 2, 6], 0.05, -3),
+                  _act("y", [1, 2, 2, 6], 0.05, -3)],
+                 [dict(op="AVERAGE_POOL_2D", inputs=[0], outputs=[1], options=pool),
+                  dict(op="AVERAGE_POOL_2D", inputs=[1], outputs=[2],
+                       options=dict(pool, padding="SAME", filter_w=2, filter_h=2,
+                                    fused_activation="RELU"))], [0], [2])
+
+
+DSP_LOOPS = {"small_channel_convs": _small_channel_convs,
+             "fc_21_features": lambda: _fc_softmax(10, 21), "average_pools": _average_pools,
+             "depthwise_c12_3x3": lambda: _depthwise(*DEPTHWISE["c12_3x3_s1_same"]),
+             "depthwise_c8_5x3": lambda: _depthwise(*DEPTHWISE["c8_5x3_s1_valid"])}
+
+
+@pytest.mark.parametrize("case", sorted(DSP_LOOPS))
+def test_dsp_loops_and_their_tails(case: str, tmp_path: Path) -> None:
+    """Convs whose in_c is not a multiple of 4 take the q15 conv on DSP cores (the byte
+    window unpacked, a 1-3 tap tail); a fully connected layer of 21 inputs and 10 outputs
+    takes the four-row loop (16 taps), its four-tap step and one scalar tap, then two
+    rows; average pools sum four channels a word when the window has at most 256 taps;
+    depthwise blocks of 4 channels take three taps a turn (9 and 15 taps). Exact with the
+    DSP path emulated on the host under ASan + UBSan (the C loops), and in QEMU on a
+    Cortex-M4 (the Thumb-2 loops and intrinsics)."""
+    from mnist_edge import golden
+    from mnist_edge.backends.c import c_inputs
+    from mnist_edge.targets import host_c
+
+    run_dir = _import(tmp_path, case, DSP_LOOPS[case]())
+    graph = qgraph.load_run(run_dir)
+    x = _inputs(graph, 16, seed=9)
+    src = generate_c(graph, tmp_path / "c", "int", x[:4])
+    exe = tmp_path / "runner"
+    host_c.compile_runner(src, exe, cflags=("-std=c99", "-O1", *C_WARNINGS, *SANITIZE[1:],
+                                            "-DMNIST_EDGE_DSP_EMULATION"))
+    got, _ = host_c.run_runner(exe, c_inputs(graph, x), graph.output.size)
+    np.testing.assert_array_equal(got, golden.run_int8(graph, x))
+    need("arm-none-eabi-gcc")
+    need("qemu-system-arm")
+    _exact(run_dir, "qemu-m4", x[:6])
 
 
 def test_dilated_conv_is_refused_by_name(tmp_path: Path) -> None:

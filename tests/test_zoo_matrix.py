@@ -29,7 +29,7 @@ HOST_IMAGES, RTL_IMAGES, CORE_IMAGES = 300, 10, 2
 IMAGES = {"golden": HOST_IMAGES, "onnxruntime": HOST_IMAGES, "onnxruntime-qdq": HOST_IMAGES,
           "c": HOST_IMAGES, "c-x86": HOST_IMAGES, "c-int": HOST_IMAGES, "hls": HOST_IMAGES,
           "wasm": HOST_IMAGES, "rtl": RTL_IMAGES,
-          **{b: CORE_IMAGES for b in BACKENDS if b.startswith("qemu-")}}
+          **{b: CORE_IMAGES for b in BACKENDS if b.startswith(("qemu-", "unicorn-"))}}
 # Backends the matrix leaves to their own tests, and why.
 LEFT_OUT = {
     "rtl-uart": "the UART top around the same engine: tests/test_rtl.py, 3 images",
@@ -71,6 +71,8 @@ def _tool_for(backend: str) -> str | None:
         return "qemu-system-riscv32"
     if backend.startswith("qemu-"):
         return "qemu-system-arm"
+    if backend.startswith("unicorn-"):
+        return "arm-none-eabi-gcc"
     return {"rtl": "verilator", "wasm": "emcc", "hls": "g++", "c": "gcc", "c-x86": "gcc",
             "c-int": "gcc"}.get(backend)
 

@@ -8,6 +8,11 @@ RAM), qemu-m3, qemu-m4, qemu-m7, qemu-m33 (Cortex-M33 with DSP and FPU),
 qemu-m55 (Cortex-M55 with Helium, the MVE integer and float vector extension), and
 for RISC-V the ISA string itself: qemu-rv32imc (integer only, no FPU: float
 instructions trap in QEMU) and qemu-rv32imfc (single-precision FPU).
+
+`unicorn-m0` is the Cortex-M0 that holds models larger than the micro:bit: ARMv6-M code
+(the Cortex-M0 flags and kernels) on the MPS2 AN385 memory map (4 MB + 4 MB), run in
+unicorn's Cortex-M0 model (targets/unicorn_run.py), because QEMU 7.2 has no Cortex-M0
+machine but the micro:bit and refuses `-cpu cortex-m0` on the others.
 """
 
 from __future__ import annotations
@@ -87,10 +92,14 @@ class Board:
     qemu_cpu: str | None = None  # -cpu for QEMU (RISC-V: which ISA extensions exist)
     stack_bytes: int = 8 * KB
     runner_batch: int = 32  # images per semihosting read in the QEMU runner (RAM!)
+    # qemu: qemu-system-* runs the firmware; unicorn: the core's unicorn model does, the
+    # host serving semihosting (targets/unicorn_run.py); qemu_machine then says where the
+    # same ELF also runs in QEMU (`make run`), on that machine's own core.
+    emulator: str = "qemu"
 
     @property
     def emulated(self) -> bool:
-        return self.qemu_machine is not None
+        return self.qemu_machine is not None or self.emulator == "unicorn"
 
     @property
     def cpu(self) -> Core:
@@ -113,6 +122,14 @@ TARGETS: dict[str, Board] = {
     "qemu-m0": Board("qemu-m0", "BBC micro:bit (nRF51822, Cortex-M0) in QEMU", "cortex-m0",
                      0x00000000, 256 * KB, 0x20000000, 16 * KB, "semihost",
                      qemu_machine="microbit", stack_bytes=3 * KB, runner_batch=1),
+    # The Cortex-M0 firmware on the AN385 map (4 MB SSRAM1 at 0, 4 MB at 0x20000000), run
+    # in unicorn's Cortex-M0 model, which undefines every Thumb-2 instruction an ARMv6-M
+    # core lacks. The same ELF also boots in QEMU's AN385 (`make run`), but there the
+    # core is a Cortex-M3: validation runs unicorn's M0 only.
+    "unicorn-m0": Board("unicorn-m0", "Cortex-M0 (ARMv6-M) in unicorn's Cortex-M0 model, "
+                        "MPS2 AN385 memory map", "cortex-m0", 0x00000000, 4 * MB,
+                        0x20000000, 4 * MB, "semihost", qemu_machine="mps2-an385",
+                        emulator="unicorn"),
     # AN505 boots secure: code in the secure alias of SSRAM1 (0x10000000), data in the
     # secure alias of SSRAM2/3 (0x38000000), 4 MB each.
     "qemu-m33": Board("qemu-m33", "Arm MPS2 AN505 (Cortex-M33, DSP, FPU) in QEMU",
@@ -152,9 +169,11 @@ BOARDS: dict[str, Board] = {
     ),
 }
 
-# The emulated target used to build each core's benchmark firmware.
+# The emulated target used to build each core's benchmark firmware (the Cortex-M0 on the
+# large map, which holds the MLPerf models; the counts of one inference are the
+# micro:bit's: the same code, flash and RAM at the same addresses).
 BENCH_TARGET = {"cortex-m4": "qemu-m4", "cortex-m3": "qemu-m3", "cortex-m7": "qemu-m7",
-                "cortex-m0": "qemu-m0", "cortex-m33": "qemu-m33", "cortex-m55": "qemu-m55",
+                "cortex-m0": "unicorn-m0", "cortex-m33": "qemu-m33", "cortex-m55": "qemu-m55",
                 "cortex-m55-nomve": "qemu-m55",
                 "rv32imc": "qemu-rv32imc",
                 "rv32imfc": "qemu-rv32imfc"}

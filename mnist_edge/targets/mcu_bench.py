@@ -201,8 +201,10 @@ class _Cpu:
         else:
             from unicorn import arm_const as arm
 
-            self.uc = unicorn.Uc(unicorn.UC_ARCH_ARM,
-                                 unicorn.UC_MODE_THUMB | unicorn.UC_MODE_MCLASS)
+            # No UC_MODE_MCLASS: with it unicorn 2 ignores the model and runs a Cortex-M33
+            # (cpu_arm_init); the M-profile models are M-profile without it, and the
+            # Cortex-M0 model then refuses Thumb-2 (tests/test_unicorn_m0.py).
+            self.uc = unicorn.Uc(unicorn.UC_ARCH_ARM, unicorn.UC_MODE_THUMB)
             self.uc.ctl_set_cpu_model(getattr(arm, board.cpu.unicorn_model))
             self.sp, self.pc, self.ra = arm.UC_ARM_REG_SP, arm.UC_ARM_REG_PC, arm.UC_ARM_REG_LR
             self.args = (arm.UC_ARM_REG_R0, arm.UC_ARM_REG_R1)
@@ -391,10 +393,18 @@ def map_sections(map_file: Path) -> list[tuple[str, int, str]]:
     return [s for s in out if s[1] > 0 and not s[2].startswith("0x")]
 
 
+# The per-channel requantization constants among the model's constants (the generated
+# weights file names each array <op>_weights, _bias, _mult, _shift; -fdata-sections gives
+# each its own input section in the map).
+REQUANT_SUFFIXES = ("_mult", "_shift")
+
+
 def memory_figures(fw: Firmware) -> dict[str, int]:
-    """Flash and RAM bytes by kind, from the link map (the whole firmware and the model)."""
-    fig = {"model_code_bytes": 0, "weight_bytes": 0, "layer_descriptor_bytes": 0,
-           "library_code_bytes": 0, "firmware_support_bytes": 0, "model_ram_bytes": 0}
+    """Flash and RAM bytes by kind, from the link map (the whole firmware and the model);
+    requant_param_bytes is the part of weight_bytes that holds multipliers and shifts."""
+    fig = {"model_code_bytes": 0, "weight_bytes": 0, "requant_param_bytes": 0,
+           "layer_descriptor_bytes": 0, "library_code_bytes": 0, "firmware_support_bytes": 0,
+           "model_ram_bytes": 0}
     for name, size, obj in map_sections(fw.map):
         base = Path(obj.split("(")[0]).name
         in_model = base in MODEL_SOURCES
@@ -407,6 +417,8 @@ def memory_figures(fw: Firmware) -> dict[str, int]:
             fig["model_code_bytes"] += size
         elif base == "mnist_edge_weights.o":
             fig["weight_bytes"] += size
+            if name.endswith(REQUANT_SUFFIXES):  # a part of weight_bytes
+                fig["requant_param_bytes"] += size
         elif base == "mnist_edge_model.o":
             fig["layer_descriptor_bytes"] += size
         elif in_model:

@@ -82,6 +82,18 @@ static int32_t me_ssat8(int32_t v)
 #else
 #define ME_USE_DSP 0
 #endif
+#if ME_USE_DSP
+/*
+ * 1 where the hot loops are Thumb-2 assembly (GCC's inline syntax): on DSP cores, in
+ * optimizing builds (at -O0 the loops want more registers than are free).
+ */
+#if defined(__GNUC__) && defined(__OPTIMIZE__) && defined(__thumb2__) && \
+    defined(__ARM_FEATURE_DSP) && !defined(MNIST_EDGE_NO_DSP)
+#define ME_ASM_LOOPS 1
+#else
+#define ME_ASM_LOOPS 0
+#endif
+#endif
 
 /*
  * How the 2 x 2 dot product of the general conv walks its two windows without DSP.
@@ -733,12 +745,83 @@ static void me_dot2_s8(const int8_t *x, const int8_t *w0, const int8_t *w1, int3
 
 /*
  * Four output channels whose weight rows are k bytes apart:
- * acc[j] += sum(x[i] * w[j * k + i]) for i < k.
+ * acc[j] += sum(x[i] * w[j * k + i]) for i < k. On DSP cores the four rows stream
+ * past each input word once: it is loaded and unpacked once for 16 MACs, not twice.
  */
+#if ME_USE_DSP
+#if ME_ASM_LOOPS
+/*
+ * Four taps of the four rows (Thumb-2): rows 1-3 at w + k, w + 2k (LSL #1) and w + 3k
+ * (through v), row 0 last, whose load steps w. 24 instructions for 16 MACs.
+ */
+#define ME_DOT4_ROW(a, load)                      \
+    load                                             \
+    "sxtb16  %[u], %[v]\n\t"                          \
+    "smlad   %[" a "], %[xe], %[u], %[" a "]\n\t"     \
+    "sxtb16  %[v], %[v], ror #8\n\t"                  \
+    "smlad   %[" a "], %[xo], %[v], %[" a "]\n\t"
+#define ME_DOT4_TAPS                                                \
+    "ldr     %[xe], [%[x]], #4\n\t"                                     \
+    "sxtb16  %[xo], %[xe], ror #8\n\t"                                  \
+    "sxtb16  %[xe], %[xe]\n\t"                                          \
+    ME_DOT4_ROW("a1", "ldr     %[v], [%[w], %[k]]\n\t")             \
+    ME_DOT4_ROW("a2", "ldr     %[v], [%[w], %[k], lsl #1]\n\t")     \
+    ME_DOT4_ROW("a3", "add     %[v], %[w], %[k]\n\t"                \
+                         "ldr     %[v], [%[v], %[k], lsl #1]\n\t")     \
+    ME_DOT4_ROW("a0", "ldr     %[v], [%[w]], #4\n\t")
+#endif
+#endif
 static void me_dot4_s8(const int8_t *x, const int8_t *w, int32_t k, int32_t acc[4])
 {
+#if ME_USE_DSP
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    int32_t n = k, i;
+#if ME_ASM_LOOPS
+    if (n >= 8) { /* eight taps a turn: 50 instructions for 32 MACs (the C loop: 68) */
+        const int8_t *const end = x + (n & ~7);
+        int32_t xe, xo, v, u;
+        __asm__ volatile("1:\n\t" ME_DOT4_TAPS ME_DOT4_TAPS
+                         "cmp     %[x], %[end]\n\t"
+                         "bne     1b"
+                         : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3),
+                           [x] "+r"(x), [w] "+r"(w), [xe] "=&r"(xe), [xo] "=&r"(xo),
+                           [v] "=&r"(v), [u] "=&r"(u)
+                         : [k] "r"(k), [end] "r"(end)
+                         : "cc", "memory");
+        n &= 7;
+    }
+#endif
+    for (; n >= 4; n -= 4, x += 4, w += 4) {
+        const int32_t xv = me_read_s8x4(x);
+        const int32_t xe = me_sxtb16(xv), xo = me_sxtb16_ror8(xv);
+        int32_t v = me_read_s8x4(w);
+        a0 = me_smlad(xe, me_sxtb16(v), a0);
+        a0 = me_smlad(xo, me_sxtb16_ror8(v), a0);
+        v = me_read_s8x4(w + k);
+        a1 = me_smlad(xe, me_sxtb16(v), a1);
+        a1 = me_smlad(xo, me_sxtb16_ror8(v), a1);
+        v = me_read_s8x4(w + 2 * k);
+        a2 = me_smlad(xe, me_sxtb16(v), a2);
+        a2 = me_smlad(xo, me_sxtb16_ror8(v), a2);
+        v = me_read_s8x4(w + 3 * k);
+        a3 = me_smlad(xe, me_sxtb16(v), a3);
+        a3 = me_smlad(xo, me_sxtb16_ror8(v), a3);
+    }
+    for (i = 0; i < n; i++) {
+        const int32_t xv = x[i];
+        a0 += xv * w[i];
+        a1 += xv * w[k + i];
+        a2 += xv * w[2 * k + i];
+        a3 += xv * w[3 * k + i];
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+#else
     me_dot2_s8(x, w, w + k, k, &acc[0], &acc[1]);
     me_dot2_s8(x, w + 2 * k, w + 3 * k, k, &acc[2], &acc[3]);
+#endif
 }
 
 /*
@@ -892,6 +975,27 @@ static void me_im2col_q15(const me_conv_params *p, const int8_t *in, int32_t iy0
 }
 
 /*
+ * me_im2col_q15 for any cin (small-channel first layers: 3 x 3 x 3, 10 x 4 x 1):
+ * the k-byte window is gathered into `bytes` (k rounded up to whole words), the taps
+ * past k read as 0 (not z_x: they meet no weight), then unpacked word by word.
+ */
+static void me_im2col_bytes_q15(const me_conv_params *p, const int8_t *in, int32_t iy0,
+                                int32_t ix0, int32_t k, int8_t *bytes, int32_t *dst,
+                                int32_t step)
+{
+    int32_t j;
+    me_im2col_s8(p, in, iy0, ix0, 0, p->in_c, bytes);
+    for (j = k; (j & 3) != 0; j++) {
+        bytes[j] = 0;
+    }
+    for (j = 0; j < k; j += 4, dst += step) {
+        const int32_t v = me_read_s8x4(bytes + j);
+        dst[0] = me_sxtb16(v);
+        dst[1] = me_sxtb16_ror8(v);
+    }
+}
+
+/*
  * Four taps of me_dot4x1_q15 for one window: its words x[off], x[off + 1] (one
  * LDRD where GCC targets Thumb-2: it would split them into two LDRs; the ARM state's
  * LDRD wants an even register pair, so there the compiler chooses) against we, wo.
@@ -914,10 +1018,9 @@ static void me_im2col_q15(const me_conv_params *p, const int8_t *in, int32_t iy0
     } while (0)
 #endif
 
-/* Four taps of me_dot4x1_q15: window words x[0..7], one weight word at w. */
-#define ME_DOT4X1_Q15_STEP(x, w)                             \
+/* Four taps of me_dot4x1_q15: window words x[0..7], one weight word v. */
+#define ME_DOT4X1_Q15_STEP(x, v)                             \
     do {                                                       \
-        const int32_t v = me_read_s8x4(w);                   \
         const int32_t we = me_sxtb16(v);                     \
         const int32_t wo = me_sxtb16_ror8(v);                \
         ME_Q15_PAIR(a0, x, 0, we, wo);                        \
@@ -927,21 +1030,84 @@ static void me_im2col_q15(const me_conv_params *p, const int8_t *in, int32_t iy0
     } while (0)
 
 /*
- * Four interleaved q15 windows x against one int8 weight row w, k taps (k % 4 == 0):
- * acc[j] += x_j . w. Per four taps: one weight word, two SXTB16, four window word
- * pairs and eight SMLAD, so each weight is loaded and unpacked once per four
- * positions; eight taps per loop turn.
+ * Four interleaved q15 windows x against one int8 weight row w, k taps: acc[j] +=
+ * x_j . w. Per four taps: one weight word, two SXTB16, four window word pairs and
+ * eight SMLAD, so each weight is loaded and unpacked once per four positions; eight
+ * taps per loop turn. When k % 4 != 0, the windows hold 0 in the taps past k up to
+ * the next multiple of 4, and the last weight word is built from the row's last bytes
+ * (the next row's would be read from beyond the last row otherwise).
  */
 ME_INLINE void me_dot4x1_q15(const int32_t *x, const int8_t *w, int32_t k, int32_t acc[4])
 {
     int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+#if ME_ASM_LOOPS
+    /*
+     * Eight taps a turn in 28 instructions for 32 MACs (the C loop below: 35): each
+     * LDM brings two windows' four q15 words (the compiler splits them into LDRDs, one
+     * per window), the weight word is loaded and unpacked once for all four windows,
+     * and the pointers step in the loads. r4-r6 and r8 are named because an LDM's
+     * register list must ascend; they leave r7 (the Thumb frame pointer) free. The
+     * loop holds 13 registers, more than -O0 can give it: -O0 builds take the C loop.
+     */
+    if (k >= 8) {
+        const int32_t *const end = x + 2 * (k & ~7);
+        int32_t v, t;
+        __asm__ volatile(
+            "1:\n\t"
+            "ldr     %[v], [%[w]], #4\n\t"
+            "ldmia   %[x]!, {r4, r5, r6, r8}\n\t"
+            "sxtb16  %[t], %[v], ror #8\n\t"
+            "sxtb16  %[v], %[v]\n\t"
+            "smlad   %[a0], r4, %[v], %[a0]\n\t"
+            "smlad   %[a0], r5, %[t], %[a0]\n\t"
+            "smlad   %[a1], r6, %[v], %[a1]\n\t"
+            "smlad   %[a1], r8, %[t], %[a1]\n\t"
+            "ldmia   %[x]!, {r4, r5, r6, r8}\n\t"
+            "smlad   %[a2], r4, %[v], %[a2]\n\t"
+            "smlad   %[a2], r5, %[t], %[a2]\n\t"
+            "smlad   %[a3], r6, %[v], %[a3]\n\t"
+            "smlad   %[a3], r8, %[t], %[a3]\n\t"
+            "ldr     %[v], [%[w]], #4\n\t"
+            "ldmia   %[x]!, {r4, r5, r6, r8}\n\t"
+            "sxtb16  %[t], %[v], ror #8\n\t"
+            "sxtb16  %[v], %[v]\n\t"
+            "smlad   %[a0], r4, %[v], %[a0]\n\t"
+            "smlad   %[a0], r5, %[t], %[a0]\n\t"
+            "smlad   %[a1], r6, %[v], %[a1]\n\t"
+            "smlad   %[a1], r8, %[t], %[a1]\n\t"
+            "ldmia   %[x]!, {r4, r5, r6, r8}\n\t"
+            "smlad   %[a2], r4, %[v], %[a2]\n\t"
+            "smlad   %[a2], r5, %[t], %[a2]\n\t"
+            "smlad   %[a3], r6, %[v], %[a3]\n\t"
+            "smlad   %[a3], r8, %[t], %[a3]\n\t"
+            "cmp     %[x], %[end]\n\t"
+            "bne     1b"
+            : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(x),
+              [w] "+r"(w), [v] "=&r"(v), [t] "=&r"(t)
+            : [end] "r"(end)
+            : "r4", "r5", "r6", "r8", "cc", "memory");
+    }
+#else
     int32_t n;
     for (n = k >> 3; n > 0; n--, x += 16, w += 8) {
-        ME_DOT4X1_Q15_STEP(x, w);
-        ME_DOT4X1_Q15_STEP(x + 8, w + 4);
+        ME_DOT4X1_Q15_STEP(x, me_read_s8x4(w));
+        ME_DOT4X1_Q15_STEP(x + 8, me_read_s8x4(w + 4));
     }
+#endif
     if ((k & 4) != 0) {
-        ME_DOT4X1_Q15_STEP(x, w);
+        ME_DOT4X1_Q15_STEP(x, me_read_s8x4(w));
+        x += 8;
+        w += 4;
+    }
+    if ((k & 3) != 0) { /* the last 1-3 taps: the window holds 0 past them, and so does v */
+        uint32_t v = (uint8_t)w[0];
+        if ((k & 3) > 1) {
+            v |= (uint32_t)(uint8_t)w[1] << 8;
+        }
+        if ((k & 3) > 2) {
+            v |= (uint32_t)(uint8_t)w[2] << 16;
+        }
+        ME_DOT4X1_Q15_STEP(x, (int32_t)v);
     }
     acc[0] = a0;
     acc[1] = a1;
@@ -950,11 +1116,43 @@ ME_INLINE void me_dot4x1_q15(const int32_t *x, const int8_t *w, int32_t k, int32
 }
 
 /*
- * conv2d_s8 on DSP cores when in_c / groups is a multiple of 4 (CMSIS-NN's im2col
- * to q15, then a 4 x 1 block): four positions' windows are gathered once as q15,
- * then every output channel streams its weights past all four. With a 2 x 2 max
- * pool first, the four positions are one output pixel: the largest accumulator is
- * requantized at once. Past the last position, the last is repeated (not stored).
+ * dst[j * stride] = the requantized acc[j] of one channel c, for j < n: a conv's
+ * outputs at n positions (the q15 conv below). The tflite arithmetic takes the
+ * channel's multiplier and rounding constant once, so each output costs one
+ * multiply-accumulate, a shift, the zero point and the clamp (what
+ * me_mul_by_positive_multiplier computes for a shift below 0; a multiplier of one
+ * or more, or a fused table, goes the general way).
+ */
+static void me_requantize_channel(const int32_t *acc, int32_t n,
+                                  const me_requant_params *q, int32_t c, int8_t *dst,
+                                  int32_t stride)
+{
+    int32_t j;
+    for (j = 0; j < n; j++) {
+        dst[j * stride] = me_requantize(acc[j], q, c);
+    }
+}
+
+/*
+ * Whether the q15 conv below takes this layer: in_c / groups a multiple of 4, or (the
+ * small-channel first layers) one group whose outputs never go through acc, which
+ * then holds the byte window (16 * out_c bytes, k rounded up to whole words).
+ */
+static int32_t me_conv2d_q15_fits(const me_conv_params *p)
+{
+    const int32_t k = p->kernel_h * p->kernel_w * p->group_in_c;
+    const int32_t pool = p->pool_h * p->pool_w;
+    return p->group_in_c % 4 == 0 ||
+           (p->groups == 1 && (pool == 1 || (p->pool_first && pool == 4)) &&
+            (k + 3) / 4 * 4 <= 16 * p->out_c);
+}
+
+/*
+ * conv2d_s8 on DSP cores when me_conv2d_q15_fits (CMSIS-NN's im2col to q15, then
+ * a 4 x 1 block): four positions' windows are gathered once as q15, then every output
+ * channel streams its weights past all four. With a 2 x 2 max pool first, the four
+ * positions are one output pixel: the largest accumulator is requantized at once.
+ * Past the last position, the last is repeated (not stored).
  */
 static void me_conv2d_s8_q15(const me_conv_params *p, const int8_t *in, int8_t *out,
                              int32_t *buffer)
@@ -971,7 +1169,7 @@ static void me_conv2d_s8_q15(const me_conv_params *p, const int8_t *in, int8_t *
     const me_requant_params requant = p->requant;
     int32_t *const acc = buffer;           /* [4][out_c] */
     int32_t *const best = acc + 4 * out_c; /* [out_c] */
-    int32_t *const win = best + out_c;     /* [k / 4][4 windows][2] */
+    int32_t *const win = best + out_c;     /* [k / 4 rounded up][4 windows][2] */
     me_cursor cur = {0, 0, 0, 0, 0, 0};
     me_cursor q[4];
     int32_t t, g, c, j;
@@ -988,7 +1186,12 @@ static void me_conv2d_s8_q15(const me_conv_params *p, const int8_t *in, int8_t *
         for (g = 0; g < p->groups; g++) {
             const int32_t c_end = (g + 1) * cout_g;
             for (j = 0; j < 4; j++) {
-                me_im2col_q15(p, in, iy[j], ix[j], g * cin, cin, win + 2 * j, 8);
+                if (cin % 4 == 0) {
+                    me_im2col_q15(p, in, iy[j], ix[j], g * cin, cin, win + 2 * j, 8);
+                } else { /* one group, no pool but 2 x 2: acc is free */
+                    me_im2col_bytes_q15(p, in, iy[j], ix[j], k, (int8_t *)(void *)acc,
+                                          win + 2 * j, 8);
+                }
             }
             for (c = g * cout_g; c < c_end; c++) {
                 int32_t a[4];
@@ -1000,9 +1203,7 @@ static void me_conv2d_s8_q15(const me_conv_params *p, const int8_t *in, int8_t *
                     out[q[0].pixel * out_c + c] =
                         me_requantize(m23 > m01 ? m23 : m01, &requant, c);
                 } else if (no_pool) { /* the positions are output pixels t .. t + n - 1 */
-                    for (j = 0; j < n; j++) {
-                        out[(t + j) * out_c + c] = me_requantize(a[j], &requant, c);
-                    }
+                    me_requantize_channel(a, n, &requant, c, out + t * out_c + c, out_c);
                 } else {
                     for (j = 0; j < 4; j++) {
                         acc[j * out_c + c] = a[j];
@@ -1026,8 +1227,8 @@ static void me_conv2d_s8_q15(const me_conv_params *p, const int8_t *in, int8_t *
  * the OHWI weights. The folded bias holds -z_x * sum(w), so every accumulator is
  * sum((x - z_x) * w) + bias exactly. An odd last position is paired with itself.
  * When both positions of a pair fall in one pool window (pool_first, even pool_w),
- * their maximum is taken right away. DSP cores take the q15 kernel above when
- * in_c / groups is a multiple of 4.
+ * their maximum is taken right away. DSP cores take the q15 kernel above when it
+ * fits (in_c / groups a multiple of 4, or one group without a general pool).
  */
 void me_conv2d_s8(const me_conv_params *p, const int8_t *in, int8_t *out,
                    void *buffer)
@@ -1049,7 +1250,7 @@ void me_conv2d_s8(const me_conv_params *p, const int8_t *in, int8_t *out,
     me_cursor q0 = {0, 0, 0, 0, 0, 0};
     int32_t t, g, c;
 #if ME_USE_DSP
-    if (cin % 4 == 0) {
+    if (me_conv2d_q15_fits(p)) {
         me_conv2d_s8_q15(p, in, out, (int32_t *)buffer);
         return;
     }
