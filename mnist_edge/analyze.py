@@ -68,8 +68,18 @@ def summarize(graph: QGraph) -> dict[str, Any]:
         if graph.arithmetic == "onnx":
             raise
         return summary  # a tflite op the C backend refuses (by name): no C arena
-    summary["c_arena_bytes"] = plan.arena_bytes
-    summary["c_tensor_bytes"] = plan.tensor_bytes
+    # Like with like: each layout with and without the kernels' scratch and line buffers.
+    extra = max([st.scratch + st.lines for st in plan.steps] + [0])
+    summary.update({
+        "c_arena_bytes": plan.arena_bytes,  # with scratch and line buffers: the C array
+        "c_activation_bytes": plan.activation_bytes,  # the same plan, activations only
+        "c_tensor_bytes": plan.tensor_bytes,  # every buffer side by side, activations only
+        "c_tensor_scratch_bytes": plan.tensor_bytes + extra,  # ... plus the largest scratch
+        "c_scratch_bytes": plan.scratch_bytes,
+        "c_lines_bytes": plan.lines_bytes,
+        "c_floor_bytes": plan.floor_bytes,  # the most bytes live at one step, no overlap
+        "c_in_place_steps": len(plan.in_place),
+    })
     return summary
 
 
@@ -92,6 +102,13 @@ def format_table(graph: QGraph) -> str:
         lines.append("* accumulators can pass 2^24: summed exactly in integers, rounded to "
                      "float32 before requantization (as onnxruntime does)")
     if "c_arena_bytes" in s:
-        lines.append(f"C arena (planned, with buffer reuse): {s['c_arena_bytes']:,} B "
-                     f"(every buffer side by side: {s['c_tensor_bytes']:,} B)")
+        lines += [
+            f"C arena, planned (buffers reused): {s['c_arena_bytes']:,} B with scratch, "
+            f"{s['c_activation_bytes']:,} B activations only",
+            f"C arena, every buffer side by side: {s['c_tensor_scratch_bytes']:,} B with "
+            f"scratch, {s['c_tensor_bytes']:,} B activations only",
+            f"live-activation floor (the most bytes live at one step): "
+            f"{s['c_floor_bytes']:,} B; scratch: kernels {s['c_scratch_bytes']:,} B, "
+            f"line buffers {s['c_lines_bytes']:,} B; "
+            f"{s['c_in_place_steps']} step(s) write over their input"]
     return "\n".join(lines)

@@ -60,9 +60,13 @@ def test_plan_buffers_never_overlap_and_fusion_saves_arena(layout: str, seed: in
     assert plan.arena_bytes <= plan.unfused_arena_bytes
     assert plan.fused and plan.arena_bytes < plan.unfused_arena_bytes
     life = lifetimes(plan.steps, plan.buffers)
+    over = {(x, s.dst): d for s in plan.steps for x, d in s.overlaps.items()}
     for j, a in enumerate(plan.buffers):  # buffers live at the same time never share bytes
         for k, b in enumerate(plan.buffers[:j]):
             if a.size and b.size and life[j][0] <= life[k][1] and life[k][0] <= life[j][1]:
+                if (k, j) in over:  # j writes over its input k: from `drift` below it
+                    assert a.offset + over[k, j] <= b.offset or b.offset + b.size <= a.offset
+                    continue
                 assert a.offset + a.size <= b.offset or b.offset + b.size <= a.offset, (j, k)
     for s in plan.steps:
         for ref in (*s.srcs, s.dst):
@@ -70,20 +74,24 @@ def test_plan_buffers_never_overlap_and_fusion_saves_arena(layout: str, seed: in
                 buf = plan.buffers[ref]
                 assert 0 <= buf.offset and buf.offset + buf.size <= plan.arena_bytes
                 assert buf.offset % 4 == 0
-    for k, s in enumerate(plan.steps):  # a kernel's scratch clashes with no live buffer
-        if not s.scratch:
-            continue
-        lo, hi = s.scratch_offset, s.scratch_offset + s.scratch
-        assert 0 <= lo and hi <= plan.arena_bytes and lo % 4 == 0
-        for j, b in enumerate(plan.buffers):
-            if b.size and life[j][0] <= k <= life[j][1]:
-                assert hi <= b.offset or b.offset + b.size <= lo, (k, j)
+    for k, s in enumerate(plan.steps):  # scratch and line buffers clash with no live buffer
+        regions = [(s.scratch_offset, s.scratch), (s.lines_offset, s.lines)]
+        for lo, hi in [(o, o + n) for o, n in regions if n]:
+            assert 0 <= lo and hi <= plan.arena_bytes and lo % 4 == 0
+            for j, b in enumerate(plan.buffers):
+                if b.size and life[j][0] <= k <= life[j][1]:
+                    assert hi <= b.offset or b.offset + b.size <= lo, (k, j)
+        if s.scratch and s.lines:
+            assert (s.scratch_offset + s.scratch <= s.lines_offset
+                    or s.lines_offset + s.lines <= s.scratch_offset)
     assert plan.steps[0].src == PIXELS and plan.steps[-1].dst == LOGITS
     assert plan.arena_bytes <= plan.tensor_bytes + plan.scratch_bytes
-    if graph.is_chain:  # the arena is exactly the largest live input + output + scratch
+    assert plan.arena_bytes <= plan_arena(graph, in_place=False).arena_bytes
+    if graph.is_chain:  # at most the largest live input + output + scratch (less in place)
         live = [sum(plan.buffers[b].size for b in {s.src, s.dst} if b >= 0) + s.scratch
                 for s in plan.steps]
         assert plan.arena_bytes - max(live) < 8
+        assert plan.in_place or max(live) - plan.arena_bytes < 8
     else:  # branches make the planner keep tensors alive, and reuse the rest
         assert plan.arena_bytes < plan.tensor_bytes + plan.scratch_bytes
 
@@ -250,7 +258,8 @@ def test_cortex_m_compiles(trees, tmp_path: Path) -> None:
 
 
 # Other hosts a user may build the C on (a Raspberry Pi, an Apple or Arm laptop, a RISC-V
-# board): clang cross-compiles the kernels freestanding, memcpy/memset declared by a stub.
+# board): clang cross-compiles the kernels freestanding, memcpy/memmove/memset declared by
+# a stub (memmove: the band driver slides kept rows down its line buffer).
 OTHER_HOSTS = {
     "aarch64": ["--target=aarch64-linux-gnu"],
     "armv7a-thumb": ["--target=armv7a-linux-gnueabihf", "-mfpu=neon", "-mthumb"],
@@ -265,6 +274,7 @@ def test_kernels_compile_for_other_hosts(trees, tmp_path: Path, host: str) -> No
     clang = need("clang")
     (tmp_path / "string.h").write_text("#include <stddef.h>\n"
                                        "void *memcpy(void *d, const void *s, size_t n);\n"
+                                       "void *memmove(void *d, const void *s, size_t n);\n"
                                        "void *memset(void *d, int c, size_t n);\n")
     for mode in ("float", "int"):
         src = trees["mixed", 0, mode]

@@ -48,7 +48,7 @@ def _exact(run_dir: Path, backend: str, inputs: np.ndarray) -> None:
     assert f["images"] == len(inputs)
 
 
-@pytest.mark.parametrize("backend", ["c", "c-int"])
+@pytest.mark.parametrize("backend", ["c", "c-int", "c-x86"])
 @pytest.mark.parametrize("key", sorted(MODELS))
 def test_mlperf_host_c_exact(mlperf_runs, key: str, backend: str) -> None:
     run_dir = mlperf_run(mlperf_runs, key)

@@ -192,6 +192,15 @@ def test_bench_counts_every_layer(tmp_path: Path, core: str) -> None:
     assert f["weight_bytes"] >= sum(op.arrays["weight"].size for op in graph.ops
                                     if "weight" in op.arrays)
     assert 0 < f["inference_code_bytes"] <= f["elf_text_bytes"]
+    # flash by kind: the int8 weights (the first conv's int16 pixel weights twice over),
+    # int32 biases, requantization constants; together what weights.o holds
+    assert f["flash_weight_bytes"] >= sum(op.arrays["weight"].size for op in graph.ops
+                                          if "weight" in op.arrays)
+    assert f["flash_bias_bytes"] == 4 * sum(op.arrays["bias"].size for op in graph.ops
+                                            if "bias" in op.arrays)
+    assert f["flash_requant_bytes"] > 0
+    assert (f["flash_weight_bytes"] + f["flash_bias_bytes"] + f["flash_requant_bytes"]
+            <= f["weight_bytes"])
     table = mcu_bench.format_table(graph.name, core, f)
     assert "| **total** |" in table
 

@@ -38,7 +38,15 @@ from ..ops.layout import concat_multipliers
 from ..paths import template_env, write_tree
 from ..qgraph import QGraph, QOp, QTensor
 from ..testing import random_inputs
-from .c_arrays import CArray, LayerArrays, data_symbol, float_literal, format_values, step_arrays
+from .c_arrays import (
+    CArray,
+    LayerArrays,
+    data_symbol,
+    float_literal,
+    format_values,
+    per_tensor,
+    step_arrays,
+)
 from .c_planner import LOGITS, PIXELS, STEP_KIND, ArenaPlan, Step, is_depthwise, plan_arena
 from .inputs import require_arithmetic
 
@@ -115,14 +123,15 @@ def _buf(plan: ArenaPlan, ref: int) -> str:
 
 
 def _requant_fields(arrays: LayerArrays, zero_point: int,
-                    act: tuple[int, int] | None = None) -> str:
+                    act: tuple[int, int] | None = None, shared: bool = False) -> str:
     """A requant_params initializer; `act` (the tflite arithmetic's fused activation clamp,
-    from `QGraph.prepare`) adds act_min and act_max."""
+    from `QGraph.prepare`) adds act_min and act_max, `shared` one multiplier for all."""
     shift = arrays.shift.name if arrays.shift is not None else "NULL"
     table = arrays.table.name if arrays.table is not None else "NULL"
     clamp = f".act_min = {act[0]}, .act_max = {act[1]}, " if act is not None else ""
+    one = ".per_tensor = 1, " if shared else ""
     return (f"{{.mult = {arrays.mult.name}, .shift = {shift}, .zero_point = {zero_point}, "
-            f"{clamp}.table = {table}}}")
+            f"{clamp}{one}.table = {table}}}")
 
 
 def _act(graph: QGraph, index: int) -> tuple[int, int] | None:
@@ -266,6 +275,9 @@ def _lower_conv(c: StepContext) -> Lowered:
         call = f"{fn}(&{c.ident}_params, {c.src}, {c.dst}, arena + {step.scratch_offset});"
         c.buffer_check = (f"{c.names.kernel.upper()}_TFL_DEPTHWISE_CONV2D_S8_BUFFER_SIZE"
                           f"({x.shape[0]})", step.scratch)
+    if step.band:  # its output overwrites its input: band by band from a line buffer
+        call = (f"{c.fn('conv2d_in_bands')}(&{c.ident}_params, {fn}, {c.src}, {c.dst}, "
+                f"arena + {step.scratch_offset}, arena + {step.lines_offset}, {step.band});")
     return c.ptype("conv_params"), [(k, str(v)) for k, v in fields], call
 
 
@@ -275,7 +287,8 @@ def _lower_linear(c: StepContext) -> Lowered:
               ("out_features", str(op.output.size)),
               ("weights", c.arrays.weights.name), ("bias", c.arrays.bias.name),
               ("requant", _requant_fields(c.arrays, op.output.zero_point,
-                                          _act(c.graph, c.step.conv)))]
+                                          _act(c.graph, c.step.conv),
+                                          per_tensor(c.graph, c.step)))]
     call = f"{c.fn('fully_connected_s8')}(&{c.ident}_params, {c.src}, {c.dst});"
     return c.ptype("fc_params"), fields, call
 
@@ -478,6 +491,10 @@ def _layer(graph: QGraph, plan: ArenaPlan, step: Step, mode: str, names: Names) 
         "output" if step.kind == "to_chw" else "input")
     parts = [_op_summary(graph.ops[i], graph.input_of(i)) for i in step.ops]
     where = f"{_buf(plan, step.src)} -> {_buf(plan, step.dst)}"
+    if step.band:
+        where += f", over its input in {step.band}-row bands via arena + {step.lines_offset}"
+    elif step.overlaps:
+        where += ", over its input"
     comment = "; ".join(parts) if parts else (
         f"HWC -> CHW, the QGraph's order of its {_shape(step.flat_from or ())} output"
         if step.kind == "to_chw" else "pixels p -> int8 q = p - 128")
@@ -612,6 +629,8 @@ def render_tree(graph: QGraph, requant: str = "float",
         "requant": requant,
         "tflite": graph.arithmetic == "tflite",
         "scratch_bytes": plan.scratch_bytes,  # the largest step's, inside the arena
+        "in_place_steps": len(plan.in_place),
+        "lines_bytes": plan.lines_bytes,
         "layers": layers,
         "arrays": arrays,
         "format_values": format_values,

@@ -134,6 +134,17 @@ def folded_bias(bias: np.ndarray, weight: np.ndarray, zero_point: int) -> np.nda
     return folded
 
 
+def per_tensor(graph: QGraph, step: Step) -> bool:
+    """A tflite fully connected layer whose channels share one multiplier and shift (TFLite
+    quantizes FULLY_CONNECTED per tensor): its C keeps one pair, not one per channel
+    (`requant_params.per_tensor`; every FC kernel requantizes through requantize_n)."""
+    if graph.arithmetic != "tflite" or step.kind != "linear":
+        return False
+    c = graph.prepare(step.conv)
+    mult, shift = np.asarray(c["mult"]).reshape(-1), np.asarray(c["shift"]).reshape(-1)
+    return bool(np.all(mult == mult[0]) and np.all(shift == shift[0]))
+
+
 def step_arrays(graph: QGraph, step: Step, mode: str, prefix: str = DATA_PREFIX) -> LayerArrays:
     """Every constant one step needs, under names derived from its ops."""
     out = LayerArrays()
@@ -160,6 +171,8 @@ def step_arrays(graph: QGraph, step: Step, mode: str, prefix: str = DATA_PREFIX)
         # per-channel arrays; the other ops' constants are scalars in their parameters.
         if graph.arithmetic != "tflite" or op.kind in ("conv2d", "linear"):
             out.mult, out.shift = requant_arrays(graph, i, ident, mode)
+            if per_tensor(graph, step) and out.shift is not None:  # one pair serves all
+                out.mult.values, out.shift.values = out.mult.values[:1], out.shift.values[:1]
     lut_index = step.lut if step.lut is not None else (
         step.ops[0] if step.kind == "lut" else None)
     if lut_index is not None:

@@ -23,6 +23,13 @@ Kernels that need scratch (the convolutions' gathered windows and accumulators,
 `kernel_buffer_size`, the C `*_get_buffer_size`) get it from the arena too: a
 region live for their step only, in the gap between that step's input and
 output (a chain), or placed first-fit like a buffer (a DAG).
+
+Below the live-activation floor (a step's input + output): a step may write its output
+over an input that nothing reads after it (`Step.overlaps`), which `overlap.py` decides
+and proves safe: an elementwise add/sub/mul in place, a convolution either straight over
+its input (its output placed enough bytes below it) or band by band of output rows from a
+line buffer (`Step.band`, the C `*_conv2d_in_bands`). The layout is then first-fit with
+those pairs allowed to overlap; it is kept only where it lowers the arena.
 """
 
 from __future__ import annotations
@@ -64,6 +71,13 @@ class Step:
     more: list[int] = field(default_factory=list)  # add / concat: the inputs after `src`
     scratch: int = 0  # bytes of kernel scratch (kernel_buffer_size), in the arena
     scratch_offset: int = 0
+    # input buffer -> drift: the output may overlap that input (which dies here) when it
+    # starts at least `drift` bytes below it (overlap.py proves each pair safe)
+    overlaps: dict[int, int] = field(default_factory=dict)
+    band: int = 0  # conv: output rows per kernel call from the line buffer (0: one call)
+    lines: int = 0  # bytes of that line buffer (one band's input rows), in the arena
+    lines_offset: int = 0
+    copy_bytes: int = 0  # bytes the band driver moves and copies into the line buffer
 
     @property
     def srcs(self) -> list[int]:
@@ -83,6 +97,8 @@ class ArenaPlan:
     arena_bytes: int
     unfused_arena_bytes: int
     fused: list[str] = field(default_factory=list)
+    activation_bytes: int = 0  # the same schedule laid out with no scratch and no lines
+    floor_bytes: int = 0  # the live-activation floor: the most bytes any step's buffers hold
 
     @property
     def scratch_bytes(self) -> int:
@@ -90,17 +106,33 @@ class ArenaPlan:
         return max([s.scratch for s in self.steps] + [0])
 
     @property
+    def lines_bytes(self) -> int:
+        """The largest line buffer of any banded step (inside the arena too)."""
+        return max([s.lines for s in self.steps] + [0])
+
+    @property
     def tensor_bytes(self) -> int:
         """Every arena buffer side by side: what the arena would be without reuse."""
         return sum(_align(b.size) for b in self.buffers)
+
+    @property
+    def in_place(self) -> list[Step]:
+        """The steps whose output overlaps an input they read."""
+        return [s for s in self.steps if s.overlaps]
 
     def describe(self) -> dict:
         return {
             "arena_bytes": self.arena_bytes,
             "unfused_arena_bytes": self.unfused_arena_bytes,
             "scratch_bytes": self.scratch_bytes,
+            "lines_bytes": self.lines_bytes,
+            "activation_bytes": self.activation_bytes,
+            "floor_bytes": self.floor_bytes,
             "tensor_bytes": self.tensor_bytes,
             "fused": list(self.fused),
+            "in_place": len(self.in_place),
+            "banded": sum(1 for s in self.steps if s.band),
+            "band_copy_bytes": sum(s.copy_bytes for s in self.steps),
             "buffers": [{"offset": b.offset, "bytes": b.size} for b in self.buffers],
         }
 
@@ -371,8 +403,9 @@ def lifetimes(steps: list[Step], buffers: list[Buffer]) -> list[tuple[int, int]]
 
 
 def _layout(steps: list[Step], buffers: list[Buffer]) -> int:
-    """Buffer offsets; returns the arena size (ping-pong for a chain, first-fit for a DAG)."""
-    chain = all(not s.more for s in steps) and all(
+    """Buffer offsets; returns the arena size (ping-pong for a chain, first-fit for a DAG
+    or for any schedule whose steps overlap their input)."""
+    chain = all(not s.more and not s.overlaps for s in steps) and all(
         later.src == s.dst for s, later in zip(steps, steps[1:], strict=False)
         if later.src >= 0 and s.dst >= 0)
     if not chain:
@@ -389,46 +422,113 @@ def _layout(steps: list[Step], buffers: list[Buffer]) -> int:
     return arena
 
 
+def _items(steps: list[Step], buffers: list[Buffer]
+           ) -> tuple[list[Buffer], list[tuple[int, int]], dict[tuple[int, int], int]]:
+    """The buffers, then each step's scratch and line buffer (live for that step only),
+    with their lifetimes and the (input, output) pairs allowed to overlap (-> drift)."""
+    life = lifetimes(steps, buffers)
+    items = list(buffers)
+    relax: dict[tuple[int, int], int] = {}
+    for k, s in enumerate(steps):
+        relax.update({(x, s.dst): _align(d) for x, d in s.overlaps.items()})
+        for size in (s.scratch, s.lines):
+            if size:
+                items.append(Buffer(size, ()))
+                life.append((k, k))
+    return items, life, relax
+
+
+def _clashes(k: int, placed: list[int], items: list[Buffer], life: list[tuple[int, int]],
+             relax: dict[tuple[int, int], int]) -> list[tuple[int, int]]:
+    """(lo, hi) per placed item live with item k: k must end by lo or start from hi. Where
+    k writes over j, k may start up to `drift` below j's start (lo = j + size - drift);
+    where j writes over k, k may start from `drift` above j's start (hi = j + drift)."""
+    size = _align(items[k].size)
+    out = []
+    for j in placed:
+        if not (life[j][0] <= life[k][1] and life[k][0] <= life[j][1]):
+            continue
+        lo, hi = items[j].offset, items[j].offset + _align(items[j].size)
+        if (j, k) in relax and relax[j, k] < size:
+            lo = items[j].offset + size - relax[j, k]
+        elif (k, j) in relax and relax[k, j] < _align(items[j].size):
+            hi = items[j].offset + relax[k, j]
+        out.append((lo, hi))
+    return out
+
+
+def _finish(steps: list[Step], buffers: list[Buffer], items: list[Buffer]) -> int:
+    extra = iter(items[len(buffers):])
+    for s in steps:
+        if s.scratch:
+            s.scratch_offset = next(extra).offset
+        if s.lines:
+            s.lines_offset = next(extra).offset
+    return max([b.offset + _align(b.size) for b in items] + [ALIGN])
+
+
 def _layout_first_fit(steps: list[Step], buffers: list[Buffer]) -> int:
     """Largest buffer first, each at the lowest offset clear of every buffer live with it;
     a step's scratch is one more buffer, live for that step only."""
-    life = lifetimes(steps, buffers)
-    items = list(buffers)
-    for k, s in enumerate(steps):
-        if s.scratch:
-            items.append(Buffer(s.scratch, ()))
-            life.append((k, k))
+    if any(s.overlaps for s in steps):
+        return _layout_overlapping(steps, buffers)
+    items, life, relax = _items(steps, buffers)
     placed: list[int] = []
     for k in sorted(range(len(items)), key=lambda k: (-items[k].size, k)):
-        clashes = sorted((items[j].offset, items[j].offset + _align(items[j].size))
-                         for j in placed if life[j][0] <= life[k][1] and life[k][0] <= life[j][1])
         offset = 0
-        for lo, hi in clashes:
+        for lo, hi in sorted(_clashes(k, placed, items, life, relax)):
             if offset + _align(items[k].size) <= lo:
                 break
             offset = max(offset, hi)
         items[k].offset = offset
         placed.append(k)
-    scratch = iter(items[len(buffers):])
-    for s in steps:
-        if s.scratch:
-            s.scratch_offset = next(scratch).offset
-    return max([b.offset + _align(b.size) for b in items] + [ALIGN])
+    return _finish(steps, buffers, items)
 
 
-def plan_arena(graph: QGraph, fuse: bool = True) -> ArenaPlan:
+def _layout_overlapping(steps: list[Step], buffers: list[Buffer]) -> int:
+    """First-fit when outputs may overlap their inputs: an output must start below its
+    input, so offsets may go negative while placing (each item where it widens the arena
+    least, nearest 0 on a tie) and the whole layout moves up at the end. Two orders are
+    tried, largest first and first written first (which lets a chain of overlapping
+    steps slide down and back), and the smaller arena kept."""
+    sizes = [_layout_in_order(steps, buffers, by) for by in ("size", "time")]
+    return _layout_in_order(steps, buffers, "size" if sizes[0] <= sizes[1] else "time")
+
+
+def _layout_in_order(steps: list[Step], buffers: list[Buffer], by: str) -> int:
+    items, life, relax = _items(steps, buffers)
+    placed: list[int] = []
+    low = high = 0
+    key = (lambda k: (-items[k].size, k)) if by == "size" else (lambda k: (life[k][0], k))
+    for k in sorted(range(len(items)), key=key):
+        size = _align(items[k].size)
+        clashes = _clashes(k, placed, items, life, relax)
+        options = {0, low, high - size} | {hi for _, hi in clashes} | \
+            {lo - size for lo, _ in clashes}
+        fits = [o for o in options if all(o + size <= lo or o >= hi for lo, hi in clashes)]
+        best = min(fits, key=lambda o: (max(high, o + size) - min(low, o), abs(o), o))
+        items[k].offset = best
+        low, high = (min(low, best), max(high, best + size)) if placed else (best, best + size)
+        placed.append(k)
+    for b in items:
+        b.offset -= low
+    return _finish(steps, buffers, items)
+
+
+def plan_arena(graph: QGraph, fuse: bool = True, in_place: bool = True) -> ArenaPlan:
     """Schedule the graph's kernels and size the arena (what `analyze` reports as RAM).
 
     Non-overlapping maxpools are always fused into the conv before them (it saves both
     memory and time); an overlapping one only when that lowers the arena, because its
-    windows make the fused kernel recompute conv outputs.
+    windows make the fused kernel recompute conv outputs. Then steps overlap their input
+    where that lowers the arena further (`overlap.choose_overlaps`; `in_place=False` not).
     """
     check_supported(graph)
     base_steps, base_bufs = _steps(graph, set())
     unfused_steps, unfused_bufs = _steps_unfused(graph)
     unfused = _layout(unfused_steps, unfused_bufs)
     if not fuse:
-        return ArenaPlan(unfused_steps, unfused_bufs, unfused, unfused, [])
+        return _measured(ArenaPlan(unfused_steps, unfused_bufs, unfused, unfused, []))
     chosen: set[int] = set()
     best = _layout(base_steps, base_bufs)
     for i, op in enumerate(graph.ops):
@@ -440,8 +540,42 @@ def plan_arena(graph: QGraph, fuse: bool = True) -> ArenaPlan:
                 best = size
     steps, bufs = _steps(graph, chosen)
     arena = _layout(steps, bufs)
+    if in_place:
+        from .overlap import choose_overlaps  # overlap.py reads this module's Step
+
+        arena = choose_overlaps(graph, steps, bufs, arena, _layout)
     fused = [" + ".join(graph.ops[j].name for j in s.ops) for s in steps if len(s.ops) > 1]
-    return ArenaPlan(steps, bufs, arena, unfused, fused)
+    return _measured(ArenaPlan(steps, bufs, arena, unfused, fused))
+
+
+def _measured(plan: ArenaPlan) -> ArenaPlan:
+    """Fill in the figures `analyze` sets beside the arena (activations only, the floor)."""
+    plan.activation_bytes = _activation_layout(plan.steps, plan.buffers)
+    plan.floor_bytes = live_floor(plan.steps, plan.buffers)
+    if _layout(plan.steps, plan.buffers) != plan.arena_bytes:  # the plan's own offsets again
+        raise AssertionError("the arena layout is not deterministic")
+    return plan
+
+
+def live_floor(steps: list[Step], buffers: list[Buffer]) -> int:
+    """The most activation bytes live at one step (every buffer alive across it): what a
+    schedule with no step overlapping its input cannot go below."""
+    life = lifetimes(steps, buffers)
+    return max([sum(_align(b.size) for b, (a, z) in zip(buffers, life, strict=True)
+                    if a <= k <= z) for k in range(len(steps))] + [0])
+
+
+def _activation_layout(steps: list[Step], buffers: list[Buffer]) -> int:
+    """The plan's arena with every scratch and line buffer taken out: activations only,
+    the figure to set beside `tensor_bytes` and `live_floor`."""
+    saved = [(s.scratch, s.lines) for s in steps]
+    for s in steps:
+        s.scratch = s.lines = 0
+    try:
+        return _layout(steps, buffers)
+    finally:
+        for s, (scratch, lines) in zip(steps, saved, strict=True):
+            s.scratch, s.lines = scratch, lines
 
 
 def _steps_unfused(graph: QGraph) -> tuple[list[Step], list[Buffer]]:

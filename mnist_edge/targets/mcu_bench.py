@@ -434,6 +434,23 @@ def memory_figures(fw: Firmware) -> dict[str, int]:
     return fig
 
 
+# The generated arrays by what they hold (c_arrays.py names them <prefix>_<op>_<what>).
+FLASH_KINDS = {"weights": "flash_weight_bytes", "bias": "flash_bias_bytes",
+               "mult": "flash_requant_bytes", "shift": "flash_requant_bytes",
+               "table": "flash_requant_bytes"}
+
+
+def flash_split(symbols: dict[str, Symbol], prefix: str = "mnist_edge") -> dict[str, int]:
+    """The model's constants in flash by kind, from the symbol sizes: weights, biases, and
+    requantization parameters (multipliers, shifts, LUTs)."""
+    out = dict.fromkeys(FLASH_KINDS.values(), 0)
+    for name, sym in symbols.items():
+        what = name.rsplit("_", 1)[-1]
+        if name.startswith(prefix + "_") and what in FLASH_KINDS:
+            out[FLASH_KINDS[what]] += sym.size
+    return out
+
+
 # --------------------------------------------------------------------- the benchmark
 
 
@@ -502,8 +519,10 @@ def bench(run_dir: Path, graph: QGraph, core: str, size: bool = False,
             "flash_wait_states": {"part": FLASH_PART, "wait_states": FLASH_WAIT_STATES}}
            if trace.cycles is not None and trace.flash_reads is not None else {}),
         "functions": dict(sorted(trace.functions.items(), key=lambda kv: -kv[1])),
-        "inference_code_bytes": inference_code, **mem,
+        "inference_code_bytes": inference_code, **mem, **flash_split(symbols),
+        "flash_model_bytes": inference_code + mem["weight_bytes"] + mem["layer_descriptor_bytes"],
         "arena_bytes": arena, "scratch_bytes": plan.scratch_bytes,
+        "lines_bytes": plan.lines_bytes, "band_copy_bytes": plan.describe()["band_copy_bytes"],
         "stack_bytes": trace.stack_bytes,
         "ram_bytes": arena + trace.stack_bytes,
     }
@@ -563,12 +582,15 @@ def format_table(name: str, core: str, f: dict[str, Any]) -> str:
         lines.append(f"| CMSIS-NN reference (ours: {f['instructions'] / ref['instructions']:.3f}x) "
                      f"| | {ref['instructions']:,} | | {ref['per_mac']:.2f} |")
     lines += ["",
-              "| flash: inference code | flash: weights | RAM: arena | RAM: scratch (in the arena) "
-              "| RAM: stack | RAM total |",
-              "|---:|---:|---:|---:|---:|---:|",
-              f"| {f['inference_code_bytes']:,} B | {f['weight_bytes']:,} B | "
-              f"{f['arena_bytes']:,} B | {f['scratch_bytes']:,} B | {f['stack_bytes']:,} B | "
-              f"{f['ram_bytes']:,} B |", "",
+              "| flash: inference code | flash: weights | flash: biases | flash: requantization "
+              "| flash: layer descriptors | flash total | RAM: arena | RAM: scratch (in the "
+              "arena) | RAM: line buffers (in the arena) | RAM: stack | RAM total |",
+              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+              f"| {f['inference_code_bytes']:,} B | {f['flash_weight_bytes']:,} B | "
+              f"{f['flash_bias_bytes']:,} B | {f['flash_requant_bytes']:,} B | "
+              f"{f['layer_descriptor_bytes']:,} B | {f['flash_model_bytes']:,} B | "
+              f"{f['arena_bytes']:,} B | {f['scratch_bytes']:,} B | {f['lines_bytes']:,} B | "
+              f"{f['stack_bytes']:,} B | {f['ram_bytes']:,} B |", "",
               f"Inference code = every function that ran during one inference (symbol sizes); "
               f"all generated code: {f['model_code_bytes']:,} B, layer descriptors "
               f"{f['layer_descriptor_bytes']:,} B. Counted on {f['image']}."

@@ -381,6 +381,45 @@ void me_conv_output(const me_conv_params *p, const me_cursor *q, const int32_t *
 }
 
 /*
+ * A convolution band by band of output rows, for an output the planner placed over its
+ * own input. Before each band, the input rows its windows read are gathered at the start
+ * of `lines`: the rows the band before already holds are moved down, the others copied
+ * from `in` (the planner keeps them clear of every output row written so far). The
+ * kernel then computes the band from `lines` as from a short image whose rows above
+ * and below are padding where the image has them (pad_top) or its last row ends.
+ */
+void me_conv2d_in_bands(const me_conv_params *p, me_conv_kernel kernel,
+                         const int8_t *in, int8_t *out, void *buffer, int8_t *lines,
+                         int32_t band)
+{
+    const int32_t row_in = p->in_w * p->in_c;
+    const int32_t row_out = p->out_w * p->out_c;
+    const int32_t step = p->pool_stride_h * p->stride_h; /* input rows per output row */
+    me_conv_params b = *p;
+    int32_t oy, first = 0, held = 0; /* input rows [first, held) are in lines */
+    for (oy = 0; oy < p->out_h; oy += band) {
+        const int32_t n = p->out_h - oy < band ? p->out_h - oy : band;
+        const int32_t top = oy * step - p->pad_top;
+        const int32_t bottom = ((oy + n - 1) * p->pool_stride_h + p->pool_h - 1) * p->stride_h
+                               - p->pad_top + p->kernel_h;
+        const int32_t r0 = top > 0 ? top : 0;
+        const int32_t r1 = bottom < p->in_h ? bottom : p->in_h;
+        const int32_t kept = held > r0 ? held - r0 : 0;
+        if (kept > 0 && r0 != first) {
+            memmove(lines, lines + (r0 - first) * row_in, (size_t)(kept * row_in));
+        }
+        memcpy(lines + kept * row_in, in + (r0 + kept) * row_in,
+               (size_t)((r1 - r0 - kept) * row_in));
+        first = r0;
+        held = r1;
+        b.in_h = r1 - r0;
+        b.pad_top = r0 - top;
+        b.out_h = n;
+        kernel(&b, lines, out + oy * row_out, buffer);
+    }
+}
+
+/*
  * The pixel window at (iy0, ix0) as 16-bit pairs: win[j] = p[2j] | p[2j+1] << 16
  * in kernel (row-major) order, taps in the padding and the odd last tap 0.
  * Returns 0 when every pixel is 0 (background).

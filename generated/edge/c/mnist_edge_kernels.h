@@ -119,6 +119,18 @@ void me_conv2d_u8_1ch(const me_conv_params *p, const uint8_t *pixels, int8_t *ou
                        void *buffer);
 int32_t me_conv2d_s8_get_buffer_size(const me_conv_params *p);
 void me_conv2d_s8(const me_conv_params *p, const int8_t *in, int8_t *out, void *buffer);
+/*
+ * A conv kernel (conv2d_s8, tfl_depthwise_conv2d_s8) run `band` output rows at a time
+ * from `lines`, a copy of just those rows' input rows: its output may then overwrite its
+ * own input (the planner places it). The kernels keep to what the planner assumes: output
+ * pixels in raster order, in blocks of at most max(4, out_w) pixels, each block reading
+ * only its own windows; elementwise kernels read element i before they write it.
+ */
+typedef void (*me_conv_kernel)(const me_conv_params *p, const int8_t *in, int8_t *out,
+                                void *buffer);
+void me_conv2d_in_bands(const me_conv_params *p, me_conv_kernel kernel,
+                         const int8_t *in, int8_t *out, void *buffer, int8_t *lines,
+                         int32_t band);
 void me_fully_connected_s8(const me_fc_params *p, const int8_t *in, int8_t *out);
 void me_maxpool2d_s8(const me_pool_params *p, const int8_t *in, int8_t *out);
 void me_avgpool2d_s8(const me_pool_params *p, const int8_t *in, int8_t *out);

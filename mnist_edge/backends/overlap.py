@@ -1,0 +1,226 @@
+"""Which steps of a C schedule may write their output over their own input, and how far.
+
+A step's input and output are both live while it runs, so no layout of whole tensors
+goes below the largest input + output. Three ways under it, each proved safe here from
+the order in which the kernels touch memory (the contract in `KERNEL_ORDER`):
+
+- **Elementwise in place** (add, sub, mul): output element i is computed from input
+  element i, read before it is written, so the output may start at its input's first
+  byte (drift 0), or anywhere below it.
+- **Overlap**: a convolution (depthwise or not, a fused max pool included) writes output
+  pixels in raster order, so the output may start `overlap_drift` bytes below its input:
+  far enough that no pixel it writes lands on input rows a later pixel still reads. Free
+  in instructions; the drift is large where the output row is larger than the input row.
+- **Bands**: the driver (`*_conv2d_in_bands` in the kernel library) runs the kernel on
+  `band` output rows at a time from a line buffer holding just those rows' input rows
+  (rows kept from the band before are moved, new rows copied in before any output
+  overwrites them). The output may then start `BandPlan.drift` bytes below its input,
+  0 when its rows are no larger than the input's: a true in-place depthwise or pointwise
+  conv. It costs the line buffer (counted in the arena like scratch) and the copies.
+
+The planner (`choose_overlaps`) first gives every eligible step its smallest-footprint
+way; if the arena shrinks, it then takes back, step by step, whatever the arena does not
+need (no overlap, then overlap, then the tallest band that still fits), so that the RAM
+saved costs as few instructions as it can.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..qgraph import QGraph
+from .c_planner import Buffer, Step, is_depthwise, lifetimes  # it imports this module late
+
+# The kernels' side of the contract: a convolution kernel computes its output pixels in
+# raster order, in blocks of at most max(BLOCK_PIXELS, out_w) pixels (the q15 kernel takes
+# 4 positions, the others 2, the depthwise 1); a block reads only its own pixels' windows
+# and writes only its own pixels. Elementwise kernels read element i before writing it.
+KERNEL_ORDER = "raster order, blocks of at most max(4, out_w) output pixels"
+BLOCK_PIXELS = 4
+ELEMENTWISE = ("add", "mul")  # step kinds (add covers sub)
+BAND_HEIGHTS = tuple(2 ** i for i in range(12))  # output rows per band the planner tries
+BAND_UNIT_PIXELS = 4  # the general conv's bands hold whole blocks of 4 pixels (no waste)
+
+
+@dataclass(frozen=True)
+class Rows:
+    """The row geometry of a conv step (a fused max pool included)."""
+
+    in_h: int
+    in_row: int  # bytes of one input row (W x C, HWC)
+    out_h: int
+    out_w: int
+    out_c: int
+    conv_per_out: int  # conv rows per output row (the pool's stride; 1 without a pool)
+    pool_h: int
+    stride_h: int
+    pad_top: int
+    kernel_h: int
+
+    @property
+    def out_row(self) -> int:
+        return self.out_w * self.out_c
+
+    def input_rows(self, oy: int, n: int) -> tuple[int, int]:
+        """The input rows [r0, r1) in the image that output rows [oy, oy + n) read."""
+        top = oy * self.conv_per_out * self.stride_h - self.pad_top
+        bottom = (((oy + n - 1) * self.conv_per_out + self.pool_h - 1) * self.stride_h
+                  - self.pad_top + self.kernel_h)
+        return max(0, top), min(self.in_h, bottom)
+
+
+def conv_rows(graph: QGraph, step: Step) -> Rows:
+    op, x = graph.ops[step.conv], graph.input_of(step.conv)
+    out = graph.ops[step.ops[-1]].output
+    ph, psh = 1, 1
+    if step.pool is not None:
+        ph, psh = graph.ops[step.pool].attrs["kernel"][0], graph.ops[step.pool].attrs["stride"][0]
+    return Rows(in_h=x.shape[1], in_row=x.shape[2] * x.shape[0], out_h=out.shape[1],
+                out_w=out.shape[2], out_c=out.shape[0], conv_per_out=int(psh), pool_h=int(ph),
+                stride_h=int(op.attrs.get("stride", [1, 1])[0]),
+                pad_top=int(op.attrs.get("padding", [0, 0, 0, 0])[0]),
+                kernel_h=int(op.attrs["kernel"][0]))
+
+
+def overlap_drift(r: Rows) -> int:
+    """How far below its input a conv's output must start for the kernel to run straight
+    over it: while pixel p is written, the pixels of its block (from p - block + 1) may
+    still read their windows, whose first input row bounds what may be overwritten."""
+    p = np.arange(r.out_h * r.out_w, dtype=np.int64)
+    first = np.maximum(0, p - max(BLOCK_PIXELS, r.out_w) + 1) // r.out_w
+    row = np.maximum(0, first * r.conv_per_out * r.stride_h - r.pad_top)
+    return max(0, int(np.max((p + 1) * r.out_c - row * r.in_row)))
+
+
+@dataclass(frozen=True)
+class BandPlan:
+    """What running a conv `band` output rows at a time costs and allows."""
+
+    band: int
+    drift: int  # the output may start this many bytes below the input
+    lines: int  # bytes of the line buffer
+    copy_bytes: int  # bytes moved and copied into it over one inference
+
+
+def band_plan(r: Rows, band: int) -> BandPlan | None:
+    """The bands of `*_conv2d_in_bands`, walked as the C walks them; None where a band
+    reads no image row (all padding), which the driver does not take."""
+    drift = lines = copied = 0
+    first = held = 0  # input rows [first, held) sit in the line buffer
+    for oy in range(0, r.out_h, band):
+        r0, r1 = r.input_rows(oy, min(band, r.out_h - oy))
+        if r1 <= r0:
+            return None
+        kept = max(0, held - r0)
+        if r1 > r0 + kept:  # rows copied now from the input, after oy rows were written
+            drift = max(drift, oy * r.out_row - (r0 + kept) * r.in_row)
+        copied += ((kept if r0 != first else 0) + r1 - r0 - kept) * r.in_row
+        lines = max(lines, (r1 - r0) * r.in_row)
+        first, held = r0, r1
+    return BandPlan(band, drift, lines, copied)
+
+
+@dataclass(frozen=True)
+class Mode:
+    """One way for a step to overlap its input: drift per input, band (0: none), lines."""
+
+    overlaps: tuple[tuple[int, int], ...]
+    band: int = 0
+    lines: int = 0
+    copy_bytes: int = 0
+
+    def apply(self, step: Step) -> None:
+        step.overlaps = dict(self.overlaps)
+        step.band, step.lines, step.copy_bytes = self.band, self.lines, self.copy_bytes
+
+
+NONE = Mode(())
+
+
+def step_modes(graph: QGraph, steps: list[Step], buffers: list[Buffer], k: int,
+               last_read: list[int]) -> list[Mode]:
+    """The ways step k may overlap an input, cheapest in instructions first (free ones,
+    then taller bands before shorter ones); [] when none is safe."""
+    s = steps[k]
+    if s.dst < 0:
+        return []
+    dying = [b for b in dict.fromkeys(s.srcs) if b >= 0 and last_read[b] == k and b != s.dst]
+    if s.kind in ELEMENTWISE:
+        same = tuple((b, 0) for b in dying if buffers[b].size == buffers[s.dst].size)
+        return [Mode(same)] if same else []
+    if s.kind != "conv" or s.src not in dying or graph.ops[s.conv].kind != "conv2d":
+        return []
+    r = conv_rows(graph, s)
+    modes = [Mode(((s.src, overlap_drift(r)),))]
+    # The general conv computes its pixels in blocks of up to 4: a band of a whole number
+    # of blocks wastes none (KWS's 5-wide 1x1 convs take 43 % more instructions in 1-row
+    # bands); the depthwise kernel goes one pixel at a time.
+    unit = 1 if is_depthwise(graph, s) else \
+        BAND_UNIT_PIXELS // math.gcd(BAND_UNIT_PIXELS, r.out_w)
+    heights = sorted({h for h in BAND_HEIGHTS if h < r.out_h and h % unit == 0}, reverse=True)
+    for h in heights:
+        b = band_plan(r, h)
+        if b is not None:
+            modes.append(Mode(((s.src, b.drift),), b.band, b.lines, b.copy_bytes))
+    return modes
+
+
+def _mode_of(step: Step) -> Mode:
+    return Mode(tuple(step.overlaps.items()), step.band, step.lines, step.copy_bytes)
+
+
+def _cheapest_key(mode: Mode, step: Step, buffers: list[Buffer]) -> tuple[int, int]:
+    """Every step its cheapest mode (min keeps the first of equal keys)."""
+    return 0, 0
+
+
+def _footprint_key(mode: Mode, step: Step, buffers: list[Buffer]) -> tuple[int, int]:
+    """Bytes the step's input, output and line buffer take together under `mode`."""
+    out = buffers[step.dst].size
+    return max([out] + [d + buffers[x].size for x, d in mode.overlaps]) + mode.lines, 0
+
+
+def _drift_key(mode: Mode, step: Step, buffers: list[Buffer]) -> tuple[int, int]:
+    """Least drift first (drifts add up along a chain, line buffers do not), then lines."""
+    return max([d for _, d in mode.overlaps] + [0]), mode.lines
+
+
+def choose_overlaps(graph: QGraph, steps: list[Step], buffers: list[Buffer], base: int,
+                    layout: Callable[[list[Step], list[Buffer]], int]) -> int:
+    """Set `overlaps`/`band`/`lines` on the steps where they lower the arena below `base`
+    (the arena without them) and return the arena; leaves every step as it was when
+    nothing gains."""
+    last_read = [z for _, z in lifetimes(steps, buffers)]
+    options = {k: modes for k in range(len(steps))
+               if (modes := step_modes(graph, steps, buffers, k, last_read))}
+    if not options:
+        return base
+    best, start = base, {}
+    for key in (_cheapest_key, _footprint_key, _drift_key):  # three starting points
+        for k, modes in options.items():
+            min(modes, key=lambda m, s=steps[k]: key(m, s, buffers)).apply(steps[k])
+        arena = layout(steps, buffers)
+        if arena < best:
+            best, start = arena, {k: _mode_of(steps[k]) for k in options}
+    if best >= base:
+        for k in options:
+            NONE.apply(steps[k])
+        return layout(steps, buffers)
+    for k in options:
+        start[k].apply(steps[k])
+    for k, modes in options.items():  # take back what the arena does not need
+        chosen = _mode_of(steps[k])
+        for mode in [NONE, *modes]:
+            if mode == chosen:
+                break
+            mode.apply(steps[k])
+            arena = layout(steps, buffers)
+            if arena <= best:
+                best = arena
+                break
+            chosen.apply(steps[k])
+    return layout(steps, buffers)

@@ -1,0 +1,125 @@
+"""Steps that write their output over their own input (backends/overlap.py): the drift and
+band arithmetic by hand, the MLPerf Tiny arenas under their targets and under the
+live-activation floor, and the C band driver exact at band heights that leave a remainder."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import mlperf_run, need
+
+from mnist_edge import golden, qgraph
+from mnist_edge.backends import c as c_backend
+from mnist_edge.backends import overlap
+from mnist_edge.backends.c import generate_c
+from mnist_edge.backends.c_planner import ArenaPlan, _layout, lifetimes, plan_arena
+from mnist_edge.backends.overlap import Rows, band_plan, overlap_drift
+from mnist_edge.targets import host_c
+from mnist_edge.testing import random_inputs
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_c_backend import random_graph  # noqa: E402
+from test_c_tflite import SANITIZE, _selftest  # noqa: E402
+
+EDGE = Path(__file__).resolve().parents[1] / "generated" / "edge"
+# 0.75 x microTVM + CMSIS-NN's activation workspace (issue 26; mlperf-tiny/README.md)
+TARGETS = {"resnet": 49_584, "kws": 12_924, "vww": 48_600, "ad": 870}
+
+
+def _rows(c_in: int, c_out: int, k: int = 1, stride: int = 1, pad: int = 0,
+          h: int = 25, w: int = 5) -> Rows:
+    out_h = (h + 2 * pad - k) // stride + 1
+    out_w = (w + 2 * pad - k) // stride + 1
+    return Rows(in_h=h, in_row=w * c_in, out_h=out_h, out_w=out_w, out_c=c_out,
+                conv_per_out=1, pool_h=1, stride_h=stride, pad_top=pad, kernel_h=k)
+
+
+def test_band_arithmetic_by_hand() -> None:
+    # KWS's pointwise conv, 64 -> 64 channels on 25 x 5: one row a band, truly in place
+    pw = band_plan(_rows(64, 64), 1)
+    assert (pw.drift, pw.lines, pw.copy_bytes) == (0, 320, 25 * 320)
+    # its depthwise 3x3 (pad 1): a band of 4 rows reads 6 input rows, moves 2 of them on
+    dw = band_plan(_rows(64, 64, k=3, pad=1), 4)
+    assert (dw.drift, dw.lines) == (0, 6 * 320)
+    # a pointwise conv that doubles the channels: its output must start lower down, by
+    # (oy + 1) rows of output minus the oy + 1 input rows not yet copied, at the worst oy
+    grow = band_plan(_rows(8, 16, h=48, w=48), 1)
+    assert grow.drift == max((oy + 1) * 48 * 16 - (oy + 1) * 48 * 8 for oy in range(47))
+    # no band: a block of max(4, out_w) = 5 pixels may still read the row above its last
+    assert overlap_drift(_rows(64, 64)) == 576  # (5r + 4) * 64 - (r - 1) * 320, at 5r + 3
+
+
+def test_random_layouts_exercise_every_way() -> None:
+    """test_c_backend's host-runner cases (exact on c, c-x86, c-int) keep covering an
+    elementwise op in place and a conv straight over its input."""
+    assert any(s.kind == "add" and s.overlaps for s in plan_arena(random_graph(0, "dag")).steps)
+    assert any(s.overlaps and not s.band
+               for s in plan_arena(random_graph(1, "features")).steps)
+
+
+def _forced_bands(height: int):
+    """plan_arena with every conv that can run in bands of `height` rows doing so, whether
+    or not the arena gains: the driver's every path, exercised on purpose."""
+    def plan(graph: qgraph.QGraph, fuse: bool = True, in_place: bool = True) -> ArenaPlan:
+        p = plan_arena(graph, fuse, in_place=False)
+        last = [z for _, z in lifetimes(p.steps, p.buffers)]
+        for k, s in enumerate(p.steps):
+            for mode in overlap.step_modes(graph, p.steps, p.buffers, k, last):
+                if mode.band == height:
+                    mode.apply(s)
+        p.arena_bytes = _layout(p.steps, p.buffers)
+        return p
+    return plan
+
+
+@pytest.mark.parametrize("height", [1, 2])
+def test_band_driver_exact_in_the_onnx_arithmetic(monkeypatch, tmp_path: Path,
+                                                  height: int) -> None:
+    """edge's padded 3x3 convs with their fused 2x2 max pools (the last one's window drops
+    the 7th row) in bands of 1 and 2 pooled rows (a shorter last band), and a random
+    chain's unpadded conv: c, c-x86 and c-int equal golden."""
+    need("gcc")
+    monkeypatch.setattr(overlap, "BAND_UNIT_PIXELS", 1)
+    monkeypatch.setattr(c_backend, "plan_arena", _forced_bands(height))
+    for graph in (qgraph.load_run(EDGE), random_graph(0, "mixed")):
+        _band_exact(graph, tmp_path / graph.name, height)
+    edge = qgraph.load_run(EDGE)  # and its self-test under ASan + UBSan, in bands
+    _selftest(generate_c(edge, tmp_path / "sanitized", "int", random_inputs(edge, 4, 2)),
+              SANITIZE)
+
+
+def _band_exact(graph: qgraph.QGraph, tmp_path: Path, height: int) -> None:
+    banded = [s for s in c_backend.plan_arena(graph).steps if s.band]
+    assert banded and all(s.band == height for s in banded)
+    pixels = random_inputs(graph, 40, 1)
+    reference = golden.run_int8(graph, pixels)
+    for run in (host_c.run_float, host_c.run_x86, host_c.run_int):
+        result = run(tmp_path, graph, pixels, {"timing_images": 1, "repeats": 1})
+        assert np.array_equal(result.logits, reference), run.__name__
+
+
+@pytest.mark.parametrize("key", sorted(TARGETS))
+def test_mlperf_arena_targets(mlperf_runs, key: str) -> None:
+    plan = plan_arena(qgraph.load_run(mlperf_run(mlperf_runs, key)))
+    assert plan.arena_bytes <= TARGETS[key]
+    if key in ("kws", "vww"):  # below the largest input + output: only overlap gets there
+        assert plan.arena_bytes < plan.floor_bytes
+        assert plan_arena(qgraph.load_run(mlperf_run(mlperf_runs, key)),
+                          in_place=False).arena_bytes > TARGETS[key]
+
+
+@pytest.mark.parametrize("heights", [(3,), (7,)])
+def test_band_driver_exact_with_a_remainder(mlperf_runs, monkeypatch, tmp_path: Path,
+                                            heights: tuple[int, ...]) -> None:
+    """KWS's 25 rows in bands of 3 or 7 (the last band shorter), in the host C."""
+    need("gcc")
+    monkeypatch.setattr(overlap, "BAND_HEIGHTS", heights)
+    graph = qgraph.load_run(mlperf_run(mlperf_runs, "kws"))
+    plan = plan_arena(graph)
+    assert {s.band for s in plan.steps if s.band} == set(heights)
+    pixels = random_inputs(graph, 6, 11)
+    result = host_c.run_int(tmp_path, graph, pixels, {"timing_images": 1, "repeats": 1})
+    assert np.array_equal(result.logits, golden.run_int8(graph, pixels))
