@@ -218,15 +218,17 @@ def test_selftest_code_paths(trees, flags: list[str]) -> None:
         assert "PASS" in _run([str(exe)]).stdout, (layout, seed, mode, flags)
 
 
-@pytest.mark.parametrize("dsp", [False, True])
-def test_selftest_sanitizers(trees, dsp: bool) -> None:
-    """ASan + UBSan; with dsp, the SXTB16/SMLAD path runs through its C emulation."""
+@pytest.mark.parametrize("path", ["portable", "dsp", "x86"])
+def test_selftest_sanitizers(trees, path: str) -> None:
+    """ASan + UBSan; with dsp, the SXTB16/SMLAD path runs through its C emulation; x86 is
+    the c-x86 host path (-march=native)."""
     compiler = need("gcc")
-    flags = ["-DMNIST_EDGE_DSP_EMULATION"] if dsp else []
+    flags = {"portable": [], "dsp": ["-DMNIST_EDGE_DSP_EMULATION"],
+             "x86": ["-march=native", *X86]}[path]
     for (layout, seed, mode), src in trees.items():
         if (layout, seed) not in SLOW_CASES:
             continue
-        exe = src / f"selftest-san{int(dsp)}"
+        exe = src / f"selftest-san-{path}"
         _run([compiler, *STRICT, "-O1", "-g", "-fsanitize=address,undefined",
               "-fno-sanitize-recover=all", *flags, "-o", str(exe), "main.c", *SOURCES], cwd=src)
         assert "PASS" in _run([str(exe)]).stdout, (layout, seed, mode)
@@ -476,3 +478,37 @@ def test_pool_first_only_with_non_decreasing_luts(tmp_path: Path, monkeypatch,
                  cwd=src)
             out = _run([str(exe)]).stdout
             assert "PASS: 6/6" in out, (mode, flags, out)
+
+
+# The pooled 3 x 3 pixel conv, which c-x86 runs 8 channels to a vector in blocks of 16:
+# a block and a partial one (21), a partial vector alone (5), pools of 4 and 3 windows.
+PIXEL_CONVS = {
+    "pixel21": [("conv2d", {"cout": 21, "kernel": [3, 3], "stride": [1, 1],
+                            "padding": [1, 1, 1, 1]}),
+                ("maxpool2d", {"kernel": [2, 2], "stride": [2, 2]}),
+                ("flatten", {}), ("linear", {"cout": 10})],
+    "pixel5": [("conv2d", {"cout": 5, "kernel": [3, 3], "stride": [2, 1],
+                           "padding": [0, 1, 1, 0]}),
+               ("maxpool2d", {"kernel": [1, 3], "stride": [1, 3]}),
+               ("flatten", {}), ("linear", {"cout": 10})],
+}
+
+
+@pytest.mark.parametrize("layout", sorted(PIXEL_CONVS))
+def test_pooled_pixel_conv_x86_exact(tmp_path: Path, monkeypatch, layout: str) -> None:
+    """c-x86's pooled 3 x 3 pixel conv equals golden (and so the portable one) on strokes,
+    blank images (the background shortcut) and saturated ones."""
+    need("gcc")
+    from mnist_edge import testing
+
+    monkeypatch.setitem(testing.LAYOUTS, layout, PIXEL_CONVS[layout])
+    graph = random_qgraph(3, layout)
+    pixels = random_pixels(120, 4)
+    pixels[:2] = 0
+    pixels[2:4] = 255
+    model = generate_c(graph, tmp_path / "src", "float")
+    assert "me_conv2d_u8_1ch(" in (model / "mnist_edge_model.c").read_text()
+    reference = golden.run_int8(graph, pixels)
+    for run in (host_c.run_x86, host_c.run_int):
+        got = run(tmp_path, graph, pixels, {"timing_images": 0})
+        assert np.array_equal(got.logits, reference), run.__name__

@@ -185,6 +185,76 @@ def test_c_requantization_matches_requant_py(mlperf_runs, tmp_path: Path) -> Non
         np.testing.assert_array_equal(got[rows, 2], want8)
 
 
+HARNESS_N = r"""
+#include <stdio.h>
+#include "mnist_edge_kernels.h"
+
+/* Rows of 8 accumulators, their 8 multipliers and 8 shifts, z_y, act_min, act_max. */
+int main(void)
+{
+    long long v[27];
+    int i;
+    for (;;) {
+        int32_t acc[8], mult[8];
+        int8_t shift[8], out[8];
+        for (i = 0; i < 27; i++) {
+            if (scanf("%lld", &v[i]) != 1) {
+                return 0;
+            }
+        }
+        for (i = 0; i < 8; i++) {
+            acc[i] = (int32_t)v[i];
+            mult[i] = (int32_t)v[8 + i];
+            shift[i] = (int8_t)v[16 + i];
+        }
+        {
+            const me_requant_params q = {mult, shift, (int32_t)v[24], (int32_t)v[25],
+                                         (int32_t)v[26], NULL};
+            me_requantize_n(acc, 8, &q, 0, out);
+        }
+        for (i = 0; i < 8; i++) {
+            printf("%d ", out[i]);
+        }
+        printf("\n");
+    }
+}
+"""
+
+
+def test_c_requantize_n_x86_matches_requant_py(tmp_path: Path) -> None:
+    """The c-x86 build's requantize_n (eight channels to an AVX2 vector, each with its own
+    multiplier and shift) == requantize_tflite on _requant_cases' m >= 0 rows: in their
+    order (vectors with positive shifts, left to the portable loop) and with the shifts
+    <= 0 shuffled across lanes, under ASan + UBSan."""
+    gcc = need("gcc")
+    graph = qgraph.load_run(_import(tmp_path, "dw", _depthwise(8, 1, 3, 3, 1, "SAME")))
+    src = generate_c(graph, tmp_path / "c", "int", _inputs(graph, 2))
+    (src / "harness.c").write_text(HARNESS_N)
+    exe = src / "harness"
+    proc = subprocess.run([gcc, "-std=c99", *C_WARNINGS, *SANITIZE, "-march=native",
+                           "-DMNIST_EDGE_X86", "-o", str(exe), "harness.c", "mnist_edge_kernels.c",
+                           "mnist_edge_kernels_x86.c"], cwd=src, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cases = _requant_cases()
+    cases = cases[cases[:, 1] >= 0]
+    rng = np.random.default_rng(3)
+    rows = np.concatenate([cases, rng.permutation(cases[cases[:, 2] <= 0])])
+    rows = rows[: len(rows) // 8 * 8].reshape(-1, 8, 6)
+    x, m, shift = rows[:, :, 0], rows[:, :, 1], rows[:, :, 2]
+    zp, lo, hi = rows[:, 0, 3], rows[:, 0, 4], rows[:, 0, 5]  # per call: the first lane's
+    text = "\n".join(" ".join(map(str, [*a, *b, *c, d, e, f]))
+                     for a, b, c, d, e, f in zip(x, m, shift, zp, lo, hi, strict=True)) + "\n"
+    run = subprocess.run([str(exe)], input=text, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    got = np.array(run.stdout.split(), np.int64).reshape(-1, 8)
+    want = np.clip(multiply_by_quantized_multiplier(x, m, shift) + zp[:, None], lo[:, None],
+                   hi[:, None])
+    bad = np.argwhere(got != want)
+    assert not len(bad), (f"{len(bad)} differ; first x={x[tuple(bad[0])]} "
+                          f"m={m[tuple(bad[0])]} shift={shift[tuple(bad[0])]}: "
+                          f"C {got[tuple(bad[0])]} python {want[tuple(bad[0])]}")
+
+
 # ------------------------------------------------------------- each kernel on its own
 
 def _act(name: str, shape: list[int], scale: float, zp: int) -> dict:
@@ -330,8 +400,8 @@ DEPTHWISE = {  # (in_c, multiplier, kh, kw, stride, padding): blocks of 4 and a 
 @pytest.mark.parametrize("case", sorted(DEPTHWISE))
 def test_depthwise_kernel_every_path(case: str, tmp_path: Path) -> None:
     """The depthwise kernel's portable, DSP (SXTB16/SMLABB/SMLATT emulated in C) and x86
-    builds all equal golden, under ASan + UBSan: 4-channel blocks, a channel tail, a
-    channel multiplier, padding, stride 2, a kernel of other than 9 taps."""
+    (SSE2 and -march=native) builds all equal golden, under ASan + UBSan: 4-channel blocks,
+    a channel tail, a channel multiplier, padding, stride 2, a kernel of other than 9 taps."""
     from mnist_edge import golden
     from mnist_edge.backends.c import c_inputs
     from mnist_edge.targets import host_c
@@ -341,7 +411,8 @@ def test_depthwise_kernel_every_path(case: str, tmp_path: Path) -> None:
     src = generate_c(graph, tmp_path / "c", "int", x[:4])
     assert "tfl_depthwise_conv2d_s8(" in (src / "mnist_edge_model.c").read_text()
     want = golden.run_int8(graph, x)
-    for extra in ((), ("-DMNIST_EDGE_DSP_EMULATION",), ("-DMNIST_EDGE_X86",)):
+    for extra in ((), ("-DMNIST_EDGE_DSP_EMULATION",), ("-DMNIST_EDGE_X86",),
+                  ("-march=native", "-DMNIST_EDGE_X86")):  # SSE2, then AVX2 / VNNI
         exe = tmp_path / "runner"
         host_c.compile_runner(src, exe, cflags=("-std=c99", "-O1", *C_WARNINGS, *SANITIZE[1:],
                                                 *extra))
