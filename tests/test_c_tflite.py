@@ -85,12 +85,14 @@ def _selftest(src: Path, flags: list[str], exe: str = "selftest") -> str:
 @pytest.mark.parametrize("key", sorted(MODELS))
 def test_mlperf_selftest_strict_and_sanitized(mlperf_runs, key: str, tmp_path: Path) -> None:
     """-Wall -Wextra -Wpedantic -Wshadow -Wconversion -Werror -pedantic, then the self-test
-    under ASan + UBSan, portable and with the emulated Arm DSP path."""
+    under ASan + UBSan, portable, with the emulated Arm DSP path and c-x86's kernels."""
     run_dir = mlperf_run(mlperf_runs, key)
     graph = qgraph.load_run(run_dir)
     src = generate_c(graph, tmp_path / "c", "int", _inputs(graph, 8, seed=7))
     _selftest(src, SANITIZE)
     _selftest(src, [*SANITIZE, "-DMNIST_EDGE_DSP_EMULATION"], "selftest_dsp")
+    _selftest(src, [*SANITIZE, "-march=native", "-DMNIST_EDGE_X86", "mnist_edge_kernels_x86.c"],
+              "selftest_x86")
 
 
 def test_requant_option_does_not_apply_to_tflite(mlperf_runs) -> None:
@@ -342,6 +344,7 @@ def _fixture_cases() -> dict:
 
 
 CASES = _fixture_cases()
+X86_CASES = {"add_relu6", "sub_two_branch"}  # c-x86 has its own ADD / SUB: run it as well
 
 
 def _import(tmp_path: Path, case: str, data: bytes) -> Path:
@@ -361,12 +364,14 @@ def test_single_op_kernel_exact(case: str, tmp_path: Path) -> None:
     x = _inputs(graph, 40, seed=len(case))
     src = generate_c(graph, tmp_path / "c", "int", x[:4])
     exe = tmp_path / "runner"
-    host_c.compile_runner(src, exe, cflags=("-std=c99", "-O1", *C_WARNINGS, *SANITIZE[1:]))
-    got, _ = host_c.run_runner(exe, c_inputs(graph, x), graph.output.size)
     want = golden.run_int8(graph, x)  # a CxHxW output in CHW order, as golden has it
-    bad = np.flatnonzero(np.any(got != want, axis=1))
-    assert not len(bad), (f"{case}: {len(bad)}/{len(x)} inputs differ; first {bad[0]}: C "
-                          f"{got[bad[0]][:12]} golden {want[bad[0]][:12]}")
+    for extra in ((), *((("-march=native", "-DMNIST_EDGE_X86"),) if case in X86_CASES else ())):
+        host_c.compile_runner(src, exe, cflags=("-std=c99", "-O1", *C_WARNINGS, *SANITIZE[1:],
+                                                *extra))
+        got, _ = host_c.run_runner(exe, c_inputs(graph, x), graph.output.size)
+        bad = np.flatnonzero(np.any(got != want, axis=1))
+        assert not len(bad), (f"{case} {extra}: {len(bad)}/{len(x)} inputs differ; first "
+                              f"{bad[0]}: C {got[bad[0]][:12]} golden {want[bad[0]][:12]}")
 
 
 def _depthwise(cin: int, mult: int, kh: int, kw: int, stride: int, padding: str) -> bytes:
