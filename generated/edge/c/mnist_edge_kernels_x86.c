@@ -156,7 +156,7 @@ void me_fully_connected_s8(const me_fc_params *p, const int8_t *in, int8_t *out)
 
 /* ------------------------------------------------------ requantization */
 
-#if ME_USE_AVX2
+#if ME_USE_AVX2 && !MNIST_EDGE_REQUANT_INT /* the integer-only mode stays portable */
 /* Eight requantized values (within int8) to dst, then through the LUT if any. */
 ME_INLINE void me_store8(__m256i y, const int8_t *table, int8_t *dst)
 {
