@@ -308,7 +308,9 @@ void me_requantize_n(const int32_t *acc, int32_t n, const me_requant_params *q,
     const me_requant_params r = *q; /* a copy the int8 stores cannot alias */
     int32_t i = 0;
 #if defined(MNIST_EDGE_X86) && !MNIST_EDGE_REQUANT_INT /* vectors: mnist_edge_kernels_x86.c */
-    i = me_requantize_x86(acc, n, &r, c0, dst);
+    if (n >= 8) { /* the fully connected layer's one or two values: no call */
+        i = me_requantize_x86(acc, n, &r, c0, dst);
+    }
 #endif
     for (; i < n; i++) {
         dst[i] = me_requantize(acc[i], &r, c0 + i);
