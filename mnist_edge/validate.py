@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,35 @@ import numpy as np
 from . import golden, qgraph
 from .errors import MnistEdgeError
 from .report import set_backend_figures
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Batch-1 latency from single calls timed one by one, in microseconds.
+
+    Every backend that times itself reports this one quantity (the C runner's own
+    timer, onnxruntime's session.run), so their figures compare: the median call, and
+    the 10th and 90th percentiles as the spread. A median of single calls leaves a time
+    slice lost to another process in the tail; a pass's mean would not."""
+
+    median_us: float
+    p10_us: float
+    p90_us: float
+    calls: int
+
+    @classmethod
+    def of(cls, samples_us: Sequence[float]) -> Latency:
+        """From the samples, with the nearest rank below as templates/c/host/runner.c."""
+        s = sorted(samples_us)
+        if not s:
+            raise MnistEdgeError("no latency samples")
+        p10, median, p90 = (float(s[int(q * (len(s) - 1))]) for q in (0.1, 0.5, 0.9))
+        return cls(median, p10, p90, len(s))
+
+    def figures(self) -> dict[str, Any]:
+        """The report.json keys beside latency_us_per_image (which is the median)."""
+        return {"latency_p10_us": self.p10_us, "latency_p90_us": self.p90_us,
+                "latency_calls": self.calls}
 
 
 @dataclass

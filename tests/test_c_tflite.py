@@ -85,12 +85,14 @@ def _selftest(src: Path, flags: list[str], exe: str = "selftest") -> str:
 @pytest.mark.parametrize("key", sorted(MODELS))
 def test_mlperf_selftest_strict_and_sanitized(mlperf_runs, key: str, tmp_path: Path) -> None:
     """-Wall -Wextra -Wpedantic -Wshadow -Wconversion -Werror -pedantic, then the self-test
-    under ASan + UBSan, portable and with the emulated Arm DSP path."""
+    under ASan + UBSan, portable, with the emulated Arm DSP path and c-x86's kernels."""
     run_dir = mlperf_run(mlperf_runs, key)
     graph = qgraph.load_run(run_dir)
     src = generate_c(graph, tmp_path / "c", "int", _inputs(graph, 8, seed=7))
     _selftest(src, SANITIZE)
     _selftest(src, [*SANITIZE, "-DMNIST_EDGE_DSP_EMULATION"], "selftest_dsp")
+    _selftest(src, [*SANITIZE, "-march=native", "-DMNIST_EDGE_X86", "mnist_edge_kernels_x86.c"],
+              "selftest_x86")
 
 
 def test_requant_option_does_not_apply_to_tflite(mlperf_runs) -> None:
@@ -195,6 +197,76 @@ def test_c_requantization_matches_requant_py(mlperf_runs, tmp_path: Path) -> Non
         np.testing.assert_array_equal(got[positive, 3], got[positive, 2])
 
 
+HARNESS_N = r"""
+#include <stdio.h>
+#include "mnist_edge_kernels.h"
+
+/* Rows of 8 accumulators, their 8 multipliers and 8 shifts, z_y, act_min, act_max. */
+int main(void)
+{
+    long long v[27];
+    int i;
+    for (;;) {
+        int32_t acc[8], mult[8];
+        int8_t shift[8], out[8];
+        for (i = 0; i < 27; i++) {
+            if (scanf("%lld", &v[i]) != 1) {
+                return 0;
+            }
+        }
+        for (i = 0; i < 8; i++) {
+            acc[i] = (int32_t)v[i];
+            mult[i] = (int32_t)v[8 + i];
+            shift[i] = (int8_t)v[16 + i];
+        }
+        {
+            const me_requant_params q = {mult, shift, (int32_t)v[24], (int32_t)v[25],
+                                         (int32_t)v[26], NULL};
+            me_requantize_n(acc, 8, &q, 0, out);
+        }
+        for (i = 0; i < 8; i++) {
+            printf("%d ", out[i]);
+        }
+        printf("\n");
+    }
+}
+"""
+
+
+def test_c_requantize_n_x86_matches_requant_py(tmp_path: Path) -> None:
+    """The c-x86 build's requantize_n (eight channels to an AVX2 vector, each with its own
+    multiplier and shift) == requantize_tflite on _requant_cases' m >= 0 rows: in their
+    order (vectors with positive shifts, left to the portable loop) and with the shifts
+    <= 0 shuffled across lanes, under ASan + UBSan."""
+    gcc = need("gcc")
+    graph = qgraph.load_run(_import(tmp_path, "dw", _depthwise(8, 1, 3, 3, 1, "SAME")))
+    src = generate_c(graph, tmp_path / "c", "int", _inputs(graph, 2))
+    (src / "harness.c").write_text(HARNESS_N)
+    exe = src / "harness"
+    proc = subprocess.run([gcc, "-std=c99", *C_WARNINGS, *SANITIZE, "-march=native",
+                           "-DMNIST_EDGE_X86", "-o", str(exe), "harness.c", "mnist_edge_kernels.c",
+                           "mnist_edge_kernels_x86.c"], cwd=src, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cases = _requant_cases()
+    cases = cases[cases[:, 1] >= 0]
+    rng = np.random.default_rng(3)
+    rows = np.concatenate([cases, rng.permutation(cases[cases[:, 2] <= 0])])
+    rows = rows[: len(rows) // 8 * 8].reshape(-1, 8, 6)
+    x, m, shift = rows[:, :, 0], rows[:, :, 1], rows[:, :, 2]
+    zp, lo, hi = rows[:, 0, 3], rows[:, 0, 4], rows[:, 0, 5]  # per call: the first lane's
+    text = "\n".join(" ".join(map(str, [*a, *b, *c, d, e, f]))
+                     for a, b, c, d, e, f in zip(x, m, shift, zp, lo, hi, strict=True)) + "\n"
+    run = subprocess.run([str(exe)], input=text, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    got = np.array(run.stdout.split(), np.int64).reshape(-1, 8)
+    want = np.clip(multiply_by_quantized_multiplier(x, m, shift) + zp[:, None], lo[:, None],
+                   hi[:, None])
+    bad = np.argwhere(got != want)
+    assert not len(bad), (f"{len(bad)} differ; first x={x[tuple(bad[0])]} "
+                          f"m={m[tuple(bad[0])]} shift={shift[tuple(bad[0])]}: "
+                          f"C {got[tuple(bad[0])]} python {want[tuple(bad[0])]}")
+
+
 # ------------------------------------------------------------- each kernel on its own
 
 def _act(name: str, shape: list[int], scale: float, zp: int) -> dict:
@@ -283,6 +355,7 @@ def _fixture_cases() -> dict:
 
 
 CASES = _fixture_cases()
+X86_CASES = {"add_relu6", "sub_two_branch"}  # c-x86 has its own ADD / SUB: run it as well
 
 
 def _import(tmp_path: Path, case: str, data: bytes) -> Path:
@@ -302,12 +375,14 @@ def test_single_op_kernel_exact(case: str, tmp_path: Path) -> None:
     x = _inputs(graph, 40, seed=len(case))
     src = generate_c(graph, tmp_path / "c", "int", x[:4])
     exe = tmp_path / "runner"
-    host_c.compile_runner(src, exe, cflags=("-std=c99", "-O1", *C_WARNINGS, *SANITIZE[1:]))
-    got, _ = host_c.run_runner(exe, c_inputs(graph, x), graph.output.size)
     want = golden.run_int8(graph, x)  # a CxHxW output in CHW order, as golden has it
-    bad = np.flatnonzero(np.any(got != want, axis=1))
-    assert not len(bad), (f"{case}: {len(bad)}/{len(x)} inputs differ; first {bad[0]}: C "
-                          f"{got[bad[0]][:12]} golden {want[bad[0]][:12]}")
+    for extra in ((), *((("-march=native", "-DMNIST_EDGE_X86"),) if case in X86_CASES else ())):
+        host_c.compile_runner(src, exe, cflags=("-std=c99", "-O1", *C_WARNINGS, *SANITIZE[1:],
+                                                *extra))
+        got, _ = host_c.run_runner(exe, c_inputs(graph, x), graph.output.size)
+        bad = np.flatnonzero(np.any(got != want, axis=1))
+        assert not len(bad), (f"{case} {extra}: {len(bad)}/{len(x)} inputs differ; first "
+                              f"{bad[0]}: C {got[bad[0]][:12]} golden {want[bad[0]][:12]}")
 
 
 def _depthwise(cin: int, mult: int, kh: int, kw: int, stride: int, padding: str) -> bytes:
@@ -341,8 +416,8 @@ DEPTHWISE = {  # (in_c, multiplier, kh, kw, stride, padding): blocks of 4 and a 
 @pytest.mark.parametrize("case", sorted(DEPTHWISE))
 def test_depthwise_kernel_every_path(case: str, tmp_path: Path) -> None:
     """The depthwise kernel's portable, DSP (SXTB16/SMLABB/SMLATT emulated in C) and x86
-    builds all equal golden, under ASan + UBSan: 4-channel blocks, a channel tail, a
-    channel multiplier, padding, stride 2, a kernel of other than 9 taps."""
+    (SSE2 and -march=native) builds all equal golden, under ASan + UBSan: 4-channel blocks,
+    a channel tail, a channel multiplier, padding, stride 2, a kernel of other than 9 taps."""
     from mnist_edge import golden
     from mnist_edge.backends.c import c_inputs
     from mnist_edge.targets import host_c
@@ -352,7 +427,8 @@ def test_depthwise_kernel_every_path(case: str, tmp_path: Path) -> None:
     src = generate_c(graph, tmp_path / "c", "int", x[:4])
     assert "tfl_depthwise_conv2d_s8(" in (src / "mnist_edge_model.c").read_text()
     want = golden.run_int8(graph, x)
-    for extra in ((), ("-DMNIST_EDGE_DSP_EMULATION",), ("-DMNIST_EDGE_X86",)):
+    for extra in ((), ("-DMNIST_EDGE_DSP_EMULATION",), ("-DMNIST_EDGE_X86",),
+                  ("-march=native", "-DMNIST_EDGE_X86")):  # SSE2, then AVX2 / VNNI
         exe = tmp_path / "runner"
         host_c.compile_runner(src, exe, cflags=("-std=c99", "-O1", *C_WARNINGS, *SANITIZE[1:],
                                                 *extra))

@@ -7,9 +7,11 @@ path (mnist_edge_kernels_x86.c: SSE2/AVX2/VNNI, whatever -march=native offers),
 `c-int` integer-only requantization with the host fast path. They
 generate the C tree into a private folder renamed to `<run>/build/c-<mode>`
 (`src/` and the `runner`), compile it with a small harness
-(templates/c/host/runner.c) that reads raw pixels and writes raw logits, and time
-`mnist_edge_predict` at batch 1 on one thread (median of repeated passes over the
-same images).
+(templates/c/host/runner.c) that reads raw pixels and writes raw logits. The latency
+is the runner's own timer: every `mnist_edge_predict` call timed alone, batch 1 on one
+thread, over REPEATS passes of the first TIMING_IMAGES inputs; the median call is the
+figure (`validate.Latency`, the quantity onnxruntime's figure is too). Nothing outside
+the calls (process start, file I/O, the first pass that writes the logits) is in it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from ..backends.c import C_WARNINGS, SOURCES, X86_SOURCES, c_inputs, generate_c
 from ..errors import MnistEdgeError
 from ..paths import TEMPLATES_DIR, atomic_dir
 from ..qgraph import QGraph
-from ..validate import BackendResult
+from ..validate import BackendResult, Latency
 from .tools import require_tool
 
 RUNNER = TEMPLATES_DIR / "c" / "host" / "runner.c"
@@ -59,9 +61,10 @@ def compile_runner(src_dir: Path, exe: Path, cc: str = "gcc",
 
 
 def run_runner(exe: Path, pixels: np.ndarray, classes: int, timing_images: int = 0,
-               repeats: int = REPEATS) -> tuple[np.ndarray, float | None]:
+               repeats: int = REPEATS) -> tuple[np.ndarray, Latency | None]:
     """Logits [N, classes] for N inputs in the C API's layout and encoding
-    (`backends.c.c_inputs`), and the median µs per image."""
+    (`backends.c.c_inputs`), and the runner's timing of `timing_images` x `repeats`
+    single calls (None when it timed none)."""
     pixels = np.ascontiguousarray(pixels).reshape(len(pixels), -1)
     with tempfile.TemporaryDirectory(prefix="mnist-edge-c-") as tmp:
         pix, out = Path(tmp) / "pixels.bin", Path(tmp) / "logits.bin"
@@ -72,11 +75,18 @@ def run_runner(exe: Path, pixels: np.ndarray, classes: int, timing_images: int =
             raise MnistEdgeError(f"{exe.name} failed (exit {proc.returncode}): "
                                  f"{proc.stderr.strip()[-500:]}")
         logits = np.frombuffer(out.read_bytes(), dtype=np.int8).reshape(len(pixels), classes)
-    latency = None
-    for line in proc.stdout.splitlines():
-        if line.startswith("latency_us "):
-            latency = float(line.split()[1])
-    return logits.copy(), latency
+    return logits.copy(), parse_latency(proc.stdout)
+
+
+def parse_latency(stdout: str) -> Latency | None:
+    """The runner's `latency_us MEDIAN p10 P10 p90 P90 calls CALLS` line, if any."""
+    for line in stdout.splitlines():
+        words = line.split()
+        if words[:1] == ["latency_us"]:
+            if len(words) != 8 or words[2::2] != ["p10", "p90", "calls"]:
+                raise MnistEdgeError(f"the runner printed an unexpected timing line: {line!r}")
+            return Latency(float(words[1]), float(words[3]), float(words[5]), int(words[7]))
+    return None
 
 
 def _run(run_dir: Path, graph: QGraph, pixels: np.ndarray, options: dict[str, Any],
@@ -93,8 +103,8 @@ def _run(run_dir: Path, graph: QGraph, pixels: np.ndarray, options: dict[str, An
         logits, latency = run_runner(exe, c_inputs(graph, pixels), graph.output.size, timing,
                                      int(options.get("repeats", REPEATS)))
     extra = {"compiler": Path(cmd[0]).name, "cflags": " ".join(cflags), "requant": mode,
-             "latency_images": timing}
-    return BackendResult(logits, latency, extra)
+             "latency_images": timing, **(latency.figures() if latency else {})}
+    return BackendResult(logits, latency.median_us if latency else None, extra)
 
 
 def run_float(run_dir: Path, graph: QGraph, pixels: np.ndarray,

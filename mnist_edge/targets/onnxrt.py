@@ -12,7 +12,6 @@ kernels widen first. The figures still record whether this CPU has VNNI (`cpu_vn
 
 from __future__ import annotations
 
-import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ import numpy as np
 from ..backends import onnx as onnx_export
 from ..errors import MnistEdgeError
 from ..qgraph import QGraph
-from ..validate import BackendResult
+from ..validate import BackendResult, Latency
 
 BATCH = 1000
 LATENCY_RUNS = 200
@@ -106,17 +105,21 @@ def run_logits(sess, graph: QGraph, inputs: np.ndarray) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros((0, graph.output.size), np.int8)
 
 
-def latency_us(sess, graph: QGraph, inputs: np.ndarray, runs: int = LATENCY_RUNS) -> float:
-    """Median wall time of one single-image inference, after warm-up, in microseconds."""
-    feed = {sess.get_inputs()[0].name: model_input(graph, inputs[:1])}
-    for _ in range(WARMUP_RUNS):
-        sess.run([onnx_export.LOGITS_NAME], feed)
+def latency(sess, graph: QGraph, inputs: np.ndarray, runs: int = LATENCY_RUNS) -> Latency:
+    """Single-image inferences timed one by one after warm-up, cycling through the
+    inputs: the quantity the C runner's timer measures (`validate.Latency`)."""
+    x = model_input(graph, inputs)
+    name = sess.get_inputs()[0].name
+    feeds = [{name: x[i : i + 1]} for i in range(min(len(x), runs))]
+    for i in range(WARMUP_RUNS):
+        sess.run([onnx_export.LOGITS_NAME], feeds[i % len(feeds)])
     times = []
-    for _ in range(runs):
+    for i in range(runs):
+        feed = feeds[i % len(feeds)]
         start = time.perf_counter_ns()
         sess.run([onnx_export.LOGITS_NAME], feed)
-        times.append(time.perf_counter_ns() - start)
-    return statistics.median(times) / 1000.0
+        times.append((time.perf_counter_ns() - start) / 1000.0)
+    return Latency.of(times)
 
 
 def float_figures(run_dir: Path, graph: QGraph, pixels: np.ndarray) -> dict[str, Any]:
@@ -183,11 +186,13 @@ def run(run_dir: Path, graph: QGraph, pixels: np.ndarray, options: dict[str, Any
         onnx_export.export_int8(graph, path, options.get("activations", "uint8"))
     meta = check_int8_model(path, graph)
     logits = run_logits(session(path), graph, pixels)
-    latency = latency_us(session(path, threads=1), graph, pixels) if len(pixels) else None
-    extra: dict[str, Any] = {"model_file": path.name, "format": meta.get("format"),
+    timing = latency(session(path, threads=1), graph, pixels) if len(pixels) else None
+    extra: dict[str, Any] = {**(timing.figures() if timing else {}),
+                             "model_file": path.name, "format": meta.get("format"),
                              "activations": meta.get("activations"),
                              "onnxruntime_version": _import_ort().__version__,
                              "cpu_vnni": cpu_has_vnni()}
     if not options.get("skip_float") and graph.input_encoding == "uint8":  # float: pixels
         extra.update(float_figures(run_dir, graph, pixels))
-    return BackendResult(logits=logits, latency_us=latency, extra=extra)
+    return BackendResult(logits=logits, latency_us=timing.median_us if timing else None,
+                         extra=extra)

@@ -318,8 +318,13 @@ void me_requantize_n(const int32_t *acc, int32_t n, const me_requant_params *q,
                             int32_t c0, int8_t *dst)
 {
     const me_requant_params r = *q; /* a copy the int8 stores cannot alias */
-    int32_t i;
-    for (i = 0; i < n; i++) {
+    int32_t i = 0;
+#if defined(MNIST_EDGE_X86) && !MNIST_EDGE_REQUANT_INT /* vectors: mnist_edge_kernels_x86.c */
+    if (n >= 8) { /* the fully connected layer's one or two values: no call */
+        i = me_requantize_x86(acc, n, &r, c0, dst);
+    }
+#endif
+    for (; i < n; i++) {
         dst[i] = me_requantize(acc[i], &r, c0 + i);
     }
 }
@@ -542,8 +547,13 @@ static void me_pixel_dots5(const uint32_t *win, const int16_t *w, const int32_t 
  * without bounds checks when it lies inside the image. Returns the OR of the
  * pairs: 0 when every pixel is 0 (background).
  */
+#ifdef MNIST_EDGE_X86 /* shared with mnist_edge_kernels_x86.c's pooled 3 x 3 pixel conv */
+uint32_t me_pixel_window3x3(const me_conv_params *p, const uint8_t *pixels, int32_t iy0,
+                            int32_t ix0, uint32_t *win)
+#else
 ME_INLINE uint32_t me_pixel_window3x3(const me_conv_params *p, const uint8_t *pixels,
                                       int32_t iy0, int32_t ix0, uint32_t *win)
+#endif
 {
     if (iy0 >= 0 && ix0 >= 0 && iy0 + 3 <= p->in_h && ix0 + 3 <= p->in_w) {
         const uint8_t *r0 = pixels + iy0 * p->in_w + ix0;
@@ -560,6 +570,7 @@ ME_INLINE uint32_t me_pixel_window3x3(const me_conv_params *p, const uint8_t *pi
 }
 
 /* sum over the five pairs of win . w (w: {w[2j], w[2j+1]} as one int32 each), plus a. */
+#ifndef MNIST_EDGE_X86 /* x86 hosts: mnist_edge_kernels_x86.c has the pooled 3 x 3 pixel conv */
 ME_INLINE int32_t me_dot5_u16(const uint32_t *win, int32_t w01, int32_t w23, int32_t w45,
                               int32_t w67, int32_t w89, int32_t a)
 {
@@ -642,6 +653,8 @@ static void me_conv2d_u8_3x3_pooled(const me_conv_params *p, const uint8_t *pixe
         }
     }
 }
+
+#endif /* !MNIST_EDGE_X86 */
 
 /*
  * The first layer: one input channel, read straight from the uint8 pixels.

@@ -201,4 +201,20 @@ void me_conv_output(const me_conv_params *p, const me_cursor *q, const int32_t *
 void me_im2col_s8(const me_conv_params *p, const int8_t *in, int32_t iy0, int32_t ix0,
                   int32_t c0, int32_t cin, int8_t *window);
 
+#ifdef MNIST_EDGE_X86
+/*
+ * x86 host builds: mnist_edge_kernels_x86.c's pooled 3 x 3 pixel conv (the portable
+ * me_conv2d_u8_1ch calls it for that shape), and the window packing it shares with
+ * the portable pixel conv: five 16-bit pairs, the OR of the pixels returned (0: background).
+ */
+void me_conv2d_u8_3x3_pooled(const me_conv_params *p, const uint8_t *pixels, int8_t *out,
+                             int32_t *best, uint32_t (*win)[5], int8_t *background);
+uint32_t me_pixel_window3x3(const me_conv_params *p, const uint8_t *pixels, int32_t iy0,
+                            int32_t ix0, uint32_t *win);
+/* me_requantize_n's SIMD part (not for the onnx arithmetic's integer-only mode):
+ * the first values of acc, in whole vectors; returns how many it did. */
+int32_t me_requantize_x86(const int32_t *acc, int32_t n, const me_requant_params *q,
+                          int32_t c0, int8_t *dst);
+#endif
+
 #endif /* MNIST_EDGE_KERNELS_H */

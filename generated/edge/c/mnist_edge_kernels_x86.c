@@ -154,13 +154,224 @@ void me_fully_connected_s8(const me_fc_params *p, const int8_t *in, int8_t *out)
     }
 }
 
+/* ------------------------------------------------------ requantization */
+
+#if ME_USE_AVX2 && !MNIST_EDGE_REQUANT_INT /* the integer-only mode stays portable */
+/* Eight requantized values (within int8) to dst, then through the LUT if any. */
+ME_INLINE void me_store8(__m256i y, const int8_t *table, int8_t *dst)
+{
+    const __m128i y16 = _mm_packs_epi32(_mm256_castsi256_si128(y), _mm256_extracti128_si256(y, 1));
+    int32_t j;
+    _mm_storel_epi64((__m128i *)(void *)dst, _mm_packs_epi16(y16, y16));
+    if (table != NULL) {
+        for (j = 0; j < 8; j++) {
+            dst[j] = table[dst[j] + 128];
+        }
+    }
+}
+#endif
+
+#if !MNIST_EDGE_REQUANT_INT
+/*
+ * The float requantization of mnist_edge_kernels.c, eight values a step (AVX2), for its
+ * me_requantize_n: float32(acc) * M (VCVTDQ2PS rounds as the C conversion does),
+ * limited to +-512 as its round_f32 is (beyond, int8 saturates whatever z_y is), rounded
+ * half to even by VROUNDPS with the rounding named in the instruction (as round_f32,
+ * whatever MXCSR says), plus z_y, saturated to int8 by the packs, then the LUT if any.
+ * Returns how many of the n values it did, a multiple of 8 (0 without AVX2).
+ */
+int32_t me_requantize_x86(const int32_t *acc, int32_t n, const me_requant_params *q,
+                          int32_t c0, int8_t *dst)
+{
+    int32_t i = 0;
+#if ME_USE_AVX2
+    const __m256 hi = _mm256_set1_ps(512.0f);
+    const __m256 lo = _mm256_set1_ps(-512.0f);
+    const __m256i zp = _mm256_set1_epi32(q->zero_point);
+    for (; i + 8 <= n; i += 8) {
+        const __m256i a = _mm256_loadu_si256((const __m256i *)(const void *)(acc + i));
+        __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(a), _mm256_loadu_ps(q->mult + c0 + i));
+        v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
+        me_store8(_mm256_add_epi32(_mm256_cvttps_epi32(_mm256_round_ps(
+                           v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)), zp),
+                       q->table, dst + i);
+    }
+#else
+    (void)acc;
+    (void)n;
+    (void)q;
+    (void)c0;
+    (void)dst;
+#endif
+    return i;
+}
+
+#endif /* !MNIST_EDGE_REQUANT_INT */
+/* ------------------------------------------------------------ pixel conv */
+
+/*
+ * Eight int32 lanes, one per output channel: one AVX2 register, or two SSE2 ones.
+ * PMADDWD of a broadcast window pair {p0, p1} (pixels, 0..255) with a lane's
+ * {w0, w1} (int16) gives p0 * w0 + p1 * w1 exactly: the portable SMLAD's sum.
+ */
+#if ME_USE_AVX2
+typedef __m256i me_v8;
+
+ME_INLINE me_v8 me_v8_load(const int32_t *p)
+{
+    return _mm256_loadu_si256((const __m256i *)(const void *)p);
+}
+
+ME_INLINE me_v8 me_v8_mac(uint32_t pair, me_v8 w, me_v8 acc)
+{
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_set1_epi32((int32_t)pair), w));
+}
+
+ME_INLINE me_v8 me_v8_max(me_v8 a, me_v8 b)
+{
+    return _mm256_max_epi32(a, b);
+}
+
+ME_INLINE void me_v8_store(int32_t *p, me_v8 v)
+{
+    _mm256_storeu_si256((__m256i *)(void *)p, v);
+}
+#else
+typedef struct {
+    __m128i lo, hi;
+} me_v8;
+
+ME_INLINE me_v8 me_v8_load(const int32_t *p)
+{
+    me_v8 v;
+    v.lo = _mm_loadu_si128((const __m128i *)(const void *)p);
+    v.hi = _mm_loadu_si128((const __m128i *)(const void *)(p + 4));
+    return v;
+}
+
+ME_INLINE me_v8 me_v8_mac(uint32_t pair, me_v8 w, me_v8 acc)
+{
+    const __m128i x = _mm_set1_epi32((int32_t)pair);
+    acc.lo = _mm_add_epi32(acc.lo, _mm_madd_epi16(x, w.lo));
+    acc.hi = _mm_add_epi32(acc.hi, _mm_madd_epi16(x, w.hi));
+    return acc;
+}
+
+/* max(a, b) lane by lane: SSE2 has no PMAXSD, so compare and select. */
+ME_INLINE __m128i me_max_epi32(__m128i a, __m128i b)
+{
+    const __m128i gt = _mm_cmpgt_epi32(a, b);
+    return _mm_or_si128(_mm_and_si128(gt, a), _mm_andnot_si128(gt, b));
+}
+
+ME_INLINE me_v8 me_v8_max(me_v8 a, me_v8 b)
+{
+    a.lo = me_max_epi32(a.lo, b.lo);
+    a.hi = me_max_epi32(a.hi, b.hi);
+    return a;
+}
+
+ME_INLINE void me_v8_store(int32_t *p, me_v8 v)
+{
+    _mm_storeu_si128((__m128i *)(void *)p, v.lo);
+    _mm_storeu_si128((__m128i *)(void *)(p + 4), v.hi);
+}
+#endif
+
+/* bias + the five pair products of one packed 3 x 3 window, for eight channels. */
+ME_INLINE me_v8 me_v8_dot5(const uint32_t *win, const me_v8 w[5], me_v8 bias)
+{
+    bias = me_v8_mac(win[0], w[0], bias);
+    bias = me_v8_mac(win[1], w[1], bias);
+    bias = me_v8_mac(win[2], w[2], bias);
+    bias = me_v8_mac(win[3], w[3], bias);
+    return me_v8_mac(win[4], w[4], bias);
+}
+
+/* The channels one pass of the pooled pixel conv below holds in registers. */
+#define ME_PIXEL_BLOCK 16
+
+/*
+ * The pooled 3 x 3 pixel conv of mnist_edge_kernels.c (its contract and sums), eight
+ * output channels to a vector: per block of 16 channels, the weights stay in ten
+ * vectors ({w[2j], w[2j+1]} per lane) while the windows of every output pixel (at
+ * most 2 x 2, packed by the portable me_pixel_window3x3) meet them, and the max
+ * of the accumulators is requantized once. Past 16 channels the windows are packed
+ * again per block.
+ */
+void me_conv2d_u8_3x3_pooled(const me_conv_params *p, const uint8_t *pixels, int8_t *out,
+                             int32_t *best, uint32_t (*win)[5], int8_t *background)
+{
+    const int32_t cout = p->out_c;
+    const int32_t n = p->pool_h * p->pool_w;
+    int32_t c0, py, px, dy, dx, c, j, v;
+    (void)best; /* the pool's max stays in the vectors */
+    me_requantize_n(p->bias, cout, &p->requant, 0, background); /* once per call */
+    for (c0 = 0; c0 < cout; c0 += ME_PIXEL_BLOCK) {
+        const int32_t width = cout - c0 < ME_PIXEL_BLOCK ? cout - c0 : ME_PIXEL_BLOCK;
+        int32_t lanes[5][ME_PIXEL_BLOCK], bias[ME_PIXEL_BLOCK], sums[ME_PIXEL_BLOCK];
+        me_v8 w[2][5], b[2];
+        int8_t *dst = out + c0;
+        memset(lanes, 0, sizeof lanes); /* channels past the last: 0 */
+        memset(bias, 0, sizeof bias);
+        for (c = 0; c < width; c++) {
+            for (j = 0; j < 5; j++) { /* {w[2j], w[2j+1]}: the pixel weights' int16 pairs */
+                memcpy(&lanes[j][c], p->pixel_weights + (c0 + c) * 10 + 2 * j, sizeof lanes[j][c]);
+            }
+            bias[c] = p->bias[c0 + c];
+        }
+        for (v = 0; v < 2; v++) {
+            for (j = 0; j < 5; j++) {
+                w[v][j] = me_v8_load(&lanes[j][8 * v]);
+            }
+            b[v] = me_v8_load(&bias[8 * v]);
+        }
+        for (py = 0; py < p->out_h; py++) {
+            for (px = 0; px < p->out_w; px++, dst += cout) {
+                uint32_t any = 0;
+                j = 0;
+                for (dy = 0; dy < p->pool_h; dy++) {
+                    const int32_t iy0 = (py * p->pool_stride_h + dy) * p->stride_h - p->pad_top;
+                    for (dx = 0; dx < p->pool_w; dx++, j++) {
+                        const int32_t ix0 = (px * p->pool_stride_w + dx) * p->stride_w -
+                                            p->pad_left;
+                        any |= me_pixel_window3x3(p, pixels, iy0, ix0, win[j]);
+                    }
+                }
+                if (any == 0u) { /* background: every accumulator is its bias */
+                    memcpy(dst, background + c0, (size_t)width);
+                    continue;
+                }
+                for (v = 0; v < 2 && 8 * v < width; v++) {
+                    me_v8 m = me_v8_dot5(win[0], w[v], b[v]);
+                    for (j = 1; j < n; j++) {
+                        m = me_v8_max(m, me_v8_dot5(win[j], w[v], b[v]));
+                    }
+                    me_v8_store(&sums[8 * v], m);
+                }
+                me_requantize_n(sums, width, &p->requant, c0, dst);
+            }
+        }
+    }
+}
+
 /* ---------------------------------------------------------------- conv2d */
 
-/* sum(w[i]) for i < n. */
+/*
+ * sum(w[i]) for i < n, 16 bytes a step: PSADBW adds the bytes of w ^ 0x80 (w + 128,
+ * unsigned) into two 64-bit lanes, and 128 per byte comes off at the end.
+ */
 static int32_t me_sum_s8(const int8_t *w, int32_t n)
 {
-    int32_t i, total = 0;
-    for (i = 0; i < n; i++) {
+    const __m128i bias = _mm_set1_epi8((char)0x80);
+    __m128i sums = _mm_setzero_si128();
+    int32_t i = 0, total;
+    for (; i + 16 <= n; i += 16) {
+        sums = _mm_add_epi64(sums, _mm_sad_epu8(_mm_xor_si128(me_load16(w + i), bias),
+                                                _mm_setzero_si128()));
+    }
+    total = _mm_cvtsi128_si32(_mm_add_epi64(sums, _mm_unpackhi_epi64(sums, sums))) - 128 * i;
+    for (; i < n; i++) {
         total += w[i];
     }
     return total;
@@ -169,8 +380,12 @@ static int32_t me_sum_s8(const int8_t *w, int32_t n)
 /* x + 128 in place, for n bytes: the int8 window as the unsigned u the dot products take. */
 static void me_to_unsigned(int8_t *x, int32_t n)
 {
-    int32_t i;
-    for (i = 0; i < n; i++) {
+    const __m128i bias = _mm_set1_epi8((char)0x80);
+    int32_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        _mm_storeu_si128((__m128i *)(void *)(x + i), _mm_xor_si128(me_load16(x + i), bias));
+    }
+    for (; i < n; i++) {
         x[i] = (int8_t)((uint8_t)x[i] ^ 0x80u);
     }
 }
@@ -371,11 +586,12 @@ void me_conv2d_s8(const me_conv_params *p, const int8_t *in, int8_t *out,
             me_to_unsigned(windows, k);
             me_to_unsigned(windows + stride, k);
             for (c = g * cout_g; c < c_end; c += 4) {
-                const int8_t *w[4];
+                const int32_t last = c_end - 1; /* past the group's last channel: repeat it */
+                const int8_t *const w[4] = {p->weights + c * k,
+                                            p->weights + (c + 1 < c_end ? c + 1 : last) * k,
+                                            p->weights + (c + 2 < c_end ? c + 2 : last) * k,
+                                            p->weights + (c + 3 < c_end ? c + 3 : last) * k};
                 int32_t s0[4], s1[4];
-                for (j = 0; j < 4; j++) { /* past the group's last channel: repeat it */
-                    w[j] = p->weights + (c + j < c_end ? c + j : c_end - 1) * k;
-                }
                 me_dot2x4_u8s8(windows, windows + stride, w, k, s0, s1);
                 for (j = 0; j < 4 && c + j < c_end; j++) {
                     acc0[c + j] = s0[j] + bias_u[c + j];
