@@ -104,31 +104,90 @@ def test_requant_option_does_not_apply_to_tflite(mlperf_runs) -> None:
 # ------------------------------------------------------------- the C requantization
 
 HARNESS = r"""
-#include <stdio.h>
+#include <string.h>
 #include "mnist_edge_kernels.c" /* the static helpers, as the kernels use them */
 
+/* A case: x0..x3, m, shift, z_y, act_min, act_max (int32 each). */
+#define COLS 9
+#define RES 5
+
+/* res: for x0, me_mul_by_quantized_multiplier, me_mul_by_positive_multiplier and
+ * me_requantize (both 0 for m < 0); then the q15 conv's output stage
+ * me_requantize_channel on the four outputs x0..x3 of one channel (DSP builds; else
+ * me_requantize again): its first byte, and how many of the four differ from
+ * me_requantize or touched a byte between them. */
+static void check(const int32_t *row, int32_t *res)
+{
+    const int32_t acc = row[0], mult = row[4], shift = row[5];
+    const int8_t sh = (int8_t)shift;
+    const me_requant_params q = {&mult, &sh, row[6], row[7], row[8], NULL};
+    res[0] = me_mul_by_quantized_multiplier(acc, mult, shift);
+    res[1] = mult >= 0 ? me_mul_by_positive_multiplier(acc, mult, shift) : 0;
+    res[2] = mult >= 0 ? me_requantize(acc, &q, 0) : 0;
+    res[3] = res[2];
+    res[4] = 0;
+#if ME_USE_DSP
+    if (mult >= 0) {
+        const me_requant_lanes lanes = me_lanes(&q);
+        int8_t out[8]; /* stride 2: the odd bytes must stay as they are */
+        int32_t j;
+        memset(out, 0x5A, sizeof out);
+        me_requantize_channel(row, 4, &q, 0, out, 2, &lanes);
+        res[3] = out[0];
+        for (j = 0; j < 4; j++) {
+            res[4] += out[2 * j] != me_requantize(row[j], &q, 0) || out[2 * j + 1] != 0x5A;
+        }
+    }
+#endif
+}
+
+static int32_t rows[256][COLS], res[256][RES];
+
+#ifdef HARNESS_FIRMWARE
+#include "semihost.h"
+
+/* cases.bin -> out.bin in QEMU's working folder, 256 cases a semihosting call. */
 int main(void)
 {
-    long long x, m, shift, zp, lo, hi;
-    while (scanf("%lld %lld %lld %lld %lld %lld", &x, &m, &shift, &zp, &lo, &hi) == 6) {
-        const int32_t mult = (int32_t)m;
-        const int8_t sh = (int8_t)shift;
-        const me_requant_params q = {&mult, &sh, (int32_t)zp, (int32_t)lo, (int32_t)hi, NULL};
-        const int32_t acc = (int32_t)x;
-        int8_t channel = m >= 0 ? me_requantize(acc, &q, 0) : 0;
-#if ME_USE_DSP /* the q15 conv's per-channel output stage (DSP builds only) */
-        if (m >= 0) {
-            me_requantize_channel(&acc, 1, &q, 0, &channel, 1);
+    const int32_t in = sh_open("cases.bin", SH_MODE_RB), out = sh_open("out.bin", SH_MODE_WB);
+    int32_t left = in < 0 ? 0 : sh_flen(in) / (int32_t)sizeof rows[0];
+    if (in < 0 || out < 0) {
+        return 1;
+    }
+    while (left > 0) {
+        const int32_t n = left < 256 ? left : 256;
+        int32_t i;
+        if (sh_read(in, rows, (uint32_t)n * sizeof rows[0]) != 0) {
+            return 1;
         }
-#endif
-        printf("%ld %ld %d %d\n", (long)me_mul_by_quantized_multiplier(acc, (int32_t)m,
-                                                                       (int32_t)shift),
-               m >= 0 ? (long)me_mul_by_positive_multiplier(acc, (int32_t)m,
-                                                             (int32_t)shift) : 0L,
-               m >= 0 ? (int)me_requantize(acc, &q, 0) : 0, (int)channel);
+        for (i = 0; i < n; i++) {
+            check(rows[i], res[i]);
+        }
+        if (sh_write(out, res, (uint32_t)n * sizeof res[0]) != 0) {
+            return 1;
+        }
+        left -= n;
+    }
+    return sh_close(out) != 0 || sh_close(in) != 0;
+}
+#else
+#include <stdio.h>
+
+/* The cases on stdin, the results on stdout, both int32 binary. */
+int main(void)
+{
+    size_t n, i;
+    while ((n = fread(rows, sizeof rows[0], 256, stdin)) > 0) {
+        for (i = 0; i < n; i++) {
+            check(rows[i], res[i]);
+        }
+        if (fwrite(res, sizeof res[0], n, stdout) != n) {
+            return 1;
+        }
     }
     return 0;
 }
+#endif
 """
 
 
@@ -162,12 +221,42 @@ def _requant_cases(seed: int = 11) -> np.ndarray:
     return np.column_stack([rows, zp, lo, hi])
 
 
+def _harness_rows(cases: np.ndarray) -> np.ndarray:
+    """The harness's int32 rows: x0 (the case's x) and three neighbours x1..x3 (other
+    cases' x, so the four lanes of the output stage hold unrelated values), then m,
+    shift, z_y, act_min, act_max."""
+    x = cases[:, 0]
+    more = [np.roll(x, k) for k in (1, 7, 13)]
+    return np.column_stack([x, *more, cases[:, 1:]]).astype(np.int32)
+
+
+def _check_harness(cases: np.ndarray, raw: bytes, where: str) -> None:
+    got = np.frombuffer(raw, np.int32).astype(np.int64)
+    assert got.size == 5 * len(cases), f"{where}: {got.size} results for {len(cases)} cases"
+    got = got.reshape(-1, 5)
+    x, m, shift, zp, lo, hi = cases.T
+    want = multiply_by_quantized_multiplier(x, m, shift)
+    for column, rows in ((0, np.arange(len(cases))), (1, np.flatnonzero(m >= 0))):
+        bad = rows[got[rows, column] != want[rows]]
+        assert not len(bad), (f"{where}: {len(bad)} differ; first x={x[bad[0]]} m={m[bad[0]]} "
+                              f"shift={shift[bad[0]]}: C {got[bad[0], column]} "
+                              f"python {want[bad[0]]}")
+    rows = np.flatnonzero(m[:20000] >= 0)
+    want8 = np.array([requantize_tflite(np.array([a]), b, c, int(d), (int(e), int(f)))[0]
+                      for a, b, c, d, e, f in cases[rows]])
+    np.testing.assert_array_equal(got[rows, 2], want8, err_msg=where)
+    positive = np.flatnonzero(m >= 0)
+    np.testing.assert_array_equal(got[positive, 3], got[positive, 2], err_msg=where)
+    assert not got[:, 4].any(), (f"{where}: the four-output stage differs from me_requantize "
+                                 f"in {int((got[:, 4] != 0).sum())} cases")
+
+
 def test_c_requantization_matches_requant_py(mlperf_runs, tmp_path: Path) -> None:
     """me_mul_by_quantized_multiplier == multiply_by_quantized_multiplier on every case, and
     for m >= 0 (what the planner lets through) so do the kernels' SMULL form
     me_mul_by_positive_multiplier and the output stage (zero point, clamp) ==
-    requantize_tflite, and the q15 conv's per-channel stage me_requantize_channel
-    (DSP build) == me_requantize, under ASan + UBSan."""
+    requantize_tflite, and the q15 conv's per-channel stage me_requantize_channel on
+    four outputs (DSP build: its C loop) == me_requantize, under ASan + UBSan."""
     gcc = need("gcc")
     graph = qgraph.load_run(mlperf_run(mlperf_runs, "kws"))
     src = generate_c(graph, tmp_path / "c", "int", _inputs(graph, 2))
@@ -178,23 +267,43 @@ def test_c_requantization_matches_requant_py(mlperf_runs, tmp_path: Path) -> Non
         proc = subprocess.run([gcc, "-std=c99", *C_WARNINGS, *SANITIZE, *extra, "-o", str(exe),
                                "harness.c"], cwd=src, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        text = "\n".join(" ".join(str(int(v)) for v in row) for row in cases) + "\n"
-        run = subprocess.run([str(exe)], input=text, capture_output=True, text=True)
-        assert run.returncode == 0, run.stderr[-2000:]
-        got = np.array(run.stdout.split(), np.int64).reshape(-1, 4)
-        x, m, shift, zp, lo, hi = cases.T
-        want = multiply_by_quantized_multiplier(x, m, shift)
-        for column, rows in ((0, np.arange(len(cases))), (1, np.flatnonzero(m >= 0))):
-            bad = rows[got[rows, column] != want[rows]]
-            assert not len(bad), (f"{len(bad)} differ; first x={x[bad[0]]} m={m[bad[0]]} "
-                                  f"shift={shift[bad[0]]}: C {got[bad[0], column]} "
-                                  f"python {want[bad[0]]}")
-        rows = np.flatnonzero(m[:20000] >= 0)
-        want8 = np.array([requantize_tflite(np.array([a]), b, c, int(d), (int(e), int(f)))[0]
-                          for a, b, c, d, e, f in cases[rows]])
-        np.testing.assert_array_equal(got[rows, 2], want8)
-        positive = np.flatnonzero(m >= 0)
-        np.testing.assert_array_equal(got[positive, 3], got[positive, 2])
+        run = subprocess.run([str(exe)], input=_harness_rows(cases).tobytes(),
+                             capture_output=True)
+        assert run.returncode == 0, run.stderr.decode()[-2000:]
+        _check_harness(cases, run.stdout, f"host {extra}")
+
+
+def test_requantization_edge_cases_in_qemu_m4(mlperf_runs, tmp_path: Path) -> None:
+    """The same cases as firmware on a Cortex-M4 in QEMU (-O2): there the q15 conv's
+    four-output stage is the Thumb-2 one (SMULL/SMLAL, QADD16, SSUB16 + SEL), and every
+    lane must equal me_requantize and requant.py, at every shift TFLite gives, at the
+    int32 ends and on the rounding ties."""
+    from mnist_edge.targets import firmware as f
+    from mnist_edge.targets.boards import get_target
+
+    need("arm-none-eabi-gcc")
+    need("qemu-system-arm")
+    board = get_target("qemu-m4")
+    graph = qgraph.load_run(mlperf_run(mlperf_runs, "kws"))
+    fw = tmp_path / "fw"
+    generate_c(graph, fw / "c", "int", _inputs(graph, 2))
+    for name, data in f.render_firmware_files(graph, board, "qemu", "int", "-O2", 0).items():
+        (fw / name).parent.mkdir(parents=True, exist_ok=True)
+        (fw / name).write_bytes(data)
+    (fw / "harness.c").write_text(HARNESS)
+    (fw / "build").mkdir()  # the link map goes there
+    srcs = ["harness.c", *(s for s in f.sources(board, "qemu")
+                           if s != "qemu_main.c" and not s.startswith("c/"))]
+    proc = subprocess.run([f.tool(board, "gcc"), *f.compile_flags(board, "-O2"),
+                           "-DHARNESS_FIRMWARE", *f.link_flags(board), "-o", "harness.elf", *srcs,
+                           "-lc", "-lgcc"], cwd=fw, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cases = _requant_cases()
+    (fw / "cases.bin").write_bytes(_harness_rows(cases).tobytes())
+    run = subprocess.run(f.qemu_command(board, fw / "harness.elf"), cwd=fw, capture_output=True,
+                         text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-2000:]
+    _check_harness(cases, (fw / "out.bin").read_bytes(), "qemu-m4")
 
 
 HARNESS_N = r"""
