@@ -120,7 +120,7 @@ static void check(const int32_t *row, int32_t *res)
 {
     const int32_t acc = row[0], mult = row[4], shift = row[5];
     const int8_t sh = (int8_t)shift;
-    const me_requant_params q = {&mult, &sh, row[6], row[7], row[8], NULL};
+    const me_requant_params q = {&mult, &sh, row[6], row[7], row[8], 0, NULL};
     res[0] = me_mul_by_quantized_multiplier(acc, mult, shift);
     res[1] = mult >= 0 ? me_mul_by_positive_multiplier(acc, mult, shift) : 0;
     res[2] = mult >= 0 ? me_requantize(acc, &q, 0) : 0;
@@ -330,7 +330,7 @@ int main(void)
         }
         {
             const me_requant_params q = {mult, shift, (int32_t)v[24], (int32_t)v[25],
-                                         (int32_t)v[26], NULL};
+                                         (int32_t)v[26], 0, NULL};
             me_requantize_n(acc, 8, &q, 0, out);
         }
         for (i = 0; i < 8; i++) {
