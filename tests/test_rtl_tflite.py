@@ -8,7 +8,6 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
-import pytest
 from helpers import need
 
 from mnist_edge.paths import TEMPLATES_DIR
