@@ -52,24 +52,26 @@ module mnist_edge_requant_tfl #(
     wire [31:0] xl0    = acc << left0;
     reg  signed [32:0] s1_x;   // 33 bits: divide's |acc| + half is unsigned 32
     reg         [31:0] s1_m;
+    reg  signed [31:0] s1_nudge;
     always @(posedge clk) begin
         s1_x <= divide ? {1'b0, mag0 + {16'd0, half}} : {xl0[31], xl0};
         s1_m <= m;
+        // SRDHM's nudge by the sign of x * m, known here: m >= 0, so x * m < 0 exactly
+        // when x < 0 and m != 0; divide takes none
+        s1_nudge <= divide ? 32'sd0 : (xl0[31] && m != 32'd0) ? 32'sd1 - (32'sd1 <<< 30)
+                                                              : (32'sd1 <<< 30);
     end
 
-    // ---- stage 2: the product's two halves, x * m[15:0] and x * m[31:16] (DSP blocks)
+    // ---- stage 2: the product's two halves, x * m[15:0] + nudge and x * m[31:16] (DSPs)
     reg signed [49:0] s2_lo, s2_hi;
     always @(posedge clk) begin
-        s2_lo <= s1_x * $signed({1'b0, s1_m[15:0]});
+        s2_lo <= s1_x * $signed({1'b0, s1_m[15:0]}) + $signed({{18{s1_nudge[31]}}, s1_nudge});
         s2_hi <= s1_x * $signed({1'b0, s1_m[31:16]});
     end
 
-    // ---- stage 3: P = x * m, exact (|P| < 2^64), plus the nudge (MBQM only)
-    wire        div2 = side[2][SIDE_W-2];
+    // ---- stage 3: x * m + nudge, exact (|x * m| < 2^64)
     reg  signed [65:0] s3_num;
-    wire signed [65:0] p2 = {{16{s2_lo[49]}}, s2_lo} + {s2_hi, 16'd0};
-    always @(posedge clk)
-        s3_num <= p2 + (div2 ? 66'sd0 : (p2[65] ? 66'sd1 - (66'sd1 <<< 30) : (66'sd1 <<< 30)));
+    always @(posedge clk) s3_num <= {{16{s2_lo[49]}}, s2_lo} + {s2_hi, 16'd0};
 
     // ---- stage 4: q = num / 2^31 truncated towards zero (divide: num >= 0, a floor)
     wire signed [34:0] fl3 = s3_num[65:31];   // floor(num / 2^31)

@@ -35,7 +35,7 @@ module mnist_edge_softmax #(
 
     localparam S_IDLE = 4'd0, S_READ = 4'd1, S_WAIT = 4'd2, S_DATA = 4'd3, S_TERM = 4'd4,
                S_RECIP = 4'd5, S_MUL = 4'd6, S_MUL2 = 4'd7, S_STEP = 4'd8, S_OUT = 4'd9,
-               S_WRITE = 4'd10, S_NORM = 4'd11;
+               S_WRITE = 4'd10, S_NORM = 4'd11, S_MUL3 = 4'd12;
     localparam P_MAX = 2'd0, P_SUM = 2'd1, P_OUT = 2'd2;
     localparam signed [31:0] INT32_MIN = 32'sh8000_0000, INT32_MAX = 32'sh7FFF_FFFF;
 
@@ -52,18 +52,20 @@ module mnist_edge_softmax #(
     reg signed [31:0] hd, x, om, scale;
     reg [5:0]  expo;      // bits_over_unit + 23 (23..34)
 
-    // --- one saturating rounding doubling high multiply, two cycles: product, then round
+    // --- one saturating rounding doubling high multiply, three cycles: the product, the
+    // rounding, then the result registered (mres_q) for what uses it
     reg  signed [31:0] ma, mb;
     reg  signed [63:0] mp;
     reg                movf;
     wire signed [63:0] mnum = mp + (mp[63] ? 64'sd1 - (64'sd1 <<< 30) : (64'sd1 <<< 30));
     wire signed [32:0] mfl  = mnum[63:31];
     wire signed [32:0] mq   = mfl + {32'd0, mnum[63] && (|mnum[30:0])};  // toward zero
-    wire signed [31:0] mres = movf ? INT32_MAX : mq[31:0];
     wire               unused_mq = &{1'b0, mq[32]};
+    reg  signed [31:0] mres;
     always @(posedge clk) begin
         mp   <= ma * mb;
         movf <= (ma == INT32_MIN) && (mb == INT32_MIN);
+        mres <= movf ? INT32_MAX : mq[31:0];
     end
 
     // SaturatingRoundingMultiplyByPOT<2> and <1> (rescale Q2.29 <- Q4.27; Q0.31 <- Q1.30)
@@ -129,7 +131,8 @@ module mnist_edge_softmax #(
                     state <= S_MUL;
                 end
                 S_MUL: state <= S_MUL2;
-                S_MUL2: begin                      // mres valid: round, offset, saturate
+                S_MUL2: state <= S_MUL3;
+                S_MUL3: begin                      // mres valid: round, offset, saturate
                     if (!recip) begin
                         wdata <= !keep ? 8'h80 : (r40 > 40'sd127) ? 8'h7F :
                                  (r40 < -40'sd128) ? 8'h80 : r40[7:0];
