@@ -55,7 +55,7 @@ from ..requant import (
     INT32_MAX,
     multiply_by_quantized_multiplier_smaller_than_one,
 )
-from ..testing import random_input_values
+from ..testing import random_input_values, random_pixels
 from .inputs import require_arithmetic, require_byte_image
 from .memfiles import mem_text, packed_mem_text, requant_words
 from .rtl_plan import INPUT, plan
@@ -693,8 +693,9 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
     rq_cycles = 24 // rq_digit if rq_digit else 1
     low = lower(graph, lanes, offset=bool(device["mul8x2"]))
     image = (height, width) if channels == 1 else (channels, height, width)
-    if vector_pixels is None:
-        vector_pixels = random_input_values(tuple(graph.input.shape), graph.input_encoding, 20)
+    if vector_pixels is None:  # int8 inputs: uniform bytes
+        vector_pixels = (random_pixels(20, 0, image) if graph.input_encoding == "uint8" else
+                         random_input_values(tuple(graph.input.shape), "int8", 20))
     vector_pixels = np.ascontiguousarray(vector_pixels).reshape(-1, *image)
     golden_logits = golden.run_int8(graph, vector_pixels)
     acc_w = accumulator_bits(graph)
