@@ -739,6 +739,7 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
         "weighted": low.weighted,
         "tflite": tflite,
         "int8_input": graph.input_encoding == "int8",
+        "input_zero_point": graph.input.zero_point,
         "tap_depth": len(taps),
         "tap_addr_bits": _bits(len(taps)),
         "softmax": low.softmax,
