@@ -110,6 +110,8 @@ ENGINE_SOURCES = ("mnist_edge_engine.v", "mnist_edge_requant.v", "mnist_edge_pre
 TFLITE_FILES = ("mnist_edge_requant_tfl.v", "mnist_edge_softmax.v")
 UART_SOURCES = (*ENGINE_SOURCES, "mnist_edge_uart_rx.v", "mnist_edge_uart_tx.v",
                 "mnist_edge_uart_top.v")
+
+
 def design_sources(rtl_dir: Path, uart: bool = False) -> tuple[str, ...]:
     """The Verilog files of the design in rtl_dir, for Verilator and yosys: the engine's
     (and the UART top's), plus the tflite arithmetic's modules where the design has them."""
