@@ -87,6 +87,9 @@ FPGAS: dict[str, dict[str, Any]] = {
                  "clock_mhz": 50.0, "board": "ULX3S 85F", "part": "LFE5U-85F-6BG381C"},
 }
 ICE40_DSPS = 8  # SB_MAC16 on the UP5K
+# the tflite softmax's 32 x 32 multiplier: 4 MULT18X18D, which the ECP5-25F (28, all taken
+# by 24 lanes and the requantizer) takes from its lanes; the 85F has them to spare
+SOFTMAX_DSPS = 4
 DEFAULT_FPGA = "ecp5-25k"
 
 STATIC_FILES = ("mnist_edge_requant.v", "mnist_edge_prenorm.v", "mnist_edge_act_ram.v",
@@ -726,7 +729,8 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
         "model": graph.name,
         "qgraph_hash": graph.content_hash(),
         "lanes": lanes,
-        "dsp_lanes": min(lanes, device["dsp_lanes"]),
+        "dsp_lanes": min(lanes, device["dsp_lanes"] - (SOFTMAX_DSPS if low.softmax and
+                                                       fpga == "ecp5-25k" else 0)),
         "mul8x2": bool(device["mul8x2"]),
         "rq_digit": rq_digit,
         "rq_cycles": rq_cycles,
