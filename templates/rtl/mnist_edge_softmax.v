@@ -35,7 +35,7 @@ module mnist_edge_softmax #(
 
     localparam S_IDLE = 4'd0, S_READ = 4'd1, S_WAIT = 4'd2, S_DATA = 4'd3, S_TERM = 4'd4,
                S_RECIP = 4'd5, S_MUL = 4'd6, S_MUL2 = 4'd7, S_STEP = 4'd8, S_OUT = 4'd9,
-               S_WRITE = 4'd10, S_NORM = 4'd11, S_MUL3 = 4'd12;
+               S_WRITE = 4'd10, S_NORM = 4'd11, S_MUL3 = 4'd12, S_SAT = 4'd13;
     localparam P_MAX = 2'd0, P_SUM = 2'd1, P_OUT = 2'd2;
     localparam signed [31:0] INT32_MIN = 32'sh8000_0000, INT32_MAX = 32'sh7FFF_FFFF;
 
@@ -51,6 +51,8 @@ module mnist_edge_softmax #(
     reg        recip;     // the multiplier works for the reciprocal
     reg signed [31:0] hd, x, om, scale;
     reg [5:0]  expo;      // bits_over_unit + 23 (23..34)
+    reg [39:0] below;     // mask of the bits below the guard bit, expo - 1, set with expo
+    reg signed [39:0] rnd;  // the rounded quotient, registered before the offset and clamp
 
     // --- one saturating rounding doubling high multiply, three cycles: the product, the
     // rounding, then the result registered (mres_q) for what uses it
@@ -89,13 +91,13 @@ module mnist_edge_softmax #(
     wire [31:0] norm = sum << clz;   // bit 31 set; minus 2^31 is its low 31 bits
     wire        unused_norm = &{1'b0, norm[31], norm[0]};  // (a + 2^31) / 2 drops a's bit 0
 
-    // RoundingDivideByPOT(v, expo) on 40 bits (expo up to 34): half away from zero
+    // RoundingDivideByPOT(v, expo) on 40 bits (expo up to 34): half away from zero; the
+    // guard bit is the top bit of `below`'s complement's lowest one, i.e. bit expo - 1
     wire signed [39:0] v40   = {{8{mres[31]}}, mres};
     wire signed [39:0] fl40  = v40 >>> expo;
-    wire [5:0]         em1   = expo - 6'd1;
-    wire               guard = v40[em1];
-    wire               stick = |(v40 & ~({40{1'b1}} << em1));
-    wire signed [39:0] r40   = fl40 + {39'd0, guard && (!v40[39] || stick)} - 40'sd128;
+    wire               guard = |(v40 & (below + 40'd1));
+    wire               stick = |(v40 & below);
+    wire signed [39:0] r40   = rnd - 40'sd128;
     wire signed [9:0]  d     = $signed({2'b00, idx}) - 10'sd255;
     wire               keep_d = $signed({{22{d[9]}}, d}) >= DIFF_MIN;
 
@@ -132,12 +134,10 @@ module mnist_edge_softmax #(
                 end
                 S_MUL: state <= S_MUL2;
                 S_MUL2: state <= S_MUL3;
-                S_MUL3: begin                      // mres valid: round, offset, saturate
+                S_MUL3: begin                      // mres valid: the rounded quotient
                     if (!recip) begin
-                        wdata <= !keep ? 8'h80 : (r40 > 40'sd127) ? 8'h7F :
-                                 (r40 < -40'sd128) ? 8'h80 : r40[7:0];
-                        we    <= 1'b1;
-                        state <= S_WRITE;
+                        rnd   <= fl40 + {39'd0, guard && (!v40[39] || stick)};
+                        state <= S_SAT;
                     end else begin
                         // reciprocal steps: 0: x = 48/17 - 32/17 hd; odd: om = 1 - hd x;
                         // even: x = x + rescale(x om)
@@ -147,6 +147,12 @@ module mnist_edge_softmax #(
                         state <= S_RECIP;
                         op <= op + 3'd1;
                     end
+                end
+                S_SAT: begin                       // - 128, saturated; -128 below diff_min
+                    wdata <= !keep ? 8'h80 : (r40 > 40'sd127) ? 8'h7F :
+                             (r40 < -40'sd128) ? 8'h80 : r40[7:0];
+                    we    <= 1'b1;
+                    state <= S_WRITE;
                 end
                 S_WRITE: state <= S_STEP;
                 S_STEP: begin                      // next value, or the next pass
@@ -174,6 +180,7 @@ module mnist_edge_softmax #(
                         scale <= sat_shl(x, 1);
                         recip <= 1'b0;
                         expo  <= 6'd35 - clz;       // 12 - clz + 23
+                        below <= ~({40{1'b1}} << (6'd34 - clz));  // bits below expo - 1
                         state <= S_READ;
                     end else begin
                         ma <= hd;
