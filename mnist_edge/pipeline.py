@@ -114,9 +114,9 @@ def generate(run_dir: Path, target: str, out: str | None = None, requant: str = 
     graph = qgraph.load_run(run_dir)
     from .backends.inputs import require_arithmetic
 
-    # C, HLS and the web page implement both arithmetics; the RTL the onnx one only.
+    # every target implements both arithmetics (the RTL refuses the tflite one on the iCE40)
     require_arithmetic(graph, {"c": "C", "hls": "HLS", "rtl": "RTL", "web": "web"}[target],
-                       ("onnx",) if target == "rtl" else ("onnx", "tflite"))
+                       ("onnx", "tflite"))
     if prefix is not None and target != "c":
         raise MnistEdgeError("--prefix applies to `generate c` only")
     pixels = (input_data.graph_input(graph, input_data.sample(data_dir, input_data.spec_of(graph),

@@ -16,6 +16,14 @@ inputs `--data` then validates on; exactness needs no trained weights):
 
     python3 scripts/bench_rtl.py --make-rgb-residual runs/rgb-residual \
         --data runs/rgb-residual/inputs.npz --pair runs/rgb-residual:ecp5-85k
+
+MLPerf Tiny's ResNet-8 in the tflite arithmetic (issue 23): `--make-mlperf-ic RUN` first
+imports ../shared/models/mlperf-tiny/pretrainedResnet_quant.tflite into RUN; it has no data
+set here, so `--inputs random:N` validates on N seeded random and structured int8 inputs
+(the inputs of `validate --inputs random:N`):
+
+    python3 scripts/bench_rtl.py --make-mlperf-ic runs/ic --inputs random:200 \
+        --pair runs/ic:ecp5-85k
 """
 
 from __future__ import annotations
@@ -29,7 +37,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from mnist_edge import qgraph  # noqa: E402
 from mnist_edge.pipeline import all_exact, validate_run  # noqa: E402
+from mnist_edge.probe_inputs import parse_inputs_spec, probe_batch  # noqa: E402
 from mnist_edge.report import load_report  # noqa: E402
 from mnist_edge.targets.fpga_synth import synth  # noqa: E402
 
@@ -54,12 +64,28 @@ def make_rgb_residual(run: Path) -> None:
     np.savez(run / "inputs.npz", x=rng.integers(0, 256, (1000, 3, 32, 32), dtype=np.uint8))
 
 
-def bench(run: Path, fpga: str, limit: int | None, do_synth: bool, data: str | None) -> dict:
+MLPERF_IC = ROOT.parent / "shared" / "models" / "mlperf-tiny" / "pretrainedResnet_quant.tflite"
+
+
+def make_mlperf_ic(run: Path) -> None:
+    """MLPerf Tiny's int8 ResNet-8 imported into `run` (the tflite arithmetic)."""
+    from mnist_edge.cli import main
+
+    if main(["import", str(MLPERF_IC), "--name", run.name, "--runs", str(run.parent)]) != 0:
+        raise SystemExit(f"could not import {MLPERF_IC} into {run}")
+
+
+def bench(run: Path, fpga: str, limit: int | None, do_synth: bool, data: str | None,
+          inputs: str | None = None) -> dict:
     start = time.time()
     options = {"fpga": fpga}
-    exact = all_exact(validate_run(run, ["rtl"], data, limit=limit, rtl_options=options))
+    probe = None
+    if inputs:  # seeded random and structured inputs, as `validate --inputs random:N`
+        probe = probe_batch(qgraph.load_run(run), parse_inputs_spec(inputs)[1])
+    exact = all_exact(validate_run(run, ["rtl"], data, limit=limit, rtl_options=options,
+                                   inputs=probe))
     exact_uart = all_exact(validate_run(run, ["rtl-uart"], data, limit=3,
-                                        rtl_options=options))
+                                        rtl_options=options, inputs=probe))
     backends = load_report(run)["backends"]
     row = {"run": str(run), "fpga": fpga, "rtl": backends["rtl"],
            "rtl_uart": backends["rtl-uart"], "all_exact": exact and exact_uart}
@@ -120,17 +146,24 @@ def main() -> int:
     parser.add_argument("--no-synth", action="store_true", help="simulation only")
     parser.add_argument("--data", help="validation inputs for runs without MNIST (.npz, "
                         "image folder); default: the MNIST test set")
+    parser.add_argument("--inputs", metavar="random:N", help="validate on N seeded random "
+                        "and structured inputs (models without a data set here)")
     parser.add_argument("--make-rgb-residual", metavar="RUN",
                         help="first build the 3x32x32 residual CNN run here")
+    parser.add_argument("--make-mlperf-ic", metavar="RUN",
+                        help="first import MLPerf Tiny's int8 ResNet-8 into this run")
     parser.add_argument("--out", default="runs/bench_rtl.json")
     args = parser.parse_args()
     pairs = args.pair or ["runs/gapnet:ice40-up5k", "runs/edge:ecp5-25k"]
     if args.make_rgb_residual:
         make_rgb_residual(Path(args.make_rgb_residual))
+    if args.make_mlperf_ic:
+        make_mlperf_ic(Path(args.make_mlperf_ic))
     rows = []
     for pair in pairs:
         run, fpga = pair.rsplit(":", 1)
-        rows.append(bench(Path(run), fpga, args.limit, not args.no_synth, args.data))
+        rows.append(bench(Path(run), fpga, args.limit, not args.no_synth, args.data,
+                          args.inputs))
     Path(args.out).write_text(json.dumps(rows, indent=1, sort_keys=True) + "\n")
     print(table(rows))
     print(layer_tables(rows))

@@ -107,8 +107,9 @@ def test_emulated_and_browser_builds_are_exact(tmp_path: Path, layout: str,
 def test_hls_takes_any_input_and_rtl_refuses_other_inputs(tmp_path: Path, layout: str
                                                           ) -> None:
     """HLS streams the input as the C API takes it (HWC for several channels, int8 as is)
-    and stores it CHW; the RTL reads any uint8 image (an RGB one streams C x H x W:
-    tests/test_rtl.py runs one) and refuses int8 features and vectors by name."""
+    and stores it CHW; the RTL reads any image of bytes (an RGB one streams C x H x W:
+    tests/test_rtl.py runs one; int8 features as they are: tests/test_rtl_tflite.py runs
+    int8 images) and refuses a vector by name."""
     need("g++")
     run = _run_dir(tmp_path, layout)
     graph = qgraph.load_run(run)
@@ -118,7 +119,13 @@ def test_hls_takes_any_input_and_rtl_refuses_other_inputs(tmp_path: Path, layout
         generate_rtl(graph, tmp_path / "rtl")
         assert "3 planes of" in (tmp_path / "rtl" / "README.md").read_text()
         return
-    with pytest.raises(MnistEdgeError, match=r"the RTL backend reads a uint8 image \(CxHxW\)"):
+    if layout == "features":
+        generate_rtl(graph, tmp_path / "rtl")
+        assert "a_wdata = s_data;  // int8 as sent" in \
+            (tmp_path / "rtl" / "mnist_edge_engine.v").read_text()
+        return
+    with pytest.raises(MnistEdgeError,
+                       match=r"the RTL backend reads an image of uint8 or int8 bytes \(CxHxW\)"):
         generate_rtl(graph, tmp_path / "rtl")
     assert not (tmp_path / "rtl").exists()
 

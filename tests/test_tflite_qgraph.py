@@ -200,13 +200,14 @@ def _rtl(graph, tmp):
     generate_rtl(graph, tmp / "rtl")
 
 
-# (the ONNX export, HLS and the web page implement the tflite arithmetic: their own tests)
-@pytest.mark.parametrize("backend, entry", [("RTL", _rtl)])
-def test_backends_refuse_the_tflite_arithmetic_by_name(backend, entry, tmp_path: Path) -> None:
+# (every backend implements the tflite arithmetic: their own tests; the RTL, for images,
+# tests/test_rtl_tflite.py)
+def test_rtl_refuses_the_autoencoders_vector_input_by_name(tmp_path: Path) -> None:
     with pytest.raises(MnistEdgeError) as exc:
-        entry(_tflite_graph(), tmp_path)
-    assert str(exc.value) == f"the {backend} backend does not implement the tflite " \
-                             "arithmetic yet"
+        _rtl(_tflite_graph(), tmp_path)
+    assert str(exc.value) == ("the RTL backend reads an image of uint8 or int8 bytes (CxHxW); "
+                              "model ad takes int8 640: use the C, WebAssembly or ONNX "
+                              "backends for it")
     assert not any(tmp_path.iterdir())
 
 
@@ -234,10 +235,10 @@ def test_cli_import_and_validate_against_tflm(tmp_path: Path) -> None:
     r = _cli("generate", "hls", str(run), cwd=tmp_path)  # and so does HLS
     assert r.returncode == 0, r.stderr
     assert (run / "fpga" / "hls" / "mnist_edge_kernels.h").exists()
-    r = _cli("generate", "rtl", str(run), cwd=tmp_path)
+    r = _cli("generate", "rtl", str(run), cwd=tmp_path)  # the RTL: images only
     assert r.returncode == 2
-    assert r.stderr.strip() == ("mnist-edge: error: the RTL backend does not implement the "
-                                "tflite arithmetic yet")
+    assert r.stderr.strip().startswith("mnist-edge: error: the RTL backend reads an image of "
+                                       "uint8 or int8 bytes (CxHxW); model ad takes int8 640")
 
 
 @pytest.mark.parametrize("what", ["float", "hybrid", "truncated", "multi-input"])

@@ -18,15 +18,16 @@ def require_pixel_image(graph: QGraph, backend: str) -> tuple[int, int]:
     return shape[1], shape[2]
 
 
-def require_uint8_image(graph: QGraph, backend: str) -> tuple[int, int, int]:
-    """(C, H, W) of a graph whose input is an image of uint8 bytes (any number of channels,
-    streamed channel by channel); any other input is refused by name, before any work."""
+def require_byte_image(graph: QGraph, backend: str) -> tuple[int, int, int]:
+    """(C, H, W) of a graph whose input is an image of bytes, uint8 pixels or int8 values
+    (the TFLite models' own zero point), streamed channel by channel; anything else is
+    refused by name, before any work."""
     shape = tuple(graph.input.shape)
-    if graph.input_encoding != "uint8" or len(shape) != 3:
+    if graph.input_encoding not in ("uint8", "int8") or len(shape) != 3:
         dims = "x".join(map(str, shape))
-        raise MnistEdgeError(f"the {backend} backend reads a uint8 image (CxHxW); model "
-                             f"{graph.name} takes {graph.input_encoding} {dims}: use the C, "
-                             "WebAssembly or ONNX backends for it")
+        raise MnistEdgeError(f"the {backend} backend reads an image of uint8 or int8 bytes "
+                             f"(CxHxW); model {graph.name} takes {graph.input_encoding} {dims}: "
+                             "use the C, WebAssembly or ONNX backends for it")
     return shape[0], shape[1], shape[2]
 
 

@@ -19,6 +19,18 @@ Tensors that stay live beside the one a layer works on (a residual branch) are p
 the activation RAMs by the planner (rtl_plan.py).
 Requantization is the integer-only path (requant.decompose -> m, shift), as in the HLS
 backend and the C kernels' int mode.
+
+A graph in the `tflite` arithmetic runs on the same engine with TFLM's integer recipes
+(constants from QGraph.prepare, one requantizer, mnist_edge_requant_tfl.v):
+* conv / linear: the same bias fold, then MultiplyByQuantizedMultiplier with the per-channel
+  Q31 multiplier and shift, + z_y, the fused activation's clamp (per layer);
+* add: TFLM's per-input rescale MBQM((x + offset) << 20, m_i, s_i) is a function of the
+  int8 x alone, so each input's is a 256-entry int32 table (the tap ROM) the SUM taps read;
+  their int32 sum then takes the output MBQM, + z_y, the clamp;
+* average pool: the sum of raw inputs divided by N with TFLM's rounding (half away from
+  zero), as floor((|sum| + N/2) * ceil(2^31 / N) / 2^31) with the sign (checked here for
+  every sum of N int8 values);
+* softmax (last op only): mnist_edge_softmax.v over the logits, before they are sent.
 """
 
 from __future__ import annotations
@@ -35,11 +47,16 @@ import numpy as np
 from .. import golden
 from ..errors import MnistEdgeError
 from ..ops.elementwise import add_weights
+from ..ops.tflite_kernels import softmax_exp
 from ..paths import TEMPLATES_DIR, atomic_dir, template_env
 from ..qgraph import QGraph, pool_window
-from ..requant import ACC_LIMIT
-from ..testing import random_pixels
-from .inputs import require_arithmetic, require_uint8_image
+from ..requant import (
+    ACC_LIMIT,
+    INT32_MAX,
+    multiply_by_quantized_multiplier_smaller_than_one,
+)
+from ..testing import random_input_values, random_pixels
+from .inputs import require_arithmetic, require_byte_image
 from .memfiles import mem_text, packed_mem_text, requant_words
 from .rtl_plan import INPUT, plan
 
@@ -70,6 +87,9 @@ FPGAS: dict[str, dict[str, Any]] = {
                  "clock_mhz": 50.0, "board": "ULX3S 85F", "part": "LFE5U-85F-6BG381C"},
 }
 ICE40_DSPS = 8  # SB_MAC16 on the UP5K
+# the tflite softmax's 32 x 32 multiplier: 4 MULT18X18D, which the ECP5-25F (28, all taken
+# by 24 lanes and the requantizer) takes from its lanes; the 85F has them to spare
+SOFTMAX_DSPS = 4
 DEFAULT_FPGA = "ecp5-25k"
 
 STATIC_FILES = ("mnist_edge_requant.v", "mnist_edge_prenorm.v", "mnist_edge_act_ram.v",
@@ -88,8 +108,20 @@ TEMPLATE_FILES = {
 }
 ENGINE_SOURCES = ("mnist_edge_engine.v", "mnist_edge_requant.v", "mnist_edge_prenorm.v",
                   "mnist_edge_act_ram.v", "mnist_edge_mul8x2.v")
+# written only into a design in the tflite arithmetic (the softmax only when it has one),
+# so an onnx design's tree stays as it was
+TFLITE_FILES = ("mnist_edge_requant_tfl.v", "mnist_edge_softmax.v")
 UART_SOURCES = (*ENGINE_SOURCES, "mnist_edge_uart_rx.v", "mnist_edge_uart_tx.v",
                 "mnist_edge_uart_top.v")
+
+
+def design_sources(rtl_dir: Path, uart: bool = False) -> tuple[str, ...]:
+    """The Verilog files of the design in rtl_dir, for Verilator and yosys: the engine's
+    (and the UART top's), plus the tflite arithmetic's modules where the design has them."""
+    extra = tuple(name for name in TFLITE_FILES if (Path(rtl_dir) / name).exists())
+    return (*(UART_SOURCES if uart else ENGINE_SOURCES), *extra)
+
+
 BOARD_TOPS = {"ice40-up5k": ("top_icebreaker", "top_icebreaker.v", "icebreaker.pcf"),
               "ecp5-25k": ("top_ulx3s", "top_ulx3s.v", "ulx3s.lpf"),
               "ecp5-85k": ("top_ulx3s", "top_ulx3s.v", "ulx3s.lpf")}
@@ -135,6 +167,12 @@ class Layer:
     cstep: int = 0  # address step from one input channel to the next (0: h * w)
     ka: int = 1  # weighted-sum layers (add): each tap's weight, x * ka then x * kb
     kb: int = 1
+    act_lo: int = -128  # tflite: the fused activation's clamp
+    act_hi: int = 127
+    div: int = 0  # tflite average pool: the requantizer divides by N (half = N // 2)
+    half: int = 0
+    tap: int = 0  # tflite add: SUM taps read the tap ROM from tap_base (first input) and
+    tap_base: int = 0  # tap_base + 256 (second)
 
     @property
     def hw(self) -> int:
@@ -151,12 +189,15 @@ class Lowering:
 
     lanes: int
     offset: bool = False  # lanes multiply (x + 128)(w + 128): fold -128 * sum(w)
+    tflite: bool = False  # the graph's arithmetic is `tflite` (Q31 multipliers, TFLM recipes)
     layers: list[Layer] = field(default_factory=list)
     weights: list[np.ndarray] = field(default_factory=list)  # [words, lanes] int8 blocks
     bias: list[np.ndarray] = field(default_factory=list)
     mult: list[np.ndarray] = field(default_factory=list)
     shift: list[np.ndarray] = field(default_factory=list)
     luts: list[np.ndarray] = field(default_factory=list)
+    taps: list[np.ndarray] = field(default_factory=list)  # tflite add: 256 int32 per input
+    softmax: dict[str, int] | None = None  # tflite: a final softmax's constants (prepare)
     storage: dict[str, str] = field(default_factory=dict)  # tensor -> the tensor it views
     shapes: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # stored tensors
     reads: list[str] = field(default_factory=list)  # the op being lowered: what it reads
@@ -213,7 +254,7 @@ def _mac_layer(low: Lowering, graph: QGraph, i: int, dw: bool, w2: np.ndarray,
                geometry: dict[str, int], summary: str, channels: slice = slice(None),
                in_off: int = 0, out_off: int = 0) -> None:
     op, x = graph.ops[i], graph.input_of(i)
-    m, shift = (a[channels] for a in requant_words(graph, i, "RTL"))
+    m, shift = (a[channels] for a in _channel_words(low, graph, i, op.output.shape[0]))
     bias = (op.arrays["bias"][channels].astype(np.int64)
             - x.zero_point * w2.astype(np.int64).sum(axis=1))
     if low.offset:  # the engine sums (x + 128)(w + 128) and takes 128 * sum(x + 128) off
@@ -234,7 +275,30 @@ def _mac_layer(low: Lowering, graph: QGraph, i: int, dw: bool, w2: np.ndarray,
     layer.w_base = low.add_weights(words)
     layer.ch_base = low.add_channels(bias, m, shift)
     layer.in_off, layer.out_off = in_off, out_off
+    _set_act(low, graph, i, layer)
     low.append(layer)
+
+
+def _channel_words(low: Lowering, graph: QGraph, i: int, cout: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(m, shift) per output channel in the graph's arithmetic: the onnx arithmetic's
+    24-bit mantissa and right shift, or TFLM's Q31 multiplier and signed exponent
+    (QGraph.prepare: per channel, or one per tensor)."""
+    if not low.tflite:
+        return requant_words(graph, i, "RTL")
+    c = graph.prepare(i)
+    m = np.broadcast_to(np.asarray(c["mult"], np.int64), (cout,)).copy()
+    shift = np.broadcast_to(np.asarray(c["shift"], np.int64), (cout,)).copy()
+    if np.any(m < 0) or np.any(m > INT32_MAX) or np.any(shift < -31) or np.any(shift > 30):
+        raise MnistEdgeError(f"op {graph.ops[i].name}: a Q31 multiplier or shift outside "
+                             "QuantizeMultiplier's range (0..2^31-1, -31..30)")
+    return m, shift
+
+
+def _set_act(low: Lowering, graph: QGraph, i: int, layer: Layer) -> None:
+    """tflite: the layer's output clamp is the op's fused activation range (prepare)."""
+    if low.tflite:
+        layer.act_lo, layer.act_hi = (int(v) for v in graph.prepare(i)["act"])
 
 
 def _lower_conv2d(low: Lowering, graph: QGraph, i: int) -> None:
@@ -288,15 +352,37 @@ def _pool_layer(low: Lowering, graph: QGraph, i: int, mode: int, kernel: list[in
 def _lower_maxpool2d(low: Lowering, graph: QGraph, i: int) -> None:
     op, x = graph.ops[i], graph.input_of(i)
     k, s = op.attrs["kernel"], op.attrs["stride"]
-    _pool_layer(low, graph, i, MODE_MAX, k, s, f"{op.name}: maxpool2d {_dims(x.shape)} -> "
-                f"{_dims(op.output.shape)}, window {k[0]}x{k[1]}, stride {s[0]}x{s[1]}")
+    layer = _pool_layer(low, graph, i, MODE_MAX, k, s, f"{op.name}: maxpool2d "
+                        f"{_dims(x.shape)} -> {_dims(op.output.shape)}, window {k[0]}x{k[1]}, "
+                        f"stride {s[0]}x{s[1]}")
+    _set_act(low, graph, i, layer)
 
 
 def _avg_channels(low: Lowering, graph: QGraph, i: int, layer: Layer) -> None:
     x = graph.input_of(i)
-    m, shift = requant_words(graph, i, "RTL")
     n = pool_window(graph.ops[i], x)
+    if low.tflite:  # TFLM sums raw values and divides by N, rounding half away from zero
+        recip = tflite_pool_reciprocal(n)
+        layer.div, layer.half, layer.zy = 1, n // 2, 0
+        layer.ch_base = low.add_channels(np.zeros(layer.cout, np.int64),
+                                         np.full(layer.cout, recip), np.zeros(layer.cout))
+        _set_act(low, graph, i, layer)
+        return
+    m, shift = requant_words(graph, i, "RTL")
     layer.ch_base = low.add_channels(np.full(layer.cout, -n * x.zero_point), m, shift)
+
+
+def tflite_pool_reciprocal(n: int) -> int:
+    """c = ceil(2^31 / N), checked to give TFLM's average (C's (sum +- N/2) / N) as
+    floor((|sum| + N/2) * c / 2^31) with the sum's sign, for every sum of N int8 values."""
+    if not 1 <= n <= 1 << 15:
+        raise MnistEdgeError(f"an average pool over {n} values: the RTL engine divides sums "
+                             "of at most 32,768 values")
+    c = -(-(1 << 31) // n)
+    mag = np.arange(0, 128 * n + 1, dtype=np.int64)
+    if not np.array_equal(((mag + n // 2) * c) >> 31, (mag + n // 2) // n):
+        raise MnistEdgeError(f"an average pool over {n} values has no exact reciprocal")
+    return c
 
 
 def _lower_avgpool2d(low: Lowering, graph: QGraph, i: int) -> None:
@@ -346,6 +432,9 @@ def _lower_add(low: Lowering, graph: QGraph, i: int) -> None:
     in one RAM); bias -(k_a z_a + k_b z_b), then the add's one requantization."""
     op = graph.ops[i]
     a, b = graph.inputs_of(i)
+    if low.tflite:
+        _lower_add_tflite(low, graph, i)
+        return
     (ka, kb), _ = add_weights([a, b], op.output)
     c, h, wd = _chw(a.shape)
     layer = Layer(len(low.layers), f"{op.name}: add {_dims(a.shape)} + {_dims(b.shape)} "
@@ -359,6 +448,42 @@ def _lower_add(low: Lowering, graph: QGraph, i: int) -> None:
     low.append(layer)
 
 
+def _lower_add_tflite(low: Lowering, graph: QGraph, i: int) -> None:
+    """TFLM's ADD: one SUM layer of two taps, each reading its input's rescale table,
+    table_i[x + 128] = MBQM((x + offset_i) << left_shift, m_i, s_i) (int32); the sum's
+    output rescale, + z_y and the clamp are the requantizer's."""
+    op = graph.ops[i]
+    a, b = graph.inputs_of(i)
+    if tuple(a.shape) != tuple(b.shape):
+        raise MnistEdgeError(f"op {op.name}: a broadcasting add is not supported by the RTL "
+                             f"backend ({_dims(a.shape)} + {_dims(b.shape)})")
+    p = graph.prepare(i)
+    x = np.arange(-128, 128, dtype=np.int64)
+    for k in (1, 2):
+        shifted = (x + p[f"input{k}_offset"]) << p["left_shift"]
+        low.taps.append(multiply_by_quantized_multiplier_smaller_than_one(
+            shifted, p[f"input{k}_multiplier"], p[f"input{k}_shift"]))
+    c, h, wd = _chw(a.shape)
+    layer = Layer(len(low.layers), f"{op.name}: add {_dims(a.shape)} + {_dims(b.shape)} "
+                  "(TFLM: tables of each input's rescale)", [op.name], MODE_SUM, 1, c, c, 2,
+                  h, wd, 1, 1, 1, 1, 0, 0, h, wd, a.zero_point, int(p["output_offset"]),
+                  op.output.size, k=2, tap=1, tap_base=256 * (len(low.taps) - 2))
+    layer.ch_base = low.add_channels(np.zeros(c, np.int64),
+                                     np.full(c, p["output_multiplier"], np.int64),
+                                     np.full(c, p["output_shift"], np.int64))
+    layer.act_lo, layer.act_hi = (int(v) for v in p["act"])
+    low.weighted = True
+    low.append(layer)
+
+
+def _lower_softmax(low: Lowering, graph: QGraph, i: int) -> None:
+    """TFLM's SOFTMAX as the output stage (mnist_edge_softmax.v), after the last layer."""
+    if i != len(graph.ops) - 1:
+        raise MnistEdgeError(f"op {graph.ops[i].name}: the RTL engine runs a softmax only as "
+                             "the graph's last op")
+    low.softmax = {k: int(v) for k, v in graph.prepare(i).items()}
+
+
 def _lower_concat(low: Lowering, graph: QGraph, i: int) -> None:
     """One pass layer per input into its channel slice of the output: a copy (1x1 max pool)
     when the input has the output's quantization, else a 1x1 sum requantized with the
@@ -370,6 +495,9 @@ def _lower_concat(low: Lowering, graph: QGraph, i: int) -> None:
     for j, (x, src) in enumerate(zip(graph.inputs_of(i), low.reads, strict=True)):
         c, h, wd = _chw(x.shape)
         same = (x.scale, x.zero_point) == (op.output.scale, op.output.zero_point)
+        if low.tflite and not same:
+            raise MnistEdgeError(f"op {op.name}: a tflite concat whose inputs' quantization "
+                                 "differs from its output's is not supported by the RTL backend")
         what = "copied" if same else "requantized"
         layer = Layer(len(low.layers), f"{op.name}: concat input {j + 1} ({op.inputs[j]}, "
                       f"{_dims(x.shape)}) {what} into channels {first}..{first + c - 1}",
@@ -397,6 +525,7 @@ LOWERING: dict[str, Callable[[Lowering, QGraph, int], None]] = {
     "flatten": _lower_flatten,
     "add": _lower_add,
     "concat": _lower_concat,
+    "softmax": _lower_softmax,
 }
 # Registered kinds the engine does not run yet, and why (tests/test_op_registry.py).
 REFUSED: dict[str, str] = {}
@@ -416,23 +545,24 @@ def lower(graph: QGraph, lanes: int, offset: bool = False) -> Lowering:
 
     offset: the lanes multiply offset operands (x + 128)(w + 128) (mnist_edge_mul8x2)."""
     graph.validate()
-    require_arithmetic(graph, "RTL")
+    require_arithmetic(graph, "RTL", ("onnx", "tflite"))
     if not 1 <= lanes <= 64:
         raise MnistEdgeError(f"--lanes must be 1..64, got {lanes}")
-    low = Lowering(lanes, offset)
+    low = Lowering(lanes, offset, tflite=graph.arithmetic == "tflite")
     low.storage[INPUT] = INPUT
     low.shapes[INPUT] = _chw(graph.input.shape)
     for op in graph.ops:
-        low.storage[op.name] = (low.storage[op.inputs[0]] if op.kind == "flatten"
-                                else op.name)
-        if op.kind != "flatten":
+        view = op.kind in ("flatten", "softmax")  # softmax: the output stage, in place
+        low.storage[op.name] = low.storage[op.inputs[0]] if view else op.name
+        if not view:
             low.shapes[op.name] = _chw(op.output.shape)
     for i, op in enumerate(graph.ops):
         if op.kind not in LOWERING:
             why = f" ({REFUSED[op.kind]})" if op.kind in REFUSED else ""
             raise MnistEdgeError(f"op {op.name}: op kind {op.kind!r} is not supported by the "
                                  f"RTL backend{why}; supported: {', '.join(LOWERING)}")
-        if graph.max_accumulator(i) >= ACC_LIMIT and op.spec.multiplier is not None and \
+        if not low.tflite and graph.max_accumulator(i) >= ACC_LIMIT and \
+                op.spec.multiplier is not None and \
                 requant_words(graph, i, "RTL")[1].min() < 9:
             raise MnistEdgeError(f"op {op.name}: accumulators reach 2^24 and a requantization "
                                  "multiplier is 2^14 or more; the RTL engine's wide path "
@@ -474,6 +604,8 @@ def accumulator_bits(graph: QGraph) -> int:
     weights' and bias's, over every int8 input) is below 2^24, else as wide as the largest
     bound needs (at most 32: QGraph.validate bounds accumulators by 2^31). Sums wrap
     modulo 2^ACC_W on the way; the finished sum plus bias is exact in ACC_W bits."""
+    if graph.arithmetic == "tflite" and any(op.kind == "add" for op in graph.ops):
+        return 32  # TFLM's ADD sums two int32 rescaled inputs (each below 2^29 in magnitude)
     bound = max(graph.max_accumulator(i) for i in range(len(graph.ops)))
     return 25 if bound < ACC_LIMIT else min(32, bound.bit_length() + 1)
 
@@ -534,10 +666,13 @@ def layer_context(low: Lowering) -> list[dict[str, Any]]:
         row = dict(d.__dict__)
         row.update(k=d.k if d.mode == MODE_MAC else 0, mode=f"MODE_{MODE_NAMES[d.mode]}",
                    hw=d.hw, ohw=d.ohw,
-                   row_step=d.sh * d.w, out_gstep=d.ohw if d.dw else low.lanes * d.ohw,
+                   row_step=d.sh * d.w,
+                   # modulo 2^16: a layer of one group never steps (64 lanes x 32 x 32)
+                   out_gstep=(d.ohw if d.dw else low.lanes * d.ohw) % (1 << 16),
                    iy0_v=_signed_literal(-d.pt, 10), ix0_v=_signed_literal(-d.pl, 10),
                    win0_v=(-d.pt * d.w - d.pl) % (1 << 16), zx_hex=_byte_hex(d.zx),
-                   zy_hex=_byte_hex(d.zy), cstep=d.cstep or d.hw)
+                   zy_hex=_byte_hex(d.zy), cstep=d.cstep or d.hw,
+                   act_lo_hex=_byte_hex(d.act_lo), act_hi_hex=_byte_hex(d.act_hi))
         rows.append(row)
     return rows
 
@@ -548,8 +683,12 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
     if fpga not in FPGAS:
         raise MnistEdgeError(f"unknown FPGA {fpga!r}; choose from: {', '.join(FPGAS)}")
     device = FPGAS[fpga]
-    require_arithmetic(graph, "RTL")
-    channels, height, width = require_uint8_image(graph, "RTL")
+    require_arithmetic(graph, "RTL", ("onnx", "tflite"))
+    channels, height, width = require_byte_image(graph, "RTL")
+    tflite = graph.arithmetic == "tflite"
+    if tflite and device["mul8x2"]:
+        raise MnistEdgeError(f"the tflite arithmetic on {fpga} is not implemented: its "
+                             "requantizer's 32 x 32 product needs DSP blocks the lanes use")
     pixels = channels * height * width
     lanes = int(lanes or device["lanes"])
     if device["mul8x2"] and (lanes % 2 or lanes > 2 * ICE40_DSPS):
@@ -559,8 +698,9 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
     rq_cycles = 24 // rq_digit if rq_digit else 1
     low = lower(graph, lanes, offset=bool(device["mul8x2"]))
     image = (height, width) if channels == 1 else (channels, height, width)
-    if vector_pixels is None:
-        vector_pixels = random_pixels(20, 0, image)
+    if vector_pixels is None:  # int8 inputs: uniform bytes
+        vector_pixels = (random_pixels(20, 0, image) if graph.input_encoding == "uint8" else
+                         random_input_values(tuple(graph.input.shape), "int8", 20))
     vector_pixels = np.ascontiguousarray(vector_pixels).reshape(-1, *image)
     golden_logits = golden.run_int8(graph, vector_pixels)
     acc_w = accumulator_bits(graph)
@@ -574,6 +714,7 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
     mult = np.concatenate(low.mult) if chan else np.zeros(1, np.int64)
     shift = np.concatenate(low.shift) if chan else np.zeros(1, np.int64)
     luts = np.concatenate(low.luts) if low.luts else np.zeros(256, np.int64)
+    taps = np.concatenate(low.taps) if low.taps else np.zeros(256, np.int64)
     if len(bias) <= lanes:  # the channel address (CA bits) also holds LANES: pad the ROMs
         bias, mult, shift = (np.concatenate([a, np.zeros(lanes + 1 - len(a), np.int64)])
                              for a in (bias, mult, shift))
@@ -588,7 +729,8 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
         "model": graph.name,
         "qgraph_hash": graph.content_hash(),
         "lanes": lanes,
-        "dsp_lanes": min(lanes, device["dsp_lanes"]),
+        "dsp_lanes": min(lanes, device["dsp_lanes"] - (SOFTMAX_DSPS if low.softmax and
+                                                       fpga == "ecp5-25k" else 0)),
         "mul8x2": bool(device["mul8x2"]),
         "rq_digit": rq_digit,
         "rq_cycles": rq_cycles,
@@ -601,6 +743,12 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
         "width": width,
         "acc_w": acc_w,
         "weighted": low.weighted,
+        "tflite": tflite,
+        "int8_input": graph.input_encoding == "int8",
+        "input_zero_point": graph.input.zero_point,
+        "tap_depth": len(taps),
+        "tap_addr_bits": _bits(len(taps)),
+        "softmax": low.softmax,
         "branched": not graph.is_chain,
         "act_depth": sizes,
         "act_addr_bits": [_bits(n) for n in sizes],
@@ -626,7 +774,8 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
         "macs": sum(d.macs for d in low.layers),
         "weight_bytes": weight_bytes,
         "rom_bits": {"weights": len(weights) * 8 * lanes, "bias": len(bias) * 32,
-                     "mult": len(mult) * 24, "shift": len(shift) * 8, "lut": len(luts) * 8},
+                     "mult": len(mult) * (32 if tflite else 24), "shift": len(shift) * 8,
+                     "lut": len(luts) * 8, **({"tap": len(taps) * 32} if low.taps else {})},
         "vectors": len(vector_pixels),
         "output_scale": graph.output.scale,
         "output_zero_point": graph.output.zero_point,
@@ -639,17 +788,32 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
                                        f"g*{lanes} + lane"),
         "bias.mem": mem_text(bias, 32, True, "bias per output channel with the input zero "
                              "point folded in: bias - z_x * sum(w) (pools: -N * z_x)"),
-        "mult.mem": mem_text(mult, 24, False, "requantization mantissa m (M = m * 2^-shift)"),
-        "shift.mem": mem_text(shift, 8, False, "requantization right shift"),
+        "mult.mem": (mem_text(mult, 32, False, "TFLM's Q31 multiplier per output channel "
+                              "(average pools: ceil(2^31 / N))") if tflite else
+                     mem_text(mult, 24, False, "requantization mantissa m (M = m * 2^-shift)")),
+        "shift.mem": (mem_text(shift, 8, True, "TFLM's shift: left when positive, right when "
+                               "negative") if tflite else
+                      mem_text(shift, 8, False, "requantization right shift")),
         "lut.mem": mem_text(luts, 8, True, "activation tables, 256 entries each: "
                             "y = table[x + 128]"),
     }
+    if low.softmax:
+        tables = softmax_tables(low.softmax)
+        mems["softmax_exp.mem"] = mem_text(np.array(tables["exp"]), 32, True, "TFLM softmax: "
+                                           "exp(d) in Q0.31, d = x - max = index - 255")
+        mems["softmax_term.mem"] = mem_text(np.array(tables["term"]), 32, True, "TFLM softmax: "
+                                            "the Q12.19 term of the sum (0 below diff_min)")
+    if low.taps:
+        mems["tap.mem"] = mem_text(taps, 32, True, "TFLM ADD: each input's rescale "
+                                   "MBQM((x + offset) << 20, m, s), 256 entries per input: "
+                                   "y = table[x + 128]")
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
         tmp.chmod(0o755)
         for template, name in TEMPLATE_FILES.items():
             (tmp / name).write_text(env.get_template(template).render(**context))
-        for name in STATIC_FILES:
+        extra = TFLITE_FILES[:1 + bool(low.softmax)] if tflite else ()
+        for name in (*STATIC_FILES, *extra):
             (tmp / name).write_text((TEMPLATES_DIR / "rtl" / name).read_text())
         (tmp / "mem").mkdir()
         for name, text in mems.items():
@@ -682,6 +846,18 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return out_dir
+
+
+def softmax_tables(c: dict[str, int]) -> dict[str, list[int]]:
+    """TFLM's SOFTMAX per difference d = x - max(x), d in -255..0 (index d + 255): whether
+    d counts (d >= diff_min), exp(d) in Q0.31 and its Q12.19 term of the sum, from golden's
+    own kernel (tflite_kernels.softmax_exp); mnist_edge_softmax.v does the rest (the sum,
+    the reciprocal, the products)."""
+    d = np.arange(-255, 1, dtype=np.int64)
+    keep, exp, term = softmax_exp(d, c["input_multiplier"], c["input_left_shift"],
+                                  c["diff_min"])
+    return {"exp": [int(v) for v in exp], "term": [int(v) for v in term],
+            "keep": [int(v) for v in keep]}
 
 
 def load_manifest(rtl_dir: Path) -> dict[str, Any]:

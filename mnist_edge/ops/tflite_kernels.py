@@ -167,16 +167,23 @@ def softmax(x: np.ndarray, *, input_multiplier: int, input_left_shift: int, diff
     give -128. Constants from `tflite_prepare.softmax_params`."""
     xi = x.astype(np.int64)
     diff = xi - xi.max(axis=-1, keepdims=True)
-    keep = diff >= diff_min
-    scaled = multiply_by_quantized_multiplier_greater_than_one(
-        np.where(keep, diff, 0), input_multiplier, input_left_shift)
-    exp = g.exp_on_negative_values(scaled, 5)
-    terms = np.where(keep, g.rescale(exp, 0, 12), 0)
+    keep, exp, terms = softmax_exp(diff, input_multiplier, input_left_shift, diff_min)
     sum_of_exps = _wrap32(terms.sum(axis=-1, keepdims=True))
     shifted_scale, bits_over_unit = g.get_reciprocal(sum_of_exps, 12)
     exponent = bits_over_unit + 31 - 8
     out = g.rounding_divide_by_pot(g.mul(shifted_scale, exp), exponent) + INT8_MIN
     return np.where(keep, np.clip(out, INT8_MIN, INT8_MAX), INT8_MIN).astype(np.int8)
+
+
+def softmax_exp(diff: np.ndarray, input_multiplier: int, input_left_shift: int,
+                diff_min: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """SOFTMAX's per-element part, a function of diff = x - max alone (the RTL tabulates
+    it): whether diff counts (>= diff_min), exp(scaled diff) in Q0.31, its Q12.19 term."""
+    keep = diff >= diff_min
+    scaled = multiply_by_quantized_multiplier_greater_than_one(
+        np.where(keep, diff, 0), input_multiplier, input_left_shift)
+    exp = g.exp_on_negative_values(scaled, 5)
+    return keep, exp, np.where(keep, g.rescale(exp, 0, 12), 0)
 
 
 def reshape(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

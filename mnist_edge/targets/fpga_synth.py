@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import qgraph
-from ..backends.rtl import BOARD_TOPS, FPGAS, UART_SOURCES, generate_rtl, load_manifest
+from ..backends.rtl import BOARD_TOPS, FPGAS, design_sources, generate_rtl, load_manifest
 from ..errors import MnistEdgeError
 from ..paths import atomic_dir, write_manifest
 from ..report import load_report, update_report
@@ -85,14 +85,12 @@ def synth_netlist(rtl_dir: Path, fpga: str) -> tuple[Path, list[str]]:
     if fpga not in NETLIST_CELLS:
         raise MnistEdgeError(f"rtl-netlist: no gate-level simulation for {fpga}: yosys ships "
                              "its block RAM and multiplier cells only as black boxes")
-    from ..backends.rtl import ENGINE_SOURCES
-
     flow = FLOWS[fpga]
     yosys = _tool(flow["yosys"])
     cells, sim_defines = NETLIST_CELLS[fpga]
     defines = " ".join(f"-D{d}" for d in flow["defines"])
     synth_cmd = flow["synth"].format(top="mnist_edge_engine")
-    script = (f"read_verilog {defines} {' '.join(ENGINE_SOURCES)}; {synth_cmd}; "
+    script = (f"read_verilog {defines} {' '.join(design_sources(rtl_dir))}; {synth_cmd}; "
               f"write_verilog -noattr {NETLIST_NAME}")
     _run([yosys, "-q", "-p", script], rtl_dir, rtl_dir / "yosys_netlist.log", "yosys")
     return _yosys_share(yosys) / cells, sim_defines
@@ -187,7 +185,8 @@ def synth(run_dir: Path, fpga: str, out: Path | None = None, cycles: int | None 
         generate_rtl(graph, rtl, fpga=fpga, lanes=lanes)
         manifest = load_manifest(rtl)
         defines = " ".join(f"-D{d}" for d in flow["defines"])
-        script = (f"read_verilog {defines} {' '.join((*UART_SOURCES, top_file))}; "
+        sources = (*design_sources(rtl, uart=True), top_file)
+        script = (f"read_verilog {defines} {' '.join(sources)}; "
                   + flow["synth"].format(top=top) + " -json top.json; stat")
         t0 = time.time()
         ys_log = _run([yosys, "-q", "-l", "../yosys.log", "-p", script], rtl, tmp / "yosys.out",

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backends.rtl import ENGINE_SOURCES, UART_SOURCES, generate_rtl, load_manifest
+from ..backends.rtl import design_sources, generate_rtl, load_manifest
 from ..errors import MnistEdgeError
 from ..qgraph import QGraph
 from ..validate import BackendResult
@@ -31,8 +31,8 @@ def lint(rtl_dir: Path) -> str:
     """`verilator --lint-only -Wall` on the engine and the UART top; returns its output."""
     verilator = require_tool("verilator")
     out = []
-    for top, sources in (("mnist_edge_engine", ENGINE_SOURCES),
-                         ("mnist_edge_uart_top", UART_SOURCES)):
+    for top, sources in (("mnist_edge_engine", design_sources(rtl_dir)),
+                         ("mnist_edge_uart_top", design_sources(rtl_dir, uart=True))):
         proc = subprocess.run([verilator, "--lint-only", "-Wall", "--top-module", top,
                                *sources], cwd=rtl_dir, capture_output=True, text=True)
         if proc.returncode != 0:
@@ -50,7 +50,7 @@ def build(rtl_dir: Path, uart: bool = False, sources: tuple[str, ...] | None = N
     """
     verilator = require_tool("verilator")
     top = "mnist_edge_uart_top" if uart else "mnist_edge_engine"
-    sources = sources or (UART_SOURCES if uart else ENGINE_SOURCES)
+    sources = sources or design_sources(rtl_dir, uart)
     obj = f"obj_{top}"
     # Verilator's Makefile compiles the model with -Os by default; -O2 simulates ~3x faster.
     cmd = [verilator, "--cc", "--exe", "--build", "-O3", "-Wno-fatal", "--x-assign", "fast",
@@ -79,7 +79,9 @@ def simulate(binary: Path, rtl_dir: Path, pixels: np.ndarray, classes: int,
     `layer_stats` (when given) with each layer's cycles and busy lane-cycles, summed over
     the images.
     """
-    pixels = np.ascontiguousarray(pixels, dtype=np.uint8).reshape(len(pixels), -1)
+    pixels = np.ascontiguousarray(pixels)
+    pixels = (pixels.view(np.uint8) if pixels.dtype == np.int8 else  # int8 inputs: as bytes
+              pixels.astype(np.uint8)).reshape(len(pixels), -1)
     with tempfile.TemporaryDirectory(prefix="mnist-edge-sim-") as tmp:
         px, out = Path(tmp) / "pixels.bin", Path(tmp) / "out.bin"
         stats = Path(tmp) / "stats.bin"
