@@ -61,8 +61,11 @@ MODE_NAMES = {MODE_MAC: "MAC", MODE_SUM: "SUM", MODE_MAX: "MAX"}
 FPGAS: dict[str, dict[str, Any]] = {
     "ice40-up5k": {"lanes": 16, "dsp_lanes": 0, "mul8x2": True, "rq_digit": 8,
                    "clock_mhz": 33.75, "board": "iCEBreaker"},
-    "ecp5-25k": {"lanes": 32, "dsp_lanes": 24, "mul8x2": False, "rq_digit": 0,
-                 "clock_mhz": 50.0, "board": "ULX3S", "part": "LFE5U-25F-6BG381C"},
+    # positions 4: each lane computes a 2x2 pool window's 4 conv outputs (fused max pools),
+    # 128 multipliers: 24 on MULT18X18D, 104 in logic
+    "ecp5-25k": {"lanes": 32, "positions": 4, "dsp_lanes": 24, "mul8x2": False,
+                 "rq_digit": 0, "clock_mhz": 50.0, "board": "ULX3S",
+                 "part": "LFE5U-25F-6BG381C"},
     # LFE5U-85F (ULX3S 85F: the same board and CABGA381 pinout as the 25F, so the same top
     # and pin file): 156 MULT18X18D, every one of 64 lanes on a DSP beside the
     # requantizer's 4, and 208 EBR for the 512-bit weight words
@@ -135,6 +138,7 @@ class Layer:
     cstep: int = 0  # address step from one input channel to the next (0: h * w)
     ka: int = 1  # weighted-sum layers (add): each tap's weight, x * ka then x * kb
     kb: int = 1
+    pool: int = 0  # 1: a 2x2 / 2 max pool fused in; oh, ow count its outputs (positions)
 
     @property
     def hw(self) -> int:
@@ -151,6 +155,7 @@ class Lowering:
 
     lanes: int
     offset: bool = False  # lanes multiply (x + 128)(w + 128): fold -128 * sum(w)
+    positions: int = 1  # 4: every lane computes a 2x2 pool window's 4 positions at once
     layers: list[Layer] = field(default_factory=list)
     weights: list[np.ndarray] = field(default_factory=list)  # [words, lanes] int8 blocks
     bias: list[np.ndarray] = field(default_factory=list)
@@ -285,9 +290,46 @@ def _pool_layer(low: Lowering, graph: QGraph, i: int, mode: int, kernel: list[in
     return layer
 
 
+def _only_reader(low: Lowering, graph: QGraph, i: int) -> bool:
+    """Op i is the only reader of the tensor it reads (flatten views aside)."""
+    src = low.reads[0]
+    return [j for j, o in enumerate(graph.ops) if o.kind != "flatten"
+            and any(low.storage[n] == src for n in o.inputs)] == [i]
+
+
+def _fuse_maxpool(low: Lowering, graph: QGraph, i: int) -> bool:
+    """A 2x2 / 2 max pool right after the MAC layer that alone writes its input, on an
+    engine whose lanes compute 4 positions: the layer runs over the pool's outputs, each
+    lane computing the window's 4 sums side by side, and the drain requantizes only their
+    maximum. Exact: the requantization is monotone non-decreasing in acc (M > 0; every
+    rounding step is monotone), and so is a fused table when its entries never decrease,
+    so the max of the 4 outputs is the output of the max sum. Rows and columns the pool
+    drops (odd sizes) are never computed."""
+    op = graph.ops[i]
+    src = low.reads[0]
+    last = low.layers[-1] if low.layers else None
+    if (low.positions != 4 or last is None or last.mode != MODE_MAC or last.pool
+            or op.attrs["kernel"] != [2, 2] or op.attrs["stride"] != [2, 2]
+            or any(op.attrs.get("padding", [0, 0, 0, 0])) or last.writes != src
+            or sum(d.writes == src for d in low.layers) != 1
+            or 2 * max(last.sh, last.sw) > 15 or not _only_reader(low, graph, i)):
+        return False
+    if last.lut and np.any(np.diff(low.luts[last.lut_base // 256]) < 0):
+        return False  # a table that decreases somewhere does not commute with max
+    _, oh, ow = _chw(op.output.shape)
+    last.summary += f", then {op.name}: maxpool2d 2x2 stride 2 fused (4 positions per lane)"
+    last.ops.append(op.name)
+    last.writes, last.out_size, last.pool = low.writes, op.output.size, 1
+    last.oh, last.ow = oh, ow
+    last.macs = last.cout * 4 * oh * ow * last.cin * last.kh * last.kw
+    return True
+
+
 def _lower_maxpool2d(low: Lowering, graph: QGraph, i: int) -> None:
     op, x = graph.ops[i], graph.input_of(i)
     k, s = op.attrs["kernel"], op.attrs["stride"]
+    if _fuse_maxpool(low, graph, i):
+        return
     _pool_layer(low, graph, i, MODE_MAX, k, s, f"{op.name}: maxpool2d {_dims(x.shape)} -> "
                 f"{_dims(op.output.shape)}, window {k[0]}x{k[1]}, stride {s[0]}x{s[1]}")
 
@@ -321,9 +363,7 @@ def _lower_lut(low: Lowering, graph: QGraph, i: int) -> None:
     last ones and nothing else reads that tensor; a pass-through layer otherwise."""
     op, x = graph.ops[i], graph.input_of(i)
     src = low.reads[0]
-    readers = [j for j, o in enumerate(graph.ops) if o.kind != "flatten"
-               and any(low.storage[n] == src for n in o.inputs)]
-    fuse = (bool(low.layers) and low.layers[-1].writes == src and readers == [i]
+    fuse = (bool(low.layers) and low.layers[-1].writes == src and _only_reader(low, graph, i)
             and not any(d.lut for d in low.layers if d.writes == src))
     if fuse:
         layers = [d for d in low.layers if d.writes == src]
@@ -411,15 +451,19 @@ def _copy_layer(low: Lowering, src: str, dst: str) -> Layer:
                  0, 0, h, w, 0, 0, c * h * w, k=1, reads=[src], writes=dst)
 
 
-def lower(graph: QGraph, lanes: int, offset: bool = False) -> Lowering:
+def lower(graph: QGraph, lanes: int, offset: bool = False, positions: int = 1) -> Lowering:
     """The QGraph as descriptor entries and ROM contents, via `LOWERING`.
 
-    offset: the lanes multiply offset operands (x + 128)(w + 128) (mnist_edge_mul8x2)."""
+    offset: the lanes multiply offset operands (x + 128)(w + 128) (mnist_edge_mul8x2).
+    positions: 4 when each lane computes a 2x2 window's 4 positions (fused max pools)."""
     graph.validate()
     require_arithmetic(graph, "RTL")
     if not 1 <= lanes <= 64:
         raise MnistEdgeError(f"--lanes must be 1..64, got {lanes}")
-    low = Lowering(lanes, offset)
+    if positions not in (1, 4) or (positions > 1 and offset):
+        raise MnistEdgeError(f"the RTL engine computes 1 or 4 positions per lane (4 without "
+                             f"the offset multipliers), not {positions}")
+    low = Lowering(lanes, offset, positions)
     low.storage[INPUT] = INPUT
     low.shapes[INPUT] = _chw(graph.input.shape)
     for op in graph.ops:
@@ -524,17 +568,20 @@ def cycle_model(low: Lowering, pixels: int, rq_cycles: int = 1) -> int:
 
 
 def lane_ops(layer: Layer) -> int:
-    """Useful lane operations of a layer: one per MAC, pool tap or table pass value."""
-    return layer.cout * layer.ohw * layer.cin * layer.kh * layer.kw
+    """Useful lane operations of a layer: one per MAC, pool tap or table pass value (a
+    fused pool's layer computes 4 positions per output)."""
+    return layer.cout * layer.ohw * layer.cin * layer.kh * layer.kw * (4 if layer.pool else 1)
 
 
 def layer_context(low: Lowering) -> list[dict[str, Any]]:
     rows = []
     for d in low.layers:
         row = dict(d.__dict__)
+        step = 2 if d.pool else 1  # a fused pool's window origin moves 2 positions
         row.update(k=d.k if d.mode == MODE_MAC else 0, mode=f"MODE_{MODE_NAMES[d.mode]}",
-                   hw=d.hw, ohw=d.ohw,
-                   row_step=d.sh * d.w, out_gstep=d.ohw if d.dw else low.lanes * d.ohw,
+                   hw=d.hw, ohw=d.ohw, sh=step * d.sh, sw=step * d.sw,
+                   psy=d.sh, psx=d.sw, prow=d.sh * d.w,
+                   row_step=step * d.sh * d.w, out_gstep=d.ohw if d.dw else low.lanes * d.ohw,
                    iy0_v=_signed_literal(-d.pt, 10), ix0_v=_signed_literal(-d.pl, 10),
                    win0_v=(-d.pt * d.w - d.pl) % (1 << 16), zx_hex=_byte_hex(d.zx),
                    zy_hex=_byte_hex(d.zy), cstep=d.cstep or d.hw)
@@ -557,7 +604,8 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
                              f"two lanes per SB_MAC16, {ICE40_DSPS} SB_MAC16; got {lanes}")
     rq_digit = int(device["rq_digit"])
     rq_cycles = 24 // rq_digit if rq_digit else 1
-    low = lower(graph, lanes, offset=bool(device["mul8x2"]))
+    positions = int(device.get("positions", 1))
+    low = lower(graph, lanes, offset=bool(device["mul8x2"]), positions=positions)
     image = (height, width) if channels == 1 else (channels, height, width)
     if vector_pixels is None:
         vector_pixels = random_pixels(20, 0, image)
@@ -588,7 +636,8 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
         "model": graph.name,
         "qgraph_hash": graph.content_hash(),
         "lanes": lanes,
-        "dsp_lanes": min(lanes, device["dsp_lanes"]),
+        "dsp_lanes": min(lanes * positions, device["dsp_lanes"]),
+        "positions": positions,
         "mul8x2": bool(device["mul8x2"]),
         "rq_digit": rq_digit,
         "rq_cycles": rq_cycles,
@@ -664,6 +713,7 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
             "qgraph_hash": graph.content_hash(),
             "fpga": fpga,
             "lanes": lanes,
+            "positions": positions,
             "clock_mhz": device["clock_mhz"],
             "top": "mnist_edge_engine",
             "uart_top": "mnist_edge_uart_top",

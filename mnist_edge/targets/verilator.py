@@ -173,9 +173,9 @@ def _run(run_dir: Path, graph: QGraph, pixels: np.ndarray, options: dict[str, An
 
 def layer_table(manifest: dict[str, Any], stats: list[dict[str, int]],
                 images: int) -> list[dict[str, Any]]:
-    """Per layer: measured cycles per image and lane utilization (busy lane-cycles over
-    lanes x cycles), beside the useful lane operations the layer needs."""
-    lanes = manifest["lanes"]
+    """Per layer: measured cycles per image and lane utilization (busy multiplier-cycles over
+    multipliers x cycles: lanes x positions), beside the useful lane operations the layer needs."""
+    lanes = manifest["lanes"] * manifest.get("positions", 1)  # every multiplier
     rows = []
     for layer, st in zip(manifest["layers"], stats, strict=True):
         rows.append({
