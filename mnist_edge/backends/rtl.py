@@ -76,7 +76,7 @@ ICE40_DSPS = 8  # SB_MAC16 on the UP5K
 DEFAULT_FPGA = "ecp5-25k"
 
 STATIC_FILES = ("mnist_edge_requant.v", "mnist_edge_prenorm.v", "mnist_edge_act_ram.v",
-                "mnist_edge_mul8x2.v",
+                "mnist_edge_mul8x2.v", "mnist_edge_mul8_lut.v",
                 "mnist_edge_uart_rx.v", "mnist_edge_uart_tx.v")
 TEMPLATE_FILES = {
     "mnist_edge_engine.v.j2": "mnist_edge_engine.v",
@@ -90,7 +90,7 @@ TEMPLATE_FILES = {
     "README.md.j2": "README.md",
 }
 ENGINE_SOURCES = ("mnist_edge_engine.v", "mnist_edge_requant.v", "mnist_edge_prenorm.v",
-                  "mnist_edge_act_ram.v", "mnist_edge_mul8x2.v")
+                  "mnist_edge_act_ram.v", "mnist_edge_mul8x2.v", "mnist_edge_mul8_lut.v")
 UART_SOURCES = (*ENGINE_SOURCES, "mnist_edge_uart_rx.v", "mnist_edge_uart_tx.v",
                 "mnist_edge_uart_top.v")
 BOARD_TOPS = {"ice40-up5k": ("top_icebreaker", "top_icebreaker.v", "icebreaker.pcf"),
