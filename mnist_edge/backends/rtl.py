@@ -48,9 +48,11 @@ MODE_NAMES = {MODE_MAC: "MAC", MODE_SUM: "SUM", MODE_MAX: "MAX"}
 
 # Devices the generator sizes a design for: default lanes and the clock the board top
 # runs the engine at (the synth flow checks timing against it).
-# dsp_lanes: how many lanes multiply on DSP blocks with `*`, leaving the requantization's
-# 24 x 24 product its share (ECP5-25F: 28 MULT18X18D, 4 for the product); the others
-# multiply in logic. mul8x2 (iCE40): every lane multiplies on an explicitly instantiated
+# dsp_lanes: how many multipliers (lanes x positions) are DSP blocks (`*`), leaving the
+# requantization's 24 x 24 product its share (ECP5-25F: 28 MULT18X18D, 4 for the product);
+# the others multiply in logic (mnist_edge_mul8_lut.v). positions: 4 makes each lane
+# compute a 2x2 pool window's 4 conv outputs (a conv and its 2x2 max pool fused; default
+# 1). mul8x2 (iCE40): every lane multiplies on an explicitly instantiated
 # SB_MAC16 in dual 8x8 mode, two lanes per DSP (templates/rtl/mnist_edge_mul8x2.v; no
 # inference: yosys 0.23's `synth_ice40 -dsp` on the lanes gave a netlist with wrong logits),
 # so the UP5K's 8 SB_MAC16 give 16 lanes, and the requantizer computes its product in

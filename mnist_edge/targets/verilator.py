@@ -150,6 +150,7 @@ def _run(run_dir: Path, graph: QGraph, pixels: np.ndarray, options: dict[str, An
     _check_class(logits, cls, what)
     extra: dict[str, Any] = {
         "fpga": manifest["fpga"], "lanes": manifest["lanes"],
+        "positions": manifest.get("positions", 1),
         "cycles_per_image": int(np.max(cycles)) if len(cycles) else 0,
         "cycles_per_image_mean": float(np.mean(cycles)) if len(cycles) else 0.0,
         "verilator_build_seconds": round(build_s, 1),
