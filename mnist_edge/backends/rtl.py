@@ -640,6 +640,7 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
         "lanes": lanes,
         "dsp_lanes": min(lanes * positions, device["dsp_lanes"]),
         "positions": positions,
+        "lane_bits": _bits(lanes),
         "mul8x2": bool(device["mul8x2"]),
         "rq_digit": rq_digit,
         "rq_cycles": rq_cycles,
