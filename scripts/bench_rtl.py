@@ -112,8 +112,10 @@ def table(rows: list[dict]) -> str:
         spread = (f"{s['fmax_mhz_min']} / {s['fmax_mhz_median']} "
                   f"({s['seeds_meeting_clock']} of {len(s['fmax_mhz_by_seed'])} meet)"
                   if s else "–")
+        lanes = (f"{v['lanes']} x {v['positions']} positions" if v.get("positions", 1) > 1
+                 else v["lanes"])
         lines.append(
-            f"| {Path(r['run']).name} | {r['fpga']} | {v['lanes']} | {v['images']:,} | "
+            f"| {Path(r['run']).name} | {r['fpga']} | {lanes} | {v['images']:,} | "
             f"{v['exact_logit_fraction']:.4%} | "
             f"{'–' if v.get('accuracy') is None else format(v['accuracy'], '.2%')} | "
             f"{v['cycles_per_image']:,} | {cells['LUT4']} | {cells['FF']} | {cells['EBR']} | "
@@ -129,7 +131,8 @@ def layer_tables(rows: list[dict]) -> str:
         layers = r["rtl"].get("layers") or []
         if not layers:
             continue
-        out += [f"\n{Path(r['run']).name} on {r['fpga']} ({r['rtl']['lanes']} lanes), "
+        out += [f"\n{Path(r['run']).name} on {r['fpga']} ({r['rtl']['lanes']} lanes x "
+                f"{r['rtl'].get('positions', 1)} positions), "
                 f"{r['rtl']['images']:,} images:\n",
                 "| layer | mode | cycles / image | lane utilization |", "|---|---|---:|---:|"]
         out += [f"| {x['summary']} | {x['mode']} | {x['cycles_per_image']:,} | "

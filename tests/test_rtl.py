@@ -537,3 +537,101 @@ def test_dsp_wrapper_every_int8_pair(model: str, tmp_path: Path) -> None:
         assert np.array_equal(prod, (x + 128) * (y + 128))
         assert np.array_equal(prod - 128 * (x + 128) - 128 * (y + 128) + 16384, x * y)
     assert len(np.unique(a * 256 + b)) == len(np.unique(b * 256 + c)) == 65536
+
+
+def _monotone_tables(graph: QGraph) -> QGraph:
+    """The graph with every activation table sorted: non-decreasing, so a max pool after
+    it may be fused before the requantization."""
+    for op in graph.ops:
+        if op.kind == "lut":
+            op.arrays["table"] = np.sort(op.arrays["table"])
+    graph.validate()
+    return graph
+
+
+def test_pool_fusion_needs_four_positions_and_a_monotone_table() -> None:
+    """A 2x2 / 2 max pool joins the conv before it (through a fused table) only on a
+    4-position engine and only when the table never decreases: max and a decreasing table
+    do not commute."""
+    def fused(graph: QGraph, positions: int) -> list[int]:
+        return [d.pool for d in rtl.lower(graph, 3, positions=positions).layers]
+
+    assert fused(_monotone_tables(random_qgraph(3, "mixed")), 4)[0] == 1
+    assert not any(fused(_monotone_tables(random_qgraph(3, "mixed")), 1))
+    graph = random_qgraph(3, "mixed")
+    assert np.any(np.diff(graph.ops[1].arrays["table"].astype(int)) < 0)
+    assert not any(fused(graph, 4))
+    layers = rtl.lower(_monotone_tables(random_qgraph(3, "mixed")), 3, positions=4).layers
+    first = layers[0]  # conv 4x28x28 + table + pool: 14x14 outputs, 4 conv positions each
+    assert (first.oh, first.ow, first.lut) == (14, 14, 1)
+    assert rtl.lane_ops(first) == 4 * 28 * 28 * 9
+    assert len(layers) == len(rtl.lower(random_qgraph(3, "mixed"), 3, positions=4).layers) - 1
+
+
+def test_fused_pool_positions_exact(tmp_path: Path) -> None:
+    """The ECP5 engine's 4 positions per lane (4 RAM copies, the drain's max of 4 sums)
+    on a conv + monotone table + pool (fused), then a strided conv with asymmetric padding,
+    an average pool, a grouped conv and a linear layer (position 0 only); 3 lanes: ragged
+    groups. Golden's logits on every image, and the per-layer lane counts add up."""
+    need("verilator")
+    graph = _monotone_tables(random_qgraph(3, "mixed"))
+    out = rtl.generate_rtl(graph, tmp_path / "rtl", fpga="ecp5-25k", lanes=3)
+    verilator.lint(out)
+    manifest = rtl.load_manifest(out)
+    assert manifest["positions"] == 4 and "fused" in manifest["layers"][0]["summary"]
+    pixels = random_pixels(16, seed=7)
+    stats: list[dict[str, int]] = []
+    logits, cls, _ = verilator.simulate(verilator.build(out, stats=True), out, pixels,
+                                        graph.output.size, stats)
+    assert np.array_equal(logits, golden.run_int8(graph, pixels))
+    assert np.array_equal(cls, golden.predict(logits))
+    assert [s["busy_lane_cycles"] for s in stats] == [16 * n for n in manifest["layer_lane_ops"]]
+
+
+LUT_MUL_TB = r"""
+#include <cstdint>
+#include <cstdio>
+#include "Vmnist_edge_mul8_lut.h"
+// every int8 pair (a, b) = (k >> 8, k & 255); writes the int16 products
+int main() {
+    Vmnist_edge_mul8_lut t;
+    static int16_t out[65536];
+    for (int k = 0; k < 65536; k++) {
+        t.a = k >> 8; t.b = k & 0xFF; t.eval();
+        out[k] = (int16_t)t.p;
+    }
+    std::fwrite(out, sizeof out, 1, stdout);
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("model", ["rtl", "ecp5-netlist"])
+def test_lut_multiplier_every_int8_pair(model: str, tmp_path: Path) -> None:
+    """mnist_edge_mul8_lut.v (radix-4 Booth in logic, the ECP5's lanes beyond its DSPs) on
+    all 2^16 int8 pairs, as written and as yosys's synth_ecp5 maps it (LUT4, CCU2C and
+    PFUMX cells, simulated with yosys's ECP5 cell models): another arrangement of its sums
+    was exact as written and wrong after synth_ecp5."""
+    exe = need("verilator")
+    source = TEMPLATES_DIR / "rtl" / "mnist_edge_mul8_lut.v"
+    sources, extra = [str(source)], []
+    if model == "ecp5-netlist":
+        yosys = need("yosys")
+        subprocess.run([yosys, "-q", "-p", f"read_verilog {source}; synth_ecp5 -nodsp -top "
+                        "mnist_edge_mul8_lut; write_verilog -noattr netlist.v"],
+                       cwd=tmp_path, check=True, capture_output=True)
+        from mnist_edge.targets.fpga_synth import _yosys_share
+
+        share = _yosys_share(yosys) / "ecp5"
+        sources, extra = ["netlist.v", str(share / "cells_sim.v")], [f"-I{share}"]
+        assert "CCU2C" in (tmp_path / "netlist.v").read_text()
+    (tmp_path / "tb.cpp").write_text(LUT_MUL_TB)
+    subprocess.run([exe, "--cc", "--exe", "--build", "-Wno-fatal", "-O2", *extra,
+                    "--top-module", "mnist_edge_mul8_lut", *sources, "tb.cpp", "-o", "tb"],
+                   cwd=tmp_path, check=True, capture_output=True)
+    raw = subprocess.run([str(tmp_path / "obj_dir" / "tb")], capture_output=True,
+                         check=True).stdout
+    k = np.arange(65536)
+    a = (k >> 8).astype(np.uint8).astype(np.int8).astype(np.int64)
+    b = (k & 255).astype(np.uint8).astype(np.int8).astype(np.int64)
+    assert np.array_equal(np.frombuffer(raw, "<i2").astype(np.int64), a * b)

@@ -65,9 +65,11 @@ MODE_NAMES = {MODE_MAC: "MAC", MODE_SUM: "SUM", MODE_MAX: "MAX"}
 
 # Devices the generator sizes a design for: default lanes and the clock the board top
 # runs the engine at (the synth flow checks timing against it).
-# dsp_lanes: how many lanes multiply on DSP blocks with `*`, leaving the requantization's
-# 24 x 24 product its share (ECP5-25F: 28 MULT18X18D, 4 for the product); the others
-# multiply in logic. mul8x2 (iCE40): every lane multiplies on an explicitly instantiated
+# dsp_lanes: how many multipliers (lanes x positions) are DSP blocks (`*`), leaving the
+# requantization's 24 x 24 product its share (ECP5-25F: 28 MULT18X18D, 4 for the product);
+# the others multiply in logic (mnist_edge_mul8_lut.v). positions: 4 makes each lane
+# compute a 2x2 pool window's 4 conv outputs (a conv and its 2x2 max pool fused; default
+# 1). mul8x2 (iCE40): every lane multiplies on an explicitly instantiated
 # SB_MAC16 in dual 8x8 mode, two lanes per DSP (templates/rtl/mnist_edge_mul8x2.v; no
 # inference: yosys 0.23's `synth_ice40 -dsp` on the lanes gave a netlist with wrong logits),
 # so the UP5K's 8 SB_MAC16 give 16 lanes, and the requantizer computes its product in
@@ -78,8 +80,11 @@ MODE_NAMES = {MODE_MAC: "MAC", MODE_SUM: "SUM", MODE_MAX: "MAX"}
 FPGAS: dict[str, dict[str, Any]] = {
     "ice40-up5k": {"lanes": 16, "dsp_lanes": 0, "mul8x2": True, "rq_digit": 8,
                    "clock_mhz": 33.75, "board": "iCEBreaker"},
-    "ecp5-25k": {"lanes": 32, "dsp_lanes": 24, "mul8x2": False, "rq_digit": 0,
-                 "clock_mhz": 50.0, "board": "ULX3S", "part": "LFE5U-25F-6BG381C"},
+    # positions 4: each lane computes a 2x2 pool window's 4 conv outputs (fused max pools),
+    # 128 multipliers: 24 on MULT18X18D, 104 in logic
+    "ecp5-25k": {"lanes": 32, "positions": 4, "dsp_lanes": 24, "mul8x2": False,
+                 "rq_digit": 0, "clock_mhz": 50.0, "board": "ULX3S",
+                 "part": "LFE5U-25F-6BG381C"},
     # LFE5U-85F (ULX3S 85F: the same board and CABGA381 pinout as the 25F, so the same top
     # and pin file): 156 MULT18X18D, every one of 64 lanes on a DSP beside the
     # requantizer's 4, and 208 EBR for the 512-bit weight words
@@ -93,7 +98,7 @@ SOFTMAX_DSPS = 4
 DEFAULT_FPGA = "ecp5-25k"
 
 STATIC_FILES = ("mnist_edge_requant.v", "mnist_edge_prenorm.v", "mnist_edge_act_ram.v",
-                "mnist_edge_mul8x2.v",
+                "mnist_edge_mul8x2.v", "mnist_edge_mul8_lut.v",
                 "mnist_edge_uart_rx.v", "mnist_edge_uart_tx.v")
 TEMPLATE_FILES = {
     "mnist_edge_engine.v.j2": "mnist_edge_engine.v",
@@ -107,7 +112,7 @@ TEMPLATE_FILES = {
     "README.md.j2": "README.md",
 }
 ENGINE_SOURCES = ("mnist_edge_engine.v", "mnist_edge_requant.v", "mnist_edge_prenorm.v",
-                  "mnist_edge_act_ram.v", "mnist_edge_mul8x2.v")
+                  "mnist_edge_act_ram.v", "mnist_edge_mul8x2.v", "mnist_edge_mul8_lut.v")
 # written only into a design in the tflite arithmetic (the softmax only when it has one),
 # so an onnx design's tree stays as it was
 TFLITE_FILES = ("mnist_edge_requant_tfl.v", "mnist_edge_softmax.v")
@@ -173,6 +178,7 @@ class Layer:
     half: int = 0
     tap: int = 0  # tflite add: SUM taps read the tap ROM from tap_base (first input) and
     tap_base: int = 0  # tap_base + 256 (second)
+    pool: int = 0  # 1: a 2x2 / 2 max pool fused in; oh, ow count its outputs (positions)
 
     @property
     def hw(self) -> int:
@@ -190,6 +196,7 @@ class Lowering:
     lanes: int
     offset: bool = False  # lanes multiply (x + 128)(w + 128): fold -128 * sum(w)
     tflite: bool = False  # the graph's arithmetic is `tflite` (Q31 multipliers, TFLM recipes)
+    positions: int = 1  # 4: every lane computes a 2x2 pool window's 4 positions at once
     layers: list[Layer] = field(default_factory=list)
     weights: list[np.ndarray] = field(default_factory=list)  # [words, lanes] int8 blocks
     bias: list[np.ndarray] = field(default_factory=list)
@@ -349,9 +356,47 @@ def _pool_layer(low: Lowering, graph: QGraph, i: int, mode: int, kernel: list[in
     return layer
 
 
+def _only_reader(low: Lowering, graph: QGraph, i: int) -> bool:
+    """Op i is the only reader of the tensor it reads (flatten views aside)."""
+    src = low.reads[0]
+    return [j for j, o in enumerate(graph.ops) if o.kind != "flatten"
+            and any(low.storage[n] == src for n in o.inputs)] == [i]
+
+
+def _fuse_maxpool(low: Lowering, graph: QGraph, i: int) -> bool:
+    """A 2x2 / 2 max pool right after the MAC layer that alone writes its input, on an
+    engine whose lanes compute 4 positions: the layer runs over the pool's outputs, each
+    lane computing the window's 4 sums side by side, and the drain requantizes only their
+    maximum. Exact: the requantization is monotone non-decreasing in acc (M > 0; every
+    rounding step is monotone), and so is a fused table when its entries never decrease,
+    so the max of the 4 outputs is the output of the max sum. Rows and columns the pool
+    drops (odd sizes) are never computed. Not for tflite graphs, whose max pool carries its
+    own fused activation clamp."""
+    op = graph.ops[i]
+    src = low.reads[0]
+    last = low.layers[-1] if low.layers else None
+    if (low.positions != 4 or low.tflite or last is None or last.mode != MODE_MAC or last.pool
+            or op.attrs["kernel"] != [2, 2] or op.attrs["stride"] != [2, 2]
+            or any(op.attrs.get("padding", [0, 0, 0, 0])) or last.writes != src
+            or sum(d.writes == src for d in low.layers) != 1
+            or 2 * max(last.sh, last.sw) > 15 or not _only_reader(low, graph, i)):
+        return False
+    if last.lut and np.any(np.diff(low.luts[last.lut_base // 256]) < 0):
+        return False  # a table that decreases somewhere does not commute with max
+    _, oh, ow = _chw(op.output.shape)
+    last.summary += f", then {op.name}: maxpool2d 2x2 stride 2 fused (4 positions per lane)"
+    last.ops.append(op.name)
+    last.writes, last.out_size, last.pool = low.writes, op.output.size, 1
+    last.oh, last.ow = oh, ow
+    last.macs = last.cout * 4 * oh * ow * last.cin * last.kh * last.kw
+    return True
+
+
 def _lower_maxpool2d(low: Lowering, graph: QGraph, i: int) -> None:
     op, x = graph.ops[i], graph.input_of(i)
     k, s = op.attrs["kernel"], op.attrs["stride"]
+    if _fuse_maxpool(low, graph, i):
+        return
     layer = _pool_layer(low, graph, i, MODE_MAX, k, s, f"{op.name}: maxpool2d "
                         f"{_dims(x.shape)} -> {_dims(op.output.shape)}, window {k[0]}x{k[1]}, "
                         f"stride {s[0]}x{s[1]}")
@@ -407,9 +452,7 @@ def _lower_lut(low: Lowering, graph: QGraph, i: int) -> None:
     last ones and nothing else reads that tensor; a pass-through layer otherwise."""
     op, x = graph.ops[i], graph.input_of(i)
     src = low.reads[0]
-    readers = [j for j, o in enumerate(graph.ops) if o.kind != "flatten"
-               and any(low.storage[n] == src for n in o.inputs)]
-    fuse = (bool(low.layers) and low.layers[-1].writes == src and readers == [i]
+    fuse = (bool(low.layers) and low.layers[-1].writes == src and _only_reader(low, graph, i)
             and not any(d.lut for d in low.layers if d.writes == src))
     if fuse:
         layers = [d for d in low.layers if d.writes == src]
@@ -540,15 +583,19 @@ def _copy_layer(low: Lowering, src: str, dst: str) -> Layer:
                  0, 0, h, w, 0, 0, c * h * w, k=1, reads=[src], writes=dst)
 
 
-def lower(graph: QGraph, lanes: int, offset: bool = False) -> Lowering:
+def lower(graph: QGraph, lanes: int, offset: bool = False, positions: int = 1) -> Lowering:
     """The QGraph as descriptor entries and ROM contents, via `LOWERING`.
 
-    offset: the lanes multiply offset operands (x + 128)(w + 128) (mnist_edge_mul8x2)."""
+    offset: the lanes multiply offset operands (x + 128)(w + 128) (mnist_edge_mul8x2).
+    positions: 4 when each lane computes a 2x2 window's 4 positions (fused max pools)."""
     graph.validate()
     require_arithmetic(graph, "RTL", ("onnx", "tflite"))
     if not 1 <= lanes <= 64:
         raise MnistEdgeError(f"--lanes must be 1..64, got {lanes}")
-    low = Lowering(lanes, offset, tflite=graph.arithmetic == "tflite")
+    if positions not in (1, 4) or (positions > 1 and offset):
+        raise MnistEdgeError(f"the RTL engine computes 1 or 4 positions per lane (4 without "
+                             f"the offset multipliers), not {positions}")
+    low = Lowering(lanes, offset, tflite=graph.arithmetic == "tflite", positions=positions)
     low.storage[INPUT] = INPUT
     low.shapes[INPUT] = _chw(graph.input.shape)
     for op in graph.ops:
@@ -656,17 +703,20 @@ def cycle_model(low: Lowering, pixels: int, rq_cycles: int = 1) -> int:
 
 
 def lane_ops(layer: Layer) -> int:
-    """Useful lane operations of a layer: one per MAC, pool tap or table pass value."""
-    return layer.cout * layer.ohw * layer.cin * layer.kh * layer.kw
+    """Useful lane operations of a layer: one per MAC, pool tap or table pass value (a
+    fused pool's layer computes 4 positions per output)."""
+    return layer.cout * layer.ohw * layer.cin * layer.kh * layer.kw * (4 if layer.pool else 1)
 
 
 def layer_context(low: Lowering) -> list[dict[str, Any]]:
     rows = []
     for d in low.layers:
         row = dict(d.__dict__)
+        step = 2 if d.pool else 1  # a fused pool's window origin moves 2 positions
         row.update(k=d.k if d.mode == MODE_MAC else 0, mode=f"MODE_{MODE_NAMES[d.mode]}",
-                   hw=d.hw, ohw=d.ohw,
-                   row_step=d.sh * d.w,
+                   hw=d.hw, ohw=d.ohw, sh=step * d.sh, sw=step * d.sw,
+                   psy=d.sh, psx=d.sw, prow=d.sh * d.w,
+                   row_step=step * d.sh * d.w,
                    # modulo 2^16: a layer of one group never steps (64 lanes x 32 x 32)
                    out_gstep=(d.ohw if d.dw else low.lanes * d.ohw) % (1 << 16),
                    iy0_v=_signed_literal(-d.pt, 10), ix0_v=_signed_literal(-d.pl, 10),
@@ -696,7 +746,8 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
                              f"two lanes per SB_MAC16, {ICE40_DSPS} SB_MAC16; got {lanes}")
     rq_digit = int(device["rq_digit"])
     rq_cycles = 24 // rq_digit if rq_digit else 1
-    low = lower(graph, lanes, offset=bool(device["mul8x2"]))
+    positions = int(device.get("positions", 1))
+    low = lower(graph, lanes, offset=bool(device["mul8x2"]), positions=positions)
     image = (height, width) if channels == 1 else (channels, height, width)
     if vector_pixels is None:  # int8 inputs: uniform bytes
         vector_pixels = (random_pixels(20, 0, image) if graph.input_encoding == "uint8" else
@@ -729,8 +780,11 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
         "model": graph.name,
         "qgraph_hash": graph.content_hash(),
         "lanes": lanes,
-        "dsp_lanes": min(lanes, device["dsp_lanes"] - (SOFTMAX_DSPS if low.softmax and
-                                                       fpga == "ecp5-25k" else 0)),
+        "dsp_lanes": min(lanes * positions,
+                         device["dsp_lanes"] - (SOFTMAX_DSPS if low.softmax and
+                                                fpga == "ecp5-25k" else 0)),
+        "positions": positions,
+        "lane_bits": _bits(lanes),
         "mul8x2": bool(device["mul8x2"]),
         "rq_digit": rq_digit,
         "rq_cycles": rq_cycles,
@@ -828,6 +882,7 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
             "qgraph_hash": graph.content_hash(),
             "fpga": fpga,
             "lanes": lanes,
+            "positions": positions,
             "clock_mhz": device["clock_mhz"],
             "top": "mnist_edge_engine",
             "uart_top": "mnist_edge_uart_top",

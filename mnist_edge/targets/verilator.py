@@ -152,6 +152,7 @@ def _run(run_dir: Path, graph: QGraph, pixels: np.ndarray, options: dict[str, An
     _check_class(logits, cls, what)
     extra: dict[str, Any] = {
         "fpga": manifest["fpga"], "lanes": manifest["lanes"],
+        "positions": manifest.get("positions", 1),
         "cycles_per_image": int(np.max(cycles)) if len(cycles) else 0,
         "cycles_per_image_mean": float(np.mean(cycles)) if len(cycles) else 0.0,
         "verilator_build_seconds": round(build_s, 1),
@@ -175,9 +176,9 @@ def _run(run_dir: Path, graph: QGraph, pixels: np.ndarray, options: dict[str, An
 
 def layer_table(manifest: dict[str, Any], stats: list[dict[str, int]],
                 images: int) -> list[dict[str, Any]]:
-    """Per layer: measured cycles per image and lane utilization (busy lane-cycles over
-    lanes x cycles), beside the useful lane operations the layer needs."""
-    lanes = manifest["lanes"]
+    """Per layer: measured cycles per image and lane utilization (busy multiplier-cycles over
+    multipliers x cycles: lanes x positions), beside the useful lane operations the layer needs."""
+    lanes = manifest["lanes"] * manifest.get("positions", 1)  # every multiplier
     rows = []
     for layer, st in zip(manifest["layers"], stats, strict=True):
         rows.append({
