@@ -746,7 +746,8 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
                              f"two lanes per SB_MAC16, {ICE40_DSPS} SB_MAC16; got {lanes}")
     rq_digit = int(device["rq_digit"])
     rq_cycles = 24 // rq_digit if rq_digit else 1
-    positions = int(device.get("positions", 1))
+    # the extra positions serve fused max pools only, which a tflite graph does not fuse
+    positions = 1 if graph.arithmetic == "tflite" else int(device.get("positions", 1))
     low = lower(graph, lanes, offset=bool(device["mul8x2"]), positions=positions)
     image = (height, width) if channels == 1 else (channels, height, width)
     if vector_pixels is None:  # int8 inputs: uniform bytes
