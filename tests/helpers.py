@@ -60,3 +60,21 @@ def requant_cases(seed: int = 5, per_mult: int = 400,
     for a, mult in zip(*near_half_wide_cases(wide), strict=True):
         groups.append((np.float32(mult), 0, np.array([a], np.int64)))
     return groups
+
+
+def run_verilator_tb(folder: Path, top: str, sources: list[str], cases, *flags: str):
+    """Build `top` with folder/tb.cpp in Verilator and feed it one case per line on stdin:
+    its one output per case, as int64."""
+    import subprocess
+
+    import numpy as np
+
+    subprocess.run([need("verilator"), "--cc", "--exe", "--build", "-O2", *flags,
+                    "--top-module", top, *sources, "tb.cpp", "-o", "tb"],
+                   cwd=folder, check=True, capture_output=True)
+    text = "\n".join(" ".join(str(int(v)) for v in row) for row in cases) + "\n"
+    proc = subprocess.run([str(folder / "obj_dir" / "tb")], input=text, capture_output=True,
+                          text=True, check=True)
+    hw = np.array(proc.stdout.split(), dtype=np.int64)
+    assert hw.size == len(cases)
+    return hw

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import need
+from helpers import need, run_verilator_tb
 
 from mnist_edge import data, golden, qgraph
 from mnist_edge.backends import rtl, rtl_plan
@@ -139,7 +139,7 @@ def test_requant_unit_matches_the_integer_contract(digit: int, tmp_path: Path) -
     """mnist_edge_requant.v against requant.requantize_int: edge cases, ties, random values;
     the product in one cycle (DIGIT 0) and digit by digit in logic (the UP5K's, whose DSPs
     all multiply lanes), one value every 24 / DIGIT cycles."""
-    exe = need("verilator")
+    need("verilator")  # skips, saying why, before the cases are made
     rng = np.random.default_rng(0)
     mult = np.concatenate([np.float32([1.0 - 2**-24, 0.5, 0.25 + 2**-20, 2**-30, 2**-200]),
                            np.exp(rng.uniform(-12, -0.01, 40)).astype(np.float32)])
@@ -157,24 +157,17 @@ def test_requant_unit_matches_the_integer_contract(digit: int, tmp_path: Path) -
     cases = np.concatenate(rows)
     (tmp_path / "tb.cpp").write_text(REQUANT_TB)
     shutil.copy(TEMPLATES_DIR / "rtl" / "mnist_edge_requant.v", tmp_path)
-    hw = _run_requant_tb(exe, tmp_path, "mnist_edge_requant", ["mnist_edge_requant.v"], digit,
+    hw = _run_requant_tb(tmp_path, "mnist_edge_requant", ["mnist_edge_requant.v"], digit,
                          cases)
     assert np.array_equal(hw, _with_zero_points(cases))
 
 
-def _run_requant_tb(exe: str, folder: Path, top: str, sources: list[str], digit: int,
+def _run_requant_tb(folder: Path, top: str, sources: list[str], digit: int,
                     cases: np.ndarray) -> np.ndarray:
     """Build `top` with tb.cpp in Verilator and run it on the (acc, m, shift, zy) rows."""
     spacing = 24 // digit if digit else 1
-    subprocess.run([exe, "--cc", "--exe", "--build", "-Wno-fatal", "-O2", f"-GDIGIT={digit}",
-                    "-CFLAGS", f"-DSPACING={spacing}", "--top-module", top, *sources, "tb.cpp",
-                    "-o", "tb"], cwd=folder, check=True, capture_output=True)
-    text = "\n".join(" ".join(str(int(v)) for v in row) for row in cases) + "\n"
-    proc = subprocess.run([str(folder / "obj_dir" / "tb")], input=text, capture_output=True,
-                          text=True, check=True)
-    hw = np.array(proc.stdout.split(), dtype=np.int64)
-    assert hw.size == len(cases)
-    return hw
+    return run_verilator_tb(folder, top, sources, cases, "-Wno-fatal", f"-GDIGIT={digit}",
+                            "-CFLAGS", f"-DSPACING={spacing}")
 
 
 WIDE_TOP = r"""
@@ -201,7 +194,7 @@ def test_wide_requant_unit_matches_the_integer_contract(digit: int, tmp_path: Pa
     """mnist_edge_prenorm + mnist_edge_requant against requant.requantize_int on int32
     accumulators of every magnitude: ties of the 24-bit rounding of |acc| (2^24..2^31),
     the rounding that carries to 2^(k+1), the int32 extremes, random values."""
-    exe = need("verilator")
+    need("verilator")  # skips, saying why, before the cases are made
     rng = np.random.default_rng(1)
     mult = np.concatenate([np.float32([1.0 - 2**-24, 0.5, 2**-30, 2**-40, 3.0, 4000.0]),
                            np.exp(rng.uniform(-40, -0.01, 24)).astype(np.float32)])
@@ -226,7 +219,7 @@ def test_wide_requant_unit_matches_the_integer_contract(digit: int, tmp_path: Pa
     (tmp_path / "wide_requant.v").write_text(WIDE_TOP)
     for name in ("mnist_edge_requant.v", "mnist_edge_prenorm.v"):
         shutil.copy(TEMPLATES_DIR / "rtl" / name, tmp_path)
-    hw = _run_requant_tb(exe, tmp_path, "wide_requant",
+    hw = _run_requant_tb(tmp_path, "wide_requant",
                          ["wide_requant.v", "mnist_edge_prenorm.v", "mnist_edge_requant.v"],
                          digit, cases)
     assert np.array_equal(hw, _with_zero_points(cases))

@@ -4,12 +4,11 @@ tflite-arithmetic graphs exact in Verilator."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import need
+from helpers import need, run_verilator_tb
 
 from mnist_edge.paths import TEMPLATES_DIR
 from mnist_edge.requant import quantize_multiplier, requantize_tflite
@@ -43,18 +42,10 @@ int main() {
 def run_requant_tfl(folder: Path, cases: np.ndarray) -> np.ndarray:
     """mnist_edge_requant_tfl.v in Verilator on rows (acc, m, shift, zy, lo, hi, divide,
     half, bypass), one row a cycle."""
-    exe = need("verilator")
     (folder / "tb.cpp").write_text(TFL_TB)
     shutil.copy(TEMPLATES_DIR / "rtl" / "mnist_edge_requant_tfl.v", folder)
-    subprocess.run([exe, "--cc", "--exe", "--build", "-O2", "--top-module",
-                    "mnist_edge_requant_tfl", "mnist_edge_requant_tfl.v", "tb.cpp", "-o", "tb"],
-                   cwd=folder, check=True, capture_output=True)
-    text = "\n".join(" ".join(str(int(v)) for v in row) for row in cases) + "\n"
-    proc = subprocess.run([str(folder / "obj_dir" / "tb")], input=text, capture_output=True,
-                          text=True, check=True)
-    hw = np.array(proc.stdout.split(), dtype=np.int64)
-    assert hw.size == len(cases)
-    return hw
+    return run_verilator_tb(folder, "mnist_edge_requant_tfl", ["mnist_edge_requant_tfl.v"],
+                            cases)
 
 
 def _tfl_expected(cases: np.ndarray) -> np.ndarray:
