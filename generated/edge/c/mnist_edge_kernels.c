@@ -1042,6 +1042,25 @@ static void me_im2col_bytes_q15(const me_conv_params *p, const int8_t *in, int32
         ME_Q15_PAIR(a3, x, 6, we, wo);                        \
     } while (0)
 
+#if ME_ASM_LOOPS
+/* One weight word (four taps) of me_dot4x1_q15's assembly loop: load and
+ * unpack it once, then eight SMLAD over the four windows' q15 words. */
+#define ME_ASM_DOT4X1_Q15_WORD \
+    "ldr     %[v], [%[w]], #4\n\t" \
+    "ldmia   %[x]!, {r4, r5, r6, r8}\n\t" \
+    "sxtb16  %[t], %[v], ror #8\n\t" \
+    "sxtb16  %[v], %[v]\n\t" \
+    "smlad   %[a0], r4, %[v], %[a0]\n\t" \
+    "smlad   %[a0], r5, %[t], %[a0]\n\t" \
+    "smlad   %[a1], r6, %[v], %[a1]\n\t" \
+    "smlad   %[a1], r8, %[t], %[a1]\n\t" \
+    "ldmia   %[x]!, {r4, r5, r6, r8}\n\t" \
+    "smlad   %[a2], r4, %[v], %[a2]\n\t" \
+    "smlad   %[a2], r5, %[t], %[a2]\n\t" \
+    "smlad   %[a3], r6, %[v], %[a3]\n\t" \
+    "smlad   %[a3], r8, %[t], %[a3]\n\t"
+#endif
+
 /*
  * Four interleaved q15 windows x against one int8 weight row w, k taps: acc[j] +=
  * x_j . w. Per four taps: one weight word, two SXTB16, four window word pairs and
@@ -1067,32 +1086,8 @@ ME_INLINE void me_dot4x1_q15(const int32_t *x, const int8_t *w, int32_t k, int32
         int32_t v, t;
         __asm__ volatile(
             "1:\n\t"
-            "ldr     %[v], [%[w]], #4\n\t"
-            "ldmia   %[x]!, {r4, r5, r6, r8}\n\t"
-            "sxtb16  %[t], %[v], ror #8\n\t"
-            "sxtb16  %[v], %[v]\n\t"
-            "smlad   %[a0], r4, %[v], %[a0]\n\t"
-            "smlad   %[a0], r5, %[t], %[a0]\n\t"
-            "smlad   %[a1], r6, %[v], %[a1]\n\t"
-            "smlad   %[a1], r8, %[t], %[a1]\n\t"
-            "ldmia   %[x]!, {r4, r5, r6, r8}\n\t"
-            "smlad   %[a2], r4, %[v], %[a2]\n\t"
-            "smlad   %[a2], r5, %[t], %[a2]\n\t"
-            "smlad   %[a3], r6, %[v], %[a3]\n\t"
-            "smlad   %[a3], r8, %[t], %[a3]\n\t"
-            "ldr     %[v], [%[w]], #4\n\t"
-            "ldmia   %[x]!, {r4, r5, r6, r8}\n\t"
-            "sxtb16  %[t], %[v], ror #8\n\t"
-            "sxtb16  %[v], %[v]\n\t"
-            "smlad   %[a0], r4, %[v], %[a0]\n\t"
-            "smlad   %[a0], r5, %[t], %[a0]\n\t"
-            "smlad   %[a1], r6, %[v], %[a1]\n\t"
-            "smlad   %[a1], r8, %[t], %[a1]\n\t"
-            "ldmia   %[x]!, {r4, r5, r6, r8}\n\t"
-            "smlad   %[a2], r4, %[v], %[a2]\n\t"
-            "smlad   %[a2], r5, %[t], %[a2]\n\t"
-            "smlad   %[a3], r6, %[v], %[a3]\n\t"
-            "smlad   %[a3], r8, %[t], %[a3]\n\t"
+            ME_ASM_DOT4X1_Q15_WORD
+            ME_ASM_DOT4X1_Q15_WORD
             "cmp     %[x], %[end]\n\t"
             "bne     1b"
             : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(x),
