@@ -5,7 +5,9 @@ with TFLM, which golden equals on these models: tests/test_tflite_*).
   inputs each through `validate --backend hls`; the full runs (10,000 inputs per model)
   are `mnist-edge validate RUN --backend hls --inputs random:10000` (docs/BENCHMARKS.md);
 * every single-op fixture the C backend is tested on (test_c_tflite.CASES), plus the
-  dilated convolution the C backend refuses;
+  dilated convolution the C backend refuses, less test_tflite_ops' fixtures (MEAN, PAD,
+  RESHAPE, broadcasting ADD/SUB/MUL...), which test_tflite_ops.py runs through
+  `validate --backend hls` itself;
 * the C++ requantization against `requant.py` on the int32 limits, every shift, exact ties;
 * the generated tree compiles with -pedantic, is deterministic, and what TFLM's own C++
   leaves undefined is refused by name, before anything is written.
@@ -22,17 +24,18 @@ import pytest
 from helpers import MODELS, mlperf_run, need
 from test_c_tflite import CASES, _import, _inputs, _requant_cases
 from test_tflite_fixtures import CASES as FIXTURES
+from test_tflite_ops import CASES as OP_CASES
 
 from mnist_edge import golden, qgraph
-from mnist_edge.backends.hls import LOWERING, build_layers, generate_hls
+from mnist_edge.backends.hls import build_layers, generate_hls
 from mnist_edge.errors import MnistEdgeError
-from mnist_edge.ops.elementwise import broadcasts
 from mnist_edge.requant import multiply_by_quantized_multiplier, requantize_tflite
 from mnist_edge.targets import hls_csim
 from mnist_edge.validate import validate_backend
 
 STRICT = ["-std=c++14", "-Wall", "-Wextra", "-Werror", "-pedantic"]
-HLS_CASES = {**CASES, "conv_dilated": FIXTURES["conv_dilated"]}
+HLS_CASES = {**{k: v for k, v in CASES.items() if k not in OP_CASES},
+             "conv_dilated": FIXTURES["conv_dilated"]}
 
 
 @pytest.mark.parametrize("key", sorted(MODELS))
@@ -69,17 +72,6 @@ def test_single_op_kernel_exact(case: str, tmp_path: Path) -> None:
     need("g++")
     graph = qgraph.load_run(_import(tmp_path, case, HLS_CASES[case]()))
     assert graph.arithmetic == "tflite"
-    missing = sorted({op.kind for op in graph.ops} - set(LOWERING))
-    broadcast = any(op.kind in ("add", "sub", "mul") and broadcasts(graph.inputs_of(i))
-                    for i, op in enumerate(graph.ops))
-    if missing or broadcast:
-        # what HLS does not lower yet (pad, mean; a broadcasting add/sub/mul, which it
-        # computed wrongly before it was refused): refused by name, never run
-        words = (f"op kind '{missing[0]}' is not supported by the HLS backend" if missing
-                 else "broadcasting ADD/SUB/MUL")
-        with pytest.raises(MnistEdgeError, match=words):
-            hls_csim.run(tmp_path, graph, _inputs(graph, 2, seed=0), {})
-        return
     x = _inputs(graph, 40, seed=len(case))
     got = hls_csim.run(tmp_path, graph, x, {}).logits
     want = golden.run_int8(graph, x)
@@ -137,8 +129,9 @@ def test_generation_is_deterministic(mlperf_runs, tmp_path: Path) -> None:
 
 
 def test_undefined_in_tflm_is_refused_by_name(tmp_path: Path) -> None:
-    """A softmax over 512 values (TFLM's final shift passes 31) and a padded pool whose
-    window lies wholly in the padding (a division by zero) are refused, nothing written."""
+    """A softmax over 512 values (TFLM's final shift passes 31), a padded pool whose
+    window lies wholly in the padding (a division by zero) and a MEAN whose requantization
+    shift passes 30 (TFLM's left shift by 31 or more) are refused, nothing written."""
     import copy
 
     from test_c_tflite import _fc_softmax
@@ -154,6 +147,14 @@ def test_undefined_in_tflm_is_refused_by_name(tmp_path: Path) -> None:
     op.attrs["padding"] = [3, 3, 0, 0]  # the first window: rows and columns -3..-1 only
     with pytest.raises(MnistEdgeError, match=r"pool window entirely in the padding"):
         build_layers(bad)
+    mean = qgraph.load_run(_import(tmp_path, "mean", OP_CASES["mean_rescaled"]()))
+    build_layers(mean)  # as imported: lowered
+    for op in mean.ops:  # the mean and the flatten after it: M = 2^40, shift 41 - fold 5
+        op.output.scale = mean.input.scale * 2.0 ** -40
+    with pytest.raises(MnistEdgeError, match=r"op mean_0 \(mean\): the HLS backend does not "
+                                             r"implement a MEAN .* shift outside -31..30"):
+        generate_hls(mean, tmp_path / "hls")
+    assert not (tmp_path / "hls").exists()
 
 
 def test_synthesis_view_and_no_float(mlperf_runs, tmp_path: Path) -> None:

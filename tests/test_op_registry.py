@@ -32,7 +32,7 @@ BACKENDS = {
     "rtl": "mnist_edge.backends.rtl",
 }
 EVERY_KIND = ("onnx", "c", "hls")  # the backends the import issue requires for every op
-TFLITE_TOO = ("onnx",)  # backends that lower tflite-only kinds (sub, mul, softmax) too
+TFLITE_TOO = ("onnx", "hls")  # backends that lower tflite-only kinds (sub, mul, softmax) too
 
 
 def test_every_tflite_kind_has_a_tflite_export_lowering() -> None:

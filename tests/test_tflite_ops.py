@@ -244,19 +244,30 @@ def test_c_refuses_a_graph_that_only_reshapes() -> None:
         render_tree(graph)
 
 
-@pytest.mark.parametrize("name", ["add_broadcast_h_first", "sub_broadcast_pixel",
-                                  "mul_broadcast_h"])
-def test_hls_refuses_broadcasting_by_name(name: str, tmp_path: Path) -> None:
-    """HLS lowers add/sub/mul on equal shapes only (it computed a broadcasting one wrongly
-    before this refusal): refused by name. The ONNX export's elementwise ops broadcast as
-    golden does (tests/test_onnx_tflite.py runs these fixtures exact)."""
-    from mnist_edge import api, qgraph
-    from mnist_edge.backends.hls import generate_hls
-    from mnist_edge.errors import MnistEdgeError
+HLS_INPUTS = 300
 
-    path = tmp_path / f"{name}.tflite"
-    path.write_bytes(CASES[name]())
-    graph = qgraph.load_run(api.from_tflite(path, name, tmp_path / "runs").run_dir)
-    with pytest.raises(MnistEdgeError, match="broadcasting ADD/SUB/MUL"):
-        generate_hls(graph, tmp_path / "hls")
-    assert not (tmp_path / "hls").exists()
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_hls_csim_exact(case: str, tmp_path: Path) -> None:
+    """`validate --backend hls` (the C-simulation, one compile) equals golden on every
+    output byte of structured and seeded random inputs: MEAN, PAD, RESHAPE and the
+    broadcasting ADD / SUB / MUL (per channel, along H, per pixel, either operand first)
+    included. The full-size runs (2,000 inputs each, against TFLM as well) are
+    scripts/tflite_ops_parity.py's (docs/BENCHMARKS.md)."""
+    from helpers import need
+
+    from mnist_edge.importers import import_tflite
+    from mnist_edge.probe_inputs import probe_batch
+    from mnist_edge.qgraph import load_run
+    from mnist_edge.testing import random_inputs
+    from mnist_edge.validate import validate_backend
+
+    need("g++")
+    path = tmp_path / f"{case}.tflite"
+    path.write_bytes(CASES[case]())
+    run_dir = import_tflite(path, tmp_path / "runs", None)[0]
+    graph = load_run(run_dir)
+    x = np.concatenate([probe_batch(graph, 40, 1), random_inputs(graph, HLS_INPUTS - 40,
+                                                                 seed=len(case))])
+    f = validate_backend(run_dir, "hls", x, None)
+    assert f["images"] == HLS_INPUTS and f["exact_logit_fraction"] == 1.0, (case, f)

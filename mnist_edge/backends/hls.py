@@ -8,9 +8,12 @@ golden model bit for bit. The README's latency figures come from
 `latency_model`, computed from the same loop structure the templates emit.
 
 A graph in the `tflite` arithmetic renders the same kernels behind a `tflite` switch:
-TFLM's Q31 requantization, ADD/SUB/MUL, pools over in-image taps, SOFTMAX, with every
-constant taken from `QGraph.prepare`. What TFLM's own C++ leaves undefined (shifts of 32
-or more, multipliers of one or more where TFLM assumes less) is refused by name.
+TFLM's Q31 requantization, ADD/SUB/MUL (broadcasting too: a CHW input with a dimension of
+1 is read at index 0 along it), pools over in-image taps, MEAN over H and W, PAD, SOFTMAX,
+with every constant taken from `QGraph.prepare`; RESHAPE is a view (the registry admits
+only those that keep the CHW order, the HLS buffers' order). What TFLM's own C++ leaves
+undefined (shifts of 32 or more, multipliers of one or more where TFLM assumes less, int32
+sums that may overflow) is refused by name.
 """
 
 from __future__ import annotations
@@ -312,26 +315,40 @@ def _lower_tfl_add(s: _Site) -> Layer:
     """TFLM's ADD / SUB: CalculateOpDataAdd's constants as template arguments."""
     op, y = s.op, s.op.output
     c = s.graph.prepare(s.i)
-    targs = [y.size, int(op.kind == "sub"), c["left_shift"],
-             c["input1_offset"], c["input1_multiplier"], c["input1_shift"],
-             c["input2_offset"], c["input2_multiplier"], c["input2_shift"],
-             c["output_multiplier"], c["output_shift"], c["output_offset"], *c["act"]]
+    consts = [int(op.kind == "sub"), c["left_shift"],
+              c["input1_offset"], c["input1_multiplier"], c["input1_shift"],
+              c["input2_offset"], c["input2_multiplier"], c["input2_shift"],
+              c["output_multiplier"], c["output_shift"], c["output_offset"], *c["act"]]
     summary = (f"{op.kind} {_dims(y.shape)} (TFLM's {op.kind.upper()}: inputs << "
                f"{c['left_shift']}, rescaled, {'subtracted' if op.kind == 'sub' else 'summed'}"
                f", rescaled){_clamp_summary(s)}")
-    return Layer(s.cname, op.kind, summary, _call("add", targs, [*s.ins, s.out]), s.ins[0],
-                 s.out, y.size, 1, y.size, DEPTH["mac"], REQUANT_CYCLES)
+    return _binary(s, "add", "Add", consts, summary)
 
 
 def _lower_mul(s: _Site) -> Layer:
     """TFLM's MUL (tflite arithmetic only): CalculateOpDataMul's constants."""
-    op, y = s.op, s.op.output
     c = s.graph.prepare(s.i)
-    targs = [y.size, -c["input1_zp"], -c["input2_zp"], c["mult"], c["shift"], c["output_zp"],
-             *c["act"]]
-    summary = f"mul {_dims(y.shape)} (TFLM's MUL){_clamp_summary(s)}"
-    return Layer(s.cname, op.kind, summary, _call("mul", targs, [*s.ins, s.out]), s.ins[0],
-                 s.out, y.size, 1, y.size, DEPTH["mac"], REQUANT_CYCLES)
+    consts = [-c["input1_zp"], -c["input2_zp"], c["mult"], c["shift"], c["output_zp"],
+              *c["act"]]
+    summary = f"mul {_dims(s.op.output.shape)} (TFLM's MUL){_clamp_summary(s)}"
+    return _binary(s, "mul", "Mul", consts, summary)
+
+
+def _binary(s: _Site, kernel: str, functor: str, consts: list[int], summary: str) -> Layer:
+    """A tflite ADD / SUB / MUL: `kernel` over two inputs of one shape, or, where an input
+    broadcasts (a dimension of 1 where the output has more), the `broadcast` kernel with
+    each input's CxHxW dimensions and the per-element `functor`."""
+    op, y = s.op, s.op.output
+    ins = s.graph.inputs_of(s.i)
+    if broadcasts(ins):
+        dims = [d for t in (y, *ins) for d in t.shape]
+        call = (f"broadcast<{_args(dims)}, {functor}<{_args(consts)}>>(\n"
+                f"        {', '.join([*s.ins, s.out])});")
+        summary += f", broadcasting {' with '.join(_dims(t.shape) for t in ins)}"
+    else:
+        call = _call(kernel, [y.size, *consts], [*s.ins, s.out])
+    return Layer(s.cname, op.kind, summary, call, s.ins[0], s.out, y.size, 1, y.size,
+                 DEPTH["mac"], REQUANT_CYCLES)
 
 
 def _lower_softmax(s: _Site) -> Layer:
@@ -353,6 +370,39 @@ def _clamp(s: _Site) -> list[int]:
 def _clamp_summary(s: _Site) -> str:
     lo, hi = _clamp(s)
     return "" if (lo, hi) == (-128, 127) else f", clamped to [{lo}, {hi}]"
+
+
+def _lower_mean(s: _Site) -> Layer:
+    """TFLM's MEAN over H and W (tflite arithmetic only): QuantizedMeanOrSum's constants."""
+    op, x, y = s.op, s.graph.input_of(s.i), s.op.output
+    c = s.graph.prepare(s.i)
+    channels, h, w = x.shape
+    call = _call("mean", [channels, c["count"], c["input_zp"], c["mult"], c["shift"],
+                          c["output_zp"]], [*s.ins, s.out])
+    summary = (f"mean {_dims(x.shape)} -> {_dims(y.shape)} over H and W (TFLM's "
+               "QuantizedMeanOrSum: the sum, rescaled with 1/(H W) folded in)")
+    return Layer(s.cname, op.kind, summary, call, s.ins[0], s.out, y.size, channels, h * w,
+                 DEPTH["pool"], REQUANT_CYCLES)
+
+
+def _lower_pad(s: _Site) -> Layer:
+    """TFLM's PAD / PADV2 (tflite arithmetic only): the input inside a border of one value."""
+    op, x, y = s.op, s.graph.input_of(s.i), s.op.output
+    top, left, bottom, right = op.attrs.get("padding", [0, 0, 0, 0])
+    call = _call("pad", [*x.shape, *y.shape[1:], top, left, op.attrs["value"]],
+                 [*s.ins, s.out])
+    summary = (f"pad {_dims(x.shape)} -> {_dims(y.shape)}, t{top} l{left} b{bottom} r{right} "
+               f"with {op.attrs['value']}")
+    return Layer(s.cname, op.kind, summary, call, s.ins[0], s.out, y.size, 1, y.size,
+                 DEPTH["copy"], 0)
+
+
+def _lower_reshape(s: _Site) -> Layer:
+    """A reshape keeps the CHW order (the registry admits only those where HWC agrees): a
+    view, like flatten."""
+    x, y = s.graph.input_of(s.i), s.op.output
+    return Layer(s.cname, "reshape", f"reshape {_dims(x.shape)} -> {_dims(y.shape)}", "",
+                 s.ins[0], s.ins[0], y.size, 0, 0, 0, 0)
 
 
 def _lower_concat(s: _Site) -> Layer:
@@ -389,6 +439,9 @@ LOWERING: dict[str, Callable[[_Site], Layer]] = {
     "sub": _lower_add,
     "mul": _lower_mul,
     "softmax": _lower_softmax,
+    "mean": _lower_mean,
+    "pad": _lower_pad,
+    "reshape": _lower_reshape,
 }
 
 
@@ -408,8 +461,8 @@ def _tflite_refusal(graph: QGraph, i: int) -> str | None:
         return "a softmax over 512 values or more, or with an input shift above 30"
     if op.kind in ("avgpool2d", "maxpool2d") and not windows_touch_input(graph, i):
         return "a pool window entirely in the padding"
-    if op.kind in ("add", "sub", "mul") and broadcasts(graph.inputs_of(i)):
-        return "a broadcasting ADD/SUB/MUL"
+    if op.kind == "mean" and (c["count"] >= 1 << 23 or not -31 <= c["shift"] <= 30):
+        return "a MEAN over 2^23 values or more, or with a shift outside -31..30"
     return None
 
 
@@ -432,7 +485,7 @@ def build_layers(graph: QGraph, parallel: int = DEFAULT_PARALLEL) -> list[Layer]
             raise MnistEdgeError(f"op {op.name} ({op.kind}): the HLS backend does not "
                                  f"implement {reason} in the tflite arithmetic")
         out = ""
-        if op.kind != "flatten":
+        if op.kind not in ("flatten", "reshape"):
             nbuf += 1
             out = f"x{nbuf}"
         site = _Site(graph, i, c_name(op.name, taken), [buffer_of[n] for n in op.inputs], out,
