@@ -3,7 +3,8 @@
 1. Each single-operator fixture of tests/test_tflite_ops.py (MEAN, HARD_SWISH, QUANTIZE
    int8 -> int8, broadcasting ADD/SUB/MUL, PAD/PADV2, RESHAPE): golden (the imported QGraph)
    against TensorFlow Lite Micro on N inputs (structured probes, then seeded random), byte
-   for byte.
+   for byte; then each of --fixture-backends (`validate --backend B`) against golden on the
+   same N inputs.
 2. The MLPerf Tiny float ResNet-8 (pretrainedResnet.tflite): imported as a float graph
    (checked against TFLM's float kernels), quantized by mnist-edge on K seeded random
    inputs in 0..1, then every listed backend against golden on M other random inputs, and
@@ -11,6 +12,7 @@
 
     PYTHONPATH=. python scripts/tflite_ops_parity.py [--n 2000] [--calib 500] [--m 1000]
         [--backends onnxruntime,c,c-int] [--models DIR]
+        [--fixture-backends hls,c,c-int,c-x86,onnxruntime,wasm] [--fixtures-only]
 """
 
 from __future__ import annotations
@@ -29,15 +31,34 @@ sys.path.insert(0, str(REPO / "tests"))
 from test_tflite_ops import CASES  # noqa: E402
 from test_tflite_qgraph import golden_vs_tflm  # noqa: E402
 
-from mnist_edge import api  # noqa: E402
+from mnist_edge import api, qgraph  # noqa: E402
 from mnist_edge.importers import import_tflite  # noqa: E402
+from mnist_edge.probe_inputs import probe_batch  # noqa: E402
+from mnist_edge.validate import validate_backend  # noqa: E402
+
+SEED = 11
 
 
-def fixtures(n: int) -> None:
-    print(f"| fixture | inputs equal to TFLM (of {n}) |\n|---|---:|")
+def fixtures(n: int, backends: list[str]) -> None:
+    """golden against TFLM, then each backend against golden, on the same n inputs: the
+    count of inputs whose every output byte is equal."""
+    print(f"| fixture | golden = TFLM (of {n:,}) | "
+          + " | ".join(f"{b} = golden" for b in backends) + " |")
+    print("|---|---:|" + "---:|" * len(backends))
     for case in sorted(CASES):
-        equal, total = golden_vs_tflm(CASES[case](), case, n=n, seed=11)
-        print(f"| {case} | {equal:,} / {total:,} |")
+        data = CASES[case]()
+        equal, total = golden_vs_tflm(data, case, n=n, seed=SEED)
+        cells = [f"{equal:,} / {total:,}"]
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"{case}.tflite"
+            path.write_bytes(data)
+            run_dir = import_tflite(path, Path(tmp) / "runs", case)[0]
+            x = probe_batch(qgraph.load_run(run_dir), n, SEED)  # golden_vs_tflm's inputs
+            for b in backends:
+                f = validate_backend(run_dir, b, x, None)
+                exact = round(f["exact_input_fraction"] * f["images"])
+                cells.append(f"{exact:,} / {f['images']:,}")
+        print(f"| {case} | {' | '.join(cells)} |", flush=True)
 
 
 def float_resnet(models: Path, calib: int, m: int, backends: list[str]) -> None:
@@ -75,9 +96,15 @@ def main() -> None:
     ap.add_argument("--backends", default="onnxruntime,c,c-int")
     ap.add_argument("--models", type=Path, default=REPO.parent / "shared" / "models" /
                     "mlperf-tiny")
+    ap.add_argument("--fixture-backends", default="hls",
+                    help="backends run on every fixture against golden (comma-separated; "
+                         "empty for none)")
+    ap.add_argument("--fixtures-only", action="store_true",
+                    help="skip the float ResNet-8 (part 2)")
     a = ap.parse_args()
-    fixtures(a.n)
-    float_resnet(a.models, a.calib, a.m, a.backends.split(","))
+    fixtures(a.n, [b for b in a.fixture_backends.split(",") if b])
+    if not a.fixtures_only:
+        float_resnet(a.models, a.calib, a.m, a.backends.split(","))
 
 
 if __name__ == "__main__":
