@@ -12,7 +12,8 @@
 
     PYTHONPATH=. python scripts/tflite_ops_parity.py [--n 2000] [--calib 500] [--m 1000]
         [--backends onnxruntime,c,c-int] [--models DIR]
-        [--fixture-backends hls,c,c-int,c-x86,onnxruntime,wasm] [--fixtures-only]
+        [--fixture-backends hls,c,c-int,c-x86,onnxruntime,wasm] [--cases mean,pad]
+        [--fixtures-only]
 """
 
 from __future__ import annotations
@@ -39,13 +40,13 @@ from mnist_edge.validate import validate_backend  # noqa: E402
 SEED = 11
 
 
-def fixtures(n: int, backends: list[str]) -> None:
+def fixtures(n: int, backends: list[str], cases: list[str]) -> None:
     """golden against TFLM, then each backend against golden, on the same n inputs: the
     count of inputs whose every output byte is equal."""
     print(f"| fixture | golden = TFLM (of {n:,}) | "
           + " | ".join(f"{b} = golden" for b in backends) + " |")
     print("|---|---:|" + "---:|" * len(backends))
-    for case in sorted(CASES):
+    for case in sorted(cases):
         data = CASES[case]()
         equal, total = golden_vs_tflm(data, case, n=n, seed=SEED)
         cells = [f"{equal:,} / {total:,}"]
@@ -99,10 +100,14 @@ def main() -> None:
     ap.add_argument("--fixture-backends", default="hls",
                     help="backends run on every fixture against golden (comma-separated; "
                          "empty for none)")
+    ap.add_argument("--cases", default="",
+                    help="only the fixtures whose names contain one of these (comma-separated)")
     ap.add_argument("--fixtures-only", action="store_true",
                     help="skip the float ResNet-8 (part 2)")
     a = ap.parse_args()
-    fixtures(a.n, [b for b in a.fixture_backends.split(",") if b])
+    words = [w for w in a.cases.split(",") if w]
+    fixtures(a.n, [b for b in a.fixture_backends.split(",") if b],
+             [c for c in CASES if not words or any(w in c for w in words)])
     if not a.fixtures_only:
         float_resnet(a.models, a.calib, a.m, a.backends.split(","))
 

@@ -83,6 +83,24 @@ def _broadcast(op: str, source: str, first: bool = False, activation: str = "NON
     return build(tensors, ops, [0], [small + 1])
 
 
+def _broadcast_both(op: str, activation: str = "NONE") -> bytes:
+    """x [1,4,5,3] -> an average over H [1,1,5,3] and a 1x1 conv to one channel [1,4,5,1];
+    OP of the two: both operands broadcast (along H, along C) to [1,4,5,3]."""
+    rng = np.random.default_rng(len(op) + 17)
+    tensors = [_act("x", [1, 4, 5, 3], 0.05, -7), _act("h", [1, 1, 5, 3], 0.05, -7),
+               dict(name="w", shape=[1, 1, 1, 3], dtype="int8", scale=np.array([0.01]),
+                    zero_point=[0], axis=0,
+                    data=rng.integers(-127, 128, (1, 1, 1, 3)).astype(np.int8)),
+               _act("p", [1, 4, 5, 1], 0.013, -30), _act("y", [1, 4, 5, 3], 0.09, 3)]
+    ops = [dict(op="AVERAGE_POOL_2D", inputs=[0], outputs=[1],
+                options=dict(padding="VALID", stride_w=1, stride_h=1, filter_w=1, filter_h=4,
+                             fused_activation="NONE")),
+           dict(op="CONV_2D", inputs=[0, 2, -1], outputs=[3],
+                options=dict(padding="SAME", stride_w=1, stride_h=1)),
+           dict(op=op, inputs=[1, 3], outputs=[4], options=dict(fused_activation=activation))]
+    return build(tensors, ops, [0], [4])
+
+
 def _pad_then(op: str, value: int | None) -> bytes:
     """x [1,5,5,2] -> PAD (or PADV2 with `value`) -> OP: a PAD that does not fold into a
     convolution (OP is no conv, or the value is not the zero point)."""
@@ -159,6 +177,9 @@ CASES = {
     "mul_broadcast_channel": lambda: _broadcast("MUL", "mean"),
     "mul_broadcast_pixel_first": lambda: _broadcast("MUL", "conv", first=True),
     "mul_broadcast_h": lambda: _broadcast("MUL", "pool", activation="RELU"),
+    # both operands broadcast: [1,1,W,C] with [1,H,W,1]
+    "add_broadcast_both": lambda: _broadcast_both("ADD"),
+    "mul_broadcast_both": lambda: _broadcast_both("MUL", activation="RELU6"),
     # a constant operand of one value: a table by the same semantics
     "add_constant": lambda: _constant_operand("ADD", (40,), activation="RELU"),
     "sub_constant_first": lambda: _constant_operand("SUB", (-77,), first=True,
