@@ -80,6 +80,27 @@ def test_single_op_kernel_exact(case: str, tmp_path: Path) -> None:
                           f"{got[bad[0]][:12]} golden {want[bad[0]][:12]}")
 
 
+@pytest.mark.parametrize("case", ["add_broadcast_channel", "mul_broadcast_both",
+                                  "padv2_value_then_conv"])
+def test_later_kernels_strict_and_synthesizable(case: str, tmp_path: Path) -> None:
+    """MEAN, both broadcasts and PAD under -pedantic and UBSan (the testbench's golden
+    vectors pass) and in the synthesis view (-D__SYNTHESIS__)."""
+    cxx = need("g++")
+    graph = qgraph.load_run(_import(tmp_path, case, OP_CASES[case]()))
+    out = generate_hls(graph, tmp_path / "hls", _inputs(graph, 8, seed=3))
+    code = (out / "mnist_edge_hls.cpp").read_text()
+    assert "broadcast<" in code or "pad<" in code
+    exe = tmp_path / "tb"
+    subprocess.run([cxx, *STRICT, "-O1", "-fsanitize=undefined", "-fno-sanitize-recover=all",
+                    "mnist_edge_hls.cpp", "tb_mnist_edge.cpp", "-o", str(exe)], cwd=out,
+                   check=True)
+    proc = subprocess.run([str(exe), "test_vectors"], cwd=out, capture_output=True, text=True)
+    assert proc.returncode == 0 and f"0 of {8 * graph.output.size} logits differ" in \
+        proc.stdout, proc.stdout + proc.stderr
+    subprocess.run([cxx, *STRICT, "-Wno-unknown-pragmas", "-D__SYNTHESIS__", "-fsyntax-only",
+                    "mnist_edge_hls.cpp"], cwd=out, check=True)
+
+
 HARNESS = r"""
 #include <stdio.h>
 #include "mnist_edge_kernels.h"

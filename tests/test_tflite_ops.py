@@ -7,7 +7,8 @@ Each is a small `.tflite` written without TensorFlow (backends/tflite_flatbuffer
 quantizations (equal and unequal scales, zero points at the edges, scales that make
 TFLM's fixed-point paths shift left or right), imported into a QGraph, and golden equals
 TensorFlow Lite Micro on every output byte of structured and random inputs; the
-generated C (tests/test_c_tflite.py's harness) equals golden.
+generated C (tests/test_c_tflite.py's harness) and the HLS C++ (`validate --backend hls`,
+here) equal golden.
 """
 
 from __future__ import annotations
