@@ -494,13 +494,16 @@ def test_single_op_kernel_exact(case: str, tmp_path: Path) -> None:
                               f"{bad[0]}: C {got[bad[0]][:12]} golden {want[bad[0]][:12]}")
 
 
-def _depthwise(cin: int, mult: int, kh: int, kw: int, stride: int, padding: str) -> bytes:
-    """x[1, 7, 9, cin] -> DEPTHWISE_CONV_2D (RELU6) with weights across the whole int8 range."""
+def _depthwise(cin: int, mult: int, kh: int, kw: int, stride: int, padding: str,
+               w_scales: tuple[float, float] = (0.002, 0.02)) -> bytes:
+    """x[1, 7, 9, cin] -> DEPTHWISE_CONV_2D (RELU6) with weights across the whole int8 range
+    (weight scales drawn from w_scales: the default gives shifts of -6 to -9; (0.3, 1.2)
+    gives multipliers of 0.15 to 0.6, shifts of -2, -1 and 0)."""
     rng = np.random.default_rng(cin * 100 + mult * 10 + kh)
     cout = cin * mult
     h, w = (7, 9) if padding == "SAME" else (7 - kh + 1, 9 - kw + 1)
     h, w = (h + stride - 1) // stride, (w + stride - 1) // stride
-    scales = rng.uniform(0.002, 0.02, cout)
+    scales = rng.uniform(*w_scales, cout)
     tensors = [_act("x", [1, 7, 9, cin], 0.04, -3),
                dict(name="w", shape=[1, kh, kw, cout], dtype="int8", scale=scales,
                     zero_point=[0] * cout, axis=3,
@@ -519,14 +522,16 @@ DEPTHWISE = {  # (in_c, multiplier, kh, kw, stride, padding): blocks of 4 and a 
     "c6_3x3_s2_same": (6, 1, 3, 3, 2, "SAME"),
     "c8_5x3_s1_valid": (8, 1, 5, 3, 1, "VALID"),
     "c5_m2_3x3_s2_same": (5, 2, 3, 3, 2, "SAME"),
+    "c8_3x3_s1_same_big_multipliers": (8, 1, 3, 3, 1, "SAME", (0.3, 1.2)),
 }
 
 
 @pytest.mark.parametrize("case", sorted(DEPTHWISE))
 def test_depthwise_kernel_every_path(case: str, tmp_path: Path) -> None:
-    """The depthwise kernel's portable, DSP (SXTB16/SMLABB/SMLATT emulated in C) and x86
-    (SSE2 and -march=native) builds all equal golden, under ASan + UBSan: 4-channel blocks,
-    a channel tail, a channel multiplier, padding, stride 2, a kernel of other than 9 taps."""
+    """The depthwise kernel's portable, DSP (SXTB16/SMLAxy emulated in C) and x86 (SSE2
+    and -march=native) builds all equal golden, under ASan + UBSan: 4-channel blocks, a
+    channel tail, a channel multiplier, padding, stride 2, a kernel of other than 9 taps,
+    requantization shifts of -1 and 0 (which the Thumb-2 requantization leaves to C)."""
     from mnist_edge import golden
     from mnist_edge.backends.c import c_inputs
     from mnist_edge.targets import host_c
@@ -599,7 +604,10 @@ def _average_pools() -> bytes:
 DSP_LOOPS = {"small_channel_convs": _small_channel_convs,
              "fc_21_features": lambda: _fc_softmax(10, 21), "average_pools": _average_pools,
              "depthwise_c12_3x3": lambda: _depthwise(*DEPTHWISE["c12_3x3_s1_same"]),
-             "depthwise_c8_5x3": lambda: _depthwise(*DEPTHWISE["c8_5x3_s1_valid"])}
+             "depthwise_c8_5x3": lambda: _depthwise(*DEPTHWISE["c8_5x3_s1_valid"]),
+             "depthwise_c6_3x3_s2": lambda: _depthwise(*DEPTHWISE["c6_3x3_s2_same"]),
+             "depthwise_big_multipliers":
+                 lambda: _depthwise(*DEPTHWISE["c8_3x3_s1_same_big_multipliers"])}
 
 
 @pytest.mark.parametrize("case", sorted(DSP_LOOPS))
@@ -608,7 +616,8 @@ def test_dsp_loops_and_their_tails(case: str, tmp_path: Path) -> None:
     window unpacked, a 1-3 tap tail); a fully connected layer of 21 inputs and 10 outputs
     takes the four-row loop (16 taps), its four-tap step and one scalar tap, then two
     rows; average pools sum four channels a word when the window has at most 256 taps;
-    depthwise blocks of 4 channels take three taps a turn (9 and 15 taps). Exact with the
+    depthwise blocks of 4 channels take 9 taps unrolled or three taps a turn (15 taps), a
+    2-channel tail after them, and the C requantization where a shift is -1 or 0. Exact with the
     DSP path emulated on the host under ASan + UBSan (the C loops), and in QEMU on a
     Cortex-M4 (the Thumb-2 loops and intrinsics)."""
     from mnist_edge import golden
