@@ -588,6 +588,33 @@ def _small_channel_convs() -> bytes:
     return build(tensors, ops, [0], [len(tensors) - 1])
 
 
+def _pointwise_small() -> bytes:
+    """x[1, 5, 7, 8] -> 1 x 1 CONV_2D chain over 8 and 16 input channels (the Thumb-2
+    pointwise kernel): 8 -> 16 with RELU (z_y 3: the clamp), 16 -> 8 with none (int8's
+    whole range), 8 -> 4 with multipliers of one half or more (shifts of -1 and 0: the C
+    requantization), then 4 -> 8 (in_c 4: the general conv)."""
+    rng = np.random.default_rng(43)
+    layers = [(8, 16, "RELU", 3, (0.004, 0.02)), (16, 8, "NONE", -6, (0.004, 0.02)),
+              (8, 4, "NONE", 2, (0.6, 1.5)), (4, 8, "RELU6", -128, (0.004, 0.02))]
+    tensors = [_act("x", [1, 5, 7, 8], 0.05, -7)]
+    ops = []
+    for i, (cin, cout, act, zp, w_scales) in enumerate(layers):
+        scales = rng.uniform(*w_scales, cout)
+        s_in = tensors[-1]["scale"]
+        tensors += [dict(name=f"w{i}", shape=[cout, 1, 1, cin], dtype="int8", scale=scales,
+                         zero_point=[0] * cout, axis=0,
+                         data=rng.integers(-127, 128, (cout, 1, 1, cin)).astype(np.int8)),
+                    dict(name=f"b{i}", shape=[cout], dtype="int32", scale=scales * s_in,
+                         zero_point=[0] * cout,
+                         data=rng.integers(-900, 900, cout).astype(np.int32)),
+                    _act(f"y{i}", [1, 5, 7, cout], 0.05, zp)]
+        n = len(tensors)
+        ops.append(dict(op="CONV_2D", inputs=[n - 4, n - 3, n - 2], outputs=[n - 1],
+                        options=dict(padding="VALID", stride_w=1, stride_h=1,
+                                     fused_activation=act)))
+    return build(tensors, ops, [0], [len(tensors) - 1])
+
+
 def _average_pools() -> bytes:
     """x[1, 18, 18, 6] -> AVERAGE_POOL_2D 17 x 17 (289 taps: summed one channel at a time)
     -> AVERAGE_POOL_2D 2 x 2 SAME (1, 2 or 4 taps: four channels a word, then two)."""
@@ -606,6 +633,7 @@ DSP_LOOPS = {"small_channel_convs": _small_channel_convs,
              "depthwise_c12_3x3": lambda: _depthwise(*DEPTHWISE["c12_3x3_s1_same"]),
              "depthwise_c8_5x3": lambda: _depthwise(*DEPTHWISE["c8_5x3_s1_valid"]),
              "depthwise_c6_3x3_s2": lambda: _depthwise(*DEPTHWISE["c6_3x3_s2_same"]),
+             "pointwise_small": _pointwise_small,
              "depthwise_big_multipliers":
                  lambda: _depthwise(*DEPTHWISE["c8_3x3_s1_same_big_multipliers"])}
 
@@ -617,7 +645,8 @@ def test_dsp_loops_and_their_tails(case: str, tmp_path: Path) -> None:
     takes the four-row loop (16 taps), its four-tap step and one scalar tap, then two
     rows; average pools sum four channels a word when the window has at most 256 taps;
     depthwise blocks of 4 channels take 9 taps unrolled or three taps a turn (15 taps), a
-    2-channel tail after them, and the C requantization where a shift is -1 or 0. Exact with the
+    2-channel tail after them, and the C requantization where a shift is -1 or 0; 1 x 1
+    convs over 8 and 16 channels take the pointwise kernel. Exact with the
     DSP path emulated on the host under ASan + UBSan (the C loops), and in QEMU on a
     Cortex-M4 (the Thumb-2 loops and intrinsics)."""
     from mnist_edge import golden
