@@ -391,8 +391,10 @@ def _conv1x1(rng, name: str, cin: int, cout: int, s_in: float) -> list[dict]:
                  zero_point=[0] * cout, data=rng.integers(-500, 500, cout).astype(np.int32))]
 
 
-def _two_branch(op: str, activation: str = "NONE", same_quant: bool = False) -> bytes:
-    """x -> CONV_2D 1x1 = a; OP(x, a) -> y: a binary op on one graph input."""
+def _two_branch(op: str, activation: str = "NONE", same_quant: bool = False,
+                swap: bool = False) -> bytes:
+    """x -> CONV_2D 1x1 = a; OP(x, a) -> y (swap: OP(a, x)): a binary op on one graph input.
+    a has the larger scale: ADD / SUB give it the multiplier of exactly one half."""
     rng = np.random.default_rng(len(op) + len(activation))
     shape = [1, 5, 6, 4]
     a_q = (0.05, -7) if same_quant else (0.11, 9)
@@ -403,7 +405,7 @@ def _two_branch(op: str, activation: str = "NONE", same_quant: bool = False) -> 
     ops = [dict(op="CONV_2D", inputs=[0, 1, 2], outputs=[3],
                 options=dict(padding="SAME", stride_w=1, stride_h=1,
                              fused_activation="NONE")),
-           dict(op=op, inputs=[0, 3], outputs=[4],
+           dict(op=op, inputs=[3, 0] if swap else [0, 3], outputs=[4],
                 options=dict(axis=3) if op == "CONCATENATION"
                 else dict(fused_activation=activation))]
     return build(tensors, ops, [0], [4])
@@ -446,6 +448,7 @@ def _fixture_cases() -> dict:
     cases.update({
         "add_relu6": lambda: _two_branch("ADD", "RELU6"),
         "sub_two_branch": lambda: _two_branch("SUB"),
+        "sub_larger_scale_first": lambda: _two_branch("SUB", "RELU", swap=True),
         "mul_relu": lambda: _two_branch("MUL", "RELU"),
         "concat_two_branch": lambda: _two_branch("CONCATENATION", same_quant=True),
         "conv_maxpool_fused": lambda: _conv_pool("VALID", 2, 2),
@@ -464,7 +467,8 @@ def _fixture_cases() -> dict:
 
 
 CASES = _fixture_cases()
-X86_CASES = {"add_relu6", "sub_two_branch"}  # c-x86 has its own ADD / SUB: run it as well
+X86_CASES = {"add_relu6", "sub_two_branch",  # c-x86 has its own ADD / SUB: run it as well
+             "sub_larger_scale_first"}
 
 
 def _import(tmp_path: Path, case: str, data: bytes) -> Path:
