@@ -996,25 +996,8 @@ static void me_im2col_bytes_q15(const me_conv_params *p, const int8_t *in, int32
                                 int32_t ix0, int32_t k, int8_t *bytes, int32_t *dst,
                                 int32_t step)
 {
-    const int32_t run = p->kernel_w * p->in_c; /* one kernel row's bytes */
     int32_t j;
-    if (iy0 >= 0 && iy0 + p->kernel_h <= p->in_h && ix0 >= 0 && ix0 + p->kernel_w <= p->in_w) {
-        /* in the image: each kernel row a word at a time (no memcpy call for 9 bytes) */
-        const int8_t *src = in + (iy0 * p->in_w + ix0) * p->in_c;
-        int8_t *row = bytes;
-        int32_t ky;
-        for (ky = 0; ky < p->kernel_h; ky++, src += p->in_w * p->in_c, row += run) {
-            for (j = 0; j + 4 <= run; j += 4) {
-                const int32_t v = me_read_s8x4(src + j);
-                memcpy(row + j, &v, sizeof v); /* one STR: DSP cores allow unaligned */
-            }
-            for (; j < run; j++) {
-                row[j] = src[j];
-            }
-        }
-    } else {
-        me_im2col_s8(p, in, iy0, ix0, 0, p->in_c, bytes);
-    }
+    me_im2col_s8(p, in, iy0, ix0, 0, p->in_c, bytes);
     for (j = k; (j & 3) != 0; j++) {
         bytes[j] = 0;
     }
@@ -1141,42 +1124,6 @@ ME_INLINE void me_dot4x1_q15(const int32_t *x, const int8_t *w, int32_t k, int32
 }
 
 /*
- * me_dot4x1_q15 for one window of the interleaved four (x: its first two words, the
- * next four taps 8 words on): a call's last position when it is alone, which the
- * four-window loop would compute 4 times (a band of 5 positions: 8 windows for 5).
- */
-ME_INLINE int32_t me_dot1x1_q15(const int32_t *x, const int8_t *w, int32_t k, int32_t acc)
-{
-    int32_t n;
-    for (n = k >> 3; n > 0; n--, x += 16, w += 8) {
-        const int32_t v = me_read_s8x4(w), u = me_read_s8x4(w + 4);
-        acc = me_smlad(x[0], me_sxtb16(v), acc);
-        acc = me_smlad(x[1], me_sxtb16_ror8(v), acc);
-        acc = me_smlad(x[8], me_sxtb16(u), acc);
-        acc = me_smlad(x[9], me_sxtb16_ror8(u), acc);
-    }
-    if ((k & 4) != 0) {
-        const int32_t v = me_read_s8x4(w);
-        acc = me_smlad(x[0], me_sxtb16(v), acc);
-        acc = me_smlad(x[1], me_sxtb16_ror8(v), acc);
-        x += 8;
-        w += 4;
-    }
-    if ((k & 3) != 0) { /* the last 1-3 taps: the window holds 0 past them, and so does v */
-        uint32_t v = (uint8_t)w[0];
-        if ((k & 3) > 1) {
-            v |= (uint32_t)(uint8_t)w[1] << 8;
-        }
-        if ((k & 3) > 2) {
-            v |= (uint32_t)(uint8_t)w[2] << 16;
-        }
-        acc = me_smlad(x[0], me_sxtb16((int32_t)v), acc);
-        acc = me_smlad(x[1], me_sxtb16_ror8((int32_t)v), acc);
-    }
-    return acc;
-}
-
-/*
  * dst[j * stride] = the requantized acc[j] of one channel c, for j < n: a conv's
  * outputs at n positions (the q15 conv below). The tflite arithmetic takes the
  * channel's multiplier and rounding constant once, so each output costs one
@@ -1208,7 +1155,6 @@ static int32_t me_conv2d_q15_fits(const me_conv_params *p)
             (k + 3) / 4 * 4 <= 16 * p->out_c);
 }
 
-
 /*
  * conv2d_s8 on DSP cores when me_conv2d_q15_fits (CMSIS-NN's im2col to q15, then
  * a 4 x 1 block): four positions' windows are gathered once as q15, then every output
@@ -1229,13 +1175,12 @@ static void me_conv2d_s8_q15(const me_conv_params *p, const int8_t *in, int8_t *
     const int8_t *const weights = p->weights;
     const int32_t *const bias = p->bias;
     const me_requant_params requant = p->requant;
-    int32_t *const acc = buffer;           /* [4][out_c]; the channels' constants (no pool) */
+    int32_t *const acc = buffer;           /* [4][out_c] */
     int32_t *const best = acc + 4 * out_c; /* [out_c] */
     int32_t *const win = best + out_c;     /* [k / 4 rounded up][4 windows][2] */
     me_cursor cur = {0, 0, 0, 0, 0, 0};
     me_cursor q[4];
     int32_t t, g, c, j;
-    int8_t *const bytes = (int8_t *)(void *)acc;
     for (t = 0; t < positions; t += 4) {
         const int32_t n = positions - t < 4 ? positions - t : 4;
         int32_t iy[4], ix[4];
@@ -1248,21 +1193,18 @@ static void me_conv2d_s8_q15(const me_conv_params *p, const int8_t *in, int8_t *
         }
         for (g = 0; g < p->groups; g++) {
             const int32_t c_end = (g + 1) * cout_g;
-            for (j = 0; j < (n > 1 ? 4 : 1); j++) { /* one position: its window */
+            for (j = 0; j < 4; j++) {
                 if (cin % 4 == 0) {
                     me_im2col_q15(p, in, iy[j], ix[j], g * cin, cin, win + 2 * j, 8);
                 } else { /* one group, no pool but 2 x 2: acc is free */
-                    me_im2col_bytes_q15(p, in, iy[j], ix[j], k, bytes, win + 2 * j, 8);
+                    me_im2col_bytes_q15(p, in, iy[j], ix[j], k, (int8_t *)(void *)acc,
+                                          win + 2 * j, 8);
                 }
             }
             for (c = g * cout_g; c < c_end; c++) {
                 int32_t a[4];
                 a[0] = a[1] = a[2] = a[3] = bias[c];
-                if (n > 1) {
-                    me_dot4x1_q15(win, weights + c * k, k, a);
-                } else { /* a call's last position alone */
-                    a[0] = me_dot1x1_q15(win, weights + c * k, k, a[0]);
-                }
+                me_dot4x1_q15(win, weights + c * k, k, a);
                 if (quad_pool) {
                     const int32_t m01 = a[1] > a[0] ? a[1] : a[0];
                     const int32_t m23 = a[3] > a[2] ? a[3] : a[2];
@@ -1285,7 +1227,6 @@ static void me_conv2d_s8_q15(const me_conv_params *p, const int8_t *in, int8_t *
     }
 }
 #endif
-
 
 /*
  * General conv2d (any stride, padding, groups) with an optional fused max pool.
