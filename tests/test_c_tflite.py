@@ -391,8 +391,10 @@ def _conv1x1(rng, name: str, cin: int, cout: int, s_in: float) -> list[dict]:
                  zero_point=[0] * cout, data=rng.integers(-500, 500, cout).astype(np.int32))]
 
 
-def _two_branch(op: str, activation: str = "NONE", same_quant: bool = False) -> bytes:
-    """x -> CONV_2D 1x1 = a; OP(x, a) -> y: a binary op on one graph input."""
+def _two_branch(op: str, activation: str = "NONE", same_quant: bool = False,
+                swap: bool = False) -> bytes:
+    """x -> CONV_2D 1x1 = a; OP(x, a) -> y (swap: OP(a, x)): a binary op on one graph input.
+    a has the larger scale: ADD / SUB give it the multiplier of exactly one half."""
     rng = np.random.default_rng(len(op) + len(activation))
     shape = [1, 5, 6, 4]
     a_q = (0.05, -7) if same_quant else (0.11, 9)
@@ -403,7 +405,7 @@ def _two_branch(op: str, activation: str = "NONE", same_quant: bool = False) -> 
     ops = [dict(op="CONV_2D", inputs=[0, 1, 2], outputs=[3],
                 options=dict(padding="SAME", stride_w=1, stride_h=1,
                              fused_activation="NONE")),
-           dict(op=op, inputs=[0, 3], outputs=[4],
+           dict(op=op, inputs=[3, 0] if swap else [0, 3], outputs=[4],
                 options=dict(axis=3) if op == "CONCATENATION"
                 else dict(fused_activation=activation))]
     return build(tensors, ops, [0], [4])
@@ -446,6 +448,7 @@ def _fixture_cases() -> dict:
     cases.update({
         "add_relu6": lambda: _two_branch("ADD", "RELU6"),
         "sub_two_branch": lambda: _two_branch("SUB"),
+        "sub_larger_scale_first": lambda: _two_branch("SUB", "RELU", swap=True),
         "mul_relu": lambda: _two_branch("MUL", "RELU"),
         "concat_two_branch": lambda: _two_branch("CONCATENATION", same_quant=True),
         "conv_maxpool_fused": lambda: _conv_pool("VALID", 2, 2),
@@ -464,7 +467,8 @@ def _fixture_cases() -> dict:
 
 
 CASES = _fixture_cases()
-X86_CASES = {"add_relu6", "sub_two_branch"}  # c-x86 has its own ADD / SUB: run it as well
+X86_CASES = {"add_relu6", "sub_two_branch",  # c-x86 has its own ADD / SUB: run it as well
+             "sub_larger_scale_first"}
 
 
 def _import(tmp_path: Path, case: str, data: bytes) -> Path:
@@ -494,13 +498,16 @@ def test_single_op_kernel_exact(case: str, tmp_path: Path) -> None:
                               f"{bad[0]}: C {got[bad[0]][:12]} golden {want[bad[0]][:12]}")
 
 
-def _depthwise(cin: int, mult: int, kh: int, kw: int, stride: int, padding: str) -> bytes:
-    """x[1, 7, 9, cin] -> DEPTHWISE_CONV_2D (RELU6) with weights across the whole int8 range."""
+def _depthwise(cin: int, mult: int, kh: int, kw: int, stride: int, padding: str,
+               w_scales: tuple[float, float] = (0.002, 0.02)) -> bytes:
+    """x[1, 7, 9, cin] -> DEPTHWISE_CONV_2D (RELU6) with weights across the whole int8 range
+    (weight scales drawn from w_scales: the default gives shifts of -6 to -9; (0.3, 1.2)
+    gives multipliers of 0.15 to 0.6, shifts of -2, -1 and 0)."""
     rng = np.random.default_rng(cin * 100 + mult * 10 + kh)
     cout = cin * mult
     h, w = (7, 9) if padding == "SAME" else (7 - kh + 1, 9 - kw + 1)
     h, w = (h + stride - 1) // stride, (w + stride - 1) // stride
-    scales = rng.uniform(0.002, 0.02, cout)
+    scales = rng.uniform(*w_scales, cout)
     tensors = [_act("x", [1, 7, 9, cin], 0.04, -3),
                dict(name="w", shape=[1, kh, kw, cout], dtype="int8", scale=scales,
                     zero_point=[0] * cout, axis=3,
@@ -519,14 +526,16 @@ DEPTHWISE = {  # (in_c, multiplier, kh, kw, stride, padding): blocks of 4 and a 
     "c6_3x3_s2_same": (6, 1, 3, 3, 2, "SAME"),
     "c8_5x3_s1_valid": (8, 1, 5, 3, 1, "VALID"),
     "c5_m2_3x3_s2_same": (5, 2, 3, 3, 2, "SAME"),
+    "c8_3x3_s1_same_big_multipliers": (8, 1, 3, 3, 1, "SAME", (0.3, 1.2)),
 }
 
 
 @pytest.mark.parametrize("case", sorted(DEPTHWISE))
 def test_depthwise_kernel_every_path(case: str, tmp_path: Path) -> None:
-    """The depthwise kernel's portable, DSP (SXTB16/SMLABB/SMLATT emulated in C) and x86
-    (SSE2 and -march=native) builds all equal golden, under ASan + UBSan: 4-channel blocks,
-    a channel tail, a channel multiplier, padding, stride 2, a kernel of other than 9 taps."""
+    """The depthwise kernel's portable, DSP (SXTB16/SMLAxy emulated in C) and x86 (SSE2
+    and -march=native) builds all equal golden, under ASan + UBSan: 4-channel blocks, a
+    channel tail, a channel multiplier, padding, stride 2, a kernel of other than 9 taps,
+    requantization shifts of -1 and 0 (which the Thumb-2 requantization leaves to C)."""
     from mnist_edge import golden
     from mnist_edge.backends.c import c_inputs
     from mnist_edge.targets import host_c
@@ -583,6 +592,33 @@ def _small_channel_convs() -> bytes:
     return build(tensors, ops, [0], [len(tensors) - 1])
 
 
+def _pointwise_small() -> bytes:
+    """x[1, 5, 7, 8] -> 1 x 1 CONV_2D chain over 8 and 16 input channels (the Thumb-2
+    pointwise kernel): 8 -> 16 with RELU (z_y 3: the clamp), 16 -> 8 with none (int8's
+    whole range), 8 -> 4 with multipliers of one half or more (shifts of -1 and 0: the C
+    requantization), then 4 -> 8 (in_c 4: the general conv)."""
+    rng = np.random.default_rng(43)
+    layers = [(8, 16, "RELU", 3, (0.004, 0.02)), (16, 8, "NONE", -6, (0.004, 0.02)),
+              (8, 4, "NONE", 2, (0.6, 1.5)), (4, 8, "RELU6", -128, (0.004, 0.02))]
+    tensors = [_act("x", [1, 5, 7, 8], 0.05, -7)]
+    ops = []
+    for i, (cin, cout, act, zp, w_scales) in enumerate(layers):
+        scales = rng.uniform(*w_scales, cout)
+        s_in = tensors[-1]["scale"]
+        tensors += [dict(name=f"w{i}", shape=[cout, 1, 1, cin], dtype="int8", scale=scales,
+                         zero_point=[0] * cout, axis=0,
+                         data=rng.integers(-127, 128, (cout, 1, 1, cin)).astype(np.int8)),
+                    dict(name=f"b{i}", shape=[cout], dtype="int32", scale=scales * s_in,
+                         zero_point=[0] * cout,
+                         data=rng.integers(-900, 900, cout).astype(np.int32)),
+                    _act(f"y{i}", [1, 5, 7, cout], 0.05, zp)]
+        n = len(tensors)
+        ops.append(dict(op="CONV_2D", inputs=[n - 4, n - 3, n - 2], outputs=[n - 1],
+                        options=dict(padding="VALID", stride_w=1, stride_h=1,
+                                     fused_activation=act)))
+    return build(tensors, ops, [0], [len(tensors) - 1])
+
+
 def _average_pools() -> bytes:
     """x[1, 18, 18, 6] -> AVERAGE_POOL_2D 17 x 17 (289 taps: summed one channel at a time)
     -> AVERAGE_POOL_2D 2 x 2 SAME (1, 2 or 4 taps: four channels a word, then two)."""
@@ -599,7 +635,11 @@ def _average_pools() -> bytes:
 DSP_LOOPS = {"small_channel_convs": _small_channel_convs,
              "fc_21_features": lambda: _fc_softmax(10, 21), "average_pools": _average_pools,
              "depthwise_c12_3x3": lambda: _depthwise(*DEPTHWISE["c12_3x3_s1_same"]),
-             "depthwise_c8_5x3": lambda: _depthwise(*DEPTHWISE["c8_5x3_s1_valid"])}
+             "depthwise_c8_5x3": lambda: _depthwise(*DEPTHWISE["c8_5x3_s1_valid"]),
+             "depthwise_c6_3x3_s2": lambda: _depthwise(*DEPTHWISE["c6_3x3_s2_same"]),
+             "pointwise_small": _pointwise_small,
+             "depthwise_big_multipliers":
+                 lambda: _depthwise(*DEPTHWISE["c8_3x3_s1_same_big_multipliers"])}
 
 
 @pytest.mark.parametrize("case", sorted(DSP_LOOPS))
@@ -608,7 +648,9 @@ def test_dsp_loops_and_their_tails(case: str, tmp_path: Path) -> None:
     window unpacked, a 1-3 tap tail); a fully connected layer of 21 inputs and 10 outputs
     takes the four-row loop (16 taps), its four-tap step and one scalar tap, then two
     rows; average pools sum four channels a word when the window has at most 256 taps;
-    depthwise blocks of 4 channels take three taps a turn (9 and 15 taps). Exact with the
+    depthwise blocks of 4 channels take 9 taps unrolled or three taps a turn (15 taps), a
+    2-channel tail after them, and the C requantization where a shift is -1 or 0; 1 x 1
+    convs over 8 and 16 channels take the pointwise kernel. Exact with the
     DSP path emulated on the host under ASan + UBSan (the C loops), and in QEMU on a
     Cortex-M4 (the Thumb-2 loops and intrinsics)."""
     from mnist_edge import golden

@@ -3,8 +3,9 @@
 * conv weights go from OIHW to OHWI (activations are HWC, so one kernel row of one
   output channel is a single contiguous run of kernel_w * in_c bytes);
 * depthwise weights (tflite) go tap-major in blocks of four output channels,
-  [block][ky][kx][4] (the last block narrower): each tap of a block is one word,
-  read with the word of four input channels it multiplies;
+  [block][ky][kx][4] (the last block narrower), each weight as an int16 (its byte, then
+  its sign byte): each tap of a block is two words, the q15 pairs {w0, w1} and {w2, w3}
+  that the DSP cores' 16 x 16 multiplies take as they are (no unpacking);
 * a linear layer fed by a flatten gets its columns permuted from CHW to HWC order;
 * the pixel conv (one input channel) gets int16 weights [cout][taps rounded up to
   even], one SMLAD operand per tap pair;
@@ -103,9 +104,11 @@ def conv_weights_ohwi(weight: np.ndarray) -> np.ndarray:
 
 
 def depthwise_weights(weight: np.ndarray) -> np.ndarray:
-    """[out_c][1][kh][kw] -> blocks of 4 output channels, each [taps][width] (tap-major)."""
-    flat = weight.reshape(weight.shape[0], -1)
-    return np.concatenate([flat[o:o + 4].T.reshape(-1) for o in range(0, flat.shape[0], 4)])
+    """[out_c][1][kh][kw] -> blocks of 4 output channels, each [taps][width] (tap-major),
+    every weight two int8 bytes, little-endian int16: the weight, then 0 or -1 (its sign)."""
+    flat = weight.reshape(weight.shape[0], -1).astype(np.int64)
+    laid = np.concatenate([flat[o:o + 4].T.reshape(-1) for o in range(0, flat.shape[0], 4)])
+    return np.stack([laid, np.where(laid < 0, -1, 0)], axis=1).reshape(-1)
 
 
 def pixel_weights(weight: np.ndarray) -> np.ndarray:

@@ -233,8 +233,9 @@ def kernel_buffer_size(graph: QGraph, step: Step) -> int:
     (mnist_edge_kernels.h), which the generated model checks against this at compile time."""
     if step.kind not in ("conv", "conv_u8"):
         return 0
-    if is_depthwise(graph, step):  # one row of z_x, what a padding tap reads
-        return (graph.input_of(step.conv).shape[0] + 3) // 4 * 4
+    if is_depthwise(graph, step):  # one row of z_x (what a padding tap reads), and the
+        c = graph.input_of(step.conv).shape[0]  # Thumb-2 loop's 3 words a channel
+        return (c + 3) // 4 * 4 + 12 * c
     op = graph.ops[step.conv]
     kh, kw = (int(v) for v in op.attrs["kernel"])
     out_c = op.output.shape[0]
