@@ -15,7 +15,7 @@ from .errors import MnistEdgeError
 from .inputs import DataSource
 from .paths import check_output_dir
 from .report import check_run_files, update_report
-from .validate import BACKENDS, mismatch_message, validate_backend
+from .validate import BACKENDS, check_backend, mismatch_message, validate_backend
 
 
 def test_set(data_dir: str | None, limit: int | None = None, graph=None
@@ -150,8 +150,12 @@ def validate_run(run_dir: Path, backends: list[str], data_dir: DataSource = None
     `inputs` (in the graph's input encoding; `labels` optional) replaces the test set,
     for models that have no data set here."""
     backends = backend_list(backends, model_file)
+    graph = qgraph.load_run(run_dir)
+    base_options: dict[str, Any] = {"model_file": model_file} if model_file else {}
+    base_options.update(rtl_options or {})
+    for name in backends:
+        check_backend(name, run_dir, graph, base_options)
     if inputs is None:
-        graph = qgraph.load_run(run_dir)
         images, labels = test_set(data_dir, limit, graph)
         images = input_data.graph_input(graph, images)
     else:
@@ -160,9 +164,7 @@ def validate_run(run_dir: Path, backends: list[str], data_dir: DataSource = None
     results: dict[str, dict[str, Any]] = {}
     for name in backends:
         start = time.time()
-        options: dict[str, Any] = {"model_file": model_file} if model_file else {}
-        options.update(rtl_options or {})
-        f = validate_backend(run_dir, name, images, labels, options)
+        f = validate_backend(run_dir, name, images, labels, dict(base_options))
         f["seconds"] = round(time.time() - start, 2)
         update_report(run_dir, {"seconds": {f"validate_{name}": f["seconds"]}})
         results[name] = f

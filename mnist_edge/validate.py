@@ -92,6 +92,16 @@ def get_runner(name: str):
     return getattr(importlib.import_module(module), func)
 
 
+def check_backend(name: str, run_dir: Path, graph: qgraph.QGraph,
+                  options: dict[str, Any]) -> None:
+    """A backend's refusals that need no inputs (its module's optional `check`), so that
+    they come before the test set is read or fetched."""
+    module = importlib.import_module(BACKENDS[name].split(":")[0])
+    check = getattr(module, "check", None)
+    if check is not None:
+        check(run_dir, graph, options)
+
+
 def compare(reference: np.ndarray, logits: np.ndarray, labels: np.ndarray | None
             ) -> dict[str, Any]:
     """The figures every backend reports, plus the first mismatch for debugging; accuracy

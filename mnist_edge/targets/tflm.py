@@ -95,6 +95,17 @@ def from_tflite_output(graph, y: np.ndarray, t_out) -> np.ndarray:
     return np.ascontiguousarray(y).reshape(len(y), -1)
 
 
+def check(run_dir: Path, graph, options: dict) -> None:
+    """Refuse, before any input is read, a run that has no .tflite for TFLM to run."""
+    from ..importers import is_tflite_run
+
+    if (options.get("model_file") is None and not is_tflite_run(run_dir)
+            and graph.arithmetic != "tflite"):
+        raise MnistEdgeError(f"{run_dir}: the tflm backend runs a .tflite; this run was not "
+                             f"imported from one and its QGraph is in the {graph.arithmetic} "
+                             "arithmetic (quantize --arithmetic tflite gives one TFLite runs)")
+
+
 def run(run_dir: Path, graph, inputs: np.ndarray, options: dict):
     """The validate backend `tflm`: the run's original `.tflite` in TFLite Micro, or, for a
     tflite-arithmetic QGraph that was not imported from one, the graph's own export
@@ -105,13 +116,9 @@ def run(run_dir: Path, graph, inputs: np.ndarray, options: dict):
     from ..importers.tflite_reader import read_tflite
     from ..validate import BackendResult
 
+    check(run_dir, graph, options)
     with tempfile.TemporaryDirectory(prefix="mnist-edge-tflm-") as tmp:
         if options.get("model_file") is None and not is_tflite_run(run_dir):
-            if graph.arithmetic != "tflite":
-                raise MnistEdgeError(f"{run_dir}: the tflm backend runs a .tflite; this run "
-                                     f"was not imported from one and its QGraph is in the "
-                                     f"{graph.arithmetic} arithmetic (quantize --arithmetic "
-                                     "tflite gives one TFLite runs)")
             from ..backends.tflite import export_tflite
 
             path = export_tflite(graph, Path(tmp) / "model.int8.tflite")
