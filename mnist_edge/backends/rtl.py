@@ -86,10 +86,13 @@ FPGAS: dict[str, dict[str, Any]] = {
                  "rq_digit": 0, "clock_mhz": 50.0, "board": "ULX3S",
                  "part": "LFE5U-25F-6BG381C"},
     # LFE5U-85F (ULX3S 85F: the same board and CABGA381 pinout as the 25F, so the same top
-    # and pin file): 156 MULT18X18D, every one of 64 lanes on a DSP beside the
-    # requantizer's 4, and 208 EBR for the 512-bit weight words
-    "ecp5-85k": {"lanes": 64, "dsp_lanes": 64, "mul8x2": False, "rq_digit": 0,
-                 "clock_mhz": 50.0, "board": "ULX3S 85F", "part": "LFE5U-85F-6BG381C"},
+    # and pin file): 32 lanes x 4 positions = 128 multipliers, every one on a MULT18X18D
+    # beside the requantizer's 4 and a tflite softmax's 4 (of 156); 208 EBR hold the 4
+    # copies of the activation RAMs. quad: the 4 positions also serve unpooled MAC layers,
+    # a 2x2 block of outputs per lane, each requantized (tflite graphs too)
+    "ecp5-85k": {"lanes": 32, "positions": 4, "quad": True, "dsp_lanes": 128,
+                 "mul8x2": False, "rq_digit": 0, "clock_mhz": 50.0, "board": "ULX3S 85F",
+                 "part": "LFE5U-85F-6BG381C"},
 }
 ICE40_DSPS = 8  # SB_MAC16 on the UP5K
 # the tflite softmax's 32 x 32 multiplier: 4 MULT18X18D, which the ECP5-25F (28, all taken
@@ -179,6 +182,7 @@ class Layer:
     tap: int = 0  # tflite add: SUM taps read the tap ROM from tap_base (first input) and
     tap_base: int = 0  # tap_base + 256 (second)
     pool: int = 0  # 1: a 2x2 / 2 max pool fused in; oh, ow count its outputs (positions)
+    quad: int = 0  # 1: each lane computes a 2x2 block of outputs; oh, ow count the blocks
 
     @property
     def hw(self) -> int:
@@ -187,6 +191,11 @@ class Layer:
     @property
     def ohw(self) -> int:
         return self.oh * self.ow
+
+    @property
+    def out_hw(self) -> int:
+        """Values of one output channel (a quad layer's oh, ow count 2x2 blocks)."""
+        return self.ohw * (4 if self.quad else 1)
 
 
 @dataclass
@@ -197,6 +206,7 @@ class Lowering:
     offset: bool = False  # lanes multiply (x + 128)(w + 128): fold -128 * sum(w)
     tflite: bool = False  # the graph's arithmetic is `tflite` (Q31 multipliers, TFLM recipes)
     positions: int = 1  # 4: every lane computes a 2x2 pool window's 4 positions at once
+    quad: bool = False  # the 4 positions also serve unpooled MAC layers (2x2 output blocks)
     layers: list[Layer] = field(default_factory=list)
     weights: list[np.ndarray] = field(default_factory=list)  # [words, lanes] int8 blocks
     bias: list[np.ndarray] = field(default_factory=list)
@@ -574,6 +584,23 @@ LOWERING: dict[str, Callable[[Lowering, QGraph, int], None]] = {
 REFUSED: dict[str, str] = {}
 
 
+def _quad_blocks(low: Lowering) -> None:
+    """On an engine whose lanes compute 4 positions (and `quad`), every unpooled MAC layer
+    of even output height and width runs over 2x2 blocks of its outputs: position
+    (dy, dx) of a block reads dy * sh rows and dx * sw columns further (the fused pool's
+    reads), and the drain requantizes all 4 sums of each lane, each into its own output
+    address. A layer whose outputs do not tile (odd sizes, a linear layer) and depthwise
+    layers (lane 0) keep position 0."""
+    if not low.quad:
+        return
+    for layer in low.layers:
+        if (layer.mode == MODE_MAC and not layer.dw and not layer.pool and layer.oh % 2 == 0
+                and layer.ow % 2 == 0 and 2 * max(layer.sh, layer.sw) <= 15):
+            layer.quad = 1
+            layer.oh, layer.ow = layer.oh // 2, layer.ow // 2
+            layer.summary += ", 2x2 output blocks (4 positions per lane)"
+
+
 def _copy_layer(low: Lowering, src: str, dst: str) -> Layer:
     """A 1x1 max pool pass that copies tensor src to the other RAM as dst (rtl_plan)."""
     c, h, w = low.shapes[src]
@@ -583,11 +610,13 @@ def _copy_layer(low: Lowering, src: str, dst: str) -> Layer:
                  0, 0, h, w, 0, 0, c * h * w, k=1, reads=[src], writes=dst)
 
 
-def lower(graph: QGraph, lanes: int, offset: bool = False, positions: int = 1) -> Lowering:
+def lower(graph: QGraph, lanes: int, offset: bool = False, positions: int = 1,
+          quad: bool = False) -> Lowering:
     """The QGraph as descriptor entries and ROM contents, via `LOWERING`.
 
     offset: the lanes multiply offset operands (x + 128)(w + 128) (mnist_edge_mul8x2).
-    positions: 4 when each lane computes a 2x2 window's 4 positions (fused max pools)."""
+    positions: 4 when each lane computes a 2x2 window's 4 positions (fused max pools).
+    quad: with 4 positions, unpooled MAC layers run over 2x2 output blocks too."""
     graph.validate()
     require_arithmetic(graph, "RTL", ("onnx", "tflite"))
     if not 1 <= lanes <= 64:
@@ -595,7 +624,10 @@ def lower(graph: QGraph, lanes: int, offset: bool = False, positions: int = 1) -
     if positions not in (1, 4) or (positions > 1 and offset):
         raise MnistEdgeError(f"the RTL engine computes 1 or 4 positions per lane (4 without "
                              f"the offset multipliers), not {positions}")
-    low = Lowering(lanes, offset, tflite=graph.arithmetic == "tflite", positions=positions)
+    if quad and positions != 4:
+        raise MnistEdgeError("2x2 output blocks need 4 positions per lane")
+    low = Lowering(lanes, offset, tflite=graph.arithmetic == "tflite", positions=positions,
+                   quad=quad)
     low.storage[INPUT] = INPUT
     low.shapes[INPUT] = _chw(graph.input.shape)
     for op in graph.ops:
@@ -619,6 +651,7 @@ def lower(graph: QGraph, lanes: int, offset: bool = False, positions: int = 1) -
         LOWERING[op.kind](low, graph, i)
     if not low.layers:
         raise MnistEdgeError("the QGraph has no layer the RTL engine runs")
+    _quad_blocks(low)
     sizes = {name: math.prod(shape) for name, shape in low.shapes.items()}
     output = low.storage[graph.ops[-1].name]
     placed = plan(low.layers, sizes, output, lambda src, dst: _copy_layer(low, src, dst))
@@ -690,6 +723,7 @@ def layer_cycle_bound(layer: Layer, lanes: int, rq_cycles: int = 1) -> int:
     total = 0
     for g in range(layer.groups):
         n = 1 if layer.dw or layer.mode != MODE_MAC else min(lanes, layer.cout - g * lanes)
+        n *= 4 if layer.quad else 1  # a 2x2 block: 4 values per lane leave
         total += layer.ohw * max(taps, n + 1 if rq_cycles == 1 else n * rq_cycles)
     return total + 12
 
@@ -704,21 +738,27 @@ def cycle_model(low: Lowering, pixels: int, rq_cycles: int = 1) -> int:
 
 def lane_ops(layer: Layer) -> int:
     """Useful lane operations of a layer: one per MAC, pool tap or table pass value (a
-    fused pool's layer computes 4 positions per output)."""
-    return layer.cout * layer.ohw * layer.cin * layer.kh * layer.kw * (4 if layer.pool else 1)
+    fused pool's layer computes 4 positions per output, a quad layer 4 per block)."""
+    return (layer.cout * layer.ohw * layer.cin * layer.kh * layer.kw
+            * (4 if layer.pool or layer.quad else 1))
 
 
 def layer_context(low: Lowering) -> list[dict[str, Any]]:
     rows = []
     for d in low.layers:
         row = dict(d.__dict__)
-        step = 2 if d.pool else 1  # a fused pool's window origin moves 2 positions
+        # a fused pool's or a quad layer's window origin moves 2 positions
+        step = 2 if d.pool or d.quad else 1
         row.update(k=d.k if d.mode == MODE_MAC else 0, mode=f"MODE_{MODE_NAMES[d.mode]}",
-                   hw=d.hw, ohw=d.ohw, sh=step * d.sh, sw=step * d.sw,
+                   hw=d.hw, ohw=d.out_hw, sh=step * d.sh, sw=step * d.sw,
                    psy=d.sh, psx=d.sw, prow=d.sh * d.w,
                    row_step=step * d.sh * d.w,
                    # modulo 2^16: a layer of one group never steps (64 lanes x 32 x 32)
-                   out_gstep=(d.ohw if d.dw else low.lanes * d.ohw) % (1 << 16),
+                   out_gstep=(d.out_hw if d.dw else low.lanes * d.out_hw) % (1 << 16),
+                   # output address steps: the next block (2 on), the next row of blocks
+                   # (from the row's last block to 2 rows down); qrow: position 2's offset
+                   ostep=2 if d.quad else 1, orow=2 * d.ow + 2 if d.quad else 1,
+                   qrow=2 * d.ow if d.quad else 0,
                    iy0_v=_signed_literal(-d.pt, 10), ix0_v=_signed_literal(-d.pl, 10),
                    win0_v=(-d.pt * d.w - d.pl) % (1 << 16), zx_hex=_byte_hex(d.zx),
                    zy_hex=_byte_hex(d.zy), cstep=d.cstep or d.hw,
@@ -746,9 +786,12 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
                              f"two lanes per SB_MAC16, {ICE40_DSPS} SB_MAC16; got {lanes}")
     rq_digit = int(device["rq_digit"])
     rq_cycles = 24 // rq_digit if rq_digit else 1
-    # the extra positions serve fused max pools only, which a tflite graph does not fuse
-    positions = 1 if graph.arithmetic == "tflite" else int(device.get("positions", 1))
-    low = lower(graph, lanes, offset=bool(device["mul8x2"]), positions=positions)
+    # the extra positions serve fused max pools (which a tflite graph does not fuse) and,
+    # on a device with `quad`, 2x2 output blocks of every other MAC layer
+    quad = bool(device.get("quad", False))
+    positions = (1 if graph.arithmetic == "tflite" and not quad
+                 else int(device.get("positions", 1)))
+    low = lower(graph, lanes, offset=bool(device["mul8x2"]), positions=positions, quad=quad)
     image = (height, width) if channels == 1 else (channels, height, width)
     if vector_pixels is None:  # int8 inputs: uniform bytes
         vector_pixels = (random_pixels(20, 0, image) if graph.input_encoding == "uint8" else
@@ -785,6 +828,7 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
                          device["dsp_lanes"] - (SOFTMAX_DSPS if low.softmax and
                                                 fpga == "ecp5-25k" else 0)),
         "positions": positions,
+        "quad": any(d.quad for d in low.layers),
         "lane_bits": _bits(lanes),
         "mul8x2": bool(device["mul8x2"]),
         "rq_digit": rq_digit,
