@@ -589,13 +589,16 @@ def _quad_blocks(low: Lowering) -> None:
     of even output height and width runs over 2x2 blocks of its outputs: position
     (dy, dx) of a block reads dy * sh rows and dx * sw columns further (the fused pool's
     reads), and the drain requantizes all 4 sums of each lane, each into its own output
-    address. A layer whose outputs do not tile (odd sizes, a linear layer) and depthwise
-    layers (lane 0) keep position 0."""
+    address. So does a TFLM add (SUM taps of the tap ROM: lane 0 of each position reads
+    its own copy of the ROM; 4 values per 2 taps instead of 1). A layer whose outputs do
+    not tile (odd sizes, a linear layer), depthwise layers, pools and onnx adds (lane 0's
+    x * k, position 0 only) keep position 0."""
     if not low.quad:
         return
     for layer in low.layers:
-        if (layer.mode == MODE_MAC and not layer.dw and not layer.pool and layer.oh % 2 == 0
-                and layer.ow % 2 == 0 and 2 * max(layer.sh, layer.sw) <= 15):
+        blocks = (layer.oh % 2 == 0 and layer.ow % 2 == 0 and 2 * max(layer.sh, layer.sw) <= 15)
+        mac = layer.mode == MODE_MAC and not layer.dw and not layer.pool
+        if blocks and (mac or layer.tap):
             layer.quad = 1
             layer.oh, layer.ow = layer.oh // 2, layer.ow // 2
             layer.summary += ", 2x2 output blocks (4 positions per lane)"
@@ -829,6 +832,7 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
                                                 fpga == "ecp5-25k" else 0)),
         "positions": positions,
         "quad": any(d.quad for d in low.layers),
+        "quad_tap": any(d.quad and d.tap for d in low.layers),
         "lane_bits": _bits(lanes),
         "mul8x2": bool(device["mul8x2"]),
         "rq_digit": rq_digit,
