@@ -253,13 +253,14 @@ def test_ice40_pll_settings() -> None:
 
 
 def test_ecp5_85k_target(tmp_path: Path) -> None:
-    """The LFE5U-85F: 64 lanes, the ULX3S top and pins (one pinout for the 25F and 85F
-    boards) naming the 85F, nextpnr's --85k in the same CABGA381 package."""
+    """The LFE5U-85F: 32 lanes x 4 positions, the ULX3S top and pins (one pinout for the
+    25F and 85F boards) naming the 85F, nextpnr's --85k in the same CABGA381 package."""
     from mnist_edge.targets.fpga_synth import FLOWS
 
     out = rtl.generate_rtl(random_qgraph(3, "mixed"), tmp_path / "rtl", fpga="ecp5-85k")
     manifest = rtl.load_manifest(out)
-    assert manifest["lanes"] == 64 and manifest["board_top"] == "top_ulx3s"
+    assert manifest["lanes"] == 32 and manifest["positions"] == 4
+    assert manifest["board_top"] == "top_ulx3s"
     assert "# ULX3S (LFE5U-85F-6BG381C)" in (out / "ulx3s.lpf").read_text()
     assert "ULX3S (ECP5 LFE5U-85F)" in (out / "top_ulx3s.v").read_text()
     assert FLOWS["ecp5-85k"]["pnr"][:3] == ["--85k", "--package", "CABGA381"]
@@ -561,17 +562,24 @@ def test_pool_fusion_needs_four_positions_and_a_monotone_table() -> None:
     assert len(layers) == len(rtl.lower(random_qgraph(3, "mixed"), 3, positions=4).layers) - 1
 
 
-def test_fused_pool_positions_exact(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fpga", ["ecp5-25k", "ecp5-85k"])
+def test_fused_pool_positions_exact(fpga: str, tmp_path: Path) -> None:
     """The ECP5 engine's 4 positions per lane (4 RAM copies, the drain's max of 4 sums)
     on a conv + monotone table + pool (fused), then a strided conv with asymmetric padding,
     an average pool, a grouped conv and a linear layer (position 0 only); 3 lanes: ragged
-    groups. Golden's logits on every image, and the per-layer lane counts add up."""
+    groups. On the 85F, the same graph with its first table not monotone (no fusion):
+    that conv and its table run over 2x2 output blocks (quad), every sum requantized.
+    Golden's logits on every image, and the per-layer lane counts add up."""
     need("verilator")
-    graph = _monotone_tables(random_qgraph(3, "mixed"))
-    out = rtl.generate_rtl(graph, tmp_path / "rtl", fpga="ecp5-25k", lanes=3)
+    quad = fpga == "ecp5-85k"
+    graph = random_qgraph(3, "mixed") if quad else _monotone_tables(random_qgraph(3, "mixed"))
+    out = rtl.generate_rtl(graph, tmp_path / "rtl", fpga=fpga, lanes=3)
     verilator.lint(out)
     manifest = rtl.load_manifest(out)
-    assert manifest["positions"] == 4 and "fused" in manifest["layers"][0]["summary"]
+    first = manifest["layers"][0]["summary"]
+    assert manifest["positions"] == 4 and ("fused" in first) != quad
+    assert [i for i, layer in enumerate(manifest["layers"])
+            if "2x2 output blocks" in layer["summary"]] == ([0] if quad else [])
     pixels = random_pixels(16, seed=7)
     stats: list[dict[str, int]] = []
     logits, cls, _ = verilator.simulate(verilator.build(out, stats=True), out, pixels,
