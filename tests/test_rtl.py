@@ -281,12 +281,18 @@ def test_lowering_covers_every_qgraph_kind() -> None:
     assert not rtl.REFUSED
 
 
-def test_planner_keeps_branches_apart() -> None:
-    """The DAG graph: the add's inputs share a RAM (a copy moves one), its output goes to
-    the other; no two tensors of one RAM overlap while both are live; a chain gets every
-    tensor at address 0 (the ping-pong of before)."""
-    low = rtl.lower(random_dag_qgraph(0), 4)
-    assert low.copies == 1 and low.layers[3].summary.startswith("copy of g1")
+@pytest.mark.parametrize("sdp", [False, True])
+def test_planner_keeps_branches_apart(sdp: bool) -> None:
+    """The DAG graph: the add's inputs share a RAM (a copy moves one; with a write port
+    per RAM, sdp, the branch's last layer writes beside the other input instead: no
+    copy), its output goes to the other; no two tensors of one RAM overlap while both are
+    live; a chain gets every tensor at address 0 (the ping-pong of before)."""
+    low = rtl.lower(random_dag_qgraph(0), 4, sdp=sdp)
+    if sdp:
+        assert low.copies == 0 and any(d.out_buf == d.in_buf for d in low.layers)
+    else:
+        assert low.copies == 1 and low.layers[3].summary.startswith("copy of g1")
+        assert all(d.out_buf == 1 - d.in_buf for d in low.layers)
     life: dict[str, list[int]] = {}
     at: dict[str, tuple[int, int, int]] = {}
     for k, d in enumerate(low.layers):
@@ -296,7 +302,7 @@ def test_planner_keeps_branches_apart() -> None:
             at.setdefault(name, (d.in_buf, addr, 0))
         life.setdefault(d.writes, [k, k])[1] = k
         if d.writes not in at or at[d.writes][1] > d.out_off:
-            at[d.writes] = (1 - d.in_buf, d.out_off, 0)
+            at[d.writes] = (d.out_buf, d.out_off, 0)
     add = next(d for d in low.layers if d.summary.startswith("a0"))
     assert len(add.reads) == 2 and add.cstep != add.hw
     sizes = {**{n: int(np.prod(s)) for n, s in low.shapes.items()}}
@@ -307,7 +313,7 @@ def test_planner_keeps_branches_apart() -> None:
             same_ram = at[a][0] == at[b][0]
             overlap_a = at[a][1] < at[b][1] + sizes[b] and at[b][1] < at[a][1] + sizes[a]
             assert not (overlap_t and same_ram and overlap_a), (a, b)
-    chain = rtl.lower(random_qgraph(3, "mixed"), 4)
+    chain = rtl.lower(random_qgraph(3, "mixed"), 4, sdp=sdp)
     assert chain.copies == 0
     for d, e in zip(chain.layers, chain.layers[1:], strict=False):  # ping-pong, op by op
         assert e.in_buf == (d.in_buf if e.ops[0] == d.ops[0] else 1 - d.in_buf)
@@ -332,16 +338,18 @@ def test_first_fit_pins_and_packs() -> None:
         rtl_plan.first_fit(sizes, {**life, "out": (2, 9)}, pinned=("input", "out"))
 
 
-@pytest.mark.parametrize("fpga, lanes", [("ice40-up5k", 4), ("ecp5-25k", 3)])
+@pytest.mark.parametrize("fpga, lanes", [("ice40-up5k", 4), ("ecp5-25k", 3), ("ecp5-85k", 3)])
 def test_residual_add_and_concat_exact(fpga: str, lanes: int, tmp_path: Path) -> None:
     """A residual add (inputs at two scales, one copied to the other RAM), a depthwise
     conv, a concat of a copied and a requantized input, fused and lone tables: golden's
     logits in Verilator, and the design lints clean. The iCE40 engine: offset products
-    and the digit-serial requantizer beside the add's weighted taps."""
+    and the digit-serial requantizer beside the add's weighted taps. The 85F: RAMs with a
+    write port each (no copy: a layer writes the RAM it reads) and 2x2 output blocks."""
     need("verilator")
     graph = random_dag_qgraph(0)
     out = rtl.generate_rtl(graph, tmp_path / "rtl", fpga=fpga, lanes=lanes)
     verilator.lint(out)
+    assert (rtl.load_manifest(out)["copy_layers"] == 0) == (fpga == "ecp5-85k")
     pixels = random_pixels(12, seed=3)
     logits, cls, _ = verilator.simulate(verilator.build(out), out, pixels, graph.output.size)
     assert np.array_equal(logits, golden.run_int8(graph, pixels))

@@ -194,6 +194,7 @@ def test_small_tflite_graph_exact_in_verilator(fpga: str, tmp_path: Path) -> Non
     out = rtl.generate_rtl(graph, tmp_path / "rtl", fpga=fpga, lanes=3)
     verilator.lint(out)
     manifest = rtl.load_manifest(out)
+    assert (manifest["copy_layers"] == 0) == (fpga == "ecp5-85k")  # RAMs with 2 ports: no copy
     quad = [layer["ops"][0] for layer in manifest["layers"] if "2x2 output" in layer["summary"]]
     assert quad == ([op.name for op in graph.ops if op.kind in ("conv2d", "add")
                      and op.attrs.get("groups", 1) == 1] if fpga == "ecp5-85k" else [])
@@ -226,7 +227,8 @@ def test_mlperf_resnet8_exact_in_verilator(mlperf_runs, tmp_path: Path) -> None:
     logits, _, cycles = verilator.simulate(verilator.build(out), out, x, graph.output.size)
     assert np.array_equal(logits, golden.run_int8(graph, x))
     device = rtl.FPGAS["ecp5-85k"]
-    low = rtl.lower(graph, device["lanes"], positions=device["positions"], quad=True)
+    low = rtl.lower(graph, device["lanes"], positions=device["positions"], quad=True, sdp=True)
+    assert low.copies == 0 and rtl.load_manifest(out)["copy_layers"] == 0
     assert cycles.min() > rtl.cycle_model(low, graph.input.size)
 
 

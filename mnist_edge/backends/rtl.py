@@ -89,8 +89,11 @@ FPGAS: dict[str, dict[str, Any]] = {
     # and pin file): 32 lanes x 4 positions = 128 multipliers, every one on a MULT18X18D
     # beside the requantizer's 4 and a tflite softmax's 4 (of 156); 208 EBR hold the 4
     # copies of the activation RAMs. quad: the 4 positions also serve unpooled MAC layers,
-    # a 2x2 block of outputs per lane, each requantized (tflite graphs too)
-    "ecp5-85k": {"lanes": 32, "positions": 4, "quad": True, "dsp_lanes": 128,
+    # a 2x2 block of outputs per lane, each requantized (tflite graphs too). dual_port:
+    # activation RAMs with a read and a write port (DP16KD), so a layer may write the RAM
+    # it reads and a residual add needs no copy layer (rtl_plan.py)
+    "ecp5-85k": {"lanes": 32, "positions": 4, "quad": True, "dual_port": True,
+                 "dsp_lanes": 128,
                  "mul8x2": False, "rq_digit": 0, "clock_mhz": 50.0, "board": "ULX3S 85F",
                  "part": "LFE5U-85F-6BG381C"},
 }
@@ -119,6 +122,8 @@ ENGINE_SOURCES = ("mnist_edge_engine.v", "mnist_edge_requant.v", "mnist_edge_pre
 # written only into a design in the tflite arithmetic (the softmax only when it has one),
 # so an onnx design's tree stays as it was
 TFLITE_FILES = ("mnist_edge_requant_tfl.v", "mnist_edge_softmax.v")
+# written only into a design whose activation RAMs have a write port each (dual_port)
+DUAL_PORT_FILE = "mnist_edge_act_ram_dp.v"
 UART_SOURCES = (*ENGINE_SOURCES, "mnist_edge_uart_rx.v", "mnist_edge_uart_tx.v",
                 "mnist_edge_uart_top.v")
 
@@ -126,7 +131,8 @@ UART_SOURCES = (*ENGINE_SOURCES, "mnist_edge_uart_rx.v", "mnist_edge_uart_tx.v",
 def design_sources(rtl_dir: Path, uart: bool = False) -> tuple[str, ...]:
     """The Verilog files of the design in rtl_dir, for Verilator and yosys: the engine's
     (and the UART top's), plus the tflite arithmetic's modules where the design has them."""
-    extra = tuple(name for name in TFLITE_FILES if (Path(rtl_dir) / name).exists())
+    extra = tuple(name for name in (*TFLITE_FILES, DUAL_PORT_FILE)
+                  if (Path(rtl_dir) / name).exists())
     return (*(UART_SOURCES if uart else ENGINE_SOURCES), *extra)
 
 
@@ -167,6 +173,7 @@ class Layer:
     lut: int = 0
     lut_base: int = 0
     in_buf: int = 0
+    out_buf: int = 1  # the RAM written (1 - in_buf unless the RAMs have a write port each)
     in_off: int = 0  # first input address (a conv group's first input channel)
     out_off: int = 0  # first output address
     macs: int = 0
@@ -207,6 +214,7 @@ class Lowering:
     tflite: bool = False  # the graph's arithmetic is `tflite` (Q31 multipliers, TFLM recipes)
     positions: int = 1  # 4: every lane computes a 2x2 pool window's 4 positions at once
     quad: bool = False  # the 4 positions also serve unpooled MAC layers (2x2 output blocks)
+    sdp: bool = False  # activation RAMs with a read and a write port: no copy layers
     layers: list[Layer] = field(default_factory=list)
     weights: list[np.ndarray] = field(default_factory=list)  # [words, lanes] int8 blocks
     bias: list[np.ndarray] = field(default_factory=list)
@@ -614,12 +622,13 @@ def _copy_layer(low: Lowering, src: str, dst: str) -> Layer:
 
 
 def lower(graph: QGraph, lanes: int, offset: bool = False, positions: int = 1,
-          quad: bool = False) -> Lowering:
+          quad: bool = False, sdp: bool = False) -> Lowering:
     """The QGraph as descriptor entries and ROM contents, via `LOWERING`.
 
     offset: the lanes multiply offset operands (x + 128)(w + 128) (mnist_edge_mul8x2).
     positions: 4 when each lane computes a 2x2 window's 4 positions (fused max pools).
-    quad: with 4 positions, unpooled MAC layers run over 2x2 output blocks too."""
+    quad: with 4 positions, unpooled MAC layers run over 2x2 output blocks too.
+    sdp: the activation RAMs have a read port and a write port (the planner's same_bank)."""
     graph.validate()
     require_arithmetic(graph, "RTL", ("onnx", "tflite"))
     if not 1 <= lanes <= 64:
@@ -630,7 +639,7 @@ def lower(graph: QGraph, lanes: int, offset: bool = False, positions: int = 1,
     if quad and positions != 4:
         raise MnistEdgeError("2x2 output blocks need 4 positions per lane")
     low = Lowering(lanes, offset, tflite=graph.arithmetic == "tflite", positions=positions,
-                   quad=quad)
+                   quad=quad, sdp=sdp)
     low.storage[INPUT] = INPUT
     low.shapes[INPUT] = _chw(graph.input.shape)
     for op in graph.ops:
@@ -657,7 +666,8 @@ def lower(graph: QGraph, lanes: int, offset: bool = False, positions: int = 1,
     _quad_blocks(low)
     sizes = {name: math.prod(shape) for name, shape in low.shapes.items()}
     output = low.storage[graph.ops[-1].name]
-    placed = plan(low.layers, sizes, output, lambda src, dst: _copy_layer(low, src, dst))
+    placed = plan(low.layers, sizes, output, lambda src, dst: _copy_layer(low, src, dst),
+                  same_bank=sdp)
     for k, layer in enumerate(low.layers):
         layer.index = k
         base = placed.offset[layer.reads[0]]
@@ -794,7 +804,9 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
     quad = bool(device.get("quad", False))
     positions = (1 if graph.arithmetic == "tflite" and not quad
                  else int(device.get("positions", 1)))
-    low = lower(graph, lanes, offset=bool(device["mul8x2"]), positions=positions, quad=quad)
+    sdp = bool(device.get("dual_port", False))
+    low = lower(graph, lanes, offset=bool(device["mul8x2"]), positions=positions, quad=quad,
+                sdp=sdp)
     image = (height, width) if channels == 1 else (channels, height, width)
     if vector_pixels is None:  # int8 inputs: uniform bytes
         vector_pixels = (random_pixels(20, 0, image) if graph.input_encoding == "uint8" else
@@ -833,6 +845,7 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
         "positions": positions,
         "quad": any(d.quad for d in low.layers),
         "quad_tap": any(d.quad and d.tap for d in low.layers),
+        "sdp": sdp,
         "lane_bits": _bits(lanes),
         "mul8x2": bool(device["mul8x2"]),
         "rq_digit": rq_digit,
@@ -916,6 +929,7 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
         for template, name in TEMPLATE_FILES.items():
             (tmp / name).write_text(env.get_template(template).render(**context))
         extra = TFLITE_FILES[:1 + bool(low.softmax)] if tflite else ()
+        extra += (DUAL_PORT_FILE,) if sdp else ()
         for name in (*STATIC_FILES, *extra):
             (tmp / name).write_text((TEMPLATES_DIR / "rtl" / name).read_text())
         (tmp / "mem").mkdir()
