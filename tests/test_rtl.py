@@ -253,13 +253,14 @@ def test_ice40_pll_settings() -> None:
 
 
 def test_ecp5_85k_target(tmp_path: Path) -> None:
-    """The LFE5U-85F: 64 lanes, the ULX3S top and pins (one pinout for the 25F and 85F
-    boards) naming the 85F, nextpnr's --85k in the same CABGA381 package."""
+    """The LFE5U-85F: 32 lanes x 4 positions, the ULX3S top and pins (one pinout for the
+    25F and 85F boards) naming the 85F, nextpnr's --85k in the same CABGA381 package."""
     from mnist_edge.targets.fpga_synth import FLOWS
 
     out = rtl.generate_rtl(random_qgraph(3, "mixed"), tmp_path / "rtl", fpga="ecp5-85k")
     manifest = rtl.load_manifest(out)
-    assert manifest["lanes"] == 64 and manifest["board_top"] == "top_ulx3s"
+    assert manifest["lanes"] == 32 and manifest["positions"] == 4
+    assert manifest["board_top"] == "top_ulx3s"
     assert "# ULX3S (LFE5U-85F-6BG381C)" in (out / "ulx3s.lpf").read_text()
     assert "ULX3S (ECP5 LFE5U-85F)" in (out / "top_ulx3s.v").read_text()
     assert FLOWS["ecp5-85k"]["pnr"][:3] == ["--85k", "--package", "CABGA381"]
@@ -280,12 +281,18 @@ def test_lowering_covers_every_qgraph_kind() -> None:
     assert not rtl.REFUSED
 
 
-def test_planner_keeps_branches_apart() -> None:
-    """The DAG graph: the add's inputs share a RAM (a copy moves one), its output goes to
-    the other; no two tensors of one RAM overlap while both are live; a chain gets every
-    tensor at address 0 (the ping-pong of before)."""
-    low = rtl.lower(random_dag_qgraph(0), 4)
-    assert low.copies == 1 and low.layers[3].summary.startswith("copy of g1")
+@pytest.mark.parametrize("sdp", [False, True])
+def test_planner_keeps_branches_apart(sdp: bool) -> None:
+    """The DAG graph: the add's inputs share a RAM (a copy moves one; with a write port
+    per RAM, sdp, the branch's last layer writes beside the other input instead: no
+    copy), its output goes to the other; no two tensors of one RAM overlap while both are
+    live; a chain gets every tensor at address 0 (the ping-pong of before)."""
+    low = rtl.lower(random_dag_qgraph(0), 4, sdp=sdp)
+    if sdp:
+        assert low.copies == 0 and any(d.out_buf == d.in_buf for d in low.layers)
+    else:
+        assert low.copies == 1 and low.layers[3].summary.startswith("copy of g1")
+        assert all(d.out_buf == 1 - d.in_buf for d in low.layers)
     life: dict[str, list[int]] = {}
     at: dict[str, tuple[int, int, int]] = {}
     for k, d in enumerate(low.layers):
@@ -295,7 +302,7 @@ def test_planner_keeps_branches_apart() -> None:
             at.setdefault(name, (d.in_buf, addr, 0))
         life.setdefault(d.writes, [k, k])[1] = k
         if d.writes not in at or at[d.writes][1] > d.out_off:
-            at[d.writes] = (1 - d.in_buf, d.out_off, 0)
+            at[d.writes] = (d.out_buf, d.out_off, 0)
     add = next(d for d in low.layers if d.summary.startswith("a0"))
     assert len(add.reads) == 2 and add.cstep != add.hw
     sizes = {**{n: int(np.prod(s)) for n, s in low.shapes.items()}}
@@ -306,7 +313,7 @@ def test_planner_keeps_branches_apart() -> None:
             same_ram = at[a][0] == at[b][0]
             overlap_a = at[a][1] < at[b][1] + sizes[b] and at[b][1] < at[a][1] + sizes[a]
             assert not (overlap_t and same_ram and overlap_a), (a, b)
-    chain = rtl.lower(random_qgraph(3, "mixed"), 4)
+    chain = rtl.lower(random_qgraph(3, "mixed"), 4, sdp=sdp)
     assert chain.copies == 0
     for d, e in zip(chain.layers, chain.layers[1:], strict=False):  # ping-pong, op by op
         assert e.in_buf == (d.in_buf if e.ops[0] == d.ops[0] else 1 - d.in_buf)
@@ -331,16 +338,18 @@ def test_first_fit_pins_and_packs() -> None:
         rtl_plan.first_fit(sizes, {**life, "out": (2, 9)}, pinned=("input", "out"))
 
 
-@pytest.mark.parametrize("fpga, lanes", [("ice40-up5k", 4), ("ecp5-25k", 3)])
+@pytest.mark.parametrize("fpga, lanes", [("ice40-up5k", 4), ("ecp5-25k", 3), ("ecp5-85k", 3)])
 def test_residual_add_and_concat_exact(fpga: str, lanes: int, tmp_path: Path) -> None:
     """A residual add (inputs at two scales, one copied to the other RAM), a depthwise
     conv, a concat of a copied and a requantized input, fused and lone tables: golden's
     logits in Verilator, and the design lints clean. The iCE40 engine: offset products
-    and the digit-serial requantizer beside the add's weighted taps."""
+    and the digit-serial requantizer beside the add's weighted taps. The 85F: RAMs with a
+    write port each (no copy: a layer writes the RAM it reads) and 2x2 output blocks."""
     need("verilator")
     graph = random_dag_qgraph(0)
     out = rtl.generate_rtl(graph, tmp_path / "rtl", fpga=fpga, lanes=lanes)
     verilator.lint(out)
+    assert (rtl.load_manifest(out)["copy_layers"] == 0) == (fpga == "ecp5-85k")
     pixels = random_pixels(12, seed=3)
     logits, cls, _ = verilator.simulate(verilator.build(out), out, pixels, graph.output.size)
     assert np.array_equal(logits, golden.run_int8(graph, pixels))
@@ -561,17 +570,24 @@ def test_pool_fusion_needs_four_positions_and_a_monotone_table() -> None:
     assert len(layers) == len(rtl.lower(random_qgraph(3, "mixed"), 3, positions=4).layers) - 1
 
 
-def test_fused_pool_positions_exact(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fpga", ["ecp5-25k", "ecp5-85k"])
+def test_fused_pool_positions_exact(fpga: str, tmp_path: Path) -> None:
     """The ECP5 engine's 4 positions per lane (4 RAM copies, the drain's max of 4 sums)
     on a conv + monotone table + pool (fused), then a strided conv with asymmetric padding,
     an average pool, a grouped conv and a linear layer (position 0 only); 3 lanes: ragged
-    groups. Golden's logits on every image, and the per-layer lane counts add up."""
+    groups. On the 85F, the same graph with its first table not monotone (no fusion):
+    that conv and its table run over 2x2 output blocks (quad), every sum requantized.
+    Golden's logits on every image, and the per-layer lane counts add up."""
     need("verilator")
-    graph = _monotone_tables(random_qgraph(3, "mixed"))
-    out = rtl.generate_rtl(graph, tmp_path / "rtl", fpga="ecp5-25k", lanes=3)
+    quad = fpga == "ecp5-85k"
+    graph = random_qgraph(3, "mixed") if quad else _monotone_tables(random_qgraph(3, "mixed"))
+    out = rtl.generate_rtl(graph, tmp_path / "rtl", fpga=fpga, lanes=3)
     verilator.lint(out)
     manifest = rtl.load_manifest(out)
-    assert manifest["positions"] == 4 and "fused" in manifest["layers"][0]["summary"]
+    first = manifest["layers"][0]["summary"]
+    assert manifest["positions"] == 4 and ("fused" in first) != quad
+    assert [i for i, layer in enumerate(manifest["layers"])
+            if "2x2 output blocks" in layer["summary"]] == ([0] if quad else [])
     pixels = random_pixels(16, seed=7)
     stats: list[dict[str, int]] = []
     logits, cls, _ = verilator.simulate(verilator.build(out, stats=True), out, pixels,

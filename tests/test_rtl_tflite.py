@@ -172,10 +172,13 @@ def _small_tflite() -> bytes:
     return build(tensors, ops, [0], [15])
 
 
-def test_small_tflite_graph_exact_in_verilator(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fpga", ["ecp5-25k", "ecp5-85k"])
+def test_small_tflite_graph_exact_in_verilator(fpga: str, tmp_path: Path) -> None:
     """Every op kind the RTL lowers in the tflite arithmetic, on an int8 input with its own
     zero point: the Verilog lints clean and equals golden (which equals TFLM:
-    tests/test_tflite_fixtures.py) on structured and random inputs."""
+    tests/test_tflite_fixtures.py) on structured and random inputs. On the ECP5-85F the
+    conv and the ADD run over 2x2 output blocks (4 positions per lane), and the per-layer
+    lane counts add up to the useful lane operations."""
     need("verilator")
     from mnist_edge import golden
     from mnist_edge.backends import rtl
@@ -188,13 +191,22 @@ def test_small_tflite_graph_exact_in_verilator(tmp_path: Path) -> None:
     assert graph.arithmetic == "tflite" and graph.input_encoding == "int8"
     kinds = {op.kind for op in graph.ops}
     assert {"conv2d", "add", "maxpool2d", "avgpool2d", "linear", "softmax"} <= kinds, kinds
-    out = rtl.generate_rtl(graph, tmp_path / "rtl", fpga="ecp5-25k", lanes=3)
+    out = rtl.generate_rtl(graph, tmp_path / "rtl", fpga=fpga, lanes=3)
     verilator.lint(out)
+    manifest = rtl.load_manifest(out)
+    assert (manifest["copy_layers"] == 0) == (fpga == "ecp5-85k")  # RAMs with 2 ports: no copy
+    quad = [layer["ops"][0] for layer in manifest["layers"] if "2x2 output" in layer["summary"]]
+    assert quad == ([op.name for op in graph.ops if op.kind in ("conv2d", "add")
+                     and op.attrs.get("groups", 1) == 1] if fpga == "ecp5-85k" else [])
     x = probe_batch(graph, 24, seed=4)
-    logits, cls, _ = verilator.simulate(verilator.build(out), out, x, graph.output.size)
+    stats: list[dict[str, int]] = []
+    logits, cls, _ = verilator.simulate(verilator.build(out, stats=True), out, x,
+                                        graph.output.size, stats)
     want = golden.run_int8(graph, x)
     assert np.array_equal(logits, want)
     assert np.array_equal(cls, golden.predict(want))
+    assert [s["busy_lane_cycles"] for s in stats] == [len(x) * n
+                                                      for n in manifest["layer_lane_ops"]]
 
 
 def test_mlperf_resnet8_exact_in_verilator(mlperf_runs, tmp_path: Path) -> None:
@@ -214,7 +226,10 @@ def test_mlperf_resnet8_exact_in_verilator(mlperf_runs, tmp_path: Path) -> None:
     x = probe_batch(graph, 3, seed=9)
     logits, _, cycles = verilator.simulate(verilator.build(out), out, x, graph.output.size)
     assert np.array_equal(logits, golden.run_int8(graph, x))
-    assert cycles.min() > rtl.cycle_model(rtl.lower(graph, 64), graph.input.size)
+    device = rtl.FPGAS["ecp5-85k"]
+    low = rtl.lower(graph, device["lanes"], positions=device["positions"], quad=True, sdp=True)
+    assert low.copies == 0 and rtl.load_manifest(out)["copy_layers"] == 0
+    assert cycles.min() > rtl.cycle_model(low, graph.input.size)
 
 
 def test_tflite_refusals_by_name(tmp_path: Path) -> None:

@@ -86,10 +86,16 @@ FPGAS: dict[str, dict[str, Any]] = {
                  "rq_digit": 0, "clock_mhz": 50.0, "board": "ULX3S",
                  "part": "LFE5U-25F-6BG381C"},
     # LFE5U-85F (ULX3S 85F: the same board and CABGA381 pinout as the 25F, so the same top
-    # and pin file): 156 MULT18X18D, every one of 64 lanes on a DSP beside the
-    # requantizer's 4, and 208 EBR for the 512-bit weight words
-    "ecp5-85k": {"lanes": 64, "dsp_lanes": 64, "mul8x2": False, "rq_digit": 0,
-                 "clock_mhz": 50.0, "board": "ULX3S 85F", "part": "LFE5U-85F-6BG381C"},
+    # and pin file): 32 lanes x 4 positions = 128 multipliers, every one on a MULT18X18D
+    # beside the requantizer's 4 and a tflite softmax's 4 (of 156); 208 EBR hold the 4
+    # copies of the activation RAMs. quad: the 4 positions also serve unpooled MAC layers,
+    # a 2x2 block of outputs per lane, each requantized (tflite graphs too). dual_port:
+    # activation RAMs with a read and a write port (DP16KD), so a layer may write the RAM
+    # it reads and a residual add needs no copy layer (rtl_plan.py)
+    "ecp5-85k": {"lanes": 32, "positions": 4, "quad": True, "dual_port": True,
+                 "dsp_lanes": 128,
+                 "mul8x2": False, "rq_digit": 0, "clock_mhz": 50.0, "board": "ULX3S 85F",
+                 "part": "LFE5U-85F-6BG381C"},
 }
 ICE40_DSPS = 8  # SB_MAC16 on the UP5K
 # the tflite softmax's 32 x 32 multiplier: 4 MULT18X18D, which the ECP5-25F (28, all taken
@@ -116,6 +122,8 @@ ENGINE_SOURCES = ("mnist_edge_engine.v", "mnist_edge_requant.v", "mnist_edge_pre
 # written only into a design in the tflite arithmetic (the softmax only when it has one),
 # so an onnx design's tree stays as it was
 TFLITE_FILES = ("mnist_edge_requant_tfl.v", "mnist_edge_softmax.v")
+# written only into a design whose activation RAMs have a write port each (dual_port)
+DUAL_PORT_FILE = "mnist_edge_act_ram_dp.v"
 UART_SOURCES = (*ENGINE_SOURCES, "mnist_edge_uart_rx.v", "mnist_edge_uart_tx.v",
                 "mnist_edge_uart_top.v")
 
@@ -123,7 +131,8 @@ UART_SOURCES = (*ENGINE_SOURCES, "mnist_edge_uart_rx.v", "mnist_edge_uart_tx.v",
 def design_sources(rtl_dir: Path, uart: bool = False) -> tuple[str, ...]:
     """The Verilog files of the design in rtl_dir, for Verilator and yosys: the engine's
     (and the UART top's), plus the tflite arithmetic's modules where the design has them."""
-    extra = tuple(name for name in TFLITE_FILES if (Path(rtl_dir) / name).exists())
+    extra = tuple(name for name in (*TFLITE_FILES, DUAL_PORT_FILE)
+                  if (Path(rtl_dir) / name).exists())
     return (*(UART_SOURCES if uart else ENGINE_SOURCES), *extra)
 
 
@@ -164,6 +173,7 @@ class Layer:
     lut: int = 0
     lut_base: int = 0
     in_buf: int = 0
+    out_buf: int = 1  # the RAM written (1 - in_buf unless the RAMs have a write port each)
     in_off: int = 0  # first input address (a conv group's first input channel)
     out_off: int = 0  # first output address
     macs: int = 0
@@ -179,6 +189,7 @@ class Layer:
     tap: int = 0  # tflite add: SUM taps read the tap ROM from tap_base (first input) and
     tap_base: int = 0  # tap_base + 256 (second)
     pool: int = 0  # 1: a 2x2 / 2 max pool fused in; oh, ow count its outputs (positions)
+    quad: int = 0  # 1: each lane computes a 2x2 block of outputs; oh, ow count the blocks
 
     @property
     def hw(self) -> int:
@@ -187,6 +198,11 @@ class Layer:
     @property
     def ohw(self) -> int:
         return self.oh * self.ow
+
+    @property
+    def out_hw(self) -> int:
+        """Values of one output channel (a quad layer's oh, ow count 2x2 blocks)."""
+        return self.ohw * (4 if self.quad else 1)
 
 
 @dataclass
@@ -197,6 +213,8 @@ class Lowering:
     offset: bool = False  # lanes multiply (x + 128)(w + 128): fold -128 * sum(w)
     tflite: bool = False  # the graph's arithmetic is `tflite` (Q31 multipliers, TFLM recipes)
     positions: int = 1  # 4: every lane computes a 2x2 pool window's 4 positions at once
+    quad: bool = False  # the 4 positions also serve unpooled MAC layers (2x2 output blocks)
+    sdp: bool = False  # activation RAMs with a read and a write port: no copy layers
     layers: list[Layer] = field(default_factory=list)
     weights: list[np.ndarray] = field(default_factory=list)  # [words, lanes] int8 blocks
     bias: list[np.ndarray] = field(default_factory=list)
@@ -574,6 +592,26 @@ LOWERING: dict[str, Callable[[Lowering, QGraph, int], None]] = {
 REFUSED: dict[str, str] = {}
 
 
+def _quad_blocks(low: Lowering) -> None:
+    """On an engine whose lanes compute 4 positions (and `quad`), every unpooled MAC layer
+    of even output height and width runs over 2x2 blocks of its outputs: position
+    (dy, dx) of a block reads dy * sh rows and dx * sw columns further (the fused pool's
+    reads), and the drain requantizes all 4 sums of each lane, each into its own output
+    address. So does a TFLM add (SUM taps of the tap ROM: lane 0 of each position reads
+    its own copy of the ROM; 4 values per 2 taps instead of 1). A layer whose outputs do
+    not tile (odd sizes, a linear layer), depthwise layers, pools and onnx adds (lane 0's
+    x * k, position 0 only) keep position 0."""
+    if not low.quad:
+        return
+    for layer in low.layers:
+        blocks = (layer.oh % 2 == 0 and layer.ow % 2 == 0 and 2 * max(layer.sh, layer.sw) <= 15)
+        mac = layer.mode == MODE_MAC and not layer.dw and not layer.pool
+        if blocks and (mac or layer.tap):
+            layer.quad = 1
+            layer.oh, layer.ow = layer.oh // 2, layer.ow // 2
+            layer.summary += ", 2x2 output blocks (4 positions per lane)"
+
+
 def _copy_layer(low: Lowering, src: str, dst: str) -> Layer:
     """A 1x1 max pool pass that copies tensor src to the other RAM as dst (rtl_plan)."""
     c, h, w = low.shapes[src]
@@ -583,11 +621,14 @@ def _copy_layer(low: Lowering, src: str, dst: str) -> Layer:
                  0, 0, h, w, 0, 0, c * h * w, k=1, reads=[src], writes=dst)
 
 
-def lower(graph: QGraph, lanes: int, offset: bool = False, positions: int = 1) -> Lowering:
+def lower(graph: QGraph, lanes: int, offset: bool = False, positions: int = 1,
+          quad: bool = False, sdp: bool = False) -> Lowering:
     """The QGraph as descriptor entries and ROM contents, via `LOWERING`.
 
     offset: the lanes multiply offset operands (x + 128)(w + 128) (mnist_edge_mul8x2).
-    positions: 4 when each lane computes a 2x2 window's 4 positions (fused max pools)."""
+    positions: 4 when each lane computes a 2x2 window's 4 positions (fused max pools).
+    quad: with 4 positions, unpooled MAC layers run over 2x2 output blocks too.
+    sdp: the activation RAMs have a read port and a write port (the planner's same_bank)."""
     graph.validate()
     require_arithmetic(graph, "RTL", ("onnx", "tflite"))
     if not 1 <= lanes <= 64:
@@ -595,7 +636,10 @@ def lower(graph: QGraph, lanes: int, offset: bool = False, positions: int = 1) -
     if positions not in (1, 4) or (positions > 1 and offset):
         raise MnistEdgeError(f"the RTL engine computes 1 or 4 positions per lane (4 without "
                              f"the offset multipliers), not {positions}")
-    low = Lowering(lanes, offset, tflite=graph.arithmetic == "tflite", positions=positions)
+    if quad and positions != 4:
+        raise MnistEdgeError("2x2 output blocks need 4 positions per lane")
+    low = Lowering(lanes, offset, tflite=graph.arithmetic == "tflite", positions=positions,
+                   quad=quad, sdp=sdp)
     low.storage[INPUT] = INPUT
     low.shapes[INPUT] = _chw(graph.input.shape)
     for op in graph.ops:
@@ -619,9 +663,11 @@ def lower(graph: QGraph, lanes: int, offset: bool = False, positions: int = 1) -
         LOWERING[op.kind](low, graph, i)
     if not low.layers:
         raise MnistEdgeError("the QGraph has no layer the RTL engine runs")
+    _quad_blocks(low)
     sizes = {name: math.prod(shape) for name, shape in low.shapes.items()}
     output = low.storage[graph.ops[-1].name]
-    placed = plan(low.layers, sizes, output, lambda src, dst: _copy_layer(low, src, dst))
+    placed = plan(low.layers, sizes, output, lambda src, dst: _copy_layer(low, src, dst),
+                  same_bank=sdp)
     for k, layer in enumerate(low.layers):
         layer.index = k
         base = placed.offset[layer.reads[0]]
@@ -690,6 +736,7 @@ def layer_cycle_bound(layer: Layer, lanes: int, rq_cycles: int = 1) -> int:
     total = 0
     for g in range(layer.groups):
         n = 1 if layer.dw or layer.mode != MODE_MAC else min(lanes, layer.cout - g * lanes)
+        n *= 4 if layer.quad else 1  # a 2x2 block: 4 values per lane leave
         total += layer.ohw * max(taps, n + 1 if rq_cycles == 1 else n * rq_cycles)
     return total + 12
 
@@ -704,21 +751,27 @@ def cycle_model(low: Lowering, pixels: int, rq_cycles: int = 1) -> int:
 
 def lane_ops(layer: Layer) -> int:
     """Useful lane operations of a layer: one per MAC, pool tap or table pass value (a
-    fused pool's layer computes 4 positions per output)."""
-    return layer.cout * layer.ohw * layer.cin * layer.kh * layer.kw * (4 if layer.pool else 1)
+    fused pool's layer computes 4 positions per output, a quad layer 4 per block)."""
+    return (layer.cout * layer.ohw * layer.cin * layer.kh * layer.kw
+            * (4 if layer.pool or layer.quad else 1))
 
 
 def layer_context(low: Lowering) -> list[dict[str, Any]]:
     rows = []
     for d in low.layers:
         row = dict(d.__dict__)
-        step = 2 if d.pool else 1  # a fused pool's window origin moves 2 positions
+        # a fused pool's or a quad layer's window origin moves 2 positions
+        step = 2 if d.pool or d.quad else 1
         row.update(k=d.k if d.mode == MODE_MAC else 0, mode=f"MODE_{MODE_NAMES[d.mode]}",
-                   hw=d.hw, ohw=d.ohw, sh=step * d.sh, sw=step * d.sw,
+                   hw=d.hw, ohw=d.out_hw, sh=step * d.sh, sw=step * d.sw,
                    psy=d.sh, psx=d.sw, prow=d.sh * d.w,
                    row_step=step * d.sh * d.w,
                    # modulo 2^16: a layer of one group never steps (64 lanes x 32 x 32)
-                   out_gstep=(d.ohw if d.dw else low.lanes * d.ohw) % (1 << 16),
+                   out_gstep=(d.out_hw if d.dw else low.lanes * d.out_hw) % (1 << 16),
+                   # output address steps: the next block (2 on), the next row of blocks
+                   # (from the row's last block to 2 rows down); qrow: position 2's offset
+                   ostep=2 if d.quad else 1, orow=2 * d.ow + 2 if d.quad else 1,
+                   qrow=2 * d.ow if d.quad else 0,
                    iy0_v=_signed_literal(-d.pt, 10), ix0_v=_signed_literal(-d.pl, 10),
                    win0_v=(-d.pt * d.w - d.pl) % (1 << 16), zx_hex=_byte_hex(d.zx),
                    zy_hex=_byte_hex(d.zy), cstep=d.cstep or d.hw,
@@ -746,9 +799,14 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
                              f"two lanes per SB_MAC16, {ICE40_DSPS} SB_MAC16; got {lanes}")
     rq_digit = int(device["rq_digit"])
     rq_cycles = 24 // rq_digit if rq_digit else 1
-    # the extra positions serve fused max pools only, which a tflite graph does not fuse
-    positions = 1 if graph.arithmetic == "tflite" else int(device.get("positions", 1))
-    low = lower(graph, lanes, offset=bool(device["mul8x2"]), positions=positions)
+    # the extra positions serve fused max pools (which a tflite graph does not fuse) and,
+    # on a device with `quad`, 2x2 output blocks of every other MAC layer
+    quad = bool(device.get("quad", False))
+    positions = (1 if graph.arithmetic == "tflite" and not quad
+                 else int(device.get("positions", 1)))
+    sdp = bool(device.get("dual_port", False))
+    low = lower(graph, lanes, offset=bool(device["mul8x2"]), positions=positions, quad=quad,
+                sdp=sdp)
     image = (height, width) if channels == 1 else (channels, height, width)
     if vector_pixels is None:  # int8 inputs: uniform bytes
         vector_pixels = (random_pixels(20, 0, image) if graph.input_encoding == "uint8" else
@@ -785,6 +843,9 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
                          device["dsp_lanes"] - (SOFTMAX_DSPS if low.softmax and
                                                 fpga == "ecp5-25k" else 0)),
         "positions": positions,
+        "quad": any(d.quad for d in low.layers),
+        "quad_tap": any(d.quad and d.tap for d in low.layers),
+        "sdp": sdp,
         "lane_bits": _bits(lanes),
         "mul8x2": bool(device["mul8x2"]),
         "rq_digit": rq_digit,
@@ -868,6 +929,7 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
         for template, name in TEMPLATE_FILES.items():
             (tmp / name).write_text(env.get_template(template).render(**context))
         extra = TFLITE_FILES[:1 + bool(low.softmax)] if tflite else ()
+        extra += (DUAL_PORT_FILE,) if sdp else ()
         for name in (*STATIC_FILES, *extra):
             (tmp / name).write_text((TEMPLATES_DIR / "rtl" / name).read_text())
         (tmp / "mem").mkdir()

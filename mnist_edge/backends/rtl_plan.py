@@ -16,6 +16,13 @@ half of a concat), one input is first copied to the other bank by a one-value pa
 layer, made by the caller's `copy` function; the copy is reused by every later reader.
 A chain needs no copy and gets every tensor at address 0: its descriptors are those of
 the plain ping-pong.
+
+With `same_bank` (RAMs with a read and a write port, mnist_edge_act_ram_dp.v) a layer may
+write the RAM it reads. Its output then goes where the next layer that reads it beside
+other tensors finds them (a residual branch's last conv writes beside the shortcut it
+will be added to); otherwise to the other RAM, as before. A tensor written in parts
+(a concat's inputs, conv groups) may share its RAM with the parts' inputs. So a residual
+add needs no copy.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ class PlannedLayer(Protocol):
     reads: list[str]
     writes: str
     in_buf: int
+    out_buf: int
 
 
 @dataclass
@@ -73,11 +81,12 @@ def first_fit(sizes: dict[str, int], life: dict[str, tuple[int, int]],
 
 
 def plan(layers: list, sizes: dict[str, int], output: str,
-         copy: Callable[[str, str], object]) -> Plan:
+         copy: Callable[[str, str], object], same_bank: bool = False) -> Plan:
     """Choose banks (inserting copy layers into `layers` where needed), then addresses.
 
     `copy(src, dst)` returns a pass layer reading tensor src and writing the new tensor dst
-    (the caller knows its shape); `sizes` gains dst."""
+    (the caller knows its shape); `sizes` gains dst. same_bank: a layer may write the RAM
+    it reads (see the module's docstring)."""
     bank: dict[str, int] = {INPUT: 0}
     moved: dict[tuple[str, int], str] = {}  # (tensor, bank) -> its copy in that bank
     out: list = []
@@ -93,23 +102,39 @@ def plan(layers: list, sizes: dict[str, int], output: str,
             layer = copy(name, moved[key])
             sizes[moved[key]] = sizes[name]
             bank[moved[key]] = b
-            layer.in_buf = bank[name]
+            layer.in_buf, layer.out_buf = bank[name], b
             out.append(layer)
             copies += 1
         return moved[key]
 
-    for layer in layers:
+    def majority(names: list[str]) -> int:
+        """The bank most of `names` (by size) are in."""
+        weight = [0, 0]
+        for name in names:
+            weight[bank[name]] += sizes[name]
+        return 0 if weight[0] >= weight[1] else 1
+
+    def beside(k: int, name: str) -> int | None:
+        """The bank of the placed tensors the next layer reading `name` beside others
+        reads (same_bank), if any."""
+        for later in layers[k + 1:]:
+            others = [n for n in later.reads if n != name and n in bank]
+            if name in later.reads and others:
+                return majority(others)
+        return None
+
+    for k, layer in enumerate(layers):
         reads = layer.reads
-        if layer.writes in bank:  # a later part of a tensor (concat, conv group)
-            want = 1 - bank[layer.writes]
+        if layer.writes in bank and not same_bank:  # a later part of a tensor (concat,
+            want = 1 - bank[layer.writes]  # conv group)
         else:  # the bank most of its inputs (by size) are already in
-            weight = [0, 0]
-            for name in reads:
-                weight[bank[name]] += sizes[name]
-            want = 0 if weight[0] >= weight[1] else 1
+            want = majority(reads)
         layer.reads = [in_bank(name, want) for name in reads]
         layer.in_buf = want
-        bank.setdefault(layer.writes, 1 - want)
+        if layer.writes not in bank:
+            to = beside(k, layer.writes) if same_bank else None
+            bank[layer.writes] = 1 - want if to is None else to
+        layer.out_buf = bank[layer.writes]
         out.append(layer)
     layers[:] = out
 
