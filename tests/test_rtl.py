@@ -599,25 +599,34 @@ int main() {
 """
 
 
-@pytest.mark.parametrize("model", ["rtl", "ecp5-netlist"])
+@pytest.mark.parametrize("model", ["rtl", "rtl-ecp5-cells", "ecp5-netlist"])
 def test_lut_multiplier_every_int8_pair(model: str, tmp_path: Path) -> None:
-    """mnist_edge_mul8_lut.v (radix-4 Booth in logic, the ECP5's lanes beyond its DSPs) on
-    all 2^16 int8 pairs, as written and as yosys's synth_ecp5 maps it (LUT4, CCU2C and
-    PFUMX cells, simulated with yosys's ECP5 cell models): another arrangement of its sums
-    was exact as written and wrong after synth_ecp5."""
+    """mnist_edge_mul8_lut.v (Baugh-Wooley in the ECP5's carry chains, the lanes beyond its
+    DSPs) on all 2^16 int8 pairs: the `+` form Verilator simulates, the CCU2C form the ECP5
+    flow synthesizes (MNIST_EDGE_ECP5) with yosys's CCU2C model, and that form after
+    yosys's synth_ecp5 (its netlist with yosys's ECP5 cell models): the CCU2C INIT values
+    and the generate terms they rely on are proven here, and an earlier multiplier was
+    exact as written and wrong after synth_ecp5."""
     exe = need("verilator")
     source = TEMPLATES_DIR / "rtl" / "mnist_edge_mul8_lut.v"
     sources, extra = [str(source)], []
-    if model == "ecp5-netlist":
+    if model != "rtl":
         yosys = need("yosys")
-        subprocess.run([yosys, "-q", "-p", f"read_verilog {source}; synth_ecp5 -nodsp -top "
-                        "mnist_edge_mul8_lut; write_verilog -noattr netlist.v"],
-                       cwd=tmp_path, check=True, capture_output=True)
-        from mnist_edge.targets.fpga_synth import _yosys_share
+        from mnist_edge.targets.fpga_synth import FLOWS, _yosys_share
 
         share = _yosys_share(yosys) / "ecp5"
+        defines = [f"-D{d}" for d in FLOWS["ecp5-25k"]["defines"]]
+        assert defines == ["-DMNIST_EDGE_ECP5"]
+        sources, extra = [str(source), str(share / "cells_sim.v")], [f"-I{share}", *defines]
+    if model == "ecp5-netlist":
+        subprocess.run([yosys, "-q", "-p", f"read_verilog {' '.join(defines)} {source}; "
+                        "synth_ecp5 -nodsp -top mnist_edge_mul8_lut; "
+                        "write_verilog -noattr netlist.v"],
+                       cwd=tmp_path, check=True, capture_output=True)
+        netlist = (tmp_path / "netlist.v").read_text()
+        # the partial products stay in the carry chains: 37 CCU2C and the 2 inverters
+        assert netlist.count("CCU2C #(") == 37 and netlist.count("LUT4 #(") == 2
         sources, extra = ["netlist.v", str(share / "cells_sim.v")], [f"-I{share}"]
-        assert "CCU2C" in (tmp_path / "netlist.v").read_text()
     (tmp_path / "tb.cpp").write_text(LUT_MUL_TB)
     subprocess.run([exe, "--cc", "--exe", "--build", "-Wno-fatal", "-O2", *extra,
                     "--top-module", "mnist_edge_mul8_lut", *sources, "tb.cpp", "-o", "tb"],
