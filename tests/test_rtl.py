@@ -252,6 +252,27 @@ def test_ice40_pll_settings() -> None:
         rtl.ice40_pll(33.7)
 
 
+def test_ecp5_pll_settings(tmp_path: Path) -> None:
+    """The ULX3S PLL: every table entry makes its clock exactly from 25 MHz with the VCO in
+    400..800 MHz; the ULX3S top of an ECP5 design runs at the device's clock (PLL and
+    UART divider), the one beside an iCE40 design at 50 MHz; an unknown clock is refused."""
+    for clock, pll in rtl.ECP5_PLLS.items():
+        assert 25.0 * pll["clkfb_div"] / pll["clki_div"] == clock
+        assert 400 <= clock * pll["clkop_div"] <= 800
+    assert rtl.ecp5_pll(50.0)["vco_mhz"] == 600
+    with pytest.raises(MnistEdgeError, match="no ECP5 PLL setting for 48.0 MHz"):
+        rtl.ecp5_pll(48.0)
+    graph = random_qgraph(3, "mixed")
+    for fpga, clock in (("ecp5-25k", rtl.FPGAS["ecp5-25k"]["clock_mhz"]),
+                        ("ice40-up5k", rtl.ULX3S_CLOCK_MHZ)):
+        top = (rtl.generate_rtl(graph, tmp_path / fpga, fpga=fpga, lanes=2 if fpga[0] == "i"
+                                else 3) / "top_ulx3s.v").read_text()
+        pll = rtl.ecp5_pll(clock)
+        assert f'(* FREQUENCY_PIN_CLKOP="{clock:g}" *)' in top
+        assert f".CLKI_DIV({pll['clki_div']})" in top and f".CLKFB_DIV({pll['clkfb_div']})" in top
+        assert f".CLKS_PER_BIT({round(clock * 1e6 / 115200)})" in top
+
+
 def test_ecp5_85k_target(tmp_path: Path) -> None:
     """The LFE5U-85F: 64 lanes, the ULX3S top and pins (one pinout for the 25F and 85F
     boards) naming the 85F, nextpnr's --85k in the same CABGA381 package."""
