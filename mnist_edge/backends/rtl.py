@@ -81,9 +81,11 @@ FPGAS: dict[str, dict[str, Any]] = {
     "ice40-up5k": {"lanes": 16, "dsp_lanes": 0, "mul8x2": True, "rq_digit": 8,
                    "clock_mhz": 33.75, "board": "iCEBreaker"},
     # positions 4: each lane computes a 2x2 pool window's 4 conv outputs (fused max pools),
-    # 128 multipliers: 24 on MULT18X18D, 104 in logic
+    # 128 multipliers: 24 on MULT18X18D, 104 in logic. 43.75 MHz (the PLL's 25 MHz x 7 / 4):
+    # the default model's 17,131 cycles in 0.392 ms (<= 0.4 ms needs >= 42.83 MHz); the
+    # drain's max of 4 sums after the bias add is its critical path (docs/BENCHMARKS.md)
     "ecp5-25k": {"lanes": 32, "positions": 4, "dsp_lanes": 24, "mul8x2": False,
-                 "rq_digit": 0, "clock_mhz": 50.0, "board": "ULX3S",
+                 "rq_digit": 0, "clock_mhz": 43.75, "board": "ULX3S",
                  "part": "LFE5U-25F-6BG381C"},
     # LFE5U-85F (ULX3S 85F: the same board and CABGA381 pinout as the 25F, so the same top
     # and pin file): 156 MULT18X18D, every one of 64 lanes on a DSP beside the
