@@ -62,6 +62,16 @@ def requant_cases(seed: int = 5, per_mult: int = 400,
     return groups
 
 
+def build_verilator_tb(folder: Path, top: str, sources: list[str], *flags: str) -> Path:
+    """Build `top` with folder/tb.cpp in Verilator: the testbench binary."""
+    import subprocess
+
+    subprocess.run([need("verilator"), "--cc", "--exe", "--build", "-O2", *flags,
+                    "--top-module", top, *sources, "tb.cpp", "-o", "tb"],
+                   cwd=folder, check=True, capture_output=True)
+    return folder / "obj_dir" / "tb"
+
+
 def run_verilator_tb(folder: Path, top: str, sources: list[str], cases, *flags: str):
     """Build `top` with folder/tb.cpp in Verilator and feed it one case per line on stdin:
     its one output per case, as int64."""
@@ -69,12 +79,9 @@ def run_verilator_tb(folder: Path, top: str, sources: list[str], cases, *flags: 
 
     import numpy as np
 
-    subprocess.run([need("verilator"), "--cc", "--exe", "--build", "-O2", *flags,
-                    "--top-module", top, *sources, "tb.cpp", "-o", "tb"],
-                   cwd=folder, check=True, capture_output=True)
+    tb = build_verilator_tb(folder, top, sources, *flags)
     text = "\n".join(" ".join(str(int(v)) for v in row) for row in cases) + "\n"
-    proc = subprocess.run([str(folder / "obj_dir" / "tb")], input=text, capture_output=True,
-                          text=True, check=True)
+    proc = subprocess.run([str(tb)], input=text, capture_output=True, text=True, check=True)
     hw = np.array(proc.stdout.split(), dtype=np.int64)
     assert hw.size == len(cases)
     return hw

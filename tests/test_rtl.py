@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import need, run_verilator_tb
+from helpers import build_verilator_tb, need, run_verilator_tb
 
 from mnist_edge import data, golden, qgraph
 from mnist_edge.backends import rtl, rtl_plan
@@ -535,7 +535,7 @@ def test_dsp_wrapper_every_int8_pair(model: str, tmp_path: Path) -> None:
     own SB_MAC16 model (ice40/cells_sim.v), and its plain-Verilog twin, on all 2^16 int8
     pairs in both product halves: p = (a + 128)(b + 128), so a*b = p - 128(a + 128) -
     128(b + 128) + 16384 exactly."""
-    exe = need("verilator")
+    need("verilator")
     sources = [str(TEMPLATES_DIR / "rtl" / "mnist_edge_mul8x2.v")]
     defines = []
     if model == "sb_mac16":
@@ -546,11 +546,8 @@ def test_dsp_wrapper_every_int8_pair(model: str, tmp_path: Path) -> None:
         sources.append(str(cells))
         defines = [f"-D{d}" for d in ("MNIST_EDGE_ICE40_DSP", *cell_defines)]
     (tmp_path / "tb.cpp").write_text(MUL8X2_TB)
-    subprocess.run([exe, "--cc", "--exe", "--build", "-Wno-fatal", "-O2", *defines,
-                    "--top-module", "mnist_edge_mul8x2", *sources, "tb.cpp", "-o", "tb"],
-                   cwd=tmp_path, check=True, capture_output=True)
-    raw = subprocess.run([str(tmp_path / "obj_dir" / "tb")], capture_output=True,
-                         check=True).stdout
+    tb = build_verilator_tb(tmp_path, "mnist_edge_mul8x2", sources, "-Wno-fatal", *defines)
+    raw = subprocess.run([str(tb)], capture_output=True, check=True).stdout
     p = np.frombuffer(raw, "<u2").reshape(65536, 2).astype(np.int64)
     k = np.arange(65536)
     a = (k >> 8).astype(np.uint8).astype(np.int8).astype(np.int64)
@@ -644,17 +641,17 @@ def test_lut_multiplier_every_int8_pair(model: str, tmp_path: Path) -> None:
     yosys's synth_ecp5 (its netlist with yosys's ECP5 cell models): the CCU2C INIT values
     and the generate terms they rely on are proven here, and an earlier multiplier was
     exact as written and wrong after synth_ecp5."""
-    exe = need("verilator")
+    need("verilator")
     source = TEMPLATES_DIR / "rtl" / "mnist_edge_mul8_lut.v"
     sources, extra = [str(source)], []
     if model != "rtl":
         yosys = need("yosys")
-        from mnist_edge.targets.fpga_synth import FLOWS, _yosys_share
+        from mnist_edge.targets.fpga_synth import FLOWS, cell_models
 
-        share = _yosys_share(yosys) / "ecp5"
+        cells, _ = cell_models("ecp5-25k")
         defines = [f"-D{d}" for d in FLOWS["ecp5-25k"]["defines"]]
         assert defines == ["-DMNIST_EDGE_ECP5"]
-        sources, extra = [str(source), str(share / "cells_sim.v")], [f"-I{share}", *defines]
+        sources, extra = [str(source), str(cells)], [f"-I{cells.parent}", *defines]
     if model == "ecp5-netlist":
         subprocess.run([yosys, "-q", "-p", f"read_verilog {' '.join(defines)} {source}; "
                         "synth_ecp5 -nodsp -top mnist_edge_mul8_lut; "
@@ -663,13 +660,10 @@ def test_lut_multiplier_every_int8_pair(model: str, tmp_path: Path) -> None:
         netlist = (tmp_path / "netlist.v").read_text()
         # the partial products stay in the carry chains: 37 CCU2C and the 2 inverters
         assert netlist.count("CCU2C #(") == 37 and netlist.count("LUT4 #(") == 2
-        sources, extra = ["netlist.v", str(share / "cells_sim.v")], [f"-I{share}"]
+        sources, extra = ["netlist.v", str(cells)], [f"-I{cells.parent}"]
     (tmp_path / "tb.cpp").write_text(LUT_MUL_TB)
-    subprocess.run([exe, "--cc", "--exe", "--build", "-Wno-fatal", "-O2", *extra,
-                    "--top-module", "mnist_edge_mul8_lut", *sources, "tb.cpp", "-o", "tb"],
-                   cwd=tmp_path, check=True, capture_output=True)
-    raw = subprocess.run([str(tmp_path / "obj_dir" / "tb")], capture_output=True,
-                         check=True).stdout
+    tb = build_verilator_tb(tmp_path, "mnist_edge_mul8_lut", sources, "-Wno-fatal", *extra)
+    raw = subprocess.run([str(tb)], capture_output=True, check=True).stdout
     k = np.arange(65536)
     a = (k >> 8).astype(np.uint8).astype(np.int8).astype(np.int64)
     b = (k & 255).astype(np.uint8).astype(np.int8).astype(np.int64)

@@ -68,11 +68,18 @@ FLOWS["ecp5-85k"] = {**FLOWS["ecp5-25k"],
                      "pnr": ["--85k", *FLOWS["ecp5-25k"]["pnr"][1:]]}
 
 
-# Gate-level simulation of the yosys netlist: the device's cell models (in yosys's share
-# folder) and the defines that make them readable by Verilator. ECP5 has none: yosys 0.23
-# ships DP16KD and MULT18X18D only as black boxes.
-NETLIST_CELLS: dict[str, tuple[str, list[str]]] = {
+# Each device's yosys cell models (in yosys's share folder) and the defines that make them
+# readable by Verilator: enough to simulate a leaf module's netlist (the ECP5 logic
+# multiplier's CCU2C and LUT4 cells).
+CELL_MODELS: dict[str, tuple[str, list[str]]] = {
     "ice40-up5k": ("ice40/cells_sim.v", ["NO_ICE40_DEFAULT_ASSIGNMENTS"]),
+    "ecp5-25k": ("ecp5/cells_sim.v", []),
+    "ecp5-85k": ("ecp5/cells_sim.v", []),
+}
+# Gate-level simulation of the whole engine's netlist: the devices whose every cell has a
+# model. ECP5 has none: yosys 0.23 ships DP16KD and MULT18X18D only as black boxes.
+NETLIST_CELLS: dict[str, tuple[str, list[str]]] = {
+    "ice40-up5k": CELL_MODELS["ice40-up5k"],
 }
 NETLIST_NAME = "netlist.v"
 SEEDS = (1, 2, 3)  # nextpnr seeds per design: the Fmax spread is the timing margin
@@ -100,9 +107,9 @@ def synth_netlist(rtl_dir: Path, fpga: str) -> tuple[Path, list[str]]:
 
 def cell_models(fpga: str) -> tuple[Path, list[str]]:
     """The device's yosys simulation models and the Verilator defines that read them."""
-    if fpga not in NETLIST_CELLS:
+    if fpga not in CELL_MODELS:
         raise MnistEdgeError(f"no yosys cell models for {fpga}")
-    cells, defines = NETLIST_CELLS[fpga]
+    cells, defines = CELL_MODELS[fpga]
     return _yosys_share(_tool(FLOWS[fpga]["yosys"])) / cells, list(defines)
 
 
