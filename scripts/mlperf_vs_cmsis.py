@@ -65,10 +65,12 @@ def table(run: Path, heading: str, text: str) -> str:
     lines += [f"| | **whole inference** | | {f['macs']:,} | **{f['instructions']:,}** | "
               f"**{their_total:,}** | **{f['instructions'] / their_total:.2f}** |", "",
               f"Estimated cycles (not measured): {f['estimated_cycles_m4_model']:,} with zero "
-              f"wait states, {f['estimated_cycles_m4_flash_ws']:,} with "
-              f"{f['flash_wait_states']['wait_states']} wait states on each of the "
-              f"{f['flash_data_reads']:,} data reads from flash "
-              f"({f['flash_wait_states']['part']}). RAM: arena {f['arena_bytes']:,} B "
+              + (f"wait states, {f['estimated_cycles_m4_flash_ws']:,} with "
+                 f"{f['flash_wait_states']['wait_states']} wait states on each of the "
+                 f"{f['flash_data_reads']:,} data reads from flash "
+                 f"({f['flash_wait_states']['part']})" if f.get("flash_data_reads") is not None
+                 else "wait states (flash reads not counted: unicorn misran the hooked run)")
+              + f". RAM: arena {f['arena_bytes']:,} B "
               f"(scratch {f['scratch_bytes']:,} B inside), stack {f['stack_bytes']:,} B.", ""]
     return "\n".join(lines)
 

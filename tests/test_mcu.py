@@ -456,3 +456,22 @@ def test_c_x86_and_portable_c_backends_agree_with_golden(tmp_path: Path) -> None
                              np.zeros(IMAGES, dtype=np.uint8), {"timing_images": 0})
         assert f["exact_logit_fraction"] == 1.0, (backend, f.get("first_mismatch"))
         assert ("MNIST_EDGE_X86" in f["cflags"]) == (backend == "c-x86")
+
+
+def test_flash_reads_dropped_when_the_hooked_run_differs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """unicorn 2 misruns some builds while a memory-read hook is set: the flash reads come
+    from a second run and are kept only when its logits are the unhooked run's."""
+    def fake(logits: list[int], flash: bool):
+        return mcu_bench.Trace(np.array(logits, np.int8), 10, 1, [("f", 9)], 0, {"f": 9},
+                               cycles=None if flash else 12, step_cycles=None if flash else [11],
+                               flash_reads=3 if flash else None,
+                               step_flash_reads=[3] if flash else None)
+
+    for hooked_logits, kept in (([1, 2], True), ([1, 3], False)):
+        def emulate(fw, x, timing, flash_hook, h=hooked_logits):
+            return fake(h if flash_hook else [1, 2], flash_hook)
+
+        monkeypatch.setattr(mcu_bench, "_emulate", emulate)
+        trace = mcu_bench.emulate_predict(None, np.zeros(2, np.int8), timing=True)
+        assert list(trace.logits) == [1, 2] and trace.cycles == 12
+        assert (trace.flash_reads, trace.step_flash_reads) == ((3, [3]) if kept else (None, None))
