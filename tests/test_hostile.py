@@ -441,8 +441,10 @@ def test_ctrl_c_early_prints_no_traceback(run: Path, signum: str, delay: float) 
     import time
 
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # three C builds, each run on all 10,000 test images: several seconds, so the signal
+    # comes first (one build of the tiny model could finish within the second)
     p = subprocess.Popen([sys.executable, "-m", "mnist_edge.cli", "validate", str(run),
-                          "--backend", "c"], stdout=subprocess.PIPE,  # all 10,000: > 1 s
+                          "--backend", "c,c-int,c-x86"], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, env=env)
     time.sleep(delay)
     p.send_signal(getattr(signal, signum))
