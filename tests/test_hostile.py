@@ -431,6 +431,15 @@ def test_model_names_are_the_zoo() -> None:
     assert tuple(models.ZOO) == model_names.MODEL_NAMES
 
 
+def _default_signals() -> None:
+    """The child's SIGINT and SIGTERM at their defaults: the CLI keeps an inherited
+    SIG_IGN (as under nohup), and an earlier test in this worker may have left one."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("signum,delay", [("SIGINT", 0.3), ("SIGINT", 0.6), ("SIGINT", 1.0),
                                           ("SIGTERM", 0.3), ("SIGTERM", 1.0)])
 def test_ctrl_c_early_prints_no_traceback(run: Path, signum: str, delay: float) -> None:
@@ -445,7 +454,8 @@ def test_ctrl_c_early_prints_no_traceback(run: Path, signum: str, delay: float) 
         # three C builds, each run on all 10,000 test images
         p = subprocess.Popen([sys.executable, "-m", "mnist_edge.cli", "validate", str(run),
                               "--backend", "c,c-int,c-x86"], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env=env)
+                             stderr=subprocess.PIPE, text=True, env=env,
+                             preexec_fn=_default_signals)  # an earlier test may ignore them
         time.sleep(wait)
         running = p.poll() is None
         if running:
