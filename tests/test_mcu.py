@@ -459,19 +459,25 @@ def test_c_x86_and_portable_c_backends_agree_with_golden(tmp_path: Path) -> None
 
 
 def test_flash_reads_dropped_when_the_hooked_run_differs(monkeypatch: pytest.MonkeyPatch) -> None:
-    """unicorn 2 misruns some builds while a memory-read hook is set: the flash reads come
-    from a second run and are kept only when its logits are the unhooked run's."""
+    """unicorn 2 misruns some builds while a memory-read hook is set: the hooked run counts
+    only when its logits are the expected ones; otherwise the inference runs again without
+    the hook and the flash reads are None."""
     def fake(logits: list[int], flash: bool):
         return mcu_bench.Trace(np.array(logits, np.int8), 10, 1, [("f", 9)], 0, {"f": 9},
-                               cycles=None if flash else 12, step_cycles=None if flash else [11],
+                               cycles=12, step_cycles=[11],
                                flash_reads=3 if flash else None,
                                step_flash_reads=[3] if flash else None)
 
     for hooked_logits, kept in (([1, 2], True), ([1, 3], False)):
-        def emulate(fw, x, timing, flash_hook, h=hooked_logits):
+        runs = []
+
+        def emulate(fw, x, timing, flash_hook, h=hooked_logits, runs=runs):
+            runs.append(flash_hook)
             return fake(h if flash_hook else [1, 2], flash_hook)
 
         monkeypatch.setattr(mcu_bench, "_emulate", emulate)
-        trace = mcu_bench.emulate_predict(None, np.zeros(2, np.int8), timing=True)
+        trace = mcu_bench.emulate_predict(None, np.zeros(2, np.int8), timing=True,
+                                          expected=np.array([1, 2], np.int8))
         assert list(trace.logits) == [1, 2] and trace.cycles == 12
         assert (trace.flash_reads, trace.step_flash_reads) == ((3, [3]) if kept else (None, None))
+        assert runs == ([True] if kept else [True, False])  # one run when the hook is sound
