@@ -85,19 +85,24 @@ def run_golden(run_dir: Path, graph: qgraph.QGraph, pixels: np.ndarray,
     return BackendResult(golden.run_int8(graph, pixels))
 
 
-def get_runner(name: str):
+def _backend_module(name: str) -> tuple[Any, str]:
+    """The module implementing backend `name`, and its runner's name there."""
     if name not in BACKENDS:
         raise MnistEdgeError(f"unknown backend {name!r}; choose from: {', '.join(BACKENDS)}")
     module, func = BACKENDS[name].split(":")
-    return getattr(importlib.import_module(module), func)
+    return importlib.import_module(module), func
+
+
+def get_runner(name: str):
+    module, func = _backend_module(name)
+    return getattr(module, func)
 
 
 def check_backend(name: str, run_dir: Path, graph: qgraph.QGraph,
                   options: dict[str, Any]) -> None:
     """A backend's refusals that need no inputs (its module's optional `check`), so that
     they come before the test set is read or fetched."""
-    module = importlib.import_module(BACKENDS[name].split(":")[0])
-    check = getattr(module, "check", None)
+    check = getattr(_backend_module(name)[0], "check", None)
     if check is not None:
         check(run_dir, graph, options)
 
