@@ -161,10 +161,12 @@ def validate_run(run_dir: Path, backends: list[str], data_dir: DataSource = None
     else:
         images = inputs if limit is None else inputs[:limit]
         labels = None if labels is None else labels[:len(images)]
+    reference = golden.run_int8(graph, images)
     results: dict[str, dict[str, Any]] = {}
     for name in backends:
         start = time.time()
-        f = validate_backend(run_dir, name, images, labels, dict(base_options))
+        f = validate_backend(run_dir, name, images, labels, dict(base_options), graph=graph,
+                             reference=reference)
         f["seconds"] = round(time.time() - start, 2)
         update_report(run_dir, {"seconds": {f"validate_{name}": f["seconds"]}})
         results[name] = f

@@ -145,12 +145,19 @@ def mismatch_message(name: str, figures: dict[str, Any]) -> str:
 
 def validate_backend(run_dir: str | Path, backend: str, pixels: np.ndarray,
                      labels: np.ndarray | None,
-                     options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run one backend on `pixels`, compare with golden, merge the figures into report.json."""
+                     options: dict[str, Any] | None = None, *,
+                     graph: qgraph.QGraph | None = None,
+                     reference: np.ndarray | None = None) -> dict[str, Any]:
+    """Run one backend on `pixels`, compare with golden, merge the figures into report.json.
+
+    A caller validating several backends passes the run's `graph` and golden's logits on
+    `pixels` (`reference`), so that neither is loaded or computed once per backend."""
     run_dir = Path(run_dir)
     runner = get_runner(backend)
-    graph = qgraph.load_run(run_dir)
-    reference = golden.run_int8(graph, pixels)
+    if graph is None:
+        graph = qgraph.load_run(run_dir)
+    if reference is None:
+        reference = golden.run_int8(graph, pixels)
     result = runner(run_dir, graph, pixels, dict(options or {}))
     figures = compare(reference, np.asarray(result.logits), labels)
     if result.latency_us is not None:
