@@ -217,4 +217,17 @@ int32_t me_requantize_x86(const int32_t *acc, int32_t n, const me_requant_params
                           int32_t c0, int8_t *dst);
 #endif
 
+#if ME_USE_MVE
+/*
+ * Helium builds: the scalar (DSP) general conv and fully connected layer under their own
+ * names, for mnist_edge_kernels_mve.c's to call on the layer shapes where they take fewer
+ * instructions (me_conv2d_s8 there says which).
+ */
+void me_conv2d_s8_dsp(const me_conv_params *p, const int8_t *in, int8_t *out,
+                       void *buffer);
+void me_fully_connected_s8_dsp(const me_fc_params *p, const int8_t *in, int8_t *out);
+/* 1 where me_conv2d_s8 takes me_conv2d_s8_dsp for this layer, 0: the MVE kernel. */
+int32_t me_conv2d_dsp_shorter(const me_conv_params *p);
+#endif
+
 #endif /* MNIST_EDGE_KERNELS_H */

@@ -18,6 +18,7 @@
 #endif
 
 #include <arm_mve.h>
+#include <stddef.h>
 
 #if defined(__GNUC__) || defined(__clang__)
 #define ME_INLINE static inline __attribute__((always_inline))
@@ -132,10 +133,11 @@ ME_INLINE const int8_t *me_window_mve(const me_conv_params *p, const int8_t *in,
  * product in MVE. The folded bias holds -z_x * sum(w), so every accumulator is
  * sum((x - z_x) * w) + bias exactly. A 1 x 1 kernel's window is one input pixel's
  * channels, already contiguous (HWC): it is read in place, not copied, unless it
- * lies in the padding.
+ * lies in the padding. The outputs go through me_requantize_n.
  */
-void me_conv2d_s8(const me_conv_params *p, const int8_t *in, int8_t *out,
-                   void *buffer)
+__attribute__((noinline)) static void me_conv2d_s8_mve(const me_conv_params *p,
+                                                        const int8_t *in, int8_t *out,
+                                                        void *buffer)
 {
     const int32_t cin = p->group_in_c;
     const int32_t cout_g = p->group_out_c;
@@ -194,6 +196,31 @@ void me_conv2d_s8(const me_conv_params *p, const int8_t *in, int8_t *out,
         }
         q0 = q1;
         me_cursor_next(p, &q0);
+    }
+}
+
+/*
+ * Which conv kernel a layer takes on a Helium core: the one that runs it in fewer
+ * instructions, by the layer's shape. The MVE kernel above, but for a 1 x 1 conv of
+ * stride 1 over 8 input channels, one group and no pool (VWW's first pointwise layer),
+ * in the tflite arithmetic: there the 2 x 2 MVE block's VMLADAV fills 8 of its 16 lanes,
+ * and mnist_edge_kernels.c's Thumb-2 matrix product of 8-channel pixels
+ * (me_conv1x1_small, in me_conv2d_s8_dsp) is shorter (docs/BENCHMARKS.md,
+ * "Helium no slower than the scalar DSP path", has the per-layer counts of both).
+ */
+int32_t me_conv2d_dsp_shorter(const me_conv_params *p)
+{
+    (void)p;
+    return 0;
+}
+
+void me_conv2d_s8(const me_conv_params *p, const int8_t *in, int8_t *out,
+                   void *buffer)
+{
+    if (me_conv2d_dsp_shorter(p)) {
+        me_conv2d_s8_dsp(p, in, out, buffer);
+    } else {
+        me_conv2d_s8_mve(p, in, out, buffer);
     }
 }
 
