@@ -22,7 +22,7 @@
 #include "mnist_edge_config.h" /* the requantization mode: this file is the same for every model */
 
 /* Cortex-M55/M85 with Helium (MVE integer): mnist_edge_kernels_mve.c supplies the general conv
- * and the fully connected layer. -DMNIST_EDGE_NO_MVE keeps the scalar (DSP) kernels. */
+ * and the fully connected layer * and the requantization in vectors. -DMNIST_EDGE_NO_MVE keeps the scalar (DSP) kernels. */
 #if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1) && !defined(MNIST_EDGE_NO_MVE)
 #define ME_USE_MVE 1
 #else
