@@ -561,14 +561,18 @@ def test_depthwise_kernel_every_path(case: str, tmp_path: Path) -> None:
         assert not len(bad), f"{case} {extra}: {len(bad)}/{len(x)} inputs differ"
 
 
-def test_helium_depthwise_every_path(tmp_path: Path) -> None:
+@pytest.mark.parametrize("shape", [(5, 2, 5, 3, 2, "SAME", (0.3, 1.2)),
+                                   (6, 1, 3, 3, 1, "SAME")])
+def test_helium_depthwise_every_path(shape: tuple, tmp_path: Path) -> None:
     """The Cortex-M55's Helium depthwise kernel (tfl_depthwise_mve) beyond the 3x3 blocks
-    the MLPerf models run (test_mlperf_qemu_m55_exact): 5 x 3 taps (the taps loop), a
-    channel multiplier of 2 (gather loads), 10 channels (a 2-channel VCTP tail), stride 2,
-    SAME padding, requantization shifts of -2 to 0 (the vector requantization's VRSHL by 0)."""
+    of whole channel blocks, two pixels at a time, that the MLPerf models run
+    (test_mlperf_qemu_m55_exact): 5 x 3 taps (the taps loop), a channel multiplier of 2
+    (gather loads), 10 channels (a 2-channel VCTP tail), stride 2, requantization shifts of
+    -2 to 0 (the vector requantization's VRSHL by 0); then 3 x 3 over 6 channels: one
+    block a pixel, then its 2-channel tail."""
     need("arm-none-eabi-gcc")
     need("qemu-system-arm")
-    run_dir = _import(tmp_path, "dw", _depthwise(5, 2, 5, 3, 2, "SAME", (0.3, 1.2)))
+    run_dir = _import(tmp_path, "dw", _depthwise(*shape))
     _exact(run_dir, "qemu-m55", _inputs(qgraph.load_run(run_dir), 8, seed=4))
 
 
