@@ -469,6 +469,7 @@ def _fixture_cases() -> dict:
 CASES = _fixture_cases()
 X86_CASES = {"add_relu6", "sub_two_branch",  # c-x86 has its own ADD / SUB: run it as well
              "sub_larger_scale_first"}
+M55_CASES = {"sub_larger_scale_first"}  # the Helium build's ADD / SUB (tfl_add_mve)
 
 
 def _import(tmp_path: Path, case: str, data: bytes) -> Path:
@@ -483,7 +484,8 @@ def test_single_op_kernel_exact(case: str, tmp_path: Path) -> None:
     from mnist_edge.backends.c import c_inputs
     from mnist_edge.targets import host_c
 
-    graph = qgraph.load_run(_import(tmp_path, case, CASES[case]()))
+    run_dir = _import(tmp_path, case, CASES[case]())
+    graph = qgraph.load_run(run_dir)
     assert graph.arithmetic == "tflite"
     x = _inputs(graph, 40, seed=len(case))
     src = generate_c(graph, tmp_path / "c", "int", x[:4])
@@ -496,6 +498,10 @@ def test_single_op_kernel_exact(case: str, tmp_path: Path) -> None:
         bad = np.flatnonzero(np.any(got != want, axis=1))
         assert not len(bad), (f"{case} {extra}: {len(bad)}/{len(x)} inputs differ; first "
                               f"{bad[0]}: C {got[bad[0]][:12]} golden {want[bad[0]][:12]}")
+    if case in M55_CASES:
+        need("arm-none-eabi-gcc")
+        need("qemu-system-arm")
+        _exact(run_dir, "qemu-m55", x[:8])
 
 
 def _depthwise(cin: int, mult: int, kh: int, kw: int, stride: int, padding: str,
@@ -553,6 +559,21 @@ def test_depthwise_kernel_every_path(case: str, tmp_path: Path) -> None:
         got, _ = host_c.run_runner(exe, c_inputs(graph, x), graph.output.size)
         bad = np.flatnonzero(np.any(got != want, axis=1))
         assert not len(bad), f"{case} {extra}: {len(bad)}/{len(x)} inputs differ"
+
+
+@pytest.mark.parametrize("shape", [(5, 2, 5, 3, 2, "SAME", (0.3, 1.2)),
+                                   (6, 1, 3, 3, 1, "SAME")])
+def test_helium_depthwise_every_path(shape: tuple, tmp_path: Path) -> None:
+    """The Cortex-M55's Helium depthwise kernel (tfl_depthwise_mve) beyond the 3x3 blocks
+    of whole channel blocks, two pixels at a time, that the MLPerf models run
+    (test_mlperf_qemu_m55_exact): 5 x 3 taps (the taps loop), a channel multiplier of 2
+    (gather loads), 10 channels (a 2-channel VCTP tail), stride 2, requantization shifts of
+    -2 to 0 (the vector requantization's VRSHL by 0); then 3 x 3 over 6 channels: one
+    block a pixel, then its 2-channel tail."""
+    need("arm-none-eabi-gcc")
+    need("qemu-system-arm")
+    run_dir = _import(tmp_path, "dw", _depthwise(*shape))
+    _exact(run_dir, "qemu-m55", _inputs(qgraph.load_run(run_dir), 8, seed=4))
 
 
 def _small_channel_convs() -> bytes:
@@ -652,7 +673,9 @@ def test_dsp_loops_and_their_tails(case: str, tmp_path: Path) -> None:
     2-channel tail after them, and the C requantization where a shift is -1 or 0; 1 x 1
     convs over 8 and 16 channels take the pointwise kernel. Exact with the
     DSP path emulated on the host under ASan + UBSan (the C loops), and in QEMU on a
-    Cortex-M4 (the Thumb-2 loops and intrinsics)."""
+    Cortex-M4 (the Thumb-2 loops and intrinsics). The 1 x 1 convs also on the Cortex-M55,
+    whose Helium build takes the DSP kernel for the 8-channel one (conv2d_dsp_shorter):
+    its Thumb-2 loops must then be in the M55 image, and exact."""
     from mnist_edge import golden
     from mnist_edge.backends.c import c_inputs
     from mnist_edge.targets import host_c
@@ -669,6 +692,15 @@ def test_dsp_loops_and_their_tails(case: str, tmp_path: Path) -> None:
     need("arm-none-eabi-gcc")
     need("qemu-system-arm")
     _exact(run_dir, "qemu-m4", x[:6])
+    if case == "pointwise_small":  # the DSP kernel's Thumb-2 loops assemble and run there
+        from mnist_edge.targets.mcu_bench import map_sections
+
+        _exact(run_dir, "qemu-m55", x[:6])
+
+        placed = {name: Path(obj).name for name, _, obj in
+                  map_sections(run_dir / "firmware" / "qemu-m55" / "build" / "firmware.map")}
+        assert placed[".text.me_conv1x1_small"] == "mnist_edge_kernels.o"
+        assert placed[".text.me_conv2d_s8"] == "mnist_edge_kernels_mve.o"
 
 
 def test_dilated_conv_is_refused_by_name(tmp_path: Path) -> None:

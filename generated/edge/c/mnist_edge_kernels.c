@@ -697,10 +697,16 @@ void me_conv2d_u8_1ch(const me_conv_params *p, const uint8_t *pixels, int8_t *ou
 /*
  * The dot-product kernels of int8 activations: the general conv and the fully
  * connected layer. Built with MNIST_EDGE_X86 defined, mnist_edge_kernels_x86.c supplies
- * them instead (SSE2/AVX2/VNNI, x86 hosts only), and on cores with Helium
- * mnist_edge_kernels_mve.c does; every other MCU builds these.
+ * them instead (SSE2/AVX2/VNNI, x86 hosts only); every MCU builds these. On cores with
+ * Helium they are me_conv2d_s8_dsp and me_fully_connected_s8_dsp, and
+ * mnist_edge_kernels_mve.c's kernels call them on the layers where they are shorter.
  */
-#if !defined(MNIST_EDGE_X86) && !ME_USE_MVE
+#if !defined(MNIST_EDGE_X86)
+#if ME_USE_MVE
+#define ME_SCALAR(name) name##_dsp
+#else
+#define ME_SCALAR(name) name
+#endif
 
 /* --------------------------------------------------------------- dot products */
 
@@ -1238,7 +1244,7 @@ static void me_conv2d_s8_q15(const me_conv_params *p, const int8_t *in, int8_t *
  * their maximum is taken right away. DSP cores take the q15 kernel above when it
  * fits (in_c / groups a multiple of 4, or one group without a general pool).
  */
-void me_conv2d_s8(const me_conv_params *p, const int8_t *in, int8_t *out,
+void ME_SCALAR(me_conv2d_s8)(const me_conv_params *p, const int8_t *in, int8_t *out,
                    void *buffer)
 {
     const int32_t cin = p->group_in_c;
@@ -1310,7 +1316,7 @@ void me_conv2d_s8(const me_conv_params *p, const int8_t *in, int8_t *out,
     }
 }
 
-void me_fully_connected_s8(const me_fc_params *p, const int8_t *in, int8_t *out)
+void ME_SCALAR(me_fully_connected_s8)(const me_fc_params *p, const int8_t *in, int8_t *out)
 {
     const int32_t k = p->in_features;
     int32_t c, j, n;
@@ -1332,7 +1338,7 @@ void me_fully_connected_s8(const me_fc_params *p, const int8_t *in, int8_t *out)
     }
 }
 
-#endif /* !MNIST_EDGE_X86 && !ME_USE_MVE */
+#endif /* !MNIST_EDGE_X86 */
 
 int32_t me_conv2d_s8_get_buffer_size(const me_conv_params *p)
 {

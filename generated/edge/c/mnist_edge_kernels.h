@@ -22,7 +22,7 @@
 #include "mnist_edge_config.h" /* the requantization mode: this file is the same for every model */
 
 /* Cortex-M55/M85 with Helium (MVE integer): mnist_edge_kernels_mve.c supplies the general conv
- * and the fully connected layer. -DMNIST_EDGE_NO_MVE keeps the scalar (DSP) kernels. */
+ * and the fully connected layer * and the requantization in vectors. -DMNIST_EDGE_NO_MVE keeps the scalar (DSP) kernels. */
 #if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1) && !defined(MNIST_EDGE_NO_MVE)
 #define ME_USE_MVE 1
 #else
@@ -215,6 +215,19 @@ uint32_t me_pixel_window3x3(const me_conv_params *p, const uint8_t *pixels, int3
  * the first values of acc, in whole vectors; returns how many it did. */
 int32_t me_requantize_x86(const int32_t *acc, int32_t n, const me_requant_params *q,
                           int32_t c0, int8_t *dst);
+#endif
+
+#if ME_USE_MVE
+/*
+ * Helium builds: the scalar (DSP) general conv and fully connected layer under their own
+ * names, for mnist_edge_kernels_mve.c's to call on the layer shapes where they take fewer
+ * instructions (me_conv2d_s8 there says which).
+ */
+void me_conv2d_s8_dsp(const me_conv_params *p, const int8_t *in, int8_t *out,
+                       void *buffer);
+void me_fully_connected_s8_dsp(const me_fc_params *p, const int8_t *in, int8_t *out);
+/* 1 where me_conv2d_s8 takes me_conv2d_s8_dsp for this layer, 0: the MVE kernel. */
+int32_t me_conv2d_dsp_shorter(const me_conv_params *p);
 #endif
 
 #endif /* MNIST_EDGE_KERNELS_H */
