@@ -594,16 +594,27 @@ def _small_channel_convs() -> bytes:
 
 def _pointwise_small() -> bytes:
     """x[1, 5, 7, 8] -> 1 x 1 CONV_2D chain over 8 and 16 input channels (the Thumb-2
-    pointwise kernel): 8 -> 16 with RELU (z_y 3: the clamp), 16 -> 8 with none (int8's
+    pointwise kernels): 8 -> 16 with RELU (z_y 3: the clamp), 16 -> 8 with none (int8's
     whole range), 8 -> 4 with multipliers of one half or more (shifts of -1 and 0: the C
-    requantization), then 4 -> 8 (in_c 4: the general conv)."""
+    requantization), 4 -> 8 (in_c 4: the general conv), 8 -> 16 with none (the 8-channel
+    function), 16 -> 16 with RELU (the q15 channel function's clamp), 16 -> 12 and 12 -> 8
+    with every other weight scale 1e-7 and one 1e-13 (shifts below -23, z_y added after
+    the shift, and a multiplier of 0; k = 16, then 12: the loop entered part-way). 35
+    positions: 8 blocks of 4 and 3 left to the C loop."""
     rng = np.random.default_rng(43)
     layers = [(8, 16, "RELU", 3, (0.004, 0.02)), (16, 8, "NONE", -6, (0.004, 0.02)),
-              (8, 4, "NONE", 2, (0.6, 1.5)), (4, 8, "RELU6", -128, (0.004, 0.02))]
+              (8, 4, "NONE", 2, (0.6, 1.5)), (4, 8, "RELU6", -128, (0.004, 0.02)),
+              (8, 16, "NONE", -5, (0.004, 0.02)), (16, 16, "RELU", 3, (0.004, 0.02)),
+              (16, 12, "NONE", 4, "tiny"), (12, 8, "NONE", -2, "tiny")]
     tensors = [_act("x", [1, 5, 7, 8], 0.05, -7)]
     ops = []
     for i, (cin, cout, act, zp, w_scales) in enumerate(layers):
-        scales = rng.uniform(*w_scales, cout)
+        if w_scales == "tiny":
+            scales = rng.uniform(0.004, 0.02, cout)
+            scales[::2] *= 1e-7
+            scales[1] = 1e-13
+        else:
+            scales = rng.uniform(*w_scales, cout)
         s_in = tensors[-1]["scale"]
         tensors += [dict(name=f"w{i}", shape=[cout, 1, 1, cin], dtype="int8", scale=scales,
                          zero_point=[0] * cout, axis=0,
@@ -638,6 +649,7 @@ DSP_LOOPS = {"small_channel_convs": _small_channel_convs,
              "depthwise_c8_5x3": lambda: _depthwise(*DEPTHWISE["c8_5x3_s1_valid"]),
              "depthwise_c6_3x3_s2": lambda: _depthwise(*DEPTHWISE["c6_3x3_s2_same"]),
              "pointwise_small": _pointwise_small,
+             "sub_two_branch": lambda: _two_branch("SUB"),
              "depthwise_big_multipliers":
                  lambda: _depthwise(*DEPTHWISE["c8_3x3_s1_same_big_multipliers"])}
 
@@ -650,7 +662,8 @@ def test_dsp_loops_and_their_tails(case: str, tmp_path: Path) -> None:
     rows; average pools sum four channels a word when the window has at most 256 taps;
     depthwise blocks of 4 channels take 9 taps unrolled or three taps a turn (15 taps), a
     2-channel tail after them, and the C requantization where a shift is -1 or 0; 1 x 1
-    convs over 8 and 16 channels take the pointwise kernel. Exact with the
+    convs over 8 and 16 channels take the pointwise kernels; a SUB without broadcast its
+    tables. Exact with the
     DSP path emulated on the host under ASan + UBSan (the C loops), and in QEMU on a
     Cortex-M4 (the Thumb-2 loops and intrinsics)."""
     from mnist_edge import golden
