@@ -139,6 +139,30 @@ static void check(const int32_t *row, int32_t *res)
         }
     }
 #endif
+#if ME_ASM_LOOPS
+    /* the channel constants' Thumb-2 requantization (depthwise, pointwise, q15 channel
+     * functions: one SMLAL onto r + sign and 2^30 xor the sign bit), where it applies:
+     * four channels of this m and shift, int8's whole range */
+    if (mult >= 0) {
+        const int32_t m4[4] = {mult, mult, mult, mult};
+        const int8_t s4[4] = {sh, sh, sh, sh};
+        const me_requant_params q4 = {m4, s4, row[6], -128, 127, 0, NULL};
+        me_ch_requant d[4];
+        if (me_ch_prepare(&q4, 4, d, 0)) {
+            const me_ch_requant *dp = d;
+            me_acc4 a;
+            int32_t v, j;
+            a.a0 = row[0];
+            a.a1 = row[1];
+            a.a2 = row[2];
+            a.a3 = row[3];
+            v = me_ch_requantize4(a, &dp);
+            for (j = 0; j < 4; j++) {
+                res[4] += (int8_t)(v >> (8 * j)) != me_requantize(row[j], &q4, 0);
+            }
+        }
+    }
+#endif
 }
 
 static int32_t rows[256][COLS], res[256][RES];
@@ -275,9 +299,10 @@ def test_c_requantization_matches_requant_py(mlperf_runs, tmp_path: Path) -> Non
 
 def test_requantization_edge_cases_in_qemu_m4(mlperf_runs, tmp_path: Path) -> None:
     """The same cases as firmware on a Cortex-M4 in QEMU (-O2): there the q15 conv's
-    four-output stage is the Thumb-2 one (SMULL/SMLAL, QADD16, SSUB16 + SEL), and every
-    lane must equal me_requantize and requant.py, at every shift TFLite gives, at the
-    int32 ends and on the rounding ties."""
+    four-output stage is the Thumb-2 one (SMULL/SMLAL, QADD16, SSUB16 + SEL), and so is
+    the channel constants' (me_ch_requantize4, shifts -2 to -23), and every lane must
+    equal me_requantize and requant.py, at every shift TFLite gives, at the int32 ends
+    and on the rounding ties (dropping the sign from the channel constants' SMLAL fails)."""
     from mnist_edge.targets import firmware as f
     from mnist_edge.targets.boards import get_target
 
