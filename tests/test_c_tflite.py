@@ -139,6 +139,30 @@ static void check(const int32_t *row, int32_t *res)
         }
     }
 #endif
+#if ME_ASM_LOOPS
+    /* the channel constants' Thumb-2 requantization (depthwise, pointwise, q15 channel
+     * functions: one SMLAL onto r + sign and 2^30 xor the sign bit), where it applies:
+     * four channels of this m and shift, int8's whole range */
+    if (mult >= 0) {
+        const int32_t m4[4] = {mult, mult, mult, mult};
+        const int8_t s4[4] = {sh, sh, sh, sh};
+        const me_requant_params q4 = {m4, s4, row[6], -128, 127, 0, NULL};
+        me_ch_requant d[4];
+        if (me_ch_prepare(&q4, 4, d, 0)) {
+            const me_ch_requant *dp = d;
+            me_acc4 a;
+            int32_t v, j;
+            a.a0 = row[0];
+            a.a1 = row[1];
+            a.a2 = row[2];
+            a.a3 = row[3];
+            v = me_ch_requantize4(a, &dp);
+            for (j = 0; j < 4; j++) {
+                res[4] += (int8_t)(v >> (8 * j)) != me_requantize(row[j], &q4, 0);
+            }
+        }
+    }
+#endif
 }
 
 static int32_t rows[256][COLS], res[256][RES];
@@ -275,9 +299,10 @@ def test_c_requantization_matches_requant_py(mlperf_runs, tmp_path: Path) -> Non
 
 def test_requantization_edge_cases_in_qemu_m4(mlperf_runs, tmp_path: Path) -> None:
     """The same cases as firmware on a Cortex-M4 in QEMU (-O2): there the q15 conv's
-    four-output stage is the Thumb-2 one (SMULL/SMLAL, QADD16, SSUB16 + SEL), and every
-    lane must equal me_requantize and requant.py, at every shift TFLite gives, at the
-    int32 ends and on the rounding ties."""
+    four-output stage is the Thumb-2 one (SMULL/SMLAL, QADD16, SSUB16 + SEL), and so is
+    the channel constants' (me_ch_requantize4, shifts -2 to -23), and every lane must
+    equal me_requantize and requant.py, at every shift TFLite gives, at the int32 ends
+    and on the rounding ties (dropping the sign from the channel constants' SMLAL fails)."""
     from mnist_edge.targets import firmware as f
     from mnist_edge.targets.boards import get_target
 
@@ -615,16 +640,27 @@ def _small_channel_convs() -> bytes:
 
 def _pointwise_small() -> bytes:
     """x[1, 5, 7, 8] -> 1 x 1 CONV_2D chain over 8 and 16 input channels (the Thumb-2
-    pointwise kernel): 8 -> 16 with RELU (z_y 3: the clamp), 16 -> 8 with none (int8's
+    pointwise kernels): 8 -> 16 with RELU (z_y 3: the clamp), 16 -> 8 with none (int8's
     whole range), 8 -> 4 with multipliers of one half or more (shifts of -1 and 0: the C
-    requantization), then 4 -> 8 (in_c 4: the general conv)."""
+    requantization), 4 -> 8 (in_c 4: the general conv), 8 -> 16 with none (the 8-channel
+    function), 16 -> 16 with RELU (the q15 channel function's clamp), 16 -> 12 and 12 -> 8
+    with every other weight scale 1e-7 and one 1e-13 (shifts below -23, z_y added after
+    the shift, and a multiplier of 0; k = 16, then 12: the loop entered part-way). 35
+    positions: 8 blocks of 4 and 3 left to the C loop."""
     rng = np.random.default_rng(43)
     layers = [(8, 16, "RELU", 3, (0.004, 0.02)), (16, 8, "NONE", -6, (0.004, 0.02)),
-              (8, 4, "NONE", 2, (0.6, 1.5)), (4, 8, "RELU6", -128, (0.004, 0.02))]
+              (8, 4, "NONE", 2, (0.6, 1.5)), (4, 8, "RELU6", -128, (0.004, 0.02)),
+              (8, 16, "NONE", -5, (0.004, 0.02)), (16, 16, "RELU", 3, (0.004, 0.02)),
+              (16, 12, "NONE", 4, "tiny"), (12, 8, "NONE", -2, "tiny")]
     tensors = [_act("x", [1, 5, 7, 8], 0.05, -7)]
     ops = []
     for i, (cin, cout, act, zp, w_scales) in enumerate(layers):
-        scales = rng.uniform(*w_scales, cout)
+        if w_scales == "tiny":
+            scales = rng.uniform(0.004, 0.02, cout)
+            scales[::2] *= 1e-7
+            scales[1] = 1e-13
+        else:
+            scales = rng.uniform(*w_scales, cout)
         s_in = tensors[-1]["scale"]
         tensors += [dict(name=f"w{i}", shape=[cout, 1, 1, cin], dtype="int8", scale=scales,
                          zero_point=[0] * cout, axis=0,
@@ -659,6 +695,7 @@ DSP_LOOPS = {"small_channel_convs": _small_channel_convs,
              "depthwise_c8_5x3": lambda: _depthwise(*DEPTHWISE["c8_5x3_s1_valid"]),
              "depthwise_c6_3x3_s2": lambda: _depthwise(*DEPTHWISE["c6_3x3_s2_same"]),
              "pointwise_small": _pointwise_small,
+             "sub_two_branch": lambda: _two_branch("SUB"),
              "depthwise_big_multipliers":
                  lambda: _depthwise(*DEPTHWISE["c8_3x3_s1_same_big_multipliers"])}
 
@@ -671,7 +708,8 @@ def test_dsp_loops_and_their_tails(case: str, tmp_path: Path) -> None:
     rows; average pools sum four channels a word when the window has at most 256 taps;
     depthwise blocks of 4 channels take 9 taps unrolled or three taps a turn (15 taps), a
     2-channel tail after them, and the C requantization where a shift is -1 or 0; 1 x 1
-    convs over 8 and 16 channels take the pointwise kernel. Exact with the
+    convs over 8 and 16 channels take the pointwise kernels; a SUB without broadcast its
+    tables. Exact with the
     DSP path emulated on the host under ASan + UBSan (the C loops), and in QEMU on a
     Cortex-M4 (the Thumb-2 loops and intrinsics). The 1 x 1 convs also on the Cortex-M55,
     whose Helium build takes the DSP kernel for the 8-channel one (conv2d_dsp_shorter):
