@@ -646,15 +646,22 @@ def _pointwise_small() -> bytes:
     function), 16 -> 16 with RELU (the q15 channel function's clamp), 16 -> 12 and 12 -> 8
     with every other weight scale 1e-7 and one 1e-13 (shifts below -23, z_y added after
     the shift, and a multiplier of 0; k = 16, then 12: the loop entered part-way). 35
-    positions: 8 blocks of 4 and 3 left to the C loop."""
+    positions: 8 blocks of 4 and 3 left to the C loop. Then 8 -> 16, a 1 x 3 conv 16 -> 16
+    with RELU (k = 48) and 16 -> 16 with none over 5 x 5: 6 blocks and a lone last
+    position (me_q15_ch1, with the clamp, then without)."""
     rng = np.random.default_rng(43)
     layers = [(8, 16, "RELU", 3, (0.004, 0.02)), (16, 8, "NONE", -6, (0.004, 0.02)),
               (8, 4, "NONE", 2, (0.6, 1.5)), (4, 8, "RELU6", -128, (0.004, 0.02)),
               (8, 16, "NONE", -5, (0.004, 0.02)), (16, 16, "RELU", 3, (0.004, 0.02)),
-              (16, 12, "NONE", 4, "tiny"), (12, 8, "NONE", -2, "tiny")]
+              (16, 12, "NONE", 4, "tiny"), (12, 8, "NONE", -2, "tiny"),
+              (8, 16, "NONE", 1, (0.004, 0.02)), (16, 16, "RELU", 3, (0.004, 0.02), 3),
+              (16, 16, "NONE", -6, (0.004, 0.02))]
     tensors = [_act("x", [1, 5, 7, 8], 0.05, -7)]
     ops = []
-    for i, (cin, cout, act, zp, w_scales) in enumerate(layers):
+    w = 7
+    for i, (cin, cout, act, zp, w_scales, *kernel_w) in enumerate(layers):
+        kw = kernel_w[0] if kernel_w else 1
+        w -= kw - 1
         if w_scales == "tiny":
             scales = rng.uniform(0.004, 0.02, cout)
             scales[::2] *= 1e-7
@@ -662,13 +669,13 @@ def _pointwise_small() -> bytes:
         else:
             scales = rng.uniform(*w_scales, cout)
         s_in = tensors[-1]["scale"]
-        tensors += [dict(name=f"w{i}", shape=[cout, 1, 1, cin], dtype="int8", scale=scales,
+        tensors += [dict(name=f"w{i}", shape=[cout, 1, kw, cin], dtype="int8", scale=scales,
                          zero_point=[0] * cout, axis=0,
-                         data=rng.integers(-127, 128, (cout, 1, 1, cin)).astype(np.int8)),
+                         data=rng.integers(-127, 128, (cout, 1, kw, cin)).astype(np.int8)),
                     dict(name=f"b{i}", shape=[cout], dtype="int32", scale=scales * s_in,
                          zero_point=[0] * cout,
                          data=rng.integers(-900, 900, cout).astype(np.int32)),
-                    _act(f"y{i}", [1, 5, 7, cout], 0.05, zp)]
+                    _act(f"y{i}", [1, 5, w, cout], 0.05, zp)]
         n = len(tensors)
         ops.append(dict(op="CONV_2D", inputs=[n - 4, n - 3, n - 2], outputs=[n - 1],
                         options=dict(padding="VALID", stride_w=1, stride_h=1,
