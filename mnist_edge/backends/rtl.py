@@ -97,11 +97,12 @@ FPGAS: dict[str, dict[str, Any]] = {
     # wide_drain: a quad layer's drain takes 2 values a cycle (positions (0, 1), then
     # (2, 3): adjacent outputs) through 2 requantizers into one 16-bit write of the RAM;
     # drain_tail 3: a reduction's last tap issues n cycles after the previous one's for its
-    # n drain cycles (the other devices keep n + 1)
+    # n drain cycles (the other devices keep n + 1). 58.33 MHz: the PLL's 25 MHz x 7 / 3
+    # (docs/BENCHMARKS.md: MLPerf's ResNet-8 in <= 3 ms, every routed seed meeting it)
     "ecp5-85k": {"lanes": 32, "positions": 4, "quad": True, "dual_port": True,
                  "wide_drain": True, "drain_tail": 3, "dsp_lanes": 128,
-                 "mul8x2": False, "rq_digit": 0, "clock_mhz": 50.0, "board": "ULX3S 85F",
-                 "part": "LFE5U-85F-6BG381C"},
+                 "mul8x2": False, "rq_digit": 0, "clock_mhz": 25.0 * 7 / 3,
+                 "board": "ULX3S 85F", "part": "LFE5U-85F-6BG381C"},
 }
 ICE40_DSPS = 8  # SB_MAC16 on the UP5K
 # the tflite softmax's 32 x 32 multiplier: 4 MULT18X18D, which the ECP5-25F (28, all taken
@@ -740,6 +741,8 @@ ECP5_PLLS: dict[float, dict[str, int]] = {
     46.875: {"clki_div": 8, "clkfb_div": 15, "clkop_div": 13, "clkop_cphase": 6},
     45.0: {"clki_div": 5, "clkfb_div": 9, "clkop_div": 13, "clkop_cphase": 6},
     43.75: {"clki_div": 4, "clkfb_div": 7, "clkop_div": 14, "clkop_cphase": 7},
+    25.0 * 7 / 3: {"clki_div": 3, "clkfb_div": 7, "clkop_div": 11, "clkop_cphase": 5},
+    56.25: {"clki_div": 4, "clkfb_div": 9, "clkop_div": 11, "clkop_cphase": 5},
 }
 ULX3S_CLOCK_MHZ = 50.0  # the ULX3S top written beside a design for another board
 
@@ -899,6 +902,9 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
         # two values a cycle through the drain (only where a layer uses it; 85F)
         "wide": any(d.wide for d in low.layers),
         "drain_tail": low.drain_tail,
+        # two-port RAM designs (85F): the softmax reads its own copy of the logits
+        "sm_local": bool(low.softmax) and sdp and not low.layers[-1].wide,
+        "class_bits": _bits(graph.output.size),
         "lane_bits": _bits(lanes),
         "mul8x2": bool(device["mul8x2"]),
         "rq_digit": rq_digit,
