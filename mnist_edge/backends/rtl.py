@@ -694,6 +694,8 @@ def lower(graph: QGraph, lanes: int, offset: bool = False, positions: int = 1,
         # each pair (dy, 0), (dy, 1) of a block is one aligned 16-bit word: an even start
         # (blocks step by 2, block rows and channels by multiples of 2)
         layer.wide = int(wide and bool(layer.quad) and layer.out_off % 2 == 0)
+        if layer.wide:
+            layer.summary += ", drained 2 values a cycle"
     low.depth, low.out_buf, low.copies = placed.depth, placed.bank[output], placed.copies
     for layer in low.layers:
         for name, value, limit in (("channels", layer.cout, 4095),
