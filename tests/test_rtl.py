@@ -469,7 +469,8 @@ def test_synth_ice40_fits_and_meets_timing(tmp_path: Path) -> None:
 
     graph = random_qgraph(3, "mixed")
     qgraph.save(graph, tmp_path / "run" / graph.name)
-    r = synth(tmp_path / "run", "ice40-up5k", lanes=4, seeds=(1, 2))  # 2 seeds: CI time
+    # 2 seeds, placed and routed side by side: CI time
+    r = synth(tmp_path / "run", "ice40-up5k", lanes=4, seeds=(1, 2), jobs=2)
     assert Path(r["bitstream_path"]).stat().st_size > 100_000
     assert r["timing_met"] and r["fmax_mhz"] >= r["clock_mhz"]
     seeds = r["fmax_mhz_by_seed"]  # one place and route per seed: the timing margin
