@@ -928,7 +928,8 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
         "softmax": low.softmax,
         "branched": not graph.is_chain,
         "act_depth": sizes,
-        "act_addr_bits": [_bits(n) for n in sizes],
+        # two-port RAMs write 16-bit words: at least 2 address bits
+        "act_addr_bits": [max(2 if sdp else 1, _bits(n)) for n in sizes],
         "out_buf": low.out_buf,
         "weight_words": len(weights),
         "weight_addr_bits": _bits(len(weights)),

@@ -23,13 +23,12 @@ module mnist_edge_act_ram_dp #(
 );
     reg [7:0] mem [0:DEPTH-1];
     reg [7:0] q;
-    wire [AW-1:0] a_lo = (waddr >> 1) << 1;    // the 16-bit word's two bytes
-    wire [AW-1:0] a_hi = a_lo | 1;
+    wire [AW-2:0] word = waddr[AW-1:1];        // the 16-bit word of the two bytes (AW >= 2)
     wire we_lo = we && (pair || !waddr[0]);
     wire we_hi = we && (pair || waddr[0]);
     always @(posedge clk) begin
-        if (we_lo) mem[a_lo] <= wdata;
-        if (we_hi) mem[a_hi] <= pair ? wdata_hi : wdata;
+        if (we_lo) mem[{word, 1'b0}] <= wdata;
+        if (we_hi) mem[{word, 1'b1}] <= pair ? wdata_hi : wdata;
         q <= mem[raddr];
     end
     assign rdata = q;
