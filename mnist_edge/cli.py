@@ -186,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: <run>/fpga/synth-<fpga>)")
     p.add_argument("--cycles", type=int, help="cycles per image for the latency (default: "
                    "measured by `validate --backend rtl`, else simulated on 3 images)")
+    p.add_argument("--seeds", help="nextpnr seeds, comma-separated (default: 1,2,3)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="place-and-route runs at once, one per seed (default: 1)")
 
     p = command("flash", "mnist_edge.targets.firmware:flash_command",
                 "build firmware and run it in QEMU or flash a real board")

@@ -264,6 +264,7 @@ def test_ecp5_pll_settings(tmp_path: Path) -> None:
         rtl.ecp5_pll(48.0)
     graph = random_qgraph(3, "mixed")
     for fpga, clock in (("ecp5-25k", rtl.FPGAS["ecp5-25k"]["clock_mhz"]),
+                        ("ecp5-85k", rtl.FPGAS["ecp5-85k"]["clock_mhz"]),
                         ("ice40-up5k", rtl.ULX3S_CLOCK_MHZ)):
         top = (rtl.generate_rtl(graph, tmp_path / fpga, fpga=fpga, lanes=2 if fpga[0] == "i"
                                 else 3) / "top_ulx3s.v").read_text()
@@ -414,6 +415,22 @@ def _wide_graph() -> QGraph:
     return QGraph("wide", QTensor((1, 28, 28), INPUT_SCALE, INPUT_ZERO_POINT), ops)
 
 
+def _wide_quad_graph() -> QGraph:
+    """_wide_graph's sums as a 28x28 conv padded to 2x2 outputs (8 channels): on the 85F a
+    2x2-block layer drained 2 values a cycle, each through its own prenorm and requantizer."""
+    rng = np.random.default_rng(0)
+    w = np.where(rng.random((8, 1, 28, 28)) < 0.5, -127, 127).astype(np.int8)
+    w[0], w[1] = 127, -127
+    out_scale = float(np.float32(25_400_000 * INPUT_SCALE * 0.0625 / 120))
+    ops = [QOp("conv", "conv2d", QTensor((8, 2, 2), out_scale, 3),
+               attrs={"kernel": [28, 28], "stride": [1, 1], "padding": [0, 0, 1, 1],
+                      "groups": 1},
+               arrays={"weight": w, "bias": rng.integers(-2000, 2000, 8).astype(np.int32),
+                       "w_scale": np.full(8, 0.0625, np.float32)}),
+           QOp("flat", "flatten", QTensor((32,), out_scale, 3))]
+    return QGraph("wide_quad", QTensor((1, 28, 28), INPUT_SCALE, INPUT_ZERO_POINT), ops)
+
+
 def _widest_graph() -> QGraph:
     """A 31x31 conv over 64 channels (61,504 taps) into 4: |acc| up to 1,991,808,570, the
     engine's full 32-bit accumulators."""
@@ -431,11 +448,13 @@ def _widest_graph() -> QGraph:
 
 
 @pytest.mark.parametrize("build, bits, fpga", [(_wide_graph, 26, "ecp5-25k"),
+                                               (_wide_quad_graph, 26, "ecp5-85k"),
                                                (_widest_graph, 32, "ice40-up5k")])
 def test_wide_accumulators_exact(build, bits: int, fpga: str, tmp_path: Path) -> None:
     """Layers whose accumulators pass 2^24 get wider accumulators and the prenorm stage
-    (no refusal): golden's logits on bright images whose sums reach 25.4 M (26 bits) and
-    1.99 G (32 bits; the UP5K's digit-serial requantizer behind the prenorm). With the 25
+    (no refusal): golden's logits on bright images whose sums reach 25.4 M (26 bits; on the
+    85F in 2x2 blocks drained 2 values a cycle, a prenorm each) and 1.99 G (32 bits; the
+    UP5K's digit-serial requantizer behind the prenorm). With the 25
     bits of before, the 26-bit case gave other logits (checked when this was written)."""
     need("verilator")
     graph = build()
@@ -445,6 +464,8 @@ def test_wide_accumulators_exact(build, bits: int, fpga: str, tmp_path: Path) ->
     out = rtl.generate_rtl(graph, tmp_path / "rtl", fpga=fpga, lanes=4)
     verilator.lint(out)
     assert f"localparam ACC_W = {bits};" in (out / "mnist_edge_engine.v").read_text()
+    assert ("drained 2 values a cycle" in rtl.load_manifest(out)["layers"][0]["summary"]) == (
+        fpga == "ecp5-85k")
     shape = graph.input.shape if graph.input.shape[0] > 1 else graph.input.shape[1:]
     rng = np.random.default_rng(1)
     pixels = np.concatenate([np.full((2, *shape), 255), rng.integers(200, 256, (2, *shape)),
@@ -468,7 +489,8 @@ def test_synth_ice40_fits_and_meets_timing(tmp_path: Path) -> None:
 
     graph = random_qgraph(3, "mixed")
     qgraph.save(graph, tmp_path / "run" / graph.name)
-    r = synth(tmp_path / "run", "ice40-up5k", lanes=4, seeds=(1, 2))  # 2 seeds: CI time
+    # 2 seeds, placed and routed side by side: CI time
+    r = synth(tmp_path / "run", "ice40-up5k", lanes=4, seeds=(1, 2), jobs=2)
     assert Path(r["bitstream_path"]).stat().st_size > 100_000
     assert r["timing_met"] and r["fmax_mhz"] >= r["clock_mhz"]
     seeds = r["fmax_mhz_by_seed"]  # one place and route per seed: the timing margin
@@ -604,8 +626,9 @@ def test_fused_pool_positions_exact(fpga: str, tmp_path: Path) -> None:
     manifest = rtl.load_manifest(out)
     first = manifest["layers"][0]["summary"]
     assert manifest["positions"] == 4 and ("fused" in first) != quad
-    assert [i for i, layer in enumerate(manifest["layers"])
-            if "2x2 output blocks" in layer["summary"]] == ([0] if quad else [])
+    for what in ("2x2 output blocks", "drained 2 values a cycle"):  # 85F: wide drain too
+        assert [i for i, layer in enumerate(manifest["layers"])
+                if what in layer["summary"]] == ([0] if quad else [])
     pixels = random_pixels(16, seed=7)
     stats: list[dict[str, int]] = []
     logits, cls, _ = verilator.simulate(verilator.build(out, stats=True), out, pixels,

@@ -198,6 +198,9 @@ def test_small_tflite_graph_exact_in_verilator(fpga: str, tmp_path: Path) -> Non
     quad = [layer["ops"][0] for layer in manifest["layers"] if "2x2 output" in layer["summary"]]
     assert quad == ([op.name for op in graph.ops if op.kind in ("conv2d", "add")
                      and op.attrs.get("groups", 1) == 1] if fpga == "ecp5-85k" else [])
+    # the 85F drains them 2 values a cycle (2 requantizers, 16-bit RAM writes)
+    assert quad == [layer["ops"][0] for layer in manifest["layers"]
+                    if "drained 2 values a cycle" in layer["summary"]]
     x = probe_batch(graph, 24, seed=4)
     stats: list[dict[str, int]] = []
     logits, cls, _ = verilator.simulate(verilator.build(out, stats=True), out, x,
@@ -226,9 +229,11 @@ def test_mlperf_resnet8_exact_in_verilator(mlperf_runs, tmp_path: Path) -> None:
     x = probe_batch(graph, 3, seed=9)
     logits, _, cycles = verilator.simulate(verilator.build(out), out, x, graph.output.size)
     assert np.array_equal(logits, golden.run_int8(graph, x))
-    device = rtl.FPGAS["ecp5-85k"]
-    low = rtl.lower(graph, device["lanes"], positions=device["positions"], quad=True, sdp=True)
+    low = rtl.device_lowering(graph, "ecp5-85k")
     assert low.copies == 0 and rtl.load_manifest(out)["copy_layers"] == 0
+    # every 2x2-block layer drains 2 values a cycle (its outputs start at even addresses)
+    assert [d.index for d in low.layers if d.wide] == [d.index for d in low.layers if d.quad]
+    assert len([d for d in low.layers if d.wide]) == 12
     assert cycles.min() > rtl.cycle_model(low, graph.input.size)
 
 

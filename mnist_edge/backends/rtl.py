@@ -94,10 +94,16 @@ FPGAS: dict[str, dict[str, Any]] = {
     # a 2x2 block of outputs per lane, each requantized (tflite graphs too). dual_port:
     # activation RAMs with a read and a write port (DP16KD), so a layer may write the RAM
     # it reads and a residual add needs no copy layer (rtl_plan.py)
+    # wide_drain: a quad layer's drain takes 2 values a cycle (positions (0, 1), then
+    # (2, 3): adjacent outputs) through 2 requantizers into one 16-bit write of the RAM;
+    # drain_tail 3: a reduction's last tap issues n cycles after the previous one's for its
+    # n drain cycles (the other devices keep n + 1). 56.25 MHz: the PLL's 25 MHz x 9 / 4;
+    # MLPerf's ResNet-8 in 165,865 cycles, 2.95 ms; both routed seeds meet it (57.99 and
+    # 56.31 MHz; 58.33 MHz, 25 x 7 / 3, is missed by both: docs/BENCHMARKS.md)
     "ecp5-85k": {"lanes": 32, "positions": 4, "quad": True, "dual_port": True,
-                 "dsp_lanes": 128,
-                 "mul8x2": False, "rq_digit": 0, "clock_mhz": 50.0, "board": "ULX3S 85F",
-                 "part": "LFE5U-85F-6BG381C"},
+                 "wide_drain": True, "drain_tail": 3, "dsp_lanes": 128,
+                 "mul8x2": False, "rq_digit": 0, "clock_mhz": 56.25,
+                 "board": "ULX3S 85F", "part": "LFE5U-85F-6BG381C"},
 }
 ICE40_DSPS = 8  # SB_MAC16 on the UP5K
 # the tflite softmax's 32 x 32 multiplier: 4 MULT18X18D, which the ECP5-25F (28, all taken
@@ -192,6 +198,7 @@ class Layer:
     tap_base: int = 0  # tap_base + 256 (second)
     pool: int = 0  # 1: a 2x2 / 2 max pool fused in; oh, ow count its outputs (positions)
     quad: int = 0  # 1: each lane computes a 2x2 block of outputs; oh, ow count the blocks
+    wide: int = 0  # 1: a quad layer drained 2 values a cycle (its outputs at even addresses)
 
     @property
     def hw(self) -> int:
@@ -217,6 +224,8 @@ class Lowering:
     positions: int = 1  # 4: every lane computes a 2x2 pool window's 4 positions at once
     quad: bool = False  # the 4 positions also serve unpooled MAC layers (2x2 output blocks)
     sdp: bool = False  # activation RAMs with a read and a write port: no copy layers
+    wide: bool = False  # quad layers drain 2 values a cycle (2 requantizers, 16-bit writes)
+    drain_tail: int = 4  # BUSY_TAIL: a last tap issues n + drain_tail - 3 cycles after the last
     layers: list[Layer] = field(default_factory=list)
     weights: list[np.ndarray] = field(default_factory=list)  # [words, lanes] int8 blocks
     bias: list[np.ndarray] = field(default_factory=list)
@@ -624,13 +633,17 @@ def _copy_layer(low: Lowering, src: str, dst: str) -> Layer:
 
 
 def lower(graph: QGraph, lanes: int, offset: bool = False, positions: int = 1,
-          quad: bool = False, sdp: bool = False) -> Lowering:
+          quad: bool = False, sdp: bool = False, wide: bool = False,
+          drain_tail: int = 4) -> Lowering:
     """The QGraph as descriptor entries and ROM contents, via `LOWERING`.
 
     offset: the lanes multiply offset operands (x + 128)(w + 128) (mnist_edge_mul8x2).
     positions: 4 when each lane computes a 2x2 window's 4 positions (fused max pools).
     quad: with 4 positions, unpooled MAC layers run over 2x2 output blocks too.
-    sdp: the activation RAMs have a read port and a write port (the planner's same_bank)."""
+    sdp: the activation RAMs have a read port and a write port (the planner's same_bank).
+    wide: (with quad and sdp) a quad layer whose outputs start at an even address drains
+    positions (0, 1) and (2, 3) as pairs, 2 values a cycle into one 16-bit RAM write.
+    drain_tail: the engine's BUSY_TAIL (4: one idle cycle per reduction; 3: none)."""
     graph.validate()
     require_arithmetic(graph, "RTL", ("onnx", "tflite"))
     if not 1 <= lanes <= 64:
@@ -640,8 +653,10 @@ def lower(graph: QGraph, lanes: int, offset: bool = False, positions: int = 1,
                              f"the offset multipliers), not {positions}")
     if quad and positions != 4:
         raise MnistEdgeError("2x2 output blocks need 4 positions per lane")
+    if wide and not (quad and sdp):
+        raise MnistEdgeError("the wide drain needs 2x2 output blocks and two-port RAMs")
     low = Lowering(lanes, offset, tflite=graph.arithmetic == "tflite", positions=positions,
-                   quad=quad, sdp=sdp)
+                   quad=quad, sdp=sdp, wide=wide, drain_tail=drain_tail)
     low.storage[INPUT] = INPUT
     low.shapes[INPUT] = _chw(graph.input.shape)
     for op in graph.ops:
@@ -677,6 +692,11 @@ def lower(graph: QGraph, lanes: int, offset: bool = False, positions: int = 1,
             layer.cstep = (placed.offset[layer.reads[1]] - base) % (1 << 16)
         layer.in_off += base
         layer.out_off += placed.offset[layer.writes]
+        # each pair (dy, 0), (dy, 1) of a block is one aligned 16-bit word: an even start
+        # (blocks step by 2, block rows and channels by multiples of 2)
+        layer.wide = int(wide and bool(layer.quad) and layer.out_off % 2 == 0)
+        if layer.wide:
+            layer.summary += ", drained 2 values a cycle"
     low.depth, low.out_buf, low.copies = placed.depth, placed.bank[output], placed.copies
     for layer in low.layers:
         for name, value, limit in (("channels", layer.cout, 4095),
@@ -724,6 +744,8 @@ ECP5_PLLS: dict[float, dict[str, int]] = {
     46.875: {"clki_div": 8, "clkfb_div": 15, "clkop_div": 13, "clkop_cphase": 6},
     45.0: {"clki_div": 5, "clkfb_div": 9, "clkop_div": 13, "clkop_cphase": 6},
     43.75: {"clki_div": 4, "clkfb_div": 7, "clkop_div": 14, "clkop_cphase": 7},
+    25.0 * 7 / 3: {"clki_div": 3, "clkfb_div": 7, "clkop_div": 11, "clkop_cphase": 5},
+    56.25: {"clki_div": 4, "clkfb_div": 9, "clkop_div": 11, "clkop_cphase": 5},
 }
 ULX3S_CLOCK_MHZ = 50.0  # the ULX3S top written beside a design for another board
 
@@ -749,17 +771,18 @@ def _byte_hex(value: int) -> str:
     return f"{value & 0xFF:02X}"
 
 
-def layer_cycle_bound(layer: Layer, lanes: int, rq_cycles: int = 1) -> int:
+def layer_cycle_bound(layer: Layer, lanes: int, rq_cycles: int = 1, drain_tail: int = 4) -> int:
     """Cycles a layer takes at least: each reduction issues its taps, and waits while the
-    previous one's n channels drain through the requantizer one every rq_cycles cycles
-    (its last tap issues n + 1 cycles after the previous one's; n * rq_cycles when
-    rq_cycles > 1, which also spaces the requantizer's inputs)."""
+    previous one's n drain cycles pass, one value (a wide quad layer: two) every rq_cycles
+    cycles (its last tap issues n + drain_tail - 3 cycles after the previous one's;
+    n * rq_cycles when rq_cycles > 1, which also spaces the requantizer's inputs)."""
     taps = layer.cin * layer.kh * layer.kw
     total = 0
     for g in range(layer.groups):
         n = 1 if layer.dw or layer.mode != MODE_MAC else min(lanes, layer.cout - g * lanes)
-        n *= 4 if layer.quad else 1  # a 2x2 block: 4 values per lane leave
-        total += layer.ohw * max(taps, n + 1 if rq_cycles == 1 else n * rq_cycles)
+        # a 2x2 block: 4 values per lane leave, in 2 drain cycles when wide
+        n *= (2 if layer.wide else 4) if layer.quad else 1
+        total += layer.ohw * max(taps, n + drain_tail - 3 if rq_cycles == 1 else n * rq_cycles)
     return total + 12
 
 
@@ -767,7 +790,7 @@ def cycle_model(low: Lowering, pixels: int, rq_cycles: int = 1) -> int:
     """A lower bound on cycles per image (issue cycles plus I/O); simulation measures the truth."""
     total = pixels + 3 * low.layers[-1].out_size
     for layer in low.layers:
-        total += layer_cycle_bound(layer, low.lanes, rq_cycles)
+        total += layer_cycle_bound(layer, low.lanes, rq_cycles, low.drain_tail)
     return total
 
 
@@ -802,6 +825,21 @@ def layer_context(low: Lowering) -> list[dict[str, Any]]:
     return rows
 
 
+def device_lowering(graph: QGraph, fpga: str, lanes: int | None = None) -> Lowering:
+    """The QGraph lowered with the FPGAS entry's engine parameters (what generate_rtl
+    writes): its lanes unless given, positions, quad blocks, two-port RAMs, wide drain."""
+    device = FPGAS[fpga]
+    # the extra positions serve fused max pools (which a tflite graph does not fuse) and,
+    # on a device with `quad`, 2x2 output blocks of every other MAC layer
+    quad = bool(device.get("quad", False))
+    positions = (1 if graph.arithmetic == "tflite" and not quad
+                 else int(device.get("positions", 1)))
+    return lower(graph, int(lanes or device["lanes"]), offset=bool(device["mul8x2"]),
+                 positions=positions, quad=quad, sdp=bool(device.get("dual_port", False)),
+                 wide=bool(device.get("wide_drain", False)),
+                 drain_tail=int(device.get("drain_tail", 4)))
+
+
 def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None = None,
                  fpga: str = DEFAULT_FPGA, lanes: int | None = None) -> Path:
     """Write the Verilog tree (engine, descriptor ROM, ROM images, board tops, testbench)."""
@@ -823,14 +861,8 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
                              f"two lanes per SB_MAC16, {ICE40_DSPS} SB_MAC16; got {lanes}")
     rq_digit = int(device["rq_digit"])
     rq_cycles = 24 // rq_digit if rq_digit else 1
-    # the extra positions serve fused max pools (which a tflite graph does not fuse) and,
-    # on a device with `quad`, 2x2 output blocks of every other MAC layer
-    quad = bool(device.get("quad", False))
-    positions = (1 if graph.arithmetic == "tflite" and not quad
-                 else int(device.get("positions", 1)))
-    sdp = bool(device.get("dual_port", False))
-    low = lower(graph, lanes, offset=bool(device["mul8x2"]), positions=positions, quad=quad,
-                sdp=sdp)
+    low = device_lowering(graph, fpga, lanes)
+    positions, sdp = low.positions, low.sdp
     image = (height, width) if channels == 1 else (channels, height, width)
     if vector_pixels is None:  # int8 inputs: uniform bytes
         vector_pixels = (random_pixels(20, 0, image) if graph.input_encoding == "uint8" else
@@ -870,6 +902,12 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
         "quad": any(d.quad for d in low.layers),
         "quad_tap": any(d.quad and d.tap for d in low.layers),
         "sdp": sdp,
+        # two values a cycle through the drain (only where a layer uses it; 85F)
+        "wide": any(d.wide for d in low.layers),
+        "drain_tail": low.drain_tail,
+        # two-port RAM designs (85F): the softmax reads its own copy of the logits
+        "sm_local": bool(low.softmax) and sdp and not low.layers[-1].wide,
+        "class_bits": _bits(graph.output.size),
         "lane_bits": _bits(lanes),
         "mul8x2": bool(device["mul8x2"]),
         "rq_digit": rq_digit,
@@ -891,7 +929,8 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
         "softmax": low.softmax,
         "branched": not graph.is_chain,
         "act_depth": sizes,
-        "act_addr_bits": [_bits(n) for n in sizes],
+        # two-port RAMs write 16-bit words: at least 2 address bits
+        "act_addr_bits": [max(2 if sdp else 1, _bits(n)) for n in sizes],
         "out_buf": low.out_buf,
         "weight_words": len(weights),
         "weight_addr_bits": _bits(len(weights)),
@@ -983,7 +1022,8 @@ def generate_rtl(graph: QGraph, out_dir: Path, vector_pixels: np.ndarray | None 
                         "summary": d.summary} for d in low.layers],
             "cycle_lower_bound": cycle_model(low, pixels, rq_cycles),
             "requant_cycles_per_value": rq_cycles,
-            "layer_cycle_bounds": [layer_cycle_bound(d, lanes, rq_cycles) for d in low.layers],
+            "layer_cycle_bounds": [layer_cycle_bound(d, lanes, rq_cycles, low.drain_tail)
+                                   for d in low.layers],
             "layer_lane_ops": [lane_ops(d) for d in low.layers],
             "rom_bits": context["rom_bits"],
             "activation_bytes": sizes,

@@ -19,6 +19,7 @@ import shutil
 import statistics
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -163,9 +164,10 @@ def _measured_cycles(run_dir: Path, fpga: str, lanes: int) -> int | None:
 
 
 def synth(run_dir: Path, fpga: str, out: Path | None = None, cycles: int | None = None,
-          lanes: int | None = None, seeds: tuple[int, ...] = SEEDS) -> dict[str, Any]:
+          lanes: int | None = None, seeds: tuple[int, ...] = SEEDS,
+          jobs: int = 1) -> dict[str, Any]:
     """Generate, synthesize, place and route (once per seed), pack the best seed; write
-    the bitstream and synth.json."""
+    the bitstream and synth.json. jobs: place-and-route runs at once (one per seed)."""
     if fpga not in FLOWS:
         raise MnistEdgeError(f"unknown FPGA {fpga!r}; choose from: {', '.join(FLOWS)}")
     flow, device = FLOWS[fpga], FPGAS[fpga]
@@ -204,12 +206,18 @@ def synth(run_dir: Path, fpga: str, out: Path | None = None, cycles: int | None 
         del ys_log
         t0 = time.time()
         by_seed: dict[int, dict[str, Any]] = {}
-        for seed in seeds:
+
+        def place_and_route(seed: int) -> str:
             pnr = [a.format(pins=pins, out=f"seed{seed}.{flow['pnr_out']}") for a in flow["pnr"]]
-            text = _run([nextpnr, "--json", "top.json", *pnr, "--freq", str(device["clock_mhz"]),
+            return _run([nextpnr, "--json", "top.json", *pnr, "--freq", str(device["clock_mhz"]),
                          "--report", f"../nextpnr_report_seed{seed}.json", "--seed", str(seed),
                          "--timing-allow-fail"], rtl,
                         tmp / f"nextpnr_seed{seed}.log", "nextpnr", fail_ok=True)
+
+        # one nextpnr process per seed, `jobs` of them at a time (each is single-threaded)
+        with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(seeds)))) as pool:
+            texts = dict(zip(seeds, pool.map(place_and_route, seeds), strict=True))
+        for seed, text in texts.items():
             report_path = tmp / f"nextpnr_report_seed{seed}.json"
             if not report_path.exists():
                 _keep_logs(tmp, out)
@@ -338,8 +346,9 @@ def _resource_line(result: dict[str, Any]) -> str:
 
 
 def synth_command(args: Any) -> int:
+    seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else SEEDS
     r = synth(Path(args.run), args.fpga, Path(args.out) if args.out else None, args.cycles,
-              args.lanes)
+              args.lanes, seeds=seeds, jobs=args.jobs)
     print(f"{r['fpga']} ({r['board']}): {_resource_line(r)}; Fmax {r['fmax_mhz']} MHz "
           f"(seed {r['seed']}; min {r['fmax_mhz_min']}, median {r['fmax_mhz_median']} over "
           f"{len(r['fmax_mhz_by_seed'])} seeds; clock {r['clock_mhz']} MHz, met); "
