@@ -415,36 +415,37 @@ def _wide_graph() -> QGraph:
     return QGraph("wide", QTensor((1, 28, 28), INPUT_SCALE, INPUT_ZERO_POINT), ops)
 
 
+def _sign_conv_graph(name: str, in_c: int, kernel: int, out_c: int, out_hw: int,
+                     padding: list[int], bound: float, low_second: bool = False) -> QGraph:
+    """One conv of +-127 weights over a whole in_c x kernel x kernel input (output channel
+    0 all 127, so bright images reach the bound; with `low_second` channel 1 all -127),
+    then a flatten."""
+    rng = np.random.default_rng(0)
+    w = np.where(rng.random((out_c, in_c, kernel, kernel)) < 0.5, -127, 127).astype(np.int8)
+    w[0] = 127
+    if low_second:
+        w[1] = -127
+    out_scale = float(np.float32(bound * INPUT_SCALE * 0.0625 / 120))
+    ops = [QOp("conv", "conv2d", QTensor((out_c, out_hw, out_hw), out_scale, 3),
+               attrs={"kernel": [kernel, kernel], "stride": [1, 1], "padding": padding,
+                      "groups": 1},
+               arrays={"weight": w, "bias": rng.integers(-2000, 2000, out_c).astype(np.int32),
+                       "w_scale": np.full(out_c, 0.0625, np.float32)}),
+           QOp("flat", "flatten", QTensor((out_c * out_hw * out_hw,), out_scale, 3))]
+    return QGraph(name, QTensor((in_c, kernel, kernel), INPUT_SCALE, INPUT_ZERO_POINT), ops)
+
+
 def _wide_quad_graph() -> QGraph:
     """_wide_graph's sums as a 28x28 conv padded to 2x2 outputs (8 channels): on the 85F a
     2x2-block layer drained 2 values a cycle, each through its own prenorm and requantizer."""
-    rng = np.random.default_rng(0)
-    w = np.where(rng.random((8, 1, 28, 28)) < 0.5, -127, 127).astype(np.int8)
-    w[0], w[1] = 127, -127
-    out_scale = float(np.float32(25_400_000 * INPUT_SCALE * 0.0625 / 120))
-    ops = [QOp("conv", "conv2d", QTensor((8, 2, 2), out_scale, 3),
-               attrs={"kernel": [28, 28], "stride": [1, 1], "padding": [0, 0, 1, 1],
-                      "groups": 1},
-               arrays={"weight": w, "bias": rng.integers(-2000, 2000, 8).astype(np.int32),
-                       "w_scale": np.full(8, 0.0625, np.float32)}),
-           QOp("flat", "flatten", QTensor((32,), out_scale, 3))]
-    return QGraph("wide_quad", QTensor((1, 28, 28), INPUT_SCALE, INPUT_ZERO_POINT), ops)
+    return _sign_conv_graph("wide_quad", 1, 28, 8, 2, [0, 0, 1, 1], 25_400_000,
+                            low_second=True)
 
 
 def _widest_graph() -> QGraph:
     """A 31x31 conv over 64 channels (61,504 taps) into 4: |acc| up to 1,991,808,570, the
     engine's full 32-bit accumulators."""
-    rng = np.random.default_rng(0)
-    w = np.where(rng.random((4, 64, 31, 31)) < 0.5, -127, 127).astype(np.int8)
-    w[0] = 127
-    out_scale = float(np.float32(2.0e9 * INPUT_SCALE * 0.0625 / 120))
-    ops = [QOp("conv", "conv2d", QTensor((4, 1, 1), out_scale, 3),
-               attrs={"kernel": [31, 31], "stride": [1, 1], "padding": [0, 0, 0, 0],
-                      "groups": 1},
-               arrays={"weight": w, "bias": rng.integers(-2000, 2000, 4).astype(np.int32),
-                       "w_scale": np.full(4, 0.0625, np.float32)}),
-           QOp("flat", "flatten", QTensor((4,), out_scale, 3))]
-    return QGraph("widest", QTensor((64, 31, 31), INPUT_SCALE, INPUT_ZERO_POINT), ops)
+    return _sign_conv_graph("widest", 64, 31, 4, 1, [0, 0, 0, 0], 2.0e9)
 
 
 @pytest.mark.parametrize("build, bits, fpga", [(_wide_graph, 26, "ecp5-25k"),
