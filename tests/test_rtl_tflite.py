@@ -173,7 +173,8 @@ def _small_tflite() -> bytes:
 
 
 @pytest.mark.parametrize("fpga", ["ecp5-25k", "ecp5-85k"])
-def test_small_tflite_graph_exact_in_verilator(fpga: str, tmp_path: Path) -> None:
+def test_small_tflite_graph_exact_in_verilator(fpga: str, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """Every op kind the RTL lowers in the tflite arithmetic, on an int8 input with its own
     zero point: the Verilog lints clean and equals golden (which equals TFLM:
     tests/test_tflite_fixtures.py) on structured and random inputs. On the ECP5-85F the
@@ -203,13 +204,26 @@ def test_small_tflite_graph_exact_in_verilator(fpga: str, tmp_path: Path) -> Non
                     if "drained 2 values a cycle" in layer["summary"]]
     x = probe_batch(graph, 24, seed=4)
     stats: list[dict[str, int]] = []
-    logits, cls, _ = verilator.simulate(verilator.build(out, stats=True), out, x,
-                                        graph.output.size, stats)
+    logits, cls, cycles = verilator.simulate(verilator.build(out, stats=True), out, x,
+                                             graph.output.size, stats)
     want = golden.run_int8(graph, x)
     assert np.array_equal(logits, want)
     assert np.array_equal(cls, golden.predict(want))
     assert [s["busy_lane_cycles"] for s in stats] == [len(x) * n
                                                       for n in manifest["layer_lane_ops"]]
+    if fpga == "ecp5-25k":  # `synth` on a run with no rtl figures simulates its own inputs
+        from mnist_edge.targets.fpga_synth import simulated_cycles
+
+        fed: list[tuple[int, ...]] = []
+
+        def simulate(binary, rtl_dir, inputs, *args):
+            fed.append(inputs.shape)
+            return verilator_simulate(binary, rtl_dir, inputs, *args)
+
+        verilator_simulate = verilator.simulate
+        monkeypatch.setattr(verilator, "simulate", simulate)
+        assert simulated_cycles(tmp_path / "run", graph, fpga, 3) == cycles.max()
+        assert fed == [(3, *graph.input.shape)]  # the graph's inputs, not MNIST pixels
 
 
 def test_mlperf_resnet8_exact_in_verilator(mlperf_runs, tmp_path: Path) -> None:

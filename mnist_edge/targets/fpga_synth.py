@@ -163,6 +163,22 @@ def _measured_cycles(run_dir: Path, fpga: str, lanes: int) -> int | None:
     return None
 
 
+def simulated_cycles(run_dir: Path, graph: qgraph.QGraph, fpga: str, lanes: int) -> int:
+    """Cycles per inference of the design, from Verilator on 3 seeded inputs of the graph's
+    own shape and encoding (the schedule does not depend on the data), for a run whose
+    report has no rtl figures for this device."""
+    from ..testing import random_inputs
+    from .verilator import build, simulate
+
+    with atomic_dir(Path(run_dir) / "fpga" / f".sim-{fpga}") as tmp:
+        generate_rtl(graph, tmp / "rtl", fpga=fpga, lanes=lanes)
+        binary = build(tmp / "rtl")
+        cycles = int(simulate(binary, tmp / "rtl", random_inputs(graph, 3),
+                              graph.output.size)[2].max())
+    shutil.rmtree(Path(run_dir) / "fpga" / f".sim-{fpga}", ignore_errors=True)
+    return cycles
+
+
 def synth(run_dir: Path, fpga: str, out: Path | None = None, cycles: int | None = None,
           lanes: int | None = None, seeds: tuple[int, ...] = SEEDS,
           jobs: int = 1) -> dict[str, Any]:
@@ -177,15 +193,7 @@ def synth(run_dir: Path, fpga: str, out: Path | None = None, cycles: int | None 
     if cycles is None:
         cycles = _measured_cycles(run_dir, fpga, lanes)
     if cycles is None:
-        from ..testing import random_pixels
-        from .verilator import build, simulate
-
-        with atomic_dir(Path(run_dir) / "fpga" / f".sim-{fpga}") as tmp:
-            generate_rtl(graph, tmp / "rtl", fpga=fpga, lanes=lanes)
-            binary = build(tmp / "rtl")
-            cycles = int(simulate(binary, tmp / "rtl", random_pixels(3), graph.output.size)[2]
-                         .max())
-        shutil.rmtree(Path(run_dir) / "fpga" / f".sim-{fpga}", ignore_errors=True)
+        cycles = simulated_cycles(run_dir, graph, fpga, lanes)
     out = Path(out or Path(run_dir) / "fpga" / f"synth-{fpga}")
     top, top_file, pins = BOARD_TOPS[fpga]
     start = time.time()
