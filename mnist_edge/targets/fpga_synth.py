@@ -264,7 +264,7 @@ def synth(run_dir: Path, fpga: str, out: Path | None = None, cycles: int | None 
             "seed": best,
             "fmax_mhz_by_seed": {str(k): v for k, v in fmaxes.items()},
             "fmax_mhz_min": min(fmaxes.values()),
-            "fmax_mhz_median": float(statistics.median(fmaxes.values())),
+            "fmax_mhz_median": round(float(statistics.median(fmaxes.values())), 2),
             "seeds_meeting_clock": sum(v >= device["clock_mhz"] for v in fmaxes.values()),
             "clock_mhz": device["clock_mhz"],
             "timing_met": fmax >= device["clock_mhz"],
