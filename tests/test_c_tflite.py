@@ -95,6 +95,22 @@ def test_mlperf_selftest_strict_and_sanitized(mlperf_runs, key: str, tmp_path: P
               "selftest_x86")
 
 
+@pytest.mark.parametrize("flags", [[], ["-DMNIST_EDGE_DSP_EMULATION"],
+                                   ["-march=native", "-DMNIST_EDGE_X86"]])
+def test_tflite_tree_clang_weverything(mlperf_runs, tmp_path: Path, flags: list[str]) -> None:
+    """A tflite tree (KWS: bands, depthwise, pointwise) under clang -Weverything as errors:
+    what test_c_backend asks of the onnx trees."""
+    clang = need("clang")
+    graph = qgraph.load_run(mlperf_run(mlperf_runs, "kws"))
+    src = generate_c(graph, tmp_path / "c", "int", _inputs(graph, 2))
+    x86 = ["mnist_edge_kernels_x86.c"] if "-DMNIST_EDGE_X86" in flags else []
+    for name in [*SOURCES, "main.c", *x86]:
+        proc = subprocess.run([clang, "-std=c99", "-Weverything", "-Wno-padded", "-Werror",
+                               "-O2", *flags, "-c", name, "-o", str(tmp_path / f"{name}.o")],
+                              cwd=src, capture_output=True, text=True)
+        assert proc.returncode == 0, (name, proc.stderr[-3000:])
+
+
 def test_requant_option_does_not_apply_to_tflite(mlperf_runs) -> None:
     graph = qgraph.load_run(mlperf_run(mlperf_runs, "kws"))
     pixels = _inputs(graph, 4)
