@@ -10,7 +10,10 @@ RUNS_DIR holds the four imported runs (ad01_int8, kws_ref_model, pretrainedResne
 vww_96_int8). Ours: `mcu_bench.bench` (exact instruction counts from the emulator, one
 seeded random input, plus the two labelled cycle estimates). CMSIS-NN's: the per-layer
 tables of CMSIS-NN.md, matched by TFLite operator index (our layer names end in it).
-Prints one Markdown table per model.
+Prints one Markdown table per model, then issue 26's Cortex-M4 targets beside what was
+counted: instructions <= 0.5x CMSIS-NN's, estimated cycles <= 0.75x (zero wait states) and
+<= 1.0x (flash wait states) the best published silicon cycles, arena + scratch <= 0.75x
+microTVM's workspace, flash <= the .tflite file (the anchors read from the models' README).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ MODELS = {  # run folder -> the heading of its per-layer table in CMSIS-NN.md
     "ad01_int8": "AD FC-autoencoder",
 }
 DEFAULT_CMSIS = Path(__file__).resolve().parents[2] / "shared/models/mlperf-tiny/CMSIS-NN.md"
+# the README's column order: IC, KWS, VWW, AD
+README_ORDER = ("pretrainedResnet_quant", "kws_ref_model", "vww_96_int8", "ad01_int8")
 
 
 def cmsis_layers(text: str, heading: str) -> tuple[dict[int, tuple[str, int]], int]:
@@ -43,7 +48,48 @@ def cmsis_layers(text: str, heading: str) -> tuple[dict[int, tuple[str, int]], i
     return layers, total
 
 
-def table(run: Path, heading: str, text: str) -> str:
+def published(readme: str) -> tuple[dict[str, float], dict[str, int]]:
+    """{run: best published M4 cycles} and {run: microTVM workspace bytes}, from the README."""
+    row = next(line for line in readme.splitlines() if line.startswith("| best published"))
+    cycles = [float(m) * 1e6 for m in re.findall(r"= ([\d.]+) M", row)]
+    work = re.search(r"generated workspace\): IC ([\d,]+) B, KWS ([\d,]+) B, VWW ([\d,]+) B, "
+                     r"AD ([\d,]+) B", " ".join(readme.split()))
+    if len(cycles) != 4 or work is None:
+        raise SystemExit("the models' README lost its published figures")
+    return (dict(zip(README_ORDER, cycles, strict=True)),
+            {k: int(v.replace(",", "")) for k, v in zip(README_ORDER, work.groups(), strict=True)})
+
+
+def _versus(ours: float, anchor: float, bound: float) -> str:
+    """ours as a multiple of the anchor, against the issue's bound on that multiple."""
+    verdict = "met" if ours <= bound * anchor else "**not met**"
+    return f"{ours:,.0f} = {ours / anchor:.2f}x (<= {bound:g}x: {verdict})"
+
+
+def targets(rows: list[tuple[str, dict, int]], readme: str, models: Path) -> str:
+    """Issue 26's Cortex-M4 targets beside `rows` (run, bench figures, CMSIS-NN's count)."""
+    best, workspace = published(readme)
+    lines = ["Issue 26's Cortex-M4 -O2 targets, each figure as a multiple of its anchor "
+             "(instructions and bytes: exact counts; cycles: estimates from the timing model):",
+             "",
+             "| model | instructions vs CMSIS-NN | est. cycles 0 WS vs best published "
+             "| est. cycles flash WS vs best published | arena + scratch vs microTVM "
+             "| flash vs the .tflite file | stack |",
+             "|---|---|---|---|---|---|---:|"]
+    for name, f, cmsis in rows:
+        ws = f.get("estimated_cycles_m4_flash_ws")
+        lines.append(
+            f"| {name} | {_versus(f['instructions'], cmsis, 0.5)} "
+            f"| {_versus(f['estimated_cycles_m4_model'], best[name], 0.75)} "
+            f"| {_versus(ws, best[name], 1.0) if ws is not None else 'not counted'} "
+            f"| {_versus(f['arena_bytes'], workspace[name], 0.75)} "
+            f"| {_versus(f['flash_model_bytes'], (models / f'{name}.tflite').stat().st_size, 1.0)} "
+            f"| {f['stack_bytes']:,} B |")
+    return "\n".join(lines) + "\n"
+
+
+def table(run: Path, heading: str, text: str) -> tuple[str, dict, int]:
+    """The per-layer table, the bench figures and CMSIS-NN's whole-network count."""
     from mnist_edge import qgraph
     from mnist_edge.targets import mcu_bench
 
@@ -72,7 +118,7 @@ def table(run: Path, heading: str, text: str) -> str:
                  else "wait states (flash reads not counted: unicorn misran the hooked run)")
               + f". RAM: arena {f['arena_bytes']:,} B "
               f"(scratch {f['scratch_bytes']:,} B inside), stack {f['stack_bytes']:,} B.", ""]
-    return "\n".join(lines)
+    return "\n".join(lines), f, their_total
 
 
 def main(argv: list[str]) -> int:
@@ -81,12 +127,17 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--cmsis", type=Path, default=DEFAULT_CMSIS)
     args = ap.parse_args(argv)
     text = args.cmsis.read_text()
+    rows = []
     for folder, heading in MODELS.items():
         run = args.runs / folder
         if not run.is_dir():
             print(f"{run}: not imported, skipped", file=sys.stderr)
             continue
-        print(table(run, heading, text), flush=True)
+        markdown, figures, cmsis_total = table(run, heading, text)
+        print(markdown, flush=True)
+        rows.append((folder, figures, cmsis_total))
+    readme = args.cmsis.with_name("README.md")
+    print(targets(rows, readme.read_text(), readme.parent))
     return 0
 
 
