@@ -62,7 +62,7 @@ def sources(board: Board, app: str) -> list[str]:
     """The C files of one firmware, relative to its folder."""
     main = "qemu_main.c" if app == "qemu" else "board_main.c"
     startup = "startup_riscv.c" if board.cpu.arch == "riscv" else "startup.c"
-    files = [main, startup, f"console_{board.console}.c", "console_common.c"]
+    files = [main, startup, "startup_common.c", f"console_{board.console}.c", "console_common.c"]
     if board.console.startswith("uart_"):
         files.append("console_uart.c")
     if board.console == "semihost" or app == "qemu":

@@ -12,14 +12,11 @@
 #include "console.h"
 #include "startup.h"
 
-/* Defined by the linker script. */
-extern uint32_t __data_load__[], __data_start__[], __data_end__[];
-extern uint32_t __bss_start__[], __bss_end__[];
-extern uint32_t __stack_limit__[], __stack_top__[];
+/* Defined by the linker script: the initial stack pointer. */
+extern uint32_t __stack_top__[];
 
 int main(void);
 
-#define STACK_PAINT 0xa5a5a5a5u
 #define SCB_CPACR (*(volatile uint32_t *)0xe000ed88u)
 
 void Reset_Handler(void) __attribute__((noreturn));
@@ -28,37 +25,14 @@ void HardFault_Handler(void) __attribute__((noreturn));
 
 void Reset_Handler(void)
 {
-    uint32_t *src = __data_load__;
-    uint32_t *dst;
-    for (dst = __data_start__; dst < __data_end__; dst++) {
-        *dst = *src++;
-    }
-    for (dst = __bss_start__; dst < __bss_end__; dst++) {
-        *dst = 0u;
-    }
+    startup_init_memory();
 #if defined(__ARM_FP)
     SCB_CPACR |= 15u << 20; /* CP10 and CP11: full access (the FPU, and Helium on an M55) */
     __asm__ volatile("dsb\n\tisb" ::: "memory");
 #endif
-    {
-        /* Paint from the stack limit up to 64 bytes below this frame. */
-        uint32_t sp;
-        __asm__ volatile("mov %0, sp" : "=r"(sp));
-        for (dst = __stack_limit__; (uint32_t)dst < sp - 64u; dst++) {
-            *dst = STACK_PAINT;
-        }
-    }
+    startup_paint_stack();
     console_init();
     console_halt(main() == 0);
-}
-
-uint32_t stack_high_water(void)
-{
-    const uint32_t *p = __stack_limit__;
-    while (p < __stack_top__ && *p == STACK_PAINT) {
-        p++;
-    }
-    return (uint32_t)((const uint8_t *)__stack_top__ - (const uint8_t *)p);
 }
 
 void HardFault_Handler(void)
