@@ -1318,13 +1318,14 @@ void ME_SCALAR(me_conv2d_s8)(const me_conv_params *p, const int8_t *in, int8_t *
     }
 }
 
+
 void ME_SCALAR(me_fully_connected_s8)(const me_fc_params *p, const int8_t *in, int8_t *out)
 {
     const int32_t k = p->in_features, rows = p->out_features;
     const int8_t *w = p->weights;
     const int32_t *b = p->bias;
-    int32_t c;
-    for (c = 0; c + 4 <= rows; c += 4, w += 4 * k, b += 4) {
+    int32_t c = 0;
+    for (; c + 4 <= rows; c += 4, w += 4 * k, b += 4) {
         int32_t acc[4];
         acc[0] = b[0];
         acc[1] = b[1];
