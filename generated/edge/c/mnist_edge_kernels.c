@@ -1335,12 +1335,17 @@ void ME_SCALAR(me_fully_connected_s8)(const me_fc_params *p, const int8_t *in, i
         me_requantize_n(acc, 4, &p->requant, c, out + c);
     }
     for (; c < rows; c += 2, w += 2 * k, b += 2) { /* the last 1 to 3 rows, 2 at a time */
-        const int32_t n = rows - c < 2 ? 1 : 2;
         int32_t acc[2];
         acc[0] = b[0];
-        acc[1] = b[n - 1];
-        me_dot2_s8(in, w, w + (n - 1) * k, k, &acc[0], &acc[1]);
-        me_requantize_n(acc, n, &p->requant, c, out + c);
+        if (rows - c >= 2) {
+            acc[1] = b[1];
+            me_dot2_s8(in, w, w + k, k, &acc[0], &acc[1]);
+            me_requantize_n(acc, 2, &p->requant, c, out + c);
+        } else { /* the one row twice */
+            acc[1] = b[0];
+            me_dot2_s8(in, w, w, k, &acc[0], &acc[1]);
+            me_requantize_n(acc, 1, &p->requant, c, out + c);
+        }
     }
 }
 
