@@ -479,6 +479,29 @@ def _fc_softmax(units: int, features: int = 16) -> bytes:
     return build(tensors, ops, [0], [3])
 
 
+def _fc_chain() -> bytes:
+    """x[1, 21] -> FULLY_CONNECTED 21 -> 16 (the four-row C loop: 16 taps, its four-tap step
+    and one scalar tap), 16 -> 9 (the Thumb-2 blocks, fc4_run: one 16-tap turn, 2 blocks,
+    then one row), 9 -> 24 with RELU (z_y -4: a clamp, so the C loop), 24 -> 10 (fc4_run
+    entered at its second 8 taps, then a whole turn; 2 blocks, then two rows)."""
+    rng = np.random.default_rng(21)
+    layers = [(21, 16, "NONE", 5), (16, 9, "NONE", -3), (9, 24, "RELU", -4), (24, 10, "NONE", 2)]
+    tensors = [_act("x", [1, 21], 0.05, 3)]
+    ops = []
+    for i, (cin, cout, act, zp) in enumerate(layers):
+        s_in, s_w = tensors[-1]["scale"], 0.02
+        s_out = s_in * s_w * 60 * 60 * cin ** 0.5 / 48  # about +-2.5 sigma over int8
+        tensors += [dict(name=f"w{i}", shape=[cout, cin], dtype="int8", scale=s_w,
+                         zero_point=0, data=rng.integers(-127, 128, (cout, cin)).astype(np.int8)),
+                    dict(name=f"b{i}", shape=[cout], dtype="int32", scale=s_in * s_w,
+                         zero_point=0, data=rng.integers(-3000, 3000, cout).astype(np.int32)),
+                    _act(f"y{i}", [1, cout], s_out, zp)]
+        n = len(tensors)
+        ops.append(dict(op="FULLY_CONNECTED", inputs=[n - 4, n - 3, n - 2], outputs=[n - 1],
+                        options=dict(fused_activation=act)))
+    return build(tensors, ops, [0], [len(tensors) - 1])
+
+
 def _fixture_cases() -> dict:
     import test_tflite_fixtures as fx
     import test_tflite_ops as later
@@ -713,7 +736,7 @@ def _average_pools() -> bytes:
 
 
 DSP_LOOPS = {"small_channel_convs": _small_channel_convs,
-             "fc_21_features": lambda: _fc_softmax(10, 21), "average_pools": _average_pools,
+             "fc_chain": _fc_chain, "average_pools": _average_pools,
              "depthwise_c12_3x3": lambda: _depthwise(*DEPTHWISE["c12_3x3_s1_same"]),
              "depthwise_c8_5x3": lambda: _depthwise(*DEPTHWISE["c8_5x3_s1_valid"]),
              "depthwise_c6_3x3_s2": lambda: _depthwise(*DEPTHWISE["c6_3x3_s2_same"]),
@@ -726,9 +749,9 @@ DSP_LOOPS = {"small_channel_convs": _small_channel_convs,
 @pytest.mark.parametrize("case", sorted(DSP_LOOPS))
 def test_dsp_loops_and_their_tails(case: str, tmp_path: Path) -> None:
     """Convs whose in_c is not a multiple of 4 take the q15 conv on DSP cores (the byte
-    window unpacked, a 1-3 tap tail); a fully connected layer of 21 inputs and 10 outputs
-    takes the four-row loop (16 taps), its four-tap step and one scalar tap, then two
-    rows; average pools sum four channels a word when the window has at most 256 taps;
+    window unpacked, a 1-3 tap tail); fully connected layers take the four-row C loop
+    with its tails or, where k is a multiple of 8, the Thumb-2 blocks (_fc_chain); average
+    pools sum four channels a word when the window has at most 256 taps;
     depthwise blocks of 4 channels take 9 taps unrolled or three taps a turn (15 taps), a
     2-channel tail after them, and the C requantization where a shift is -1 or 0; 1 x 1
     convs over 8 and 16 channels take the pointwise kernels; a SUB without broadcast its

@@ -107,8 +107,9 @@ static int32_t me_ssat8(int32_t v)
  */
 #ifndef MNIST_EDGE_X86 /* only the portable dot products use the walks */
 #if ME_USE_DSP
-#define ME_TWO_WINDOWS 1
-#elif defined(MNIST_EDGE_TWO_WINDOWS)
+#define ME_TWO_WINDOWS 1 /* and no tap walk: the DSP dot products take four taps */
+#else
+#if defined(MNIST_EDGE_TWO_WINDOWS)
 #define ME_TWO_WINDOWS MNIST_EDGE_TWO_WINDOWS
 #elif defined(__thumb2__)
 #define ME_TWO_WINDOWS 1
@@ -121,6 +122,7 @@ static int32_t me_ssat8(int32_t v)
 #define ME_TWO_TAPS 0
 #else
 #define ME_TWO_TAPS 1
+#endif
 #endif
 #endif /* !MNIST_EDGE_X86 */
 
@@ -1316,25 +1318,34 @@ void ME_SCALAR(me_conv2d_s8)(const me_conv_params *p, const int8_t *in, int8_t *
     }
 }
 
+
 void ME_SCALAR(me_fully_connected_s8)(const me_fc_params *p, const int8_t *in, int8_t *out)
 {
-    const int32_t k = p->in_features;
-    int32_t c, j, n;
-    for (c = 0; c < p->out_features; c += n) {
-        int32_t acc[4] = {0, 0, 0, 0};
-        n = p->out_features - c < 4 ? p->out_features - c : 4;
-        for (j = 0; j < n; j++) {
-            acc[j] = p->bias[c + j];
+    const int32_t k = p->in_features, rows = p->out_features;
+    const int8_t *w = p->weights;
+    const int32_t *b = p->bias;
+    int32_t c = 0;
+    for (; c + 4 <= rows; c += 4, w += 4 * k, b += 4) {
+        int32_t acc[4];
+        acc[0] = b[0];
+        acc[1] = b[1];
+        acc[2] = b[2];
+        acc[3] = b[3];
+        me_dot4_s8(in, w, k, acc);
+        me_requantize_n(acc, 4, &p->requant, c, out + c);
+    }
+    for (; c < rows; c += 2, w += 2 * k, b += 2) { /* the last 1 to 3 rows, 2 at a time */
+        int32_t acc[2];
+        acc[0] = b[0];
+        if (rows - c >= 2) {
+            acc[1] = b[1];
+            me_dot2_s8(in, w, w + k, k, &acc[0], &acc[1]);
+            me_requantize_n(acc, 2, &p->requant, c, out + c);
+        } else { /* the one row twice */
+            acc[1] = b[0];
+            me_dot2_s8(in, w, w, k, &acc[0], &acc[1]);
+            me_requantize_n(acc, 1, &p->requant, c, out + c);
         }
-        if (n == 4) {
-            me_dot4_s8(in, p->weights + c * k, k, acc);
-        } else if (n >= 2) {
-            me_dot2_s8(in, p->weights + c * k, p->weights + (c + 1) * k, k, &acc[0], &acc[1]);
-            n = 2;
-        } else {
-            me_dot2_s8(in, p->weights + c * k, p->weights + c * k, k, &acc[0], &acc[1]);
-        }
-        me_requantize_n(acc, n, &p->requant, c, out + c);
     }
 }
 
