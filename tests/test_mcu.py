@@ -382,6 +382,7 @@ def test_m4_timing_model_charges_loads_branches_and_multiples() -> None:
     assert cycles(["adds r0, r1", "smlad r1, r2, r3, r1"]) == 2
     assert cycles(["ldr r0, [r1]"]) == 2
     assert cycles(["ldr r0, [r1]", "ldr r2, [r1, #4]"]) == 3  # the second load pipelines
+    assert cycles(["ldr r2, [r1, #4]"], after_memory=True) == 1  # behind the block before
     assert cycles(["push {r4, r5, r6, r7, lr}"]) == 6
     assert cycles(["ldmia.w sp!, {r4-r7, pc}"]) == 6
     assert cycles(["sdiv r0, r1, r2"]) == 7

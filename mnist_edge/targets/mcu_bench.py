@@ -97,12 +97,14 @@ def _base_mnemonic(text: str) -> str:
     return m.split(".")[0]
 
 
-def m4_block_cycles(instructions: list[str]) -> int:
-    """Estimated cycles of one basic block, its last branch not taken (see M4_REFILL)."""
-    cycles, prev_mem = 0, False
+def m4_block_cycles(instructions: list[str], after_memory: bool = False) -> int:
+    """Estimated cycles of one basic block, its last branch not taken (see M4_REFILL);
+    `after_memory`: the instruction before it, in the same straight line, was a load or
+    store (the emulator splits straight-line code into blocks where it likes)."""
+    cycles, prev_mem = 0, after_memory
     for text in instructions:
         m = _base_mnemonic(text)
-        mem = m.startswith(_LOAD + _STORE + _MULTI)
+        mem = _is_memory(text)
         if m in _M4_COST:
             c = _M4_COST[m]
         elif m.startswith(_MULTI):
@@ -117,6 +119,10 @@ def m4_block_cycles(instructions: list[str]) -> int:
         cycles += c
         prev_mem = mem
     return cycles
+
+
+def _is_memory(text: str) -> bool:
+    return _base_mnemonic(text).startswith(_LOAD + _STORE + _MULTI)
 
 
 def _ends_in_branch(text: str) -> bool:
@@ -331,8 +337,9 @@ def _emulate(fw: Firmware, pixels: np.ndarray, timing: bool, flash_hook: bool) -
     counts: dict[tuple[int, int], int] = {}
     count = cpu.count
     code = disassembly(fw) if timing else {}
-    block_cost: dict[tuple[int, int], tuple[int, bool]] = {}
-    clock = {"cycles": 0, "end": -1, "branch": False, "flash_reads": 0}
+    # (cycles, cycles straight after a load or store, ends in a branch, ends in one)
+    block_cost: dict[tuple[int, int], tuple[int, int, bool, bool]] = {}
+    clock = {"cycles": 0, "end": -1, "branch": False, "memory": False, "flash_reads": 0}
 
     def on_block(uc_: Any, address: int, size: int, _: Any) -> None:
         key = (address, size)
@@ -344,11 +351,14 @@ def _emulate(fw: Firmware, pixels: np.ndarray, timing: bool, flash_hook: bool) -
             cost = block_cost.get(key)
             if cost is None:
                 ins = [code[a] for a in sorted(code) if address <= a < address + size]
-                cost = block_cost[key] = (m4_block_cycles(ins),
-                                          bool(ins) and _ends_in_branch(ins[-1]))
-            c = cost[0] + (M4_REFILL if clock["branch"] and address != clock["end"] else 0)
+                branch = bool(ins) and _ends_in_branch(ins[-1])
+                cost = block_cost[key] = (m4_block_cycles(ins), m4_block_cycles(ins, True),
+                                          branch, bool(ins) and not branch and _is_memory(ins[-1]))
+            straight_on = address == clock["end"]
+            c = (cost[1] if straight_on and clock["memory"] else cost[0]) + \
+                (M4_REFILL if clock["branch"] and not straight_on else 0)
             clock["cycles"] += c
-            clock["end"], clock["branch"] = address + size, cost[1]
+            clock["end"], clock["branch"], clock["memory"] = address + size, cost[2], cost[3]
         tally.feed(address, n, c)
 
     def on_flash_read(uc_: Any, access: int, address: int, size: int, value: int,
