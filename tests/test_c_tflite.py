@@ -72,6 +72,25 @@ def test_mlperf_qemu_m55_exact(mlperf_runs, key: str) -> None:
     _exact(run_dir, "qemu-m55", _inputs(qgraph.load_run(run_dir), 4, seed=5))
 
 
+def test_adr_functions_word_aligned_at_os(mlperf_runs) -> None:
+    """The any-k q15 channel loops jump into their loop by ADR, which GNU as resolves for a
+    word-aligned function start; at -Os gcc aligns functions to a halfword only. KWS (its
+    10x4 first layer takes them) at -Os on the scalar Cortex-M55: exact, and both word-aligned."""
+    pytest.importorskip("elftools")
+    need("arm-none-eabi-gcc")
+    need("qemu-system-arm")
+    from mnist_edge.targets import mcu_bench
+
+    run_dir = mlperf_run(mlperf_runs, "kws")
+    graph = qgraph.load_run(run_dir)
+    mcu_bench.bench(run_dir, graph, "cortex-m55-nomve", size=True,
+                    pixels=_inputs(graph, 1, seed=4)[0])  # raises where logits differ
+    elf = run_dir / "firmware" / "bench-cortex-m55-nomve-Os" / "build" / "firmware.elf"
+    _, symbols = mcu_bench._elf_image(elf)
+    for name in ("me_q15_ch4_k", "me_q15_ch4_kz"):
+        assert name in symbols and (symbols[name].addr & ~1) % 4 == 0, name  # less the Thumb bit
+
+
 def _selftest(src: Path, flags: list[str], exe: str = "selftest") -> str:
     gcc = need("gcc")
     proc = subprocess.run([gcc, *STRICT, *flags, "-o", exe, "main.c", *SOURCES], cwd=src,
