@@ -1052,10 +1052,11 @@ static void me_im2col_bytes_q15(const me_conv_params *p, const int8_t *in, int32
 
 #if ME_ASM_LOOPS
 /* One weight word (four taps) of me_dot4x1_q15's assembly loop: load and
- * unpack it once, then eight SMLAD over the four windows' q15 words. */
+ * unpack it once, then eight SMLAD over the four windows' q15 words (the LDR after the
+ * LDM: pipelined, 1 cycle). */
 #define ME_ASM_DOT4X1_Q15_WORD \
-    "ldr     %[v], [%[w]], #4\n\t" \
     "ldmia   %[x]!, {r4, r5, r6, r8}\n\t" \
+    "ldr     %[v], [%[w]], #4\n\t" \
     "sxtb16  %[t], %[v], ror #8\n\t" \
     "sxtb16  %[v], %[v]\n\t" \
     "smlad   %[a0], r4, %[v], %[a0]\n\t" \
