@@ -25,7 +25,7 @@ from mnist_edge.validate import BACKENDS, validate_backend
 
 # Images per backend and model: every host backend on a few hundred, every emulated
 # core and the RTL simulation (one Verilator build per model) on a few.
-HOST_IMAGES, RTL_IMAGES, CORE_IMAGES = 300, 10, 2
+HOST_IMAGES, RTL_IMAGES, CORE_IMAGES = 300, 4, 2
 IMAGES = {"golden": HOST_IMAGES, "onnxruntime": HOST_IMAGES, "onnxruntime-qdq": HOST_IMAGES,
           "c": HOST_IMAGES, "c-x86": HOST_IMAGES, "c-int": HOST_IMAGES, "hls": HOST_IMAGES,
           "wasm": HOST_IMAGES, "rtl": RTL_IMAGES,
