@@ -10,10 +10,10 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(gcc g++ clang make cmake gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
               util-linux emscripten nodejs chromium chromium-driver verilator yosys
               nextpnr-ice40 fpga-icestorm qemu-system-misc gcc-riscv64-unknown-elf
-              picolibc-riscv64-unknown-elf)
+              picolibc-riscv64-unknown-elf ccache)
 TOOLS=(gcc g++ clang make cmake arm-none-eabi-gcc qemu-system-arm setpriv emcc node chromium
        chromedriver verilator yosys nextpnr-ice40 icepack riscv64-unknown-elf-gcc
-       qemu-system-riscv32)
+       qemu-system-riscv32 ccache)
 
 missing=()
 for tool in "${TOOLS[@]}"; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done

@@ -66,8 +66,12 @@ def build_verilator_tb(folder: Path, top: str, sources: list[str], *flags: str) 
     """Build `top` with folder/tb.cpp in Verilator: the testbench binary."""
     import subprocess
 
+    from mnist_edge.targets.verilator import make_flags
+
+    cache = make_flags()
     subprocess.run([need("verilator"), "--cc", "--exe", "--build", "-O2", *flags,
-                    "--top-module", top, *sources, "tb.cpp", "-o", "tb"],
+                    *(["-MAKEFLAGS", cache] if cache else []), "--top-module", top, *sources,
+                    "tb.cpp", "-o", "tb"],
                    cwd=folder, check=True, capture_output=True)
     return folder / "obj_dir" / "tb"
 

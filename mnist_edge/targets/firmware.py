@@ -23,7 +23,7 @@ from ..errors import MnistEdgeError
 from ..paths import TEMPLATES_DIR, atomic_dir, template_env, write_manifest
 from ..qgraph import QGraph
 from .boards import Board, get_board, get_target
-from .tools import require_tool
+from .tools import compiler_cache, require_tool
 
 APPS = ("qemu", "board")
 OPT_LEVELS = ("-O2", "-Os", "-O3", "-O1", "-O0")
@@ -202,7 +202,8 @@ def build_firmware(graph: QGraph, board: Board, out_dir: Path, app: str = "qemu"
         objects = []
         for src in sources(board, app):
             obj = f"build/{Path(src).stem}.o"
-            _run([gcc, *cflags, "-c", src, "-o", obj], tmp, f"compiling {src}")
+            _run([*compiler_cache(), gcc, *cflags, "-c", src, "-o", obj], tmp,
+                 f"compiling {src}")
             objects.append(obj)
         _run([gcc, *cflags, *link_flags(board), "-o", "build/firmware.elf", *objects, *LDLIBS],
              tmp,

@@ -11,7 +11,20 @@ SETUP_HINT = "install with scripts/setup.sh"
 
 def require_tool(name: str, hint: str = SETUP_HINT, label: str | None = None) -> str:
     """Absolute path of `name`, or a MnistEdgeError '<label> not found: <hint>'."""
-    path = shutil.which(name)
+    path = find_tool(name)
     if path is None:
         raise MnistEdgeError(f"{label or name} not found: {hint}")
     return path
+
+
+def find_tool(name: str) -> str | None:
+    """Absolute path of `name` on PATH, or None."""
+    return shutil.which(name)
+
+
+def compiler_cache() -> list[str]:
+    """ccache as a compiler launcher when it is installed, else nothing: a source compiled
+    again with the same flags (the kernels under another model, Verilator's runtime under
+    another design) comes from its cache. It only saves time, so it is never required."""
+    path = find_tool("ccache")
+    return [path] if path else []

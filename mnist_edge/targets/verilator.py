@@ -22,7 +22,7 @@ from ..backends.rtl import design_sources, generate_rtl, load_manifest
 from ..errors import MnistEdgeError
 from ..qgraph import QGraph
 from ..validate import BackendResult
-from .tools import require_tool
+from .tools import compiler_cache, require_tool
 
 UART_SIM_CLKS_PER_BIT = 8  # a fast UART in simulation; the framing is what is tested
 
@@ -41,22 +41,32 @@ def lint(rtl_dir: Path) -> str:
     return "".join(out)
 
 
+def make_flags(*flags: str) -> str:
+    """Verilator's -MAKEFLAGS value: `flags` plus ccache for its C++ (about 6 s of its
+    runtime library a build, the same for every design) when ccache is installed."""
+    cache = compiler_cache()
+    return " ".join([*flags, *(f"OBJCACHE={c}" for c in cache)])
+
+
 def build(rtl_dir: Path, uart: bool = False, sources: tuple[str, ...] | None = None,
-          defines: tuple[str, ...] = (), stats: bool = False) -> Path:
+          defines: tuple[str, ...] = (), stats: bool = False, opt: str = "-O2") -> Path:
     """Compile the testbench with Verilator into rtl_dir/obj_<top>; returns the binary.
 
     `sources` replaces the engine's Verilog (a gate-level netlist and its cell models).
     `stats`: the testbench also counts cycles and busy lanes per layer (RTL engine only).
+    `opt`: the C++ optimization level; -O0 for a netlist, which compiles in about half the
+    time of -O2 and, on the few images a gate-level run takes, simulates in seconds.
     """
     verilator = require_tool("verilator")
     top = "mnist_edge_uart_top" if uart else "mnist_edge_engine"
     sources = sources or design_sources(rtl_dir, uart)
     obj = f"obj_{top}"
     # Verilator's Makefile compiles the model with -Os by default; -O2 simulates ~3x faster.
+    slow = "-O1" if opt == "-O2" else opt
     cmd = [verilator, "--cc", "--exe", "--build", "-O3", "-Wno-fatal", "--x-assign", "fast",
            "--x-initial", "fast", "--top-module", top, "-Mdir", obj, "-o", "tb",
-           "-CFLAGS", "-O2", "-MAKEFLAGS", "OPT_FAST=-O2 OPT_SLOW=-O1", "tb_mnist_edge.cpp",
-           *(f"-D{d}" for d in defines), *sources, "-j", "2"]
+           "-CFLAGS", opt, "-MAKEFLAGS", make_flags(f"OPT_FAST={opt} OPT_SLOW={slow}"),
+           "tb_mnist_edge.cpp", *(f"-D{d}" for d in defines), *sources, "-j", "2"]
     if uart:
         cmd[1:1] = [f"-GCLKS_PER_BIT={UART_SIM_CLKS_PER_BIT}", "-CFLAGS",
                     f"-DUART_TOP -DCLKS_PER_BIT={UART_SIM_CLKS_PER_BIT}"]
@@ -137,7 +147,8 @@ def _run(run_dir: Path, graph: QGraph, pixels: np.ndarray, options: dict[str, An
             from .fpga_synth import NETLIST_NAME, synth_netlist
 
             cells, defines = synth_netlist(rtl_dir, manifest["fpga"])
-            binary = build(rtl_dir, sources=(NETLIST_NAME, str(cells)), defines=tuple(defines))
+            binary = build(rtl_dir, sources=(NETLIST_NAME, str(cells)), defines=tuple(defines),
+                           opt="-O0")
         else:
             binary = build(rtl_dir, uart, stats=not uart)
         build_s = time.time() - start
