@@ -96,6 +96,15 @@ def overlap_drift(r: Rows) -> int:
     return max(0, int(np.max((p + 1) * r.out_c - row * r.in_row)))
 
 
+def ring_drift(r: Rows) -> int:
+    """The same for the depthwise kernel, which copies the input rows an output row reads
+    into its ring before writing that row (C `*_dw_ring_rows`): while output row oy is
+    written, every input row below min(in_h, oy * stride - pad_top + kernel_h) is read."""
+    oy = np.arange(r.out_h, dtype=np.int64)
+    read = np.minimum(r.in_h, np.maximum(0, oy * r.stride_h - r.pad_top + r.kernel_h))
+    return max(0, int(np.max((oy + 1) * r.out_row - read * r.in_row)))
+
+
 @dataclass(frozen=True)
 class BandPlan:
     """What running a conv `band` output rows at a time costs and allows."""
@@ -155,12 +164,13 @@ def step_modes(graph: QGraph, steps: list[Step], buffers: list[Buffer], k: int,
     if s.kind != "conv" or s.src not in dying or graph.ops[s.conv].kind != "conv2d":
         return []
     r = conv_rows(graph, s)
+    if is_depthwise(graph, s):  # its ring is its own line buffer: bands would only copy
+        return [Mode(((s.src, ring_drift(r)),))]
     modes = [Mode(((s.src, overlap_drift(r)),))]
     # The general conv computes its pixels in blocks of up to 4: a band of a whole number
     # of blocks wastes none (KWS's 5-wide 1x1 convs take 43 % more instructions in 1-row
-    # bands); the depthwise kernel goes one pixel at a time.
-    unit = 1 if is_depthwise(graph, s) else \
-        BAND_UNIT_PIXELS // math.gcd(BAND_UNIT_PIXELS, r.out_w)
+    # bands).
+    unit = BAND_UNIT_PIXELS // math.gcd(BAND_UNIT_PIXELS, r.out_w)
     heights = sorted({h for h in BAND_HEIGHTS if h < r.out_h and h % unit == 0}, reverse=True)
     for h in heights:
         b = band_plan(r, h)
