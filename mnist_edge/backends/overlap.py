@@ -17,6 +17,9 @@ the order in which the kernels touch memory (the contract in `KERNEL_ORDER`):
   overwrites them). The output may then start `BandPlan.drift` bytes below its input,
   0 when its rows are no larger than the input's: a true in-place depthwise or pointwise
   conv. It costs the line buffer (counted in the arena like scratch) and the copies.
+- **The depthwise ring**: the depthwise kernel copies the input rows each output row reads
+  into its own ring of lines (its scratch) before writing that row, so its output may start
+  `ring_drift` bytes below its input (0 when the rows do not grow): in place, no bands.
 
 The planner (`choose_overlaps`) first gives every eligible step its smallest-footprint
 way; if the arena shrinks, it then takes back, step by step, whatever the arena does not
@@ -37,8 +40,9 @@ from .c_planner import Buffer, Step, is_depthwise, lifetimes  # it imports this 
 
 # The kernels' side of the contract: a convolution kernel computes its output pixels in
 # raster order, in blocks of at most max(BLOCK_PIXELS, out_w) pixels (the q15 kernel takes
-# 4 positions, the others 2, the depthwise 1); a block reads only its own pixels' windows
-# and writes only its own pixels. Elementwise kernels read element i before writing it.
+# 4 positions, the others 2); a block reads only its own pixels' windows and writes only
+# its own pixels. The depthwise kernel reads an output row's input rows (into its ring)
+# before writing it. Elementwise kernels read element i before writing it.
 KERNEL_ORDER = "raster order, blocks of at most max(4, out_w) output pixels"
 BLOCK_PIXELS = 4
 ELEMENTWISE = ("add", "mul")  # step kinds (add covers sub)
