@@ -614,8 +614,10 @@ DEPTHWISE = {  # (in_c, multiplier, kh, kw, stride, padding): blocks of 4 and a 
     "c12_3x3_s1_same": (12, 1, 3, 3, 1, "SAME"),
     "c6_3x3_s2_same": (6, 1, 3, 3, 2, "SAME"),
     "c8_5x3_s1_valid": (8, 1, 5, 3, 1, "VALID"),
-    "c5_m2_3x5_s2_same": (5, 2, 3, 5, 2, "SAME"),  # dw_taps' loop over a width other than 3
+    "c5_m2_3x5_s2_same": (5, 2, 3, 5, 2, "SAME"),  # a width other than 3, a multiplier
     "c8_3x3_s1_same_big_multipliers": (8, 1, 3, 3, 1, "SAME", (0.3, 1.2)),
+    # no padding, the last window short of the right edge (the ring's lines hold 7 of 9)
+    "c8_3x3_s4_valid": (8, 1, 3, 3, 4, "VALID"),
 }
 
 
@@ -763,7 +765,8 @@ DSP_LOOPS = {"small_channel_convs": _small_channel_convs,
              "pointwise_small": _pointwise_small,
              "sub_two_branch": lambda: _two_branch("SUB"),
              "depthwise_big_multipliers":
-                 lambda: _depthwise(*DEPTHWISE["c8_3x3_s1_same_big_multipliers"])}
+                 lambda: _depthwise(*DEPTHWISE["c8_3x3_s1_same_big_multipliers"]),
+             "depthwise_c8_3x3_s4_valid": lambda: _depthwise(*DEPTHWISE["c8_3x3_s4_valid"])}
 
 
 @pytest.mark.parametrize("case", sorted(DSP_LOOPS))

@@ -47,7 +47,16 @@ from .c_arrays import (
     per_tensor,
     step_arrays,
 )
-from .c_planner import LOGITS, PIXELS, STEP_KIND, ArenaPlan, Step, is_depthwise, plan_arena
+from .c_planner import (
+    LOGITS,
+    PIXELS,
+    STEP_KIND,
+    ArenaPlan,
+    Step,
+    depthwise_line_w,
+    is_depthwise,
+    plan_arena,
+)
 from .inputs import require_arithmetic
 
 REQUANT_MODES = ("float", "int")
@@ -274,7 +283,7 @@ def _lower_conv(c: StepContext) -> Lowered:
         fn = c.fn("tfl_depthwise_conv2d_s8")
         call = f"{fn}(&{c.ident}_params, {c.src}, {c.dst}, arena + {step.scratch_offset});"
         c.buffer_check = (f"{c.names.kernel.upper()}_TFL_DEPTHWISE_CONV2D_S8_BUFFER_SIZE"
-                          f"({x.shape[0]})", step.scratch)
+                          f"({x.shape[0]}, {kh}, {depthwise_line_w(op)})", step.scratch)
     if step.band:  # its output overwrites its input: band by band from a line buffer
         call = (f"{c.fn('conv2d_in_bands')}(&{c.ident}_params, {fn}, {c.src}, {c.dst}, "
                 f"arena + {step.scratch_offset}, arena + {step.lines_offset}, {step.band});")

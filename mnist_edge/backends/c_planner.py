@@ -227,17 +227,29 @@ def is_depthwise(graph: QGraph, step: Step) -> bool:
             and kh * kw <= DEPTHWISE_MAX_TAPS)
 
 
+def depthwise_line_bytes(graph: QGraph, step: Step) -> int:
+    """Bytes of one line of the depthwise kernel's ring (C `*_dw_ring`): the input pixels
+    from the first window's left edge to the last one's right, padding included."""
+    op = graph.ops[step.conv]
+    return depthwise_line_w(op) * graph.input_of(step.conv).shape[0]
+
+
+def depthwise_line_w(op: QOp) -> int:
+    """Pixels of a depthwise ring line, (out_w - 1) * stride_w + kernel_w (C `*_DW_LINE_W`)."""
+    return (op.output.shape[2] - 1) * int(op.attrs.get("stride", [1, 1])[1]) + \
+        int(op.attrs["kernel"][1])
+
+
 def kernel_buffer_size(graph: QGraph, step: Step) -> int:
     """Scratch bytes a step's kernel needs: the C macros ME_CONV2D_S8_BUFFER_SIZE,
     ME_CONV2D_U8_1CH_BUFFER_SIZE and ME_TFL_DEPTHWISE_CONV2D_S8_BUFFER_SIZE
     (mnist_edge_kernels.h), which the generated model checks against this at compile time."""
     if step.kind not in ("conv", "conv_u8"):
         return 0
-    if is_depthwise(graph, step):  # one row of z_x (what a padding tap reads), and the
-        c = graph.input_of(step.conv).shape[0]  # Thumb-2 loop's 3 words a channel
-        return (c + 3) // 4 * 4 + 12 * c
     op = graph.ops[step.conv]
     kh, kw = (int(v) for v in op.attrs["kernel"])
+    if is_depthwise(graph, step):  # the Thumb-2 loop's 3 words a channel, then its ring
+        return 12 * graph.input_of(step.conv).shape[0] + kh * depthwise_line_bytes(graph, step)
     out_c = op.output.shape[0]
     if step.kind == "conv_u8":
         pairs = (kh * kw + 1) // 2

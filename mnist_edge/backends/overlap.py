@@ -17,6 +17,9 @@ the order in which the kernels touch memory (the contract in `KERNEL_ORDER`):
   overwrites them). The output may then start `BandPlan.drift` bytes below its input,
   0 when its rows are no larger than the input's: a true in-place depthwise or pointwise
   conv. It costs the line buffer (counted in the arena like scratch) and the copies.
+- **The depthwise ring**: the depthwise kernel copies the input rows each output row reads
+  into its own ring of lines (its scratch) before writing that row, so its output may start
+  `ring_drift` bytes below its input (0 when the rows do not grow): in place, no bands.
 
 The planner (`choose_overlaps`) first gives every eligible step its smallest-footprint
 way; if the arena shrinks, it then takes back, step by step, whatever the arena does not
@@ -37,8 +40,9 @@ from .c_planner import Buffer, Step, is_depthwise, lifetimes  # it imports this 
 
 # The kernels' side of the contract: a convolution kernel computes its output pixels in
 # raster order, in blocks of at most max(BLOCK_PIXELS, out_w) pixels (the q15 kernel takes
-# 4 positions, the others 2, the depthwise 1); a block reads only its own pixels' windows
-# and writes only its own pixels. Elementwise kernels read element i before writing it.
+# 4 positions, the others 2); a block reads only its own pixels' windows and writes only
+# its own pixels. The depthwise kernel reads an output row's input rows (into its ring)
+# before writing it. Elementwise kernels read element i before writing it.
 KERNEL_ORDER = "raster order, blocks of at most max(4, out_w) output pixels"
 BLOCK_PIXELS = 4
 ELEMENTWISE = ("add", "mul")  # step kinds (add covers sub)
@@ -94,6 +98,15 @@ def overlap_drift(r: Rows) -> int:
     first = np.maximum(0, p - max(BLOCK_PIXELS, r.out_w) + 1) // r.out_w
     row = np.maximum(0, first * r.conv_per_out * r.stride_h - r.pad_top)
     return max(0, int(np.max((p + 1) * r.out_c - row * r.in_row)))
+
+
+def ring_drift(r: Rows) -> int:
+    """The same for the depthwise kernel, which copies the input rows an output row reads
+    into its ring before writing that row (C `*_dw_ring_rows`): while output row oy is
+    written, every input row below min(in_h, oy * stride - pad_top + kernel_h) is read."""
+    oy = np.arange(r.out_h, dtype=np.int64)
+    read = np.minimum(r.in_h, np.maximum(0, oy * r.stride_h - r.pad_top + r.kernel_h))
+    return max(0, int(np.max((oy + 1) * r.out_row - read * r.in_row)))
 
 
 @dataclass(frozen=True)
@@ -155,12 +168,13 @@ def step_modes(graph: QGraph, steps: list[Step], buffers: list[Buffer], k: int,
     if s.kind != "conv" or s.src not in dying or graph.ops[s.conv].kind != "conv2d":
         return []
     r = conv_rows(graph, s)
+    if is_depthwise(graph, s):  # its ring is its own line buffer: bands would only copy
+        return [Mode(((s.src, ring_drift(r)),))]
     modes = [Mode(((s.src, overlap_drift(r)),))]
     # The general conv computes its pixels in blocks of up to 4: a band of a whole number
     # of blocks wastes none (KWS's 5-wide 1x1 convs take 43 % more instructions in 1-row
-    # bands); the depthwise kernel goes one pixel at a time.
-    unit = 1 if is_depthwise(graph, s) else \
-        BAND_UNIT_PIXELS // math.gcd(BAND_UNIT_PIXELS, r.out_w)
+    # bands).
+    unit = BAND_UNIT_PIXELS // math.gcd(BAND_UNIT_PIXELS, r.out_w)
     heights = sorted({h for h in BAND_HEIGHTS if h < r.out_h and h % unit == 0}, reverse=True)
     for h in heights:
         b = band_plan(r, h)
