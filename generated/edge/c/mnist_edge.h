@@ -42,8 +42,7 @@ typedef uint8_t mnist_edge_input_t;
 #define MNIST_EDGE_OUTPUT_SCALE 0x1.0cbd4p-2f
 #define MNIST_EDGE_OUTPUT_ZERO_POINT (18)
 
-/* 1: integer-only requantization (no FPU needed); 0: float32 multiply. */
-#define MNIST_EDGE_REQUANT_INT 0
+#include "mnist_edge_config.h" /* MNIST_EDGE_REQUANT_INT: 1 integer-only requantization, 0 float32 */
 
 /*
  * Run the model on one input. Writes the int8 output and returns the index of its
