@@ -47,7 +47,8 @@ from .c_arrays import (
     per_tensor,
     step_arrays,
 )
-from .c_planner import LOGITS, PIXELS, STEP_KIND, ArenaPlan, Step, is_depthwise, plan_arena
+from .c_planner import (LOGITS, PIXELS, STEP_KIND, ArenaPlan, Step, is_depthwise, is_pair_packed,
+                        plan_arena)
 from .inputs import require_arithmetic
 
 REQUANT_MODES = ("float", "int")
@@ -289,6 +290,10 @@ def _lower_linear(c: StepContext) -> Lowered:
               ("requant", _requant_fields(c.arrays, op.output.zero_point,
                                           _act(c.graph, c.step.conv),
                                           per_tensor(c.graph, c.step)))]
+    if c.graph.arithmetic == "tflite":  # pair-packed weights: the q15 input's scratch
+        fields.append(("packed_x", f"(int32_t *)(void *)&{c.names.kernel}_arena.bytes"
+                                   f"[{c.step.scratch_offset}]" if is_pair_packed(c.graph, c.step)
+                       else "NULL"))
     call = f"{c.fn('fully_connected_s8')}(&{c.ident}_params, {c.src}, {c.dst});"
     return c.ptype("fc_params"), fields, call
 

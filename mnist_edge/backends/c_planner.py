@@ -227,10 +227,37 @@ def is_depthwise(graph: QGraph, step: Step) -> bool:
             and kh * kw <= DEPTHWISE_MAX_TAPS)
 
 
+# A pair-packed layer's high-byte rows must keep 256 * sum(hi * x) inside int32 for every
+# int8 x (|x| <= 128): sum(|w|) < 2^16 over each row (c_arrays.pair_packed).
+PAIR_PACK_ROW_BOUND = 1 << 16
+
+
+def pair_pack_bound_ok(weight: np.ndarray) -> bool:
+    """Every row's sum(|w|) under PAIR_PACK_ROW_BOUND: then 128 * sum(|w|) < 2^23 and the
+    second SMLAD of c_arrays.pair_packed's algebra, 256 * sum(hi * x), stays exact."""
+    rows = np.abs(weight.reshape(weight.shape[0], -1).astype(np.int64)).sum(axis=1)
+    return bool(np.all(rows < PAIR_PACK_ROW_BOUND))
+
+
+def is_pair_packed(graph: QGraph, step: Step) -> bool:
+    """A tflite fully connected layer whose weights also exist pair-packed (the layout the
+    Thumb-2 DSP builds read, `ME_PAIR_PACKED`): blocks of 4 rows (out_features % 4 == 0),
+    inputs in groups of 16 (in_features % 16 == 0) and every row within the exactness bound.
+    Decided here once: its C params say so (`packed_x`), its scratch holds the q15 input."""
+    if graph.arithmetic != "tflite" or step.kind != "linear" or step.conv is None:
+        return False
+    w = graph.ops[step.conv].arrays["weight"]
+    rows, k = w.shape[0], int(np.prod(w.shape[1:]))
+    return rows % 4 == 0 and k % 16 == 0 and k >= 16 and pair_pack_bound_ok(w)
+
+
 def kernel_buffer_size(graph: QGraph, step: Step) -> int:
     """Scratch bytes a step's kernel needs: the C macros ME_CONV2D_S8_BUFFER_SIZE,
     ME_CONV2D_U8_1CH_BUFFER_SIZE and ME_TFL_DEPTHWISE_CONV2D_S8_BUFFER_SIZE
-    (mnist_edge_kernels.h), which the generated model checks against this at compile time."""
+    (mnist_edge_kernels.h), which the generated model checks against this at compile time;
+    a pair-packed fully connected layer's input as q15 (2 bytes an input)."""
+    if is_pair_packed(graph, step):
+        return 2 * graph.input_of(step.conv).size
     if step.kind not in ("conv", "conv_u8"):
         return 0
     if is_depthwise(graph, step):  # one row of z_x (what a padding tap reads), and the
