@@ -849,7 +849,8 @@ def _average_pools() -> bytes:
 
 DSP_LOOPS = {"small_channel_convs": _small_channel_convs,
              "fc_chain": _fc_chain, "fc_packed": _fc_packed,
-             "fc_packed_over_bound": lambda: _fc_packed(big_row=True), "average_pools": _average_pools,
+             "fc_packed_over_bound": lambda: _fc_packed(big_row=True),
+             "average_pools": _average_pools,
              "depthwise_c12_3x3": lambda: _depthwise(*DEPTHWISE["c12_3x3_s1_same"]),
              "depthwise_c8_5x3": lambda: _depthwise(*DEPTHWISE["c8_5x3_s1_valid"]),
              "depthwise_c6_3x3_s2": lambda: _depthwise(*DEPTHWISE["c6_3x3_s2_same"]),

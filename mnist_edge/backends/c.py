@@ -47,8 +47,16 @@ from .c_arrays import (
     per_tensor,
     step_arrays,
 )
-from .c_planner import (LOGITS, PIXELS, STEP_KIND, ArenaPlan, Step, is_depthwise, is_pair_packed,
-                        plan_arena)
+from .c_planner import (
+    LOGITS,
+    PIXELS,
+    STEP_KIND,
+    ArenaPlan,
+    Step,
+    is_depthwise,
+    is_pair_packed,
+    plan_arena,
+)
 from .inputs import require_arithmetic
 
 REQUANT_MODES = ("float", "int")

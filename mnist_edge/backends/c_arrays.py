@@ -145,7 +145,8 @@ def pair_packed(rows: np.ndarray) -> np.ndarray:
     r, k = w.shape
     if r % 4 or k % 4:
         raise ValueError(f"pair_packed: {r} x {k} weights are not blocks of 4 x 4")
-    blocks = w.reshape(r // 4, 2, 2, k // 4, 4)[..., [0, 2, 1, 3]]  # [block][pair][lo, hi][group][tap]
+    # [block][pair][lo, hi][group][tap], the taps of each group in word order
+    blocks = w.reshape(r // 4, 2, 2, k // 4, 4)[..., [0, 2, 1, 3]]
     lo, hi = blocks[:, :, 0] + 128, blocks[:, :, 1]  # [block][pair][group][tap]
     laid = np.stack([lo, hi], axis=-1).transpose(0, 2, 1, 3, 4).reshape(-1)
     return np.where(laid > 127, laid - 256, laid)
