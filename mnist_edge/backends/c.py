@@ -298,11 +298,12 @@ def _lower_linear(c: StepContext) -> Lowered:
               ("requant", _requant_fields(c.arrays, op.output.zero_point,
                                           _act(c.graph, c.step.conv),
                                           per_tensor(c.graph, c.step)))]
+    packed = is_pair_packed(c.graph, c.step)
     if c.graph.arithmetic == "tflite":  # pair-packed weights: the q15 input's scratch
         fields.append(("packed_x", f"(int32_t *)(void *)&{c.names.kernel}_arena.bytes"
-                                   f"[{c.step.scratch_offset}]" if is_pair_packed(c.graph, c.step)
-                       else "NULL"))
-    call = f"{c.fn('fully_connected_s8')}(&{c.ident}_params, {c.src}, {c.dst});"
+                                   f"[{c.step.scratch_offset}]" if packed else "NULL"))
+    fn = c.fn("fully_connected_packed_s8" if packed else "fully_connected_s8")
+    call = f"{fn}(&{c.ident}_params, {c.src}, {c.dst});"
     return c.ptype("fc_params"), fields, call
 
 
