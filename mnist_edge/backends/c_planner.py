@@ -243,7 +243,8 @@ def is_pair_packed(graph: QGraph, step: Step) -> bool:
     """A tflite fully connected layer whose weights also exist pair-packed (the layout the
     Thumb-2 DSP builds read, `ME_PAIR_PACKED`): blocks of 4 rows (out_features % 4 == 0),
     inputs in groups of 16 (in_features % 16 == 0) and every row within the exactness bound.
-    Decided here once: its C params say so (`packed_x`), its scratch holds the q15 input."""
+    Decided here once: its model calls me_fully_connected_packed_s8, and `packed_x` is its
+    scratch for the q15 input where pair_packed_copy (else NULL: the int8 input is read)."""
     if graph.arithmetic != "tflite" or step.kind != "linear" or step.conv is None:
         return False
     w = graph.ops[step.conv].arrays["weight"]
@@ -251,12 +252,23 @@ def is_pair_packed(graph: QGraph, step: Step) -> bool:
     return rows % 4 == 0 and k % 16 == 0 and k >= 16 and pair_pack_bound_ok(w)
 
 
+def pair_packed_copy(graph: QGraph, step: Step) -> bool:
+    """A pair-packed layer whose input the kernel first copies as q15 (2 bytes an input, in
+    the arena: 15 instructions and 19 cycles per 16 MACs, not 16 and 20) where that copy is
+    at most the layer's own input and output bytes (in_features <= out_features), so that
+    it never more than doubles what the layer holds in RAM (AD's 640 -> 128: 1,280 bytes,
+    the arena 5.5 x)."""
+    if not is_pair_packed(graph, step):
+        return False
+    return graph.input_of(step.conv).size <= graph.ops[step.conv].output.size
+
+
 def kernel_buffer_size(graph: QGraph, step: Step) -> int:
     """Scratch bytes a step's kernel needs: the C macros ME_CONV2D_S8_BUFFER_SIZE,
     ME_CONV2D_U8_1CH_BUFFER_SIZE and ME_TFL_DEPTHWISE_CONV2D_S8_BUFFER_SIZE
     (mnist_edge_kernels.h), which the generated model checks against this at compile time;
-    a pair-packed fully connected layer's input as q15 (2 bytes an input)."""
-    if is_pair_packed(graph, step):
+    a pair-packed fully connected layer's input as q15 (2 bytes an input) if it copies it."""
+    if pair_packed_copy(graph, step):
         return 2 * graph.input_of(step.conv).size
     if step.kind not in ("conv", "conv_u8"):
         return 0
