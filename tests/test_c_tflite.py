@@ -522,17 +522,16 @@ def _fc_chain() -> bytes:
 
 
 def _fc_packed(big_row: bool = False) -> bytes:
-    """x[1, 48] -> FULLY_CONNECTED 48 -> 16 (pair-packed, read from the int8 input:
-    me_fcpk_run_s8 entered at its second 16 taps), 16 -> 32 (the q15 copy, in <= out:
-    me_fcpk_run entered at its second half), 32 -> 32 (me_fcpk_run, one whole turn), 32 -> 32
-    with RELU (z_y -4: a clamp, so the C loop over the packed layout), 32 -> 8
-    (me_fcpk_run_s8, one whole turn), 8 -> 4 (k = 8: rows of int8). `big_row`: 48 -> 16
-    becomes 528 -> 16 with one row of -127s (sum |w| 67,056, past
+    """x[1, 128] -> FULLY_CONNECTED 128 -> 64 (pair-packed, read from the int8 input:
+    me_fcpk_run_s8, two turns of 64 taps), 64 -> 128 (the q15 copy, in <= out: me_fcpk_run,
+    one turn), 128 -> 128 with RELU (z_y -4: a clamp, so the C loop over the packed
+    layout), 128 -> 8 (me_fcpk_run_s8), 8 -> 4 (k = 8: rows of int8). `big_row`: 128 -> 64
+    becomes 576 -> 64 with one row of -127s (sum |w| 73,152, past
     c_planner.pair_pack_bound_ok): that layer keeps the rows of int8."""
     rng = np.random.default_rng(26)
-    first = 528 if big_row else 48
-    layers = [(first, 16, "NONE", 5), (16, 32, "NONE", 1), (32, 32, "NONE", -2),
-              (32, 32, "RELU", -4), (32, 8, "NONE", -3), (8, 4, "NONE", 2)]
+    first = 576 if big_row else 128
+    layers = [(first, 64, "NONE", 5), (64, 128, "NONE", 1), (128, 128, "RELU", -4),
+              (128, 8, "NONE", -3), (8, 4, "NONE", 2)]
     tensors = [_act("x", [1, first], 0.05, 3)]
     ops = []
     for i, (cin, cout, act, zp) in enumerate(layers):
@@ -597,7 +596,7 @@ def test_pair_packed_decodes_and_its_algebra_is_exact() -> None:
 
 
 def test_pair_pack_bound_refuses_an_over_bound_layer(tmp_path: Path) -> None:
-    """One row of sum |w| = 65,536 is refused (the bound is strict); a 528-input layer with
+    """One row of sum |w| = 65,536 is refused (the bound is strict); a 576-input layer with
     a row of -127s keeps the rows of int8 (no packed initializer, me_fully_connected_s8); its
     exactness:
     test_dsp_loops_and_their_tails[fc_packed_over_bound]."""
@@ -611,12 +610,12 @@ def test_pair_pack_bound_refuses_an_over_bound_layer(tmp_path: Path) -> None:
     run_dir = _import(tmp_path, "fc_over_bound", _fc_packed(big_row=True))
     graph = qgraph.load_run(run_dir)
     packed = [is_pair_packed(graph, s) for s in plan_arena(graph).steps if s.kind == "linear"]
-    assert packed == [False, True, True, True, True, False]
+    assert packed == [False, True, True, True, False]
     src = generate_c(graph, tmp_path / "c", "int", None)
-    assert (src / "mnist_edge_weights.c").read_text().count("#if ME_PAIR_PACKED") == 4
+    assert (src / "mnist_edge_weights.c").read_text().count("#if ME_PAIR_PACKED") == 3
     model = (src / "mnist_edge_model.c").read_text()
-    assert model.count(".packed_x = NULL") == 3  # 528 -> 16, 32 -> 8 (in > out), 8 -> 4
-    assert model.count("me_fully_connected_packed_s8(") == 4
+    assert model.count(".packed_x = NULL") == 3  # 576 -> 64, 128 -> 8 (in > out), 8 -> 4
+    assert model.count("me_fully_connected_packed_s8(") == 3
 
 
 def _fixture_cases() -> dict:

@@ -242,14 +242,15 @@ def pair_pack_bound_ok(weight: np.ndarray) -> bool:
 def is_pair_packed(graph: QGraph, step: Step) -> bool:
     """A tflite fully connected layer whose weights also exist pair-packed (the layout the
     Thumb-2 DSP builds read, `ME_PAIR_PACKED`): blocks of 4 rows (out_features % 4 == 0),
-    inputs in groups of 16 (in_features % 16 == 0) and every row within the exactness bound.
+    inputs in whole turns of its loop, 64 (in_features % 64 == 0; other layers keep the rows
+    of int8 and me_fc4_run), every row within the exactness bound.
     Decided here once: its model calls me_fully_connected_packed_s8, and `packed_x` is its
     scratch for the q15 input where pair_packed_copy (else NULL: the int8 input is read)."""
     if graph.arithmetic != "tflite" or step.kind != "linear" or step.conv is None:
         return False
     w = graph.ops[step.conv].arrays["weight"]
     rows, k = w.shape[0], int(np.prod(w.shape[1:]))
-    return rows % 4 == 0 and k % 16 == 0 and k >= 16 and pair_pack_bound_ok(w)
+    return rows % 4 == 0 and k % 64 == 0 and k >= 64 and pair_pack_bound_ok(w)
 
 
 def pair_packed_copy(graph: QGraph, step: Step) -> bool:
