@@ -521,6 +521,103 @@ def _fc_chain() -> bytes:
     return build(tensors, ops, [0], [len(tensors) - 1])
 
 
+def _fc_packed(big_row: bool = False) -> bytes:
+    """x[1, 128] -> FULLY_CONNECTED 128 -> 64 (pair-packed, read from the int8 input:
+    me_fcpk_run_s8, two turns of 64 taps), 64 -> 128 (the q15 copy, in <= out: me_fcpk_run,
+    one turn), 128 -> 128 with RELU (z_y -4: a clamp, so the C loop over the packed
+    layout), 128 -> 8 (me_fcpk_run_s8), 8 -> 4 (k = 8: rows of int8). `big_row`: 128 -> 64
+    becomes 576 -> 64 with one row of -127s (sum |w| 73,152, past
+    c_planner.pair_pack_bound_ok): that layer keeps the rows of int8."""
+    rng = np.random.default_rng(26)
+    first = 576 if big_row else 128
+    layers = [(first, 64, "NONE", 5), (64, 128, "NONE", 1), (128, 128, "RELU", -4),
+              (128, 8, "NONE", -3), (8, 4, "NONE", 2)]
+    tensors = [_act("x", [1, first], 0.05, 3)]
+    ops = []
+    for i, (cin, cout, act, zp) in enumerate(layers):
+        s_in, s_w = tensors[-1]["scale"], 0.02
+        s_out = s_in * s_w * 60 * 60 * cin ** 0.5 / 48
+        w = rng.integers(-127, 128, (cout, cin)).astype(np.int8)
+        if i == 0 and big_row:
+            w[5] = -127
+        tensors += [dict(name=f"w{i}", shape=[cout, cin], dtype="int8", scale=s_w,
+                         zero_point=0, data=w),
+                    dict(name=f"b{i}", shape=[cout], dtype="int32", scale=s_in * s_w,
+                         zero_point=0, data=rng.integers(-3000, 3000, cout).astype(np.int32)),
+                    _act(f"y{i}", [1, cout], s_out, zp)]
+        n = len(tensors)
+        ops.append(dict(op="FULLY_CONNECTED", inputs=[n - 4, n - 3, n - 2], outputs=[n - 1],
+                        options=dict(fused_activation=act)))
+    return build(tensors, ops, [0], [len(tensors) - 1])
+
+
+def _smlad(w: np.ndarray, x: np.ndarray) -> int:
+    """The SMLADs of words w (uint32) and q15 pairs x ([..., 2]), summed (no wrap yet)."""
+    h = w.astype("<u4").view("<i2").astype(np.int64).reshape(*w.shape, 2)
+    return int((h * x).sum())
+
+
+def test_pair_packed_decodes_and_its_algebra_is_exact() -> None:
+    """c_arrays.pair_packed: the halfwords decode (low byte - 128, high byte signed) back to
+    the weights; A = sum SMLAD(W, X), B = sum SMLAD(W & 0xFF00FF00, X) give row r = A - B -
+    128 sum(x) (mod 2^32) and row r' = B / 256, B inside int32, at the bound's extreme:
+    every weight -128 or 127 in rows of sum |w| up to 65,024 and x all -128 or 127."""
+    from mnist_edge.backends.c_arrays import pair_packed
+    from mnist_edge.backends.c_planner import pair_pack_bound_ok
+
+    rng = np.random.default_rng(7)
+    kk = 508  # 508 * 128 = 65,024: every row of -128s and 127s is in bound
+    for w in (rng.integers(-128, 128, (8, kk)), np.where(rng.random((8, kk)) < 0.5, -128, 127),
+              np.full((8, kk), -128)):
+        w = w.astype(np.int64)
+        assert pair_pack_bound_ok(w)
+        words = pair_packed(w).astype(np.int8).view("<u4").reshape(2, kk // 4, 2, 2)
+        halves = words.view("<i2").astype(np.int64).reshape(2, kk // 4, 2, 2, 2)
+        lo, hi = (halves & 0xFF) - 128, halves >> 8  # [block][group][pair][word][half]
+        taps = np.array([[0, 2], [1, 3]])
+        for b in range(2):
+            for pr in range(2):
+                r = 4 * b + 2 * pr
+                t = (4 * np.arange(kk // 4)[:, None, None] + taps).reshape(-1)
+                np.testing.assert_array_equal(w[r, t], lo[b, :, pr].reshape(-1))
+                np.testing.assert_array_equal(w[r + 1, t], hi[b, :, pr].reshape(-1))
+        for x in (rng.integers(-128, 128, kk), np.full(kk, -128), np.full(kk, 127),
+                  np.where(w[1] < 0, -128, 127)):
+            xq = x[(4 * np.arange(kk // 4)[:, None, None] + taps)]  # [group][word][half]
+            for b in range(2):
+                for pr in range(2):
+                    r = 4 * b + 2 * pr
+                    wd = words[b, :, pr]
+                    a = _smlad(wd, xq)
+                    bb = _smlad(wd & 0xFF00FF00, xq)
+                    assert -2**31 <= bb < 2**31 and bb % 256 == 0
+                    assert ((a - bb - 128 * x.sum()) - w[r] @ x) % 2**32 == 0
+                    assert bb // 256 == w[r + 1] @ x
+
+
+def test_pair_pack_bound_refuses_an_over_bound_layer(tmp_path: Path) -> None:
+    """One row of sum |w| = 65,536 is refused (the bound is strict); a 576-input layer with
+    a row of -127s keeps the rows of int8 (no packed initializer, me_fully_connected_s8); its
+    exactness:
+    test_dsp_loops_and_their_tails[fc_packed_over_bound]."""
+    from mnist_edge.backends.c_planner import is_pair_packed, pair_pack_bound_ok, plan_arena
+
+    w = np.zeros((4, 1024), np.int64)
+    w[2, :512] = 128
+    assert not pair_pack_bound_ok(w)
+    w[2, 0] = 127
+    assert pair_pack_bound_ok(w)
+    run_dir = _import(tmp_path, "fc_over_bound", _fc_packed(big_row=True))
+    graph = qgraph.load_run(run_dir)
+    packed = [is_pair_packed(graph, s) for s in plan_arena(graph).steps if s.kind == "linear"]
+    assert packed == [False, True, True, True, False]
+    src = generate_c(graph, tmp_path / "c", "int", None)
+    assert (src / "mnist_edge_weights.c").read_text().count("#if ME_PAIR_PACKED") == 3
+    model = (src / "mnist_edge_model.c").read_text()
+    assert model.count(".packed_x = NULL") == 3  # 576 -> 64, 128 -> 8 (in > out), 8 -> 4
+    assert model.count("me_fully_connected_packed_s8(") == 3
+
+
 def _fixture_cases() -> dict:
     import test_tflite_fixtures as fx
     import test_tflite_ops as later
@@ -758,7 +855,9 @@ def _average_pools() -> bytes:
 
 
 DSP_LOOPS = {"small_channel_convs": _small_channel_convs,
-             "fc_chain": _fc_chain, "average_pools": _average_pools,
+             "fc_chain": _fc_chain, "fc_packed": _fc_packed,
+             "fc_packed_over_bound": lambda: _fc_packed(big_row=True),
+             "average_pools": _average_pools,
              "depthwise_c12_3x3": lambda: _depthwise(*DEPTHWISE["c12_3x3_s1_same"]),
              "depthwise_c8_5x3": lambda: _depthwise(*DEPTHWISE["c8_5x3_s1_valid"]),
              "depthwise_c6_3x3_s2": lambda: _depthwise(*DEPTHWISE["c6_3x3_s2_same"]),

@@ -55,6 +55,8 @@ from .c_planner import (
     Step,
     depthwise_line_w,
     is_depthwise,
+    is_pair_packed,
+    pair_packed_copy,
     plan_arena,
 )
 from .inputs import require_arithmetic
@@ -298,7 +300,13 @@ def _lower_linear(c: StepContext) -> Lowered:
               ("requant", _requant_fields(c.arrays, op.output.zero_point,
                                           _act(c.graph, c.step.conv),
                                           per_tensor(c.graph, c.step)))]
-    call = f"{c.fn('fully_connected_s8')}(&{c.ident}_params, {c.src}, {c.dst});"
+    packed = is_pair_packed(c.graph, c.step)
+    if c.graph.arithmetic == "tflite":  # pair-packed weights: the q15 input's scratch, if any
+        fields.append(("packed_x", f"(int32_t *)(void *)&{c.names.kernel}_arena.bytes"
+                                   f"[{c.step.scratch_offset}]"
+                       if pair_packed_copy(c.graph, c.step) else "NULL"))
+    fn = c.fn("fully_connected_packed_s8" if packed else "fully_connected_s8")
+    call = f"{fn}(&{c.ident}_params, {c.src}, {c.dst});"
     return c.ptype("fc_params"), fields, call
 
 

@@ -6,7 +6,9 @@
   [block][ky][kx][4] (the last block narrower), each weight as an int16 (its byte, then
   its sign byte): each tap of a block is two words, the q15 pairs {w0, w1} and {w2, w3}
   that the DSP cores' 16 x 16 multiplies take as they are (no unpacking);
-* a linear layer fed by a flatten gets its columns permuted from CHW to HWC order;
+* a linear layer fed by a flatten gets its columns permuted from CHW to HWC order; a
+  tflite one that `c_planner.is_pair_packed` accepts also carries the pair-packed layout
+  (`pair_packed`), which Thumb-2 DSP builds compile instead (same bytes, `ME_PAIR_PACKED`);
 * the pixel conv (one input channel) gets int16 weights [cout][taps rounded up to
   even], one SMLAD operand per tap pair;
 * biases absorb the input zero point, ``bias - z_x * sum(w)``, so the inner loop is
@@ -26,19 +28,21 @@ import numpy as np
 
 from ..qgraph import QGraph
 from ..requant import decompose
-from .c_planner import Step, is_depthwise
+from .c_planner import Step, is_depthwise, is_pair_packed
 
 DATA_PREFIX = "mnist_edge_"
 
 
 @dataclass
 class CArray:
-    """One `const` array: C type, symbol, values and a comment line."""
+    """One `const` array: C type, symbol, values and a comment line; `packed`, when set,
+    holds as many values in another layout, the initializer where ME_PAIR_PACKED is 1."""
 
     ctype: str
     name: str
     values: np.ndarray
     comment: str = ""
+    packed: np.ndarray | None = None
 
     @property
     def nbytes(self) -> int:
@@ -120,6 +124,34 @@ def pixel_weights(weight: np.ndarray) -> np.ndarray:
     return flat
 
 
+def pair_packed(rows: np.ndarray) -> np.ndarray:
+    """Int8 weights [R][k] (R % 4 == 0, k % 4 == 0) as words that each hold two rows r, r'
+    at two taps, for 3 instructions per 4 MACs and no SXTB16 on the weights.
+
+    Halfword j of a word is H_j = (w[r'][t_j] << 8) | (w[r][t_j] + 128): its low byte is
+    unsigned (w + 128), its high byte the signed weight of r', so H_j = lo_u + 256 * hi
+    exactly, any int16. With X the q15 pair (x[t_0], x[t_1]):
+
+        A += SMLAD(W, X)                = sum((w[r] + 128) * x) + 256 * sum(w[r'] * x)
+        W &= 0xFF00FF00;  B += SMLAD(W, X) = 256 * sum(w[r'] * x)
+
+    so row r' = B >> 8 and row r = A - B - 128 * sum(x) (A may wrap: mod 2^32 is exact).
+    B is exact while |sum(w[r'] * x)| < 2^23, which c_planner.pair_pack_bound_ok proves for
+    every int8 x. Order: blocks of 4 rows (pairs (0, 1) and (2, 3), the first of each the
+    low byte), inside a block groups of 4 taps t..t+3; a group is 4 words: pair 0's
+    (t, t + 2) and (t + 1, t + 3), then pair 1's (the SXTB16 and SXTB16 ROR #8 of the input
+    word x[t..t+3] are those q15 pairs)."""
+    w = rows.astype(np.int64)
+    r, k = w.shape
+    if r % 4 or k % 4:
+        raise ValueError(f"pair_packed: {r} x {k} weights are not blocks of 4 x 4")
+    # [block][pair][lo, hi][group][tap], the taps of each group in word order
+    blocks = w.reshape(r // 4, 2, 2, k // 4, 4)[..., [0, 2, 1, 3]]
+    lo, hi = blocks[:, :, 0] + 128, blocks[:, :, 1]  # [block][pair][group][tap]
+    laid = np.stack([lo, hi], axis=-1).transpose(0, 2, 1, 3, 4).reshape(-1)
+    return np.where(laid > 127, laid - 256, laid)
+
+
 def linear_weights_hwc(weight: np.ndarray, flat_from: tuple[int, ...] | None) -> np.ndarray:
     if flat_from is None or len(flat_from) != 3:
         return weight
@@ -169,6 +201,8 @@ def step_arrays(graph: QGraph, step: Step, mode: str, prefix: str = DATA_PREFIX)
             bias = b.astype(np.int64) if step.kind == "conv_u8" else folded_bias(b, w, x.zero_point)
             ctype = "int16_t" if step.kind == "conv_u8" else "int8_t"
             out.weights = CArray(ctype, f"{ident}_weights", laid.astype(np.int64))
+            if is_pair_packed(graph, step):
+                out.weights.packed = pair_packed(laid)
             out.bias = CArray("int32_t", f"{ident}_bias", bias)
         # In the tflite arithmetic only convolutions and fully connected layers take
         # per-channel arrays; the other ops' constants are scalars in their parameters.
@@ -185,9 +219,10 @@ def step_arrays(graph: QGraph, step: Step, mode: str, prefix: str = DATA_PREFIX)
     return out
 
 
-def format_values(arr: CArray) -> list[str]:
-    """Rows of C initializers, a fixed number per line so diffs stay readable."""
-    flat = arr.values.reshape(-1)
+def format_values(arr: CArray, packed: bool = False) -> list[str]:
+    """Rows of C initializers, a fixed number per line so diffs stay readable (`packed`:
+    those of its alternative layout)."""
+    flat = (arr.packed if packed and arr.packed is not None else arr.values).reshape(-1)
     if arr.ctype == "float":
         items = [float_literal(float(v)) for v in flat]
         per_line = 4

@@ -240,10 +240,50 @@ def depthwise_line_w(op: QOp) -> int:
         int(op.attrs["kernel"][1])
 
 
+# A pair-packed layer's high-byte rows must keep 256 * sum(hi * x) inside int32 for every
+# int8 x (|x| <= 128): sum(|w|) < 2^16 over each row (c_arrays.pair_packed).
+PAIR_PACK_ROW_BOUND = 1 << 16
+
+
+def pair_pack_bound_ok(weight: np.ndarray) -> bool:
+    """Every row's sum(|w|) under PAIR_PACK_ROW_BOUND: then 128 * sum(|w|) < 2^23 and the
+    second SMLAD of c_arrays.pair_packed's algebra, 256 * sum(hi * x), stays exact."""
+    rows = np.abs(weight.reshape(weight.shape[0], -1).astype(np.int64)).sum(axis=1)
+    return bool(np.all(rows < PAIR_PACK_ROW_BOUND))
+
+
+def is_pair_packed(graph: QGraph, step: Step) -> bool:
+    """A tflite fully connected layer whose weights also exist pair-packed (the layout the
+    Thumb-2 DSP builds read, `ME_PAIR_PACKED`): blocks of 4 rows (out_features % 4 == 0),
+    inputs in whole turns of its loop, 64 (in_features % 64 == 0; other layers keep the rows
+    of int8 and me_fc4_run), every row within the exactness bound.
+    Decided here once: its model calls me_fully_connected_packed_s8, and `packed_x` is its
+    scratch for the q15 input where pair_packed_copy (else NULL: the int8 input is read)."""
+    if graph.arithmetic != "tflite" or step.kind != "linear" or step.conv is None:
+        return False
+    w = graph.ops[step.conv].arrays["weight"]
+    rows, k = w.shape[0], int(np.prod(w.shape[1:]))
+    return rows % 4 == 0 and k % 64 == 0 and k >= 64 and pair_pack_bound_ok(w)
+
+
+def pair_packed_copy(graph: QGraph, step: Step) -> bool:
+    """A pair-packed layer whose input the kernel first copies as q15 (2 bytes an input, in
+    the arena: 15 instructions and 19 cycles per 16 MACs, not 16 and 20) where that copy is
+    at most the layer's own input and output bytes (in_features <= out_features), so that
+    it never more than doubles what the layer holds in RAM (AD's 640 -> 128: 1,280 bytes,
+    the arena 5.5 x)."""
+    if not is_pair_packed(graph, step):
+        return False
+    return graph.input_of(step.conv).size <= graph.ops[step.conv].output.size
+
+
 def kernel_buffer_size(graph: QGraph, step: Step) -> int:
     """Scratch bytes a step's kernel needs: the C macros ME_CONV2D_S8_BUFFER_SIZE,
     ME_CONV2D_U8_1CH_BUFFER_SIZE and ME_TFL_DEPTHWISE_CONV2D_S8_BUFFER_SIZE
-    (mnist_edge_kernels.h), which the generated model checks against this at compile time."""
+    (mnist_edge_kernels.h), which the generated model checks against this at compile time;
+    a pair-packed fully connected layer's input as q15 (2 bytes an input) if it copies it."""
+    if pair_packed_copy(graph, step):
+        return 2 * graph.input_of(step.conv).size
     if step.kind not in ("conv", "conv_u8"):
         return 0
     op = graph.ops[step.conv]
