@@ -498,48 +498,19 @@ def _fc_softmax(units: int, features: int = 16) -> bytes:
     return build(tensors, ops, [0], [3])
 
 
-def _fc_chain() -> bytes:
-    """x[1, 21] -> FULLY_CONNECTED 21 -> 16 (the four-row C loop: 16 taps, its four-tap step
-    and one scalar tap), 16 -> 9 (the Thumb-2 blocks, fc4_run: one 16-tap turn, 2 blocks,
-    then one row), 9 -> 24 with RELU (z_y -4: a clamp, so the C loop), 24 -> 10 (fc4_run
-    entered at its second 8 taps, then a whole turn; 2 blocks, then two rows)."""
-    rng = np.random.default_rng(21)
-    layers = [(21, 16, "NONE", 5), (16, 9, "NONE", -3), (9, 24, "RELU", -4), (24, 10, "NONE", 2)]
-    tensors = [_act("x", [1, 21], 0.05, 3)]
-    ops = []
-    for i, (cin, cout, act, zp) in enumerate(layers):
-        s_in, s_w = tensors[-1]["scale"], 0.02
-        s_out = s_in * s_w * 60 * 60 * cin ** 0.5 / 48  # about +-2.5 sigma over int8
-        tensors += [dict(name=f"w{i}", shape=[cout, cin], dtype="int8", scale=s_w,
-                         zero_point=0, data=rng.integers(-127, 128, (cout, cin)).astype(np.int8)),
-                    dict(name=f"b{i}", shape=[cout], dtype="int32", scale=s_in * s_w,
-                         zero_point=0, data=rng.integers(-3000, 3000, cout).astype(np.int32)),
-                    _act(f"y{i}", [1, cout], s_out, zp)]
-        n = len(tensors)
-        ops.append(dict(op="FULLY_CONNECTED", inputs=[n - 4, n - 3, n - 2], outputs=[n - 1],
-                        options=dict(fused_activation=act)))
-    return build(tensors, ops, [0], [len(tensors) - 1])
-
-
-def _fc_packed(big_row: bool = False) -> bytes:
-    """x[1, 128] -> FULLY_CONNECTED 128 -> 64 (pair-packed, read from the int8 input:
-    me_fcpk_run_s8, two turns of 64 taps), 64 -> 128 (the q15 copy, in <= out: me_fcpk_run,
-    one turn), 128 -> 128 with RELU (z_y -4: a clamp, so the C loop over the packed
-    layout), 128 -> 8 (me_fcpk_run_s8), 8 -> 4 (k = 8: rows of int8). `big_row`: 128 -> 64
-    becomes 576 -> 64 with one row of -127s (sum |w| 73,152, past
-    c_planner.pair_pack_bound_ok): that layer keeps the rows of int8."""
-    rng = np.random.default_rng(26)
-    first = 576 if big_row else 128
-    layers = [(first, 64, "NONE", 5), (64, 128, "NONE", 1), (128, 128, "RELU", -4),
-              (128, 8, "NONE", -3), (8, 4, "NONE", 2)]
+def _fc_layers(first: int, layers: list[tuple[int, int, str, int]], seed: int,
+               big_row: int | None = None) -> bytes:
+    """x[1, first] -> one FULLY_CONNECTED per (in, out, activation, z_y), random int8
+    weights (`big_row`: that row of the first layer all -127s)."""
+    rng = np.random.default_rng(seed)
     tensors = [_act("x", [1, first], 0.05, 3)]
     ops = []
     for i, (cin, cout, act, zp) in enumerate(layers):
         s_in, s_w = tensors[-1]["scale"], 0.02
-        s_out = s_in * s_w * 60 * 60 * cin ** 0.5 / 48
+        s_out = s_in * s_w * 60 * 60 * cin ** 0.5 / 48  # about +-2.5 sigma over int8
         w = rng.integers(-127, 128, (cout, cin)).astype(np.int8)
-        if i == 0 and big_row:
-            w[5] = -127
+        if i == 0 and big_row is not None:
+            w[big_row] = -127
         tensors += [dict(name=f"w{i}", shape=[cout, cin], dtype="int8", scale=s_w,
                          zero_point=0, data=w),
                     dict(name=f"b{i}", shape=[cout], dtype="int32", scale=s_in * s_w,
@@ -549,6 +520,28 @@ def _fc_packed(big_row: bool = False) -> bytes:
         ops.append(dict(op="FULLY_CONNECTED", inputs=[n - 4, n - 3, n - 2], outputs=[n - 1],
                         options=dict(fused_activation=act)))
     return build(tensors, ops, [0], [len(tensors) - 1])
+
+
+def _fc_chain() -> bytes:
+    """x[1, 21] -> FULLY_CONNECTED 21 -> 16 (the four-row C loop: 16 taps, its four-tap step
+    and one scalar tap), 16 -> 9 (the Thumb-2 blocks, fc4_run: one 16-tap turn, 2 blocks,
+    then one row), 9 -> 24 with RELU (z_y -4: a clamp, so the C loop), 24 -> 10 (fc4_run
+    entered at its second 8 taps, then a whole turn; 2 blocks, then two rows)."""
+    return _fc_layers(21, [(21, 16, "NONE", 5), (16, 9, "NONE", -3), (9, 24, "RELU", -4),
+                           (24, 10, "NONE", 2)], 21)
+
+
+def _fc_packed(big_row: bool = False) -> bytes:
+    """x[1, 128] -> FULLY_CONNECTED 128 -> 64 (pair-packed, read from the int8 input:
+    me_fcpk_run_s8, two turns of 64 taps), 64 -> 128 (the q15 copy, in <= out: me_fcpk_run,
+    one turn), 128 -> 128 with RELU (z_y -4: a clamp, so the C loop over the packed
+    layout), 128 -> 8 (me_fcpk_run_s8), 8 -> 4 (k = 8: rows of int8). `big_row`: 128 -> 64
+    becomes 576 -> 64 with one row of -127s (sum |w| 73,152, past
+    c_planner.pair_pack_bound_ok): that layer keeps the rows of int8."""
+    first = 576 if big_row else 128
+    return _fc_layers(first, [(first, 64, "NONE", 5), (64, 128, "NONE", 1),
+                              (128, 128, "RELU", -4), (128, 8, "NONE", -3), (8, 4, "NONE", 2)],
+                      26, 5 if big_row else None)
 
 
 def _smlad(w: np.ndarray, x: np.ndarray) -> int:
