@@ -8,5 +8,6 @@ if [ -z "${MNIST_EDGE_DATA:-}" ] && [ -d ../shared/mnist ]; then
 fi
 ruff check mnist_edge tests scripts
 # Two workers (the machine's two cores); each test file stays on one worker, so a module's
-# fixtures (trained runs, generated trees) are built once.
-exec python3 -m pytest -q -rs -n 2 --dist loadfile "$@"
+# fixtures (trained runs, generated trees) are built once; files go out in collection
+# order, the longest first (tests/conftest.py: LONGEST_FIRST).
+exec python3 -m pytest -q -rs -n 2 --dist loadfile --no-loadscope-reorder "$@"
