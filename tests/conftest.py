@@ -9,12 +9,17 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO.parent / "shared" / "mnist"
-# The five longest files (4 to 8 minutes each on two busy cores, measured with
+# The four longest files (4 to 8 minutes each on two busy cores, measured with
 # --durations=0), run first, the rest after in file order: scripts/test.sh hands out whole
 # files (`--dist loadfile --no-loadscope-reorder`) in this order, so the two workers end
 # together. xdist's own order (most tests first) left one worker idle for the last ~70 s.
-LONGEST_FIRST = ("test_c_tflite.py", "test_c_backend.py", "test_zoo_matrix.py", "test_rtl.py",
-                 "test_notebooks.py")
+# The notebooks (2.5 min) stay in file order: first, beside these four's parallel builds,
+# their two-thread torch training took 2-3x as long.
+LONGEST_FIRST = ("test_c_tflite.py", "test_c_backend.py", "test_zoo_matrix.py", "test_rtl.py")
+# Two workers and their compilers share two cores: OpenMP threads (torch's) that spin while
+# they wait lose their core's time slices to them (a 2-thread training step 3x slower under
+# load, measured here); passive threads sleep instead. Set before any test imports torch.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
