@@ -512,9 +512,10 @@ def test_synth_ice40_fits_and_meets_timing(tmp_path: Path) -> None:
 def test_synthesized_netlist_exact_at_gate_level(tmp_path: Path) -> None:
     """The yosys netlist the UP5K bitstream is placed from, simulated with yosys's cell
     models, gives golden's logits: synthesis kept the numbers (the RTL test cannot see a
-    synthesis fault, such as the SB_MAC16 inference this caught). The random every-op-kind
-    graph of the iCE40 flow test: every op kind the engine has, and half the netlist of the
-    tiny MNIST model (whose weight ROM doubled the Verilator build: 68 s -> 33 s here)."""
+    synthesis fault, such as the SB_MAC16 inference this caught). The random graph of the
+    iCE40 flow test (convs, a LUT, max, average and global pools, a linear layer): half the
+    netlist of the tiny MNIST model, whose weight ROM doubled the Verilator build (68 s ->
+    33 s here)."""
     for tool in ("verilator", "yosys"):
         need(tool)
     graph = random_qgraph(3, "mixed")
