@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
+import importlib
+import os
 import signal
 import sys
+from collections.abc import Callable
+
+from . import __version__
+from .errors import one_line
 
 
 class Terminated(KeyboardInterrupt):
@@ -12,8 +19,12 @@ class Terminated(KeyboardInterrupt):
 
 
 def _interrupted_early(signum, frame) -> None:
-    """Ctrl-C or SIGTERM before main() takes over (imports, parsing): a quiet exit."""
-    raise SystemExit(_usage_interrupted(signum == signal.SIGTERM))
+    """Ctrl-C or SIGTERM before main() takes over (imports, parsing): nothing is written yet,
+    so leave at once. Raising here could be lost: a signal handled inside an import lock's
+    weakref callback only prints "Exception ignored" and the command runs on."""
+    code = _usage_interrupted(signum == signal.SIGTERM)
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _terminate(signum, frame) -> None:
@@ -25,17 +36,27 @@ def _usage_interrupted(terminated: bool = False) -> int:
     return 143 if terminated else 130
 
 
-if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when ignored
-    signal.signal(signal.SIGINT, _interrupted_early)
-if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-    signal.signal(signal.SIGTERM, _interrupted_early)
+def _resend_lost_interrupt(unraisable) -> None:
+    """An interrupt raised inside a weakref callback or `__del__` is printed and dropped by
+    Python; send the signal again a moment later, once that callback has returned."""
+    if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+        sys.__unraisablehook__(unraisable)
+        return
+    import threading
 
-import argparse  # noqa: E402  (after the handler: Ctrl-C while importing stays quiet)
-import importlib  # noqa: E402
-from collections.abc import Callable  # noqa: E402
+    signum = signal.SIGTERM if isinstance(unraisable.exc_value, Terminated) else signal.SIGINT
+    resend = threading.Timer(0.01, os.kill, (os.getpid(), signum))
+    resend.daemon = True
+    resend.start()
 
-from . import __version__  # noqa: E402
-from .errors import one_line  # noqa: E402
+
+def _forget_handled_interrupt() -> None:
+    """CPython 3.11 marks a KeyboardInterrupt that left an `exec` of a string (dataclasses
+    build their methods that way) as unhandled, and then ends the process by SIGINT instead
+    of our exit code even though main() caught it. A successful string `exec` clears the mark
+    (`run_eval_code_obj` in pythonrun.c)."""
+    exec("")
+
 
 # Each command names "module:function"; modules load lazily so `--help` stays fast.
 Handler = str
@@ -335,5 +356,19 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(exc)
 
 
+def run() -> None:
+    """The program (`mnist-edge`, `python -m mnist_edge.cli`): main() with the signal handling
+    a process needs and a library caller of main() must not get."""
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when ignored
+        signal.signal(signal.SIGINT, _interrupted_early)
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupted_early)
+    sys.unraisablehook = _resend_lost_interrupt
+    code = main()
+    if code in (130, 143):
+        _forget_handled_interrupt()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
