@@ -789,6 +789,41 @@ def _small_channel_convs() -> bytes:
     return build(tensors, ops, [0], [len(tensors) - 1])
 
 
+def _row_windows() -> bytes:
+    """x[1, 9, 9, 8] -> 3-wide stride-1 CONV_2D chain (the Thumb-2 im2col of one row's four
+    windows from six columns): in_c 8, 16, 24 and 12 (not a multiple of 8: the window by
+    window im2col), rows of 9 and 5 (four positions across a row's end), 5 rows tall (two
+    padding rows above and below), SAME and VALID, a padding column on the left, the right
+    and, for a row of 4, both; RELU6 (the clamp)."""
+    rng = np.random.default_rng(43)
+    layers = [  # (cin, cout, kh, kw, padding, activation)
+        (8, 16, 3, 3, "SAME", "RELU"), (16, 24, 5, 3, "SAME", "NONE"),
+        (24, 8, 3, 3, "VALID", "RELU6"), (8, 12, 3, 3, "VALID", "NONE"),
+        (12, 8, 3, 3, "SAME", "RELU"), (8, 8, 1, 2, "VALID", "NONE"),
+        (8, 16, 3, 3, "SAME", "RELU")]
+    h, w = 9, 9
+    tensors = [_act("x", [1, h, w, 8], 0.05, -7)]
+    ops = []
+    for i, (cin, cout, kh, kw, padding, act) in enumerate(layers):
+        if padding == "VALID":
+            h, w = h - kh + 1, w - kw + 1
+        scales = rng.uniform(0.002, 0.01, cout)
+        s_in = tensors[-1]["scale"]
+        tensors += [dict(name=f"w{i}", shape=[cout, kh, kw, cin], dtype="int8", scale=scales,
+                         zero_point=[0] * cout, axis=0,
+                         data=rng.integers(-127, 128, (cout, kh, kw, cin)).astype(np.int8)),
+                    dict(name=f"b{i}", shape=[cout], dtype="int32", scale=scales * s_in,
+                         zero_point=[0] * cout,
+                         data=rng.integers(-900, 900, cout).astype(np.int32)),
+                    _act(f"y{i}", [1, h, w, cout], 0.06 + 0.01 * i, -128 if act != "NONE"
+                         else 4 - i)]
+        n = len(tensors)
+        ops.append(dict(op="CONV_2D", inputs=[n - 4, n - 3, n - 2], outputs=[n - 1],
+                        options=dict(padding=padding, stride_w=1, stride_h=1,
+                                     fused_activation=act)))
+    return build(tensors, ops, [0], [len(tensors) - 1])
+
+
 def _pointwise_small() -> bytes:
     """x[1, 5, 7, 8] -> 1 x 1 CONV_2D chain over 8 and 16 input channels (the Thumb-2
     pointwise kernels): 8 -> 16 with RELU (z_y 3: the clamp), 16 -> 8 with none (int8's
@@ -847,7 +882,7 @@ def _average_pools() -> bytes:
                                     fused_activation="RELU"))], [0], [2])
 
 
-DSP_LOOPS = {"small_channel_convs": _small_channel_convs,
+DSP_LOOPS = {"small_channel_convs": _small_channel_convs, "row_windows": _row_windows,
              "fc_chain": _fc_chain, "fc_packed": _fc_packed,
              "fc_packed_over_bound": lambda: _fc_packed(big_row=True),
              "average_pools": _average_pools,
@@ -870,7 +905,7 @@ def test_dsp_loops_and_their_tails(case: str, tmp_path: Path) -> None:
     depthwise blocks of 4 channels take 9 taps unrolled or three taps a turn (15 taps), a
     2-channel tail after them, and the C requantization where a shift is -1 or 0; 1 x 1
     convs over 8 and 16 channels take the pointwise kernels; a SUB without broadcast its
-    tables. Exact with the
+    tables; 3-wide stride-1 convs one row's four windows from six columns. Exact with the
     DSP path emulated on the host under ASan + UBSan (the C loops), and in QEMU on a
     Cortex-M4 (the Thumb-2 loops and intrinsics). The 1 x 1 convs also on the Cortex-M55,
     whose Helium build takes the DSP kernel for the 8-channel one (conv2d_dsp_shorter):
