@@ -85,7 +85,34 @@ def targets(rows: list[tuple[str, dict, int]], readme: str, models: Path) -> str
             f"| {_versus(f['arena_bytes'], workspace[name], 0.75)} "
             f"| {_versus(f['flash_model_bytes'], (models / f'{name}.tflite').stat().st_size, 1.0)} "
             f"| {f['stack_bytes']:,} B |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + ["", *floors(rows, best)]) + "\n"
+
+
+def floors(rows: list[tuple[str, dict, int]], best: dict[str, float]) -> list[str]:
+    """What no Cortex-M4 code can beat under the timing model, so that a target below it is
+    told apart from one not yet reached: a multiply instruction does at most 2 MACs (SMLAD)
+    in a cycle, and each word of int8 weights is loaded from flash at least once, in at
+    least one cycle plus the wait states."""
+    lines = ["Floors under the same timing model, for any code that keeps the int8 weights in "
+             "flash: MACs / 2 cycles (SMLAD), plus, with wait states, (1 + wait states) cycles "
+             "for each weight word loaded once:", "",
+             "| model | floor 0 WS vs best published | floor flash WS vs best published |",
+             "|---|---|---|"]
+    for name, f, _ in rows:
+        if f.get("flash_wait_states") is None:
+            continue
+        macs = -(-f["macs"] // 2)
+        words = -(-f["flash_weight_bytes"] // 4)
+        ws = macs + words * (1 + f["flash_wait_states"]["wait_states"])
+        lines.append(f"| {name} | {_floor(macs, best[name], 0.75)} "
+                     f"| {_floor(ws, best[name], 1.0)} |")
+    return lines
+
+
+def _floor(floor: int, anchor: float, bound: float) -> str:
+    verdict = ("under this floor: out of reach" if floor > bound * anchor
+               else "above this floor: not ruled out")
+    return f"{floor:,} = {floor / anchor:.2f}x (target {bound:g}x: {verdict})"
 
 
 def table(run: Path, heading: str, text: str) -> tuple[str, dict, int]:
