@@ -28,7 +28,7 @@ from ..errors import MnistEdgeError
 from ..paths import TEMPLATES_DIR, atomic_dir
 from ..qgraph import QGraph
 from ..validate import BackendResult, Latency
-from .tools import require_tool
+from .tools import compiler_cache, require_tool
 
 RUNNER = TEMPLATES_DIR / "c" / "host" / "runner.c"
 # -march=native: the host's own SIMD, as onnxruntime picks its kernels at run time.
@@ -47,17 +47,29 @@ def find_compiler(name: str = "gcc") -> str:
 
 def compile_runner(src_dir: Path, exe: Path, cc: str = "gcc",
                    cflags: tuple[str, ...] = DEFAULT_CFLAGS) -> list[str]:
-    """Compile the generated sources plus the harness; returns the command used.
-    With -DMNIST_EDGE_X86 in `cflags`, the x86 kernels are compiled too."""
+    """Compile the generated sources plus the harness; returns the link command (the
+    compiler first). With -DMNIST_EDGE_X86 in `cflags`, the x86 kernels are compiled too.
+    One object a source, each through the compiler cache when there is one, from inside
+    `src_dir` by relative names: the kernels are the same text for every model of a mode,
+    so another model's build compiles only its own files."""
     compiler = find_compiler(cc)
-    sources = [*SOURCES, *(X86_SOURCES if "-DMNIST_EDGE_X86" in cflags else ())]
-    cmd = [compiler, *cflags, "-I", str(src_dir), "-o", str(exe), str(RUNNER),
-           *(str(src_dir / s) for s in sources)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise MnistEdgeError(f"compiling the generated C failed ({' '.join(cmd[:3])} ...):\n"
-                             f"{proc.stderr.strip()[-2000:]}")
+    sources = [RUNNER, *(Path(s) for s in SOURCES),
+               *(Path(s) for s in (X86_SOURCES if "-DMNIST_EDGE_X86" in cflags else ()))]
+    with tempfile.TemporaryDirectory(prefix="mnist-edge-obj-") as tmp:
+        objects = [str(Path(tmp) / f"{i}-{s.stem}.o") for i, s in enumerate(sources)]
+        for source, obj in zip(sources, objects, strict=True):
+            _compile([*compiler_cache(), compiler, *cflags, "-I", ".", "-c", str(source),
+                      "-o", obj], src_dir, f"compiling {source.name} with {Path(compiler).name}")
+        cmd = [compiler, *cflags, "-o", str(Path(exe).resolve()), *objects]
+        _compile(cmd, src_dir, f"linking the runner with {Path(compiler).name}")
     return cmd
+
+
+def _compile(cmd: list[str], cwd: Path, what: str) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
+    if proc.returncode != 0:
+        raise MnistEdgeError(f"{what} failed:\n"
+                             f"{proc.stderr.strip()[-2000:]}")
 
 
 def run_runner(exe: Path, pixels: np.ndarray, classes: int, timing_images: int = 0,
