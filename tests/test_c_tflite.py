@@ -752,28 +752,25 @@ def test_helium_depthwise_every_path(shape: tuple, tmp_path: Path) -> None:
     _exact(run_dir, "qemu-m55", _inputs(qgraph.load_run(run_dir), 8, seed=4))
 
 
-def _small_channel_convs() -> bytes:
-    """x[1, 9, 9, 3] -> CONV_2D chain whose in_c is not a multiple of 4, then one with a
-    fused 2 x 2 max pool: windows of 27, 15, 6 and 18 taps (the q15 conv's whole words, its
-    four-tap step and a 1-3 tap tail), stride 2, SAME and VALID padding."""
-    rng = np.random.default_rng(41)
-    layers = [  # (cin, cout, kh, kw, stride, padding, activation)
-        (3, 5, 3, 3, 1, "SAME", "RELU"), (5, 3, 1, 3, 1, "VALID", "NONE"),
-        (3, 6, 1, 2, 1, "VALID", "RELU6"), (6, 4, 3, 1, 2, "SAME", "NONE"),
-        (4, 3, 1, 1, 1, "VALID", "NONE"), (3, 4, 3, 3, 1, "SAME", "RELU")]
+def _conv_chain(cin0: int, layers: list[tuple], seed: int,
+                scales: tuple[float, float]) -> tuple[list[dict], list[dict], int, int]:
+    """x[1, 9, 9, cin0] -> a CONV_2D chain of layers (cin, cout, kh, kw, stride, padding,
+    activation), weight scales drawn from `scales`: the tensors, the ops and the last
+    output's height and width."""
+    rng = np.random.default_rng(seed)
     h, w = 9, 9
-    tensors = [_act("x", [1, h, w, 3], 0.05, -7)]
+    tensors = [_act("x", [1, h, w, cin0], 0.05, -7)]
     ops = []
     for i, (cin, cout, kh, kw, stride, padding, act) in enumerate(layers):
         if padding == "VALID":
             h, w = h - kh + 1, w - kw + 1
         h, w = (h + stride - 1) // stride, (w + stride - 1) // stride
-        scales = rng.uniform(0.004, 0.02, cout)
+        scale = rng.uniform(*scales, cout)
         s_in = tensors[-1]["scale"]
-        tensors += [dict(name=f"w{i}", shape=[cout, kh, kw, cin], dtype="int8", scale=scales,
+        tensors += [dict(name=f"w{i}", shape=[cout, kh, kw, cin], dtype="int8", scale=scale,
                          zero_point=[0] * cout, axis=0,
                          data=rng.integers(-127, 128, (cout, kh, kw, cin)).astype(np.int8)),
-                    dict(name=f"b{i}", shape=[cout], dtype="int32", scale=scales * s_in,
+                    dict(name=f"b{i}", shape=[cout], dtype="int32", scale=scale * s_in,
                          zero_point=[0] * cout,
                          data=rng.integers(-900, 900, cout).astype(np.int32)),
                     _act(f"y{i}", [1, h, w, cout], 0.06 + 0.01 * i, -128 if act != "NONE"
@@ -782,6 +779,17 @@ def _small_channel_convs() -> bytes:
         ops.append(dict(op="CONV_2D", inputs=[n - 4, n - 3, n - 2], outputs=[n - 1],
                         options=dict(padding=padding, stride_w=stride, stride_h=stride,
                                      fused_activation=act)))
+    return tensors, ops, h, w
+
+
+def _small_channel_convs() -> bytes:
+    """x[1, 9, 9, 3] -> CONV_2D chain whose in_c is not a multiple of 4, then one with a
+    fused 2 x 2 max pool: windows of 27, 15, 6 and 18 taps (the q15 conv's whole words, its
+    four-tap step and a 1-3 tap tail), stride 2, SAME and VALID padding."""
+    tensors, ops, h, w = _conv_chain(3, [
+        (3, 5, 3, 3, 1, "SAME", "RELU"), (5, 3, 1, 3, 1, "VALID", "NONE"),
+        (3, 6, 1, 2, 1, "VALID", "RELU6"), (6, 4, 3, 1, 2, "SAME", "NONE"),
+        (4, 3, 1, 1, 1, "VALID", "NONE"), (3, 4, 3, 3, 1, "SAME", "RELU")], 41, (0.004, 0.02))
     tensors.append(_act("p", [1, h // 2, w // 2, 4], tensors[-1]["scale"], -128))
     ops.append(dict(op="MAX_POOL_2D", inputs=[len(tensors) - 2], outputs=[len(tensors) - 1],
                     options=dict(padding="VALID", stride_w=2, stride_h=2, filter_w=2,
@@ -795,32 +803,11 @@ def _row_windows() -> bytes:
     window im2col), rows of 9 and 5 (four positions across a row's end), 5 rows tall (two
     padding rows above and below), SAME and VALID, a padding column on the left, the right
     and, for a row of 4, both; RELU6 (the clamp)."""
-    rng = np.random.default_rng(43)
-    layers = [  # (cin, cout, kh, kw, padding, activation)
-        (8, 16, 3, 3, "SAME", "RELU"), (16, 24, 5, 3, "SAME", "NONE"),
-        (24, 8, 3, 3, "VALID", "RELU6"), (8, 12, 3, 3, "VALID", "NONE"),
-        (12, 8, 3, 3, "SAME", "RELU"), (8, 8, 1, 2, "VALID", "NONE"),
-        (8, 16, 3, 3, "SAME", "RELU")]
-    h, w = 9, 9
-    tensors = [_act("x", [1, h, w, 8], 0.05, -7)]
-    ops = []
-    for i, (cin, cout, kh, kw, padding, act) in enumerate(layers):
-        if padding == "VALID":
-            h, w = h - kh + 1, w - kw + 1
-        scales = rng.uniform(0.002, 0.01, cout)
-        s_in = tensors[-1]["scale"]
-        tensors += [dict(name=f"w{i}", shape=[cout, kh, kw, cin], dtype="int8", scale=scales,
-                         zero_point=[0] * cout, axis=0,
-                         data=rng.integers(-127, 128, (cout, kh, kw, cin)).astype(np.int8)),
-                    dict(name=f"b{i}", shape=[cout], dtype="int32", scale=scales * s_in,
-                         zero_point=[0] * cout,
-                         data=rng.integers(-900, 900, cout).astype(np.int32)),
-                    _act(f"y{i}", [1, h, w, cout], 0.06 + 0.01 * i, -128 if act != "NONE"
-                         else 4 - i)]
-        n = len(tensors)
-        ops.append(dict(op="CONV_2D", inputs=[n - 4, n - 3, n - 2], outputs=[n - 1],
-                        options=dict(padding=padding, stride_w=1, stride_h=1,
-                                     fused_activation=act)))
+    tensors, ops, _, _ = _conv_chain(8, [
+        (8, 16, 3, 3, 1, "SAME", "RELU"), (16, 24, 5, 3, 1, "SAME", "NONE"),
+        (24, 8, 3, 3, 1, "VALID", "RELU6"), (8, 12, 3, 3, 1, "VALID", "NONE"),
+        (12, 8, 3, 3, 1, "SAME", "RELU"), (8, 8, 1, 2, 1, "VALID", "NONE"),
+        (8, 16, 3, 3, 1, "SAME", "RELU")], 43, (0.002, 0.01))
     return build(tensors, ops, [0], [len(tensors) - 1])
 
 
