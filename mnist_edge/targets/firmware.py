@@ -23,7 +23,7 @@ from ..errors import MnistEdgeError
 from ..paths import TEMPLATES_DIR, atomic_dir, template_env, write_manifest
 from ..qgraph import QGraph
 from .boards import Board, get_board, get_target
-from .tools import compiler_cache, require_tool
+from .tools import compiler_cache, require_tool, run_step
 
 APPS = ("qemu", "board")
 OPT_LEVELS = ("-O2", "-Os", "-O3", "-O1", "-O0")
@@ -146,14 +146,6 @@ def _clock_note(board: Board) -> str:
                                                                     "no clock in QEMU")
 
 
-def _run(cmd: list[str], cwd: Path, what: str) -> None:
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        out = (proc.stderr or proc.stdout).strip().splitlines()
-        detail = " | ".join(out[:6]) if out else f"exit status {proc.returncode}"
-        raise MnistEdgeError(f"{what} failed: {detail}")
-
-
 def check_fits(graph: QGraph, board: Board) -> None:
     """Say before building, in one line, when the model's constants or arena alone exceed the
     part's flash or RAM (the linker would say it only after a full build, in its own words)."""
@@ -200,17 +192,16 @@ def build_firmware(graph: QGraph, board: Board, out_dir: Path, app: str = "qemu"
         (tmp / "build").mkdir()
         cflags = compile_flags(board, opt)
         objects = []
+        compile_cmd = [*compiler_cache(), gcc, *cflags]
         for src in sources(board, app):
             obj = f"build/{Path(src).stem}.o"
-            _run([*compiler_cache(), gcc, *cflags, "-c", src, "-o", obj], tmp,
-                 f"compiling {src}")
+            run_step([*compile_cmd, "-c", src, "-o", obj], tmp, f"compiling {src}")
             objects.append(obj)
-        _run([gcc, *cflags, *link_flags(board), "-o", "build/firmware.elf", *objects, *LDLIBS],
-             tmp,
-             f"linking the firmware for {board.name}")
-        _run([objcopy, "-O", "ihex", "build/firmware.elf", "build/firmware.hex"], tmp, "objcopy")
-        _run([objcopy, "-O", "binary", "build/firmware.elf", "build/firmware.bin"], tmp,
-             "objcopy")
+        run_step([gcc, *cflags, *link_flags(board), "-o", "build/firmware.elf", *objects,
+                  *LDLIBS], tmp, f"linking the firmware for {board.name}")
+        for fmt, ext in (("ihex", "hex"), ("binary", "bin")):
+            run_step([objcopy, "-O", fmt, "build/firmware.elf", f"build/firmware.{ext}"], tmp,
+                     "objcopy")
         write_manifest(tmp, {"model": graph.name, "qgraph_hash": graph.content_hash(),
                              "board": board.name, "app": app, "requant": requant, "opt": opt,
                              "test_vectors": vectors})

@@ -28,7 +28,7 @@ from ..errors import MnistEdgeError
 from ..paths import TEMPLATES_DIR, atomic_dir
 from ..qgraph import QGraph
 from ..validate import BackendResult, Latency
-from .tools import compiler_cache, require_tool
+from .tools import compiler_cache, require_tool, run_step
 
 RUNNER = TEMPLATES_DIR / "c" / "host" / "runner.c"
 # -march=native: the host's own SIMD, as onnxruntime picks its kernels at run time.
@@ -55,21 +55,15 @@ def compile_runner(src_dir: Path, exe: Path, cc: str = "gcc",
     compiler = find_compiler(cc)
     sources = [RUNNER, *(Path(s) for s in SOURCES),
                *(Path(s) for s in (X86_SOURCES if "-DMNIST_EDGE_X86" in cflags else ()))]
+    compile_cmd = [*compiler_cache(), compiler, *cflags, "-I", "."]
     with tempfile.TemporaryDirectory(prefix="mnist-edge-obj-") as tmp:
         objects = [str(Path(tmp) / f"{i}-{s.stem}.o") for i, s in enumerate(sources)]
         for source, obj in zip(sources, objects, strict=True):
-            _compile([*compiler_cache(), compiler, *cflags, "-I", ".", "-c", str(source),
-                      "-o", obj], src_dir, f"compiling {source.name} with {Path(compiler).name}")
+            run_step([*compile_cmd, "-c", str(source), "-o", obj], src_dir,
+                     f"compiling {source.name} with {Path(compiler).name}")
         cmd = [compiler, *cflags, "-o", str(Path(exe).resolve()), *objects]
-        _compile(cmd, src_dir, f"linking the runner with {Path(compiler).name}")
+        run_step(cmd, src_dir, f"linking the runner with {Path(compiler).name}")
     return cmd
-
-
-def _compile(cmd: list[str], cwd: Path, what: str) -> None:
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
-    if proc.returncode != 0:
-        raise MnistEdgeError(f"{what} failed:\n"
-                             f"{proc.stderr.strip()[-2000:]}")
 
 
 def run_runner(exe: Path, pixels: np.ndarray, classes: int, timing_images: int = 0,

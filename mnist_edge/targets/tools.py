@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+from pathlib import Path
 
 from ..errors import MnistEdgeError
 
@@ -28,3 +30,13 @@ def compiler_cache() -> list[str]:
     another design) comes from its cache. It only saves time, so it is never required."""
     path = find_tool("ccache")
     return [path] if path else []
+
+
+def run_step(cmd: list[str], cwd: Path, what: str) -> None:
+    """One build step (a compile, a link, an objcopy) in `cwd`; its failure is one line,
+    '<what> failed: ' and the first lines the tool printed."""
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        out = (proc.stderr or proc.stdout).strip().splitlines()
+        detail = " | ".join(out[:6]) if out else f"exit status {proc.returncode}"
+        raise MnistEdgeError(f"{what} failed: {detail}")
