@@ -588,6 +588,34 @@ def test_pair_packed_decodes_and_its_algebra_is_exact() -> None:
                     assert bb // 256 == w[r + 1] @ x
 
 
+def test_winograd_algebra_is_exact_and_its_bound_holds() -> None:
+    """Winograd F(2 x 2, 3 x 3) as me_conv3x3_winograd_s8 computes it: A^T [((2G) g (2G)^T)
+    . (B^T d B)] A is 4 times the direct 3 x 3 correlation for int8 tiles and kernels
+    (random, and every value -128 or 127), |B^T d B| <= 512 and |(2G) g (2G)^T| <= 1152
+    (int16 lanes); the bound refuses 406 input channels of -128 kernels (9 * 512 * 406 *
+    1152 >= 2^31) and takes 404."""
+    from mnist_edge.backends.c_planner import winograd_bound_ok, winograd_weights
+
+    bt = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]])
+    at = np.array([[1, 1, 1, 0], [0, 1, -1, -1]])
+    rng = np.random.default_rng(11)
+    tiles = [rng.integers(-128, 128, (4, 4)), np.where(rng.random((4, 4)) < 0.5, -128, 127),
+             np.full((4, 4), -128)]
+    kernels = [rng.integers(-128, 128, (3, 3)), np.where(rng.random((3, 3)) < 0.5, -128, 127),
+               np.full((3, 3), -128)]
+    for d in tiles:
+        v = bt @ d @ bt.T
+        assert np.abs(v).max() <= 512
+        for g in kernels:
+            u = winograd_weights(g[None, None])[0, 0]
+            assert np.abs(u).max() <= 1152
+            direct = np.array([[(d[i:i + 3, j:j + 3] * g).sum() for j in range(2)]
+                               for i in range(2)])
+            np.testing.assert_array_equal(at @ (u * v) @ at.T, 4 * direct)
+    assert not winograd_bound_ok(np.full((2, 406, 3, 3), -128))
+    assert winograd_bound_ok(np.full((2, 404, 3, 3), -128))
+
+
 def test_pair_pack_bound_refuses_an_over_bound_layer(tmp_path: Path) -> None:
     """One row of sum |w| = 65,536 is refused (the bound is strict); a 576-input layer with
     a row of -127s keeps the rows of int8 (no packed initializer, me_fully_connected_s8); its
@@ -752,13 +780,13 @@ def test_helium_depthwise_every_path(shape: tuple, tmp_path: Path) -> None:
     _exact(run_dir, "qemu-m55", _inputs(qgraph.load_run(run_dir), 8, seed=4))
 
 
-def _conv_chain(cin0: int, layers: list[tuple], seed: int,
-                scales: tuple[float, float]) -> tuple[list[dict], list[dict], int, int]:
-    """x[1, 9, 9, cin0] -> a CONV_2D chain of layers (cin, cout, kh, kw, stride, padding,
-    activation), weight scales drawn from `scales`: the tensors, the ops and the last
-    output's height and width."""
+def _conv_chain(cin0: int, layers: list[tuple], seed: int, scales: tuple[float, float],
+                hw: tuple[int, int] = (9, 9)) -> tuple[list[dict], list[dict], int, int]:
+    """x[1, h, w, cin0] (9 x 9 unless `hw`) -> a CONV_2D chain of layers (cin, cout, kh, kw,
+    stride, padding, activation), weight scales drawn from `scales`: the tensors, the ops
+    and the last output's height and width."""
     rng = np.random.default_rng(seed)
-    h, w = 9, 9
+    h, w = hw
     tensors = [_act("x", [1, h, w, cin0], 0.05, -7)]
     ops = []
     for i, (cin, cout, kh, kw, stride, padding, act) in enumerate(layers):
@@ -808,6 +836,22 @@ def _row_windows() -> bytes:
         (24, 8, 3, 3, 1, "VALID", "RELU6"), (8, 12, 3, 3, 1, "VALID", "NONE"),
         (12, 8, 3, 3, 1, "SAME", "RELU"), (8, 8, 1, 2, 1, "VALID", "NONE"),
         (8, 16, 3, 3, 1, "SAME", "RELU")], 43, (0.002, 0.01))
+    return build(tensors, ops, [0], [len(tensors) - 1])
+
+
+def _winograd_convs() -> bytes:
+    """x[1, 11, 10, 8] -> 1 x 1 convs to 48 channels and back (they set the arena, so the
+    Winograd layers get several rows of tiles a pass), then a 3 x 3 stride-1 CONV_2D chain
+    that the DSP builds run as Winograd F(2 x 2, 3 x 3) (c_planner.is_winograd) where
+    in_c % 4 == 0: in_c 8, 16 and 12; 11 rows (a last row of tiles half outside), 10 and 8
+    wide (a last pair of tiles with 2 and 4 outputs), SAME (padding reads z_x) and VALID,
+    7 output channels (an odd last one), RELU and RELU6; in_c 7 between them takes the
+    direct conv."""
+    tensors, ops, _, _ = _conv_chain(8, [
+        (8, 48, 1, 1, 1, "VALID", "NONE"), (48, 8, 1, 1, 1, "VALID", "RELU"),
+        (8, 16, 3, 3, 1, "SAME", "RELU"), (16, 7, 3, 3, 1, "VALID", "NONE"),
+        (7, 12, 3, 3, 1, "SAME", "RELU6"), (12, 8, 3, 3, 1, "SAME", "RELU")], 47,
+        (0.002, 0.01), hw=(11, 10))
     return build(tensors, ops, [0], [len(tensors) - 1])
 
 
@@ -870,6 +914,7 @@ def _average_pools() -> bytes:
 
 
 DSP_LOOPS = {"small_channel_convs": _small_channel_convs, "row_windows": _row_windows,
+             "winograd_convs": _winograd_convs,
              "fc_chain": _fc_chain, "fc_packed": _fc_packed,
              "fc_packed_over_bound": lambda: _fc_packed(big_row=True),
              "average_pools": _average_pools,

@@ -78,6 +78,7 @@ class Step:
     lines: int = 0  # bytes of that line buffer (one band's input rows), in the arena
     lines_offset: int = 0
     copy_bytes: int = 0  # bytes the band driver moves and copies into the line buffer
+    winograd_rows: int = 0  # conv: rows of tiles a Winograd pass holds (0: direct conv)
 
     @property
     def srcs(self) -> list[int]:
@@ -277,6 +278,73 @@ def pair_packed_copy(graph: QGraph, step: Step) -> bool:
     return graph.input_of(step.conv).size <= graph.ops[step.conv].output.size
 
 
+# Winograd F(2 x 2, 3 x 3): (2G) applied along each axis of a 3 x 3 kernel, rows [2a],
+# [a + b + c], [a - b + c], [2c] (the 2 keeps the transform in integers: the result is 4x).
+_WINO_G2 = np.array([[2, 0, 0], [1, 1, 1], [1, -1, 1], [0, 0, 2]], dtype=np.int64)
+# Each pass transforms every output channel's weights again: on narrower outputs (fewer
+# tiles a row to share them) the direct conv is faster (IC's 8 x 8 x 64 layer: 3.67 M
+# against 3.34 M estimated Cortex-M4 cycles).
+WINOGRAD_MIN_WIDTH = 8
+# |B^T d B| for an int8 tile: four values summed with signs
+_WINO_V_MAX = 4 * 128
+
+
+def winograd_weights(weight: np.ndarray) -> np.ndarray:
+    """(2G) g (2G)^T of each 3 x 3 kernel of `weight` [out_c, in_c, 3, 3]: [out_c, in_c, 4, 4]."""
+    return np.einsum("ea,ocab,fb->ocef", _WINO_G2, weight.astype(np.int64), _WINO_G2)
+
+
+def is_winograd(graph: QGraph, step: Step) -> bool:
+    """A tflite 3 x 3 stride-1 conv the scalar DSP builds run as Winograd F(2 x 2, 3 x 3)
+    (`me_conv3x3_winograd_s8`): one group, no fused pool, in_c % 4 == 0 (SXTB16's lanes),
+    and every output's sum inside int32 on the way: 9 * |V| * sum over in_c of max |U|
+    (the output transform adds 9 tile sums) for each output channel."""
+    if graph.arithmetic != "tflite" or step.kind != "conv" or step.pool is not None \
+            or is_depthwise(graph, step):
+        return False
+    op = graph.ops[step.conv]
+    in_c = graph.input_of(step.conv).shape[0]
+    if (list(op.attrs["kernel"]) != [3, 3] or list(op.attrs.get("stride", [1, 1])) != [1, 1]
+            or int(op.attrs.get("groups", 1)) != 1 or in_c % 4 != 0
+            or op.output.shape[2] < WINOGRAD_MIN_WIDTH):
+        return False
+    return winograd_bound_ok(op.arrays["weight"])
+
+
+def winograd_bound_ok(weight: np.ndarray) -> bool:
+    """Every output channel's Winograd sums inside int32 for any int8 input: 9 * |V| * the
+    sum over in_c of max |U| (the output transform adds 9 of the 16 elements' sums)."""
+    u = np.abs(winograd_weights(weight)).max(axis=(2, 3)).sum(axis=1)
+    return bool(np.all(9 * _WINO_V_MAX * u < 2**31))
+
+
+def winograd_buffer_size(graph: QGraph, step: Step) -> int:
+    """ME_CONV3X3_WINOGRAD_BUFFER_SIZE: `step.winograd_rows` rows of tile pairs' transformed
+    input, two channels' transformed weights, a pixel of z_x."""
+    in_c = graph.input_of(step.conv).shape[0]
+    pairs_w = (graph.ops[step.conv].output.shape[2] + 3) // 4
+    return 4 * (step.winograd_rows * pairs_w * 16 * in_c + 16 * (in_c + 1) + 1) + in_c
+
+
+def _grow_winograd_rows(graph: QGraph, steps: list[Step], buffers: list[Buffer],
+                        arena: int) -> int:
+    """Give each Winograd step as many rows of tiles a pass as fit without growing the
+    arena (each pass transforms every output channel's weights once more)."""
+    for s in steps:
+        if not s.winograd_rows or s.band:
+            continue
+        tiles_h = (graph.ops[s.conv].output.shape[1] + 1) // 2
+        for rows in range(tiles_h, 1, -1):
+            s.winograd_rows = rows
+            s.scratch = _align(kernel_buffer_size(graph, s))
+            if _layout(steps, buffers) <= arena:
+                break
+        else:
+            s.winograd_rows = 1
+            s.scratch = _align(kernel_buffer_size(graph, s))
+    return _layout(steps, buffers)
+
+
 def kernel_buffer_size(graph: QGraph, step: Step) -> int:
     """Scratch bytes a step's kernel needs: the C macros ME_CONV2D_S8_BUFFER_SIZE,
     ME_CONV2D_U8_1CH_BUFFER_SIZE and ME_TFL_DEPTHWISE_CONV2D_S8_BUFFER_SIZE
@@ -295,7 +363,9 @@ def kernel_buffer_size(graph: QGraph, step: Step) -> int:
         pairs = (kh * kw + 1) // 2
         return 16 * pairs + 8 * out_c
     k = kh * kw * graph.input_of(step.conv).shape[0] // int(op.attrs.get("groups", 1))
-    return 8 * ((k + 3) // 4 * 4) + 20 * out_c
+    direct = 8 * ((k + 3) // 4 * 4) + 20 * out_c
+    # a Winograd layer's scratch serves the direct conv too (the builds without it)
+    return max(direct, winograd_buffer_size(graph, step)) if step.winograd_rows else direct
 
 
 def _fusable_pool(op: QOp) -> bool:
@@ -404,6 +474,8 @@ def _steps(graph: QGraph, fuse_overlapping: set[int]) -> tuple[list[Step], list[
                                      "the C backend cannot combine them")
             if layouts != {None}:
                 flat_from[op.name] = layouts.pop()
+        if is_winograd(graph, step):
+            step.winograd_rows = 1  # more where the arena has room (_grow_winograd_rows)
         step.scratch = _align(kernel_buffer_size(graph, step))
         out_t = ops[group[-1]].output
         if kind != "lut" or len(storage_readers[storage[first]]) > 1 or where[first] == PIXELS:
@@ -597,6 +669,7 @@ def plan_arena(graph: QGraph, fuse: bool = True, in_place: bool = True) -> Arena
         from .overlap import choose_overlaps  # overlap.py reads this module's Step
 
         arena = choose_overlaps(graph, steps, bufs, arena, _layout)
+    arena = _grow_winograd_rows(graph, steps, bufs, arena)
     fused = [" + ".join(graph.ops[j].name for j in s.ops) for s in steps if len(s.ops) > 1]
     return _measured(ArenaPlan(steps, bufs, arena, unfused, fused))
 

@@ -121,6 +121,31 @@ def m4_block_cycles(instructions: list[str], after_memory: bool = False) -> int:
     return cycles
 
 
+def _is_literal_load(text: str) -> bool:
+    """A PC-relative load: its literal pool is in the function, in flash."""
+    return _base_mnemonic(text).startswith(_LOAD) and "[pc" in text
+
+
+def flash_data_ranges(symbols: dict[str, Symbol], origin: int, size: int
+                      ) -> list[tuple[int, int]]:
+    """The flash outside every function, as inclusive (first, last) addresses: where the
+    memory-read hook counts data reads. Unicorn 2 misruns an IT block when a memory hook
+    fires inside it (`ite eq; ldreq r1, [pc, #164]; ldrne ...` ran the branch after it as
+    conditional too, and never returned), so the functions' own literal pools are not
+    hooked but counted from the disassembly of each block run (`_is_literal_load`); a
+    conditional one counts whether its condition held or not (an upper bound)."""
+    funcs = sorted((s.addr & ~1, (s.addr & ~1) + s.size) for s in symbols.values()
+                   if s.function and s.size and origin <= s.addr < origin + size)
+    ranges, at = [], origin
+    for lo, hi in funcs:
+        if lo > at:
+            ranges.append((at, lo - 1))
+        at = max(at, hi)
+    if at < origin + size:
+        ranges.append((at, origin + size - 1))
+    return ranges
+
+
 def _is_memory(text: str) -> bool:
     return _base_mnemonic(text).startswith(_LOAD + _STORE + _MULTI)
 
@@ -154,6 +179,7 @@ class Symbol:
     name: str
     addr: int
     size: int
+    function: bool = False
 
 
 def _elf_image(elf: Path) -> tuple[list[tuple[int, bytes]], dict[str, Symbol]]:
@@ -166,7 +192,8 @@ def _elf_image(elf: Path) -> tuple[list[tuple[int, bytes]], dict[str, Symbol]]:
         symbols: dict[str, Symbol] = {}
         for s in e.get_section_by_name(".symtab").iter_symbols():
             if s["st_info"]["type"] in ("STT_FUNC", "STT_OBJECT", "STT_NOTYPE") and s.name:
-                symbols.setdefault(s.name, Symbol(s.name, s["st_value"], s["st_size"]))
+                symbols.setdefault(s.name, Symbol(s.name, s["st_value"], s["st_size"],
+                                                  s["st_info"]["type"] == "STT_FUNC"))
     return segments, symbols
 
 
@@ -337,8 +364,9 @@ def _emulate(fw: Firmware, pixels: np.ndarray, timing: bool, flash_hook: bool) -
     counts: dict[tuple[int, int], int] = {}
     count = cpu.count
     code = disassembly(fw) if timing else {}
-    # (cycles, cycles straight after a load or store, ends in a branch, ends in one)
-    block_cost: dict[tuple[int, int], tuple[int, int, bool, bool]] = {}
+    # (cycles, cycles straight after a load or store, ends in a branch, ends in one,
+    #  literal-pool loads)
+    block_cost: dict[tuple[int, int], tuple[int, int, bool, bool, int]] = {}
     clock = {"cycles": 0, "end": -1, "branch": False, "memory": False, "flash_reads": 0}
 
     def on_block(uc_: Any, address: int, size: int, _: Any) -> None:
@@ -353,13 +381,18 @@ def _emulate(fw: Firmware, pixels: np.ndarray, timing: bool, flash_hook: bool) -
                 ins = [code[a] for a in sorted(code) if address <= a < address + size]
                 branch = bool(ins) and _ends_in_branch(ins[-1])
                 cost = block_cost[key] = (m4_block_cycles(ins), m4_block_cycles(ins, True),
-                                          branch, bool(ins) and not branch and _is_memory(ins[-1]))
+                                          branch, bool(ins) and not branch and _is_memory(ins[-1]),
+                                          sum(map(_is_literal_load, ins)))
             straight_on = address == clock["end"]
             c = (cost[1] if straight_on and clock["memory"] else cost[0]) + \
                 (M4_REFILL if clock["branch"] and not straight_on else 0)
             clock["cycles"] += c
             clock["end"], clock["branch"], clock["memory"] = address + size, cost[2], cost[3]
         tally.feed(address, n, c)
+        if timing and flash_hook and cost[4]:
+            clock["flash_reads"] += cost[4]
+            if tally.steps and not tally.in_predict:
+                tally.steps[-1][3] += cost[4]
 
     def on_flash_read(uc_: Any, access: int, address: int, size: int, value: int,
                       _: Any) -> None:
@@ -371,8 +404,8 @@ def _emulate(fw: Firmware, pixels: np.ndarray, timing: bool, flash_hook: bool) -
     cpu.setup_call(symbols, hi, io, out, stop)
     uc.hook_add(unicorn.UC_HOOK_BLOCK, on_block)
     if flash_hook:
-        uc.hook_add(unicorn.UC_HOOK_MEM_READ, on_flash_read, begin=board.flash_origin,
-                    end=board.flash_origin + board.flash_size - 1)
+        for first, last in flash_data_ranges(symbols, board.flash_origin, board.flash_size):
+            uc.hook_add(unicorn.UC_HOOK_MEM_READ, on_flash_read, begin=first, end=last)
     try:
         uc.emu_start(tally.p_lo | cpu.thumb, stop, timeout=120 * 1_000_000)
     except unicorn.UcError as exc:
