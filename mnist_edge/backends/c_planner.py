@@ -328,20 +328,22 @@ def winograd_buffer_size(graph: QGraph, step: Step) -> int:
 
 def _grow_winograd_rows(graph: QGraph, steps: list[Step], buffers: list[Buffer],
                         arena: int) -> int:
-    """Give each Winograd step as many rows of tiles a pass as fit without growing the
-    arena (each pass transforms every output channel's weights once more)."""
+    """Give each Winograd step more rows of tiles a pass (each pass transforms every output
+    channel's weights once more) while the arena does not grow: 2, 4, 8, ... rows, then all
+    of them, a layout each (a tall image tries a few, not one per row)."""
     for s in steps:
         if not s.winograd_rows or s.band:
             continue
         tiles_h = (graph.ops[s.conv].output.shape[1] + 1) // 2
-        for rows in range(tiles_h, 1, -1):
-            s.winograd_rows = rows
+        best, rows = 1, 2
+        while best < tiles_h:
+            s.winograd_rows = min(rows, tiles_h)
             s.scratch = _align(kernel_buffer_size(graph, s))
-            if _layout(steps, buffers) <= arena:
+            if _layout(steps, buffers) > arena:
                 break
-        else:
-            s.winograd_rows = 1
-            s.scratch = _align(kernel_buffer_size(graph, s))
+            best, rows = s.winograd_rows, 2 * rows
+        s.winograd_rows = best
+        s.scratch = _align(kernel_buffer_size(graph, s))
     return _layout(steps, buffers)
 
 
