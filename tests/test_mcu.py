@@ -392,6 +392,22 @@ def test_m4_timing_model_charges_loads_branches_and_multiples() -> None:
     assert mcu_bench._ends_in_branch("bls.n 10")
 
 
+def test_flash_hook_leaves_the_functions_and_counts_their_literal_pools() -> None:
+    """The memory-read hook covers the flash between and after the functions only (unicorn
+    misruns an IT block when a hook fires inside it); a PC-relative load is what the
+    disassembly counts instead, conditional or not."""
+    S = mcu_bench.Symbol
+    syms = {"a": S("a", 0x1001, 0x20, True), "b": S("b", 0x1040, 0x10, True),
+            "w": S("w", 0x1050, 0x100), "ram": S("ram", 0x20000001, 8, True)}
+    assert mcu_bench.flash_data_ranges(syms, 0x1000, 0x1000) == [(0x1020, 0x103F),
+                                                                  (0x1050, 0x1FFF)]
+    assert mcu_bench.flash_data_ranges({}, 0, 0x100) == [(0, 0xFF)]
+    assert mcu_bench._is_literal_load("ldr r1, [pc, #164]")
+    assert mcu_bench._is_literal_load("ldrne.w r3, [pc, #8]")
+    assert not mcu_bench._is_literal_load("ldr r1, [r2, #4]")
+    assert not mcu_bench._is_literal_load("add r1, pc, #8")
+
+
 def test_bench_m4_reports_a_cycle_estimate(tmp_path: Path) -> None:
     pytest.importorskip("unicorn")
     pytest.importorskip("elftools")
