@@ -291,7 +291,8 @@ def _lower_conv(c: StepContext) -> Lowered:
         call = (f"{c.fn('conv3x3_winograd_s8')}(&{c.ident}_params, {c.src}, {c.dst}, "
                 f"arena + {step.scratch_offset}, {rows});")
         c.buffer_check = (f"{c.names.kernel.upper()}_CONV3X3_WINOGRAD_BUFFER_SIZE"
-                          f"({x.shape[0]}, {out.shape[2]}, {rows})", step.scratch)
+                          f"({x.shape[0]}, {op.output.shape[0]}, {out.shape[2]}, {rows})",
+                          step.scratch)
     if step.band:  # its output overwrites its input: band by band from a line buffer
         call = (f"{c.fn('conv2d_in_bands')}(&{c.ident}_params, {fn}, {c.src}, {c.dst}, "
                 f"arena + {step.scratch_offset}, arena + {step.lines_offset}, {step.band});")

@@ -319,7 +319,7 @@ def winograd_bound_ok(weight: np.ndarray) -> bool:
 
 
 def winograd_buffer_size(graph: QGraph, step: Step) -> int:
-    """ME_CONV3X3_WINOGRAD_BUFFER_SIZE: `step.winograd_rows` rows of tile pairs' transformed
+    """ME_WINOGRAD_ONLY_BUFFER_SIZE: `step.winograd_rows` rows of tile pairs' transformed
     input, two channels' transformed weights, a pixel of z_x."""
     in_c = graph.input_of(step.conv).shape[0]
     pairs_w = (graph.ops[step.conv].output.shape[2] + 3) // 4
@@ -349,8 +349,9 @@ def _grow_winograd_rows(graph: QGraph, steps: list[Step], buffers: list[Buffer],
 
 def kernel_buffer_size(graph: QGraph, step: Step) -> int:
     """Scratch bytes a step's kernel needs: the C macros ME_CONV2D_S8_BUFFER_SIZE,
-    ME_CONV2D_U8_1CH_BUFFER_SIZE and ME_TFL_DEPTHWISE_CONV2D_S8_BUFFER_SIZE
-    (mnist_edge_kernels.h), which the generated model checks against this at compile time;
+    ME_CONV2D_U8_1CH_BUFFER_SIZE, ME_TFL_DEPTHWISE_CONV2D_S8_BUFFER_SIZE and
+    ME_CONV3X3_WINOGRAD_BUFFER_SIZE (mnist_edge_kernels.h, the larger of the Winograd and
+    the direct conv's), which the generated model checks against this at compile time;
     a pair-packed fully connected layer's input as q15 (2 bytes an input) if it copies it."""
     if pair_packed_copy(graph, step):
         return 2 * graph.input_of(step.conv).size
