@@ -865,17 +865,44 @@ def _pointwise_small() -> bytes:
     the shift, and a multiplier of 0; k = 16, then 12: the loop entered part-way). 35
     positions: 8 blocks of 4 and 3 left to the C loop. Then 8 -> 16, a 1 x 3 conv 16 -> 16
     with RELU (k = 48) and 16 -> 16 with none over 5 x 5: 6 blocks and a lone last
-    position (me_q15_ch1, with the clamp, then without)."""
-    rng = np.random.default_rng(43)
-    layers = [(8, 16, "RELU", 3, (0.004, 0.02)), (16, 8, "NONE", -6, (0.004, 0.02)),
-              (8, 4, "NONE", 2, (0.6, 1.5)), (4, 8, "RELU6", -128, (0.004, 0.02)),
-              (8, 16, "NONE", -5, (0.004, 0.02)), (16, 16, "RELU", 3, (0.004, 0.02)),
-              (16, 12, "NONE", 4, "tiny"), (12, 8, "NONE", -2, "tiny"),
-              (8, 16, "NONE", 1, (0.004, 0.02)), (16, 16, "RELU", 3, (0.004, 0.02), 3),
-              (16, 16, "NONE", -6, (0.004, 0.02))]
-    tensors = [_act("x", [1, 5, 7, 8], 0.05, -7)]
+    position (me_q15_ch1, with the clamp, then without). On the DSP builds the 1 x 1 convs
+    over 16 channels to a multiple of 4 (16 -> 8, both 16 -> 16, 16 -> 12) take
+    me_conv1x1_packed_s8 (_pointwise_packed tests it): 16 -> 14 with the tiny scales, 14 ->
+    16 and 16 -> 14 at the end keep the q15 channel functions' k = 16 paths (z_y after the
+    shift; a lone last position without the clamp)."""
+    return _pointwise_chain(8, (5, 7), [
+        (8, 16, "RELU", 3, (0.004, 0.02)), (16, 8, "NONE", -6, (0.004, 0.02)),
+        (8, 4, "NONE", 2, (0.6, 1.5)), (4, 8, "RELU6", -128, (0.004, 0.02)),
+        (8, 16, "NONE", -5, (0.004, 0.02)), (16, 16, "RELU", 3, (0.004, 0.02)),
+        (16, 12, "NONE", 4, "tiny"), (12, 8, "NONE", -2, "tiny"),
+        (8, 16, "NONE", 1, (0.004, 0.02)), (16, 16, "RELU", 3, (0.004, 0.02), 3),
+        (16, 16, "NONE", -6, (0.004, 0.02)), (16, 14, "NONE", 4, "tiny"),
+        (14, 16, "NONE", -6, (0.004, 0.02)), (16, 14, "NONE", -6, (0.004, 0.02))], 43)
+
+
+def _pointwise_packed() -> bytes:
+    """x[1, 5, 7, 16] -> 1 x 1 CONV_2D chain that the DSP builds run as
+    me_conv1x1_packed_s8 (c_planner.is_pair_packed: in_c >= 16, out_c % 4 == 0): in_c 16,
+    20, 24 and 28 (the loop entered 0, 3, 2 and 1 turns in), RELU (z_y 3) and RELU6 (the
+    clamp), shifts below -23 and a multiplier of 0 (z_y added after the shift:
+    me_pw3_run_z), multipliers of one half or more (the C pass); 35 positions (a last pass
+    of 2), then a 1 x 3 conv to 5 x 5 (25: a last pass of 1)."""
+    return _pointwise_chain(16, (5, 7), [
+        (16, 8, "RELU", 3, (0.004, 0.02)), (8, 20, "NONE", -6, (0.004, 0.02)),
+        (20, 24, "RELU6", -128, (0.004, 0.02)), (24, 16, "NONE", 4, "tiny"),
+        (16, 28, "NONE", 2, (0.6, 1.5)), (28, 16, "RELU", -128, (0.004, 0.02)),
+        (16, 16, "NONE", 1, (0.004, 0.02), 3), (16, 20, "RELU", 3, (0.004, 0.02)),
+        (20, 8, "NONE", -2, "tiny")], 53)
+
+
+def _pointwise_chain(cin0: int, hw: tuple[int, int], layers: list[tuple], seed: int) -> bytes:
+    """x[1, h, w, cin0] -> a VALID stride-1 CONV_2D chain of layers (cin, cout, activation,
+    z_y, weight scales or "tiny" [every other channel's scale 1e-7, one 1e-13], optional
+    kernel width): 1 x 1 unless a width is given."""
+    rng = np.random.default_rng(seed)
+    h, w = hw
+    tensors = [_act("x", [1, h, w, cin0], 0.05, -7)]
     ops = []
-    w = 7
     for i, (cin, cout, act, zp, w_scales, *kernel_w) in enumerate(layers):
         kw = kernel_w[0] if kernel_w else 1
         w -= kw - 1
@@ -892,7 +919,7 @@ def _pointwise_small() -> bytes:
                     dict(name=f"b{i}", shape=[cout], dtype="int32", scale=scales * s_in,
                          zero_point=[0] * cout,
                          data=rng.integers(-900, 900, cout).astype(np.int32)),
-                    _act(f"y{i}", [1, 5, w, cout], 0.05, zp)]
+                    _act(f"y{i}", [1, h, w, cout], 0.05, zp)]
         n = len(tensors)
         ops.append(dict(op="CONV_2D", inputs=[n - 4, n - 3, n - 2], outputs=[n - 1],
                         options=dict(padding="VALID", stride_w=1, stride_h=1,
@@ -921,7 +948,7 @@ DSP_LOOPS = {"small_channel_convs": _small_channel_convs, "row_windows": _row_wi
              "depthwise_c12_3x3": lambda: _depthwise(*DEPTHWISE["c12_3x3_s1_same"]),
              "depthwise_c8_5x3": lambda: _depthwise(*DEPTHWISE["c8_5x3_s1_valid"]),
              "depthwise_c6_3x3_s2": lambda: _depthwise(*DEPTHWISE["c6_3x3_s2_same"]),
-             "pointwise_small": _pointwise_small,
+             "pointwise_small": _pointwise_small, "pointwise_packed": _pointwise_packed,
              "sub_two_branch": lambda: _two_branch("SUB"),
              "depthwise_big_multipliers":
                  lambda: _depthwise(*DEPTHWISE["c8_3x3_s1_same_big_multipliers"]),

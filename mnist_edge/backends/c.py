@@ -286,6 +286,9 @@ def _lower_conv(c: StepContext) -> Lowered:
         call = f"{fn}(&{c.ident}_params, {c.src}, {c.dst}, arena + {step.scratch_offset});"
         c.buffer_check = (f"{c.names.kernel.upper()}_TFL_DEPTHWISE_CONV2D_S8_BUFFER_SIZE"
                           f"({x.shape[0]}, {kh}, {depthwise_line_w(op)})", step.scratch)
+    if is_pair_packed(graph, step):  # pair-packed weights: three positions a pass
+        fn = c.fn("conv2d_packed_s8")
+        call = f"{fn}(&{c.ident}_params, {c.src}, {c.dst}, arena + {step.scratch_offset});"
     if step.winograd_rows and not step.band:
         rows = step.winograd_rows
         call = (f"{c.fn('conv3x3_winograd_s8')}(&{c.ident}_params, {c.src}, {c.dst}, "

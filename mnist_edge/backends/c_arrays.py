@@ -6,9 +6,10 @@
   [block][ky][kx][4] (the last block narrower), each weight as an int16 (its byte, then
   its sign byte): each tap of a block is two words, the q15 pairs {w0, w1} and {w2, w3}
   that the DSP cores' 16 x 16 multiplies take as they are (no unpacking);
-* a linear layer fed by a flatten gets its columns permuted from CHW to HWC order; a
-  tflite one that `c_planner.is_pair_packed` accepts also carries the pair-packed layout
-  (`pair_packed`), which Thumb-2 DSP builds compile instead (same bytes, `ME_PAIR_PACKED`);
+* a linear layer fed by a flatten gets its columns permuted from CHW to HWC order;
+* a tflite linear layer or pointwise conv that `c_planner.is_pair_packed` accepts also
+  carries the pair-packed layout (`pair_packed`), which Thumb-2 DSP builds compile
+  instead (same bytes, `ME_PAIR_PACKED`);
 * the pixel conv (one input channel) gets int16 weights [cout][taps rounded up to
   even], one SMLAD operand per tap pair;
 * biases absorb the input zero point, ``bias - z_x * sum(w)``, so the inner loop is
@@ -202,7 +203,7 @@ def step_arrays(graph: QGraph, step: Step, mode: str, prefix: str = DATA_PREFIX)
             ctype = "int16_t" if step.kind == "conv_u8" else "int8_t"
             out.weights = CArray(ctype, f"{ident}_weights", laid.astype(np.int64))
             if is_pair_packed(graph, step):
-                out.weights.packed = pair_packed(laid)
+                out.weights.packed = pair_packed(laid.reshape(laid.shape[0], -1))
             out.bias = CArray("int32_t", f"{ident}_bias", bias)
         # In the tflite arithmetic only convolutions and fully connected layers take
         # per-channel arrays; the other ops' constants are scalars in their parameters.

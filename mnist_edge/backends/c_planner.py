@@ -244,6 +244,11 @@ def depthwise_line_w(op: QOp) -> int:
 # A pair-packed layer's high-byte rows must keep 256 * sum(hi * x) inside int32 for every
 # int8 x (|x| <= 128): sum(|w|) < 2^16 over each row (c_arrays.pair_packed).
 PAIR_PACK_ROW_BOUND = 1 << 16
+# The fewest taps (kh * kw * in_c) a conv takes me_conv2d_packed_s8 with (is_pair_packed): at
+# 8, VWW's first 1 x 1 conv, a pass's own cost outweighs its 2 turns (1.21 M estimated
+# Cortex-M4 cycles against 0.93 M with me_conv1x1_small)
+PAIR_PACK_MIN_TAPS = 16
+PAIR_PACK_PASS = 3  # output positions me_conv2d_packed_s8 takes a pass
 
 
 def pair_pack_bound_ok(weight: np.ndarray) -> bool:
@@ -254,17 +259,30 @@ def pair_pack_bound_ok(weight: np.ndarray) -> bool:
 
 
 def is_pair_packed(graph: QGraph, step: Step) -> bool:
-    """A tflite fully connected layer whose weights also exist pair-packed (the layout the
-    Thumb-2 DSP builds read, `ME_PAIR_PACKED`): blocks of 4 rows (out_features % 4 == 0),
-    inputs in whole turns of its loop, 64 (in_features % 64 == 0; other layers keep the rows
-    of int8 and me_fc4_run), every row within the exactness bound.
-    Decided here once: its model calls me_fully_connected_packed_s8, and `packed_x` is its
-    scratch for the q15 input where pair_packed_copy (else NULL: the int8 input is read)."""
-    if graph.arithmetic != "tflite" or step.kind != "linear" or step.conv is None:
+    """A tflite layer whose weights also exist pair-packed (the layout the Thumb-2 DSP
+    builds read, `ME_PAIR_PACKED`), every row within the exactness bound, in blocks of 4
+    rows (out_features or out_c % 4 == 0):
+    - a fully connected layer with inputs in whole turns of its loop, 64 (in_features %
+      64 == 0; other layers keep the rows of int8 and me_fc4_run): its model calls
+      me_fully_connected_packed_s8, and `packed_x` is its scratch for the q15 input where
+      pair_packed_copy (else NULL: the int8 input is read);
+    - a conv with one group, no fused pool, in_c % 4 == 0 (the q15 im2col's windows) and
+      k = kh * kw * in_c >= PAIR_PACK_MIN_TAPS, that is_winograd did not take: its model
+      calls me_conv2d_packed_s8 (three positions a pass, a channel pair at a time), in the
+      conv's own scratch.
+    Decided here once."""
+    if graph.arithmetic != "tflite" or step.conv is None:
         return False
-    w = graph.ops[step.conv].arrays["weight"]
+    op = graph.ops[step.conv]
+    w = op.arrays["weight"]
     rows, k = w.shape[0], int(np.prod(w.shape[1:]))
-    return rows % 4 == 0 and k % 64 == 0 and k >= 64 and pair_pack_bound_ok(w)
+    if step.kind == "linear":
+        return rows % 4 == 0 and k % 64 == 0 and k >= 64 and pair_pack_bound_ok(w)
+    if step.kind != "conv" or step.pool is not None or is_depthwise(graph, step) \
+            or is_winograd(graph, step):
+        return False
+    return (int(op.attrs.get("groups", 1)) == 1 and graph.input_of(step.conv).shape[0] % 4 == 0
+            and rows % 4 == 0 and k >= PAIR_PACK_MIN_TAPS and pair_pack_bound_ok(w))
 
 
 def pair_packed_copy(graph: QGraph, step: Step) -> bool:
@@ -273,7 +291,7 @@ def pair_packed_copy(graph: QGraph, step: Step) -> bool:
     at most the layer's own input and output bytes (in_features <= out_features), so that
     it never more than doubles what the layer holds in RAM (AD's 640 -> 128: 1,280 bytes,
     the arena 5.5 x)."""
-    if not is_pair_packed(graph, step):
+    if step.kind != "linear" or not is_pair_packed(graph, step):
         return False
     return graph.input_of(step.conv).size <= graph.ops[step.conv].output.size
 

@@ -36,7 +36,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..qgraph import QGraph
-from .c_planner import Buffer, Step, is_depthwise, lifetimes  # it imports this module late
+from .c_planner import (  # it imports this module late
+    PAIR_PACK_PASS,
+    Buffer,
+    Step,
+    is_depthwise,
+    is_pair_packed,
+    lifetimes,
+)
 
 # The kernels' side of the contract: a convolution kernel computes its output pixels in
 # raster order, in blocks of at most max(BLOCK_PIXELS, out_w) pixels (the q15 kernel takes
@@ -46,7 +53,7 @@ from .c_planner import Buffer, Step, is_depthwise, lifetimes  # it imports this 
 KERNEL_ORDER = "raster order, blocks of at most max(4, out_w) output pixels"
 BLOCK_PIXELS = 4
 ELEMENTWISE = ("add", "mul")  # step kinds (add covers sub)
-BAND_HEIGHTS = tuple(2 ** i for i in range(12))  # output rows per band the planner tries
+BAND_HEIGHTS = tuple(2 ** i for i in range(12))  # bands the planner tries, in units
 BAND_UNIT_PIXELS = 4  # the general conv's bands hold whole blocks of 4 pixels (no waste)
 
 
@@ -171,11 +178,12 @@ def step_modes(graph: QGraph, steps: list[Step], buffers: list[Buffer], k: int,
     if is_depthwise(graph, s):  # its ring is its own line buffer: bands would only copy
         return [Mode(((s.src, ring_drift(r)),))]
     modes = [Mode(((s.src, overlap_drift(r)),))]
-    # The general conv computes its pixels in blocks of up to 4: a band of a whole number
-    # of blocks wastes none (KWS's 5-wide 1x1 convs take 43 % more instructions in 1-row
-    # bands).
-    unit = BAND_UNIT_PIXELS // math.gcd(BAND_UNIT_PIXELS, r.out_w)
-    heights = sorted({h for h in BAND_HEIGHTS if h < r.out_h and h % unit == 0}, reverse=True)
+    # The general conv computes its pixels in blocks of up to 4, the pair-packed one in
+    # passes of 3: a band of a whole number of them wastes none (KWS's 5-wide 1x1 convs
+    # took 43 % more instructions in 1-row bands).
+    pixels = PAIR_PACK_PASS if is_pair_packed(graph, s) else BAND_UNIT_PIXELS
+    unit = pixels // math.gcd(pixels, r.out_w)
+    heights = sorted({h * unit for h in BAND_HEIGHTS if h * unit < r.out_h}, reverse=True)
     for h in heights:
         b = band_plan(r, h)
         if b is not None:
