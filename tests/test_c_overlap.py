@@ -122,10 +122,12 @@ def test_mlperf_arena_targets(mlperf_runs, key: str) -> None:
 def test_band_driver_exact_with_a_remainder(mlperf_runs, monkeypatch, tmp_path: Path,
                                             heights: tuple[int, ...]) -> None:
     """KWS's 25 rows in bands of 3 or 4 (the last band shorter), in the host C: its
-    pointwise convs (3 rows of 5 pixels: not whole blocks of 4, allowed here on purpose;
-    its depthwise convs run in place from their own ring, never in bands)."""
+    pointwise convs (15 or 20 pixels a band: not whole blocks of 4 or passes of 3, allowed
+    here on purpose; its depthwise convs run in place from their own ring, never in
+    bands)."""
     need("gcc")
     monkeypatch.setattr(overlap, "BAND_UNIT_PIXELS", 1)
+    monkeypatch.setattr(overlap, "PAIR_PACK_PASS", 1)
     monkeypatch.setattr(overlap, "BAND_HEIGHTS", heights)
     graph = qgraph.load_run(mlperf_run(mlperf_runs, "kws"))
     plan = plan_arena(graph)

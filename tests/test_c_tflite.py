@@ -73,9 +73,10 @@ def test_mlperf_qemu_m55_exact(mlperf_runs, key: str) -> None:
 
 
 def test_adr_functions_word_aligned_at_os(mlperf_runs) -> None:
-    """The any-k q15 channel loops jump into their loop by ADR, which GNU as resolves for a
-    word-aligned function start; at -Os gcc aligns functions to a halfword only. KWS (its
-    10x4 first layer takes them) at -Os on the scalar Cortex-M55: exact, and both word-aligned."""
+    """The pair-packed conv's loops (and the any-k q15 channel loops) jump into their loop
+    by ADR, which GNU as resolves for a word-aligned function start; at -Os gcc aligns
+    functions to a halfword only. KWS (its convs take me_conv2d_packed_s8) at -Os on the
+    scalar Cortex-M55: exact, and both word-aligned."""
     pytest.importorskip("elftools")
     need("arm-none-eabi-gcc")
     need("qemu-system-arm")
@@ -87,7 +88,7 @@ def test_adr_functions_word_aligned_at_os(mlperf_runs) -> None:
                     pixels=_inputs(graph, 1, seed=4)[0])  # raises where logits differ
     elf = run_dir / "firmware" / "bench-cortex-m55-nomve-Os" / "build" / "firmware.elf"
     _, symbols = mcu_bench._elf_image(elf)
-    for name in ("me_q15_ch4_k", "me_q15_ch4_kz"):
+    for name in ("me_pw3_run", "me_pw3_run_z"):
         assert name in symbols and (symbols[name].addr & ~1) % 4 == 0, name  # less the Thumb bit
 
 
@@ -865,11 +866,11 @@ def _pointwise_small() -> bytes:
     the shift, and a multiplier of 0; k = 16, then 12: the loop entered part-way). 35
     positions: 8 blocks of 4 and 3 left to the C loop. Then 8 -> 16, a 1 x 3 conv 16 -> 16
     with RELU (k = 48) and 16 -> 16 with none over 5 x 5: 6 blocks and a lone last
-    position (me_q15_ch1, with the clamp, then without). On the DSP builds the 1 x 1 convs
-    over 16 channels to a multiple of 4 (16 -> 8, both 16 -> 16, 16 -> 12) take
-    me_conv1x1_packed_s8 (_pointwise_packed tests it): 16 -> 14 with the tiny scales, 14 ->
-    16 and 16 -> 14 at the end keep the q15 channel functions' k = 16 paths (z_y after the
-    shift; a lone last position without the clamp)."""
+    position (me_q15_ch1, with the clamp, then without). On the DSP builds the 16 -> 16
+    convs take me_conv2d_packed_s8 (c_planner.is_pair_packed; _pointwise_packed tests
+    it): 16 -> 14 with the tiny scales, then 14 -> 16 and 16 -> 14 twice, with RELU and
+    without, at the end keep the q15 channel functions' k = 16 paths (z_y after the shift;
+    a lone last position, me_q15_ch1, with the clamp and without)."""
     return _pointwise_chain(8, (5, 7), [
         (8, 16, "RELU", 3, (0.004, 0.02)), (16, 8, "NONE", -6, (0.004, 0.02)),
         (8, 4, "NONE", 2, (0.6, 1.5)), (4, 8, "RELU6", -128, (0.004, 0.02)),
@@ -877,22 +878,37 @@ def _pointwise_small() -> bytes:
         (16, 12, "NONE", 4, "tiny"), (12, 8, "NONE", -2, "tiny"),
         (8, 16, "NONE", 1, (0.004, 0.02)), (16, 16, "RELU", 3, (0.004, 0.02), 3),
         (16, 16, "NONE", -6, (0.004, 0.02)), (16, 14, "NONE", 4, "tiny"),
+        (14, 16, "NONE", -6, (0.004, 0.02)), (16, 14, "RELU", 3, (0.004, 0.02)),
         (14, 16, "NONE", -6, (0.004, 0.02)), (16, 14, "NONE", -6, (0.004, 0.02))], 43)
 
 
 def _pointwise_packed() -> bytes:
     """x[1, 5, 7, 16] -> 1 x 1 CONV_2D chain that the DSP builds run as
-    me_conv1x1_packed_s8 (c_planner.is_pair_packed: in_c >= 16, out_c % 4 == 0): in_c 16,
-    20, 24 and 28 (the loop entered 0, 3, 2 and 1 turns in), RELU (z_y 3) and RELU6 (the
-    clamp), shifts below -23 and a multiplier of 0 (z_y added after the shift:
+    me_conv2d_packed_s8 (c_planner.is_pair_packed: k >= 16, out_c >= 8, a multiple of 4):
+    in_c 16, 20, 24 and 28 (the loop entered 0, 3, 2 and 1 turns in), RELU (z_y 3) and
+    RELU6 (the clamp), shifts below -23 and a multiplier of 0 (z_y added after the shift:
     me_pw3_run_z), multipliers of one half or more (the C pass); 35 positions (a last pass
-    of 2), then a 1 x 3 conv to 5 x 5 (25: a last pass of 1)."""
+    of 2), then a 1 x 3 conv to 5 x 5 (25: a last pass of 1, with and without z_y after
+    the shift)."""
     return _pointwise_chain(16, (5, 7), [
-        (16, 8, "RELU", 3, (0.004, 0.02)), (8, 20, "NONE", -6, (0.004, 0.02)),
+        (16, 16, "RELU", 3, (0.004, 0.02)), (16, 20, "NONE", -6, (0.004, 0.02)),
         (20, 24, "RELU6", -128, (0.004, 0.02)), (24, 16, "NONE", 4, "tiny"),
         (16, 28, "NONE", 2, (0.6, 1.5)), (28, 16, "RELU", -128, (0.004, 0.02)),
         (16, 16, "NONE", 1, (0.004, 0.02), 3), (16, 20, "RELU", 3, (0.004, 0.02)),
-        (20, 8, "NONE", -2, "tiny")], 53)
+        (20, 16, "NONE", -2, "tiny")], 53)
+
+
+def _packed_convs() -> bytes:
+    """x[1, 9, 9, 3] -> CONV_2D chain that the DSP builds run as me_conv2d_packed_s8 beyond
+    1 x 1: 3 x 2 over 3 channels (the byte window, k = 18 padded to 20: entered 3 turns
+    in), 5 x 4 stride 2 SAME over 16 (k = 320; padding reads z_x; 25 positions: a last
+    pass of 1), 1 x 1 stride 2 (the pixel window, k = 20), 3 x 3 stride 1 SAME over a
+    3-wide image (is_winograd leaves it: the q15 im2col), then 3 x 3 VALID to one pixel."""
+    tensors, ops, _, _ = _conv_chain(3, [
+        (3, 16, 3, 2, 1, "SAME", "RELU"), (16, 20, 5, 4, 2, "SAME", "RELU6"),
+        (20, 16, 1, 1, 2, "VALID", "NONE"), (16, 16, 3, 3, 1, "SAME", "RELU"),
+        (16, 16, 3, 3, 1, "VALID", "NONE")], 59, (0.002, 0.01))
+    return build(tensors, ops, [0], [len(tensors) - 1])
 
 
 def _pointwise_chain(cin0: int, hw: tuple[int, int], layers: list[tuple], seed: int) -> bytes:
@@ -949,6 +965,7 @@ DSP_LOOPS = {"small_channel_convs": _small_channel_convs, "row_windows": _row_wi
              "depthwise_c8_5x3": lambda: _depthwise(*DEPTHWISE["c8_5x3_s1_valid"]),
              "depthwise_c6_3x3_s2": lambda: _depthwise(*DEPTHWISE["c6_3x3_s2_same"]),
              "pointwise_small": _pointwise_small, "pointwise_packed": _pointwise_packed,
+             "packed_convs": _packed_convs,
              "sub_two_branch": lambda: _two_branch("SUB"),
              "depthwise_big_multipliers":
                  lambda: _depthwise(*DEPTHWISE["c8_3x3_s1_same_big_multipliers"]),

@@ -37,7 +37,8 @@ DATA_PREFIX = "mnist_edge_"
 @dataclass
 class CArray:
     """One `const` array: C type, symbol, values and a comment line; `packed`, when set,
-    holds as many values in another layout, the initializer where ME_PAIR_PACKED is 1."""
+    holds the values in another layout (rows padded with zeros to whole words: as many
+    values or a few more), the initializer where ME_PAIR_PACKED is 1."""
 
     ctype: str
     name: str
@@ -46,9 +47,14 @@ class CArray:
     packed: np.ndarray | None = None
 
     @property
+    def length(self) -> int:
+        """Elements the C array declares: the longer layout (the other is zero-filled)."""
+        return max(self.values.size, 0 if self.packed is None else self.packed.size)
+
+    @property
     def nbytes(self) -> int:
-        return int(self.values.size * {"int8_t": 1, "int16_t": 2, "int32_t": 4,
-                                       "float": 4}[self.ctype])
+        return int(self.length * {"int8_t": 1, "int16_t": 2, "int32_t": 4,
+                                  "float": 4}[self.ctype])
 
 
 @dataclass
@@ -125,9 +131,9 @@ def pixel_weights(weight: np.ndarray) -> np.ndarray:
     return flat
 
 
-def pair_packed(rows: np.ndarray) -> np.ndarray:
-    """Int8 weights [R][k] (R % 4 == 0, k % 4 == 0) as words that each hold two rows r, r'
-    at two taps, for 3 instructions per 4 MACs and no SXTB16 on the weights.
+def pair_packed(rows: np.ndarray, block: int = 4) -> np.ndarray:
+    """Int8 weights [R][k] (R % block == 0, k % 4 == 0) as words that each hold two rows r,
+    r' at two taps, for 3 instructions per 4 MACs and no SXTB16 on the weights.
 
     Halfword j of a word is H_j = (w[r'][t_j] << 8) | (w[r][t_j] + 128): its low byte is
     unsigned (w + 128), its high byte the signed weight of r', so H_j = lo_u + 256 * hi
@@ -138,16 +144,17 @@ def pair_packed(rows: np.ndarray) -> np.ndarray:
 
     so row r' = B >> 8 and row r = A - B - 128 * sum(x) (A may wrap: mod 2^32 is exact).
     B is exact while |sum(w[r'] * x)| < 2^23, which c_planner.pair_pack_bound_ok proves for
-    every int8 x. Order: blocks of 4 rows (pairs (0, 1) and (2, 3), the first of each the
-    low byte), inside a block groups of 4 taps t..t+3; a group is 4 words: pair 0's
-    (t, t + 2) and (t + 1, t + 3), then pair 1's (the SXTB16 and SXTB16 ROR #8 of the input
-    word x[t..t+3] are those q15 pairs)."""
+    every int8 x. Order: blocks of `block` rows (4, the fully connected kernel's: pairs
+    (0, 1) and (2, 3); 2, the conv's: one pair; the first row of each pair the low byte),
+    inside a block groups of 4 taps t..t+3; a group is the first pair's (t, t + 2) and
+    (t + 1, t + 3), then the next pair's (the SXTB16 and SXTB16 ROR #8 of the input word
+    x[t..t+3] are those q15 pairs)."""
     w = rows.astype(np.int64)
     r, k = w.shape
-    if r % 4 or k % 4:
-        raise ValueError(f"pair_packed: {r} x {k} weights are not blocks of 4 x 4")
+    if block not in (2, 4) or r % block or k % 4:
+        raise ValueError(f"pair_packed: {r} x {k} weights are not blocks of {block} x 4")
     # [block][pair][lo, hi][group][tap], the taps of each group in word order
-    blocks = w.reshape(r // 4, 2, 2, k // 4, 4)[..., [0, 2, 1, 3]]
+    blocks = w.reshape(r // block, block // 2, 2, k // 4, 4)[..., [0, 2, 1, 3]]
     lo, hi = blocks[:, :, 0] + 128, blocks[:, :, 1]  # [block][pair][group][tap]
     laid = np.stack([lo, hi], axis=-1).transpose(0, 2, 1, 3, 4).reshape(-1)
     return np.where(laid > 127, laid - 256, laid)
@@ -203,7 +210,10 @@ def step_arrays(graph: QGraph, step: Step, mode: str, prefix: str = DATA_PREFIX)
             ctype = "int16_t" if step.kind == "conv_u8" else "int8_t"
             out.weights = CArray(ctype, f"{ident}_weights", laid.astype(np.int64))
             if is_pair_packed(graph, step):
-                out.weights.packed = pair_packed(laid.reshape(laid.shape[0], -1))
+                rows = laid.reshape(laid.shape[0], -1)  # a conv's: whole words, a pair a block
+                out.weights.packed = (pair_packed(rows) if step.kind == "linear" else
+                                      pair_packed(np.pad(rows, ((0, 0), (0, -rows.shape[1] % 4))),
+                                                  block=2))
             out.bias = CArray("int32_t", f"{ident}_bias", bias)
         # In the tflite arithmetic only convolutions and fully connected layers take
         # per-channel arrays; the other ops' constants are scalars in their parameters.

@@ -244,11 +244,16 @@ def depthwise_line_w(op: QOp) -> int:
 # A pair-packed layer's high-byte rows must keep 256 * sum(hi * x) inside int32 for every
 # int8 x (|x| <= 128): sum(|w|) < 2^16 over each row (c_arrays.pair_packed).
 PAIR_PACK_ROW_BOUND = 1 << 16
-# The fewest taps (kh * kw * in_c) a conv takes me_conv2d_packed_s8 with (is_pair_packed): at
-# 8, VWW's first 1 x 1 conv, a pass's own cost outweighs its 2 turns (1.21 M estimated
-# Cortex-M4 cycles against 0.93 M with me_conv1x1_small)
-PAIR_PACK_MIN_TAPS = 16
 PAIR_PACK_PASS = 3  # output positions me_conv2d_packed_s8 takes a pass
+# The fewest taps (kh * kw * in_c) and output channels a conv takes me_conv2d_packed_s8
+# with (is_pair_packed): a pass's windows are shared by its channel pairs, and each pair
+# has a fixed cost beside its turns of 4 taps (its requantization, clamp and stores, its
+# bookkeeping). At 8 taps, VWW's first 1 x 1 conv
+# (8 -> 16) took 1.35 M estimated Cortex-M4 cycles against 0.93 M with me_conv1x1_small;
+# at 8 channels, VWW's first conv (3x3 over 3) 1.57 M against 1.62 M by the q15 conv.
+# 4 channels, not measured, keep the q15 conv.
+PAIR_PACK_MIN_TAPS = 16
+PAIR_PACK_MIN_OUT_C = 8
 
 
 def pair_pack_bound_ok(weight: np.ndarray) -> bool:
@@ -260,16 +265,16 @@ def pair_pack_bound_ok(weight: np.ndarray) -> bool:
 
 def is_pair_packed(graph: QGraph, step: Step) -> bool:
     """A tflite layer whose weights also exist pair-packed (the layout the Thumb-2 DSP
-    builds read, `ME_PAIR_PACKED`), every row within the exactness bound, in blocks of 4
-    rows (out_features or out_c % 4 == 0):
+    builds read, `ME_PAIR_PACKED`), every row within the exactness bound, out_features or
+    out_c % 4 == 0:
     - a fully connected layer with inputs in whole turns of its loop, 64 (in_features %
       64 == 0; other layers keep the rows of int8 and me_fc4_run): its model calls
       me_fully_connected_packed_s8, and `packed_x` is its scratch for the q15 input where
       pair_packed_copy (else NULL: the int8 input is read);
-    - a conv with one group, no fused pool, in_c % 4 == 0 (the q15 im2col's windows) and
-      k = kh * kw * in_c >= PAIR_PACK_MIN_TAPS, that is_winograd did not take: its model
-      calls me_conv2d_packed_s8 (three positions a pass, a channel pair at a time), in the
-      conv's own scratch.
+    - a conv with one group, no fused pool, k = kh * kw * in_c >= PAIR_PACK_MIN_TAPS and
+      out_c >= PAIR_PACK_MIN_OUT_C, that is_winograd did not take: its model calls
+      me_conv2d_packed_s8 (three positions a pass, a channel pair at a time), in the conv's
+      own scratch; its pair-packed rows padded with zeros to whole words of taps.
     Decided here once."""
     if graph.arithmetic != "tflite" or step.conv is None:
         return False
@@ -281,8 +286,8 @@ def is_pair_packed(graph: QGraph, step: Step) -> bool:
     if step.kind != "conv" or step.pool is not None or is_depthwise(graph, step) \
             or is_winograd(graph, step):
         return False
-    return (int(op.attrs.get("groups", 1)) == 1 and graph.input_of(step.conv).shape[0] % 4 == 0
-            and rows % 4 == 0 and k >= PAIR_PACK_MIN_TAPS and pair_pack_bound_ok(w))
+    return (int(op.attrs.get("groups", 1)) == 1 and rows % 4 == 0 and k >= PAIR_PACK_MIN_TAPS
+            and rows >= PAIR_PACK_MIN_OUT_C and pair_pack_bound_ok(w))
 
 
 def pair_packed_copy(graph: QGraph, step: Step) -> bool:
