@@ -118,16 +118,29 @@ def test_mlperf_arena_targets(mlperf_runs, key: str) -> None:
                           in_place=False).arena_bytes > TARGETS[key]
 
 
+def test_pair_packed_bands_hold_whole_passes(mlperf_runs) -> None:
+    """KWS's pointwise convs (pair-packed, 5 pixels a row): 4-row bands (whole blocks of 4
+    pixels) on the builds that do not pair-pack, 3-row bands (whole passes of 3) on those
+    that do (ME_PACKED_BAND); the line buffer and the drift are the larger of the two, so
+    both are safe."""
+    graph = qgraph.load_run(mlperf_run(mlperf_runs, "kws"))
+    banded = [s for s in plan_arena(graph).steps if s.band]
+    assert banded and all((s.band, s.packed_band) == (4, 3) for s in banded)
+    for s in banded:
+        rows = overlap.conv_rows(graph, s)
+        four, three = overlap.band_plan(rows, 4), overlap.band_plan(rows, 3)
+        assert s.lines == max(four.lines, three.lines)
+        assert s.overlaps[s.src] == max(four.drift, three.drift)
+
+
 @pytest.mark.parametrize("heights", [(3,), (4,)])
 def test_band_driver_exact_with_a_remainder(mlperf_runs, monkeypatch, tmp_path: Path,
                                             heights: tuple[int, ...]) -> None:
     """KWS's 25 rows in bands of 3 or 4 (the last band shorter), in the host C: its
-    pointwise convs (15 or 20 pixels a band: not whole blocks of 4 or passes of 3, allowed
-    here on purpose; its depthwise convs run in place from their own ring, never in
-    bands)."""
+    pointwise convs (3 rows of 5 pixels: not whole blocks of 4, allowed here on purpose;
+    its depthwise convs run in place from their own ring, never in bands)."""
     need("gcc")
     monkeypatch.setattr(overlap, "BAND_UNIT_PIXELS", 1)
-    monkeypatch.setattr(overlap, "PAIR_PACK_PASS", 1)
     monkeypatch.setattr(overlap, "BAND_HEIGHTS", heights)
     graph = qgraph.load_run(mlperf_run(mlperf_runs, "kws"))
     plan = plan_arena(graph)

@@ -297,8 +297,10 @@ def _lower_conv(c: StepContext) -> Lowered:
                           f"({x.shape[0]}, {op.output.shape[0]}, {out.shape[2]}, {rows})",
                           step.scratch)
     if step.band:  # its output overwrites its input: band by band from a line buffer
+        band = (f"{c.names.kernel.upper()}_PACKED_BAND({step.packed_band}, {step.band})"
+                if step.packed_band else str(step.band))
         call = (f"{c.fn('conv2d_in_bands')}(&{c.ident}_params, {fn}, {c.src}, {c.dst}, "
-                f"arena + {step.scratch_offset}, arena + {step.lines_offset}, {step.band});")
+                f"arena + {step.scratch_offset}, arena + {step.lines_offset}, {band});")
     return c.ptype("conv_params"), [(k, str(v)) for k, v in fields], call
 
 
@@ -519,7 +521,9 @@ def _layer(graph: QGraph, plan: ArenaPlan, step: Step, mode: str, names: Names) 
     parts = [_op_summary(graph.ops[i], graph.input_of(i)) for i in step.ops]
     where = f"{_buf(plan, step.src)} -> {_buf(plan, step.dst)}"
     if step.band:
-        where += f", over its input in {step.band}-row bands via arena + {step.lines_offset}"
+        rows = (f"{step.packed_band}-row (pair-packed builds; else {step.band}-row)"
+                if step.packed_band else f"{step.band}-row")
+        where += f", over its input in {rows} bands via arena + {step.lines_offset}"
     elif step.overlaps:
         where += ", over its input"
     comment = "; ".join(parts) if parts else (

@@ -75,6 +75,9 @@ class Step:
     # starts at least `drift` bytes below it (overlap.py proves each pair safe)
     overlaps: dict[int, int] = field(default_factory=dict)
     band: int = 0  # conv: output rows per kernel call from the line buffer (0: one call)
+    # a pair-packed conv's rows per call on the builds that pair-pack (ME_PAIR_PACKED):
+    # whole passes of 3 positions where `band` is not (0: `band` there too)
+    packed_band: int = 0
     lines: int = 0  # bytes of that line buffer (one band's input rows), in the arena
     lines_offset: int = 0
     copy_bytes: int = 0  # bytes the band driver moves and copies into the line buffer
@@ -244,7 +247,6 @@ def depthwise_line_w(op: QOp) -> int:
 # A pair-packed layer's high-byte rows must keep 256 * sum(hi * x) inside int32 for every
 # int8 x (|x| <= 128): sum(|w|) < 2^16 over each row (c_arrays.pair_packed).
 PAIR_PACK_ROW_BOUND = 1 << 16
-PAIR_PACK_PASS = 3  # output positions me_conv2d_packed_s8 takes a pass
 # The fewest taps (kh * kw * in_c) and output channels a conv takes me_conv2d_packed_s8
 # with (is_pair_packed): a pass's windows are shared by its channel pairs, and each pair
 # has a fixed cost beside its turns of 4 taps (its requantization, clamp and stores, its

@@ -37,7 +37,6 @@ import numpy as np
 
 from ..qgraph import QGraph
 from .c_planner import (  # it imports this module late
-    PAIR_PACK_PASS,
     Buffer,
     Step,
     is_depthwise,
@@ -53,8 +52,9 @@ from .c_planner import (  # it imports this module late
 KERNEL_ORDER = "raster order, blocks of at most max(4, out_w) output pixels"
 BLOCK_PIXELS = 4
 ELEMENTWISE = ("add", "mul")  # step kinds (add covers sub)
-BAND_HEIGHTS = tuple(2 ** i for i in range(12))  # bands the planner tries, in units
+BAND_HEIGHTS = tuple(2 ** i for i in range(12))  # output rows per band the planner tries
 BAND_UNIT_PIXELS = 4  # the general conv's bands hold whole blocks of 4 pixels (no waste)
+PACKED_PASS_PIXELS = 3  # the pair-packed conv's pass (me_conv2d_packed_s8)
 
 
 @dataclass(frozen=True)
@@ -152,10 +152,12 @@ class Mode:
     band: int = 0
     lines: int = 0
     copy_bytes: int = 0
+    packed_band: int = 0
 
     def apply(self, step: Step) -> None:
         step.overlaps = dict(self.overlaps)
         step.band, step.lines, step.copy_bytes = self.band, self.lines, self.copy_bytes
+        step.packed_band = self.packed_band
 
 
 NONE = Mode(())
@@ -178,21 +180,41 @@ def step_modes(graph: QGraph, steps: list[Step], buffers: list[Buffer], k: int,
     if is_depthwise(graph, s):  # its ring is its own line buffer: bands would only copy
         return [Mode(((s.src, ring_drift(r)),))]
     modes = [Mode(((s.src, overlap_drift(r)),))]
-    # The general conv computes its pixels in blocks of up to 4, the pair-packed one in
-    # passes of 3: a band of a whole number of them wastes none (KWS's 5-wide 1x1 convs
-    # took 43 % more instructions in 1-row bands).
-    pixels = PAIR_PACK_PASS if is_pair_packed(graph, s) else BAND_UNIT_PIXELS
-    unit = pixels // math.gcd(pixels, r.out_w)
-    heights = sorted({h * unit for h in BAND_HEIGHTS if h * unit < r.out_h}, reverse=True)
+    # The general conv computes its pixels in blocks of up to 4: a band of a whole number
+    # of blocks wastes none (KWS's 5-wide 1x1 convs take 43 % more instructions in 1-row
+    # bands). A pair-packed conv, in passes of 3 where the build pair-packs, gets its own
+    # height there (_packed_band).
+    unit = BAND_UNIT_PIXELS // math.gcd(BAND_UNIT_PIXELS, r.out_w)
+    heights = sorted({h for h in BAND_HEIGHTS if h < r.out_h and h % unit == 0}, reverse=True)
     for h in heights:
         b = band_plan(r, h)
-        if b is not None:
+        if b is None:
+            continue
+        packed = _packed_band(r, h) if is_pair_packed(graph, s) else None
+        if packed is None:
             modes.append(Mode(((s.src, b.drift),), b.band, b.lines, b.copy_bytes))
+        else:  # safe under both: the larger drift and line buffer
+            modes.append(Mode(((s.src, max(b.drift, packed.drift)),), b.band,
+                              max(b.lines, packed.lines), b.copy_bytes, packed.band))
     return modes
 
 
+def _packed_band(r: Rows, band: int) -> BandPlan | None:
+    """The bands a pair-packed conv takes on the builds that pair-pack, for `band` rows on
+    the others: the tallest height up to `band` that holds whole passes of 3 positions
+    (KWS's 5-wide pointwise convs: 3 rows, not 4; 20 positions would end each band in a
+    short pass, 2 % more estimated Cortex-M4 cycles over the model), None where that is
+    `band` itself or no height is."""
+    unit = PACKED_PASS_PIXELS // math.gcd(PACKED_PASS_PIXELS, r.out_w)
+    height = band // unit * unit
+    if height in (0, band):
+        return None
+    return band_plan(r, height)
+
+
 def _mode_of(step: Step) -> Mode:
-    return Mode(tuple(step.overlaps.items()), step.band, step.lines, step.copy_bytes)
+    return Mode(tuple(step.overlaps.items()), step.band, step.lines, step.copy_bytes,
+                step.packed_band)
 
 
 def _cheapest_key(mode: Mode, step: Step, buffers: list[Buffer]) -> tuple[int, int]:
