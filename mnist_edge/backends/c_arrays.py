@@ -7,9 +7,9 @@
   its sign byte): each tap of a block is two words, the q15 pairs {w0, w1} and {w2, w3}
   that the DSP cores' 16 x 16 multiplies take as they are (no unpacking);
 * a linear layer fed by a flatten gets its columns permuted from CHW to HWC order;
-* a tflite linear layer or pointwise conv that `c_planner.is_pair_packed` accepts also
-  carries the pair-packed layout (`pair_packed`), which Thumb-2 DSP builds compile
-  instead (same bytes, `ME_PAIR_PACKED`);
+* a tflite linear layer or conv that `c_planner.is_pair_packed` accepts also carries the
+  pair-packed layout (`pair_packed`; a conv's rows padded with zeros to whole words of
+  taps), which Thumb-2 DSP builds compile instead (`ME_PAIR_PACKED`);
 * the pixel conv (one input channel) gets int16 weights [cout][taps rounded up to
   even], one SMLAD operand per tap pair;
 * biases absorb the input zero point, ``bias - z_x * sum(w)``, so the inner loop is

@@ -250,10 +250,10 @@ PAIR_PACK_ROW_BOUND = 1 << 16
 # The fewest taps (kh * kw * in_c) and output channels a conv takes me_conv2d_packed_s8
 # with (is_pair_packed): a pass's windows are shared by its channel pairs, and each pair
 # has a fixed cost beside its turns of 4 taps (its requantization, clamp and stores, its
-# bookkeeping). At 8 taps, VWW's first 1 x 1 conv
-# (8 -> 16) took 1.35 M estimated Cortex-M4 cycles against 0.93 M with me_conv1x1_small;
-# at 8 channels, VWW's first conv (3x3 over 3) 1.57 M against 1.62 M by the q15 conv.
-# 4 channels, not measured, keep the q15 conv.
+# bookkeeping). At 8 taps, VWW's first 1 x 1 conv (8 -> 16) took 1.35 M estimated
+# Cortex-M4 cycles against 0.93 M with me_conv1x1_small; at 8 channels, VWW's first conv
+# (3x3 over 3) 1.57 M against 1.62 M by the q15 conv. 4 channels, not measured, keep the
+# q15 conv.
 PAIR_PACK_MIN_TAPS = 16
 PAIR_PACK_MIN_OUT_C = 8
 

@@ -46,9 +46,10 @@ from .c_planner import (  # it imports this module late
 
 # The kernels' side of the contract: a convolution kernel computes its output pixels in
 # raster order, in blocks of at most max(BLOCK_PIXELS, out_w) pixels (the q15 kernel takes
-# 4 positions, the others 2); a block reads only its own pixels' windows and writes only
-# its own pixels. The depthwise kernel reads an output row's input rows (into its ring)
-# before writing it. Elementwise kernels read element i before writing it.
+# 4 positions, the pair-packed one 3, the others 2); a block reads only its own pixels'
+# windows and writes only its own pixels. The depthwise kernel reads an output row's
+# input rows (into its ring) before writing it. Elementwise kernels read element i before
+# writing it.
 KERNEL_ORDER = "raster order, blocks of at most max(4, out_w) output pixels"
 BLOCK_PIXELS = 4
 ELEMENTWISE = ("add", "mul")  # step kinds (add covers sub)
