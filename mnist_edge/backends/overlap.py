@@ -187,11 +187,12 @@ def step_modes(graph: QGraph, steps: list[Step], buffers: list[Buffer], k: int,
     # height there (_packed_band).
     unit = BAND_UNIT_PIXELS // math.gcd(BAND_UNIT_PIXELS, r.out_w)
     heights = sorted({h for h in BAND_HEIGHTS if h < r.out_h and h % unit == 0}, reverse=True)
+    pair_packed = is_pair_packed(graph, s)
     for h in heights:
         b = band_plan(r, h)
         if b is None:
             continue
-        packed = _packed_band(r, h) if is_pair_packed(graph, s) else None
+        packed = _packed_band(r, h) if pair_packed else None
         if packed is None:
             modes.append(Mode(((s.src, b.drift),), b.band, b.lines, b.copy_bytes))
         else:  # safe under both: the larger drift and line buffer
