@@ -4,6 +4,7 @@ live-activation floor, and the C band driver exact at band heights that leave a 
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -148,3 +149,45 @@ def test_band_driver_exact_with_a_remainder(mlperf_runs, monkeypatch, tmp_path: 
     pixels = random_inputs(graph, 6, 11)
     result = host_c.run_int(tmp_path, graph, pixels, {"timing_images": 1, "repeats": 1})
     assert np.array_equal(result.logits, golden.run_int8(graph, pixels))
+
+
+@pytest.mark.parametrize("room, min_pairs", [(8192, 32), (2048, 8)])
+def test_staged_weights_exact_in_bands(mlperf_runs, monkeypatch, tmp_path: Path, room: int,
+                                       min_pairs: int) -> None:
+    """KWS with `room` more arena bytes for the weight stages (c_planner._grow_stages): its
+    banded pointwise convs staged whole (a band after the first finds them staged) or in
+    chunks of whole pairs (every band copies each chunk again), its depthwise convs whole.
+    Exact on the host (the C pass, DSP emulated, ASan + UBSan) and in QEMU on a
+    Cortex-M4 (the Thumb-2 loop's chunks)."""
+    from mnist_edge.backends import c_planner
+    from mnist_edge.backends.c import c_inputs
+    from mnist_edge.backends.c_planner import stage_unit
+    from mnist_edge.validate import validate_backend
+
+    need("gcc")
+    grow = c_planner._grow_stages
+    monkeypatch.setattr(c_planner, "_grow_stages",
+                        lambda graph, steps, bufs, arena: grow(graph, steps, bufs, arena + room))
+    monkeypatch.setattr(c_planner, "STAGE_MIN_PAIRS", min_pairs)
+    run_dir = tmp_path / "kws"  # its own firmware: the shared run's builds keep their plan
+    shutil.copytree(mlperf_run(mlperf_runs, "kws"), run_dir,
+                    ignore=shutil.ignore_patterns("firmware"))
+    graph = qgraph.load_run(run_dir)
+    staged = {k: (s.stage, stage_unit(graph, s)) for k, s in enumerate(plan_arena(graph).steps)
+              if s.stage}
+    banded = [k for k, s in enumerate(plan_arena(graph).steps) if s.band]
+    whole = {k for k, (stage, (unit, units)) in staged.items() if stage >= unit * units}
+    assert banded and set(banded) <= set(staged)
+    assert (set(banded) <= whole) == (room == 8192)
+    assert {1, 3, 5, 7} <= whole  # the depthwise convs
+    x = random_inputs(graph, 6, 17)
+    src = generate_c(graph, tmp_path / "c", "int", x[:2])
+    exe = tmp_path / "runner"
+    host_c.compile_runner(src, exe, cflags=("-std=c99", *SANITIZE,
+                                            "-DMNIST_EDGE_DSP_EMULATION"))
+    got, _ = host_c.run_runner(exe, c_inputs(graph, x), graph.output.size)
+    np.testing.assert_array_equal(got, golden.run_int8(graph, x))
+    need("arm-none-eabi-gcc")
+    need("qemu-system-arm")
+    f = validate_backend(run_dir, "qemu-m4", x[:4], None)
+    assert f["exact_logit_fraction"] == 1.0

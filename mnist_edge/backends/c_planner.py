@@ -82,6 +82,9 @@ class Step:
     lines_offset: int = 0
     copy_bytes: int = 0  # bytes the band driver moves and copies into the line buffer
     winograd_rows: int = 0  # conv: rows of tiles a Winograd pass holds (0: direct conv)
+    # bytes past the kernel's scratch (inside `scratch`) where it copies its weights and
+    # biases, all of them or a chunk of channels at a time (stage_unit; 0: read from flash)
+    stage: int = 0
 
     @property
     def srcs(self) -> list[int]:
@@ -110,6 +113,11 @@ class ArenaPlan:
         return max([s.scratch for s in self.steps] + [0])
 
     @property
+    def stage_bytes(self) -> int:
+        """The largest weight stage of any step (inside its scratch)."""
+        return max([s.stage for s in self.steps] + [0])
+
+    @property
     def lines_bytes(self) -> int:
         """The largest line buffer of any banded step (inside the arena too)."""
         return max([s.lines for s in self.steps] + [0])
@@ -130,6 +138,7 @@ class ArenaPlan:
             "unfused_arena_bytes": self.unfused_arena_bytes,
             "scratch_bytes": self.scratch_bytes,
             "lines_bytes": self.lines_bytes,
+            "stage_bytes": self.stage_bytes,
             "activation_bytes": self.activation_bytes,
             "floor_bytes": self.floor_bytes,
             "tensor_bytes": self.tensor_bytes,
@@ -369,6 +378,61 @@ def _grow_winograd_rows(graph: QGraph, steps: list[Step], buffers: list[Buffer],
             best, rows = s.winograd_rows, 2 * rows
         s.winograd_rows = best
         s.scratch = _align(kernel_buffer_size(graph, s))
+    return _layout(steps, buffers)
+
+
+# The fewest channel pairs a chunk of a pair-packed conv's staged weights holds, where
+# it stages them a chunk at a time (a 1 x 1 conv: its window is the pixel). Each further
+# chunk unpacks every window again and calls the loop once more a pass: on VWW
+# (Cortex-M4, estimated), chunks of 32 pairs of its 128 -> 128 convs cost 31 K zero-wait
+# cycles for 0.23 M fewer with flash wait states, while chunks of 8 pairs of its 32 -> 32
+# conv cost 0.15 M for 0.24 M, and chunks of the 3 x 3 convs' im2col windows cost more.
+STAGE_MIN_PAIRS = 32
+
+
+def stage_unit(graph: QGraph, step: Step) -> tuple[int, int]:
+    """(bytes of one chunk's unit, units) a kernel stages where the planner gives it room
+    (C `ME_STAGE_WEIGHTS`: on parts whose flash has wait states each weight is then read
+    from flash once a layer, not once per pass): the depthwise kernel stages all its
+    weights and biases or none (one unit; in place over its input, it walks the rows
+    once), a pair-packed conv a chunk of whole channel pairs at a time (each pair's rows,
+    then its two biases). (0, 0): a kernel that stages nothing."""
+    if step.kind != "conv" or graph.arithmetic != "tflite":
+        return 0, 0
+    op = graph.ops[step.conv]
+    out_c = op.output.shape[0]
+    if is_depthwise(graph, step):
+        kh, kw = (int(v) for v in op.attrs["kernel"])
+        return 2 * kh * kw * out_c + 4 * out_c, 1
+    if is_pair_packed(graph, step):
+        k = int(np.prod(op.arrays["weight"].shape[1:]))
+        return 2 * ((k + 3) // 4 * 4) + 8, out_c // 2
+    return 0, 0
+
+
+def _grow_stages(graph: QGraph, steps: list[Step], buffers: list[Buffer], arena: int) -> int:
+    """Stage each kernel's weights in RAM where the arena has room beside the step's buffers
+    and scratch: all of them, else (a 1 x 1 conv) the largest chunk of at least
+    STAGE_MIN_PAIRS pairs that fits (fewer chunks first), never growing the arena. A conv
+    that writes over its own input outside bands stages all or nothing: a chunk's walk
+    writes every position's output before the next chunk reads the first window, which
+    overlap.py's drift does not allow for (a band reads its line buffer, so its chunks
+    may)."""
+    for s in steps:
+        unit, units = stage_unit(graph, s)
+        if not units:
+            continue
+        base = s.scratch
+        pixel = [int(v) for v in graph.ops[s.conv].attrs["kernel"]] == [1, 1]
+        most = max(1, units // STAGE_MIN_PAIRS) if pixel and not (s.overlaps and not s.band) \
+            else 1
+        for chunks in range(1, most + 1):
+            s.stage = _align(unit * -(-units // chunks))
+            s.scratch = base + s.stage
+            if _layout(steps, buffers) <= arena:
+                break
+        else:
+            s.stage, s.scratch = 0, base
     return _layout(steps, buffers)
 
 
@@ -698,6 +762,7 @@ def plan_arena(graph: QGraph, fuse: bool = True, in_place: bool = True) -> Arena
 
         arena = choose_overlaps(graph, steps, bufs, arena, _layout)
     arena = _grow_winograd_rows(graph, steps, bufs, arena)
+    arena = _grow_stages(graph, steps, bufs, arena)
     fused = [" + ".join(graph.ops[j].name for j in s.ops) for s in steps if len(s.ops) > 1]
     return _measured(ArenaPlan(steps, bufs, arena, unfused, fused))
 
