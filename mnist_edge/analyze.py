@@ -68,8 +68,9 @@ def summarize(graph: QGraph) -> dict[str, Any]:
         if graph.arithmetic == "onnx":
             raise
         return summary  # a tflite op the C backend refuses (by name): no C arena
-    # Like with like: each layout with and without the kernels' scratch and line buffers.
-    extra = max([st.scratch + st.lines for st in plan.steps] + [0])
+    # Like with like: each layout with and without the kernels' scratch and line buffers
+    # (weight stages aside: they only fill room the layout leaves).
+    extra = max([st.scratch - st.stage + st.lines for st in plan.steps] + [0])
     summary.update({
         "c_arena_bytes": plan.arena_bytes,  # with scratch and line buffers: the C array
         "c_activation_bytes": plan.activation_bytes,  # the same plan, activations only
@@ -77,6 +78,7 @@ def summarize(graph: QGraph) -> dict[str, Any]:
         "c_tensor_scratch_bytes": plan.tensor_bytes + extra,  # ... plus the largest scratch
         "c_scratch_bytes": plan.scratch_bytes,
         "c_lines_bytes": plan.lines_bytes,
+        "c_stage_bytes": plan.stage_bytes,
         "c_floor_bytes": plan.floor_bytes,  # the most bytes live at one step, no overlap
         "c_in_place_steps": len(plan.in_place),
     })
@@ -109,6 +111,6 @@ def format_table(graph: QGraph) -> str:
             f"scratch, {s['c_tensor_bytes']:,} B activations only",
             f"live-activation floor (the most bytes live at one step): "
             f"{s['c_floor_bytes']:,} B; scratch: kernels {s['c_scratch_bytes']:,} B, "
-            f"line buffers {s['c_lines_bytes']:,} B; "
+            f"line buffers {s['c_lines_bytes']:,} B, weight stages {s['c_stage_bytes']:,} B; "
             f"{s['c_in_place_steps']} step(s) write over their input"]
     return "\n".join(lines)

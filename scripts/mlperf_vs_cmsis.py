@@ -148,7 +148,8 @@ def table(run: Path, heading: str, text: str) -> tuple[str, dict, int]:
                  f"({f['flash_wait_states']['part']})" if f.get("flash_data_reads") is not None
                  else "wait states (flash reads not counted: unicorn misran the hooked run)")
               + f". RAM: arena {f['arena_bytes']:,} B "
-              f"(scratch {f['scratch_bytes']:,} B inside), stack {f['stack_bytes']:,} B.", ""]
+              f"(scratch {f['scratch_bytes']:,} B and weight stages up to "
+              f"{f['stage_bytes']:,} B inside), stack {f['stack_bytes']:,} B.", ""]
     return "\n".join(lines), f, their_total
 
 

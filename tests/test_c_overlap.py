@@ -151,6 +151,24 @@ def test_band_driver_exact_with_a_remainder(mlperf_runs, monkeypatch, tmp_path: 
     assert np.array_equal(result.logits, golden.run_int8(graph, pixels))
 
 
+def test_weight_stages_only_fill_room(mlperf_runs, monkeypatch) -> None:
+    """The weight stages never grow an MLPerf model's arena, and each holds whole units:
+    all of a depthwise conv's weights and biases, whole pairs of a pair-packed conv's."""
+    from mnist_edge.backends import c_planner
+
+    plans = {key: plan_arena(qgraph.load_run(mlperf_run(mlperf_runs, key))) for key in TARGETS}
+    monkeypatch.setattr(c_planner, "_grow_stages", lambda graph, steps, bufs, arena: arena)
+    for key, plan in plans.items():
+        graph = qgraph.load_run(mlperf_run(mlperf_runs, key))
+        assert plan.arena_bytes == plan_arena(graph).arena_bytes, key
+        for s in plan.steps:
+            unit, units = c_planner.stage_unit(graph, s)
+            assert s.stage == 0 or (s.stage % unit == 0 and s.stage <= unit * units)
+            if c_planner.is_depthwise(graph, s):
+                assert s.stage in (0, unit)
+    assert sum(s.stage > 0 for s in plans["vww"].steps) >= 20
+
+
 @pytest.mark.parametrize("room, min_pairs", [(8192, 32), (2048, 8)])
 def test_staged_weights_exact_in_bands(mlperf_runs, monkeypatch, tmp_path: Path, room: int,
                                        min_pairs: int) -> None:

@@ -109,12 +109,13 @@ class ArenaPlan:
 
     @property
     def scratch_bytes(self) -> int:
-        """The largest kernel scratch of any step (it lives inside the arena)."""
-        return max([s.scratch for s in self.steps] + [0])
+        """The largest kernel scratch of any step, its weight stage aside (it lives inside
+        the arena)."""
+        return max([s.scratch - s.stage for s in self.steps] + [0])
 
     @property
     def stage_bytes(self) -> int:
-        """The largest weight stage of any step (inside its scratch)."""
+        """The largest weight stage of any step (inside the arena, after its scratch)."""
         return max([s.stage for s in self.steps] + [0])
 
     @property
