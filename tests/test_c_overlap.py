@@ -153,7 +153,8 @@ def test_band_driver_exact_with_a_remainder(mlperf_runs, monkeypatch, tmp_path: 
 
 def test_weight_stages_only_fill_room(mlperf_runs, monkeypatch) -> None:
     """The weight stages never grow an MLPerf model's arena, and each holds whole units:
-    all of a depthwise conv's weights and biases, whole pairs of a pair-packed conv's."""
+    all of a depthwise conv's weights and biases (or its biases alone), whole pairs of a
+    pair-packed conv's."""
     from mnist_edge.backends import c_planner
 
     plans = {key: plan_arena(qgraph.load_run(mlperf_run(mlperf_runs, key))) for key in TARGETS}
@@ -163,20 +164,22 @@ def test_weight_stages_only_fill_room(mlperf_runs, monkeypatch) -> None:
         assert plan.arena_bytes == plan_arena(graph).arena_bytes, key
         for s in plan.steps:
             unit, units = c_planner.stage_unit(graph, s)
-            assert s.stage == 0 or (s.stage % unit == 0 and s.stage <= unit * units)
-            if c_planner.is_depthwise(graph, s):
-                assert s.stage in (0, unit)
+            if c_planner.is_depthwise(graph, s):  # all, the biases alone, or nothing
+                assert s.stage in (0, unit, c_planner.depthwise_bias_stage(graph, s))
+            else:
+                assert s.stage == 0 or (s.stage % unit == 0 and s.stage <= unit * units)
     assert sum(s.stage > 0 for s in plans["vww"].steps) >= 20
 
 
-@pytest.mark.parametrize("room, min_pairs", [(8192, 32), (2048, 8)])
+@pytest.mark.parametrize("room, min_pairs", [(0, 32), (8192, 32), (2048, 8)])
 def test_staged_weights_exact_in_bands(mlperf_runs, monkeypatch, tmp_path: Path, room: int,
                                        min_pairs: int) -> None:
     """KWS with `room` more arena bytes for the weight stages (c_planner._grow_stages): its
     banded pointwise convs staged whole (a band after the first finds them staged) or in
-    chunks of whole pairs (every band copies each chunk again), its depthwise convs whole.
-    Exact on the host (the C pass, DSP emulated, ASan + UBSan) and in QEMU on a
-    Cortex-M4 (the Thumb-2 loop's chunks)."""
+    chunks of whole pairs (every band copies each chunk again), its depthwise convs whole;
+    with none, as planned, only its depthwise convs' biases.
+    Exact on the host (the C pass, DSP emulated, ASan + UBSan; with -DMNIST_EDGE_NO_STAGE
+    too) and in QEMU on a Cortex-M4 (the Thumb-2 loop's chunks)."""
     from mnist_edge.backends import c_planner
     from mnist_edge.backends.c import c_inputs
     from mnist_edge.backends.c_planner import stage_unit
@@ -195,16 +198,23 @@ def test_staged_weights_exact_in_bands(mlperf_runs, monkeypatch, tmp_path: Path,
               if s.stage}
     banded = [k for k, s in enumerate(plan_arena(graph).steps) if s.band]
     whole = {k for k, (stage, (unit, units)) in staged.items() if stage >= unit * units}
-    assert banded and set(banded) <= set(staged)
-    assert (set(banded) <= whole) == (room == 8192)
-    assert {1, 3, 5, 7} <= whole  # the depthwise convs
+    assert banded
+    if room:
+        assert set(banded) <= set(staged)
+        assert (set(banded) <= whole) == (room == 8192)
+        assert {1, 3, 5, 7} <= whole  # the depthwise convs
+    else:  # the depthwise convs' biases alone
+        steps = plan_arena(graph).steps
+        assert {k: stage for k, (stage, _) in staged.items()} == \
+            {k: c_planner.depthwise_bias_stage(graph, steps[k]) for k in (1, 3, 5, 7)}
     x = random_inputs(graph, 6, 17)
     src = generate_c(graph, tmp_path / "c", "int", x[:2])
-    exe = tmp_path / "runner"
-    host_c.compile_runner(src, exe, cflags=("-std=c99", *SANITIZE,
-                                            "-DMNIST_EDGE_DSP_EMULATION"))
-    got, _ = host_c.run_runner(exe, c_inputs(graph, x), graph.output.size)
-    np.testing.assert_array_equal(got, golden.run_int8(graph, x))
+    for flags in ((), ("-DMNIST_EDGE_NO_STAGE",)):  # the stages, then the weights in flash
+        exe = tmp_path / f"runner{len(flags)}"
+        host_c.compile_runner(src, exe, cflags=("-std=c99", *SANITIZE,
+                                                "-DMNIST_EDGE_DSP_EMULATION", *flags))
+        got, _ = host_c.run_runner(exe, c_inputs(graph, x), graph.output.size)
+        np.testing.assert_array_equal(got, golden.run_int8(graph, x))
     need("arm-none-eabi-gcc")
     need("qemu-system-arm")
     f = validate_backend(run_dir, "qemu-m4", x[:4], None)

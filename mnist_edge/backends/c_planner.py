@@ -397,7 +397,8 @@ def stage_unit(graph: QGraph, step: Step) -> tuple[int, int]:
     from flash once a layer, not once per pass): the depthwise kernel stages all its
     weights and biases or none (one unit; in place over its input, it walks the rows
     once), a pair-packed conv a chunk of whole channel pairs at a time (each pair's rows,
-    then its two biases). (0, 0): a kernel that stages nothing."""
+    then its two biases). (0, 0): a kernel that stages nothing. Where the depthwise
+    kernel's weights do not fit, it stages its biases alone (depthwise_bias_stage)."""
     if step.kind != "conv" or graph.arithmetic != "tflite":
         return 0, 0
     op = graph.ops[step.conv]
@@ -409,6 +410,12 @@ def stage_unit(graph: QGraph, step: Step) -> tuple[int, int]:
         k = int(np.prod(op.arrays["weight"].shape[1:]))
         return 2 * ((k + 3) // 4 * 4) + 8, out_c // 2
     return 0, 0
+
+
+def depthwise_bias_stage(graph: QGraph, step: Step) -> int:
+    """Bytes of a depthwise conv's biases alone, staged where its weights do not fit: the
+    Thumb-2 loop reads a block's four biases once per pixel."""
+    return _align(4 * graph.ops[step.conv].output.shape[0]) if is_depthwise(graph, step) else 0
 
 
 def _grow_stages(graph: QGraph, steps: list[Step], buffers: list[Buffer], arena: int) -> int:
@@ -427,10 +434,10 @@ def _grow_stages(graph: QGraph, steps: list[Step], buffers: list[Buffer], arena:
         pixel = [int(v) for v in graph.ops[s.conv].attrs["kernel"]] == [1, 1]
         most = max(1, units // STAGE_MIN_PAIRS) if pixel and not (s.overlaps and not s.band) \
             else 1
-        for chunks in range(1, most + 1):
-            s.stage = _align(unit * -(-units // chunks))
-            s.scratch = base + s.stage
-            if _layout(steps, buffers) <= arena:
+        sizes = [_align(unit * -(-units // chunks)) for chunks in range(1, most + 1)]
+        for size in [*sizes, depthwise_bias_stage(graph, s)]:
+            s.stage, s.scratch = size, base + size
+            if size and _layout(steps, buffers) <= arena:
                 break
         else:
             s.stage, s.scratch = 0, base
