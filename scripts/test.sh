@@ -9,5 +9,6 @@ fi
 ruff check mnist_edge tests scripts
 # Two workers (the machine's two cores); each test file stays on one worker, so a module's
 # fixtures (trained runs, generated trees) are built once; files go out in collection
-# order, the longest first (tests/conftest.py: LONGEST_FIRST).
-exec python3 -m pytest -q -rs -n 2 --dist loadfile --no-loadscope-reorder "$@"
+# order, the longest first (tests/conftest.py: LONGEST_FIRST); the 20 slowest tests are
+# listed at the end, to keep the suite inside its budget.
+exec python3 -m pytest -q -rs -n 2 --dist loadfile --no-loadscope-reorder --durations=20 "$@"
