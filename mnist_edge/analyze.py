@@ -70,7 +70,7 @@ def summarize(graph: QGraph) -> dict[str, Any]:
         return summary  # a tflite op the C backend refuses (by name): no C arena
     # Like with like: each layout with and without the kernels' scratch and line buffers
     # (weight stages aside: they only fill room the layout leaves).
-    extra = max([st.scratch - st.stage + st.lines for st in plan.steps] + [0])
+    extra = max([st.kernel_scratch + st.lines for st in plan.steps] + [0])
     summary.update({
         "c_arena_bytes": plan.arena_bytes,  # with scratch and line buffers: the C array
         "c_activation_bytes": plan.activation_bytes,  # the same plan, activations only

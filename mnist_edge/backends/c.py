@@ -277,7 +277,7 @@ def _lower_conv(c: StepContext) -> Lowered:
         ("requant", _requant_fields(arrays, op.output.zero_point, _act(graph, step.conv))),
     ]
     if step.stage:  # the weights and biases copied into RAM there (c_planner.stage_unit)
-        fields += [("stage_at", step.scratch - step.stage), ("stage_bytes", step.stage)]
+        fields += [("stage_at", step.kernel_scratch), ("stage_bytes", step.stage)]
     fn = c.fn("conv2d_u8_1ch" if step.kind == "conv_u8" else "conv2d_s8")
     call = f"{fn}(&{c.ident}_params, {c.src}, {c.dst}, arena + {step.scratch_offset});"
     taps = kh * kw * (1 if step.kind == "conv_u8" else x.shape[0] // groups)

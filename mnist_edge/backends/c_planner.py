@@ -87,6 +87,11 @@ class Step:
     stage: int = 0
 
     @property
+    def kernel_scratch(self) -> int:
+        """The scratch the kernel itself needs; its weight stage follows it, at this offset."""
+        return self.scratch - self.stage
+
+    @property
     def srcs(self) -> list[int]:
         return [self.src, *self.more]
 
@@ -111,7 +116,7 @@ class ArenaPlan:
     def scratch_bytes(self) -> int:
         """The largest kernel scratch of any step, its weight stage aside (it lives inside
         the arena)."""
-        return max([s.scratch - s.stage for s in self.steps] + [0])
+        return max([s.kernel_scratch for s in self.steps] + [0])
 
     @property
     def stage_bytes(self) -> int:
