@@ -590,15 +590,17 @@ def test_pair_packed_decodes_and_its_algebra_is_exact() -> None:
 
 
 def test_winograd_algebra_is_exact_and_its_bound_holds() -> None:
-    """Winograd F(2 x 2, 3 x 3) as me_conv3x3_winograd_s8 computes it: A^T [((2G) g (2G)^T)
-    . (B^T d B)] A is 4 times the direct 3 x 3 correlation for int8 tiles and kernels
-    (random, and every value -128 or 127), |B^T d B| <= 512 and |(2G) g (2G)^T| <= 1152
-    (int16 lanes); the bound refuses 406 input channels of -128 kernels (9 * 512 * 406 *
-    1152 >= 2^31) and takes 404."""
+    """Winograd F(2 x 2, 3 x 3) as me_conv3x3_winograd_s8 computes it: A'^T [(G g G^T) .
+    (B^T d B)] A' (G with its middle rows doubled, A' with its outer columns) is 4 times
+    the direct 3 x 3 correlation for int8 tiles and kernels (random, and every value -128
+    or 127), |B^T d B| <= 512 and |G g G^T| <= 1152 (int16 lanes), and every element's
+    product is at most the one the bound counts, (2G) g (2G)^T's; the bound refuses 406
+    input channels of -128 kernels (9 * 512 * 406 * 1152 >= 2^31) and takes 404."""
     from mnist_edge.backends.c_planner import winograd_bound_ok, winograd_weights
 
     bt = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]])
-    at = np.array([[1, 1, 1, 0], [0, 1, -1, -1]])
+    g_kernel = np.array([[1, 0, 0], [1, 1, 1], [1, -1, 1], [0, 0, 1]])
+    at_kernel = np.array([[2, 1, 1, 0], [0, 1, -1, -2]])
     rng = np.random.default_rng(11)
     tiles = [rng.integers(-128, 128, (4, 4)), np.where(rng.random((4, 4)) < 0.5, -128, 127),
              np.full((4, 4), -128)]
@@ -608,11 +610,12 @@ def test_winograd_algebra_is_exact_and_its_bound_holds() -> None:
         v = bt @ d @ bt.T
         assert np.abs(v).max() <= 512
         for g in kernels:
-            u = winograd_weights(g[None, None])[0, 0]
+            u = g_kernel @ g @ g_kernel.T
             assert np.abs(u).max() <= 1152
+            assert np.all(np.abs(u) <= np.abs(winograd_weights(g[None, None])[0, 0]))
             direct = np.array([[(d[i:i + 3, j:j + 3] * g).sum() for j in range(2)]
                                for i in range(2)])
-            np.testing.assert_array_equal(at @ (u * v) @ at.T, 4 * direct)
+            np.testing.assert_array_equal(at_kernel @ (u * v) @ at_kernel.T, 4 * direct)
     assert not winograd_bound_ok(np.full((2, 406, 3, 3), -128))
     assert winograd_bound_ok(np.full((2, 404, 3, 3), -128))
 

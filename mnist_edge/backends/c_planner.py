@@ -320,6 +320,7 @@ def pair_packed_copy(graph: QGraph, step: Step) -> bool:
 
 # Winograd F(2 x 2, 3 x 3): (2G) applied along each axis of a 3 x 3 kernel, rows [2a],
 # [a + b + c], [a - b + c], [2c] (the 2 keeps the transform in integers: the result is 4x).
+# The kernel leaves the outer rows' 2 to its output transform; the bound counts it here.
 _WINO_G2 = np.array([[2, 0, 0], [1, 1, 1], [1, -1, 1], [0, 0, 2]], dtype=np.int64)
 # Each pass transforms every output channel's weights again, shared by the tiles of its
 # rows: the narrowest output measured is IC's 8 x 8 x 64 layer (Cortex-M4, estimated:
