@@ -849,12 +849,12 @@ def _winograd_convs() -> bytes:
     that the DSP builds run as Winograd F(2 x 2, 3 x 3) (c_planner.is_winograd) where
     in_c % 4 == 0: in_c 8, 16 and 12; 11 rows (a last row of tiles half outside), 10 and 8
     wide (a last pair of tiles with 2 and 4 outputs), SAME (padding reads z_x) and VALID,
-    7 output channels (an odd last one), RELU and RELU6; in_c 7 between them takes the
-    direct conv."""
+    7 output channels (an odd last one), RELU and RELU6 (the last: a range narrower than
+    int8, clamped); in_c 7 between them takes the direct conv."""
     tensors, ops, _, _ = _conv_chain(8, [
         (8, 48, 1, 1, 1, "VALID", "NONE"), (48, 8, 1, 1, 1, "VALID", "RELU"),
         (8, 16, 3, 3, 1, "SAME", "RELU"), (16, 7, 3, 3, 1, "VALID", "NONE"),
-        (7, 12, 3, 3, 1, "SAME", "RELU6"), (12, 8, 3, 3, 1, "SAME", "RELU")], 47,
+        (7, 12, 3, 3, 1, "SAME", "RELU6"), (12, 8, 3, 3, 1, "SAME", "RELU6")], 47,
         (0.002, 0.01), hw=(11, 10))
     return build(tensors, ops, [0], [len(tensors) - 1])
 
