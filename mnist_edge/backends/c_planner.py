@@ -719,19 +719,25 @@ def _layout_first_fit(steps: list[Step], buffers: list[Buffer]) -> int:
 def _layout_overlapping(steps: list[Step], buffers: list[Buffer]) -> int:
     """First-fit when outputs may overlap their inputs: an output must start below its
     input, so offsets may go negative while placing (each item where it widens the arena
-    least, nearest 0 on a tie) and the whole layout moves up at the end. Two orders are
-    tried, largest first and first written first (which lets a chain of overlapping
-    steps slide down and back), and the smaller arena kept."""
-    sizes = [_layout_in_order(steps, buffers, by) for by in ("size", "time")]
-    return _layout_in_order(steps, buffers, "size" if sizes[0] <= sizes[1] else "time")
+    least, nearest 0 on a tie) and the whole layout moves up at the end. Three orders are
+    tried, largest first, first written first (which lets a chain of overlapping steps
+    slide down and back) and largest size times lifetime first (long-lived buffers at the
+    edges, so a short-lived scratch finds the room between them), and the smallest arena
+    kept (the first on a tie)."""
+    orders = ("size", "time", "area")
+    sizes = [_layout_in_order(steps, buffers, by) for by in orders]
+    return _layout_in_order(steps, buffers, orders[sizes.index(min(sizes))])
 
 
 def _layout_in_order(steps: list[Step], buffers: list[Buffer], by: str) -> int:
     items, life, relax = _items(steps, buffers)
     placed: list[int] = []
     low = high = 0
-    key = (lambda k: (-items[k].size, k)) if by == "size" else (lambda k: (life[k][0], k))
-    for k in sorted(range(len(items)), key=key):
+    keys: dict[str, Callable[[int], tuple[int, int]]] = {
+        "size": lambda k: (-items[k].size, k),
+        "time": lambda k: (life[k][0], k),
+        "area": lambda k: (-items[k].size * (life[k][1] - life[k][0] + 1), k)}
+    for k in sorted(range(len(items)), key=keys[by]):
         size = _align(items[k].size)
         clashes = _clashes(k, placed, items, life, relax)
         options = {0, low, high - size} | {hi for _, hi in clashes} | \
