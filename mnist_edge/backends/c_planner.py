@@ -360,11 +360,11 @@ def winograd_bound_ok(weight: np.ndarray) -> bool:
 
 
 def winograd_buffer_size(graph: QGraph, step: Step) -> int:
-    """ME_WINOGRAD_ONLY_BUFFER_SIZE: `step.winograd_rows` rows of tile pairs' transformed
+    """ME_WINOGRAD_ONLY_BUFFER_SIZE: `step.winograd_rows` rows of tile quads' transformed
     input, two channels' transformed weights, a pixel of z_x."""
     in_c = graph.input_of(step.conv).shape[0]
-    pairs_w = (graph.ops[step.conv].output.shape[2] + 3) // 4
-    return 4 * (step.winograd_rows * pairs_w * 16 * in_c + 16 * (in_c + 1) + 1) + in_c
+    quads_w = (graph.ops[step.conv].output.shape[2] + 7) // 8
+    return 4 * (step.winograd_rows * quads_w * 32 * in_c + 16 * (in_c + 1) + 1) + in_c
 
 
 def _grow_winograd_rows(graph: QGraph, steps: list[Step], buffers: list[Buffer],
