@@ -847,15 +847,15 @@ def _winograd_convs() -> bytes:
     """x[1, 11, 15, 8] -> 1 x 1 convs to 48 channels and back (they set the arena, so the
     Winograd layers get several rows of tiles a pass), then a 3 x 3 stride-1 CONV_2D chain
     that the DSP builds run as Winograd F(2 x 2, 3 x 3) (c_planner.is_winograd) where
-    in_c % 4 == 0: in_c 8, 16, 12, 8 and 32 (the dot's loops: 8 and 12 two lane pairs a
-    turn, 16 and 32 eight, 32 a second turn); 11 rows (a last row of tiles half outside),
+    in_c % 4 == 0: in_c 4, 16, 12, 8 and 32 (the dot's loops: 4 one turn of two lane pairs,
+    8 and 12 more turns, 16 and 32 eight a turn, 32 a second turn); 11 rows (a last row of tiles half outside),
     15, 13 and 11 wide (a last quad of tiles with 7, 5 and 3 outputs: a last tile with one,
     a row's second four outputs with 3 and 1, its first four with 3), SAME (padding reads
     z_x) and VALID, 7 output channels (an odd last one), RELU and RELU6 (12 -> 8: a range
     narrower than int8, clamped); in_c 7 between them takes the direct conv."""
     tensors, ops, _, _ = _conv_chain(8, [
-        (8, 48, 1, 1, 1, "VALID", "NONE"), (48, 8, 1, 1, 1, "VALID", "RELU"),
-        (8, 16, 3, 3, 1, "SAME", "RELU"), (16, 7, 3, 3, 1, "VALID", "NONE"),
+        (8, 48, 1, 1, 1, "VALID", "NONE"), (48, 4, 1, 1, 1, "VALID", "RELU"),
+        (4, 16, 3, 3, 1, "SAME", "RELU"), (16, 7, 3, 3, 1, "VALID", "NONE"),
         (7, 12, 3, 3, 1, "SAME", "RELU6"), (12, 8, 3, 3, 1, "SAME", "RELU6"),
         (8, 32, 3, 3, 1, "VALID", "NONE"), (32, 6, 3, 3, 1, "SAME", "RELU")], 47,
         (0.002, 0.01), hw=(11, 15))
