@@ -844,15 +844,15 @@ def _row_windows() -> bytes:
 
 
 def _winograd_convs() -> bytes:
-    """x[1, 11, 15, 8] -> 1 x 1 convs to 48 channels and back (they set the arena, so the
-    Winograd layers get several rows of tiles a pass), then a 3 x 3 stride-1 CONV_2D chain
-    that the DSP builds run as Winograd F(2 x 2, 3 x 3) (c_planner.is_winograd) where
-    in_c % 4 == 0: in_c 4, 16, 12, 8 and 32 (the dot's loops: 4 one turn of two lane pairs,
-    8 and 12 more turns, 16 and 32 eight a turn, 32 a second turn); 11 rows (a last row of tiles half outside),
-    15, 13 and 11 wide (a last quad of tiles with 7, 5 and 3 outputs: a last tile with one,
-    a row's second four outputs with 3 and 1, its first four with 3), SAME (padding reads
-    z_x) and VALID, 7 output channels (an odd last one), RELU and RELU6 (12 -> 8: a range
-    narrower than int8, clamped); in_c 7 between them takes the direct conv."""
+    """x[1, 11, 15, 8] -> 1 x 1 convs to 48 channels and back (they set the arena, so the Winograd
+    layers get several rows of tiles a pass), then a 3 x 3 stride-1 CONV_2D chain that the DSP
+    builds run as Winograd F(2 x 2, 3 x 3) (c_planner.is_winograd) where in_c % 4 == 0: in_c 4,
+    16, 12, 8 and 32 (the dot's loops: 4 one turn of two lane pairs, 8 and 12 more turns, 16 and
+    32 eight a turn, 32 a second turn); 11 rows (a last row of tiles half outside), 15, 13 and
+    11 wide (a last quad of tiles with 7, 5 and 3 outputs: a last tile with one, a row's second
+    four outputs with 3 and 1, its first four with 3), SAME (padding reads z_x) and VALID, 7
+    output channels (an odd last one), RELU and RELU6 (12 -> 8: a range narrower than int8,
+    clamped); in_c 7 between them takes the direct conv."""
     tensors, ops, _, _ = _conv_chain(8, [
         (8, 48, 1, 1, 1, "VALID", "NONE"), (48, 4, 1, 1, 1, "VALID", "RELU"),
         (4, 16, 3, 3, 1, "SAME", "RELU"), (16, 7, 3, 3, 1, "VALID", "NONE"),
@@ -907,11 +907,14 @@ def _pointwise_packed() -> bytes:
 def _packed_convs() -> bytes:
     """x[1, 9, 9, 3] -> CONV_2D chain that the DSP builds run as me_conv2d_packed_s8 beyond
     1 x 1: 3 x 2 over 3 channels (the byte window, k = 18 padded to 20: entered 3 turns
-    in), 5 x 4 stride 2 SAME over 16 (k = 320; padding reads z_x; 25 positions: a last
-    pass of 1), 1 x 1 stride 2 (the pixel window, k = 20), 3 x 3 stride 1 SAME over a
-    3-wide image (is_winograd leaves it: the q15 im2col), then 3 x 3 VALID to one pixel."""
+    in), back to 3 channels (a direct 1 x 1), 3 x 3 SAME over 3 (the RGB first layers'
+    window, im2col27, inside the image; the byte window at its edges), 5 x 4 stride 2 SAME
+    over 16 (k = 320; padding reads z_x; 25 positions: a last pass of 1), 1 x 1 stride 2
+    (the pixel window, k = 20), 3 x 3 stride 1 SAME over a 3-wide image (is_winograd
+    leaves it: the q15 im2col), then 3 x 3 VALID to one pixel."""
     tensors, ops, _, _ = _conv_chain(3, [
-        (3, 16, 3, 2, 1, "SAME", "RELU"), (16, 20, 5, 4, 2, "SAME", "RELU6"),
+        (3, 16, 3, 2, 1, "SAME", "RELU"), (16, 3, 1, 1, 1, "VALID", "NONE"),
+        (3, 16, 3, 3, 1, "SAME", "RELU"), (16, 20, 5, 4, 2, "SAME", "RELU6"),
         (20, 16, 1, 1, 2, "VALID", "NONE"), (16, 16, 3, 3, 1, "SAME", "RELU"),
         (16, 16, 3, 3, 1, "VALID", "NONE")], 59, (0.002, 0.01))
     return build(tensors, ops, [0], [len(tensors) - 1])
