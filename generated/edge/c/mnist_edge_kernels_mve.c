@@ -206,11 +206,12 @@ __attribute__((noinline)) static void me_conv2d_s8_mve(const me_conv_params *p,
  * pool in the tflite arithmetic, for a 1 x 1 conv of stride 1 over 8 input channels (VWW's
  * first pointwise layer: there the 2 x 2 MVE block's VMLADAV fills 8 of its 16 lanes, and
  * mnist_edge_kernels.c's Thumb-2 matrix product of 8-channel pixels, me_conv1x1_small in
- * me_conv2d_s8_dsp, is shorter) and for a 3 x 3 conv over 3 channels (the RGB first
- * layers: the scalar path reads its 27-tap window straight from the rows and runs a
- * straight 7-word channel loop; 1.10x and 1.36x fewer instructions than the MVE kernel on
- * IC and VWW). docs/BENCHMARKS.md, "Helium no slower than the scalar DSP path", has the
- * per-layer counts of both.
+ * me_conv2d_s8_dsp, is shorter). The 3 x 3 convs over 3 channels (the RGB first
+ * layers) took the scalar q15 conv until the MVE kernel read their windows inside the
+ * image as 7 words (me_window27_s8); now the MVE kernel is shorter there too (IC
+ * 697,101 against 811,787 instructions, VWW 1,046,063 against 1,117,247).
+ * docs/BENCHMARKS.md, "Helium no slower than the scalar DSP path", has the per-layer
+ * counts of both.
  */
 int32_t me_conv2d_dsp_shorter(const me_conv_params *p)
 {
