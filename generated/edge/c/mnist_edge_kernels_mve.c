@@ -99,29 +99,6 @@ ME_INLINE void me_dot1x4_mve(const int8_t *x, const int8_t *w, int32_t k, int32_
     acc[3] = a3;
 }
 
-/*
- * Two windows of k <= 32 bytes against the rows of n channels (k bytes apart, from w):
- * acc0[c] = bias[c] + x0 . w_c, acc1[c] = bias[c] + x1 . w_c. The windows are loaded once,
- * in four vectors (their bytes past k read nothing and hold 0), so a channel takes two
- * loads and four VMLADAV: the small-window convs (the RGB first layers, k = 27; 1 x 1
- * convs over 16 or 32 channels) reload nothing else.
- */
-ME_INLINE void me_dot2xn_short_mve(const int8_t *x0, const int8_t *x1, const int8_t *w,
-                                   const int32_t *bias, int32_t k, int32_t n, int32_t *acc0,
-                                   int32_t *acc1)
-{
-    const mve_pred16_t lo = vctp8q((uint32_t)(k < 16 ? k : 16));
-    const mve_pred16_t hi = vctp8q((uint32_t)(k > 16 ? k - 16 : 0));
-    const int8x16_t x0a = vldrbq_z_s8(x0, lo), x0b = vldrbq_z_s8(x0 + 16, hi);
-    const int8x16_t x1a = vldrbq_z_s8(x1, lo), x1b = vldrbq_z_s8(x1 + 16, hi);
-    int32_t c;
-    for (c = 0; c < n; c++, w += k) {
-        const int8x16_t wa = vldrbq_z_s8(w, lo), wb = vldrbq_z_s8(w + 16, hi);
-        acc0[c] = vmladavaq_s8(vmladavaq_s8(bias[c], x0a, wa), x0b, wb);
-        acc1[c] = vmladavaq_s8(vmladavaq_s8(bias[c], x1a, wa), x1b, wb);
-    }
-}
-
 /* x . w over n bytes, added to acc (the fully connected layer's last rows). */
 static int32_t me_dot1_mve(const int8_t *x, const int8_t *w, int32_t n, int32_t acc)
 {
@@ -189,11 +166,6 @@ __attribute__((noinline)) static void me_conv2d_s8_mve(const me_conv_params *p,
             const int32_t c_end = (g + 1) * cout_g;
             const int8_t *x0 = me_window_mve(p, in, iy0, ix0, g * cin, pointwise, win0);
             const int8_t *x1 = me_window_mve(p, in, iy1, ix1, g * cin, pointwise, win1);
-            if (k <= 32 && !pair_pool) {
-                me_dot2xn_short_mve(x0, x1, weights + g * cout_g * k, bias + g * cout_g, k,
-                                       cout_g, acc0 + g * cout_g, acc1 + g * cout_g);
-                continue;
-            }
             for (c = g * cout_g; c < c_end; c += 2) {
                 const int32_t c1 = c + 1 < c_end ? c + 1 : c; /* an odd last channel */
                 int32_t a[4];
@@ -236,8 +208,9 @@ __attribute__((noinline)) static void me_conv2d_s8_mve(const me_conv_params *p,
  * mnist_edge_kernels.c's Thumb-2 matrix product of 8-channel pixels, me_conv1x1_small in
  * me_conv2d_s8_dsp, is shorter). The 3 x 3 convs over 3 channels (the RGB first
  * layers) took the scalar q15 conv until the MVE kernel read their windows inside the
- * image as 7 words (me_window27_s8); now the MVE kernel is shorter there too (IC
- * 697,101 against 811,787 instructions, VWW 1,046,063 against 1,117,247).
+ * image as 7 words (me_window27_s8) and held them for every channel: now the MVE
+ * kernel is shorter there too (IC 546,556 against 811,787 instructions, VWW 882,516
+ * against 1,117,247).
  * docs/BENCHMARKS.md, "Helium no slower than the scalar DSP path", has the per-layer
  * counts of both.
  */
