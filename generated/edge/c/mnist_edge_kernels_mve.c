@@ -209,10 +209,8 @@ __attribute__((noinline)) static void me_conv2d_s8_mve(const me_conv_params *p,
  * me_conv2d_s8_dsp, is shorter). The 3 x 3 convs over 3 channels (the RGB first
  * layers) took the scalar q15 conv until the MVE kernel read their windows inside the
  * image as 7 words (me_window27_s8) and held them for every channel: now the MVE
- * kernel is shorter there too (IC 546,556 against 811,787 instructions, VWW 882,516
- * against 1,117,247).
- * docs/BENCHMARKS.md, "Helium no slower than the scalar DSP path", has the per-layer
- * counts of both.
+ * kernel is shorter there too. docs/BENCHMARKS.md, "Helium no slower than the scalar DSP
+ * path" and "Helium's small-window convs", has the per-layer counts of both.
  */
 int32_t me_conv2d_dsp_shorter(const me_conv_params *p)
 {
