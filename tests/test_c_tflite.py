@@ -710,16 +710,17 @@ def test_single_op_kernel_exact(case: str, tmp_path: Path) -> None:
 
 
 def _depthwise(cin: int, mult: int, kh: int, kw: int, stride: int, padding: str,
-               w_scales: tuple[float, float] = (0.002, 0.02)) -> bytes:
-    """x[1, 7, 9, cin] -> DEPTHWISE_CONV_2D (RELU6) with weights across the whole int8 range
-    (weight scales drawn from w_scales: the default gives shifts of -6 to -9; (0.3, 1.2)
-    gives multipliers of 0.15 to 0.6, shifts of -2, -1 and 0)."""
+               w_scales: tuple[float, float] = (0.002, 0.02),
+               hw: tuple[int, int] = (7, 9)) -> bytes:
+    """x[1, 7, 9, cin] (or hw) -> DEPTHWISE_CONV_2D (RELU6) with weights across the whole
+    int8 range (weight scales drawn from w_scales: the default gives shifts of -6 to -9;
+    (0.3, 1.2) gives multipliers of 0.15 to 0.6, shifts of -2, -1 and 0)."""
     rng = np.random.default_rng(cin * 100 + mult * 10 + kh)
     cout = cin * mult
-    h, w = (7, 9) if padding == "SAME" else (7 - kh + 1, 9 - kw + 1)
+    h, w = hw if padding == "SAME" else (hw[0] - kh + 1, hw[1] - kw + 1)
     h, w = (h + stride - 1) // stride, (w + stride - 1) // stride
     scales = rng.uniform(*w_scales, cout)
-    tensors = [_act("x", [1, 7, 9, cin], 0.04, -3),
+    tensors = [_act("x", [1, *hw, cin], 0.04, -3),
                dict(name="w", shape=[1, kh, kw, cout], dtype="int8", scale=scales,
                     zero_point=[0] * cout, axis=3,
                     data=rng.integers(-127, 128, (1, kh, kw, cout)).astype(np.int8)),
@@ -740,6 +741,10 @@ DEPTHWISE = {  # (in_c, multiplier, kh, kw, stride, padding): blocks of 4 and a 
     "c8_3x3_s1_same_big_multipliers": (8, 1, 3, 3, 1, "SAME", (0.3, 1.2)),
     # no padding, the last window short of the right edge (the ring's lines hold 7 of 9)
     "c8_3x3_s4_valid": (8, 1, 3, 3, 4, "VALID"),
+    # the DSP cores' channel-major planes (64 output pixels or more, in_c >= 22 here):
+    # 9 x 9 (an odd column of sums, an odd count of outputs), and 9 x 8
+    "c24_3x3_s1_same_planes": (24, 1, 3, 3, 1, "SAME", (0.002, 0.02), (9, 9)),
+    "c24_3x3_s1_valid_planes": (24, 1, 3, 3, 1, "VALID", (0.002, 0.02), (11, 10)),
 }
 
 
@@ -748,15 +753,20 @@ def test_depthwise_kernel_every_path(case: str, tmp_path: Path) -> None:
     """The depthwise kernel's portable, DSP (SXTB16/SMLAxy emulated in C) and x86 (SSE2
     and -march=native) builds all equal golden, under ASan + UBSan: 4-channel blocks, a
     channel tail, a channel multiplier, padding, stride 2, a kernel of other than 9 taps,
-    requantization shifts of -1 and 0 (which the Thumb-2 requantization leaves to C)."""
+    requantization shifts of -1 and 0 (which the Thumb-2 requantization leaves to C); the
+    DSP build's channel-major planes where the layer is large enough (the `_planes` cases,
+    and only those)."""
     from mnist_edge import golden
     from mnist_edge.backends.c import c_inputs
+    from mnist_edge.backends.c_planner import depthwise_planes_bytes, plan_arena
     from mnist_edge.targets import host_c
 
     graph = qgraph.load_run(_import(tmp_path, case, _depthwise(*DEPTHWISE[case])))
     x = _inputs(graph, 24, seed=len(case))
     src = generate_c(graph, tmp_path / "c", "int", x[:4])
     assert "tfl_depthwise_conv2d_s8(" in (src / "mnist_edge_model.c").read_text()
+    planes = [depthwise_planes_bytes(graph, s) for s in plan_arena(graph).steps]
+    assert (max(planes) > 0) == case.endswith("_planes"), planes  # the path under test
     want = golden.run_int8(graph, x)
     sse2 = (("-DMNIST_EDGE_X86",),) if case == min(DEPTHWISE) else ()  # one case does
     for extra in ((), ("-DMNIST_EDGE_DSP_EMULATION",), *sse2,
@@ -978,7 +988,10 @@ DSP_LOOPS = {"small_channel_convs": _small_channel_convs, "row_windows": _row_wi
              "sub_two_branch": lambda: _two_branch("SUB"),
              "depthwise_big_multipliers":
                  lambda: _depthwise(*DEPTHWISE["c8_3x3_s1_same_big_multipliers"]),
-             "depthwise_c8_3x3_s4_valid": lambda: _depthwise(*DEPTHWISE["c8_3x3_s4_valid"])}
+             "depthwise_c8_3x3_s4_valid": lambda: _depthwise(*DEPTHWISE["c8_3x3_s4_valid"]),
+             "depthwise_planes": lambda: _depthwise(*DEPTHWISE["c24_3x3_s1_same_planes"]),
+             "depthwise_planes_valid":
+                 lambda: _depthwise(*DEPTHWISE["c24_3x3_s1_valid_planes"])}
 
 
 @pytest.mark.parametrize("case", sorted(DSP_LOOPS))
@@ -990,7 +1003,9 @@ def test_dsp_loops_and_their_tails(case: str, tmp_path: Path) -> None:
     depthwise blocks of 4 channels take 9 taps unrolled or three taps a turn (15 taps), a
     2-channel tail after them, and the C requantization where a shift is -1 or 0; 1 x 1
     convs over 8 and 16 channels take the pointwise kernels; a SUB without broadcast its
-    tables; 3-wide stride-1 convs one row's four windows from six columns. Exact with the
+    tables; 3-wide stride-1 convs one row's four windows from six columns; 3 x 3 stride-1
+    depthwise layers of 64 pixels or more the channel-major planes (two outputs of a column
+    a turn, then an odd count's last one, clamped or not). Exact with the
     DSP path emulated on the host under ASan + UBSan (the C loops), and in QEMU on a
     Cortex-M4 (the Thumb-2 loops and intrinsics). The 1 x 1 convs also on the Cortex-M55,
     whose Helium build takes the DSP kernel for the 8-channel one (conv2d_dsp_shorter):

@@ -287,7 +287,10 @@ def _lower_conv(c: StepContext) -> Lowered:
         fn = c.fn("tfl_depthwise_conv2d_s8")
         call = f"{fn}(&{c.ident}_params, {c.src}, {c.dst}, arena + {step.scratch_offset});"
         c.buffer_check = (f"{c.names.kernel.upper()}_TFL_DEPTHWISE_CONV2D_S8_BUFFER_SIZE"
-                          f"({x.shape[0]}, {kh}, {depthwise_line_w(op)})", step.scratch)
+                          f"({x.shape[0]}, {kh}, {kw}, {sh}, {sw}, "
+                          f"{op.output.shape[0] // x.shape[0]}, {depthwise_line_w(op)}, "
+                          f"{op.output.shape[1]})",
+                          step.scratch)
     if is_pair_packed(graph, step):  # pair-packed weights: three positions a pass
         fn = c.fn("conv2d_packed_s8")
         call = f"{fn}(&{c.ident}_params, {c.src}, {c.dst}, arena + {step.scratch_offset});"

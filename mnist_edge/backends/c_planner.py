@@ -253,6 +253,33 @@ def depthwise_line_bytes(graph: QGraph, step: Step) -> int:
     return depthwise_line_w(op) * graph.input_of(step.conv).shape[0]
 
 
+def depthwise_ring_bytes(graph: QGraph, step: Step) -> int:
+    """Bytes of the depthwise kernel's lines (C `*_TFL_DEPTHWISE_CONV2D_S8_BUFFER_SIZE` less
+    its constants): its ring of kernel_h byte lines or, where larger, the channel-major
+    planes of 4 channels the scalar DSP cores take (depthwise_planes_bytes; one plan for
+    every core: the others reserve them too)."""
+    ring = int(graph.ops[step.conv].attrs["kernel"][0]) * depthwise_line_bytes(graph, step)
+    return max(ring, depthwise_planes_bytes(graph, step))
+
+
+def depthwise_planes_bytes(graph: QGraph, step: Step) -> int:
+    """Bytes of the channel-major path's planes of 4 channels and its sums (C
+    `*_DW_PLANES_BYTES`) where it takes the layer (C `*_DW_PLANE`: 3 x 3, stride 1,
+    multiplier 1, whole blocks of 4 channels, 64 output pixels or more, and no more than
+    twice the ring), else 0 (other layers and steps too)."""
+    if not is_depthwise(graph, step):
+        return 0
+    op, x = graph.ops[step.conv], graph.input_of(step.conv)
+    kh, kw = (int(v) for v in op.attrs["kernel"])
+    line_w, out_h = depthwise_line_w(op), op.output.shape[1]
+    planes = 8 * line_w * ((out_h + 4) & ~1) + 4 * (out_h + 1) * (line_w - 2)
+    if op.output.shape[0] == x.shape[0] and kh == kw == 3 and x.shape[0] % 4 == 0 \
+            and [int(v) for v in op.attrs.get("stride", [1, 1])] == [1, 1] \
+            and out_h * (line_w - 2) >= 64 and planes <= 2 * kh * line_w * x.shape[0]:
+        return planes
+    return 0
+
+
 def depthwise_line_w(op: QOp) -> int:
     """Pixels of a depthwise ring line, (out_w - 1) * stride_w + kernel_w (C `*_DW_LINE_W`)."""
     return (op.output.shape[2] - 1) * int(op.attrs.get("stride", [1, 1])[1]) + \
@@ -463,7 +490,7 @@ def kernel_buffer_size(graph: QGraph, step: Step) -> int:
     op = graph.ops[step.conv]
     kh, kw = (int(v) for v in op.attrs["kernel"])
     if is_depthwise(graph, step):  # the Thumb-2 loop's 3 words a channel, then its ring
-        return 12 * graph.input_of(step.conv).shape[0] + kh * depthwise_line_bytes(graph, step)
+        return 12 * graph.input_of(step.conv).shape[0] + depthwise_ring_bytes(graph, step)
     out_c = op.output.shape[0]
     if step.kind == "conv_u8":
         pairs = (kh * kw + 1) // 2

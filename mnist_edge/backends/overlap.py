@@ -20,6 +20,9 @@ the order in which the kernels touch memory (the contract in `KERNEL_ORDER`):
 - **The depthwise ring**: the depthwise kernel copies the input rows each output row reads
   into its own ring of lines (its scratch) before writing that row, so its output may start
   `ring_drift` bytes below its input (0 when the rows do not grow): in place, no bands.
+  (Its channel-major path on the DSP cores copies 4 channels' whole input before writing
+  those channels, so it is as safe wherever each output byte lands on an input byte of its
+  own channel; where the distance is not whole pixels, the kernel takes the ring.)
 
 The planner (`choose_overlaps`) first gives every eligible step its smallest-footprint
 way; if the arena shrinks, it then takes back, step by step, whatever the arena does not
